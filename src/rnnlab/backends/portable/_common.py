@@ -1,0 +1,68 @@
+"""Helpers shared by the portable cell families: time order, masks, GEMMs over time."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def time_steps(T: int, reverse: bool) -> range:
+    """The order in which a direction visits the time steps."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def valid_mask(lengths: Tensor | None, T: int) -> Tensor | None:
+    """(T, B, 1) bool: True where step t is inside sample b's length; None if all are."""
+    if lengths is None:
+        return None
+    steps = torch.arange(T, device=lengths.device)
+    return (steps[:, None] < lengths[None, :]).unsqueeze(-1)
+
+
+def previous_states(seq: Tensor, init: Tensor, lengths: Tensor | None, reverse: bool) -> Tensor:
+    """For every step t, the state the recurrence read before step t.
+
+    ``seq`` holds the state after each step (zero at padding steps). At a valid step
+    the previous state is the neighbour in processing order if that step is valid,
+    otherwise the initial state. Values at padding steps are irrelevant.
+    """
+    if not reverse:
+        return torch.cat([init.unsqueeze(0), seq[:-1]], dim=0)
+    prev = torch.cat([seq[1:], init.unsqueeze(0)], dim=0)
+    if lengths is not None:
+        T = seq.shape[0]
+        next_valid = valid_mask(lengths, T + 1)[1:]  # step t+1 < lengths
+        prev = torch.where(next_valid, prev, init.unsqueeze(0))
+    return prev
+
+
+def project_inputs(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """x·W_ihᵀ (+ bias) for all time steps as one GEMM: (T, B, I) -> (T, B, G)."""
+    T, B, I = x.shape
+    flat = x.reshape(T * B, I)
+    out = torch.addmm(bias, flat, w_ih.t()) if bias is not None else flat @ w_ih.t()
+    return out.view(T, B, -1)
+
+
+def sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    if b_ih is None:
+        return b_hh
+    if b_hh is None:
+        return b_ih
+    return b_ih + b_hh
+
+
+def weight_grad(d: Tensor, inp: Tensor) -> Tensor:
+    """Σ_t dᵀ·inp over all steps and samples as one GEMM: (T,B,G),(T,B,K) -> (G, K)."""
+    return d.reshape(-1, d.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
+
+
+def input_grad(d: Tensor, w_ih: Tensor) -> Tensor:
+    """dx = d·W_ih for all steps as one GEMM: (T, B, G) -> (T, B, I)."""
+    T, B, G = d.shape
+    return (d.reshape(T * B, G) @ w_ih).view(T, B, -1)
+
+
+def empty_grad(ref: Tensor) -> Tensor:
+    """Placeholder for a gradient that was not asked for (ops cannot return None)."""
+    return ref.new_empty(0)

@@ -1,0 +1,482 @@
+"""Sequence layers: torch.nn-compatible RNN, LSTM and GRU on rnnlab's own ops.
+
+Constructor arguments, input forms (batched, unbatched, ``PackedSequence``), outputs,
+state shapes, parameter names, gate order, initialisation and ``state_dict`` are those
+of ``torch.nn.RNN``/``LSTM``/``GRU``: a torch.nn state_dict loads into the rnnlab layer
+and back, and both compute the same function. The recurrence itself runs in the ops of
+:mod:`rnnlab.ops` (one call per layer and direction), never in torch's RNN kernels.
+
+Shape legend (batch_first swaps the first two dimensions of input and output only):
+
+    input   (T, B, I)          or (T, I) unbatched, or a PackedSequence
+    output  (T, B, D·P)        D = 2 if bidirectional else 1
+    h_0/h_n (L·D, B, P)        L = num_layers; P = proj_size or hidden_size
+    c_0/c_n (L·D, B, H)        LSTM only
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnlab import ops
+from rnnlab.nn import _checks
+
+__all__ = ["GRU", "LSTM", "RNN", "RNNBase"]
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_NONLINEARITIES = ("tanh", "relu")
+
+
+class RNNBase(nn.Module):
+    """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`.
+
+    ``family`` is ``"rnn"``, ``"lstm"`` or ``"gru"``. Beyond torch.nn's arguments:
+    ``nonlinearity`` (RNN), ``proj_size`` (LSTM), ``reset_after`` (GRU),
+    ``forget_bias`` (LSTM) and ``check_finite`` (reject NaN/Inf inputs).
+    """
+
+    def __init__(
+        self,
+        family: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        nonlinearity: str = "tanh",
+        reset_after: bool = True,
+        forget_bias: float | None = None,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__()
+        if family not in _GATES:
+            raise ValueError(f"family must be one of {sorted(_GATES)}, got {family!r}")
+        self.family = family
+        self.input_size = _checks.positive_int("input_size", input_size)
+        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
+        self.num_layers = _checks.positive_int("num_layers", num_layers)
+        self.bias = _checks.boolean("bias", bias)
+        self.batch_first = _checks.boolean("batch_first", batch_first)
+        self.dropout = _checks.probability("dropout", dropout)
+        self.bidirectional = _checks.boolean("bidirectional", bidirectional)
+        self.proj_size = _checks.positive_int("proj_size", proj_size, minimum=0)
+        self.check_finite = _checks.boolean("check_finite", check_finite)
+        if self.proj_size and family != "lstm":
+            raise ValueError(
+                f"proj_size is only supported by LSTM, not {family.upper()}; got "
+                f"proj_size={proj_size}"
+            )
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"proj_size must be smaller than hidden_size, got proj_size={proj_size} and "
+                f"hidden_size={hidden_size}"
+            )
+        if nonlinearity not in _NONLINEARITIES:
+            raise ValueError(
+                f"unknown nonlinearity {nonlinearity!r}; expected 'tanh' or 'relu'"
+            )
+        self.nonlinearity = nonlinearity
+        self.reset_after = _checks.boolean("reset_after", reset_after)
+        if forget_bias is not None and (
+            isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real)
+        ):
+            raise TypeError(f"forget_bias must be a number or None, got {forget_bias!r}")
+        self.forget_bias = None if forget_bias is None else float(forget_bias)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                "dropout is applied between stacked layers, so it has no effect with "
+                f"num_layers=1 (got dropout={self.dropout})",
+                stacklevel=3,
+            )
+
+        gate_size = _GATES[family] * self.hidden_size
+        real_hidden = self.proj_size or self.hidden_size
+        factory = {"device": device, "dtype": dtype}
+        self._flat_weights_names: list[str] = []
+        self._all_weights: list[list[str]] = []
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                layer_in = self.input_size if layer == 0 else real_hidden * self.num_directions
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = [
+                    ("weight_ih", (gate_size, layer_in)),
+                    ("weight_hh", (gate_size, real_hidden)),
+                ]
+                if self.bias:
+                    shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
+                if self.proj_size:
+                    shapes.append(("weight_hr", (self.proj_size, self.hidden_size)))
+                names = []
+                for stem, shape in shapes:
+                    name = stem + suffix
+                    setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+                    names.append(name)
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
+        self.reset_parameters()
+        self._recording = None  # set by rnnlab.nn.record
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Parameters per layer and direction, in torch.nn's order."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H).
+
+        With ``forget_bias`` set (LSTM), the forget-gate slice of ``bias_ih`` is set to
+        ``forget_bias`` and that of ``bias_hh`` to 0, so the gate starts at
+        σ(forget_bias + W·[x, h]).
+        """
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+        if self.forget_bias is not None and self.bias and self.family == "lstm":
+            H = self.hidden_size
+            with torch.no_grad():
+                for layer in range(self.num_layers):
+                    for direction in range(self.num_directions):
+                        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                        getattr(self, "bias_ih" + suffix)[H : 2 * H].fill_(self.forget_bias)
+                        getattr(self, "bias_hh" + suffix)[H : 2 * H].zero_()
+
+    def flatten_parameters(self) -> None:
+        """No-op, kept for torch.nn compatibility (rnnlab needs no flat weight buffer)."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.family == "rnn" and self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.family == "gru" and not self.reset_after:
+            s += ", reset_after=False"
+        if self.forget_bias is not None:
+            s += f", forget_bias={self.forget_bias}"
+        return s
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, input, hx=None, *, lengths=None):
+        """Run the layer stack over ``input``.
+
+        ``input`` is (T, B, I) (``batch_first``: (B, T, I)), unbatched (T, I), or a
+        ``PackedSequence``. ``hx`` is the initial state (zeros if None): h_0 for RNN and
+        GRU, the pair (h_0, c_0) for LSTM. ``lengths`` (B,), an rnnlab extension, gives
+        per-sample valid lengths of a padded batch: outputs past a sample's length are
+        zero and its final state is the one at its last valid step (the semantics of a
+        PackedSequence, without packing). Returns ``(output, h_n)`` or, for LSTM,
+        ``(output, (h_n, c_n))``.
+        """
+        ref = self._reference_parameter()
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths must not be given with a PackedSequence input")
+            _checks.same_dtype_device("input", input.data, ref)
+            x, lengths_cpu = pad_packed_sequence(input)
+            batched = True
+        else:
+            _checks.tensor("input", input)
+            if input.dim() not in (2, 3):
+                raise ValueError(
+                    f"input must be 3-D {self._input_legend()} or 2-D unbatched (T, I), "
+                    f"got a {input.dim()}-D tensor of shape {tuple(input.shape)}"
+                )
+            _checks.same_dtype_device("input", input, ref)
+            batched = input.dim() == 3
+            if not batched:
+                x = input.unsqueeze(1)
+            elif self.batch_first:
+                x = input.transpose(0, 1)
+            else:
+                x = input
+        T, B, features = x.shape
+        if features != self.input_size:
+            raise ValueError(
+                f"input has {features} features in its last dimension, expected "
+                f"input_size={self.input_size}"
+            )
+        if T < 1:
+            raise ValueError("input has 0 time steps, expected at least 1")
+        if self.check_finite:
+            _checks.finite("input", x)
+        if packed:
+            steps = lengths_cpu.to(x.device)
+        elif lengths is not None:
+            if not batched:
+                raise ValueError("lengths is only meaningful for batched input")
+            steps = _checks.lengths(lengths, B, T, x.device)
+        else:
+            steps = None
+        h0, c0 = self._initial_state(hx, B, batched, x)
+
+        x = x.contiguous()
+        output, h_n, c_n = self._run_layers(x, h0, c0, steps, batched)
+
+        if packed:
+            output = _repack(output, input, lengths_cpu)
+        elif not batched:
+            output = output.squeeze(1)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        if not batched:
+            h_n = h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if c_n is not None else None
+        return (output, (h_n, c_n)) if self.family == "lstm" else (output, h_n)
+
+    def _reference_parameter(self) -> Tensor:
+        return getattr(self, self._flat_weights_names[0])
+
+    def _input_legend(self) -> str:
+        return "(B, T, I)" if self.batch_first else "(T, B, I)"
+
+    def _initial_state(
+        self, hx, B: int, batched: bool, x: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Validate ``hx`` and return (h0, c0) as (L·D, B, ·) tensors (c0 None unless LSTM)."""
+        LD = self.num_layers * self.num_directions
+        P = self.proj_size or self.hidden_size
+        H = self.hidden_size
+        ref = self._reference_parameter()
+        if hx is None:
+            h0 = x.new_zeros(LD, B, P)
+            c0 = x.new_zeros(LD, B, H) if self.family == "lstm" else None
+            return h0, c0
+        if self.family == "lstm":
+            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise TypeError(
+                    f"hx for LSTM must be a tuple (h_0, c_0) of two tensors, got "
+                    f"{type(hx).__name__}"
+                )
+            states = [("h_0", hx[0], P), ("c_0", hx[1], H)]
+        else:
+            if not isinstance(hx, Tensor):
+                raise TypeError(
+                    f"hx for {self.family.upper()} must be a tensor h_0, got {type(hx).__name__}"
+                )
+            states = [("h_0", hx, P)]
+        out = []
+        for name, state, width in states:
+            _checks.tensor(name, state)
+            _checks.same_dtype_device(name, state, ref)
+            if batched:
+                _checks.shape(
+                    name, state, (LD, B, width), "num_layers * num_directions, batch, features"
+                )
+            else:
+                if state.dim() != 2:
+                    raise ValueError(
+                        f"for unbatched 2-D input, {name} must be 2-D "
+                        f"(num_layers * num_directions, {width}), got shape {tuple(state.shape)}"
+                    )
+                _checks.shape(name, state, (LD, width), "num_layers * num_directions, features")
+                state = state.unsqueeze(1)
+            if self.check_finite:
+                _checks.finite(name, state)
+            out.append(state)
+        return out[0], (out[1] if len(out) == 2 else None)
+
+    def _run_layers(
+        self, x: Tensor, h0: Tensor, c0: Tensor | None, lengths: Tensor | None, batched: bool
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        h_n, c_n = [], []
+        layer_input = x
+        recording = self._recording
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                weights = self.all_weights[index]
+                probe = None
+                if recording is not None:
+                    probe = recording.probe(self, layer, direction, layer_input, batched)
+                y, h, c, saved = self._run_direction(
+                    layer_input, h0[index], None if c0 is None else c0[index], weights,
+                    lengths, probe, reverse=bool(direction),
+                )
+                if recording is not None:
+                    recording.store_gates(self, layer, direction, saved, batched)
+                outputs.append(y)
+                h_n.append(h)
+                if c is not None:
+                    c_n.append(c)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+        return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
+
+    def _run_direction(self, x, h0, c0, weights, lengths, probe, reverse):
+        """One op call: returns (y, h_n, c_n or None, {gate name: (T, B, H)})."""
+        w_ih, w_hh = weights[0], weights[1]
+        b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
+        H = self.hidden_size
+        if self.family == "lstm":
+            w_hr = weights[-1] if self.proj_size else None
+            y, h, c, gates, cells = ops.lstm(
+                x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, probe, reverse
+            )
+            i, f, g, o = gates.split(H, dim=2)
+            return y, h, c, {"i": i, "f": f, "g": g, "o": o, "c": cells}
+        if self.family == "gru":
+            y, h, gates = ops.gru(
+                x, h0, w_ih, w_hh, b_ih, b_hh, lengths, probe, reverse, self.reset_after
+            )
+            r, z, n, _ = gates.split(H, dim=2)
+            return y, h, None, {"r": r, "z": z, "n": n}
+        y, h, a = ops.rnn(
+            x, h0, w_ih, w_hh, b_ih, b_hh, lengths, probe, reverse, self.nonlinearity == "relu"
+        )
+        return y, h, None, {"a": a}
+
+
+def _repack(output: Tensor, like: PackedSequence, lengths_cpu: Tensor) -> PackedSequence:
+    """Pack a padded (T, B, F) output in the batch order and layout of ``like``."""
+    lengths = lengths_cpu
+    if like.sorted_indices is not None:
+        order = like.sorted_indices
+        output = output.index_select(1, order)
+        lengths = lengths_cpu.index_select(0, order.cpu())
+    data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+class RNN(RNNBase):
+    r"""Elman recurrent network, torch.nn.RNN-compatible.
+
+    Per layer and direction, at every step t (H = hidden_size):
+
+        h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)          (B, H)
+
+    or ``relu`` instead of tanh with ``nonlinearity="relu"``. Parameters ``weight_ih_l{k}``
+    (H, I or D·H), ``weight_hh_l{k}`` (H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (H,),
+    with ``_reverse`` for the backward direction; all ~ U(-1/√H, 1/√H).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        proj_size: int = 0,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__(
+            "rnn", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, proj_size, device, dtype, nonlinearity=nonlinearity,
+            check_finite=check_finite,
+        )
+
+
+class LSTM(RNNBase):
+    r"""Long short-term memory, torch.nn.LSTM-compatible.
+
+    Per layer and direction, at every step t (H = hidden_size, P = proj_size or H):
+
+        i = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)      input gate        (B, H)
+        f = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)      forget gate
+        g = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)   candidate values
+        o = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)      output gate
+        c_t = f ⊙ c_{t-1} + i ⊙ g                          cell state        (B, H)
+        h_t = o ⊙ tanh(c_t)                                hidden state      (B, H)
+        h_t = W_hr (o ⊙ tanh(c_t))                         with proj_size    (B, P)
+
+    ``weight_ih_l{k}`` (4H, I) stacks the gates in the order i, f, g, o, as torch.nn.
+    ``forget_bias`` (rnnlab extension) initialises the forget-gate bias, e.g. 1.0 as
+    recommended by Gers et al. (2000) and Jozefowicz et al. (2015).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        forget_bias: float | None = None,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__(
+            "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, proj_size, device, dtype, forget_bias=forget_bias,
+            check_finite=check_finite,
+        )
+
+
+class GRU(RNNBase):
+    r"""Gated recurrent unit (Cho et al. 2014), torch.nn.GRU-compatible.
+
+    Per layer and direction, at every step t (H = hidden_size):
+
+        r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)               reset gate    (B, H)
+        z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)               update gate
+        n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))      candidate
+        h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+
+    ``weight_ih_l{k}`` (3H, I) stacks r, z, n as torch.nn. With ``reset_after=False``
+    (rnnlab extension) the reset gate acts before the recurrent matmul, as in the
+    original paper: n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        proj_size: int = 0,
+        reset_after: bool = True,
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__(
+            "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+            bidirectional, proj_size, device, dtype, reset_after=reset_after,
+            check_finite=check_finite,
+        )

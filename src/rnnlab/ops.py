@@ -1,0 +1,334 @@
+"""rnnlab's custom ops: one per cell family, each with a hand-derived backward.
+
+Each op runs **one direction of one layer over the whole sequence** (time-major) and
+is a ``torch.library.custom_op``: opaque to ``torch.compile`` (a fake implementation
+gives its shapes), differentiable through ``register_autograd`` whose backward is a
+second custom op (the BPTT of the cell), and dispatched at run time to a backend
+(:mod:`rnnlab.backends`) by device and dtype.
+
+Besides the output sequence and the final state, each forward op returns the
+activations it saves for backward — the gates — so that recording them is free.
+Those outputs are not differentiable.
+
+The optional ``h_probe`` input (T, B, P) is added to h_t after every valid step. Fed
+with zeros it changes nothing, and its gradient is the *total* ∂L/∂h_t of every step
+(through the output and through the recurrence): the vanishing/exploding-gradient
+picture, obtained from the same backward pass.
+
+The ops trust their arguments (shapes, lengths in [1, T]); the modules in
+:mod:`rnnlab.nn` validate user input before calling them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnlab import backends
+
+__all__ = ["gru", "lstm", "rnn"]
+
+
+def _backend(x: Tensor):
+    return backends.select(x.device, x.dtype)
+
+
+def _none_if_empty(grad: Tensor, wanted: bool) -> Tensor | None:
+    return grad if wanted else None
+
+
+# --------------------------------------------------------------------------- RNN
+
+
+@torch.library.custom_op("rnnlab::rnn", mutates_args=())
+def rnn(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+    relu: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Elman RNN over a sequence: returns (y (T,B,H), h_n (B,H), a (T,B,H) pre-activations)."""
+    return _backend(x).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
+
+
+@rnn.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu):
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[0]
+    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, H)
+
+
+@torch.library.custom_op("rnnlab::rnn_backward", mutates_args=())
+def rnn_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    y: Tensor,
+    a: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    relu: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT of :func:`rnn`: returns dx, dh0, dW_ih, dW_hh, db, dh (empty unless need_dh)."""
+    return _backend(x).rnn_backward(
+        dy, dh_n, x, h0, w_ih, w_hh, y, a, lengths, reverse, relu, need_dh
+    )
+
+
+@rnn_backward.register_fake
+def _(dy, dh_n, x, h0, w_ih, w_hh, y, a, lengths, reverse, relu, need_dh):
+    dh = torch.empty_like(y) if need_dh else y.new_empty(0)
+    return (
+        torch.empty_like(x),
+        torch.empty_like(h0),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_hh.new_empty(w_hh.shape[0]),
+        dh,
+    )
+
+
+def _rnn_setup(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu = inputs
+    y, _, a = output
+    ctx.mark_non_differentiable(a)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, y, a, lengths)
+    ctx.flags = (b_ih is not None, b_hh is not None, h_probe is not None, reverse, relu)
+
+
+def _rnn_grad(ctx, dy, dh_n, _da):
+    x, h0, w_ih, w_hh, y, a, lengths = ctx.saved_tensors
+    has_b_ih, has_b_hh, has_probe, reverse, relu = ctx.flags
+    dx, dh0, dw_ih, dw_hh, db, dh = rnn_backward(
+        dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, a, lengths, reverse, relu,
+        has_probe,
+    )
+    return (
+        dx,
+        dh0,
+        dw_ih,
+        dw_hh,
+        _none_if_empty(db, has_b_ih),
+        _none_if_empty(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
+        None,
+        _none_if_empty(dh, has_probe),
+        None,
+        None,
+    )
+
+
+rnn.register_autograd(_rnn_grad, setup_context=_rnn_setup)
+
+
+# --------------------------------------------------------------------------- LSTM
+
+
+@torch.library.custom_op("rnnlab::lstm", mutates_args=())
+def lstm(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """LSTM over a sequence: returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H)
+    activated in the order i, f, g, o, and c (T,B,H) the cell state of every step."""
+    return _backend(x).lstm_forward(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse
+    )
+
+
+@lstm.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse):
+    T, B = x.shape[0], x.shape[1]
+    H, P = c0.shape[-1], h0.shape[-1]
+    return (
+        x.new_empty(T, B, P),
+        x.new_empty(B, P),
+        x.new_empty(B, H),
+        x.new_empty(T, B, 4 * H),
+        x.new_empty(T, B, H),
+    )
+
+
+@torch.library.custom_op("rnnlab::lstm_backward", mutates_args=())
+def lstm_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    dc_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    y: Tensor,
+    gates: Tensor,
+    c: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT of :func:`lstm`: dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty without
+    projection), dh (empty unless need_dh)."""
+    return _backend(x).lstm_backward(
+        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths, reverse, need_dh
+    )
+
+
+@lstm_backward.register_fake
+def _(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths, reverse, need_dh):
+    return (
+        torch.empty_like(x),
+        torch.empty_like(h0),
+        torch.empty_like(c0),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_hh.new_empty(w_hh.shape[0]),
+        torch.empty_like(w_hr) if w_hr is not None else y.new_empty(0),
+        torch.empty_like(y) if need_dh else y.new_empty(0),
+    )
+
+
+def _lstm_setup(ctx, inputs, output):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse = inputs
+    y, _, _, gates, c = output
+    ctx.mark_non_differentiable(gates, c)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths)
+    ctx.flags = (b_ih is not None, b_hh is not None, h_probe is not None, reverse)
+
+
+def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dc):
+    x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths = ctx.saved_tensors
+    has_b_ih, has_b_hh, has_probe, reverse = ctx.flags
+    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh = lstm_backward(
+        dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, w_hr,
+        y, gates, c, lengths, reverse, has_probe,
+    )
+    return (
+        dx,
+        dh0,
+        dc0,
+        dw_ih,
+        dw_hh,
+        _none_if_empty(db, has_b_ih),
+        _none_if_empty(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
+        _none_if_empty(dw_hr, w_hr is not None),
+        None,
+        _none_if_empty(dh, has_probe),
+        None,
+    )
+
+
+lstm.register_autograd(_lstm_grad, setup_context=_lstm_setup)
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+@torch.library.custom_op("rnnlab::gru", mutates_args=())
+def gru(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """GRU over a sequence: returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = r, z, n and
+    the candidate's recurrent term hn."""
+    return _backend(x).gru_forward(
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after
+    )
+
+
+@gru.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after):
+    T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
+    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, 4 * H)
+
+
+@torch.library.custom_op("rnnlab::gru_backward", mutates_args=())
+def gru_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    y: Tensor,
+    gates: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT of :func:`gru`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh, dh (empty unless need_dh)."""
+    return _backend(x).gru_backward(
+        dy, dh_n, x, h0, w_ih, w_hh, y, gates, lengths, reverse, reset_after, need_dh
+    )
+
+
+@gru_backward.register_fake
+def _(dy, dh_n, x, h0, w_ih, w_hh, y, gates, lengths, reverse, reset_after, need_dh):
+    G = w_hh.shape[0]
+    return (
+        torch.empty_like(x),
+        torch.empty_like(h0),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_hh.new_empty(G),
+        w_hh.new_empty(G),
+        torch.empty_like(y) if need_dh else y.new_empty(0),
+    )
+
+
+def _gru_setup(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after = inputs
+    y, _, gates = output
+    ctx.mark_non_differentiable(gates)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, lengths)
+    ctx.flags = (b_ih is not None, b_hh is not None, h_probe is not None, reverse, reset_after)
+
+
+def _gru_grad(ctx, dy, dh_n, _dgates):
+    x, h0, w_ih, w_hh, y, gates, lengths = ctx.saved_tensors
+    has_b_ih, has_b_hh, has_probe, reverse, reset_after = ctx.flags
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh = gru_backward(
+        dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, lengths, reverse,
+        reset_after, has_probe,
+    )
+    return (
+        dx,
+        dh0,
+        dw_ih,
+        dw_hh,
+        _none_if_empty(db_ih, has_b_ih),
+        _none_if_empty(db_hh, has_b_hh),
+        None,
+        _none_if_empty(dh, has_probe),
+        None,
+        None,
+    )
+
+
+gru.register_autograd(_gru_grad, setup_context=_gru_setup)

@@ -1,0 +1,25 @@
+"""The executable spec: every cell's forward and backpropagation through time in float64 NumPy.
+
+Each family has a forward over a time-major sequence, returning its outputs, final state and
+a cache, and a backward that takes the loss gradients of those outputs and final state and
+returns the gradient of every input and weight, plus the total ∂L/∂h_t of every step.
+Weights use torch.nn's layout and gate order (LSTM i, f, g, o; GRU r, z, n). Variable
+lengths follow torch.nn's PackedSequence: padding steps output 0 and leave the state alone.
+The tests of every backend hold them against these functions.
+"""
+
+from .gru import GRUCache, gru_backward, gru_forward
+from .lstm import LSTMCache, lstm_backward, lstm_forward
+from .rnn import RNNCache, rnn_backward, rnn_forward
+
+__all__ = [
+    "GRUCache",
+    "LSTMCache",
+    "RNNCache",
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_forward",
+]

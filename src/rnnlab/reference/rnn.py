@@ -1,0 +1,177 @@
+"""Elman RNN in float64 NumPy: forward over a sequence and backpropagation through time.
+
+Shape legend:  T time steps · B batch · I input size · H hidden size
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._common import (
+    as_float64,
+    grad_or_zeros,
+    hidden_size,
+    optional_float64,
+    step_mask,
+    time_steps,
+)
+
+
+def _relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0.0)
+
+
+def _tanh_grad(a: np.ndarray) -> np.ndarray:
+    return 1.0 - np.tanh(a) ** 2
+
+
+def _relu_grad(a: np.ndarray) -> np.ndarray:
+    return (a > 0.0).astype(np.float64)
+
+
+# nonlinearity -> (act, act')
+_ACTIVATIONS = {"tanh": (np.tanh, _tanh_grad), "relu": (_relu, _relu_grad)}
+
+
+@dataclass(frozen=True, eq=False)
+class RNNCache:
+    """What rnn_backward needs from rnn_forward.
+
+    x       (T, B, I)  the inputs, 0 at padding steps (padding never reaches the math)
+    h_prev  (T, B, H)  h_{t-1}, the state entering step t
+    valid   (T, B, 1)  True where t < lengths[b]
+    gates   {"a": (T, B, H)}  the pre-activation a_t of every step, 0 at padding steps
+    """
+
+    x: np.ndarray
+    h_prev: np.ndarray
+    valid: np.ndarray
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    nonlinearity: str
+    reverse: bool
+    gates: dict[str, np.ndarray]
+
+
+def rnn_forward(
+    x,
+    h0,
+    w_ih,
+    w_hh,
+    b_ih=None,
+    b_hh=None,
+    *,
+    nonlinearity: str = "tanh",
+    lengths=None,
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, RNNCache]:
+    """Run one direction of a single-layer Elman RNN over a sequence.
+
+    At every valid step t of sample b:
+
+        a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+        h_t = act(a_t)                                  act = tanh or relu
+        y_t = h_t
+
+    A padding step t ≥ lengths[b] keeps the state (h_t = h_{t-1}) and outputs y_t = 0.
+    With reverse=True the steps run T-1 … 0: each sample's span runs lengths[b]-1 … 0
+    starting from h0, outputs stay at their own index t, and h_n is the state after step 0.
+
+    Shapes:
+        x        (T, B, I)      w_ih  (H, I)      b_ih  (H,) or None (no bias)
+        h0       (B, H)         w_hh  (H, H)      b_hh  (H,) or None
+        lengths  (B,) integers in [1, T], or None: every sample runs all T steps
+
+    Returns (y, h_n, cache):
+        y        (T, B, H)  outputs, 0 at padding steps
+        h_n      (B, H)     the state after each sample's last step
+        cache    RNNCache   for rnn_backward; cache.gates["a"] is a_t, (T, B, H)
+    """
+    if nonlinearity not in _ACTIVATIONS:
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
+    act, _ = _ACTIVATIONS[nonlinearity]
+    H = hidden_size(w_hh, 1, "(H, H)")
+    x = as_float64("x", x, "(T, B, I)", (None, None, None))
+    T, B, I = x.shape
+    h0 = as_float64("h0", h0, "(B, H)", (B, H))
+    w_ih = as_float64("w_ih", w_ih, "(H, I)", (H, I))
+    w_hh = as_float64("w_hh", w_hh, "(H, H)", (H, H))
+    b_ih = optional_float64("b_ih", b_ih, "(H,)", (H,))
+    b_hh = optional_float64("b_hh", b_hh, "(H,)", (H,))
+    valid = step_mask(lengths, T, B)
+    x = np.where(valid, x, 0.0)
+    bias = (0.0 if b_ih is None else b_ih) + (0.0 if b_hh is None else b_hh)
+
+    y = np.zeros((T, B, H))
+    h_prev = np.zeros((T, B, H))
+    a_record = np.zeros((T, B, H))
+    h = h0
+    for t in time_steps(T, reverse):
+        keep = valid[t]                                   # (B, 1)
+        h_prev[t] = h
+        a = x[t] @ w_ih.T + h @ w_hh.T + bias             # (B, H)
+        h = np.where(keep, act(a), h)                     # padding steps keep the state
+        y[t] = np.where(keep, h, 0.0)
+        a_record[t] = np.where(keep, a, 0.0)
+
+    cache = RNNCache(x, h_prev, valid, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
+                     {"a": a_record})
+    return y, h, cache
+
+
+def rnn_backward(dy, dh_n, cache: RNNCache) -> dict[str, np.ndarray | None]:
+    """Backpropagation through time for rnn_forward.
+
+    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n (dy or dh_n None: that term is absent).
+    Walking the steps in the opposite order to the forward pass, with "t+1" the step
+    processed after t (t-1 when reverse) and dh_t the total gradient ∂L/∂h_t:
+
+        dh_t  = dy_t + W_hhᵀ da_{t+1}        (dh_n in place of W_hhᵀ da_{t+1} at the last step)
+        da_t  = dh_t ⊙ act'(a_t)             tanh' = 1 - tanh², relu' = [a > 0]
+        dx_t  = W_ihᵀ da_t
+        dW_ih = Σ_t da_t x_tᵀ     dW_hh = Σ_t da_t h_{t-1}ᵀ     db_ih = db_hh = Σ_t da_t
+        dh0   = W_hhᵀ da at the first processed step
+
+    A padding step hands the state gradient through unchanged and takes none itself.
+
+    Shapes: dy (T, B, H) or None, dh_n (B, H) or None.
+    Returns gradients shaped like the inputs: "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"
+    (None for an absent bias), and "h": (T, B, H) the total ∂L/∂h_t, 0 at padding steps.
+    """
+    if not isinstance(cache, RNNCache):
+        raise TypeError(f"cache must be the RNNCache from rnn_forward; got {type(cache).__name__}")
+    x, w_ih, w_hh = cache.x, cache.w_ih, cache.w_hh
+    T, B, _ = x.shape
+    H = w_hh.shape[0]
+    _, act_grad = _ACTIVATIONS[cache.nonlinearity]
+    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
+    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))  # ∂L/∂(state after step t) from later
+
+    dx = np.zeros_like(x)
+    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
+    db = np.zeros(H)
+    dh_record = np.zeros((T, B, H))
+    for t in reversed(time_steps(T, cache.reverse)):
+        keep = cache.valid[t]
+        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
+        da = dh * act_grad(cache.gates["a"][t])       # h_t = act(a_t)
+        dx[t] = da @ w_ih                             # a_t = W_ih x_t + ...
+        dw_ih += da.T @ x[t]
+        dw_hh += da.T @ cache.h_prev[t]               # ... + W_hh h_{t-1}
+        db += da.sum(axis=0)                          # ... + b_ih + b_hh
+        dh_next = da @ w_hh + np.where(keep, 0.0, dh_next)  # padding passes it through
+        dh_record[t] = dh
+
+    return {
+        "x": dx,
+        "h0": dh_next,
+        "w_ih": dw_ih,
+        "w_hh": dw_hh,
+        "b_ih": None if cache.b_ih is None else db,
+        "b_hh": None if cache.b_hh is None else db.copy(),
+        "h": dh_record,
+    }
