@@ -115,7 +115,7 @@ def gru_forward(
         for name, value in (("r", r), ("z", z), ("n", n)):
             gates[name][t] = np.where(keep, value, 0.0)
 
-    cache = GRUCache(x, h_prev, valid, w_ih, w_hh, b_ih, b_hh, bool(reset_after), reverse, gates)
+    cache = GRUCache(x, h_prev, valid, w_ih, w_hh, b_ih, b_hh, reset_after, reverse, gates)
     return y, h, cache
 
 

@@ -92,11 +92,11 @@ def lstm_forward(
     x = as_float64("x", x, "(T, B, I)", (None, None, None))
     T, B, I = x.shape
     w_hr = optional_float64("w_hr", w_hr, "(P, H)", (None, H))
-    P = H if w_hr is None else w_hr.shape[0]
-    h0 = as_float64("h0", h0, "(B, P)", (B, P))
+    P, P_name = (H, "H") if w_hr is None else (w_hr.shape[0], "P")
+    h0 = as_float64("h0", h0, f"(B, {P_name})", (B, P))
     c0 = as_float64("c0", c0, "(B, H)", (B, H))
     w_ih = as_float64("w_ih", w_ih, "(4H, I)", (4 * H, I))
-    w_hh = as_float64("w_hh", w_hh, "(4H, P)", (4 * H, P))
+    w_hh = as_float64("w_hh", w_hh, f"(4H, {P_name})", (4 * H, P))
     b_ih = optional_float64("b_ih", b_ih, "(4H,)", (4 * H,))
     b_hh = optional_float64("b_hh", b_hh, "(4H,)", (4 * H,))
     valid = step_mask(lengths, T, B)

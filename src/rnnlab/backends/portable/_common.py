@@ -19,6 +19,11 @@ def valid_mask(lengths: Tensor | None, T: int) -> Tensor | None:
     return (steps[:, None] < lengths[None, :]).unsqueeze(-1)
 
 
+def zero_padding(x: Tensor, valid: Tensor | None) -> Tensor:
+    """x with its padding steps set to 0 (a copy only when there is padding)."""
+    return x if valid is None else x.masked_fill(~valid, 0.0)
+
+
 def previous_states(seq: Tensor, init: Tensor, lengths: Tensor | None, reverse: bool) -> Tensor:
     """For every step t, the state the recurrence read before step t.
 

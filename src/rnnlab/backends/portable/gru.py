@@ -23,6 +23,7 @@ from rnnlab.backends.portable._common import (
     time_steps,
     valid_mask,
     weight_grad,
+    zero_padding,
 )
 
 
@@ -41,11 +42,12 @@ def gru_forward(
     """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
     T, B, _ = x.shape
     H = h0.shape[-1]
+    valid = valid_mask(lengths, T)
+    x = zero_padding(x, valid)  # padding is never read, whatever it holds
     gx = project_inputs(x, w_ih, b_ih)  # (T, B, 3H)
     w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
     b_rz = b_hh[: 2 * H] if b_hh is not None else None
     b_n = b_hh[2 * H :] if b_hh is not None else None
-    valid = valid_mask(lengths, T)
     y = torch.empty_like(gx[..., :H])
     gates = x.new_empty(T, B, 4 * H)
     h = h0
@@ -75,8 +77,8 @@ def gru_forward(
         else:
             m = valid[t]
             h = torch.where(m, h_t, h)
-            y[t] = h_t * m
-            act.mul_(m)
+            y[t] = torch.where(m, h_t, 0.0)
+            act.masked_fill_(~m, 0.0)
     return y, h.clone(), gates
 
 
@@ -99,6 +101,7 @@ def gru_backward(
     H = h0.shape[-1]
     w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
     valid = valid_mask(lengths, T)
+    x = zero_padding(x, valid)
     h_prev_seq = previous_states(y, h0, lengths, reverse)
     dgx = x.new_empty(T, x.shape[1], 3 * H)  # gradients of the input pre-activations
     dh_seq = torch.empty_like(y) if need_dh else None
@@ -128,10 +131,10 @@ def gru_backward(
                 dh_seq[t] = dh
         else:
             m = valid[t]
-            dgx_t.mul_(m)
+            dgx_t.masked_fill_(~m, 0.0)
             dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
             if dh_seq is not None:
-                dh_seq[t] = dh * m
+                dh_seq[t] = torch.where(m, dh, 0.0)
     r_seq = gates[..., :H]
     dx = input_grad(dgx, w_ih)
     dw_ih = weight_grad(dgx, x)

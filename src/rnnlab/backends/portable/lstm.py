@@ -23,6 +23,7 @@ from rnnlab.backends.portable._common import (
     time_steps,
     valid_mask,
     weight_grad,
+    zero_padding,
 )
 
 
@@ -42,8 +43,9 @@ def lstm_forward(
     """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
     T, B, _ = x.shape
     H = c0.shape[-1]
-    gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh))  # (T, B, 4H)
     valid = valid_mask(lengths, T)
+    x = zero_padding(x, valid)  # padding is never read, whatever it holds
+    gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh))  # (T, B, 4H)
     y = x.new_empty(T, B, h0.shape[-1])
     gates = torch.empty_like(gx)
     c_seq = x.new_empty(T, B, H)
@@ -69,9 +71,9 @@ def lstm_forward(
             m = valid[t]
             h = torch.where(m, h_t, h)
             c = torch.where(m, c_t, c)
-            y[t] = h_t * m
-            c_seq[t] = c_t * m
-            act.mul_(m)
+            y[t] = torch.where(m, h_t, 0.0)
+            c_seq[t] = torch.where(m, c_t, 0.0)
+            act.masked_fill_(~m, 0.0)
     return y, h.clone(), c.clone(), gates, c_seq
 
 
@@ -95,6 +97,7 @@ def lstm_backward(
     """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
     T = x.shape[0]
     valid = valid_mask(lengths, T)
+    x = zero_padding(x, valid)
     c_prev_seq = previous_states(c_seq, c0, lengths, reverse)
     dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
     need_dh_seq = need_dh or w_hr is not None
@@ -129,11 +132,11 @@ def lstm_backward(
                 dh_seq[t] = dh
         else:
             m = valid[t]
-            dpre.mul_(m)
+            dpre.masked_fill_(~m, 0.0)
             dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
             dc_next = torch.where(m, dc_prev, dc_next)
             if dh_seq is not None:
-                dh_seq[t] = dh * m
+                dh_seq[t] = torch.where(m, dh, 0.0)
     h_prev_seq = previous_states(y, h0, lengths, reverse)
     dx = input_grad(dgates, w_ih)
     dw_ih = weight_grad(dgates, x)

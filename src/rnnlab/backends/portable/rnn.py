@@ -18,6 +18,7 @@ from rnnlab.backends.portable._common import (
     time_steps,
     valid_mask,
     weight_grad,
+    zero_padding,
 )
 
 
@@ -35,9 +36,10 @@ def rnn_forward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns y (T,B,H), h_n (B,H) and the pre-activations a (T,B,H), zero at padding."""
     T = x.shape[0]
+    valid = valid_mask(lengths, T)
+    x = zero_padding(x, valid)  # padding is never read, whatever it holds
     ax = project_inputs(x, w_ih, sum_bias(b_ih, b_hh))  # (T, B, H)
     act = torch.relu if relu else torch.tanh
-    valid = valid_mask(lengths, T)
     y = torch.empty_like(ax)
     a_seq = torch.empty_like(ax)
     h = h0
@@ -53,8 +55,8 @@ def rnn_forward(
         else:
             m = valid[t]
             h = torch.where(m, h_t, h)
-            a_seq[t] = a * m
-            y[t] = h_t * m
+            a_seq[t] = torch.where(m, a, 0.0)
+            y[t] = torch.where(m, h_t, 0.0)
     return y, h.clone(), a_seq
 
 
@@ -75,6 +77,7 @@ def rnn_backward(
     """Returns dx, dh0, dW_ih, dW_hh, db (for each of b_ih and b_hh) and dh (total dL/dh_t)."""
     T = x.shape[0]
     valid = valid_mask(lengths, T)
+    x = zero_padding(x, valid)
     da_seq = torch.empty_like(a_seq)
     dh_seq = torch.empty_like(y) if need_dh else None
     dh_next = dh_n
@@ -93,10 +96,10 @@ def rnn_backward(
                 dh_seq[t] = dh
         else:
             m = valid[t]
-            da_seq[t] = da * m
+            da_seq[t] = torch.where(m, da, 0.0)
             dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
             if dh_seq is not None:
-                dh_seq[t] = dh * m
+                dh_seq[t] = torch.where(m, dh, 0.0)
     h_prev = previous_states(y, h0, lengths, reverse)
     dx = input_grad(da_seq, w_ih)
     dw_ih = weight_grad(da_seq, x)
