@@ -37,6 +37,7 @@ class _Backend:
     load: Callable[[], ModuleType]
     supports: Callable[[torch.device, torch.dtype], bool]
     description: str
+    priority: int  # automatic choice: the highest priority that supports the tensors
 
 
 def _load_portable() -> ModuleType:
@@ -51,6 +52,7 @@ _REGISTRY: dict[str, _Backend] = {
         load=_load_portable,
         supports=lambda device, dtype: dtype.is_floating_point,
         description="PyTorch tensor ops, one Python step per time step; any device",
+        priority=0,
     ),
 }
 
@@ -107,7 +109,7 @@ def select(device: torch.device, dtype: torch.dtype) -> ModuleType:
                 f"{device}; unset {ENV_VAR} / use_backend or move the tensors"
             )
         return backend.load()
-    for backend in _REGISTRY.values():
+    for backend in sorted(_REGISTRY.values(), key=lambda b: -b.priority):
         if backend.supports(device, dtype):
             return backend.load()
     raise RuntimeError(f"no rnnlab backend runs {dtype} tensors on {device}")
