@@ -1,0 +1,49 @@
+"""Export and interop: ONNX export with native recurrent operators, and weight converters.
+
+The converters (:mod:`rnnlab.export.convert`) need only NumPy. The ONNX functions need
+the ``onnx`` extra (onnx, onnxscript, onnxruntime) and are imported on first use.
+"""
+
+from rnnlab.export.convert import (
+    from_char_rnn,
+    from_haste,
+    from_keras,
+    from_onnx_weights,
+    from_torch_nn,
+    to_char_rnn,
+    to_haste,
+    to_keras,
+    to_onnx_weights,
+    to_torch_nn,
+)
+
+_ONNX_NAMES = ("ExportError", "to_onnx", "translation_table")
+
+__all__ = [
+    "ExportError",
+    "from_char_rnn",
+    "from_haste",
+    "from_keras",
+    "from_onnx_weights",
+    "from_torch_nn",
+    "to_char_rnn",
+    "to_haste",
+    "to_keras",
+    "to_onnx",
+    "to_onnx_weights",
+    "to_torch_nn",
+    "translation_table",
+]
+
+
+def __getattr__(name: str):
+    if name in _ONNX_NAMES:
+        try:
+            from rnnlab.export import onnx as _onnx
+        except ImportError as error:
+            raise ImportError(
+                f"rnnlab.export.{name} needs the ONNX exporter's packages (onnx, onnxscript, "
+                f"onnxruntime): pip install 'rnnlab[onnx]' ({error})"
+            ) from error
+        return getattr(_onnx, name)
+    raise AttributeError(f"module 'rnnlab.export' has no attribute {name!r}")

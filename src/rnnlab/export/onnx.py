@@ -1,0 +1,524 @@
+"""ONNX export of rnnlab's recurrent layers as ONNX's native LSTM, GRU and RNN operators.
+
+rnnlab's custom ops (:mod:`rnnlab.ops`) each run one direction of one layer. This module
+registers, for each op, an ONNX translation (an onnxscript function for the exporter's
+``custom_translation_table``) that emits **one** native ONNX ``LSTM`` / ``GRU`` / ``RNN``
+node, never a Loop or Scan. The translation re-lays torch.nn's weights in ONNX's
+conventions:
+
+    family  torch.nn gate order   ONNX gate order   ONNX bias B
+    LSTM    i, f, g, o            i, o, f, c        [Wb_iofc, Rb_iofc]   (1, 8H)
+    GRU     r, z, n               z, r, h           [Wb_zrh, Rb_zrh]     (1, 6H)
+    RNN     (one gate)            (one gate)        [Wb, Rb]             (1, 2H)
+
+The two biases stay separate (ONNX adds them, as torch does, which matters for the GRU's
+candidate). The GRU's reset placement maps exactly onto ``linear_before_reset``:
+torch.nn's default (reset applied *after* the recurrent matmul, ``reset_after=True``) is
+``linear_before_reset=1``; Cho et al.'s original (``reset_after=False``) is ONNX's default
+``linear_before_reset=0``. Per-sample lengths become ``sequence_lens``; ONNX then runs a
+reverse direction over each sample's valid span, the PackedSequence semantics of torch.
+
+:func:`to_onnx` wraps ``torch.onnx.export(..., dynamo=True)`` with that table, dynamic
+batch and time dimensions, and two clean-ups on the resulting graph: the re-laid weights
+are folded into initializers, and the forward and reverse nodes of each bidirectional
+layer are fused into one ``direction="bidirectional"`` node (one node per layer).
+
+Not exportable, with an error that names the feature: the LSTM projection
+(``proj_size > 0``, no ONNX equivalent), the gradient probe of :mod:`rnnlab.nn.record`,
+and graphs that use the ops' saved gate activations.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+import onnxscript.optimizer
+import torch
+from onnxscript import opset18 as op
+
+from rnnlab.nn.modules import RNNBase
+
+__all__ = ["ExportError", "to_onnx", "translation_table"]
+
+_INT32 = 6  # onnx.TensorProto.INT32
+
+# Position of each torch.nn gate block in ONNX's stacked order.
+_LSTM_TO_ONNX = (0, 3, 1, 2)  # i, f, g, o -> i, o, f, c
+_GRU_TO_ONNX = (1, 0, 2)  # r, z, n -> z, r, h
+
+_RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+# Results of each op that an inference graph can carry; later ones are saved activations.
+_REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2}
+
+
+class ExportError(ValueError):
+    """A model uses a feature that has no exact ONNX equivalent."""
+
+
+# --------------------------------------------------------------------------- translation
+
+
+def _gate_rows(hidden: int, order: Sequence[int]) -> list[int]:
+    """Row indices that gather torch.nn's stacked gate blocks into ONNX's order."""
+    return [block * hidden + k for block in order for k in range(hidden)]
+
+
+def _onnx_weights(w_ih, w_hh, b_ih, b_hh, hidden: int, order: Sequence[int]):
+    """W (1, G·H, I), R (1, G·H, H) and B (1, 2·G·H) or None, in ONNX gate order."""
+    rows = _gate_rows(hidden, order)
+    W = op.Unsqueeze(op.Gather(w_ih, rows, axis=0), [0])
+    R = op.Unsqueeze(op.Gather(w_hh, rows, axis=0), [0])
+    if b_ih is None and b_hh is None:
+        return W, R, None
+    zeros = np.zeros(len(rows), dtype=np.float32)
+    b_ih = op.Gather(b_ih, rows, axis=0) if b_ih is not None else op.CastLike(zeros, b_hh)
+    b_hh = op.Gather(b_hh, rows, axis=0) if b_hh is not None else op.CastLike(zeros, b_ih)
+    return W, R, op.Unsqueeze(op.Concat(b_ih, b_hh, axis=0), [0])
+
+
+def _sequence_lens(lengths):
+    return None if lengths is None else op.Cast(lengths, to=_INT32)
+
+
+def _direction(reverse: bool) -> str:
+    return "reverse" if reverse else "forward"
+
+
+def _refuse_probe(h_probe, family: str) -> None:
+    if h_probe is not None:
+        raise ExportError(
+            f"rnnlab::{family} was called with a gradient probe (h_probe), which only "
+            "exists for rnnlab.nn.record's gradient-through-time; export the model "
+            "outside a recording"
+        )
+
+
+# Each translation returns only the op's inference results (y, h_n[, c_n]), not its saved
+# gate activations: ONNX's nodes do not expose them, the exporter drops the unused getitems
+# of those outputs, and to_onnx refuses a graph that uses them (_check_saved_outputs_unused).
+
+
+def _lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, lengths=None,
+          h_probe=None, reverse=False):
+    """rnnlab::lstm (T,B,I) -> one ONNX LSTM node: y (T,B,H), h_n (B,H), c_n (B,H)."""
+    if w_hr is not None:
+        raise ExportError(
+            "LSTM with proj_size > 0 (projection h_t = W_hr·(o ⊙ tanh c_t)) cannot be "
+            "exported to ONNX: the ONNX LSTM operator has no projection, and an exact "
+            "decomposition would need a Loop over time steps. Export an LSTM without "
+            "proj_size."
+        )
+    _refuse_probe(h_probe, "lstm")
+    hidden = w_hh.shape[1]
+    W, R, B = _onnx_weights(w_ih, w_hh, b_ih, b_hh, hidden, _LSTM_TO_ONNX)
+    Y, Y_h, Y_c = op.LSTM(
+        x, W, R, B, _sequence_lens(lengths), op.Unsqueeze(h0, [0]), op.Unsqueeze(c0, [0]),
+        direction=_direction(reverse), hidden_size=hidden,
+    )
+    return op.Squeeze(Y, [1]), op.Squeeze(Y_h, [0]), op.Squeeze(Y_c, [0])
+
+
+def _gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, h_probe=None,
+         reverse=False, reset_after=True):
+    """rnnlab::gru (T,B,I) -> one ONNX GRU node: y (T,B,H), h_n (B,H)."""
+    _refuse_probe(h_probe, "gru")
+    hidden = w_hh.shape[1]
+    W, R, B = _onnx_weights(w_ih, w_hh, b_ih, b_hh, hidden, _GRU_TO_ONNX)
+    Y, Y_h = op.GRU(
+        x, W, R, B, _sequence_lens(lengths), op.Unsqueeze(h0, [0]),
+        direction=_direction(reverse), hidden_size=hidden,
+        # reset after the recurrent matmul (torch.nn, cuDNN) is ONNX's linear_before_reset=1
+        linear_before_reset=1 if reset_after else 0,
+    )
+    return op.Squeeze(Y, [1]), op.Squeeze(Y_h, [0])
+
+
+def _rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, h_probe=None,
+         reverse=False, relu=False):
+    """rnnlab::rnn (T,B,I) -> one ONNX RNN node: y (T,B,H), h_n (B,H)."""
+    _refuse_probe(h_probe, "rnn")
+    hidden = w_hh.shape[1]
+    W, R, B = _onnx_weights(w_ih, w_hh, b_ih, b_hh, hidden, (0,))
+    Y, Y_h = op.RNN(
+        x, W, R, B, _sequence_lens(lengths), op.Unsqueeze(h0, [0]),
+        direction=_direction(reverse), hidden_size=hidden,
+        activations=["Relu" if relu else "Tanh"],
+    )
+    return op.Squeeze(Y, [1]), op.Squeeze(Y_h, [0])
+
+
+def translation_table() -> dict[Callable, Callable]:
+    """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
+
+    Maps each rnnlab op to a translation emitting one native ONNX recurrent node::
+
+        torch.onnx.export(model, (x,), "model.onnx", dynamo=True,
+                          custom_translation_table=rnnlab.export.translation_table())
+
+    :func:`to_onnx` adds dynamic shapes, weight folding, bidirectional fusion (without
+    it a bidirectional layer is two single-direction nodes and a Concat) and a by-name
+    refusal of graphs that use the ops' saved gate activations (through this table alone
+    such a graph fails inside the exporter instead).
+    """
+    ops = torch.ops.rnnlab
+    return {ops.lstm.default: _lstm, ops.gru.default: _gru, ops.rnn.default: _rnn}
+
+
+# --------------------------------------------------------------------------- export
+
+
+def to_onnx(
+    model: torch.nn.Module,
+    example_inputs: tuple[Any, ...],
+    path: str | os.PathLike | None = None,
+    *,
+    example_kwargs: Mapping[str, Any] | None = None,
+    dynamic: bool = True,
+    dynamic_shapes: Any = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    opset_version: int | None = None,
+    fuse_bidirectional: bool = True,
+) -> torch.onnx.ONNXProgram:
+    """Export ``model`` (any module built on rnnlab's layers) to ONNX; save it to ``path``.
+
+    ``example_inputs`` (and ``example_kwargs``, e.g. ``{"lengths": lengths}``) are one
+    example call of ``model``. With ``dynamic=True`` every dimension of every example
+    tensor may vary unless the model fixes it (feature sizes, state layers), so batch and
+    time stay symbolic; give examples whose batch and time are at least 2 and different
+    from each other and from the feature sizes, or pass torch.export ``dynamic_shapes``
+    yourself (it overrides ``dynamic``). The model is exported in eval mode (dropout off)
+    and its mode is restored afterwards.
+
+    Returns the ``torch.onnx.ONNXProgram`` (``.model_proto`` is the ONNX model; calling it
+    runs onnxruntime). Raises :class:`ExportError` for features ONNX cannot express.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(example_inputs, tuple):
+        raise TypeError(
+            "example_inputs must be a tuple of the model's positional arguments, got "
+            f"{type(example_inputs).__name__}; wrap a single input as (x,)"
+        )
+    kwargs = dict(example_kwargs or {})
+    _check_layers(model)
+    if output_names is None and isinstance(model, RNNBase):
+        output_names = ["output", "h_n", "c_n"] if model.family == "lstm" else ["output", "h_n"]
+    auto_dynamic = dynamic_shapes is None and dynamic
+    if auto_dynamic:
+        dynamic_shapes = _auto_dynamic_shapes(model, example_inputs, kwargs)
+
+    was_training = model.training
+    model.eval()
+    try:
+        exported = torch.export.export(
+            model, example_inputs, kwargs or None, dynamic_shapes=dynamic_shapes, strict=False
+        )
+    finally:
+        model.train(was_training)
+    _check_saved_outputs_unused(exported)
+
+    program = torch.onnx.export(
+        exported,
+        dynamo=True,
+        custom_translation_table=translation_table(),
+        input_names=input_names,
+        output_names=output_names,
+        opset_version=opset_version,
+        verbose=False,
+    )
+    _fold_weights(program.model)
+    if fuse_bidirectional:
+        _fuse_bidirectional(program.model.graph)
+    _drop_squeeze_unsqueeze(program.model.graph)
+    onnxscript.optimizer.optimize_ir(program.model)
+    _name_dynamic_dims(program.model.graph)
+    if auto_dynamic:
+        _check_time_and_batch_symbolic(program.model.graph)
+    if path is not None:
+        program.save(path)
+    return program
+
+
+def _check_layers(model: torch.nn.Module) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, RNNBase) and module.proj_size:
+            raise ExportError(
+                f"{name or 'model'} is an LSTM with proj_size={module.proj_size}: the LSTM "
+                "projection (h_t = W_hr·(o ⊙ tanh c_t)) has no ONNX equivalent, and an exact "
+                "decomposition would need a Loop over time steps. Export an LSTM without "
+                "proj_size."
+            )
+
+
+def _auto_dynamic_shapes(model: torch.nn.Module, args: tuple, kwargs: dict) -> dict:
+    """torch.export dynamic shapes marking every dimension of every tensor as AUTO."""
+
+    def spec(value):
+        if isinstance(value, torch.Tensor):
+            return dict.fromkeys(range(value.dim()), torch.export.Dim.AUTO)
+        if isinstance(value, (list, tuple)):
+            return type(value)(spec(v) for v in value)
+        if isinstance(value, dict):
+            return {k: spec(v) for k, v in value.items()}
+        return None
+
+    bound = inspect.signature(model.forward).bind(*args, **kwargs)
+    return {name: spec(value) for name, value in bound.arguments.items()}
+
+
+def _check_saved_outputs_unused(exported: torch.export.ExportedProgram) -> None:
+    """Refuse graphs that use an op's saved activations: ONNX's nodes do not expose them."""
+    graph = exported.graph_module.graph
+    graph.eliminate_dead_code()  # e.g. the layers' split of the gates for recording
+    exported.graph_module.recompile()
+    for node in graph.nodes:
+        family = _rnnlab_family(node)
+        if family is None:
+            continue
+        for user in node.users:
+            index = user.args[1] if user.target is operator.getitem else None
+            if index is None or index >= _REAL_OUTPUTS[family]:
+                raise ExportError(
+                    f"the model uses the saved gate activations of rnnlab::{family} (output "
+                    f"{index}, used by {user.name}); ONNX's native {family.upper()} operator "
+                    "does not expose gate activations. Export a model that returns only the "
+                    "layer's outputs and final states."
+                )
+
+
+def _rnnlab_family(node: torch.fx.Node) -> str | None:
+    for family in _REAL_OUTPUTS:
+        if node.target is getattr(torch.ops.rnnlab, family).default:
+            return family
+    return None
+
+
+# --------------------------------------------------------------------------- graph passes
+
+
+def _fold_weights(model: ir.Model) -> None:
+    """Fold the weight re-layout (Gather, Unsqueeze, Concat on initializers) at any size."""
+    relayout = {"Gather", "Unsqueeze", "Concat", "CastLike"}
+    onnxscript.optimizer.optimize_ir(
+        model,
+        should_fold=lambda node: True if node.op_type in relayout else None,
+        output_size_limit=2**62,
+    )
+
+
+def _recurrent_nodes(graph: ir.Graph) -> list[ir.Node]:
+    """The graph's native LSTM, GRU and RNN nodes, in graph order."""
+    return [n for n in graph if n.domain in ("", "ai.onnx") and n.op_type in _RECURRENT_OPS]
+
+
+def _name_dynamic_dims(graph: ir.Graph) -> None:
+    """Rename the symbolic time and batch dimensions of the recurrent nodes' X to "time" and
+    "batch" ("time_1", ... when a model has several independent ones) everywhere.
+
+    Also turns back into integers the static dimensions that the exporter writes as
+    symbols named by their value (e.g. "3"), which happens to dimensions marked
+    ``Dim.AUTO`` that the model fixes."""
+    names: dict[str, str] = {}
+    for node in _recurrent_nodes(graph):
+        shape = node.inputs[0].shape
+        if shape is None or len(shape) != 3:
+            continue
+        for dim, stem in zip(shape[:2], ("time", "batch"), strict=True):
+            if isinstance(dim, ir.SymbolicDim) and dim.value and dim.value not in names:
+                taken = sum(1 for v in names.values() if v.split("_")[0] == stem)
+                names[dim.value] = stem if not taken else f"{stem}_{taken}"
+    values = list(graph.inputs) + list(graph.outputs)
+    values += [v for node in graph for v in node.outputs]
+    for value in values:
+        if value.shape is None:
+            continue
+        dims = [_renamed(d, names) for d in value.shape]
+        value.shape = ir.Shape(dims)
+
+
+def _check_time_and_batch_symbolic(graph: ir.Graph) -> None:
+    """With automatic dynamic shapes, every recurrent node must keep time and batch free."""
+    for node in _recurrent_nodes(graph):
+        shape = node.inputs[0].shape
+        for dim, what in zip(shape[:2], ("time", "batch"), strict=True):
+            if not isinstance(dim, ir.SymbolicDim):
+                raise ExportError(
+                    f"the {what} dimension of the exported {node.op_type} was fixed to {dim}: "
+                    f"torch.export specialises example sizes 0 and 1. Export with an example "
+                    f"whose time and batch are both at least 2, or pass dynamic=False for a "
+                    f"fixed-shape model."
+                )
+
+
+def _renamed(dim, names: dict[str, str]):
+    if not isinstance(dim, ir.SymbolicDim) or dim.value is None:
+        return dim
+    if dim.value.isdigit():
+        return int(dim.value)
+    return ir.SymbolicDim(names[dim.value]) if dim.value in names else dim
+
+
+def _direction_of(node: ir.Node) -> str:
+    attr = node.attributes.get("direction")
+    return "forward" if attr is None else attr.as_string()
+
+
+def _same_attributes(a: ir.Node, b: ir.Node) -> bool:
+    def plain(node):
+        return {k: repr(v.value) for k, v in node.attributes.items() if k != "direction"}
+
+    return plain(a) == plain(b)
+
+
+def _input(node: ir.Node, index: int) -> ir.Value | None:
+    return node.inputs[index] if index < len(node.inputs) else None
+
+
+def _stack(graph: ir.Graph, a: ir.Value | None, b: ir.Value | None, before: ir.Node):
+    """Concatenate two per-direction inputs along ONNX's direction axis 0."""
+    if a is None and b is None:
+        return None
+    if a.const_value is not None and b.const_value is not None:
+        array = np.concatenate([a.const_value.numpy(), b.const_value.numpy()], axis=0)
+        value = ir.Value(
+            name=f"{a.name}_bidirectional",
+            type=ir.TensorType(a.const_value.dtype),
+            shape=ir.Shape(array.shape),
+            const_value=ir.tensor(array),
+        )
+        graph.register_initializer(value)
+        return value
+    concat = ir.node("Concat", [a, b], attributes={"axis": 0})
+    graph.insert_before(before, concat)
+    return concat.outputs[0]
+
+
+def _fuse_bidirectional(graph: ir.Graph) -> int:
+    """Fuse each forward/reverse pair of recurrent nodes over the same input into one node.
+
+    rnnlab runs the two directions of a bidirectional layer as two ops, hence two ONNX
+    nodes reading the same X (and the same sequence_lens). They become one node with
+    ``direction="bidirectional"`` whose W, R, B and initial states stack the two
+    directions; its outputs are split back, and the concatenation of the two directions'
+    outputs is rewritten to one Transpose + Reshape. Returns the number of fused pairs.
+    """
+    fused = 0
+    forward = [n for n in _recurrent_nodes(graph) if _direction_of(n) == "forward"]
+    reverse = [n for n in _recurrent_nodes(graph) if _direction_of(n) == "reverse"]
+    for a in forward:
+        partner = next(
+            (
+                b for b in reverse
+                if b.op_type == a.op_type
+                and b.inputs[0] is a.inputs[0]
+                and _input(b, 4) is _input(a, 4)
+                and _same_attributes(a, b)
+                and all(
+                    (_input(a, k) is None) == (_input(b, k) is None)
+                    for k in range(1, max(len(a.inputs), len(b.inputs)))
+                )
+            ),
+            None,
+        )
+        if partner is None:
+            continue
+        reverse.remove(partner)
+        _fuse_pair(graph, a, partner)
+        fused += 1
+    if fused:
+        graph.sort()
+        _merge_direction_concats(graph)
+    return fused
+
+
+def _fuse_pair(graph: ir.Graph, a: ir.Node, b: ir.Node) -> None:
+    anchor = b if list(graph).index(b) > list(graph).index(a) else a
+    inputs = [a.inputs[0]]
+    for k in range(1, max(len(a.inputs), len(b.inputs))):
+        if k == 4:  # sequence_lens, shared
+            inputs.append(_input(a, 4))
+        else:
+            inputs.append(_stack(graph, _input(a, k), _input(b, k), anchor))
+    attributes = {k: v.value for k, v in a.attributes.items() if k != "direction"}
+    attributes["direction"] = "bidirectional"
+    if "activations" in attributes:  # one list per direction
+        attributes["activations"] = list(attributes["activations"]) * 2
+    node = ir.node(a.op_type, inputs, attributes=attributes, num_outputs=len(a.outputs))
+    graph.insert_after(anchor, node)
+    sizes = ir.node("Constant", [], attributes={"value": ir.tensor(np.array([1, 1]))})
+    splits = [sizes]
+    for index, (out_a, out_b) in enumerate(zip(a.outputs, b.outputs, strict=True)):
+        axis = 1 if index == 0 else 0  # Y is (T, D, B, H); Y_h, Y_c are (D, B, H)
+        split = ir.node("Split", [node.outputs[index], sizes.outputs[0]],
+                        attributes={"axis": axis}, num_outputs=2)
+        node.outputs[index].name = out_a.name + "_bidirectional"
+        splits.append(split)
+        for old, new in ((out_a, split.outputs[0]), (out_b, split.outputs[1])):
+            new.name = old.name
+            old.name = None
+            new.shape, new.type = old.shape, old.type
+            old.replace_all_uses_with(new, replace_graph_outputs=True)
+    graph.insert_after(node, splits)
+    graph.remove([a, b], safe=True)
+
+
+def _merge_direction_concats(graph: ir.Graph) -> None:
+    """Concat(Squeeze(Y[:, 0], 1), Squeeze(Y[:, 1], 1), axis=2), Y = (T, 2, B, H) the output
+    of a bidirectional node split by direction -> Reshape(Transpose(Y), (0, 0, -1))."""
+    for concat in [n for n in graph if n.op_type == "Concat" and len(n.inputs) == 2]:
+        if concat.attributes["axis"].as_int() not in (2, -1):
+            continue
+        squeezes = [v.producer() for v in concat.inputs]
+        if any(p is None or p.op_type != "Squeeze" or _axes(p) != [1] for p in squeezes):
+            continue
+        halves = [p.inputs[0] for p in squeezes]
+        split = halves[0].producer()
+        if split is None or split.op_type != "Split" or list(split.outputs) != halves:
+            continue
+        axis = split.attributes.get("axis")
+        if axis is None or axis.as_int() != 1:
+            continue
+        y = split.inputs[0]
+        node = y.producer()
+        if node is None or node.op_type not in _RECURRENT_OPS or y is not node.outputs[0]:
+            continue
+        transpose = ir.node("Transpose", [y], attributes={"perm": [0, 2, 1, 3]})
+        shape = ir.node("Constant", [], attributes={"value": ir.tensor(np.array([0, 0, -1]))})
+        reshape = ir.node("Reshape", [transpose.outputs[0], shape.outputs[0]])
+        graph.insert_before(concat, [transpose, shape, reshape])
+        out, new = concat.outputs[0], reshape.outputs[0]
+        new.shape, new.type = out.shape, out.type
+        name = out.name
+        out.replace_all_uses_with(new, replace_graph_outputs=True)
+        out.name = None
+        new.name = name
+        graph.remove(concat, safe=True)
+
+
+def _axes(node: ir.Node) -> list[int] | None:
+    """Constant axes input of a Squeeze/Unsqueeze node (opset 13+), or None."""
+    axes = _input(node, 1)
+    if axes is None or axes.const_value is None:
+        return None
+    return [int(a) for a in axes.const_value.numpy().reshape(-1)]
+
+
+def _drop_squeeze_unsqueeze(graph: ir.Graph) -> None:
+    """Unsqueeze(Squeeze(v, [0]), [0]) -> v: a direction's state split off and re-stacked."""
+    for unsqueeze in [n for n in graph if n.op_type == "Unsqueeze"]:
+        squeeze = unsqueeze.inputs[0].producer()
+        if squeeze is None or squeeze.op_type != "Squeeze":
+            continue
+        if _axes(unsqueeze) != [0] or _axes(squeeze) != [0]:
+            continue
+        out, source = unsqueeze.outputs[0], squeeze.inputs[0]
+        if out.is_graph_output():
+            continue
+        out.replace_all_uses_with(source)

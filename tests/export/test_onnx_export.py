@@ -1,0 +1,227 @@
+"""ONNX export: native recurrent nodes, numerically equal to the torch module at new shapes.
+
+Each case exports an rnnlab layer once at (T, B) = (5, 3) and runs the ONNX model in
+onnxruntime at four other (T, B) shapes, comparing outputs and final states with the
+layer itself. The configurations are a covering sample of the product family × layers ×
+directions × batch_first × bias × lengths × initial state: every pair of factor values
+appears, and every family meets every (bidirectional, lengths) combination — the
+reverse-direction-over-valid-span case that matters most.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from rnnlab.export import to_onnx
+from rnnlab.nn import GRU, LSTM, RNN
+
+pytestmark = pytest.mark.filterwarnings(  # torch.export's own deprecation noise
+    "ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"
+)
+
+I, H = 4, 6
+EXPORT_SHAPE = (5, 3)
+RUN_SHAPES = [(8, 2), (1, 4), (13, 1), (3, 7)]
+TOLERANCE = 1e-5
+
+FAMILIES = ["lstm", "gru", "gru_reset_before", "rnn_tanh", "rnn_relu"]
+FACTORS = {
+    "family": FAMILIES,
+    "num_layers": [1, 2, 3],
+    "bidirectional": [False, True],
+    "batch_first": [False, True],
+    "bias": [False, True],
+    "lengths": [False, True],
+    "initial_state": [False, True],
+}
+STRENGTHS = [*itertools.combinations(FACTORS, 2), ("family", "bidirectional", "lengths")]
+
+
+def _covering_sample() -> list[dict]:
+    """Greedy covering array: repeatedly take the configuration that covers most of the
+    still-uncovered value combinations (ties: first in a fixed shuffled order)."""
+    names = list(FACTORS)
+    candidates = [
+        dict(zip(names, values, strict=True)) for values in itertools.product(*FACTORS.values())
+    ]
+    random.Random(7).shuffle(candidates)
+
+    def combos(config):
+        return {(group, tuple(config[f] for f in group)) for group in STRENGTHS}
+
+    uncovered = set().union(*(combos(c) for c in candidates))
+    chosen = []
+    while uncovered:
+        best = max(candidates, key=lambda c: len(combos(c) & uncovered))
+        chosen.append(best)
+        uncovered -= combos(best)
+    return chosen
+
+
+CASES = _covering_sample()
+
+
+def _case_id(case: dict) -> str:
+    parts = [case["family"], f"L{case['num_layers']}"]
+    parts += [name for name in ("bidirectional", "batch_first", "lengths", "initial_state")
+              if case[name]]
+    parts += [] if case["bias"] else ["nobias"]
+    return "-".join(parts)
+
+
+def make_layer(case: dict):
+    common = dict(num_layers=case["num_layers"], bias=case["bias"],
+                  batch_first=case["batch_first"], bidirectional=case["bidirectional"])
+    family = case["family"]
+    if family == "lstm":
+        return LSTM(I, H, **common)
+    if family.startswith("gru"):
+        return GRU(I, H, reset_after=family == "gru", **common)
+    return RNN(I, H, nonlinearity=family.split("_")[1], **common)
+
+
+def make_inputs(layer, case: dict, T: int, B: int, generator: torch.Generator):
+    """(args, kwargs) for one call of ``layer`` at (T, B)."""
+    shape = (B, T, I) if case["batch_first"] else (T, B, I)
+    args = [torch.randn(shape, generator=generator)]
+    if case["initial_state"]:
+        LD = layer.num_layers * layer.num_directions
+        h0 = torch.randn(LD, B, H, generator=generator)
+        if layer.family == "lstm":
+            args.append((h0, torch.randn(LD, B, H, generator=generator)))
+        else:
+            args.append(h0)
+    kwargs = {}
+    if case["lengths"]:
+        if T % 2 == 0:  # no sample fills the padded batch: max(lengths) < T
+            lengths = torch.randint(1, T, (B,), generator=generator)
+        else:  # one full-length sample, the others anywhere in [1, T]
+            lengths = torch.randint(1, T + 1, (B,), generator=generator)
+            lengths[0] = T
+        kwargs["lengths"] = lengths
+    return tuple(args), kwargs
+
+
+def flat_inputs(args, kwargs) -> list[np.ndarray]:
+    flat = []
+    for value in [*args, *kwargs.values()]:
+        flat.extend(value if isinstance(value, tuple) else [value])
+    return [v.numpy() for v in flat]
+
+
+def flat_outputs(result) -> list[np.ndarray]:
+    output, state = result
+    states = list(state) if isinstance(state, tuple) else [state]
+    return [t.detach().numpy() for t in (output, *states)]
+
+
+def assert_matches_module(model_proto, layer, case, seed: int = 0) -> None:
+    """Run the ONNX model at RUN_SHAPES in onnxruntime and compare with ``layer``."""
+    session = ort.InferenceSession(model_proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    generator = torch.Generator().manual_seed(seed)
+    for T, B in RUN_SHAPES:
+        args, kwargs = make_inputs(layer, case, T, B, generator)
+        feeds = flat_inputs(args, kwargs)
+        assert len(feeds) == len(names), (names, len(feeds))
+        got = session.run(None, dict(zip(names, feeds, strict=True)))
+        with torch.no_grad():
+            want = flat_outputs(layer(*args, **kwargs))
+        for name, g, w in zip(("output", "h_n", "c_n")[: len(want)], got, want, strict=True):
+            np.testing.assert_allclose(
+                g, w, rtol=TOLERANCE, atol=TOLERANCE,
+                err_msg=f"{name} differs at (T, B) = ({T}, {B})",
+            )
+
+
+def assert_native_graph(model_proto, layer, case) -> None:
+    """One native recurrent node per layer, right attributes, symbolic batch and time."""
+    graph = model_proto.graph
+    op_types = [n.op_type for n in graph.node]
+    for func in model_proto.functions:
+        op_types += [n.op_type for n in func.node]
+    assert not {"Loop", "Scan", "If"} & set(op_types), op_types
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
+    recurrent = [n for n in graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
+    expected_type = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[layer.family]
+    assert [n.op_type for n in recurrent] == [expected_type] * layer.num_layers, op_types
+    for node in recurrent:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        direction = attrs.get("direction", b"forward").decode()
+        assert direction == ("bidirectional" if case["bidirectional"] else "forward")
+        assert attrs["hidden_size"] == H
+        has_lengths = len(node.input) > 4 and node.input[4] != ""
+        assert has_lengths == case["lengths"], "sequence_lens must come from lengths"
+        if node.op_type == "GRU":
+            want = 1 if layer.reset_after else 0
+            assert attrs.get("linear_before_reset", 0) == want, (
+                f"GRU linear_before_reset={attrs.get('linear_before_reset', 0)}, expected "
+                f"{want} for reset_after={layer.reset_after}"
+            )
+    x = graph.input[0].type.tensor_type.shape.dim
+    dims = [d.dim_param or d.dim_value for d in x]
+    want = ["batch", "time", I] if case["batch_first"] else ["time", "batch", I]
+    assert dims == want, f"input dims {dims}, expected {want}"
+    out = [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim]
+    assert set(out[:2]) == {"batch", "time"}, f"output dims {out}"
+
+
+def export(layer, case, tmp_path):
+    generator = torch.Generator().manual_seed(1234)
+    args, kwargs = make_inputs(layer, case, *EXPORT_SHAPE, generator)
+    path = tmp_path / "model.onnx"
+    to_onnx(layer, args, path, example_kwargs=kwargs)
+    return onnx.load(path)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_export_matches_module(case, tmp_path):
+    torch.manual_seed(0)
+    layer = make_layer(case).eval()
+    model_proto = export(layer, case, tmp_path)
+    assert_native_graph(model_proto, layer, case)
+    assert_matches_module(model_proto, layer, case)
+
+
+def test_sample_covers_the_matrix():
+    assert 15 <= len(CASES) <= 30
+    for family in FAMILIES:
+        for bidirectional, lengths in itertools.product([False, True], repeat=2):
+            assert any(
+                c["family"] == family and c["bidirectional"] == bidirectional
+                and c["lengths"] == lengths for c in CASES
+            )
+
+
+def test_negative_control_wrong_reset_convention_is_caught(tmp_path):
+    """Flip the GRU's linear_before_reset to ONNX's default 0 (the bug of PyTorch's
+    exporters): both the numeric comparison and the graph check must fail."""
+    case = dict(family="gru", num_layers=2, bidirectional=True, batch_first=False,
+                bias=True, lengths=True, initial_state=True)
+    torch.manual_seed(0)
+    layer = make_layer(case).eval()
+    with torch.no_grad():  # larger recurrent weights make the reset placement matter more
+        for name, param in layer.named_parameters():
+            if name.startswith("weight_hh") or name.startswith("bias_hh"):
+                param.mul_(3)
+    model_proto = export(layer, case, tmp_path)
+    assert_native_graph(model_proto, layer, case)
+    assert_matches_module(model_proto, layer, case)
+
+    for node in model_proto.graph.node:
+        if node.op_type == "GRU":
+            for attr in node.attribute:
+                if attr.name == "linear_before_reset":
+                    attr.i = 0
+    with pytest.raises(AssertionError, match="linear_before_reset"):
+        assert_native_graph(model_proto, layer, case)
+    with pytest.raises(AssertionError, match="differs"):
+        assert_matches_module(model_proto, layer, case)
