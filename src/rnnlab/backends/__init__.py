@@ -18,6 +18,8 @@ silent fallback.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -26,7 +28,14 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["ENV_VAR", "available_backends", "current_backend_name", "select", "use_backend"]
+__all__ = [
+    "ENV_VAR",
+    "available_backends",
+    "can_run",
+    "current_backend_name",
+    "select",
+    "use_backend",
+]
 
 ENV_VAR = "RNNLAB_BACKEND"
 
@@ -38,12 +47,49 @@ class _Backend:
     supports: Callable[[torch.device, torch.dtype], bool]
     description: str
     priority: int  # automatic choice: the highest priority that supports the tensors
+    requires: tuple[str, ...] = ()  # modules that must be importable for it to exist here
+
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(module) is not None for module in self.requires)
 
 
 def _load_portable() -> ModuleType:
     from rnnlab.backends import portable
 
     return portable
+
+
+def _load_gpu() -> ModuleType:
+    from rnnlab.backends import gpu
+
+    return gpu
+
+
+def _gpu_supports(device: torch.device, dtype: torch.dtype) -> bool:
+    """CUDA fp32/bf16 with Triton installed; CPU only through Triton's interpreter
+    (TRITON_INTERPRET=1) and only when forced, so automatic choice never takes it on CPU."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        return False
+    if device.type == "cuda":
+        return True
+    interpreted = device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "") == "1"
+    return interpreted and current_backend_name() == "gpu"
+
+
+def _load_cpu() -> ModuleType:
+    from rnnlab.backends import cpu
+
+    return cpu
+
+
+@functools.cache
+def _cpu_loads() -> bool:
+    """Whether the cpu backend can run here (Numba installed, MKL exported by torch)."""
+    try:
+        _load_cpu()
+    except ImportError:
+        return False
+    return True
 
 
 _REGISTRY: dict[str, _Backend] = {
@@ -54,14 +100,45 @@ _REGISTRY: dict[str, _Backend] = {
         description="PyTorch tensor ops, one Python step per time step; any device",
         priority=0,
     ),
+    "cpu": _Backend(
+        name="cpu",
+        load=_load_cpu,
+        supports=lambda device, dtype: (
+            device.type == "cpu" and dtype in (torch.float32, torch.float64) and _cpu_loads()
+        ),
+        description="fused compiled loop over time (Numba + MKL); CPU float32/float64",
+        priority=10,
+        requires=("numba",),
+    ),
+    "gpu": _Backend(
+        name="gpu",
+        load=_load_gpu,
+        supports=_gpu_supports,
+        description="Triton kernels looping over time on chip; CUDA fp32/bf16 "
+        "(CPU through Triton's interpreter when TRITON_INTERPRET=1)",
+        priority=20,
+        requires=("triton",),
+    ),
 }
 
 _forced: ContextVar[str | None] = ContextVar("rnnlab_backend", default=None)
 
 
 def available_backends() -> dict[str, str]:
-    """Names of the backends this installation can run, with a one-line description."""
-    return {name: b.description for name, b in _REGISTRY.items()}
+    """Names of the backends installed here (their packages import), with a description."""
+    return {name: b.description for name, b in _REGISTRY.items() if b.installed()}
+
+
+def can_run(name: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether backend ``name``, when forced, runs ``dtype`` tensors on ``device`` here."""
+    backend = _REGISTRY[_check_name(name, "given to can_run")]
+    if not backend.installed():
+        return False
+    token = _forced.set(name)
+    try:
+        return backend.supports(torch.device(device), dtype)
+    finally:
+        _forced.reset(token)
 
 
 def _check_name(name: object, origin: str) -> str:
@@ -103,6 +180,11 @@ def select(device: torch.device, dtype: torch.dtype) -> ModuleType:
     name = current_backend_name()
     if name is not None:
         backend = _REGISTRY[name]
+        if not backend.installed():
+            raise RuntimeError(
+                f"rnnlab backend {name!r} was requested but is not installed here: it needs "
+                f"{', '.join(backend.requires)}; unset {ENV_VAR} / use_backend or install it"
+            )
         if not backend.supports(device, dtype):
             raise RuntimeError(
                 f"rnnlab backend {name!r} was requested but cannot run {dtype} tensors on "
@@ -110,6 +192,6 @@ def select(device: torch.device, dtype: torch.dtype) -> ModuleType:
             )
         return backend.load()
     for backend in sorted(_REGISTRY.values(), key=lambda b: -b.priority):
-        if backend.supports(device, dtype):
+        if backend.installed() and backend.supports(device, dtype):
             return backend.load()
     raise RuntimeError(f"no rnnlab backend runs {dtype} tensors on {device}")

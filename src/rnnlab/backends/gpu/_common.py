@@ -1,0 +1,179 @@
+"""Helpers shared by the Triton cell families: path choice, launch settings, time order,
+small device functions, CUDA-graph replay of the tiled loop.
+
+``RNNLAB_GPU_PATH`` = ``persistent`` | ``tiled`` | ``auto`` (default) forces an execution
+path (see the package docstring); the tests use it to run both at small sizes.
+``RNNLAB_GPU_GRAPHS=1`` replays the tiled loop from a CUDA graph captured once per problem
+shape (opt-in until measured on a GPU).
+
+Time order. Iteration s of a direction visits, for sample b with length L_b,
+
+    forward:  t = s                                  (valid while s < L_b)
+    reverse:  t = L_b - 1 - s   if s < L_b,  else t = s    (the padding step s)
+
+so every time index is written exactly once: valid steps with the cell's values,
+padding steps with zeros.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+PATH_VAR = "RNNLAB_GPU_PATH"
+GRAPHS_VAR = "RNNLAB_GPU_GRAPHS"
+MAX_GRAPHS = 4  # captured tiled loops kept (each holds its inputs and outputs), LRU
+# Padded recurrent weight elements one program keeps on chip: 16K values are 64 KiB in
+# fp32 / 32 KiB in bf16, spread over the registers of 8 warps (64 per thread in fp32).
+ON_CHIP_ELEMENTS = 16384
+BLOCK_B = 16  # batch rows per persistent program: tl.dot needs M >= 16
+TILE_B = 16  # pointwise tiles of the tiled path
+TILE_H = 64
+
+
+def interpreting(device: torch.device) -> bool:
+    """True when the kernels run through Triton's CPU interpreter (TRITON_INTERPRET=1)."""
+    return device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+def pad(n: int) -> int:
+    """Padded block size of a dimension: a power of two, at least 16 (tl.dot's minimum)."""
+    return max(16, triton.next_power_of_2(n))
+
+
+def use_persistent(weight_elements: int) -> bool:
+    """The path for a recurrence whose padded recurrent weights have this many elements."""
+    forced = os.environ.get(PATH_VAR, "auto").strip() or "auto"
+    if forced not in ("auto", "persistent", "tiled"):
+        raise ValueError(
+            f"{PATH_VAR}={forced!r} is not a gpu path; expected auto, persistent or tiled"
+        )
+    if forced != "auto":
+        return forced == "persistent"
+    return weight_elements <= ON_CHIP_ELEMENTS
+
+
+def dot_settings(x: Tensor) -> tuple[str, bool]:
+    """(input_precision for fp32 tl.dot, upcast flag).
+
+    fp32 follows torch's matmul precision setting: "highest" (the default) -> exact
+    fp32 ("ieee"), "high" -> 3xTF32, "medium" -> TF32. bf16 operands always run on the
+    tensor cores with fp32 accumulation. Triton's interpreter multiplies bf16 blocks
+    wrongly, so there the bf16 operands are upcast to fp32 after rounding — the same
+    products, computed exactly.
+    """
+    if interpreting(x.device):
+        return "ieee", x.dtype == torch.bfloat16
+    precision = {"highest": "ieee", "high": "tf32x3", "medium": "tf32"}
+    return precision[torch.get_float32_matmul_precision()], False
+
+
+def num_warps(weight_elements: int) -> int:
+    return 8 if weight_elements > 4096 else 4
+
+
+def full_lengths(lengths: Tensor | None, T: int, B: int, device: torch.device) -> Tensor:
+    """Per-sample lengths as int32 on the device (all T when None)."""
+    if lengths is None:
+        return torch.full((B,), T, dtype=torch.int32, device=device)
+    return lengths.to(device=device, dtype=torch.int32)
+
+
+def run_tiled(
+    name: str, body: Callable[..., tuple[Tensor, ...]], args: tuple[Tensor | None, ...], **flags
+) -> tuple[Tensor, ...]:
+    """body(*args, **flags), the Python loop of a tiled recurrence — launched directly, or
+    on CUDA with RNNLAB_GPU_GRAPHS=1 replayed from a CUDA graph captured once per name,
+    flags and argument shapes (the arguments are copied into the graph's static inputs,
+    the outputs cloned out of its pool)."""
+    device = next(a.device for a in args if a is not None)
+    if device.type != "cuda" or os.environ.get(GRAPHS_VAR, "0") != "1":
+        return body(*args, **flags)
+    key = (
+        name, tuple(sorted(flags.items())), device.index,
+        tuple(None if a is None else (tuple(a.shape), a.dtype) for a in args),
+    )
+    entry = _graphs.get(key)
+    if entry is None:
+        static = tuple(None if a is None else a.clone() for a in args)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            body(*static, **flags)  # compiles the kernels, warms cuBLAS: not in the graph
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = body(*static, **flags)
+        entry = _graphs[key] = (graph, static, outputs)
+        if len(_graphs) > MAX_GRAPHS:
+            _graphs.popitem(last=False)
+    _graphs.move_to_end(key)
+    graph, static, outputs = entry
+    for buffer, a in zip(static, args, strict=True):
+        if a is not None:
+            buffer.copy_(a)
+    graph.replay()
+    return tuple(o.clone() for o in outputs)
+
+
+_graphs: OrderedDict[tuple, tuple] = OrderedDict()
+
+
+def launch_grid(B: int) -> tuple[int]:
+    return (triton.cdiv(B, BLOCK_B),)
+
+
+def tile_grid(B: int, H: int) -> tuple[int, int]:
+    return (triton.cdiv(B, TILE_B), triton.cdiv(H, TILE_H))
+
+
+# ----------------------------------------------------------------- device functions
+
+
+@triton.jit
+def step_time(s, lens, REVERSE: tl.constexpr):
+    """Time index (per row, int64) and validity of iteration s; see the module docstring."""
+    valid = s < lens
+    if REVERSE:
+        t = tl.where(valid, lens - 1 - s, s)
+    else:
+        t = lens * 0 + s
+    return t.to(tl.int64), valid
+
+
+@triton.jit
+def tanh(x):
+    """tanh(x) = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|}): no overflow for any x."""
+    e = tl.exp(-2.0 * tl.abs(x))
+    th = (1.0 - e) / (1.0 + e)
+    return tl.where(x < 0, -th, th)
+
+
+@triton.jit
+def mm(a, w, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """a (M, K) fp32 · w (K, N) in the weights' dtype -> (M, N) fp32.
+
+    The fp32 state is rounded to the weights' dtype first (bf16 on the tensor cores).
+    """
+    a = a.to(w.dtype)
+    if UPCAST:
+        out = tl.dot(a.to(tl.float32), w.to(tl.float32), input_precision="ieee")
+    else:
+        out = tl.dot(a, w, input_precision=PRECISION)
+    return out
+
+
+@triton.jit
+def load_f32(ptr, mask):
+    return tl.load(ptr, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def store(ptr, value, mask):
+    tl.store(ptr, value.to(ptr.dtype.element_ty), mask=mask)

@@ -1,0 +1,487 @@
+"""GRU, Triton backend, both placements of the reset gate.
+
+    r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)                   (B, H)
+    z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+    reset after  (torch.nn, cuDNN):  n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
+    reset before (Cho et al. 2014):  n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn)
+    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+
+Saved for backward: gates (T,B,4H) = [r, z, n, hn] with hn the recurrent term of the
+candidate, zero at padding steps. b_ih goes into the input projection; b_hh is added
+inside the recurrence (it sits inside r ⊙ (·) with the reset after).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.portable._common import (
+    empty_grad,
+    input_grad,
+    previous_states,
+    project_inputs,
+    valid_mask,
+    weight_grad,
+    zero_padding,
+)
+
+
+@triton.jit
+def _store_gates(gates, gt, r, z, n, hn, vm, m2, H):
+    C.store(gates + gt, tl.where(vm, r, 0.0), m2)
+    C.store(gates + gt + H, tl.where(vm, z, 0.0), m2)
+    C.store(gates + gt + 2 * H, tl.where(vm, n, 0.0), m2)
+    C.store(gates + gt + 3 * H, tl.where(vm, hn, 0.0), m2)
+
+
+@triton.jit
+def _store_dgx(dgx, xt, dr_pre, dz_pre, dn_pre, m2, H):
+    C.store(dgx + xt, dr_pre, m2)
+    C.store(dgx + xt + H, dz_pre, m2)
+    C.store(dgx + xt + 2 * H, dn_pre, m2)
+
+
+# ----------------------------------------------------------------- persistent path
+
+
+@triton.jit
+def _gru_fwd_persistent(
+    gx, h0, w_hh, b_hh, lens_ptr, probe, y, h_n, gates,
+    T, B, H,
+    HP: tl.constexpr, BLOCK_B: tl.constexpr, HAS_BIAS: tl.constexpr, RESET_AFTER: tl.constexpr,
+    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, HP)
+    row_ok = rows < B
+    col_ok = cols < H
+    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
+    # W_hhᵀ per gate (HP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
+    wm = col_ok[:, None] & col_ok[None, :]
+    w_ofs = cols[None, :] * H + cols[:, None]
+    w_r = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
+    w_z = tl.load(w_hh + H * H + w_ofs, mask=wm, other=0.0)
+    w_n = tl.load(w_hh + 2 * H * H + w_ofs, mask=wm, other=0.0)
+    b_r = tl.zeros((HP,), tl.float32)
+    b_z = tl.zeros((HP,), tl.float32)
+    b_n = tl.zeros((HP,), tl.float32)
+    if HAS_BIAS:
+        b_r = C.load_f32(b_hh + cols, col_ok)
+        b_z = C.load_f32(b_hh + H + cols, col_ok)
+        b_n = C.load_f32(b_hh + 2 * H + cols, col_ok)
+    m2 = row_ok[:, None] & col_ok[None, :]
+    h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
+    for s in range(T):
+        t, valid = C.step_time(s, lens, REVERSE)
+        vm = valid[:, None]
+        mv = m2 & vm
+        tb = t * B + rows
+        xt = tb[:, None] * (3 * H) + cols[None, :]  # r of step t in gx; z, n follow by H
+        gt = tb[:, None] * (4 * H) + cols[None, :]
+        ht = tb[:, None] * H + cols[None, :]
+        r = tl.sigmoid(C.load_f32(gx + xt, mv) + C.mm(h, w_r, UPCAST, PRECISION) + b_r[None, :])
+        z = tl.sigmoid(
+            C.load_f32(gx + xt + H, mv) + C.mm(h, w_z, UPCAST, PRECISION) + b_z[None, :]
+        )
+        if RESET_AFTER:
+            hn = C.mm(h, w_n, UPCAST, PRECISION) + b_n[None, :]
+            n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + r * hn)
+        else:
+            hn = C.mm(r * h, w_n, UPCAST, PRECISION) + b_n[None, :]
+            n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + hn)
+        h_t = n + z * (h - n)
+        if HAS_PROBE:
+            h_t += C.load_f32(probe + ht, mv)
+        h = tl.where(vm, h_t, h)
+        C.store(y + ht, tl.where(vm, h_t, 0.0), m2)
+        _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
+    C.store(h_n + rows[:, None] * H + cols[None, :], h, m2)
+
+
+@triton.jit
+def _gru_bwd_persistent(
+    dy, dh_n, w_hh, gates, h_prev_seq, lens_ptr, dgx, dh_seq, dh0,
+    T, B, H,
+    HP: tl.constexpr, BLOCK_B: tl.constexpr, RESET_AFTER: tl.constexpr,
+    STORE_DH: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, HP)
+    row_ok = rows < B
+    col_ok = cols < H
+    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
+    # W_hh per gate (HP, HP), on chip: [j, k] = W_hh[gH + j, k]
+    wm = col_ok[:, None] & col_ok[None, :]
+    w_ofs = cols[:, None] * H + cols[None, :]
+    w_r = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
+    w_z = tl.load(w_hh + H * H + w_ofs, mask=wm, other=0.0)
+    w_n = tl.load(w_hh + 2 * H * H + w_ofs, mask=wm, other=0.0)
+    m2 = row_ok[:, None] & col_ok[None, :]
+    dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
+    for k in range(T):
+        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
+        vm = valid[:, None]
+        mv = m2 & vm
+        tb = t * B + rows
+        xt = tb[:, None] * (3 * H) + cols[None, :]
+        gt = tb[:, None] * (4 * H) + cols[None, :]
+        ht = tb[:, None] * H + cols[None, :]
+        r = C.load_f32(gates + gt, mv)
+        z = C.load_f32(gates + gt + H, mv)
+        n = C.load_f32(gates + gt + 2 * H, mv)
+        h_prev = C.load_f32(h_prev_seq + ht, mv)
+        dh = C.load_f32(dy + ht, mv) + dh_next  # from the output and from step t+1
+        dn_pre = dh * (1.0 - z) * (1.0 - n * n)  # h = (1 - z) ⊙ n + z ⊙ h_prev; tanh'
+        dz_pre = dh * (h_prev - n) * z * (1.0 - z)  # σ' = σ(1 - σ)
+        dn_pre = tl.where(vm, dn_pre, 0.0)
+        dz_pre = tl.where(vm, dz_pre, 0.0)
+        if RESET_AFTER:
+            hn = C.load_f32(gates + gt + 3 * H, mv)
+            dr_pre = tl.where(vm, dn_pre * hn * r * (1.0 - r), 0.0)  # n = tanh(.. + r ⊙ hn)
+            dh_prev = (
+                dh * z + C.mm(dr_pre, w_r, UPCAST, PRECISION)
+                + C.mm(dz_pre, w_z, UPCAST, PRECISION) + C.mm(dn_pre * r, w_n, UPCAST, PRECISION)
+            )
+        else:
+            drh = C.mm(dn_pre, w_n, UPCAST, PRECISION)  # n = tanh(.. + W_hn (r ⊙ h_prev))
+            dr_pre = tl.where(vm, drh * h_prev * r * (1.0 - r), 0.0)
+            dh_prev = (
+                dh * z + C.mm(dr_pre, w_r, UPCAST, PRECISION)
+                + C.mm(dz_pre, w_z, UPCAST, PRECISION) + drh * r
+            )
+        dh_next = tl.where(vm, dh_prev, dh_next)  # padding: the state passes through
+        _store_dgx(dgx, xt, dr_pre, dz_pre, dn_pre, m2, H)
+        if STORE_DH:
+            C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
+    C.store(dh0 + rows[:, None] * H + cols[None, :], dh_next, m2)
+
+
+# ----------------------------------------------------------------- tiled path
+
+
+@triton.jit(do_not_specialize=["s"])
+def _gru_rz_tile(
+    s, gx, gh, h_state, lens_ptr, gates, rh_mm,
+    B, H,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """Reset before, first half of a step: r, z from gh = h·W_rzᵀ + b_rz, and r ⊙ h for
+    the GEMM hn = (r ⊙ h)·W_hnᵀ + b_hn."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < H)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    mv = m2 & vm
+    tb = t * B + rows
+    xt = tb[:, None] * (3 * H) + cols[None, :]
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    rt = rows[:, None] * (2 * H) + cols[None, :]
+    r = tl.sigmoid(C.load_f32(gx + xt, mv) + C.load_f32(gh + rt, m2))
+    z = tl.sigmoid(C.load_f32(gx + xt + H, mv) + C.load_f32(gh + rt + H, m2))
+    C.store(gates + gt, tl.where(vm, r, 0.0), m2)
+    C.store(gates + gt + H, tl.where(vm, z, 0.0), m2)
+    st = rows[:, None] * H + cols[None, :]
+    C.store(rh_mm + st, r * C.load_f32(h_state + st, m2), m2)
+
+
+@triton.jit(do_not_specialize=["s"])
+def _gru_fwd_tile(
+    s, gx, gh, h_state, h_mm, lens_ptr, probe, y, gates,
+    B, H,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, RESET_AFTER: tl.constexpr,
+    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """A step after its GEMM: with the reset after, gh = h·W_hhᵀ + b_hh (B, 3H); before,
+    gh = hn (B, H) and r, z were stored by ``_gru_rz_tile``."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < H)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    mv = m2 & vm
+    tb = t * B + rows
+    xt = tb[:, None] * (3 * H) + cols[None, :]
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    ht = tb[:, None] * H + cols[None, :]
+    st = rows[:, None] * H + cols[None, :]
+    h = C.load_f32(h_state + st, m2)
+    if RESET_AFTER:
+        rt = rows[:, None] * (3 * H) + cols[None, :]
+        r = tl.sigmoid(C.load_f32(gx + xt, mv) + C.load_f32(gh + rt, m2))
+        z = tl.sigmoid(C.load_f32(gx + xt + H, mv) + C.load_f32(gh + rt + H, m2))
+        hn = C.load_f32(gh + rt + 2 * H, m2)
+        n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + r * hn)
+    else:
+        r = C.load_f32(gates + gt, mv)
+        z = C.load_f32(gates + gt + H, mv)
+        hn = C.load_f32(gh + st, m2)
+        n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + hn)
+    h_t = n + z * (h - n)
+    if HAS_PROBE:
+        h_t += C.load_f32(probe + ht, mv)
+    h = tl.where(vm, h_t, h)
+    C.store(h_state + st, h, m2)
+    C.store(h_mm + st, h, m2)
+    C.store(y + ht, tl.where(vm, h_t, 0.0), m2)
+    _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
+
+
+@triton.jit(do_not_specialize=["s"])
+def _gru_bwd_tile(
+    s, dy, rec, dh_dir, gates, h_prev_seq, lens_ptr, dgx, dpre_mm, dn_mm, dh_seq,
+    B, H,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, RESET_AFTER: tl.constexpr,
+    STORE_DH: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """One step back from dh_t = dy_t + dh_dir + rec (rec = the last GEMM's dpre·W).
+
+    Reset after: leaves dpre_mm = [dr, dz, dn ⊙ r] (B, 3H) for rec = dpre_mm·W_hh.
+    Reset before: leaves dz in dpre_mm (B, 2H) and dn in dn_mm for drh = dn·W_hn;
+    ``_gru_bwd_r_tile`` finishes the step.
+    """
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < H)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    mv = m2 & vm
+    tb = t * B + rows
+    xt = tb[:, None] * (3 * H) + cols[None, :]
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    ht = tb[:, None] * H + cols[None, :]
+    st = rows[:, None] * H + cols[None, :]
+    r = C.load_f32(gates + gt, mv)
+    z = C.load_f32(gates + gt + H, mv)
+    n = C.load_f32(gates + gt + 2 * H, mv)
+    h_prev = C.load_f32(h_prev_seq + ht, mv)
+    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
+    dh = C.load_f32(dy + ht, mv) + dh_next
+    dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)
+    dz_pre = tl.where(vm, dh * (h_prev - n) * z * (1.0 - z), 0.0)
+    C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
+    if STORE_DH:
+        C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
+    if RESET_AFTER:
+        hn = C.load_f32(gates + gt + 3 * H, mv)
+        dr_pre = tl.where(vm, dn_pre * hn * r * (1.0 - r), 0.0)
+        pt = rows[:, None] * (3 * H) + cols[None, :]
+        _store_dgx(dgx, xt, dr_pre, dz_pre, dn_pre, m2, H)
+        _store_dgx(dpre_mm, pt, dr_pre, dz_pre, dn_pre * r, m2, H)
+    else:
+        C.store(dgx + xt + H, dz_pre, m2)
+        C.store(dgx + xt + 2 * H, dn_pre, m2)
+        C.store(dpre_mm + rows[:, None] * (2 * H) + cols[None, :] + H, dz_pre, m2)
+        C.store(dn_mm + st, dn_pre, m2)
+
+
+@triton.jit(do_not_specialize=["s"])
+def _gru_bwd_r_tile(
+    s, drh, dh_dir, gates, h_prev_seq, lens_ptr, dgx, dpre_mm,
+    B, H,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """Reset before, second half of a step back, after the GEMM drh = dn·W_hn."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < H)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    mv = m2 & vm
+    tb = t * B + rows
+    st = rows[:, None] * H + cols[None, :]
+    r = C.load_f32(gates + tb[:, None] * (4 * H) + cols[None, :], mv)
+    h_prev = C.load_f32(h_prev_seq + tb[:, None] * H + cols[None, :], mv)
+    d_rh = C.load_f32(drh + st, m2)
+    dr_pre = tl.where(vm, d_rh * h_prev * r * (1.0 - r), 0.0)
+    C.store(dgx + tb[:, None] * (3 * H) + cols[None, :], dr_pre, m2)
+    C.store(dpre_mm + rows[:, None] * (2 * H) + cols[None, :], dr_pre, m2)
+    dh_d = C.load_f32(dh_dir + st, m2)
+    C.store(dh_dir + st, tl.where(vm, dh_d + d_rh * r, dh_d), m2)  # through r ⊙ h_prev
+
+
+# ----------------------------------------------------------------- host functions
+
+
+def gru_forward(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
+    T, B, _ = x.shape
+    H = h0.shape[-1]
+    gx = project_inputs(x, w_ih, b_ih).contiguous()  # (T, B, 3H), padding rows unread
+    lens = C.full_lengths(lengths, T, B, x.device)
+    w = w_hh.contiguous()
+    bias = b_hh.contiguous() if b_hh is not None else None
+    probe = h_probe.contiguous() if h_probe is not None else None
+    HP = C.pad(H)
+    if not C.use_persistent(3 * HP * HP):
+        return C.run_tiled(
+            "gru_forward", _tiled_forward, (gx, h0, w, bias, lens, probe),
+            reverse=reverse, reset_after=reset_after,
+        )
+    y = x.new_empty(T, B, H)
+    gates = x.new_empty(T, B, 4 * H)
+    h_n = x.new_empty(B, H)
+    precision, upcast = C.dot_settings(x)
+    _gru_fwd_persistent[C.launch_grid(B)](
+        gx, h0.contiguous(), w, bias if bias is not None else w, lens,
+        probe if probe is not None else y, y, h_n, gates, T, B, H,
+        HP=HP, BLOCK_B=C.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
+        HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
+        PRECISION=precision, num_warps=C.num_warps(3 * HP * HP),
+    )
+    return y, h_n, gates
+
+
+def _tiled_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse, reset_after):
+    """Per step, reset after: the GEMM gh = h·W_hhᵀ + b_hh, then one fused pointwise kernel.
+    Reset before: GEMM (r, z), kernel, GEMM hn = (r ⊙ h)·W_hnᵀ + b_hn, kernel."""
+    T, B, G = gx.shape
+    H = h0.shape[-1]
+    y = gx.new_empty(T, B, H)
+    gates = gx.new_empty(T, B, 4 * H)
+    probe = h_probe if h_probe is not None else y
+    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
+    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    mm_dtype = dict(dtype=w.dtype, device=gx.device)
+    grid = C.tile_grid(B, H)
+    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    step = dict(HAS_PROBE=h_probe is not None, RESET_AFTER=reset_after, **flags)
+    if reset_after:
+        gh = torch.empty(B, G, **mm_dtype)
+        for s in range(T):
+            _addmm(b_hh, h_mm, w.t(), gh)
+            _gru_fwd_tile[grid](s, gx, gh, h_state, h_mm, lens, probe, y, gates, B, H, **step)
+    else:
+        w_rz, w_n = w[: 2 * H], w[2 * H :]
+        b_rz = b_hh[: 2 * H] if b_hh is not None else None
+        b_n = b_hh[2 * H :] if b_hh is not None else None
+        g_rz = torch.empty(B, 2 * H, **mm_dtype)
+        rh_mm = torch.empty(B, H, **mm_dtype)
+        hn = torch.empty(B, H, **mm_dtype)
+        for s in range(T):
+            _addmm(b_rz, h_mm, w_rz.t(), g_rz)
+            _gru_rz_tile[grid](s, gx, g_rz, h_state, lens, gates, rh_mm, B, H, **flags)
+            _addmm(b_n, rh_mm, w_n.t(), hn)
+            _gru_fwd_tile[grid](s, gx, hn, h_state, h_mm, lens, probe, y, gates, B, H, **step)
+    return y, h_state.to(gx.dtype), gates
+
+
+def _addmm(bias: Tensor | None, a: Tensor, b: Tensor, out: Tensor) -> None:
+    if bias is None:
+        torch.mm(a, b, out=out)
+    else:
+        torch.addmm(bias, a, b, out=out)
+
+
+def gru_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    y: Tensor,
+    gates: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and dh (total dL/dh_t)."""
+    T, B, _ = x.shape
+    H = h0.shape[-1]
+    x = zero_padding(x, valid_mask(lengths, T))
+    lens = C.full_lengths(lengths, T, B, x.device)
+    w = w_hh.contiguous()
+    dy = dy.contiguous()
+    gates = gates.contiguous()
+    h_prev_seq = previous_states(y, h0, lengths, reverse).contiguous()
+    HP = C.pad(H)
+    if C.use_persistent(3 * HP * HP):
+        dgx = x.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
+        dh_seq = torch.empty_like(y) if need_dh else dgx
+        dh0 = torch.empty_like(h0)
+        precision, upcast = C.dot_settings(x)
+        _gru_bwd_persistent[C.launch_grid(B)](
+            dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
+            HP=HP, BLOCK_B=C.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
+            REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+            num_warps=C.num_warps(3 * HP * HP),
+        )
+    else:
+        dgx, dh0, dh_seq = C.run_tiled(
+            "gru_backward", _tiled_backward, (dy, dh_n, w, gates, h_prev_seq, lens),
+            reverse=reverse, reset_after=reset_after, need_dh=need_dh,
+        )
+    r_seq = gates[..., :H]
+    dx = input_grad(dgx, w_ih)
+    dw_ih = weight_grad(dgx, x)
+    db_ih = dgx.sum(dim=(0, 1))
+    if reset_after:
+        dgh = torch.cat([dgx[..., : 2 * H], dgx[..., 2 * H :] * r_seq], dim=2)
+        dw_hh = weight_grad(dgh, h_prev_seq)
+        db_hh = dgh.sum(dim=(0, 1))
+    else:
+        dw_hh = torch.cat(
+            [
+                weight_grad(dgx[..., : 2 * H], h_prev_seq),
+                weight_grad(dgx[..., 2 * H :], r_seq * h_prev_seq),  # input of W_hn: r ⊙ h_prev
+            ],
+            dim=0,
+        )
+        db_hh = db_ih.clone()
+    dh_out = dh_seq if need_dh else empty_grad(y)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out
+
+
+def _tiled_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, reset_after, need_dh):
+    """Per step back, reset after: one fused pointwise kernel, then the GEMM
+    rec = [dr, dz, dn ⊙ r]·W_hh. Reset before: kernel, GEMM drh = dn·W_hn, kernel, GEMM
+    rec = [dr, dz]·W_rz."""
+    T, B, _ = gates.shape
+    H = dh_n.shape[-1]
+    dgx = gates.new_empty(T, B, 3 * H)
+    dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
+    mm_dtype = dict(dtype=w.dtype, device=gates.device)
+    grid = C.tile_grid(B, H)
+    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next minus the GEMM part
+    rec = torch.zeros(B, H, **mm_dtype)  # the last step's dpre·W
+    dpre_mm = torch.empty(B, (3 if reset_after else 2) * H, **mm_dtype)
+    dn_mm = torch.empty(B, H, **mm_dtype)
+    drh = torch.empty(B, H, **mm_dtype)
+    w_rz, w_n = w[: 2 * H], w[2 * H :]
+    for s in range(T - 1, -1, -1):
+        _gru_bwd_tile[grid](
+            s, dy, rec, dh_dir, gates, h_prev_seq, lens, dgx, dpre_mm, dn_mm, dh_seq, B, H,
+            RESET_AFTER=reset_after, STORE_DH=need_dh, **flags,
+        )
+        if reset_after:
+            torch.mm(dpre_mm, w, out=rec)
+        else:
+            torch.mm(dn_mm, w_n, out=drh)
+            _gru_bwd_r_tile[grid](s, drh, dh_dir, gates, h_prev_seq, lens, dgx, dpre_mm, B, H,
+                                  **flags)
+            torch.mm(dpre_mm, w_rz, out=rec)
+    return dgx, (dh_dir + rec.float()).to(dh_n.dtype), dh_seq

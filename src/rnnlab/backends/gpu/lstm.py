@@ -1,0 +1,507 @@
+"""LSTM (with optional projection), Triton backend.
+
+    [i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh     (B, 4H), then
+    i, f, o = σ(·),  g = tanh(·)
+    c_t = f ⊙ c_{t-1} + i ⊙ g
+    m_t = o ⊙ tanh(c_t)
+    h_t = m_t            (projection: h_t = W_hr m_t, (B, P))
+
+Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
+and the cell states c_t (T,B,H), zero at padding steps.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.portable._common import (
+    empty_grad,
+    input_grad,
+    previous_states,
+    project_inputs,
+    sum_bias,
+    valid_mask,
+    weight_grad,
+    zero_padding,
+)
+
+
+@triton.jit
+def _cell(pre_i, pre_f, pre_g, pre_o, c_prev):
+    """Activated gates, the new cell state and m = o ⊙ tanh(c), all (rows, H) fp32."""
+    i = tl.sigmoid(pre_i)
+    f = tl.sigmoid(pre_f)
+    g = C.tanh(pre_g)
+    o = tl.sigmoid(pre_o)
+    c = f * c_prev + i * g
+    return i, f, g, o, c, o * C.tanh(c)
+
+
+@triton.jit
+def _cell_grad(dm, dc_next, i, f, g, o, c, c_prev):
+    """Gradients of the four pre-activations and of c_{t-1}, given dL/dm_t and dL/dc_t
+    from step t+1."""
+    tc = C.tanh(c)
+    do = dm * tc  # m = o ⊙ tanh(c)
+    dc = dc_next + dm * o * (1.0 - tc * tc)  # from m_t and from c_{t+1}
+    di = dc * g  # c = f ⊙ c_prev + i ⊙ g
+    dg = dc * i
+    df = dc * c_prev
+    return (
+        di * i * (1.0 - i),  # σ' = σ(1 - σ)
+        df * f * (1.0 - f),
+        dg * (1.0 - g * g),  # tanh' = 1 - tanh²
+        do * o * (1.0 - o),
+        dc * f,
+    )
+
+
+@triton.jit
+def _store_gates(gates, gt, i, f, g, o, vm, m2, H):
+    C.store(gates + gt, tl.where(vm, i, 0.0), m2)
+    C.store(gates + gt + H, tl.where(vm, f, 0.0), m2)
+    C.store(gates + gt + 2 * H, tl.where(vm, g, 0.0), m2)
+    C.store(gates + gt + 3 * H, tl.where(vm, o, 0.0), m2)
+
+
+# ----------------------------------------------------------------- persistent path
+
+
+@triton.jit
+def _lstm_fwd_persistent(
+    gx, h0, c0, w_hh, w_hr, lens_ptr, probe, y, h_n, c_n, gates, c_seq,
+    T, B, H, P,
+    HP: tl.constexpr, PP: tl.constexpr, BLOCK_B: tl.constexpr, HAS_PROJ: tl.constexpr,
+    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    hc = tl.arange(0, HP)
+    pc = tl.arange(0, PP)
+    row_ok = rows < B
+    h_ok = hc < H
+    p_ok = pc < P
+    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
+    # W_hhᵀ per gate (PP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
+    wm = p_ok[:, None] & h_ok[None, :]
+    w_ofs = hc[None, :] * P + pc[:, None]
+    w_i = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
+    w_f = tl.load(w_hh + H * P + w_ofs, mask=wm, other=0.0)
+    w_g = tl.load(w_hh + 2 * H * P + w_ofs, mask=wm, other=0.0)
+    w_o = tl.load(w_hh + 3 * H * P + w_ofs, mask=wm, other=0.0)
+    if HAS_PROJ:
+        # W_hrᵀ (HP, PP): [j, p] = W_hr[p, j]
+        w_r = tl.load(
+            w_hr + pc[None, :] * H + hc[:, None], mask=h_ok[:, None] & p_ok[None, :], other=0.0
+        )
+    mh = row_ok[:, None] & h_ok[None, :]
+    mp = row_ok[:, None] & p_ok[None, :]
+    h = C.load_f32(h0 + rows[:, None] * P + pc[None, :], mp)  # (BLOCK_B, PP) fp32
+    c = C.load_f32(c0 + rows[:, None] * H + hc[None, :], mh)  # (BLOCK_B, HP) fp32
+    for s in range(T):
+        t, valid = C.step_time(s, lens, REVERSE)
+        vm = valid[:, None]
+        tb = t * B + rows
+        gt = tb[:, None] * (4 * H) + hc[None, :]  # gate i of step t; f, g, o follow by H
+        ct = tb[:, None] * H + hc[None, :]
+        yt = tb[:, None] * P + pc[None, :]
+        mv = mh & vm
+        i, f, g, o, c_t, m_t = _cell(
+            C.load_f32(gx + gt, mv) + C.mm(h, w_i, UPCAST, PRECISION),
+            C.load_f32(gx + gt + H, mv) + C.mm(h, w_f, UPCAST, PRECISION),
+            C.load_f32(gx + gt + 2 * H, mv) + C.mm(h, w_g, UPCAST, PRECISION),
+            C.load_f32(gx + gt + 3 * H, mv) + C.mm(h, w_o, UPCAST, PRECISION),
+            c,
+        )
+        if HAS_PROJ:
+            h_t = C.mm(m_t, w_r, UPCAST, PRECISION)  # (BLOCK_B, PP)
+        else:
+            h_t = m_t
+        if HAS_PROBE:
+            h_t += C.load_f32(probe + yt, mp & vm)
+        h = tl.where(vm, h_t, h)
+        c = tl.where(vm, c_t, c)
+        C.store(y + yt, tl.where(vm, h_t, 0.0), mp)
+        C.store(c_seq + ct, tl.where(vm, c_t, 0.0), mh)
+        _store_gates(gates, gt, i, f, g, o, vm, mh, H)
+    C.store(h_n + rows[:, None] * P + pc[None, :], h, mp)
+    C.store(c_n + rows[:, None] * H + hc[None, :], c, mh)
+
+
+@triton.jit
+def _lstm_bwd_persistent(
+    dy, dh_n, dc_n, w_hh, w_hr, gates, c_seq, c_prev_seq, lens_ptr, dgates, dh_seq, dh0, dc0,
+    T, B, H, P,
+    HP: tl.constexpr, PP: tl.constexpr, BLOCK_B: tl.constexpr, HAS_PROJ: tl.constexpr,
+    STORE_DH: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    hc = tl.arange(0, HP)
+    pc = tl.arange(0, PP)
+    row_ok = rows < B
+    h_ok = hc < H
+    p_ok = pc < P
+    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
+    # W_hh per gate (HP, PP), on chip: [j, k] = W_hh[gH + j, k]
+    wm = h_ok[:, None] & p_ok[None, :]
+    w_ofs = hc[:, None] * P + pc[None, :]
+    w_i = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
+    w_f = tl.load(w_hh + H * P + w_ofs, mask=wm, other=0.0)
+    w_g = tl.load(w_hh + 2 * H * P + w_ofs, mask=wm, other=0.0)
+    w_o = tl.load(w_hh + 3 * H * P + w_ofs, mask=wm, other=0.0)
+    if HAS_PROJ:
+        # W_hr (PP, HP): [p, j] = W_hr[p, j]
+        w_r = tl.load(
+            w_hr + pc[:, None] * H + hc[None, :], mask=p_ok[:, None] & h_ok[None, :], other=0.0
+        )
+    mh = row_ok[:, None] & h_ok[None, :]
+    mp = row_ok[:, None] & p_ok[None, :]
+    dh_next = C.load_f32(dh_n + rows[:, None] * P + pc[None, :], mp)
+    dc_next = C.load_f32(dc_n + rows[:, None] * H + hc[None, :], mh)
+    for k in range(T):
+        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
+        vm = valid[:, None]
+        tb = t * B + rows
+        gt = tb[:, None] * (4 * H) + hc[None, :]
+        ct = tb[:, None] * H + hc[None, :]
+        yt = tb[:, None] * P + pc[None, :]
+        mv = mh & vm
+        dh = C.load_f32(dy + yt, mp & vm) + dh_next  # from the output and from step t+1
+        if HAS_PROJ:
+            dm = C.mm(dh, w_r, UPCAST, PRECISION)  # through h = W_hr m
+        else:
+            dm = dh
+        dpi, dpf, dpg, dpo, dc_prev = _cell_grad(
+            dm, dc_next,
+            C.load_f32(gates + gt, mv), C.load_f32(gates + gt + H, mv),
+            C.load_f32(gates + gt + 2 * H, mv), C.load_f32(gates + gt + 3 * H, mv),
+            C.load_f32(c_seq + ct, mv), C.load_f32(c_prev_seq + ct, mv),
+        )
+        dpi = tl.where(vm, dpi, 0.0)
+        dpf = tl.where(vm, dpf, 0.0)
+        dpg = tl.where(vm, dpg, 0.0)
+        dpo = tl.where(vm, dpo, 0.0)
+        dh_prev = (  # through W_hh h_{t-1}
+            C.mm(dpi, w_i, UPCAST, PRECISION) + C.mm(dpf, w_f, UPCAST, PRECISION)
+            + C.mm(dpg, w_g, UPCAST, PRECISION) + C.mm(dpo, w_o, UPCAST, PRECISION)
+        )
+        dh_next = tl.where(vm, dh_prev, dh_next)  # padding: the state passes through
+        dc_next = tl.where(vm, dc_prev, dc_next)
+        _store_gates(dgates, gt, dpi, dpf, dpg, dpo, vm, mh, H)
+        if STORE_DH:
+            C.store(dh_seq + yt, tl.where(vm, dh, 0.0), mp)
+    C.store(dh0 + rows[:, None] * P + pc[None, :], dh_next, mp)
+    C.store(dc0 + rows[:, None] * H + hc[None, :], dc_next, mh)
+
+
+# ----------------------------------------------------------------- tiled path
+
+
+@triton.jit(do_not_specialize=["s"])
+def _lstm_fwd_tile(
+    s, gx, gh, c_state, h_state, h_mm, m_mm, lens_ptr, probe, y, gates, c_seq,
+    B, H,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, HAS_PROJ: tl.constexpr,
+    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """One step after the GEMM gh = h·W_hhᵀ (B, 4H). With a projection it leaves m_t in
+    m_mm for the GEMM h_t = m_t·W_hrᵀ and ``_commit_tile`` finishes the step."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < H)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    mv = m2 & vm
+    tb = t * B + rows
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    ct = tb[:, None] * H + cols[None, :]
+    st = rows[:, None] * H + cols[None, :]
+    rt = rows[:, None] * (4 * H) + cols[None, :]
+    c = C.load_f32(c_state + st, m2)
+    i, f, g, o, c_t, m_t = _cell(
+        C.load_f32(gx + gt, mv) + C.load_f32(gh + rt, m2),
+        C.load_f32(gx + gt + H, mv) + C.load_f32(gh + rt + H, m2),
+        C.load_f32(gx + gt + 2 * H, mv) + C.load_f32(gh + rt + 2 * H, m2),
+        C.load_f32(gx + gt + 3 * H, mv) + C.load_f32(gh + rt + 3 * H, m2),
+        c,
+    )
+    C.store(c_state + st, tl.where(vm, c_t, c), m2)
+    C.store(c_seq + ct, tl.where(vm, c_t, 0.0), m2)
+    _store_gates(gates, gt, i, f, g, o, vm, m2, H)
+    if HAS_PROJ:
+        C.store(m_mm + st, m_t, m2)
+    else:
+        h_t = m_t
+        if HAS_PROBE:
+            h_t += C.load_f32(probe + ct, mv)
+        h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
+        C.store(h_state + st, h, m2)
+        C.store(h_mm + st, h, m2)
+        C.store(y + ct, tl.where(vm, h_t, 0.0), m2)
+
+
+@triton.jit(do_not_specialize=["s"])
+def _commit_tile(
+    s, hp, h_state, h_mm, lens_ptr, probe, y,
+    B, P,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, HAS_PROBE: tl.constexpr,
+    REVERSE: tl.constexpr,
+):
+    """Projection, end of a step: h_t = hp (+ probe), masked into the state and y."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < P)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    yt = (t * B + rows)[:, None] * P + cols[None, :]
+    st = rows[:, None] * P + cols[None, :]
+    h_t = C.load_f32(hp + st, m2)
+    if HAS_PROBE:
+        h_t += C.load_f32(probe + yt, m2 & vm)
+    h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
+    C.store(h_state + st, h, m2)
+    C.store(h_mm + st, h, m2)
+    C.store(y + yt, tl.where(vm, h_t, 0.0), m2)
+
+
+@triton.jit(do_not_specialize=["s"])
+def _dh_tile(
+    s, dy, rec, dh_dir, lens_ptr, dh_mm, dh_seq,
+    B, P,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """Projection, start of a step back: dh_t = dy_t + dh_next, for the GEMM dm = dh·W_hr."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < P)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    yt = (t * B + rows)[:, None] * P + cols[None, :]
+    st = rows[:, None] * P + cols[None, :]
+    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
+    dh = C.load_f32(dy + yt, m2 & vm) + dh_next
+    C.store(dh_mm + st, tl.where(vm, dh, 0.0), m2)
+    C.store(dh_seq + yt, tl.where(vm, dh, 0.0), m2)
+    C.store(dh_dir + st, tl.where(vm, 0.0, dh_next), m2)  # padding: the state passes through
+
+
+@triton.jit(do_not_specialize=["s"])
+def _lstm_bwd_tile(
+    s, dy, rec, dh_dir, dm_buf, dc_state, gates, c_seq, c_prev_seq, lens_ptr, dgates, dpre_mm,
+    dh_seq,
+    B, H,
+    TILE_B: tl.constexpr, TILE_H: tl.constexpr, HAS_PROJ: tl.constexpr,
+    STORE_DH: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """One step back. Without a projection dh_t = dy_t + dh_dir + rec (rec = dpre_{t+1}·W_hh
+    from the last GEMM); with one, dm_t was computed by ``_dh_tile`` and a GEMM."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < H)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = C.step_time(s, lens, REVERSE)
+    vm = valid[:, None]
+    mv = m2 & vm
+    tb = t * B + rows
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    ct = tb[:, None] * H + cols[None, :]
+    st = rows[:, None] * H + cols[None, :]
+    rt = rows[:, None] * (4 * H) + cols[None, :]
+    if HAS_PROJ:
+        dm = C.load_f32(dm_buf + st, m2)
+    else:
+        dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
+        dm = C.load_f32(dy + ct, mv) + dh_next
+        C.store(dh_dir + st, tl.where(vm, 0.0, dh_next), m2)  # padding: passes through
+        if STORE_DH:
+            C.store(dh_seq + ct, tl.where(vm, dm, 0.0), m2)
+    dc_next = C.load_f32(dc_state + st, m2)
+    dpi, dpf, dpg, dpo, dc_prev = _cell_grad(
+        dm, dc_next,
+        C.load_f32(gates + gt, mv), C.load_f32(gates + gt + H, mv),
+        C.load_f32(gates + gt + 2 * H, mv), C.load_f32(gates + gt + 3 * H, mv),
+        C.load_f32(c_seq + ct, mv), C.load_f32(c_prev_seq + ct, mv),
+    )
+    C.store(dc_state + st, tl.where(vm, dc_prev, dc_next), m2)
+    _store_gates(dgates, gt, dpi, dpf, dpg, dpo, vm, m2, H)
+    _store_gates(dpre_mm, rt, dpi, dpf, dpg, dpo, vm, m2, H)  # for the GEMM rec = dpre·W_hh
+
+
+# ----------------------------------------------------------------- host functions
+
+
+def _weight_elements(H: int, P: int, proj: bool) -> int:
+    HP, PP = C.pad(H), C.pad(P)
+    return 4 * HP * PP + (HP * PP if proj else 0)
+
+
+def lstm_forward(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
+    T, B, _ = x.shape
+    H, P = c0.shape[-1], h0.shape[-1]
+    gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh)).contiguous()  # padding rows unread
+    lens = C.full_lengths(lengths, T, B, x.device)
+    w = w_hh.contiguous()
+    w_r = w_hr.contiguous() if w_hr is not None else None
+    probe = h_probe.contiguous() if h_probe is not None else None
+    n_w = _weight_elements(H, P, w_r is not None)
+    if not C.use_persistent(n_w):
+        return C.run_tiled(
+            "lstm_forward", _tiled_forward, (gx, h0, c0, w, w_r, lens, probe), reverse=reverse
+        )
+    y = x.new_empty(T, B, P)
+    gates = torch.empty_like(gx)
+    c_seq = x.new_empty(T, B, H)
+    h_n, c_n = x.new_empty(B, P), x.new_empty(B, H)
+    precision, upcast = C.dot_settings(x)
+    _lstm_fwd_persistent[C.launch_grid(B)](
+        gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
+        probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
+        HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=w_r is not None,
+        HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
+        PRECISION=precision, num_warps=C.num_warps(n_w),
+    )
+    return y, h_n, c_n, gates, c_seq
+
+
+def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
+    """Per step: the GEMM gh = h·W_hhᵀ, one fused pointwise kernel and, with a projection,
+    the GEMM h = m·W_hrᵀ and a small commit kernel."""
+    T, B, G = gx.shape
+    H, P = c0.shape[-1], h0.shape[-1]
+    proj = w_r is not None
+    y = gx.new_empty(T, B, P)
+    gates = torch.empty_like(gx)
+    c_seq = gx.new_empty(T, B, H)
+    probe = h_probe if h_probe is not None else y
+    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 states, never h0/c0
+    c_state = c0.to(torch.float32, copy=True).contiguous()
+    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    mm_dtype = dict(dtype=w.dtype, device=gx.device)
+    gh = torch.empty(B, G, **mm_dtype)
+    m_mm = torch.empty(B, H, **mm_dtype) if proj else gh
+    hp = torch.empty(B, P, **mm_dtype) if proj else gh
+    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, HAS_PROBE=h_probe is not None,
+                 REVERSE=reverse)
+    for s in range(T):
+        torch.mm(h_mm, w.t(), out=gh)
+        _lstm_fwd_tile[C.tile_grid(B, H)](
+            s, gx, gh, c_state, h_state, h_mm, m_mm, lens, probe, y, gates, c_seq, B, H,
+            HAS_PROJ=proj, **flags,
+        )
+        if proj:
+            torch.mm(m_mm, w_r.t(), out=hp)
+            _commit_tile[C.tile_grid(B, P)](s, hp, h_state, h_mm, lens, probe, y, B, P, **flags)
+    return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq
+
+
+def lstm_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    dc_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    w_hr: Tensor | None,
+    y: Tensor,
+    gates: Tensor,
+    c_seq: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
+    T, B, _ = x.shape
+    H, P = c0.shape[-1], h0.shape[-1]
+    x = zero_padding(x, valid_mask(lengths, T))
+    lens = C.full_lengths(lengths, T, B, x.device)
+    proj = w_hr is not None
+    w = w_hh.contiguous()
+    w_r = w_hr.contiguous() if proj else None
+    dy = dy.contiguous()
+    gates = gates.contiguous()
+    c_seq = c_seq.contiguous()
+    c_prev_seq = previous_states(c_seq, c0, lengths, reverse).contiguous()
+    store_dh = need_dh or proj
+    n_w = _weight_elements(H, P, proj)
+    if C.use_persistent(n_w):
+        dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
+        dh_seq = torch.empty_like(y) if store_dh else dgates
+        dh0, dc0 = torch.empty_like(h0), torch.empty_like(c0)
+        precision, upcast = C.dot_settings(x)
+        _lstm_bwd_persistent[C.launch_grid(B)](
+            dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
+            c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,
+            HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
+            REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+        )
+    else:
+        dgates, dh0, dc0, dh_seq = C.run_tiled(
+            "lstm_backward", _tiled_backward,
+            (dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens),
+            reverse=reverse, store_dh=store_dh,
+        )
+    h_prev_seq = previous_states(y, h0, lengths, reverse)
+    dx = input_grad(dgates, w_ih)
+    dw_ih = weight_grad(dgates, x)
+    dw_hh = weight_grad(dgates, h_prev_seq)
+    db = dgates.sum(dim=(0, 1))
+    if proj:
+        o_seq = gates[..., 3 * H :]
+        dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
+    else:
+        dw_hr = empty_grad(y)
+    dh_out = dh_seq if need_dh else empty_grad(y)
+    return dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out
+
+
+def _tiled_backward(dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens, *, reverse,
+                    store_dh):
+    """Per step back: (with a projection: a small kernel for dh and the GEMM dm = dh·W_hr),
+    one fused pointwise kernel, then the GEMM rec = dpre·W_hh."""
+    T, B, G = gates.shape
+    H, P = c_seq.shape[-1], dh_n.shape[-1]
+    proj = w_r is not None
+    dgates = torch.empty_like(gates)
+    dh_seq = dy.new_empty(T, B, P) if store_dh else dgates
+    mm_dtype = dict(dtype=w.dtype, device=gates.device)
+    dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next minus the GEMM part
+    dc_state = dc_n.to(torch.float32, copy=True).contiguous()
+    rec = torch.zeros(B, P, **mm_dtype)  # dpre_{t+1}·W_hh
+    dpre_mm = torch.empty(B, G, **mm_dtype)
+    dh_mm = torch.empty(B, P, **mm_dtype) if proj else rec
+    dm = torch.empty(B, H, **mm_dtype) if proj else rec
+    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    for s in range(T - 1, -1, -1):
+        if proj:
+            _dh_tile[C.tile_grid(B, P)](s, dy, rec, dh_dir, lens, dh_mm, dh_seq, B, P, **flags)
+            torch.mm(dh_mm, w_r, out=dm)  # through h = W_hr m
+        _lstm_bwd_tile[C.tile_grid(B, H)](
+            s, dy, rec, dh_dir, dm, dc_state, gates, c_seq, c_prev_seq, lens, dgates,
+            dpre_mm, dh_seq, B, H, HAS_PROJ=proj, STORE_DH=store_dh, **flags,
+        )
+        torch.mm(dpre_mm, w, out=rec)
+    dh0 = (dh_dir + rec.float()).to(dh_n.dtype)
+    return dgates, dh0, dc_state.to(dc_n.dtype), dh_seq

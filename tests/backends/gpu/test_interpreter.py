@@ -1,0 +1,78 @@
+"""The gpu backend's Triton kernels, run on CPU through Triton's interpreter.
+
+Each job is a pytest run in a subprocess with TRITON_INTERPRET=1, because the flag must
+be set before the kernels are defined and must not leak into the rest of the suite:
+
+- the shared conformance suite (every op vs the NumPy reference: outputs, final states,
+  saved gates, every gradient and the total dL/dh_t; lengths, reverse, projection, both
+  GRU variants) in float32, once per execution path;
+- rnnlab.nn vs torch.nn with the gpu backend forced (stacked, bidirectional, batch_first,
+  packed input, ...), float32;
+- torch.library.opcheck of the forward and backward ops and torch.compile(fullgraph=True)
+  with the gpu backend forced;
+- the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
+  padded blocks, both paths, aliasing, selection rules.
+
+On a CUDA machine the backend's own checks also run on the GPU (no interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[3]
+CHECKS = "tests/backends/gpu/interpreted/check_gpu_backend.py"
+TORCH_NN_CASES = [
+    f"tests/nn/test_layers_vs_torch.py::test_layer_matches_torch_nn[{seed}-{family}-f32]"
+    for seed in range(4)
+    for family in ("gru", "lstm", "rnn")
+]
+
+JOBS = {
+    "reference-persistent": (
+        ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
+        {"RNNLAB_GPU_PATH": "persistent"},
+    ),
+    "reference-tiled": (
+        ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
+        {"RNNLAB_GPU_PATH": "tiled"},
+    ),
+    "torch-nn": (TORCH_NN_CASES, {"RNNLAB_BACKEND": "gpu"}),
+    "opcheck-compile": (
+        ["tests/ops/test_ops.py", "-k", "opcheck or compile"], {"RNNLAB_BACKEND": "gpu"}
+    ),
+    "backend-checks": ([CHECKS, "-o", "python_files=check_*.py"], {}),
+}
+
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None, reason="triton is not installed"
+)
+
+
+def _pytest(args: list[str], extra_env: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RNNLAB_", "TRITON_"))}
+    env.update(extra_env)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    report = f"{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{' '.join(args[:3])} failed with {extra_env}:\n{report}"
+
+
+@needs_triton
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_kernels_in_the_interpreter(job):
+    args, env = JOBS[job]
+    _pytest(args, {"TRITON_INTERPRET": "1", **env})
+
+
+@needs_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_backend_checks_on_cuda():
+    _pytest([CHECKS, "-o", "python_files=check_*.py"], {"RNNLAB_GPU_TEST_DEVICE": "cuda"})
