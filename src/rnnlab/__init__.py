@@ -1,11 +1,30 @@
 """rnnlab: exact, fast, inspectable recurrent networks.
 
-The public surface: the torch.nn-compatible layers in :mod:`rnnlab.nn`, gate and
-gradient recording (:func:`rnnlab.nn.record`), the NumPy reference math in
-:mod:`rnnlab.reference`, and backend selection (:func:`use_backend`).
+The public surface: the torch.nn-compatible layers in :mod:`rnnlab.nn` (with gate and
+gradient recording, :func:`rnnlab.nn.record`), the NumPy reference math in
+:mod:`rnnlab.reference`, backend selection (:func:`use_backend`), and the tools around
+the layers — :func:`train`, :func:`compare`, :func:`inspect_run`, :func:`generate` and
+:func:`predict` — that the ``rnnlab`` command wraps.
 """
 
 from rnnlab._version import __version__
 from rnnlab.backends import available_backends, use_backend
+from rnnlab.compare import CompareConfig, CompareResult, compare
+from rnnlab.inspect import inspect_run
+from rnnlab.training import TrainConfig, TrainResult, train
+from rnnlab.use import generate, predict
 
-__all__ = ["__version__", "available_backends", "use_backend"]
+__all__ = [
+    "CompareConfig",
+    "CompareResult",
+    "TrainConfig",
+    "TrainResult",
+    "__version__",
+    "available_backends",
+    "compare",
+    "generate",
+    "inspect_run",
+    "predict",
+    "train",
+    "use_backend",
+]

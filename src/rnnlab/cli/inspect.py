@@ -1,0 +1,19 @@
+"""``rnnlab inspect RUN``: redraw the gate heatmaps and gradient plots of a saved run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rnnlab.report import build_report
+
+
+@click.command("inspect")
+@click.argument("run", type=click.Path(path_type=Path))
+def command(run):
+    """Redraw gate and gradient plots (and the report) for the run folder RUN."""
+    page = build_report(run)
+    for png in sorted(run.glob("*.png")):
+        click.echo(f"wrote {png}")
+    click.echo(f"report: {page}")

@@ -1,0 +1,46 @@
+"""``rnnlab train``: one cell on one task, with checkpoints, resume and a report."""
+
+from __future__ import annotations
+
+import click
+
+from rnnlab.cli._options import (
+    build_train_config,
+    run_dir,
+    saved_config,
+    set_threads,
+    train_options,
+)
+from rnnlab.report import build_report
+from rnnlab.tasks import CELLS
+from rnnlab.training import TrainConfig, train
+
+
+@click.command("train")
+@click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell (default: lstm).")
+@click.option("--hidden", type=int, help="Hidden size (default: the task's).")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Draw the plots and report.html after training.")
+@train_options
+def command(cell, hidden, report, **kw):
+    """Train one recurrent network on a task and write a run folder with a report."""
+    given = {k: v for k, v in (("cell", cell), ("hidden", hidden)) if v is not None}
+    saved = saved_config(kw)
+    if saved is not None:  # --resume: what the run started with, plus what is given now
+        config = build_train_config(TrainConfig.from_dict(saved), kw, **given)
+    else:
+        config = build_train_config(None, kw, **given)
+    set_threads(kw, config.task)
+    folder = run_dir(kw, f"{config.task}-{config.cell}")
+    result = train(config, folder, force=kw["force"], resume=kw["resume"],
+                   progress=kw["progress"])
+    if report:
+        build_report(result.run_dir)
+    click.echo(
+        f"{config.cell}: best validation {result.metric} {result.best:.4g} at step "
+        f"{result.best_step} (chance {result.chance:.4g}); {result.steps} steps in "
+        f"{result.seconds:.1f}s; {result.stopped}"
+    )
+    click.echo(f"run folder: {result.run_dir}")
+    if report:
+        click.echo(f"report: {result.run_dir / 'report.html'}")

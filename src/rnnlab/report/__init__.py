@@ -1,0 +1,69 @@
+"""The report of a run: metrics.json, PNG figures and one self-contained report.html.
+
+``build_report(RUN)`` works on a comparison or a single training run; everything but
+the gate heatmaps and gradient norms (which ``rnnlab.inspect`` recomputes from the
+saved weights and stores in metrics.json) is redrawn from ``metrics.json`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from rnnlab._io import read_json, write_bytes_atomic, write_json
+from rnnlab.report.html import render
+from rnnlab.report.plots import save_curves, save_forecast
+
+
+def as_comparison(metrics: dict) -> dict:
+    """View the metrics of one training run in the comparison's shape (one cell)."""
+    if "cells" in metrics:
+        return metrics
+    run = {k: v for k, v in metrics.items() if k not in ("task", "metric", "chance")}
+    cell = {
+        "cell": metrics["cell"], "hidden": metrics["hidden"], "params": metrics["params"],
+        "best": metrics["best"], "best_spread": 0.0, "best_per_seed": [metrics["best"]],
+        "ratio_to_chance": (metrics["best"] / metrics["chance"]
+                            if metrics["chance"] and metrics["best"] is not None else None),
+        "seconds": metrics["seconds"], "seconds_per_step": metrics["seconds_per_step"],
+        "sequences_per_second": metrics["sequences_per_second"],
+        "steps_to_target": metrics["steps_to_target"], "runs": [{**run, "dir": "."}],
+    }
+    return {**metrics, "kind": "train", "cells": [cell]}
+
+
+def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
+    """(Re)draw every figure of ``run_dir`` and write ``report.html``; return its path."""
+    from rnnlab.inspect import cell_runs, inspect_run, load_run
+
+    run_dir = Path(run_dir)
+    if probe:
+        inspect_run(run_dir)
+    metrics = read_json(run_dir / "metrics.json")
+    view = as_comparison(metrics)
+    save_curves(run_dir / "curves.png", view)
+    images = [("curves.png", "Learning curves"),
+              ("gradients.png", "Vanishing gradients: ‖∂L/∂h_t‖ over t")]
+    extras, seen = {}, set()
+    for folder in cell_runs(run_dir):
+        model, task = load_run(folder)
+        cell = model.config.cell
+        if cell in seen:
+            continue
+        seen.add(cell)
+        extras[cell] = task.extras(model, torch.Generator().manual_seed(0))
+    if any(extras.values()):
+        metrics["extras"] = extras
+        write_json(run_dir / "metrics.json", metrics)
+        view = as_comparison(metrics)
+    forecasts = {c: e["forecast_view"] for c, e in extras.items() if "forecast_view" in e}
+    if forecasts:
+        save_forecast(run_dir / "forecast.png", forecasts)
+        images.append(("forecast.png", "Forecast vs truth"))
+    for cell in ("rnn", "lstm", "gru"):
+        images.append((f"gates_{cell}.png", f"{cell.upper()} gates on a sample sequence"))
+    page = run_dir / "report.html"
+    write_bytes_atomic(page, render(run_dir, view, images).encode())
+    return page

@@ -1,0 +1,81 @@
+"""One self-contained HTML page: the PNGs embedded as data URIs, no external files."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+img { max-width: 100%; }
+pre { background: #f6f6f6; padding: 0.8em; white-space: pre-wrap; }
+"""
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    if isinstance(v, list):
+        return " / ".join(_fmt(x) for x in v)
+    return html.escape(str(v))
+
+
+def _table(metrics: dict) -> str:
+    m = metrics["metric"]
+    head = ["cell", "hidden", "params", f"best {m}", "spread", "× chance", "seconds",
+            "ms/step", "sequences/s", "steps to target"]
+    rows = []
+    for c in metrics["cells"]:
+        rows.append([
+            c["cell"], c["hidden"], c["params"], c["best"], c["best_spread"],
+            c["ratio_to_chance"], c["seconds"], c["seconds_per_step"] * 1e3,
+            c["sequences_per_second"], c["steps_to_target"],
+        ])
+    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
+    """The page: summary, table, figures (``images``: (file name, heading)), extras, config."""
+    title = f"rnnlab — {metrics['task']}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Validation metric <b>{html.escape(metrics['metric'])}</b> "
+        f"({'higher' if metrics.get('higher_is_better') else 'lower'} is better); "
+        f"chance level {_fmt(metrics['chance'])}"
+        + (f", target {_fmt(metrics['target'])}" if metrics.get("target") is not None else "")
+        + ". Every cell had the same data, seeds, optimiser and budget.</p>",
+        "<h2>Results</h2>", _table(metrics),
+    ]
+    for name, heading in images:
+        path = run_dir / name
+        if path.is_file():
+            parts += [f"<h2>{html.escape(heading)}</h2>", _img(path, heading)]
+    for cell, extra in sorted((metrics.get("extras") or {}).items()):
+        for key, text in extra.items():
+            if isinstance(text, str):
+                parts += [f"<h3>{html.escape(cell)}: {html.escape(key)}</h3>",
+                          f"<pre>{html.escape(text)}</pre>"]
+    parts += [
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(json.dumps(metrics.get('config', {}), indent=2))}</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)

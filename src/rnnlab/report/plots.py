@@ -1,0 +1,115 @@
+"""The report's figures, drawn with matplotlib's object-oriented API on the Agg backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
+GATE_TITLES = {
+    "i": "input gate i", "f": "forget gate f", "g": "candidate g", "o": "output gate o",
+    "c": "cell state c", "r": "reset gate r", "z": "update gate z", "n": "candidate n",
+    "a": "pre-activation a",
+}
+GATE_ORDER = {"lstm": ["f", "i", "o", "c"], "gru": ["z", "r", "n"], "rnn": ["a"]}
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def save_curves(path: Path, metrics: dict) -> None:
+    """Validation metric per cell vs steps and vs wall time, with the chance line."""
+    fig = Figure(figsize=(11, 4))
+    ax_steps, ax_time = fig.subplots(1, 2)
+    positive = True
+    for cell in metrics["cells"]:
+        color = COLORS.get(cell["cell"])
+        for k, run in enumerate(cell["runs"]):
+            hist = run["history"]
+            steps = [h["step"] for h in hist]
+            secs = [h["seconds"] for h in hist]
+            vals = [np.nan if h["val"] is None else h["val"] for h in hist]
+            positive = positive and all(v > 0 for v in vals if np.isfinite(v))
+            label = cell["cell"] if k == 0 else None
+            ax_steps.plot(steps, vals, color=color, label=label, alpha=0.9 if k == 0 else 0.5)
+            ax_time.plot(secs, vals, color=color, label=label, alpha=0.9 if k == 0 else 0.5)
+    for ax, xlabel in ((ax_steps, "training step"), (ax_time, "wall time (s)")):
+        ax.axhline(metrics["chance"], color="gray", linestyle="--", label="chance")
+        if metrics.get("target") is not None:
+            ax.axhline(metrics["target"], color="gray", linestyle=":", label="target")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"validation {metrics['metric']}")
+        if positive and not metrics.get("higher_is_better"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    ax_steps.legend()
+    fig.suptitle(f"Learning curves — task {metrics['task']}")
+    _save(fig, path)
+
+
+def save_gradients(path: Path, gradients: dict[str, dict[str, list[float]]]) -> None:
+    """‖∂L/∂h_t‖ over t per cell on a log scale: at initialisation and after training."""
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, when in zip(axes, ("init", "trained"), strict=True):
+        for cell, g in gradients.items():
+            norms = np.asarray(g[when], dtype=float)
+            norms = np.where(norms > 0, norms, np.nan)
+            ax.plot(np.arange(len(norms)), norms, color=COLORS.get(cell), label=cell)
+        ax.set_yscale("log")
+        ax.set_xlabel("time step t")
+        ax.set_title("at initialisation" if when == "init" else "after training")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean ‖∂L/∂h_t‖")
+    axes[0].legend()
+    fig.suptitle("Gradient reaching each step (vanishing gradients show as a fall to the left)")
+    _save(fig, path)
+
+
+def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]]) -> None:
+    """Heatmaps (hidden unit × time) of a cell's gates on one probe sequence."""
+    names = [n for n in GATE_ORDER.get(cell, sorted(gates)) if n in gates]
+    fig = Figure(figsize=(11, 2.2 * len(names) + 0.6))
+    axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
+    for ax, name in zip(axes, names, strict=True):
+        values = np.asarray(gates[name], dtype=float).T  # (H, T)
+        if name in ("c", "a", "g", "n"):
+            bound = float(np.abs(values).max()) or 1.0
+            im = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound,
+                           interpolation="nearest")
+        else:
+            im = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                           interpolation="nearest")
+        ax.set_ylabel("unit")
+        ax.set_title(GATE_TITLES.get(name, name), fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+    axes[-1].set_xlabel("time step t")
+    fig.suptitle(f"{cell.upper()} gate activations on one validation sequence")
+    _save(fig, path)
+
+
+def save_forecast(path: Path, views: dict[str, dict]) -> None:
+    """Forecast vs truth on the validation split, one panel per forecast column."""
+    first = next(iter(views.values()))
+    columns = first["columns"]
+    fig = Figure(figsize=(11, 3 * len(columns)))
+    axes = np.atleast_1d(fig.subplots(len(columns), 1, sharex=True))
+    for j, (ax, name) in enumerate(zip(axes, columns, strict=True)):
+        truth = np.asarray(first["truth"], dtype=float)[:, j]
+        ax.plot(np.arange(len(truth)), truth, color="black", label="truth")
+        naive = np.asarray(first["naive"], dtype=float)[:, j]
+        ax.plot(np.arange(len(naive)), naive, color="gray", linestyle=":", label="last value")
+        for cell, view in views.items():
+            pred = np.asarray(view["forecast"], dtype=float)[:, j]
+            ax.plot(np.arange(len(pred)), pred, color=COLORS.get(cell), label=cell)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[-1].set_xlabel(f"validation step (forecast {first['horizon']} steps ahead)")
+    fig.suptitle("Forecast vs truth")
+    _save(fig, path)

@@ -1,0 +1,108 @@
+"""What every task provides: data, loss, metric, chance level and a model shape."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, fields
+from typing import Any, ClassVar
+
+import torch
+
+from rnnlab._io import InputError
+from rnnlab.tasks.model import ModelConfig
+
+Batch = dict[str, Any]
+
+
+class Task(ABC):
+    """A learning problem: how to draw a batch, score a model, and what chance scores.
+
+    Subclasses set the class attributes and define ``Options`` (a frozen dataclass
+    validated on construction). Training data is drawn per step from a generator the
+    loop derives from (seed, step), so any step can be replayed exactly; the validation
+    split is fixed when the task is built.
+    """
+
+    name: ClassVar[str]
+    metric: ClassVar[str]  # the validation metric the loop tracks (e.g. "mse", "bpc")
+    higher_is_better: ClassVar[bool] = False
+    stream: ClassVar[bool] = False  # True: one long stream, truncated BPTT, carried state
+    Options: ClassVar[type]
+    default_hidden: ClassVar[int] = 64
+    # TrainConfig fields this task trains best with (the CLI's defaults for the task).
+    train_defaults: ClassVar[dict] = {}
+
+    def __init__(self, options):
+        self.options = options
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Task:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls.Options)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(
+                f"task {cls.name!r} has no option {unknown[0]!r}; its options are "
+                f"{', '.join(sorted(known))}"
+            )
+        return cls(cls.Options(**d))
+
+    def options_dict(self) -> dict:
+        return asdict(self.options)
+
+    # -- what the loop and the report need ---------------------------------------------
+
+    @property
+    @abstractmethod
+    def chance(self) -> float:
+        """The metric of the best input-blind predictor (the line a model must beat)."""
+
+    @property
+    def target(self) -> float | None:
+        """A level that counts as solved, for the report's 'steps to target' column."""
+        return None
+
+    @abstractmethod
+    def model_config(self, cell: str, hidden_size: int, **layer_options) -> ModelConfig:
+        """The model shape this task needs, for a cell and width."""
+
+    @abstractmethod
+    def train_batch(self, step: int, config, generator: torch.Generator) -> Batch:
+        """The training batch of ``step`` for a TrainConfig (batch_size, bptt).
+
+        Only ``generator`` may supply randomness. A stream task sets ``batch["reset"]``
+        when its columns start over, so the loop drops the carried state.
+        """
+
+    def check(self, config) -> None:  # noqa: B027 (optional hook, no-op by default)
+        """Raise InputError when the data cannot serve this training configuration."""
+
+    @abstractmethod
+    def loss(self, model, batch: Batch, carry=None):
+        """Return (scalar training loss, carry for the next step; None for non-stream tasks)."""
+
+    @abstractmethod
+    def evaluate(self, model) -> dict[str, float]:
+        """Validation scores, always including ``self.metric``."""
+
+    @abstractmethod
+    def probe(self) -> Batch:
+        """A few validation sequences for gate heatmaps and gradient-norm plots."""
+
+    def artefacts(self) -> dict:
+        """JSON-able facts a saved run needs later (vocabulary, normalisation, ...)."""
+        return {}
+
+    def extras(self, model, generator: torch.Generator) -> dict:
+        """Task-specific report views (generated text, forecasts); JSON-able."""
+        return {}
+
+
+def positive(name: str, value, *, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> None:
+    if not isinstance(value, (int, float)) or not low < value < high:
+        raise InputError(f"{name} must be a number in ({low}, {high}), got {value!r}")

@@ -1,0 +1,181 @@
+"""Multistep forecasting of numeric columns of a CSV (or a generated Mackey-Glass series).
+
+Rows are split chronologically: the first ``1 − val_fraction`` train, the rest
+validate. Each column is normalised with the mean and standard deviation of the
+training rows only. A sample is ``window`` consecutive rows in and the next
+``horizon`` rows out. Metric: RMSE on the normalised scale (so columns of different
+units weigh alike); chance: the naive forecast that repeats the last seen value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from rnnlab._io import InputError, numeric_columns, read_csv
+from rnnlab.tasks.base import Batch, Task, fraction, positive
+from rnnlab.tasks.model import ModelConfig
+
+
+def mackey_glass(n: int, tau: int = 17, beta: float = 0.2, gamma: float = 0.1,
+                 power: float = 10.0, dt: float = 0.1, burn_in: int = 500) -> np.ndarray:
+    """Mackey-Glass: dx/dt = βx(t−τ)/(1 + x(t−τ)^p) − γx, sampled at t = 0, 1, …"""
+    sub = round(1 / dt)
+    lag = tau * sub
+    total = (n + burn_in) * sub
+    x = np.full(total + lag, 1.2)
+    for t in range(lag, total + lag - 1):
+        delayed = x[t - lag]
+        x[t + 1] = x[t] + dt * (beta * delayed / (1 + delayed**power) - gamma * x[t])
+    return x[lag::sub][burn_in : burn_in + n]
+
+
+@dataclass(frozen=True)
+class ForecastOptions:
+    path: str | None = None  # CSV with a header; None: a generated Mackey-Glass series
+    columns: tuple = ()  # columns to forecast (default: every numeric column)
+    window: int = 48  # rows the model sees
+    horizon: int = 12  # rows it predicts
+    val_fraction: float = 0.2
+    series_length: int = 3000  # of the generated series
+    max_val_windows: int = 2000
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", tuple(self.columns))
+        positive("forecast window", self.window)
+        positive("forecast horizon", self.horizon)
+        fraction("forecast val_fraction", self.val_fraction, 0.0, 1.0)
+        positive("forecast series_length", self.series_length, minimum=10)
+        positive("forecast max_val_windows", self.max_val_windows)
+
+
+def load_series(options: ForecastOptions) -> tuple[list[str], np.ndarray]:
+    """The forecast columns and their values (rows, columns) as float64."""
+    if options.path is None:
+        names = list(options.columns) or ["mackey_glass"]
+        if names != ["mackey_glass"]:
+            raise InputError("the generated series has one column, 'mackey_glass'")
+        return names, mackey_glass(options.series_length)[:, None]
+    header, rows = read_csv(options.path)
+    names = list(options.columns)
+    if not names:
+        names = [h for h, v in zip(header, rows[0], strict=True) if _is_number(v)]
+        if not names:
+            raise InputError(
+                f"no column of {options.path!r} is numeric in its first data row; name the "
+                "columns to forecast with -o columns=a,b"
+            )
+    return names, numeric_columns(header, rows, names, options.path)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+class Forecast(Task):
+    name = "forecast"
+    metric = "rmse"
+    Options = ForecastOptions
+    train_defaults: ClassVar[dict] = {
+        "steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 100,
+    }
+
+    def __init__(self, options: ForecastOptions):
+        super().__init__(options)
+        self.columns, values = load_series(options)
+        W, Hz = options.window, options.horizon
+        n = len(values)
+        n_train = round(n * (1 - options.val_fraction))
+        need, val = W + Hz, options.val_fraction
+        if n_train < need or n - n_train < need:
+            raise InputError(
+                f"{n} rows are too few for window {W} + horizon {Hz}: each split (train "
+                f"{n_train} rows, validation {n - n_train}) needs at least {need}; "
+                f"give at least {math.ceil(need / min(val, 1 - val))} rows or shrink the window"
+            )
+        self.mean = values[:n_train].mean(axis=0)
+        std = values[:n_train].std(axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+        z = torch.tensor((values - self.mean) / self.std, dtype=torch.float32)  # (n, C)
+        self.train_z, self.val_z = z[:n_train], z[n_train:]
+        starts = np.arange(len(self.val_z) - need + 1)
+        stride = max(1, math.ceil(len(starts) / options.max_val_windows))
+        self.val_x, self.val_y = self._windows(self.val_z, starts[::stride])
+        naive = self.val_x[:, -1:, :].expand_as(self.val_y)
+        self._chance = float(torch.sqrt(torch.mean((naive - self.val_y) ** 2)))
+        self._naive_mae = float(torch.mean(torch.abs(naive - self.val_y)))
+
+    def _windows(self, z: torch.Tensor, starts) -> tuple[torch.Tensor, torch.Tensor]:
+        W, Hz = self.options.window, self.options.horizon
+        x = torch.stack([z[s : s + W] for s in starts])  # (N, W, C)
+        y = torch.stack([z[s + W : s + W + Hz] for s in starts])  # (N, Hz, C)
+        return x, y
+
+    @property
+    def chance(self) -> float:
+        return self._chance
+
+    def model_config(self, cell: str, hidden_size: int, **layer_options) -> ModelConfig:
+        C = len(self.columns)
+        return ModelConfig(cell, C, hidden_size, self.options.horizon * C, readout="last",
+                           **layer_options)
+
+    def train_batch(self, step: int, config, generator: torch.Generator) -> Batch:
+        high = len(self.train_z) - self.options.window - self.options.horizon + 1
+        starts = torch.randint(0, high, (config.batch_size,), generator=generator).tolist()
+        x, y = self._windows(self.train_z, starts)
+        return {"x": x, "y": y}
+
+    def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
+        out, _ = model(x)  # (N, Hz*C)
+        return out.view(len(x), self.options.horizon, len(self.columns))
+
+    def loss(self, model, batch: Batch, carry=None):
+        return torch.mean((self._predict(model, batch["x"]) - batch["y"]) ** 2), None
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict[str, float]:
+        err = self._predict(model, self.val_x) - self.val_y
+        return {"rmse": float(torch.sqrt(torch.mean(err**2))),
+                "mae": float(torch.mean(torch.abs(err))), "naive_mae": self._naive_mae}
+
+    def probe(self) -> Batch:
+        return {"x": self.val_x[:8], "y": self.val_y[:8]}
+
+    def artefacts(self) -> dict:
+        return {"columns": self.columns, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @torch.no_grad()
+    def extras(self, model, generator: torch.Generator) -> dict:
+        W, Hz = self.options.window, self.options.horizon
+        starts = list(range(0, len(self.val_z) - W - Hz + 1, Hz))[:20]
+        x, y = self._windows(self.val_z, starts)
+        pred = self._predict(model, x)
+        naive = x[:, -1:, :].expand_as(y)
+
+        def units(t: torch.Tensor) -> list:
+            return (t.reshape(-1, len(self.columns)).numpy() * self.std + self.mean).tolist()
+
+        return {"forecast_view": {"columns": self.columns, "horizon": Hz, "truth": units(y),
+                                  "forecast": units(pred), "naive": units(naive)}}
+
+
+@torch.no_grad()
+def forecast_next(model, artefacts: dict, options: dict, values: np.ndarray) -> np.ndarray:
+    """Forecast the ``horizon`` rows after ``values`` (rows, columns) in original units."""
+    W = options["window"]
+    if len(values) < W:
+        raise InputError(f"need at least {W} rows (the window) to forecast, got {len(values)}")
+    mean, std = np.asarray(artefacts["mean"]), np.asarray(artefacts["std"])
+    x = torch.tensor(((values[-W:] - mean) / std)[None], dtype=torch.float32)
+    model.eval()
+    out, _ = model(x)
+    z = out.view(options["horizon"], len(mean)).numpy()
+    return z * std + mean

@@ -1,0 +1,131 @@
+"""The one model every task uses: input (embedding or raw features) → rnnlab layer → head.
+
+Shapes (batch first throughout)::
+
+    x       (B, T, F) float features   or (B, T) int64 tokens
+    output  (B, T, O) with readout "all"   or (B, O) with readout "last"
+
+"last" reads the final hidden state h_n of the top layer (both directions when
+bidirectional), which with ``lengths`` is the state at each sample's last valid step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+import rnnlab.nn as rnn_nn
+from rnnlab._io import InputError
+
+CELLS = ("rnn", "lstm", "gru")
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a task model; saved as ``model.json`` beside its weights."""
+
+    cell: str
+    input_size: int  # feature count, or vocabulary size when embed_dim > 0
+    hidden_size: int
+    output_size: int
+    num_layers: int = 1
+    dropout: float = 0.0
+    bidirectional: bool = False
+    embed_dim: int = 0  # 0: raw float features; > 0: token ids through an nn.Embedding
+    readout: str = "last"  # "last" (one prediction per sequence) or "all" (one per step)
+    forget_bias: float = 1.0  # LSTM only
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise InputError(f"unknown cell {self.cell!r}; expected one of {', '.join(CELLS)}")
+        for name in ("input_size", "hidden_size", "output_size", "num_layers"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.embed_dim < 0:
+            raise InputError(f"embed_dim must be >= 0, got {self.embed_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.readout not in ("last", "all"):
+            raise InputError(f"readout must be 'last' or 'all', got {self.readout!r}")
+        if self.readout == "all" and self.bidirectional:
+            raise InputError("a bidirectional layer cannot predict step by step (readout 'all')")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(**d)
+
+    def num_parameters(self) -> int:
+        """Parameter count computed from the shapes (no model is built)."""
+        G, H, D = _GATES[self.cell], self.hidden_size, 2 if self.bidirectional else 1
+        n = 0
+        layer_in = self.embed_dim if self.embed_dim else self.input_size
+        for _ in range(self.num_layers):
+            n += D * (G * H * (layer_in + H) + 2 * G * H)
+            layer_in = D * H
+        if self.embed_dim:
+            n += self.input_size * self.embed_dim
+        n += D * H * self.output_size + self.output_size
+        return n
+
+
+def match_hidden(config: ModelConfig, target_params: int) -> int:
+    """The hidden size whose model has the parameter count closest to ``target_params``."""
+    best_h, best_gap = 1, None
+    for h in range(1, 4097):
+        n = ModelConfig(**{**config.to_dict(), "hidden_size": h}).num_parameters()
+        gap = abs(n - target_params)
+        if best_gap is None or gap < best_gap:
+            best_h, best_gap = h, gap
+        if n > target_params:
+            break
+    return best_h
+
+
+class SequenceModel(nn.Module):
+    """Embedding/features → RNN | LSTM | GRU (rnnlab.nn) → linear head."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Embedding(c.input_size, c.embed_dim) if c.embed_dim else None
+        layer_in = c.embed_dim if c.embed_dim else c.input_size
+        common = dict(
+            num_layers=c.num_layers,
+            batch_first=True,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            bidirectional=c.bidirectional,
+        )
+        if c.cell == "lstm":
+            self.rnn = rnn_nn.LSTM(layer_in, c.hidden_size, forget_bias=c.forget_bias, **common)
+        elif c.cell == "gru":
+            self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, **common)
+        else:
+            self.rnn = rnn_nn.RNN(layer_in, c.hidden_size, **common)
+        D = 2 if c.bidirectional else 1
+        self.head = nn.Linear(D * c.hidden_size, c.output_size)
+
+    def forward(self, x: torch.Tensor, hx=None, *, lengths: torch.Tensor | None = None):
+        """Return (prediction, final state); the state is what ``hx`` accepts next time."""
+        z = self.embed(x) if self.embed is not None else x  # (B, T, E|F)
+        out, state = self.rnn(z, hx, lengths=lengths)  # (B, T, D*H)
+        if self.config.readout == "all":
+            return self.head(out), state  # (B, T, O)
+        h_n = state[0] if isinstance(state, tuple) else state  # (L*D, B, H)
+        D = 2 if self.config.bidirectional else 1
+        top = torch.cat(list(h_n[-D:]), dim=-1)  # (B, D*H)
+        return self.head(top), state  # (B, O)
+
+
+def detach_state(state):
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()

@@ -1,0 +1,302 @@
+"""The one training loop behind ``rnnlab train`` and every cell of ``rnnlab compare``.
+
+AdamW, gradient-norm clipping, a learning-rate schedule, truncated BPTT with a carried
+state for stream tasks, evaluation and early stopping on the validation metric,
+checkpoints and exact resume.
+
+Reproducibility: model init draws from ``torch.manual_seed(seed)``; step s draws its
+batch from a generator seeded with ``step_seed(seed, s)`` and re-seeds the global
+generator (dropout) the same way, so no RNG state has to be carried between steps and
+a resumed run replays exactly the steps an uninterrupted run would have taken. All
+progress lives in one dict (``Progress state``) saved with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write_json
+from rnnlab._version import __version__
+from rnnlab.tasks import SequenceModel, Task, get_task
+from rnnlab.tasks.model import ModelConfig, detach_state
+from rnnlab.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from rnnlab.training.config import TrainConfig
+from rnnlab.training.progress import Progress
+
+# Test-only fault hook: the process SIGKILLs itself right after finishing this step.
+_KILL_ENV = "RNNLAB_TEST_KILL_AT_STEP"
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """A 63-bit seed for one (seed, step, rank), independent of everything before it."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(2, np.uint64)[0] >> 1)
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced. ``model`` holds the best validation weights."""
+
+    config: TrainConfig
+    run_dir: Path
+    model: SequenceModel
+    model_config: ModelConfig
+    task: Task
+    metric: str
+    chance: float
+    best: float
+    best_step: int
+    final: float
+    steps: int
+    seconds: float  # wall time of the run, evaluations included
+    eval_seconds: float  # the part spent on validation
+    params: int
+    stopped: str
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def seconds_per_step(self) -> float:
+        """Training time per step (validation excluded)."""
+        return (self.seconds - self.eval_seconds) / max(1, self.steps)
+
+    @property
+    def sequences_per_second(self) -> float:
+        """Training throughput (validation excluded)."""
+        return self.steps * self.config.batch_size / max(self.seconds - self.eval_seconds, 1e-9)
+
+    def steps_to(self, target: float | None) -> int | None:
+        """First evaluated step whose validation metric reached ``target`` (None: never)."""
+        if target is None:
+            return None
+        higher = self.task.higher_is_better
+        for row in self.history:
+            if (row["val"] >= target) if higher else (row["val"] <= target):
+                return row["step"]
+        return None
+
+    def summary(self) -> dict:
+        return {
+            "cell": self.config.cell,
+            "seed": self.config.seed,
+            "hidden": self.model_config.hidden_size,
+            "params": self.params,
+            "best": self.best,
+            "best_step": self.best_step,
+            "final": self.final,
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "eval_seconds": self.eval_seconds,
+            "seconds_per_step": self.seconds_per_step,
+            "sequences_per_second": self.sequences_per_second,
+            "steps_to_target": self.steps_to(self.task.target),
+            "stopped": self.stopped,
+        }
+
+
+def build_model(config: TrainConfig, task: Task) -> SequenceModel:
+    hidden = config.hidden if config.hidden is not None else task.default_hidden
+    mc = task.model_config(
+        config.cell, hidden, num_layers=config.layers, dropout=config.dropout,
+        bidirectional=config.bidirectional, forget_bias=config.forget_bias,
+    )
+    torch.manual_seed(config.seed)
+    return SequenceModel(mc)
+
+
+def _better(task: Task, value: float, best: float | None) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value > best if task.higher_is_better else value < best
+
+
+def _fresh_state() -> dict:
+    return {
+        "step": 0,
+        "seconds": 0.0,
+        "eval_seconds": 0.0,
+        "best": None,
+        "best_step": 0,
+        "evals_since_best": 0,
+        "stopped": "",
+        "history": [],
+    }
+
+
+def _resolve_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
+    saved = TrainConfig.from_dict(read_json(run_dir / "config.json", "run config"))
+    if config is None:
+        return saved
+    for name in saved.to_dict():
+        if name in ("steps", "seconds", "patience"):
+            continue
+        if getattr(saved, name) != getattr(config, name):
+            raise InputError(
+                f"cannot resume {str(run_dir)!r} with {name}={getattr(config, name)!r}: the run "
+                f"was started with {name}={getattr(saved, name)!r}"
+            )
+    return saved.replace(steps=config.steps, seconds=config.seconds, patience=config.patience)
+
+
+def train(
+    config: TrainConfig | None = None,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: str = "auto",
+    label: str | None = None,
+    task_instance: Task | None = None,
+    **options,
+) -> TrainResult:
+    """Train one cell on one task and write everything to ``run_dir``.
+
+    Pass a :class:`TrainConfig` or its fields as keyword arguments
+    (``train(task="adding", cell="gru", steps=500)``). ``resume=True`` continues the run
+    in ``run_dir`` from its newest intact checkpoint (the weights end exactly as an
+    uninterrupted run's); an existing run folder is never overwritten unless ``force``.
+    ``progress`` is "auto" (bar on a terminal, plain lines otherwise), "bar", "lines" or
+    "none". ``task_instance`` may pass an already-built task (compare shares one across cells).
+    """
+    if config is None and (options or not resume or run_dir is None):
+        config = TrainConfig(**options)
+    elif config is not None and options:
+        config = config.replace(**options)
+    if run_dir is None:
+        run_dir = Path("runs") / f"{config.task}-{config.cell}"
+    run_dir = Path(run_dir)
+    resuming = resume and (run_dir / "config.json").is_file()
+    if resuming:
+        config = _resolve_resume(run_dir, config)
+    elif config is None:
+        config = TrainConfig()
+    task = task_instance or get_task(config.task, config.task_options)
+    task.check(config)
+    run_dir = prepare_run_dir(run_dir, force=force, resume=resume)
+    model = build_model(config, task)
+    mc = model.config
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    state, carry = _fresh_state(), None
+    checkpoint = latest_checkpoint(run_dir) if resuming else None
+    if checkpoint is not None:
+        state, carry = load_checkpoint(checkpoint, model, optimizer)
+        if state.get("digest") != config.digest():
+            raise InputError(f"checkpoint {str(checkpoint)!r} belongs to a different configuration")
+    else:
+        write_json(run_dir / RUN_MARKER, {"kind": "train", "rnnlab": __version__})
+        write_json(run_dir / "config.json", config.to_dict())
+        write_json(run_dir / "model.json", mc.to_dict())
+        write_json(
+            run_dir / "task.json",
+            {"name": task.name, "options": task.options_dict(), "metric": task.metric,
+             "chance": task.chance, "higher_is_better": task.higher_is_better,
+             "artefacts": task.artefacts()},
+        )
+        save_weights(run_dir / "init.safetensors", model.state_dict())
+    params = sum(p.numel() for p in model.parameters())
+    kill_at = int(os.environ.get(_KILL_ENV, "0"))
+    bar = Progress(progress, config.steps, label or config.cell, initial=state["step"])
+    model.train()
+    loss_value = float("nan")
+    started = time.perf_counter() - state["seconds"]
+    try:
+        while state["step"] < config.steps and not state["stopped"]:
+            step = state["step"] + 1
+            seed = step_seed(config.seed, step)
+            torch.manual_seed(seed)  # dropout of this step
+            generator = torch.Generator().manual_seed(seed)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step, time.perf_counter() - started)
+            batch = task.train_batch(step, config, generator)
+            if batch.get("reset"):
+                carry = None
+            loss, carry = task.loss(model, batch, carry)
+            carry = detach_state(carry)
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            if config.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            loss_value = float(loss.detach())
+            state["step"] = step
+            state["seconds"] = time.perf_counter() - started
+            bar.step(loss_value)
+            if not math.isfinite(loss_value):
+                state["stopped"] = f"diverged (training loss {loss_value}) at step {step}"
+            last = step == config.steps
+            if config.seconds is not None and state["seconds"] >= config.seconds:
+                state["stopped"] = state["stopped"] or f"time budget of {config.seconds}s reached"
+                last = True
+            if step % config.eval_every == 0 or last or state["stopped"]:
+                t0 = time.perf_counter()
+                _evaluate(task, model, config, state, run_dir, loss_value, bar)
+                state["eval_seconds"] += time.perf_counter() - t0
+                state["seconds"] = time.perf_counter() - started
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or last or (
+                state["stopped"]
+            ):
+                save_checkpoint(
+                    run_dir, step, model, optimizer, carry, {**state, "digest": config.digest()}
+                )
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        bar.close()
+    return _result(config, run_dir, model, task, state, params)
+
+
+def _evaluate(task, model, config, state, run_dir, loss_value, bar) -> None:
+    model.eval()
+    scores = task.evaluate(model)
+    model.train()
+    value = scores[task.metric]
+    state["history"].append(
+        {"step": state["step"], "seconds": state["seconds"], "loss": loss_value,
+         "val": value, **{k: v for k, v in scores.items() if k != task.metric}}
+    )
+    if _better(task, value, state["best"]):
+        state["best"], state["best_step"], state["evals_since_best"] = value, state["step"], 0
+        save_weights(run_dir / "model.safetensors", model.state_dict())
+    else:
+        state["evals_since_best"] += 1
+        if config.patience is not None and state["evals_since_best"] >= config.patience:
+            state["stopped"] = (
+                f"early stop: no better validation {task.metric} in {config.patience} evaluations"
+            )
+    bar.evaluated(state["step"], loss_value, task.metric, value, state["seconds"])
+
+
+def _result(config, run_dir, model, task, state, params) -> TrainResult:
+    best_path = run_dir / "model.safetensors"
+    if best_path.is_file():
+        model.load_state_dict(load_file(str(best_path)))
+    model.eval()
+    history = state["history"]
+    best = state["best"] if state["best"] is not None else float("nan")
+    result = TrainResult(
+        config=config, run_dir=run_dir, model=model, model_config=model.config, task=task,
+        metric=task.metric, chance=task.chance, best=best, best_step=state["best_step"],
+        final=history[-1]["val"] if history else float("nan"), steps=state["step"],
+        seconds=state["seconds"], eval_seconds=state["eval_seconds"], params=params,
+        stopped=state["stopped"] or "step budget reached", history=history,
+    )
+    write_json(run_dir / "metrics.json", {
+        "task": task.name, "metric": task.metric, "chance": task.chance,
+        "target": task.target, "higher_is_better": task.higher_is_better,
+        **result.summary(), "history": history,
+    })
+    return result

@@ -1,0 +1,50 @@
+"""The report: redrawn from metrics.json; one self-contained HTML page."""
+
+import json
+import re
+
+import pytest
+
+from rnnlab.compare import CompareConfig, compare
+from rnnlab.report import as_comparison, build_report
+from rnnlab.report.html import render
+from rnnlab.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report") / "c"
+    cfg = TrainConfig(task="adding", task_options={"length": 6, "val_size": 16}, steps=10,
+                      batch_size=4, eval_every=5)
+    compare(CompareConfig(train=cfg, cells=("rnn", "gru")), root, progress="none")
+    return root
+
+
+def test_report_is_redrawn_from_metrics_json_alone(run):
+    (run / "curves.png").unlink()
+    (run / "report.html").unlink()
+    build_report(run, probe=False)
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    html = (run / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    sources = re.findall(r'src="([^"]+)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(href|src)="(?!data:)', html)
+
+
+def test_table_holds_every_cell_and_the_chance_level(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    html = render(run, metrics, [])
+    rows = re.findall(r"<tr>(.*?)</tr>", html)
+    assert len(rows) == 3 and rows[1].startswith("<td>rnn</td>")
+    assert "chance level 0.1667" in html
+
+
+def test_a_single_training_run_reads_as_a_one_cell_comparison(run):
+    single = json.loads((run / "gru-seed0" / "metrics.json").read_text())
+    view = as_comparison(single)
+    assert [c["cell"] for c in view["cells"]] == ["gru"]
+    assert view["cells"][0]["best"] == single["best"]
+    assert view["cells"][0]["runs"][0]["history"] == single["history"]
+    page = build_report(run / "gru-seed0")
+    assert "gates" in page.read_text() and (run / "gru-seed0" / "curves.png").is_file()
