@@ -24,8 +24,8 @@ def _save(fig: Figure, path: Path) -> None:
 
 def save_curves(path: Path, metrics: dict) -> None:
     """Validation metric per cell vs steps and vs wall time, with the chance line."""
-    fig = Figure(figsize=(11, 4))
-    ax_steps, ax_time = fig.subplots(1, 2)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_steps, ax_time = fig.subplots(1, 2, sharey=True)
     positive = True
     for cell in metrics["cells"]:
         color = COLORS.get(cell["cell"])
@@ -43,10 +43,10 @@ def save_curves(path: Path, metrics: dict) -> None:
         if metrics.get("target") is not None:
             ax.axhline(metrics["target"], color="gray", linestyle=":", label="target")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"validation {metrics['metric']}")
         if positive and not metrics.get("higher_is_better"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
+    ax_steps.set_ylabel(f"validation {metrics['metric']}")
     ax_steps.legend()
     fig.suptitle(f"Learning curves — task {metrics['task']}")
     _save(fig, path)
