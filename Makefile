@@ -20,6 +20,9 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 -q
 
+bench-cpu: $(STAMP)
+	$(BIN)/python benchmarks/cpu_speed.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 

@@ -50,7 +50,13 @@ class _Backend:
     requires: tuple[str, ...] = ()  # modules that must be importable for it to exist here
 
     def installed(self) -> bool:
-        return all(importlib.util.find_spec(module) is not None for module in self.requires)
+        return _importable(self.requires)
+
+
+@functools.cache
+def _importable(modules: tuple[str, ...]) -> bool:
+    """Whether every module imports here; looked up once per process (ops call this often)."""
+    return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
 def _load_portable() -> ModuleType:

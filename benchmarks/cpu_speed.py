@@ -1,0 +1,428 @@
+"""rnnlab vs torch.nn on the CPU: speed, achieved GFLOP/s, training-step memory, streaming.
+
+    .venv/bin/python benchmarks/cpu_speed.py            # full grid, median of 5
+    .venv/bin/python benchmarks/cpu_speed.py --repeats 9 --under-load
+
+Both libraries run in the same process with the same weights, interleaved (rnnlab,
+torch, rnnlab, torch, ... with the order alternating each round), after one warm-up
+call each; every figure is a median over ``--repeats`` rounds. Inference is a forward
+pass under ``torch.no_grad()``; training is forward + backward of ``output.sum()``.
+GFLOP/s counts the matrix products only (input projection and recurrence, 3x forward
+for training) and stands next to a measured 2048³ GEMM. Peak memory of a training step
+is the rise of the process's peak RSS during one step (glibc is told to serve large
+blocks by mmap so freed memory is returned and the peak is per step). Streaming is
+the latency of one step at batch size 1: ``rnnlab.nn.Stream.step`` vs calling the
+torch.nn cell. ``--under-load`` repeats a few points while a busy process holds a core.
+
+Writes benchmarks/results/cpu.json and benchmarks/results/cpu.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+_MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+if os.environ.get(_MMAP_ENV) is None and __name__ == "__main__":
+    # Serve every block >= 64 KiB by mmap so that freed tensors leave the RSS: the peak
+    # RSS of one step then measures that step's own memory. Must be set before start-up.
+    os.environ[_MMAP_ENV] = "65536"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+import torch  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+import rnnlab  # noqa: E402
+import rnnlab.nn as rnn  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CELLS = ("RNN", "LSTM", "GRU")
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    B: int
+    T: int
+    I: int
+    H: int
+    layers: int = 1
+    bidirectional: bool = False
+    packed: bool = False
+    proj: int = 0
+    cells: tuple[str, ...] = CELLS
+
+
+GRID = (
+    Config("B1 T1000 I64 H128", 1, 1000, 64, 128),
+    Config("B16 T200 I128 H256", 16, 200, 128, 256),
+    Config("B64 T100 I256 H512", 64, 100, 256, 512),
+    Config("2-layer bidir B8 T200 I64 H128", 8, 200, 64, 128, layers=2, bidirectional=True),
+    Config("packed B16 T200 I128 H256", 16, 200, 128, 256, packed=True),
+    Config("LSTM proj64 B16 T200 I128 H256", 16, 200, 128, 256, proj=64, cells=("LSTM",)),
+)
+STREAM_SIZES = (64, 256)
+
+
+@dataclass
+class Point:
+    cell: str
+    config: str
+    mode: str  # "inference" or "training"
+    rnnlab_ms: float
+    torch_ms: float
+    ratio: float  # torch / rnnlab: > 1 means rnnlab is faster
+    rnnlab_gflops: float
+    torch_gflops: float
+    rnnlab_runs_ms: list[float] = field(default_factory=list)
+    torch_runs_ms: list[float] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+def interleaved(a: Callable[[], object], b: Callable[[], object], repeats: int):
+    """Median seconds of a and b, run alternately (order flipped every round)."""
+    a()
+    b()
+    ta, tb = [], []
+    for k in range(repeats):
+        for which in ((a, ta), (b, tb)) if k % 2 == 0 else ((b, tb), (a, ta)):
+            fn, out = which
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(ta), statistics.median(tb), ta, tb
+
+
+def gemm_peak(repeats: int) -> float:
+    """GFLOP/s of a 2048³ float32 matmul with torch: the best of ``repeats`` runs (a peak
+    is what the machine can do; on a shared machine the median measures the neighbours)."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(max(repeats, 5)):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def matmul_flops(cell: str, cfg: Config) -> float:
+    """Multiply-add FLOPs of one forward pass: input projection + recurrence, all layers."""
+    G = GATES[cell] * cfg.H
+    P = cfg.proj or cfg.H
+    D = 2 if cfg.bidirectional else 1
+    steps = cfg.B * cfg.T
+    if cfg.packed:
+        steps = int(sum(_lengths(cfg)))
+    total = 0.0
+    for layer in range(cfg.layers):
+        inp = cfg.I if layer == 0 else D * P
+        per_step = 2 * G * (inp + P) + (2 * cfg.H * P if cfg.proj else 0)
+        total += D * steps * per_step
+    return total
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def _lengths(cfg: Config) -> list[int]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(cfg.T // 4, cfg.T + 1, (cfg.B,), generator=g).tolist()
+
+
+def make_pair(cell: str, cfg: Config):
+    """A torch.nn layer and an rnnlab layer with the same weights, and their input."""
+    kwargs = {"num_layers": cfg.layers, "bidirectional": cfg.bidirectional}
+    if cfg.proj:
+        kwargs["proj_size"] = cfg.proj
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, cell)(cfg.I, cfg.H, **kwargs)
+    ours = getattr(rnn, cell)(cfg.I, cfg.H, **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(cfg.T, cfg.B, cfg.I)
+    if cfg.packed:
+        x = pack_padded_sequence(x, torch.tensor(_lengths(cfg)), enforce_sorted=False)
+    return ref, ours, x
+
+
+def _output_sum(out) -> torch.Tensor:
+    return (out.data if hasattr(out, "batch_sizes") else out).sum()
+
+
+def inference(model, x) -> Callable[[], object]:
+    def run():
+        with torch.no_grad():
+            return model(x)
+
+    return run
+
+
+def training(model, x) -> Callable[[], object]:
+    params = list(model.parameters())
+
+    def run():
+        for p in params:
+            p.grad = None
+        out, _ = model(x)
+        _output_sum(out).backward()
+
+    return run
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def step_peak_mib(step: Callable[[], object]) -> float | None:
+    """Rise of peak RSS over one call of ``step`` (MiB); None where Linux cannot reset it."""
+    step()
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+    except OSError:
+        return None
+    before = _status_kib("VmRSS")
+    step()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+# ---------------------------------------------------------------------------- streaming
+
+
+def streaming(cell: str, H: int, steps: int, repeats: int) -> dict:
+    """µs per step at B=1: rnnlab.nn.Stream.step vs calling the torch.nn cell."""
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, cell + "Cell")(H, H)
+    layer = getattr(rnn, cell)(H, H).eval()
+    layer.load_state_dict({k + "_l0": v for k, v in ref.state_dict().items()})
+    stream = rnn.Stream(layer)
+    xs = torch.randn(steps, H)
+
+    def ours():
+        for t in range(steps):
+            stream.step(xs[t])
+
+    def theirs():
+        h = torch.zeros(1, H)
+        state = (h, torch.zeros(1, H)) if cell == "LSTM" else h
+        with torch.no_grad():
+            for t in range(steps):
+                state = ref(xs[t : t + 1], state)
+
+    a, b, _, _ = interleaved(ours, theirs, repeats)
+    return {
+        "cell": cell, "H": H, "I": H,
+        "rnnlab_us_per_step": a / steps * 1e6, "torch_cell_us_per_step": b / steps * 1e6,
+        "ratio": b / a,
+    }
+
+
+# ---------------------------------------------------------------------------- load
+
+
+class BusyCore:
+    """A child process spinning on one core while the block runs."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def run(repeats: int, under_load: bool, only: str | None) -> dict:
+    peak = gemm_peak(repeats)
+    print(f"GEMM peak (2048³, torch, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
+    points, memory = [], []
+    for cfg in GRID:
+        for cell in cfg.cells:
+            if only and only not in f"{cell} {cfg.name}":
+                continue
+            ref, ours, x = make_pair(cell, cfg)
+            flops = matmul_flops(cell, cfg)
+            for mode, make, factor in (("inference", inference, 1), ("training", training, 3)):
+                a, b, ta, tb = interleaved(make(ours, x), make(ref, x), repeats)
+                p = Point(
+                    cell, cfg.name, mode, a * 1e3, b * 1e3, b / a,
+                    factor * flops / a / 1e9, factor * flops / b / 1e9,
+                    [t * 1e3 for t in ta], [t * 1e3 for t in tb],
+                )
+                points.append(p)
+                print(f"{cell:5s} {cfg.name:32s} {mode:9s} rnnlab {p.rnnlab_ms:9.2f} ms  "
+                      f"torch {p.torch_ms:9.2f} ms  ratio {p.ratio:5.2f}  "
+                      f"({p.rnnlab_gflops:.1f} vs {p.torch_gflops:.1f} GFLOP/s)", flush=True)
+            mem = {
+                "cell": cell, "config": cfg.name,
+                "rnnlab_mib": step_peak_mib(training(ours, x)),
+                "torch_mib": step_peak_mib(training(ref, x)),
+            }
+            memory.append(mem)
+            print(f"      training-step peak memory: rnnlab {mem['rnnlab_mib']:.1f} MiB, "
+                  f"torch {mem['torch_mib']:.1f} MiB", flush=True)
+
+    recording = None
+    if not only:
+        cfg = GRID[1]
+        _, ours, x = make_pair("LSTM", cfg)
+        plain = inference(ours, x)
+
+        def recorded():
+            with torch.no_grad(), rnn.record(ours, grads=False):
+                ours(x)
+
+        a, b, _, _ = interleaved(recorded, plain, repeats)
+        recording = {"config": "LSTM " + cfg.name, "recorded_ms": a * 1e3, "plain_ms": b * 1e3,
+                     "overhead": a / b}
+        print(f"gate recording: {a * 1e3:.2f} ms vs {b * 1e3:.2f} ms ({a / b:.2f}x)")
+
+    stream = []
+    if not only:
+        for H in STREAM_SIZES:
+            for cell in CELLS:
+                s = streaming(cell, H, steps=200, repeats=repeats)
+                stream.append(s)
+                print(f"streaming {cell:5s} H={H:3d}: rnnlab {s['rnnlab_us_per_step']:.2f} µs/step,"
+                      f" torch cell {s['torch_cell_us_per_step']:.2f} µs/step ({s['ratio']:.1f}x)")
+
+    loaded = []
+    if under_load:
+        with BusyCore():
+            for cfg in GRID[:3]:
+                for cell in ("LSTM", "GRU"):
+                    ref, ours, x = make_pair(cell, cfg)
+                    a, b, _, _ = interleaved(inference(ours, x), inference(ref, x), repeats)
+                    loaded.append({"cell": cell, "config": cfg.name, "mode": "inference",
+                                   "rnnlab_ms": a * 1e3, "torch_ms": b * 1e3, "ratio": b / a})
+                    print(f"under load {cell} {cfg.name}: rnnlab {a * 1e3:.1f} ms, torch "
+                          f"{b * 1e3:.1f} ms ({b / a:.2f}x)", flush=True)
+
+    peak = max(peak, gemm_peak(repeats))  # measured again at the end: the best of both
+    print(f"GEMM peak, best of start and end: {peak:.1f} GFLOP/s")
+    return {
+        "machine": {
+            "platform": platform.platform(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "rnnlab": rnnlab.__version__,
+            "backend": "cpu (automatic choice)",
+        },
+        "repeats": repeats,
+        "gemm_peak_gflops": peak,
+        "points": [asdict(p) for p in points],
+        "memory": memory,
+        "gate_recording": recording,
+        "streaming": stream,
+        "under_load": loaded,
+    }
+
+
+def markdown(result: dict) -> str:
+    peak = result["gemm_peak_gflops"]
+    m = result["machine"]
+    spreads = [
+        max(runs) / min(runs)
+        for p in result["points"]
+        for runs in (p["rnnlab_runs_ms"], p["torch_runs_ms"])
+        if min(runs) > 0
+    ]
+    spread = statistics.median(spreads) if spreads else 1.0
+    lines = [
+        "# rnnlab vs torch.nn on the CPU",
+        "",
+        f"Run-to-run spread (slowest / fastest round of a point), median over points: "
+        f"{spread:.2f}x" + (" — the machine was busy with other work during this run; ratios"
+                            " come from interleaved rounds, absolute times are noisy."
+                            if spread > 1.3 else "."),
+        "",
+        f"{m['processor'] or m['platform']}, {m['cpu_count']} cores, torch {m['torch']} with "
+        f"{m['torch_threads']} threads; median of {result['repeats']} interleaved runs. "
+        f"Ratio = torch time / rnnlab time (> 1: rnnlab faster). Measured GEMM peak "
+        f"(2048³, best run): **{peak:.0f} GFLOP/s**; GFLOP/s below count matrix products "
+        f"only, and the large-shape target is 60 % of the peak ({0.6 * peak:.0f} GFLOP/s).",
+        "",
+        "| cell | configuration | inference ms (rnnlab / torch) | ratio | training ms "
+        "(rnnlab / torch) | ratio | GFLOP/s train (rnnlab / torch) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_key: dict[tuple[str, str], dict[str, dict]] = {}
+    for p in result["points"]:
+        by_key.setdefault((p["cell"], p["config"]), {})[p["mode"]] = p
+    for (cell, config), modes in by_key.items():
+        inf, tr = modes["inference"], modes["training"]
+        lines.append(
+            f"| {cell} | {config} | {inf['rnnlab_ms']:.1f} / {inf['torch_ms']:.1f} | "
+            f"{inf['ratio']:.2f} | {tr['rnnlab_ms']:.1f} / {tr['torch_ms']:.1f} | "
+            f"{tr['ratio']:.2f} | {tr['rnnlab_gflops']:.1f} / {tr['torch_gflops']:.1f} |"
+        )
+    lines += ["", "Peak memory of one training step (rise of peak RSS):", "",
+              "| cell | configuration | rnnlab MiB | torch MiB |", "|---|---|---|---|"]
+    for mem in result["memory"]:
+        r = "n/a" if mem["rnnlab_mib"] is None else f"{mem['rnnlab_mib']:.1f}"
+        t = "n/a" if mem["torch_mib"] is None else f"{mem['torch_mib']:.1f}"
+        lines.append(f"| {mem['cell']} | {mem['config']} | {r} | {t} |")
+    if result["streaming"]:
+        lines += ["", "Streaming, one step at batch size 1 (input size = H):", "",
+                  "| cell | H | rnnlab Stream µs/step | torch.nn cell µs/step | ratio |",
+                  "|---|---|---|---|---|"]
+        for s in result["streaming"]:
+            lines.append(f"| {s['cell']} | {s['H']} | {s['rnnlab_us_per_step']:.2f} | "
+                         f"{s['torch_cell_us_per_step']:.2f} | {s['ratio']:.1f} |")
+    if result["gate_recording"]:
+        g = result["gate_recording"]
+        lines += ["", f"Gate recording ({g['config']}, inference): {g['recorded_ms']:.1f} ms "
+                  f"with vs {g['plain_ms']:.1f} ms without ({g['overhead']:.2f}x)."]
+    if result["under_load"]:
+        lines += ["", "Under load (a busy process holding one core), inference:", "",
+                  "| cell | configuration | rnnlab ms | torch ms | ratio |",
+                  "|---|---|---|---|---|"]
+        for u in result["under_load"]:
+            lines.append(f"| {u['cell']} | {u['config']} | {u['rnnlab_ms']:.1f} | "
+                         f"{u['torch_ms']:.1f} | {u['ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="rounds per point (median)")
+    parser.add_argument("--under-load", action="store_true", help="also run with a core busy")
+    parser.add_argument("--only", help="run only points whose 'CELL CONFIG' contains this")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    result = run(args.repeats, args.under_load, args.only)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "cpu.md").write_text(markdown(result))
+    print(f"wrote {args.out / 'cpu.json'} and {args.out / 'cpu.md'}")
+
+
+if __name__ == "__main__":
+    main()

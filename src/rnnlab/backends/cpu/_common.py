@@ -1,0 +1,148 @@
+"""Torch-side helpers of the cpu backend: handing tensors to the kernels, and the large
+GEMMs around them (the input projection and the weight gradients, outside the loop)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnlab.backends.portable._common import weight_grad
+
+
+def as_array(t: Tensor) -> np.ndarray:
+    """A C-contiguous NumPy view of ``t`` (a copy only when ``t`` is not contiguous)."""
+    return t.detach().contiguous().numpy()
+
+
+def optional_array(t: Tensor | None, ndim: int, dtype: torch.dtype) -> np.ndarray:
+    """``as_array(t)``, or an empty array of that rank for a missing tensor."""
+    if t is None:
+        return np.empty((0,) * ndim, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+    return as_array(t)
+
+
+def lengths_array(lengths: Tensor | None, T: int, B: int) -> np.ndarray:
+    """Valid steps per sample as int64 (all T when ``lengths`` is None)."""
+    if lengths is None:
+        return np.full(B, T, dtype=np.int64)
+    return lengths.detach().to(device="cpu", dtype=torch.int64).contiguous().numpy()
+
+
+# Backward runs in blocks of time steps: the pre-activation gradients exist for one
+# block at a time (about this many rows of T·B), and the weight gradients are one GEMM
+# per block — instead of a (T, B, G) buffer for the whole sequence.
+BLOCK_ROWS = 1024
+
+
+def time_blocks(T: int, B: int, reverse: bool) -> list[tuple[int, int]]:
+    """[t_begin, t_end) blocks in the order backward visits them (reverse of forward's)."""
+    size = min(T, max(8, -(-BLOCK_ROWS // B)))
+    blocks = [(t0, min(t0 + size, T)) for t0 in range(0, T, size)]
+    return blocks if reverse else blocks[::-1]
+
+
+class RecurrentWeightGrad:
+    """Σ_t d_tᵀ · h_{t-1}, accumulated block by block, without materialising the states.
+
+    At a valid step the state read is the output of the neighbouring step in processing
+    order (y[t-1], or y[t+1] when reversed) — except at each sample's first step, where
+    it is h0. Outputs are zero past a sample's length and d is zero at padding steps, so
+    pairing d with the shifted y and adding the first steps' d against h0 is exact.
+    """
+
+    def __init__(self, y: Tensor, h0: Tensor, lengths: Tensor | None, reverse: bool) -> None:
+        T, B = y.shape[0], y.shape[1]
+        self.y, self.h0, self.reverse, self.T = y, h0, reverse, T
+        if not reverse:
+            first = torch.zeros(B, dtype=torch.int64)
+        elif lengths is None:
+            first = torch.full((B,), T - 1, dtype=torch.int64)
+        else:
+            first = lengths.to(device="cpu", dtype=torch.int64) - 1
+        self.first = first  # the step each sample processes first (it reads h0)
+        self.first_d: Tensor | None = None
+        self.dw: Tensor | None = None
+
+    def add(self, d: Tensor, t0: int, t1: int) -> None:
+        """Add block d (t1 - t0, B, G) of steps t0 <= t < t1."""
+        y = self.y
+        if self.reverse:  # h_{t-1} is y[t+1]: zero past each length, where h0 is added instead
+            hi = min(t1, self.T - 1)
+            pair = (d[: hi - t0], y[t0 + 1 : hi + 1]) if hi > t0 else None
+        else:  # h_{t-1} is y[t-1], for t >= 1
+            lo = max(t0, 1)
+            pair = (d[lo - t0 :], y[lo - 1 : t1 - 1]) if t1 > lo else None
+        if pair is not None:
+            part = weight_grad(*pair)
+            self.dw = part if self.dw is None else self.dw.add_(part)
+        if self.first_d is None:
+            self.first_d = d.new_zeros(d.shape[1], d.shape[2])
+        inside = (self.first >= t0) & (self.first < t1)
+        if bool(inside.any()):
+            rows = torch.nonzero(inside).squeeze(1)
+            self.first_d[rows] = d[self.first[rows] - t0, rows]
+
+    def result(self) -> Tensor:
+        dw = self.first_d.t() @ self.h0
+        return dw if self.dw is None else dw.add_(self.dw)
+
+
+# Below this many FLOPs per large GEMM, the torch operations around the kernel run on
+# one thread: a parallel region saves little there, and on a loaded machine each one
+# can wait milliseconds for a descheduled worker (measured: a 65 MFLOP addmm, 0.7 ms
+# on one thread, took 16 ms on two while another process held the second core).
+PARALLEL_FLOPS = 1 << 28
+
+
+_one_thread_lock = threading.Lock()
+_one_thread_users = 0
+_threads_before = 1
+
+
+@contextlib.contextmanager
+def outer_threads(flops: float) -> Iterator[None]:
+    """Run the block on one torch thread if its GEMMs are small, else unchanged.
+
+    Never more threads than ``torch.get_num_threads()``. torch's thread count is global,
+    so concurrent calls share one switch: the first to enter saves the setting, the last
+    to leave restores it.
+    """
+    global _one_thread_users, _threads_before
+    if flops >= PARALLEL_FLOPS:
+        yield
+        return
+    with _one_thread_lock:
+        if _one_thread_users == 0:
+            _threads_before = torch.get_num_threads()
+            if _threads_before != 1:
+                torch.set_num_threads(1)
+        _one_thread_users += 1
+    try:
+        yield
+    finally:
+        with _one_thread_lock:
+            _one_thread_users -= 1
+            if _one_thread_users == 0 and _threads_before != 1:
+                torch.set_num_threads(_threads_before)
+
+
+def threads_by_size(x_arg: int, w_arg: int) -> Callable[[Callable], Callable]:
+    """Decorate a backend function (called positionally) to run inside
+    :func:`outer_threads`, sized by its input x (T, B, I) and input weight W_ih (G, I)."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args):
+            x, w = args[x_arg], args[w_arg]
+            with outer_threads(2.0 * x.shape[0] * x.shape[1] * w.shape[0] * w.shape[1]):
+                return fn(*args)
+
+        return run
+
+    return wrap

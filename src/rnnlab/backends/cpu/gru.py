@@ -1,0 +1,330 @@
+"""GRU, cpu backend, both placements of the reset gate: the whole sequence in one
+compiled loop.
+
+    r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)                   (B, H)
+    z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+    reset after  (torch.nn, cuDNN):  n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
+    reset before (Cho et al. 2014):  n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn)
+    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+
+Per step, reset after: one product h_{t-1}·W_hhᵀ (B, 3H), then one vectorised pass.
+Reset before: h_{t-1}·W_{h,rz}ᵀ, a pass for r and z, then (r ⊙ h_{t-1})·W_hnᵀ and a pass
+for n. x·W_ihᵀ + b_ih for all steps is one GEMM before the loop. Saved for backward:
+gates (T,B,4H) = [r, z, n, hn], zero at padding — as :mod:`rnnlab.backends.portable.gru`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+from torch import Tensor
+
+from rnnlab.backends.cpu._blas import gemm_threads, matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._common import (
+    RecurrentWeightGrad,
+    as_array,
+    lengths_array,
+    optional_array,
+    threads_by_size,
+    time_blocks,
+)
+from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
+from rnnlab.backends.portable._common import (
+    empty_grad,
+    previous_states,
+    project_inputs,
+    valid_mask,
+    weight_grad,
+    zero_padding,
+)
+
+
+# Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
+# kept their scalar version (see lstm._cell).
+@njit(**KERNEL_OPTIONS)
+def _rz(x, gh, bias, act):
+    """r, z = σ(x·W_ihᵀ + b_ih + h·W_hᵀ + b_h) for one sample, into act[:2H]."""
+    for j in range(act.shape[0] // 2):
+        act[j] = sigmoid(x[j] + gh[j] + bias[j])
+
+
+@njit(**KERNEL_OPTIONS)
+def _candidate(x, hn_raw, bias, act, reset_after):
+    """hn = recurrent term + b_hn; n = tanh(x_n + r ⊙ hn) (reset after) or tanh(x_n + hn)."""
+    H = act.shape[0] // 4
+    if reset_after:
+        for j in range(H):
+            hn = hn_raw[j] + bias[2 * H + j]
+            act[3 * H + j] = hn
+            act[2 * H + j] = tanh(x[2 * H + j] + act[j] * hn)
+    else:
+        for j in range(H):
+            hn = hn_raw[j] + bias[2 * H + j]
+            act[3 * H + j] = hn
+            act[2 * H + j] = tanh(x[2 * H + j] + hn)
+
+
+@njit(**KERNEL_OPTIONS)
+def _reset_times_state(act, h, rh):
+    """rh = r ⊙ h_{t-1} (the input of W_hn, reset before)."""
+    for j in range(h.shape[0]):
+        rh[j] = act[j] * h[j]
+
+
+@njit(**KERNEL_OPTIONS)
+def _update(act, h, probe, y):
+    """h_t = (1 - z) ⊙ n + z ⊙ h_{t-1} (+ probe when not empty) into y and h."""
+    H = h.shape[0]
+    for j in range(H):
+        n = act[2 * H + j]
+        h[j] = n + act[H + j] * (h[j] - n)
+    if probe.shape[0] > 0:
+        for j in range(H):
+            h[j] += probe[j]
+    y[:] = h
+
+
+@njit(**KERNEL_OPTIONS)
+def _forward(gx, gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, threads):
+    """gx (T,B,3H) = x·W_ihᵀ + b_ih. Writes gates (T,B,4H) and y (T,B,H); h (B,H) holds
+    h0 on entry and h_n on exit. b_hh is (3H,) or empty."""
+    T, B, G = gx.shape
+    H = G // 3
+    dtype = gx.dtype
+    set_blas_threads(threads)
+    bias = np.zeros(G, dtype=dtype)
+    if b_hh.shape[0] > 0:
+        bias[:] = b_hh
+    if reset_after:
+        hh_dense, hh_packed = prepare(w_hh, B, True)  # h (B,H) · W_hhᵀ -> (B, 3H)
+    else:
+        hh_dense, hh_packed = prepare(w_hh[: 2 * H], B, True)  # h · W_{h,rz}ᵀ -> (B, 2H)
+    n_dense, n_packed = prepare(w_hh[2 * H :], B, True)  # (r ⊙ h) · W_hnᵀ (reset before)
+    gh = np.zeros((B, G if reset_after else 2 * H), dtype=dtype)  # recurrent pre-activations
+    rh = np.zeros((B, H), dtype=dtype)  # r ⊙ h_{t-1} (reset before)
+    hn_buf = np.zeros((B, H), dtype=dtype)
+    no_probe = np.zeros(0, dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        act = gates[t]
+        matmul_acc(h, hh_dense, hh_packed, gh, 0, scratch)
+        for b in range(B):
+            if t < lengths[b]:
+                _rz(gx[t, b], gh[b], bias, act[b])
+                if reset_after:
+                    _candidate(gx[t, b], gh[b, 2 * H :], bias, act[b], True)
+                else:
+                    _reset_times_state(act[b], h[b], rh[b])
+        if not reset_after:
+            matmul_acc(rh, n_dense, n_packed, hn_buf, 0, scratch)  # W_hn (r ⊙ h_{t-1})
+            for b in range(B):
+                if t < lengths[b]:
+                    _candidate(gx[t, b], hn_buf[b], bias, act[b], False)
+        for b in range(B):
+            if t < lengths[b]:
+                _update(act[b], h[b], probe[t, b] if probe.shape[0] > 0 else no_probe, y[t, b])
+            else:
+                act[b, :] = 0
+                y[t, b, :] = 0
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@njit(**KERNEL_OPTIONS)
+def _step_backward(act, dh, h_prev, d, g_h, dn_pre, reset_after):
+    """One sample's step backwards, given dh the total dL/dh_t: d ← gradients of the input
+    pre-activations (3H,); reset after: g_h ← those of the recurrent ones; reset before:
+    dn_pre ← the candidate's (its r, z entries are completed after the W_hn product)."""
+    H = h_prev.shape[0]
+    u = one(act)
+    for j in range(H):
+        r = act[j]
+        z = act[H + j]
+        n = act[2 * H + j]
+        dn = dh[j] * (u - z)  # h = (1 - z) ⊙ n + z ⊙ h_prev
+        dz = dh[j] * (h_prev[j] - n)
+        dn_p = dn * (u - n * n)  # tanh' = 1 - tanh²
+        dz_p = dz * z * (u - z)  # σ' = σ(1 - σ)
+        d[H + j] = dz_p
+        d[2 * H + j] = dn_p
+        if reset_after:
+            dr_p = dn_p * act[3 * H + j] * r * (u - r)  # n = tanh(... + r ⊙ hn)
+            d[j] = dr_p
+            g_h[j] = dr_p
+            g_h[H + j] = dz_p
+            g_h[2 * H + j] = dn_p * r
+        else:
+            dn_pre[j] = dn_p
+
+
+@njit(**KERNEL_OPTIONS)
+def _reset_backward(act, drh, h_prev, d, d_rz):
+    """Reset before: dr_pre from d(r ⊙ h_prev) = drh; d_rz ← (dr_pre, dz_pre)."""
+    H = h_prev.shape[0]
+    u = one(act)
+    for j in range(H):
+        r = act[j]
+        d[j] = drh[j] * h_prev[j] * r * (u - r)
+    d_rz[:] = d[: 2 * H]
+
+
+@njit(**KERNEL_OPTIONS)
+def _state_backward(dh, z, dh_prev, drh, r, reset_after):
+    """dL/dh_{t-1} = dh ⊙ z + (product through W_hh) [+ r ⊙ drh, reset before]."""
+    if reset_after:
+        for j in range(dh.shape[0]):
+            dh[j] = dh[j] * z[j] + dh_prev[j]
+    else:
+        for j in range(dh.shape[0]):
+            dh[j] = dh[j] * z[j] + dh_prev[j] + drh[j] * r[j]
+
+
+@njit(**KERNEL_OPTIONS)
+def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dgh, dh_seq,
+              t_begin, t_end, threads):
+    """Steps t_begin <= t < t_end backwards. dh (B,H) holds the gradient flowing into the
+    block on entry (dL/dh_n first) and out of it on exit (dL/dh0 after the last). Writes
+    dgx (t_end - t_begin, B, 3H), the gradients of the input pre-activations; with
+    reset after, dgh (same shape) those of the recurrent pre-activations; and (if not
+    empty) dh_seq (T,B,H), the total dL/dh_t."""
+    B, G = dgx.shape[1], dgx.shape[2]
+    H = G // 3
+    dtype = dgx.dtype
+    set_blas_threads(threads)
+    if reset_after:
+        hh_dense, hh_packed = prepare(w_hh, B, False)  # dgh (B,3H) · W_hh
+    else:
+        hh_dense, hh_packed = prepare(w_hh[: 2 * H], B, False)  # d(r,z) (B,2H) · W_{h,rz}
+    n_dense, n_packed = prepare(w_hh[2 * H :], B, False)  # dn_pre (B,H) · W_hn
+    dh_prev = np.zeros((B, H), dtype=dtype)
+    drh = np.zeros((B, H), dtype=dtype)
+    dn_pre = np.zeros((B, H), dtype=dtype)
+    d_rz = np.zeros((B, 2 * H), dtype=dtype)  # d(r, z) pre-activations (reset before)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
+    for s in range(t_end - t_begin):
+        t = t_begin + s if reverse else t_end - 1 - s
+        t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
+        d = dgx[t - t_begin]
+        g_h = dgh[t - t_begin] if reset_after else d  # (reset before: unused)
+        for b in range(B):
+            if t < lengths[b]:
+                h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
+                dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
+                if dh_seq.shape[0] > 0:
+                    dh_seq[t, b, :] = dh[b]
+                _step_backward(gates[t, b], dh[b], h_prev, d[b], g_h[b], dn_pre[b], reset_after)
+            else:
+                d[b, :] = 0
+                dn_pre[b, :] = 0
+                d_rz[b, :] = 0
+                if reset_after:
+                    g_h[b, :] = 0
+                if dh_seq.shape[0] > 0:
+                    dh_seq[t, b, :] = 0
+        if reset_after:
+            matmul_acc(g_h, hh_dense, hh_packed, dh_prev, 0, scratch)  # through W_hh h_prev
+        else:
+            matmul_acc(dn_pre, n_dense, n_packed, drh, 0, scratch)  # through W_hn (r ⊙ h_prev)
+            for b in range(B):
+                if t < lengths[b]:
+                    h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
+                    _reset_backward(gates[t, b], drh[b], h_prev, d[b], d_rz[b])
+            matmul_acc(d_rz, hh_dense, hh_packed, dh_prev, 0, scratch)
+        for b in range(B):
+            if t < lengths[b]:
+                _state_backward(dh[b], gates[t, b, H : 2 * H], dh_prev[b], drh[b],
+                                gates[t, b, :H], reset_after)
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@threads_by_size(x_arg=0, w_arg=2)
+def gru_forward(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
+    T, B, _ = x.shape
+    H = h0.shape[-1]
+    # Padding rows of x go through the projection unmasked (no copy of x): whatever they
+    # hold, the kernel never reads their projected rows, and it zeroes their outputs.
+    with torch.no_grad():
+        gx = project_inputs(x.detach(), w_ih.detach(), b_ih).contiguous()  # (T, B, 3H)
+    gates = x.new_empty(T, B, 4 * H)
+    y = x.new_empty(T, B, H)
+    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+    _forward(
+        gx.numpy(), gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
+        optional_array(b_hh, 1, x.dtype), lengths_array(lengths, T, B),
+        optional_array(h_probe, 3, x.dtype), reverse, reset_after, gemm_threads(B, 3 * H, H),
+    )
+    return y, h_n, gates
+
+
+@threads_by_size(x_arg=2, w_arg=4)
+def gru_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    y: Tensor,
+    gates: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and dh (total dL/dh_t)."""
+    T, B, I = x.shape
+    H = h0.shape[-1]
+    G = 3 * H
+    x = zero_padding(x, valid_mask(lengths, T))
+    dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
+    dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+    arrays = (as_array(dy), dh0.numpy(), as_array(y), as_array(h0), as_array(gates),
+              as_array(w_hh), lengths_array(lengths, T, B), reverse, reset_after)
+    threads = gemm_threads(B, G, H)
+    blocks = time_blocks(T, B, reverse)
+    size = max(t1 - t0 for t0, t1 in blocks)
+    dgx_block = x.new_empty(size, B, G)  # input pre-activation gradients
+    dgh_block = x.new_empty(size, B, G) if reset_after else x.new_empty(0, 0, 0)
+    dx = torch.empty_like(x)
+    dw_ih = w_ih.new_zeros(G, I)
+    db_ih = w_ih.new_zeros(G)
+    db_hh = w_ih.new_zeros(G)
+    dw_rec = RecurrentWeightGrad(y, h0, lengths, reverse)  # reset before: the r, z rows
+    with torch.no_grad():
+        if not reset_after:
+            dw_n = w_hh.new_zeros(H, H)
+            h_prev_seq = previous_states(y, h0, lengths, reverse)
+        for t0, t1 in blocks:
+            d = dgx_block[: t1 - t0]
+            g = dgh_block[: t1 - t0] if reset_after else dgh_block
+            _backward(*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1, threads)
+            d2 = d.view(-1, G)
+            torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))  # dx = dgx · W_ih
+            dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))  # dW_ih = Σ dgxᵀ x
+            db_ih += d2.sum(dim=0)
+            if reset_after:
+                dw_rec.add(g, t0, t1)
+                db_hh += g.view(-1, G).sum(dim=0)
+            else:
+                dw_rec.add(d[..., : 2 * H], t0, t1)
+                rh = gates[t0:t1, :, :H] * h_prev_seq[t0:t1]  # W_hn reads r ⊙ h_prev
+                dw_n += weight_grad(d[..., 2 * H :], rh)
+        if reset_after:
+            dw_hh = dw_rec.result()
+        else:
+            dw_hh = torch.cat([dw_rec.result(), dw_n], dim=0)
+            db_hh.copy_(db_ih)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq if need_dh else empty_grad(y)

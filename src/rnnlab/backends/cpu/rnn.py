@@ -1,0 +1,189 @@
+"""Elman RNN, cpu backend: the whole sequence in one compiled loop.
+
+    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, H)
+    h_t = tanh(a_t)   or   relu(a_t)
+
+Per step: h_{t-1}·W_hhᵀ added into the buffer that holds x_t·W_ihᵀ + b (one GEMM for
+all steps, before the loop), then one vectorised pass. Saved for backward: the
+pre-activations a (T,B,H), zero at padding — as :mod:`rnnlab.backends.portable.rnn`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+from torch import Tensor
+
+from rnnlab.backends.cpu._blas import gemm_threads, matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._common import (
+    RecurrentWeightGrad,
+    as_array,
+    lengths_array,
+    optional_array,
+    threads_by_size,
+    time_blocks,
+)
+from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
+from rnnlab.backends.portable._common import (
+    empty_grad,
+    project_inputs,
+    sum_bias,
+    valid_mask,
+    zero_padding,
+)
+
+
+# Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
+# kept their scalar version (see lstm._cell).
+@njit(**KERNEL_OPTIONS)
+def _activate(a, y, relu):
+    """y ← tanh(a) or relu(a), one sample."""
+    if relu:
+        zero = one(a) - one(a)
+        for j in range(a.shape[0]):
+            y[j] = max(a[j], zero)
+    else:
+        for j in range(a.shape[0]):
+            y[j] = tanh(a[j])
+
+
+@njit(**KERNEL_OPTIONS)
+def _activate_backward(a, dh, da, relu):
+    """da ← dh ⊙ act'(a), one sample."""
+    u = one(a)
+    zero = u - u
+    if relu:
+        for j in range(a.shape[0]):
+            da[j] = dh[j] if a[j] > zero else zero  # relu'(a) = [a > 0]
+    else:
+        for j in range(a.shape[0]):
+            th = tanh(a[j])
+            da[j] = dh[j] * (u - th * th)  # tanh'(a) = 1 - tanh²(a)
+
+
+@njit(**KERNEL_OPTIONS)
+def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, threads):
+    """a_seq (T,B,H) holds x·W_ihᵀ + b on entry, the pre-activations on exit; h (B,H)
+    holds h0 on entry and h_n on exit."""
+    T, B = a_seq.shape[0], a_seq.shape[1]
+    set_blas_threads(threads)
+    hh_dense, hh_packed = prepare(w_hh, B, True)  # h (B,H) · W_hhᵀ
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=a_seq.dtype))
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        a = a_seq[t]
+        matmul_acc(h, hh_dense, hh_packed, a, 1, scratch)  # (B, H)
+        for b in range(B):
+            if t < lengths[b]:
+                _activate(a[b], y[t, b], relu)
+                if probe.shape[0] > 0:
+                    y[t, b] += probe[t, b]
+                h[b, :] = y[t, b]
+            else:
+                a[b, :] = 0
+                y[t, b, :] = 0
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@njit(**KERNEL_OPTIONS)
+def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_begin, t_end,
+              threads):
+    """Steps t_begin <= t < t_end backwards. dh (B,H) holds the gradient flowing into the
+    block on entry (dL/dh_n first) and out of it on exit (dL/dh0 after the last). Writes
+    da_seq (t_end - t_begin, B, H), the gradients of the pre-activations, and (if not
+    empty) dh_seq (T,B,H), the total dL/dh_t."""
+    B, H = a_seq.shape[1], a_seq.shape[2]
+    set_blas_threads(threads)
+    hh_dense, hh_packed = prepare(w_hh, B, False)  # da (B,H) · W_hh
+    dh_prev = np.zeros((B, H), dtype=a_seq.dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=a_seq.dtype))
+    for s in range(t_end - t_begin):
+        t = t_begin + s if reverse else t_end - 1 - s
+        da = da_seq[t - t_begin]
+        for b in range(B):
+            if t < lengths[b]:
+                dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
+                if dh_seq.shape[0] > 0:
+                    dh_seq[t, b, :] = dh[b]
+                _activate_backward(a_seq[t, b], dh[b], da[b], relu)
+            else:
+                da[b, :] = 0
+                if dh_seq.shape[0] > 0:
+                    dh_seq[t, b, :] = 0
+        matmul_acc(da, hh_dense, hh_packed, dh_prev, 0, scratch)  # through W_hh h_{t-1}
+        for b in range(B):
+            if t < lengths[b]:
+                dh[b, :] = dh_prev[b, :]  # padding: the gradient passes through unchanged
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@threads_by_size(x_arg=0, w_arg=2)
+def rnn_forward(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+    relu: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns y (T,B,H), h_n (B,H) and the pre-activations a (T,B,H), zero at padding."""
+    T, B, _ = x.shape
+    H = h0.shape[-1]
+    # Padding rows of x go through the projection unmasked (no copy of x): whatever they
+    # hold, the kernel never reads their projected rows, and it zeroes their outputs.
+    with torch.no_grad():
+        a_seq = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
+    y = torch.empty_like(a_seq)
+    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+    _forward(
+        a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), lengths_array(lengths, T, B),
+        optional_array(h_probe, 3, x.dtype), reverse, relu, gemm_threads(B, H, H),
+    )
+    return y, h_n, a_seq
+
+
+@threads_by_size(x_arg=2, w_arg=4)
+def rnn_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    y: Tensor,
+    a_seq: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    relu: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns dx, dh0, dW_ih, dW_hh, db (for each of b_ih and b_hh) and dh (total dL/dh_t)."""
+    T, B, I = x.shape
+    H = h0.shape[-1]
+    x = zero_padding(x, valid_mask(lengths, T))
+    dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
+    dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+    arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh),
+              lengths_array(lengths, T, B), reverse, relu)
+    threads = gemm_threads(B, H, H)
+    blocks = time_blocks(T, B, reverse)
+    block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, H)  # pre-activation gradients
+    dx = torch.empty_like(x)
+    dw_ih = w_ih.new_zeros(H, I)
+    db = w_ih.new_zeros(H)
+    dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
+    with torch.no_grad():
+        for t0, t1 in blocks:
+            d = block[: t1 - t0]
+            _backward(*arrays, d.numpy(), dh_seq.numpy(), t0, t1, threads)
+            d2 = d.view(-1, H)
+            torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))  # dx = da · W_ih
+            dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))  # dW_ih = Σ daᵀ x
+            db += d2.sum(dim=0)
+            dw_hh.add(d, t0, t1)
+    return dx, dh0, dw_ih, dw_hh.result(), db, dh_seq if need_dh else empty_grad(y)

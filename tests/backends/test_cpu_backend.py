@@ -1,0 +1,159 @@
+"""The cpu backend beyond the shared conformance suite: automatic choice, larger shapes
+on every GEMM path against the portable backend, thread settings, and the on-disk cache
+of compiled kernels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import rnnlab
+import rnnlab.nn
+from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
+from rnnlab import ops
+from rnnlab.backends import select
+
+cpu = pytest.importorskip("rnnlab.backends.cpu")
+from rnnlab.backends.cpu import _blas, _common  # noqa: E402
+
+VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+
+
+def test_automatic_choice_is_cpu_for_float32_and_float64_only():
+    for dtype in (torch.float32, torch.float64):
+        assert select(torch.device("cpu"), dtype) is cpu
+    assert select(torch.device("cpu"), torch.bfloat16) is not cpu
+
+
+def _run(variant, backend, B, dtype, *, T=12, I=24, H=40, P=16, lengths=True, reverse=True):
+    """Outputs and gradients of one op call on ``backend`` (same inputs for every call)."""
+    family = variant.split("_")[0]
+    g = torch.Generator().manual_seed(B)
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[family] * H
+    P = P if variant == "lstm_proj" else H
+
+    def r(*shape, scale=0.3):
+        return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+    t = {"x": r(T, B, I, scale=1.0), "h0": r(B, P), "w_ih": r(G, I), "w_hh": r(G, P),
+         "b_ih": r(G), "b_hh": r(G)}
+    if family == "lstm":
+        t["c0"] = r(B, H)
+        t["w_hr"] = r(P, H) if variant == "lstm_proj" else None
+    lens = torch.randint(1, T + 1, (B,), generator=g) if lengths else None
+    leaves = {k: v.requires_grad_(True) for k, v in t.items() if v is not None}
+    probe = torch.zeros(T, B, P, dtype=dtype, requires_grad=True)
+    with rnnlab.use_backend(backend):
+        if family == "lstm":
+            out = ops.lstm(t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"],
+                           t["w_hr"], lens, probe, reverse)
+        elif family == "gru":
+            out = ops.gru(t["x"], t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], lens,
+                          probe, reverse, variant == "gru")
+        else:
+            out = ops.rnn(t["x"], t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], lens,
+                          probe, reverse, variant == "rnn_relu")
+        loss = (out[0] * torch.linspace(-1, 1, out[0].numel(), dtype=dtype).view_as(out[0])).sum()
+        loss = loss + out[1].square().sum()
+        loss.backward()
+    results = {"y": out[0], "h_n": out[1], "saved": out[-1], "dh": probe.grad}
+    results.update({"d" + k: v.grad for k, v in leaves.items()})
+    return results
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("B", [1, 5], ids=["gemv", "gemm"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_larger_shapes_match_portable(variant, B, dtype, reverse, monkeypatch):
+    """B = 1 runs the vectorised loop, B > 1 MKL (packed in float32): both against the
+    portable backend, with every gradient and the gradient probe; backward in several
+    time blocks (T = 30 in blocks of 8)."""
+    monkeypatch.setattr(_common, "BLOCK_ROWS", 1)
+    assert len(_common.time_blocks(30, B, reverse)) == 4
+    got = _run(variant, "cpu", B, dtype, T=30, reverse=reverse)
+    want = _run(variant, "portable", B, dtype, T=30, reverse=reverse)
+    for name, value in want.items():
+        tol = OUT_TOL[dtype] if name in ("y", "h_n", "saved") else GRAD_TOL[dtype]
+        assert_rel_close(got[name], value, tol, name)
+
+
+def test_step_product_threads_follow_size_and_torch_setting():
+    assert _blas.gemm_threads(1, 512, 128) == 1
+    assert _blas.gemm_threads(16, 1024, 256) == 1  # one sync per step is not worth it
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _blas.gemm_threads(64, 2048, 512) == 2
+        torch.set_num_threads(1)
+        assert _blas.gemm_threads(64, 2048, 512) == 1  # never more than torch's setting
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_outer_threads_drops_to_one_for_small_work_and_restores():
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with _common.outer_threads(1e6):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with _common.outer_threads(1e12):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), _common.outer_threads(1e6):
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+        with _common.outer_threads(1e6):  # nested (as concurrent callers would be)
+            with _common.outer_threads(1e6):
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_kernels_leave_thread_settings_as_they_found_them():
+    """After a call with a threaded per-step product, torch's and MKL's settings are
+    unchanged, and a two-thread run equals a one-thread run."""
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        x = torch.randn(3, 64, 512)
+        lstm = rnnlab.nn.LSTM(512, 512)
+        with torch.no_grad(), rnnlab.use_backend("cpu"):
+            two = lstm(x)[0]
+            assert torch.get_num_threads() == 2
+            assert _blas.set_blas_threads(0) == 0  # no thread-local MKL setting left behind
+            torch.set_num_threads(1)
+            one = lstm(x)[0]
+        assert_rel_close(two, one, 1e-5, "2 threads vs 1")
+    finally:
+        torch.set_num_threads(saved)
+
+
+_CHILD = """
+import json, time, torch, rnnlab, rnnlab.nn
+from rnnlab.backends.cpu import lstm
+start = time.perf_counter()
+with rnnlab.use_backend("cpu"), torch.no_grad():
+    rnnlab.nn.LSTM(3, 4, num_layers=2)(torch.randn(5, 2, 3))
+elapsed = time.perf_counter() - start
+stats = lstm._forward.stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values()), "seconds": elapsed}))
+"""
+
+
+def test_compiled_kernels_are_cached_on_disk_for_the_next_process():
+    def child():
+        done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True,
+                              check=True, timeout=300)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    child()  # fills the cache if this checkout has not yet
+    second = child()
+    assert second["misses"] == 0 and second["hits"] >= 1, second
