@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rnnlab compare
 
+# The whole suite (layers on the automatic backend: cpu here), then the layer and op
+# conformance tests again with the portable backend forced.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 -q
+	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 -q tests/nn tests/ops
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/cpu_speed.py

@@ -12,7 +12,10 @@ from rnnlab._io import InputError, read_json
 from rnnlab.tasks import TASKS
 from rnnlab.training import TrainConfig
 from rnnlab.training.config import SCHEDULES
+from rnnlab.training.distributed import launched_by_torchrun, restart_count, world
 from rnnlab.training.progress import MODES
+
+RESUME_MODES = ("yes", "auto", "no")
 
 # name -> (click decls, kwargs); every option defaults to None = "the task's default".
 _TRAIN_OPTIONS = [
@@ -51,7 +54,11 @@ _TRAIN_OPTIONS = [
                             help="Run folder (default: runs/<name>).")),
     ("name", ["--name"], dict(help="Run name: the folder under ./runs.")),
     ("force", ["--force"], dict(is_flag=True, help="Overwrite an existing run folder.")),
-    ("resume", ["--resume"], dict(is_flag=True, help="Continue the run in the run folder.")),
+    ("resume", ["--resume"], dict(
+        is_flag=False, flag_value="yes", type=click.Choice(RESUME_MODES),
+        help="Continue the run in the run folder ('--resume' alone: yes). 'auto': continue it "
+             "when it holds a run, else start it there. Default: auto under torchrun (so its "
+             "restarts continue from the last checkpoint), no otherwise.")),
     ("progress", ["--progress"], dict(type=click.Choice(MODES), default="auto", show_default=True,
                                       help="Progress display.")),
 ]
@@ -137,6 +144,24 @@ def set_threads(kw: dict, task: str) -> None:
         torch.set_num_threads(1)  # tiny recurrences run faster on one thread
 
 
+def resolve_resume(kw: dict) -> None:
+    """Turn ``--resume [yes|auto|no]`` (and torchrun's restarts) into the library's flag.
+
+    'auto' continues a named run folder (--out/--name) that holds a run; a worker that
+    torchrun restarted always continues what its first attempt began, and never deletes
+    it (--force applies to the first attempt only).
+    """
+    mode = kw.get("resume") or ("auto" if launched_by_torchrun() else "no")
+    restarted = restart_count() > 0
+    if restarted:
+        kw["force"] = False
+    if mode == "auto":
+        named = kw.get("out") is not None or bool(kw.get("name"))
+        kw["resume"] = restarted or (named and not kw["force"])
+    else:
+        kw["resume"] = mode == "yes"
+
+
 def saved_config(kw: dict) -> dict | None:
     """With --resume and an explicit run folder: the configuration the run started with."""
     if not kw.get("resume"):
@@ -152,6 +177,10 @@ def run_dir(kw: dict, default_name: str) -> Path:
     (or with --resume the newest one), so running a command twice never collides."""
     if kw.get("out") is not None and kw.get("name") is not None:
         raise InputError("give either --out or --name, not both")
+    return world().broadcast(_run_dir(kw, default_name))  # under torchrun: rank 0's choice
+
+
+def _run_dir(kw: dict, default_name: str) -> Path:
     if kw.get("out") is not None:
         return kw["out"]
     if kw.get("name"):

@@ -6,16 +6,19 @@ from dataclasses import replace
 
 import click
 
-from rnnlab._io import InputError
+from rnnlab._io import InputError, prepare_run_dir, read_json
 from rnnlab.cli._options import (
     build_train_config,
+    resolve_resume,
     run_dir,
     saved_config,
     set_threads,
     train_options,
 )
 from rnnlab.compare import CompareConfig, compare
+from rnnlab.report import build_report
 from rnnlab.tasks import CELLS
+from rnnlab.training.distributed import world
 
 
 def _cells(text: str) -> tuple[str, ...]:
@@ -40,6 +43,7 @@ def command(cells, seeds, hidden, params, **kw):
     With no options: the adding problem, where a plain RNN stays at chance and LSTM and
     GRU solve it.
     """
+    resolve_resume(kw)
     saved = saved_config(kw)
     base = CompareConfig.from_dict(saved) if saved is not None else CompareConfig()
     given = {"cells": _cells(cells) if cells is not None else None, "seeds": seeds,
@@ -50,8 +54,20 @@ def command(cells, seeds, hidden, params, **kw):
     )
     set_threads(kw, config.train.task)
     folder = run_dir(kw, f"compare-{config.train.task}")
-    result = compare(config, folder, force=kw["force"], resume=kw["resume"],
-                     progress=kw["progress"])
+    ranks = world()
+    if ranks.size == 1:
+        result = compare(config, folder, force=kw["force"], resume=kw["resume"],
+                         progress=kw["progress"])
+    else:
+        # Under torchrun every rank runs compare(), which writes its folder: rank 0 first
+        # creates (or refuses, or wipes) it, then every rank continues it; rank 0 reports.
+        ranks.on_main(lambda: prepare_run_dir(folder, force=kw["force"], resume=kw["resume"]))
+        result = compare(config, folder, resume=True, progress=kw["progress"], report=False)
+        ranks.barrier()
+        if not ranks.main:
+            return
+        build_report(result.run_dir)
+        result.metrics = read_json(result.run_dir / "metrics.json")
     click.echo(result.table())
     click.echo(f"run folder: {result.run_dir}")
     click.echo(f"report: {result.run_dir / 'report.html'}")

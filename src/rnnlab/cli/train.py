@@ -6,6 +6,7 @@ import click
 
 from rnnlab.cli._options import (
     build_train_config,
+    resolve_resume,
     run_dir,
     saved_config,
     set_threads,
@@ -14,6 +15,7 @@ from rnnlab.cli._options import (
 from rnnlab.report import build_report
 from rnnlab.tasks import CELLS
 from rnnlab.training import TrainConfig, train
+from rnnlab.training.distributed import world
 
 
 @click.command("train")
@@ -25,6 +27,7 @@ from rnnlab.training import TrainConfig, train
 def command(cell, hidden, report, **kw):
     """Train one recurrent network on a task and write a run folder with a report."""
     given = {k: v for k, v in (("cell", cell), ("hidden", hidden)) if v is not None}
+    resolve_resume(kw)
     saved = saved_config(kw)
     if saved is not None:  # --resume: what the run started with, plus what is given now
         config = build_train_config(TrainConfig.from_dict(saved), kw, **given)
@@ -34,6 +37,8 @@ def command(cell, hidden, report, **kw):
     folder = run_dir(kw, f"{config.task}-{config.cell}")
     result = train(config, folder, force=kw["force"], resume=kw["resume"],
                    progress=kw["progress"])
+    if not world().main:  # under torchrun: rank 0 reports
+        return
     if report:
         build_report(result.run_dir)
     click.echo(

@@ -7,8 +7,15 @@ Layout inside a run folder::
     checkpoints/latest           name of the newest complete checkpoint
 
 A checkpoint is written into a temporary folder, every file fsync'ed, the folder
-renamed into place, and only then is ``latest`` replaced. ``manifest.json`` holds a
-SHA-256 per file; a checkpoint that fails it is skipped in favour of the previous one.
+renamed into place, and only then is ``latest`` replaced. ``manifest.json`` holds the
+versions, the configuration digest, the world size and a SHA-256 per file; a checkpoint
+that fails it is skipped, with a warning naming the file, in favour of the previous one.
+
+``state.json`` is the loop's progress (step, clock, early-stopping state, history) plus
+the world size and global batch it was written with; ``carry.safetensors`` holds the
+carried hidden state of every stream column in global order, so a run may resume on a
+different number of ranks. The position in a stream and the batch of every step follow
+from the step number and the seed, so they need no state of their own.
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ from safetensors.torch import load_file, save_file
 
 from rnnlab._io import fsync_dir, sha256_file, to_json, write_bytes_atomic
 from rnnlab._version import __version__
+from rnnlab.training.distributed import die_if_asked
 
 KEEP = 2
+# Test-only fault hook: SIGKILL after the temporary folder is complete, before its rename.
+_KILL_ENV = "RNNLAB_TEST_KILL_BEFORE_RENAME"
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -87,11 +97,13 @@ def save_checkpoint(root: Path, step: int, model, optimizer, carry, state: dict)
     manifest = {
         "step": step,
         "config_digest": state.get("digest"),
+        "world_size": state.get("world_size", 1),
         "versions": {"rnnlab": __version__, "torch": torch.__version__},
         "files": {f: sha256_file(tmp / f) for f in files},
     }
     write_bytes_atomic(tmp / "manifest.json", to_json(manifest).encode())
     fsync_dir(tmp)
+    die_if_asked(_KILL_ENV, step)
     final = ckdir / name
     if final.exists():
         shutil.rmtree(final)

@@ -9,13 +9,17 @@ batch from a generator seeded with ``step_seed(seed, s)`` and re-seeds the globa
 generator (dropout) the same way, so no RNG state has to be carried between steps and
 a resumed run replays exactly the steps an uninterrupted run would have taken. All
 progress lives in one dict (``Progress state``) saved with each checkpoint.
+
+Under ``torchrun`` the same loop runs on every rank (see :mod:`rnnlab.training.distributed`):
+each rank draws the global batch of the step and keeps its rows, DDP averages the
+gradients, rank 0 alone evaluates and writes, and the progress state it decides is
+broadcast so that every rank takes the same decisions and the same number of steps.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +39,11 @@ from rnnlab.training.checkpoint import (
     save_weights,
 )
 from rnnlab.training.config import TrainConfig
+from rnnlab.training.distributed import World, die_if_asked, world
 from rnnlab.training.progress import Progress
 
-# Test-only fault hook: the process SIGKILLs itself right after finishing this step.
+# Test-only fault hook: the process SIGKILLs itself right after finishing this step
+# (see ``die_if_asked`` for how to aim it at one rank of a torchrun job).
 _KILL_ENV = "RNNLAB_TEST_KILL_AT_STEP"
 
 
@@ -166,7 +172,9 @@ def train(
     Pass a :class:`TrainConfig` or its fields as keyword arguments
     (``train(task="adding", cell="gru", steps=500)``). ``resume=True`` continues the run
     in ``run_dir`` from its newest intact checkpoint (the weights end exactly as an
-    uninterrupted run's); an existing run folder is never overwritten unless ``force``.
+    uninterrupted run's) or, when the folder holds no run yet, starts it there; an
+    existing run folder is never overwritten unless ``force``. Under ``torchrun`` every
+    rank calls this with the same arguments and rank 0's view of ``run_dir`` decides.
     ``progress`` is "auto" (bar on a terminal, plain lines otherwise), "bar", "lines" or
     "none". ``task_instance`` may pass an already-built task (compare shares one across cells).
     """
@@ -177,26 +185,23 @@ def train(
     if run_dir is None:
         run_dir = Path("runs") / f"{config.task}-{config.cell}"
     run_dir = Path(run_dir)
-    resuming = resume and (run_dir / "config.json").is_file()
-    if resuming:
-        config = _resolve_resume(run_dir, config)
-    elif config is None:
-        config = TrainConfig()
+    ranks = world()
+    config, checkpoint = ranks.on_main(lambda: _open_run(run_dir, config, resume, force))
     task = task_instance or get_task(config.task, config.task_options)
     task.check(config)
-    run_dir = prepare_run_dir(run_dir, force=force, resume=resume)
+    ranks.local_batch_size(config.batch_size)  # the global batch must split evenly
     model = build_model(config, task)
     mc = model.config
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     state, carry = _fresh_state(), None
-    checkpoint = latest_checkpoint(run_dir) if resuming else None
     if checkpoint is not None:
         state, carry = load_checkpoint(checkpoint, model, optimizer)
         if state.get("digest") != config.digest():
             raise InputError(f"checkpoint {str(checkpoint)!r} belongs to a different configuration")
-    else:
+        carry = ranks.slice_carry(carry, config.batch_size)  # saved in global column order
+    elif ranks.main:
         write_json(run_dir / RUN_MARKER, {"kind": "train", "rnnlab": __version__})
         write_json(run_dir / "config.json", config.to_dict())
         write_json(run_dir / "model.json", mc.to_dict())
@@ -208,32 +213,35 @@ def train(
         )
         save_weights(run_dir / "init.safetensors", model.state_dict())
     params = sum(p.numel() for p in model.parameters())
-    kill_at = int(os.environ.get(_KILL_ENV, "0"))
-    bar = Progress(progress, config.steps, label or config.cell, initial=state["step"])
+    bar = Progress(progress if ranks.main else "none", config.steps, label or config.cell,
+                   initial=state["step"])
+    net = ranks.wrap(model)  # what the loss runs through: DDP when there are several ranks
     model.train()
     loss_value = float("nan")
     started = time.perf_counter() - state["seconds"]
     try:
         while state["step"] < config.steps and not state["stopped"]:
             step = state["step"] + 1
-            seed = step_seed(config.seed, step)
-            torch.manual_seed(seed)  # dropout of this step
-            generator = torch.Generator().manual_seed(seed)
+            torch.manual_seed(step_seed(config.seed, step, ranks.rank))  # dropout of this step
+            generator = torch.Generator().manual_seed(step_seed(config.seed, step))
             for group in optimizer.param_groups:
-                group["lr"] = config.lr_at(step, time.perf_counter() - started)
-            batch = task.train_batch(step, config, generator)
+                group["lr"] = config.lr_at(step, state["seconds"])
+            batch = task.train_batch(step, config, generator)  # the global batch
+            batch = ranks.slice_batch(batch, config.batch_size)  # this rank's rows
             if batch.get("reset"):
                 carry = None
-            loss, carry = task.loss(model, batch, carry)
+            loss, carry = task.loss(net, batch, carry)
             carry = detach_state(carry)
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
             if config.clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
             optimizer.step()
-            loss_value = float(loss.detach())
+            ranks.check_replicas(model, step)
+            loss_value, state["seconds"] = ranks.agree(
+                float(loss.detach()), time.perf_counter() - started
+            )
             state["step"] = step
-            state["seconds"] = time.perf_counter() - started
             bar.step(loss_value)
             if not math.isfinite(loss_value):
                 state["stopped"] = f"diverged (training loss {loss_value}) at step {step}"
@@ -243,20 +251,41 @@ def train(
                 last = True
             if step % config.eval_every == 0 or last or state["stopped"]:
                 t0 = time.perf_counter()
-                _evaluate(task, model, config, state, run_dir, loss_value, bar)
+                if ranks.main:
+                    _evaluate(task, model, config, state, run_dir, loss_value, bar)
                 state["eval_seconds"] += time.perf_counter() - t0
                 state["seconds"] = time.perf_counter() - started
+                state = ranks.broadcast(state)  # rank 0's verdict: best, early stop, clock
             if (config.checkpoint_every and step % config.checkpoint_every == 0) or last or (
                 state["stopped"]
             ):
-                save_checkpoint(
-                    run_dir, step, model, optimizer, carry, {**state, "digest": config.digest()}
-                )
-            if step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+                _checkpoint(ranks, run_dir, config, model, optimizer, carry, state)
+            die_if_asked(_KILL_ENV, step)
     finally:
         bar.close()
-    return _result(config, run_dir, model, task, state, params)
+    result = _result(config, run_dir, model, task, state, params, write=ranks.main)
+    ranks.barrier()  # rank 0 has written everything when any rank returns
+    return result
+
+
+def _open_run(run_dir: Path, config: TrainConfig | None, resume: bool, force: bool):
+    """On rank 0: the run's configuration and the checkpoint to resume from (or None)."""
+    resuming = resume and (run_dir / "config.json").is_file()
+    if resuming:
+        config = _resolve_resume(run_dir, config)
+    elif config is None:
+        config = TrainConfig()
+    prepare_run_dir(run_dir, force=force, resume=resume)
+    return config, latest_checkpoint(run_dir) if resuming else None
+
+
+def _checkpoint(ranks: World, run_dir, config, model, optimizer, carry, state) -> None:
+    """Rank 0 writes the checkpoint, with the carried state of every column gathered."""
+    carry = ranks.gather_carry(carry)  # (L*D, global B, H): a resume may change the ranks
+    if ranks.main:
+        progress = {"digest": config.digest(), "world_size": ranks.size,
+                    "global_batch": config.batch_size}
+        save_checkpoint(run_dir, state["step"], model, optimizer, carry, {**state, **progress})
 
 
 def _evaluate(task, model, config, state, run_dir, loss_value, bar) -> None:
@@ -280,7 +309,7 @@ def _evaluate(task, model, config, state, run_dir, loss_value, bar) -> None:
     bar.evaluated(state["step"], loss_value, task.metric, value, state["seconds"])
 
 
-def _result(config, run_dir, model, task, state, params) -> TrainResult:
+def _result(config, run_dir, model, task, state, params, *, write=True) -> TrainResult:
     best_path = run_dir / "model.safetensors"
     if best_path.is_file():
         model.load_state_dict(load_file(str(best_path)))
@@ -294,9 +323,10 @@ def _result(config, run_dir, model, task, state, params) -> TrainResult:
         seconds=state["seconds"], eval_seconds=state["eval_seconds"], params=params,
         stopped=state["stopped"] or "step budget reached", history=history,
     )
-    write_json(run_dir / "metrics.json", {
-        "task": task.name, "metric": task.metric, "chance": task.chance,
-        "target": task.target, "higher_is_better": task.higher_is_better,
-        **result.summary(), "history": history,
-    })
+    if write:
+        write_json(run_dir / "metrics.json", {
+            "task": task.name, "metric": task.metric, "chance": task.chance,
+            "target": task.target, "higher_is_better": task.higher_is_better,
+            **result.summary(), "history": history,
+        })
     return result
