@@ -18,6 +18,7 @@ from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write
 from rnnlab._version import __version__
 from rnnlab.tasks import CELLS, TASKS, Adding, Task, get_task, match_hidden
 from rnnlab.training import TrainConfig, TrainResult, train
+from rnnlab.training.distributed import world
 
 # The built-in default: the adding problem at T = 60, where a plain RNN stays at chance
 # while LSTM and GRU solve it. Measured on 2 CPU cores (seeds 0-3): LSTM (forget bias 1)
@@ -230,9 +231,16 @@ def compare(
     task = get_task(config.train.task, config.train.task_options)
     task.check(config.train)
     widths = config.widths(task)
-    run_dir = prepare_run_dir(run_dir, force=force, resume=resume)
-    write_json(run_dir / RUN_MARKER, {"kind": "compare", "rnnlab": __version__})
-    write_json(run_dir / "config.json", config.to_dict())
+    ranks = world()  # under torchrun: rank 0 alone writes the comparison's files
+
+    def start() -> Path:
+        folder = prepare_run_dir(run_dir, force=force, resume=resume)
+        write_json(folder / RUN_MARKER, {"kind": "compare", "rnnlab": __version__})
+        write_json(folder / "config.json", config.to_dict())
+        return folder
+
+    run_dir = ranks.on_main(start)
+    resume = resume or ranks.size > 1  # the other ranks continue the folder rank 0 made
     runs: dict[str, list[TrainResult]] = {}
     for cell in config.cells:
         for k in range(config.seeds):
@@ -245,11 +253,13 @@ def compare(
             )
             runs.setdefault(cell, []).append(result)
     metrics = aggregate(task, config, runs)
-    write_json(run_dir / "metrics.json", metrics)
     result = CompareResult(config, run_dir, task, runs, metrics)
-    if report:
-        from rnnlab.report import build_report
+    if ranks.main:
+        write_json(run_dir / "metrics.json", metrics)
+        if report:
+            from rnnlab.report import build_report
 
-        build_report(run_dir)
-        result.metrics = read_json(run_dir / "metrics.json")
+            build_report(run_dir)
+            result.metrics = read_json(run_dir / "metrics.json")
+    ranks.barrier()
     return result

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import click
 
-from rnnlab._io import InputError, prepare_run_dir, read_json
+from rnnlab._io import InputError
 from rnnlab.cli._options import (
     build_train_config,
     resolve_resume,
@@ -16,7 +16,6 @@ from rnnlab.cli._options import (
     train_options,
 )
 from rnnlab.compare import CompareConfig, compare
-from rnnlab.report import build_report
 from rnnlab.tasks import CELLS
 from rnnlab.training.distributed import world
 
@@ -55,19 +54,10 @@ def command(cells, seeds, hidden, params, **kw):
     set_threads(kw, config.train.task)
     folder = run_dir(kw, f"compare-{config.train.task}")
     ranks = world()
-    if ranks.size == 1:
-        result = compare(config, folder, force=kw["force"], resume=kw["resume"],
-                         progress=kw["progress"])
-    else:
-        # Under torchrun every rank runs compare(), which writes its folder: rank 0 first
-        # creates (or refuses, or wipes) it, then every rank continues it; rank 0 reports.
-        ranks.on_main(lambda: prepare_run_dir(folder, force=kw["force"], resume=kw["resume"]))
-        result = compare(config, folder, resume=True, progress=kw["progress"], report=False)
-        ranks.barrier()
-        if not ranks.main:
-            return
-        build_report(result.run_dir)
-        result.metrics = read_json(result.run_dir / "metrics.json")
-    click.echo(result.table())
-    click.echo(f"run folder: {result.run_dir}")
-    click.echo(f"report: {result.run_dir / 'report.html'}")
+    result = compare(config, folder, force=kw["force"], resume=kw["resume"],
+                     progress=kw["progress"])
+    if ranks.main:
+        click.echo(result.table())
+        click.echo(f"run folder: {result.run_dir}")
+        click.echo(f"report: {result.run_dir / 'report.html'}")
+    ranks.close()

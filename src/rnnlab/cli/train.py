@@ -37,15 +37,16 @@ def command(cell, hidden, report, **kw):
     folder = run_dir(kw, f"{config.task}-{config.cell}")
     result = train(config, folder, force=kw["force"], resume=kw["resume"],
                    progress=kw["progress"])
-    if not world().main:  # under torchrun: rank 0 reports
-        return
-    if report:
-        build_report(result.run_dir)
-    click.echo(
-        f"{config.cell}: best validation {result.metric} {result.best:.4g} at step "
-        f"{result.best_step} (chance {result.chance:.4g}); {result.steps} steps in "
-        f"{result.seconds:.1f}s; {result.stopped}"
-    )
-    click.echo(f"run folder: {result.run_dir}")
-    if report:
-        click.echo(f"report: {result.run_dir / 'report.html'}")
+    ranks = world()
+    if ranks.main:  # under torchrun: rank 0 reports
+        if report:
+            build_report(result.run_dir)
+        click.echo(
+            f"{config.cell}: best validation {result.metric} {result.best:.4g} at step "
+            f"{result.best_step} (chance {result.chance:.4g}); {result.steps} steps in "
+            f"{result.seconds:.1f}s; {result.stopped}"
+        )
+        click.echo(f"run folder: {result.run_dir}")
+        if report:
+            click.echo(f"report: {result.run_dir / 'report.html'}")
+    ranks.close()

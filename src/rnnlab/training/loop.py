@@ -6,7 +6,8 @@ checkpoints and exact resume.
 
 Reproducibility: model init draws from ``torch.manual_seed(seed)``; step s draws its
 batch from a generator seeded with ``step_seed(seed, s)`` and re-seeds the global
-generator (dropout) the same way, so no RNG state has to be carried between steps and
+generator (dropout) with ``step_seed(seed, s, rank)``, so no RNG state has to be carried
+between steps and
 a resumed run replays exactly the steps an uninterrupted run would have taken. All
 progress lives in one dict (``Progress state``) saved with each checkpoint.
 
@@ -18,6 +19,7 @@ broadcast so that every rank takes the same decisions and the same number of ste
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -186,10 +188,15 @@ def train(
         run_dir = Path("runs") / f"{config.task}-{config.cell}"
     run_dir = Path(run_dir)
     ranks = world()
-    config, checkpoint = ranks.on_main(lambda: _open_run(run_dir, config, resume, force))
+    resuming = ranks.on_main(lambda: resume and (run_dir / "config.json").is_file())
+    if resuming:
+        config = ranks.on_main(lambda: _resolve_resume(run_dir, config))
+    elif config is None:
+        config = TrainConfig()
     task = task_instance or get_task(config.task, config.task_options)
-    task.check(config)
+    task.check(config)  # before any folder is made
     ranks.local_batch_size(config.batch_size)  # the global batch must split evenly
+    checkpoint = ranks.on_main(lambda: _open_run(run_dir, resume, force, resuming))
     model = build_model(config, task)
     mc = model.config
     optimizer = torch.optim.AdamW(
@@ -263,20 +270,19 @@ def train(
             die_if_asked(_KILL_ENV, step)
     finally:
         bar.close()
+        # DDP's reducer holds the process group: free it now, not during interpreter exit
+        # (where gloo's threads may already be gone and the process aborts).
+        del net
+        gc.collect()
     result = _result(config, run_dir, model, task, state, params, write=ranks.main)
     ranks.barrier()  # rank 0 has written everything when any rank returns
     return result
 
 
-def _open_run(run_dir: Path, config: TrainConfig | None, resume: bool, force: bool):
-    """On rank 0: the run's configuration and the checkpoint to resume from (or None)."""
-    resuming = resume and (run_dir / "config.json").is_file()
-    if resuming:
-        config = _resolve_resume(run_dir, config)
-    elif config is None:
-        config = TrainConfig()
+def _open_run(run_dir: Path, resume: bool, force: bool, resuming: bool) -> Path | None:
+    """On rank 0: make (or reuse) the run folder; the checkpoint to resume from, or None."""
     prepare_run_dir(run_dir, force=force, resume=resume)
-    return config, latest_checkpoint(run_dir) if resuming else None
+    return latest_checkpoint(run_dir) if resuming else None
 
 
 def _checkpoint(ranks: World, run_dir, config, model, optimizer, carry, state) -> None:
