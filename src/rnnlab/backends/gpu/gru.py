@@ -21,13 +21,12 @@ from torch import Tensor
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.portable._common import (
     empty_grad,
-    input_grad,
     previous_states,
     project_inputs,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
+from rnnlab.backends.portable.gru import parameter_grads
 
 
 @triton.jit
@@ -434,23 +433,7 @@ def gru_backward(
             "gru_backward", _tiled_backward, (dy, dh_n, w, gates, h_prev_seq, lens),
             reverse=reverse, reset_after=reset_after, need_dh=need_dh,
         )
-    r_seq = gates[..., :H]
-    dx = input_grad(dgx, w_ih)
-    dw_ih = weight_grad(dgx, x)
-    db_ih = dgx.sum(dim=(0, 1))
-    if reset_after:
-        dgh = torch.cat([dgx[..., : 2 * H], dgx[..., 2 * H :] * r_seq], dim=2)
-        dw_hh = weight_grad(dgh, h_prev_seq)
-        db_hh = dgh.sum(dim=(0, 1))
-    else:
-        dw_hh = torch.cat(
-            [
-                weight_grad(dgx[..., : 2 * H], h_prev_seq),
-                weight_grad(dgx[..., 2 * H :], r_seq * h_prev_seq),  # input of W_hn: r ⊙ h_prev
-            ],
-            dim=0,
-        )
-        db_hh = db_ih.clone()
+    dx, dw_ih, dw_hh, db_ih, db_hh = parameter_grads(dgx, x, w_ih, h_prev_seq, gates, reset_after)
     dh_out = dh_seq if need_dh else empty_grad(y)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out
 

@@ -135,12 +135,23 @@ def gru_backward(
             dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
             if dh_seq is not None:
                 dh_seq[t] = torch.where(m, dh, 0.0)
+    dx, dw_ih, dw_hh, db_ih, db_hh = parameter_grads(dgx, x, w_ih, h_prev_seq, gates, reset_after)
+    dh_out = dh_seq if need_dh else empty_grad(y)
+    return dx, dh_next.clone(), dw_ih, dw_hh, db_ih, db_hh, dh_out
+
+
+def parameter_grads(
+    dgx: Tensor, x: Tensor, w_ih: Tensor, h_prev_seq: Tensor, gates: Tensor, reset_after: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """dx, dW_ih, dW_hh, db_ih, db_hh from the input pre-activation gradients dgx (T,B,3H)
+    of every step: single GEMMs over all steps, after the recurrence (shared by backends)."""
+    H = h_prev_seq.shape[-1]
     r_seq = gates[..., :H]
     dx = input_grad(dgx, w_ih)
     dw_ih = weight_grad(dgx, x)
     db_ih = dgx.sum(dim=(0, 1))
     if reset_after:
-        dgh = torch.cat([dgx[..., : 2 * H], dgx[..., 2 * H :] * r_seq], dim=2)
+        dgh = torch.cat([dgx[..., : 2 * H], dgx[..., 2 * H :] * r_seq], dim=2)  # ∂L/∂hn = dn ⊙ r
         dw_hh = weight_grad(dgh, h_prev_seq)
         db_hh = dgh.sum(dim=(0, 1))
     else:
@@ -152,5 +163,4 @@ def gru_backward(
             dim=0,
         )
         db_hh = db_ih.clone()
-    dh_out = dh_seq if need_dh else empty_grad(y)
-    return dx, dh_next.clone(), dw_ih, dw_hh, db_ih, db_hh, dh_out
+    return dx, dw_ih, dw_hh, db_ih, db_hh
