@@ -15,10 +15,8 @@ import rnnlab
 import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import ops
-from rnnlab.backends import select
-
-cpu = pytest.importorskip("rnnlab.backends.cpu")
-from rnnlab.backends.cpu import _blas, _common  # noqa: E402
+from rnnlab.backends import cpu, select
+from rnnlab.backends.cpu import _blas, _common
 
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
 

@@ -8,8 +8,6 @@ import re
 
 import numpy as np
 import pytest
-
-pytest.importorskip("numba")
 from numba import njit
 
 from rnnlab.backends.cpu import _math
