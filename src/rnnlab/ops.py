@@ -33,7 +33,7 @@ def _backend(x: Tensor):
     return backends.select(x.device, x.dtype)
 
 
-def _none_if_empty(grad: Tensor, wanted: bool) -> Tensor | None:
+def _if_wanted(grad: Tensor, wanted: bool) -> Tensor | None:
     return grad if wanted else None
 
 
@@ -117,10 +117,10 @@ def _rnn_grad(ctx, dy, dh_n, _da):
         dh0,
         dw_ih,
         dw_hh,
-        _none_if_empty(db, has_b_ih),
-        _none_if_empty(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
+        _if_wanted(db, has_b_ih),
+        _if_wanted(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
         None,
-        _none_if_empty(dh, has_probe),
+        _if_wanted(dh, has_probe),
         None,
         None,
     )
@@ -226,11 +226,11 @@ def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dc):
         dc0,
         dw_ih,
         dw_hh,
-        _none_if_empty(db, has_b_ih),
-        _none_if_empty(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
-        _none_if_empty(dw_hr, w_hr is not None),
+        _if_wanted(db, has_b_ih),
+        _if_wanted(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
+        _if_wanted(dw_hr, w_hr is not None),
         None,
-        _none_if_empty(dh, has_probe),
+        _if_wanted(dh, has_probe),
         None,
     )
 
@@ -322,10 +322,10 @@ def _gru_grad(ctx, dy, dh_n, _dgates):
         dh0,
         dw_ih,
         dw_hh,
-        _none_if_empty(db_ih, has_b_ih),
-        _none_if_empty(db_hh, has_b_hh),
+        _if_wanted(db_ih, has_b_ih),
+        _if_wanted(db_hh, has_b_hh),
         None,
-        _none_if_empty(dh, has_probe),
+        _if_wanted(dh, has_probe),
         None,
         None,
     )

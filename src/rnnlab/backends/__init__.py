@@ -127,6 +127,9 @@ _REGISTRY: dict[str, _Backend] = {
     ),
 }
 
+# Automatic choice walks this order on every op call: sorted once, here.
+_BY_PRIORITY = sorted(_REGISTRY.values(), key=lambda b: -b.priority)
+
 _forced: ContextVar[str | None] = ContextVar("rnnlab_backend", default=None)
 
 
@@ -197,7 +200,7 @@ def select(device: torch.device, dtype: torch.dtype) -> ModuleType:
                 f"{device}; unset {ENV_VAR} / use_backend or move the tensors"
             )
         return backend.load()
-    for backend in sorted(_REGISTRY.values(), key=lambda b: -b.priority):
+    for backend in _BY_PRIORITY:
         if backend.installed() and backend.supports(device, dtype):
             return backend.load()
     raise RuntimeError(f"no rnnlab backend runs {dtype} tensors on {device}")
