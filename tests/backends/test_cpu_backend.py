@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import ops
 from rnnlab.backends import cpu, select
-from rnnlab.backends.cpu import _blas, _common
+from rnnlab.backends.cpu import _blas, _common, _parallel
 
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
 
@@ -155,3 +156,79 @@ def test_compiled_kernels_are_cached_on_disk_for_the_next_process():
     child()  # fills the cache if this checkout has not yet
     second = child()
     assert second["misses"] == 0 and second["hits"] >= 1, second
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+def test_batch_split_across_threads_matches_portable(variant, dtype, lengths, monkeypatch):
+    """Two threads, each owning some samples (longest first, with the per-step product
+    over the still-running prefix only): forward, backward in several time blocks, the
+    gradient probe, both directions."""
+    monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", 0)
+    monkeypatch.setattr(_common, "BLOCK_ROWS", 1)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        calls = []
+        real = _parallel.run_parts
+        monkeypatch.setattr(_parallel, "run_parts", lambda part, rows: (
+            calls.append(len(rows)), real(part, rows))[1])
+        for module in (cpu.rnn, cpu.lstm, cpu.gru):
+            monkeypatch.setattr(module, "run_parts", _parallel.run_parts)
+        for reverse in (False, True):
+            got = _run(variant, "cpu", 7, dtype, T=20, lengths=lengths, reverse=reverse)
+            want = _run(variant, "portable", 7, dtype, T=20, lengths=lengths, reverse=reverse)
+            for name, value in want.items():
+                tol = OUT_TOL[dtype] if name in ("y", "h_n", "saved") else GRAD_TOL[dtype]
+                assert_rel_close(got[name], value, tol, name)
+        assert calls and all(n == 2 for n in calls), calls
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_row_parts_order_longest_first_and_balance_work():
+    same = _parallel.row_parts(np.full(5, 9), 2)
+    assert [p.tolist() for p in same] == [[0, 1, 2], [3, 4]]  # contiguous blocks
+    lengths = np.array([3, 9, 1, 7, 7, 2])
+    parts = _parallel.row_parts(lengths, 2)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(6))
+    for p in parts:
+        assert np.all(np.diff(lengths[p]) <= 0)  # longest first within each part
+    assert [lengths[p].tolist() for p in parts] == [[9, 7, 2], [7, 3, 1]]  # dealt in turn
+    rows = parts[0]
+    assert [_parallel.valid_prefix(lengths, rows, t) for t in (0, 1, 2, 6, 7, 8, 9)] == [
+        3, 3, 2, 2, 1, 1, 0]
+
+
+def test_part_count_follows_torch_threads_batch_and_work():
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _parallel.part_count(16, 200, 2.0 * 1024 * 256) == 2
+        assert _parallel.part_count(1, 1000, 2.0 * 1024 * 256) == 1  # one sample
+        assert _parallel.part_count(4, 2, 2.0 * 16 * 16) == 1  # too little work
+        torch.set_num_threads(1)
+        assert _parallel.part_count(16, 200, 2.0 * 1024 * 256) == 1
+        torch.set_num_threads(2)
+        with _common.outer_threads(1.0):  # torch's operations on one thread for this call
+            assert _parallel.part_count(16, 200, 2.0 * 1024 * 256) == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_run_parts_runs_every_part_and_reraises_errors():
+    seen = []
+
+    def part(rows):
+        seen.append(int(rows[0]))
+        if rows[0] == 1:
+            raise ValueError("part failed")
+
+    with pytest.raises(ValueError, match="part failed"):
+        _parallel.run_parts(part, [np.array([0]), np.array([1])])
+    assert sorted(seen) == [0, 1]
+    seen.clear()
+    with _parallel._busy:  # another split call running: parts run here, in turn
+        _parallel.run_parts(lambda rows: seen.append(int(rows[0])), [np.array([0]), np.array([1])])
+    assert seen == [0, 1]

@@ -28,8 +28,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-_SYMBOLS = ("cblas_sgemm_pack", "cblas_sgemm_compute", "cblas_sgemm_pack_get_size", "dgemm_",
-            "MKL_Set_Num_Threads_Local")
+_SYMBOLS = ("cblas_sgemm_pack", "cblas_sgemm_compute", "cblas_sgemm_pack_get_size", "sgemm_",
+            "dgemm_", "MKL_Set_Num_Threads_Local")
 
 
 def _torch_cpu_library() -> str | None:
@@ -74,6 +74,7 @@ _sgemm_compute = types.ExternalFunction(
 )
 # Fortran interface: every argument by reference.
 _dgemm = types.ExternalFunction("dgemm_", types.void(*([_vp] * 13)))
+_sgemm = types.ExternalFunction("sgemm_", types.void(*([_vp] * 13)))
 _set_threads_local = types.ExternalFunction("MKL_Set_Num_Threads_Local", types.intc(types.intc))
 
 
@@ -204,3 +205,36 @@ def gemm_threads(B: int, N: int, K: int) -> int:
     such a wait are split.
     """
     return 1 if B * N * K < (1 << 25) else torch.get_num_threads()
+
+
+@njit(cache=True)
+def gemm_nt(A, W, C, beta, scratch):
+    """C (M, N) = beta·C + A (M, K) · Wᵀ, W (N, K); rows of A and C contiguous (row
+    slices of C-contiguous arrays are). The input projection of a chunk of steps.
+
+    Row-major C = A Wᵀ is column-major Cᵀ = W Aᵀ: Fortran GEMM with op(W) = transpose
+    of the column-major (K, N) array that W's memory is. ``scratch`` as for
+    :func:`matmul_acc`.
+    """
+    M, K = A.shape
+    N = W.shape[0]
+    if M == 0:
+        return
+    ints = scratch[0]
+    ints[0] = N
+    ints[1] = M
+    ints[2] = K
+    ints[3] = 84  # "T"
+    ints[4] = 78  # "N"
+    ints[5] = C.strides[0] // C.itemsize  # ldc
+    scalars = scratch[1]
+    scalars[0] = 1.0
+    scalars[1] = beta
+    args = (_address(ints[3:4]), _address(ints[4:5]), _address(ints[0:1]), _address(ints[1:2]),
+            _address(ints[2:3]), _address(scalars[0:1]), _address(W), _address(ints[2:3]),
+            _address(A), _address(ints[2:3]), _address(scalars[1:2]), _address(C),
+            _address(ints[5:6]))
+    if _is_float32(C):
+        _sgemm(*args)
+    else:
+        _dgemm(*args)

@@ -27,6 +27,13 @@ def optional_array(t: Tensor | None, ndim: int, dtype: torch.dtype) -> np.ndarra
     return as_array(t)
 
 
+def bias_array(b: Tensor | None, size: int, dtype: torch.dtype) -> np.ndarray:
+    """``as_array(b)``, or zeros (size,) for a layer without bias."""
+    if b is None:
+        return np.zeros(size, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+    return as_array(b)
+
+
 def lengths_array(lengths: Tensor | None, T: int, B: int) -> np.ndarray:
     """Valid steps per sample as int64 (all T when ``lengths`` is None)."""
     if lengths is None:
@@ -130,6 +137,15 @@ def outer_threads(flops: float) -> Iterator[None]:
             _one_thread_users -= 1
             if _one_thread_users == 0 and _threads_before != 1:
                 torch.set_num_threads(_threads_before)
+
+
+def configured_threads() -> int:
+    """torch's thread setting as the caller made it (:func:`outer_threads` may have
+    lowered it to one for the torch operations of the running call)."""
+    with _one_thread_lock:
+        if _one_thread_users > 0:
+            return _threads_before
+    return torch.get_num_threads()
 
 
 def threads_by_size(x_arg: int, w_arg: int) -> Callable[[Callable], Callable]:

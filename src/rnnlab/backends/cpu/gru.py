@@ -20,7 +20,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import gemm_threads, matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
@@ -30,6 +30,7 @@ from rnnlab.backends.cpu._common import (
     time_blocks,
 )
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
+from rnnlab.backends.cpu._parallel import plan, run_parts, valid_prefix
 from rnnlab.backends.portable._common import (
     empty_grad,
     previous_states,
@@ -86,48 +87,58 @@ def _update(act, h, probe, y):
 
 
 @njit(**KERNEL_OPTIONS)
-def _forward(gx, gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, threads):
-    """gx (T,B,3H) = x·W_ihᵀ + b_ih. Writes gates (T,B,4H) and y (T,B,H); h (B,H) holds
+def _forward(gx, gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows, threads):
+    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
+    gx (T,B,3H) = x·W_ihᵀ + b_ih. Writes gates (T,B,4H) and y (T,B,H); h (B,H) holds
     h0 on entry and h_n on exit. b_hh is (3H,) or empty."""
-    T, B, G = gx.shape
+    T, G = gx.shape[0], gx.shape[2]
     H = G // 3
+    n = rows.shape[0]
     dtype = gx.dtype
     set_blas_threads(threads)
     bias = np.zeros(G, dtype=dtype)
     if b_hh.shape[0] > 0:
         bias[:] = b_hh
     if reset_after:
-        hh_dense, hh_packed = prepare(w_hh, B, True)  # h (B,H) · W_hhᵀ -> (B, 3H)
+        hh_dense, hh_packed = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ -> (n, 3H)
     else:
-        hh_dense, hh_packed = prepare(w_hh[: 2 * H], B, True)  # h · W_{h,rz}ᵀ -> (B, 2H)
-    n_dense, n_packed = prepare(w_hh[2 * H :], B, True)  # (r ⊙ h) · W_hnᵀ (reset before)
-    gh = np.zeros((B, G if reset_after else 2 * H), dtype=dtype)  # recurrent pre-activations
-    rh = np.zeros((B, H), dtype=dtype)  # r ⊙ h_{t-1} (reset before)
-    hn_buf = np.zeros((B, H), dtype=dtype)
+        hh_dense, hh_packed = prepare(w_hh[: 2 * H], n, True)  # h · W_{h,rz}ᵀ -> (n, 2H)
+    n_dense, n_packed = prepare(w_hh[2 * H :], n, True)  # (r ⊙ h) · W_hnᵀ (reset before)
+    h_rows = np.empty((n, H), dtype=dtype)  # h_{t-1} of the part's rows, in their order
+    for k in range(n):
+        h_rows[k] = h[rows[k]]
+    gh = np.empty((n, G if reset_after else 2 * H), dtype=dtype)  # recurrent pre-activations
+    rh = np.empty((n, H), dtype=dtype)  # r ⊙ h_{t-1} (reset before)
+    hn_buf = np.empty((n, H), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(T):
         t = T - 1 - s if reverse else s
-        act = gates[t]
-        matmul_acc(h, hh_dense, hh_packed, gh, 0, scratch)
-        for b in range(B):
-            if t < lengths[b]:
-                _rz(gx[t, b], gh[b], bias, act[b])
-                if reset_after:
-                    _candidate(gx[t, b], gh[b, 2 * H :], bias, act[b], True)
-                else:
-                    _reset_times_state(act[b], h[b], rh[b])
-        if not reset_after:
-            matmul_acc(rh, n_dense, n_packed, hn_buf, 0, scratch)  # W_hn (r ⊙ h_{t-1})
-            for b in range(B):
-                if t < lengths[b]:
-                    _candidate(gx[t, b], hn_buf[b], bias, act[b], False)
-        for b in range(B):
-            if t < lengths[b]:
-                _update(act[b], h[b], probe[t, b] if probe.shape[0] > 0 else no_probe, y[t, b])
+        m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
+        for k in range(m, n):
+            b = rows[k]
+            gates[t, b, :] = 0
+            y[t, b, :] = 0
+        if m == 0:
+            continue
+        matmul_acc(h_rows[:m], hh_dense, hh_packed, gh[:m], 0, scratch)
+        for k in range(m):
+            b = rows[k]
+            _rz(gx[t, b], gh[k], bias, gates[t, b])
+            if reset_after:
+                _candidate(gx[t, b], gh[k, 2 * H :], bias, gates[t, b], True)
             else:
-                act[b, :] = 0
-                y[t, b, :] = 0
+                _reset_times_state(gates[t, b], h_rows[k], rh[k])
+        if not reset_after:
+            matmul_acc(rh[:m], n_dense, n_packed, hn_buf[:m], 0, scratch)  # W_hn (r ⊙ h)
+            for k in range(m):
+                _candidate(gx[t, rows[k]], hn_buf[k], bias, gates[t, rows[k]], False)
+        for k in range(m):
+            b = rows[k]
+            _update(gates[t, b], h_rows[k], probe[t, b] if probe.shape[0] > 0 else no_probe,
+                    y[t, b])
+    for k in range(n):
+        h[rows[k]] = h_rows[k]
     set_blas_threads(0)  # back to the global (torch) setting
 
 
@@ -182,59 +193,65 @@ def _state_backward(dh, z, dh_prev, drh, r, reset_after):
 
 @njit(**KERNEL_OPTIONS)
 def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dgh, dh_seq,
-              t_begin, t_end, threads):
-    """Steps t_begin <= t < t_end backwards. dh (B,H) holds the gradient flowing into the
-    block on entry (dL/dh_n first) and out of it on exit (dL/dh0 after the last). Writes
-    dgx (t_end - t_begin, B, 3H), the gradients of the input pre-activations; with
-    reset after, dgh (same shape) those of the recurrent pre-activations; and (if not
-    empty) dh_seq (T,B,H), the total dL/dh_t."""
-    B, G = dgx.shape[1], dgx.shape[2]
+              t_begin, t_end, rows, threads):
+    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)
+    holds the gradient flowing into the block on entry (dL/dh_n first) and out of it on
+    exit (dL/dh0 after the last). Writes dgx (t_end - t_begin, B, 3H), the gradients of
+    the input pre-activations; with reset after, dgh (same shape) those of the recurrent
+    pre-activations; and (if not empty) dh_seq (T,B,H), the total dL/dh_t."""
+    G = dgx.shape[2]
     H = G // 3
+    n = rows.shape[0]
     dtype = dgx.dtype
     set_blas_threads(threads)
     if reset_after:
-        hh_dense, hh_packed = prepare(w_hh, B, False)  # dgh (B,3H) · W_hh
+        hh_dense, hh_packed = prepare(w_hh, n, False)  # g_h (n,3H) · W_hh
     else:
-        hh_dense, hh_packed = prepare(w_hh[: 2 * H], B, False)  # d(r,z) (B,2H) · W_{h,rz}
-    n_dense, n_packed = prepare(w_hh[2 * H :], B, False)  # dn_pre (B,H) · W_hn
-    dh_prev = np.zeros((B, H), dtype=dtype)
-    drh = np.zeros((B, H), dtype=dtype)
-    dn_pre = np.zeros((B, H), dtype=dtype)
-    d_rz = np.zeros((B, 2 * H), dtype=dtype)  # d(r, z) pre-activations (reset before)
+        hh_dense, hh_packed = prepare(w_hh[: 2 * H], n, False)  # d(r,z) (n,2H) · W_{h,rz}
+    n_dense, n_packed = prepare(w_hh[2 * H :], n, False)  # dn_pre (n,H) · W_hn
+    g_h = np.zeros((n, G), dtype=dtype)  # recurrent pre-activation gradients (reset after)
+    dh_prev = np.zeros((n, H), dtype=dtype)
+    drh = np.zeros((n, H), dtype=dtype)
+    dn_pre = np.zeros((n, H), dtype=dtype)
+    d_rz = np.zeros((n, 2 * H), dtype=dtype)  # d(r, z) pre-activations (reset before)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
-        d = dgx[t - t_begin]
-        g_h = dgh[t - t_begin] if reset_after else d  # (reset before: unused)
-        for b in range(B):
-            if t < lengths[b]:
-                h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
-                dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
-                if dh_seq.shape[0] > 0:
-                    dh_seq[t, b, :] = dh[b]
-                _step_backward(gates[t, b], dh[b], h_prev, d[b], g_h[b], dn_pre[b], reset_after)
-            else:
-                d[b, :] = 0
-                dn_pre[b, :] = 0
-                d_rz[b, :] = 0
-                if reset_after:
-                    g_h[b, :] = 0
-                if dh_seq.shape[0] > 0:
-                    dh_seq[t, b, :] = 0
+        i = t - t_begin
+        m = valid_prefix(lengths, rows, t)
+        for k in range(m, n):  # padding: no gradient; dh passes through unchanged
+            b = rows[k]
+            dgx[i, b, :] = 0
+            if reset_after:
+                dgh[i, b, :] = 0
+            if dh_seq.shape[0] > 0:
+                dh_seq[t, b, :] = 0
+        if m == 0:
+            continue
+        for k in range(m):
+            b = rows[k]
+            h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
+            dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
+            if dh_seq.shape[0] > 0:
+                dh_seq[t, b, :] = dh[b]
+            _step_backward(gates[t, b], dh[b], h_prev, dgx[i, b], g_h[k], dn_pre[k],
+                           reset_after)
+            if reset_after:
+                dgh[i, b, :] = g_h[k]
         if reset_after:
-            matmul_acc(g_h, hh_dense, hh_packed, dh_prev, 0, scratch)  # through W_hh h_prev
+            matmul_acc(g_h[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)  # W_hh h_prev
         else:
-            matmul_acc(dn_pre, n_dense, n_packed, drh, 0, scratch)  # through W_hn (r ⊙ h_prev)
-            for b in range(B):
-                if t < lengths[b]:
-                    h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
-                    _reset_backward(gates[t, b], drh[b], h_prev, d[b], d_rz[b])
-            matmul_acc(d_rz, hh_dense, hh_packed, dh_prev, 0, scratch)
-        for b in range(B):
-            if t < lengths[b]:
-                _state_backward(dh[b], gates[t, b, H : 2 * H], dh_prev[b], drh[b],
-                                gates[t, b, :H], reset_after)
+            matmul_acc(dn_pre[:m], n_dense, n_packed, drh[:m], 0, scratch)  # W_hn (r ⊙ h)
+            for k in range(m):
+                b = rows[k]
+                h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
+                _reset_backward(gates[t, b], drh[k], h_prev, dgx[i, b], d_rz[k])
+            matmul_acc(d_rz[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)
+        for k in range(m):
+            b = rows[k]
+            _state_backward(dh[b], gates[t, b, H : 2 * H], dh_prev[k], drh[k],
+                            gates[t, b, :H], reset_after)
     set_blas_threads(0)  # back to the global (torch) setting
 
 
@@ -261,11 +278,12 @@ def gru_forward(
     gates = x.new_empty(T, B, 4 * H)
     y = x.new_empty(T, B, H)
     h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    _forward(
-        gx.numpy(), gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
-        optional_array(b_hh, 1, x.dtype), lengths_array(lengths, T, B),
-        optional_array(h_probe, 3, x.dtype), reverse, reset_after, gemm_threads(B, 3 * H, H),
-    )
+    steps = lengths_array(lengths, T, B)
+    rows, threads = plan(steps, T, 2.0 * 3 * H * H, 3 * H, H)
+    arrays = (gx.numpy(), gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
+              optional_array(b_hh, 1, x.dtype), steps, optional_array(h_probe, 3, x.dtype),
+              reverse, reset_after)
+    run_parts(lambda part: _forward(*arrays, part, threads), rows)
     return y, h_n, gates
 
 
@@ -291,9 +309,10 @@ def gru_backward(
     x = zero_padding(x, valid_mask(lengths, T))
     dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
     dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+    steps = lengths_array(lengths, T, B)
+    rows, threads = plan(steps, T, 2.0 * G * H, H, G)
     arrays = (as_array(dy), dh0.numpy(), as_array(y), as_array(h0), as_array(gates),
-              as_array(w_hh), lengths_array(lengths, T, B), reverse, reset_after)
-    threads = gemm_threads(B, G, H)
+              as_array(w_hh), steps, reverse, reset_after)
     blocks = time_blocks(T, B, reverse)
     size = max(t1 - t0 for t0, t1 in blocks)
     dgx_block = x.new_empty(size, B, G)  # input pre-activation gradients
@@ -310,7 +329,8 @@ def gru_backward(
         for t0, t1 in blocks:
             d = dgx_block[: t1 - t0]
             g = dgh_block[: t1 - t0] if reset_after else dgh_block
-            _backward(*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1, threads)
+            block_arrays = (*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1)
+            run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
             d2 = d.view(-1, G)
             torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))  # dx = dgx · W_ih
             dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))  # dW_ih = Σ dgxᵀ x

@@ -18,16 +18,25 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import gemm_threads, matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import gemm_nt, matmul_acc, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
+    bias_array,
     lengths_array,
     optional_array,
     threads_by_size,
     time_blocks,
 )
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
+from rnnlab.backends.cpu._parallel import (
+    add_bias,
+    gather_inputs,
+    inference_chunk,
+    plan,
+    run_parts,
+    valid_prefix,
+)
 from rnnlab.backends.portable._common import (
     empty_grad,
     project_inputs,
@@ -42,15 +51,16 @@ from rnnlab.backends.portable._common import (
 # inlined there, LLVM kept the scalar version of the loop (measured 30 ns per LSTM cell
 # at B = 16 against 2.7 ns as a call).
 @njit(**KERNEL_OPTIONS)
-def _cell(act, c, c_out, r):
-    """One sample's step: ``act`` (4H,) pre-activations in, activated gates out; c (H,)
-    the cell state, updated; c_out (H,) ← c_t; r (H,) ← o ⊙ tanh(c_t)."""
+def _cell(act, rec, c, c_out, r):
+    """One sample's step: ``act`` (4H,) input pre-activations in, activated gates out;
+    ``rec`` (4H,) the recurrent pre-activations; c (H,) the cell state, updated;
+    c_out (H,) ← c_t; r (H,) ← o ⊙ tanh(c_t)."""
     H = c.shape[0]
     for j in range(H):
-        i = sigmoid(act[j])
-        f = sigmoid(act[H + j])
-        g = tanh(act[2 * H + j])
-        o = sigmoid(act[3 * H + j])
+        i = sigmoid(act[j] + rec[j])
+        f = sigmoid(act[H + j] + rec[H + j])
+        g = tanh(act[2 * H + j] + rec[2 * H + j])
+        o = sigmoid(act[3 * H + j] + rec[3 * H + j])
         c_t = f * c[j] + i * g
         act[j] = i
         act[H + j] = f
@@ -76,41 +86,107 @@ def _emit(h_t, probe, y, h):
 
 
 @njit(**KERNEL_OPTIONS)
-def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, threads):
-    """gates (T,B,4H) holds x·W_ihᵀ + b on entry, the activated gates on exit; h (B,P)
+def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, threads):
+    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
+    gates (T,B,4H) holds x·W_ihᵀ + b on entry, the activated gates on exit; h (B,P)
     and c (B,H) hold the initial state on entry, the final state on exit."""
-    T, B, G = gates.shape
+    T, G = gates.shape[0], gates.shape[2]
     H = G // 4
     P = h.shape[1]
+    n = rows.shape[0]
+    dtype = gates.dtype
     projected = w_hr.shape[0] > 0
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, B, True)  # h (B,P) · W_hhᵀ
-    hr_dense, hr_packed = prepare(w_hr, B, True)  # r (B,H) · W_hrᵀ
-    r = np.zeros((B, H), dtype=gates.dtype)  # o ⊙ tanh(c_t)
-    h_proj = np.zeros((B, P), dtype=gates.dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=gates.dtype))
+    hh_dense, hh_packed = prepare(w_hh, n, True)  # h (n,P) · W_hhᵀ
+    hr_dense, hr_packed = prepare(w_hr, n, True)  # r (n,H) · W_hrᵀ
+    h_rows = np.empty((n, P), dtype=dtype)  # h_{t-1} of the part's rows, in their order
+    for k in range(n):
+        h_rows[k] = h[rows[k]]
+    rec = np.empty((n, G), dtype=dtype)  # h_{t-1} · W_hhᵀ
+    r = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c_t)
+    h_proj = np.empty((n, P), dtype=dtype)
+    no_probe = np.zeros(0, dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(T):
         t = T - 1 - s if reverse else s
-        act = gates[t]
-        matmul_acc(h, hh_dense, hh_packed, act, 1, scratch)  # (B, 4H) pre-activations
-        for b in range(B):
-            if t < lengths[b]:
-                _cell(act[b], c[b], c_seq[t, b], r[b])
-            else:
-                act[b, :] = 0
-                c_seq[t, b, :] = 0
+        m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
+        for k in range(m, n):
+            b = rows[k]
+            gates[t, b, :] = 0
+            c_seq[t, b, :] = 0
+            y[t, b, :] = 0
+        if m == 0:
+            continue
+        matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+        for k in range(m):
+            b = rows[k]
+            _cell(gates[t, b], rec[k], c[b], c_seq[t, b], r[k])
         h_t = r
         if projected:
-            matmul_acc(r, hr_dense, hr_packed, h_proj, 0, scratch)  # (B, P)
+            matmul_acc(r[:m], hr_dense, hr_packed, h_proj[:m], 0, scratch)  # (m, P)
             h_t = h_proj
-        for b in range(B):
-            if t < lengths[b]:
-                if probe.shape[0] > 0:
-                    _emit(h_t[b], probe[t, b], y[t, b], h[b])
-                else:
-                    _emit(h_t[b], h_t[b, :0], y[t, b], h[b])
-            else:
-                y[t, b, :] = 0
+        for k in range(m):
+            b = rows[k]
+            _emit(h_t[k], probe[t, b] if probe.shape[0] > 0 else no_probe, y[t, b], h_rows[k])
+    for k in range(n):
+        h[rows[k]] = h_rows[k]
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@njit(**KERNEL_OPTIONS)
+def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, threads):
+    """Inference over batch rows ``rows`` (longest first): y (T,B,P) ← the outputs; h (B,P)
+    and c (B,H) hold the initial state on entry, the final state on exit.
+
+    The input projection runs here, ``chunk`` steps at a time, for the rows still inside
+    their sequence only, into a buffer that stays in cache; no activation is kept."""
+    T, I = x.shape[0], x.shape[2]
+    G = w_ih.shape[0]
+    H = G // 4
+    P = h.shape[1]
+    n = rows.shape[0]
+    dtype = x.dtype
+    projected = w_hr.shape[0] > 0
+    set_blas_threads(threads)
+    hh_dense, hh_packed = prepare(w_hh, n, True)
+    hr_dense, hr_packed = prepare(w_hr, n, True)
+    h_rows = np.empty((n, P), dtype=dtype)
+    c_rows = np.empty((n, H), dtype=dtype)
+    for k in range(n):
+        h_rows[k] = h[rows[k]]
+        c_rows[k] = c[rows[k]]
+    x_buf = np.empty((chunk * n, I), dtype=dtype)
+    pre = np.empty((chunk * n, G), dtype=dtype)  # x·W_ihᵀ + b of the chunk's valid rows
+    start = np.zeros(chunk + 1, dtype=np.int64)  # pre[start[i]:start[i+1]]: step i's rows
+    rec = np.empty((n, G), dtype=dtype)
+    r = np.empty((n, H), dtype=dtype)
+    h_proj = np.empty((n, P), dtype=dtype)
+    no_probe = np.zeros(0, dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
+    for s0 in range(0, T, chunk):
+        steps = min(chunk, T - s0)
+        gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
+        gemm_nt(x_buf[: start[steps]], w_ih, pre[: start[steps]], 0, scratch)
+        add_bias(pre[: start[steps]], bias)
+        for i in range(steps):
+            t = T - 1 - (s0 + i) if reverse else s0 + i
+            m = start[i + 1] - start[i]
+            for k in range(m, n):
+                y[t, rows[k], :] = 0
+            if m == 0:
+                continue
+            matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+            for k in range(m):
+                _cell(pre[start[i] + k], rec[k], c_rows[k], c_rows[k], r[k])
+            h_t = r
+            if projected:
+                matmul_acc(r[:m], hr_dense, hr_packed, h_proj[:m], 0, scratch)
+                h_t = h_proj
+            for k in range(m):
+                _emit(h_t[k], no_probe, y[t, rows[k]], h_rows[k])
+    for k in range(n):
+        h[rows[k]] = h_rows[k]
+        c[rows[k]] = c_rows[k]
     set_blas_threads(0)  # back to the global (torch) setting
 
 
@@ -141,49 +217,55 @@ def _cell_backward(act, c_t, c_prev, dr, dc, dpre):
 
 @njit(**KERNEL_OPTIONS)
 def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates, dh_seq,
-              t_begin, t_end, threads):
-    """Steps t_begin <= t < t_end backwards. dh (B,P), dc (B,H): the gradients flowing
-    into the block (dL/dh_n, dL/dc_n for the first block) on entry, out of it on exit
-    (dL/dh0, dL/dc0 after the last). Writes the block's pre-activation gradients
-    dgates (t_end - t_begin, B, 4H) and, if dh_seq is not empty, the total dL/dh_t
-    (T,B,P)."""
-    B, G = gates.shape[1], gates.shape[2]
+              t_begin, t_end, rows, threads):
+    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,P),
+    dc (B,H): the gradients flowing into the block (dL/dh_n, dL/dc_n for the first block)
+    on entry, out of it on exit (dL/dh0, dL/dc0 after the last). Writes the block's
+    pre-activation gradients dgates (t_end - t_begin, B, 4H) and, if dh_seq is not
+    empty, the total dL/dh_t (T,B,P)."""
+    G = gates.shape[2]
     H = G // 4
     P = dh.shape[1]
+    n = rows.shape[0]
+    dtype = gates.dtype
     projected = w_hr.shape[0] > 0
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, B, False)  # dpre (B,4H) · W_hh
-    hr_dense, hr_packed = prepare(w_hr, B, False)  # dh (B,P) · W_hr
-    dh_total = np.zeros((B, P), dtype=gates.dtype)
-    dr = np.zeros((B, H), dtype=gates.dtype)
-    dh_prev = np.zeros((B, P), dtype=gates.dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=gates.dtype))
+    hh_dense, hh_packed = prepare(w_hh, n, False)  # dpre (n,4H) · W_hh
+    hr_dense, hr_packed = prepare(w_hr, n, False)  # dh (n,P) · W_hr
+    dh_total = np.empty((n, P), dtype=dtype)
+    dr = np.empty((n, H), dtype=dtype)
+    dpre = np.empty((n, G), dtype=dtype)
+    dh_prev = np.empty((n, P), dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
-        for b in range(B):
-            if t < lengths[b]:
-                for j in range(P):
-                    dh_total[b, j] = dy[t, b, j] + dh[b, j]  # from the output and from t+1
-            else:
-                dh_total[b, :] = 0
+        m = valid_prefix(lengths, rows, t)
+        for k in range(m, n):  # padding: no gradient; dh, dc pass through unchanged
+            b = rows[k]
+            dgates[t - t_begin, b, :] = 0
             if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = dh_total[b, :]
+                dh_seq[t, b, :] = 0
+        if m == 0:
+            continue
+        for k in range(m):
+            b = rows[k]
+            for j in range(P):
+                dh_total[k, j] = dy[t, b, j] + dh[b, j]  # from the output and from t+1
+            if dh_seq.shape[0] > 0:
+                dh_seq[t, b, :] = dh_total[k]
         d_r = dh_total
         if projected:
-            matmul_acc(dh_total, hr_dense, hr_packed, dr, 0, scratch)  # through h = W_hr r
+            matmul_acc(dh_total[:m], hr_dense, hr_packed, dr[:m], 0, scratch)  # h = W_hr r
             d_r = dr
-        dpre = dgates[t - t_begin]
-        for b in range(B):
-            if t < lengths[b]:
-                c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
-                _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_r[b], dc[b], dpre[b])
-            else:
-                dpre[b, :] = 0
-        matmul_acc(dpre, hh_dense, hh_packed, dh_prev, 0, scratch)  # through W_hh h_{t-1}
-        for b in range(B):
-            if t < lengths[b]:
-                dh[b, :] = dh_prev[b, :]  # padding: the gradient passes through unchanged
+        for k in range(m):
+            b = rows[k]
+            c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
+            _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_r[k], dc[b], dpre[k])
+            dgates[t - t_begin, b, :] = dpre[k]
+        matmul_acc(dpre[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)  # W_hh h_{t-1}
+        for k in range(m):
+            dh[rows[k]] = dh_prev[k]
     set_blas_threads(0)  # back to the global (torch) setting
 
 
@@ -212,11 +294,13 @@ def lstm_forward(
     c_seq = x.new_empty(T, B, H)
     h_n = h0.detach().clone(memory_format=torch.contiguous_format)
     c_n = c0.detach().clone(memory_format=torch.contiguous_format)
-    _forward(
-        gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_hh),
-        optional_array(w_hr, 2, x.dtype), lengths_array(lengths, T, B),
-        optional_array(h_probe, 3, x.dtype), reverse, gemm_threads(B, 4 * H, P),
-    )
+    steps = lengths_array(lengths, T, B)
+    rows, threads = plan(steps, T, 2.0 * (4 * H * P + (H * P if w_hr is not None else 0)),
+                         4 * H, P)
+    arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
+              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps,
+              optional_array(h_probe, 3, x.dtype), reverse)
+    run_parts(lambda part: _forward(*arrays, part, threads), rows)
     return y, h_n, c_n, gates, c_seq
 
 
@@ -246,10 +330,11 @@ def lstm_backward(
     dh_seq = torch.empty_like(y) if (need_dh or w_hr is not None) else y.new_empty(0, 0, 0)
     dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
     dc0 = dc_n.detach().clone(memory_format=torch.contiguous_format)
+    steps = lengths_array(lengths, T, B)
+    P = h0.shape[-1]
+    rows, threads = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)), P, G)
     arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
-              as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype),
-              lengths_array(lengths, T, B), reverse)
-    threads = gemm_threads(B, G, h0.shape[-1])
+              as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
     blocks = time_blocks(T, B, reverse)
     block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, G)  # pre-activation gradients
     dx = torch.empty_like(x)
@@ -259,7 +344,8 @@ def lstm_backward(
     with torch.no_grad():
         for t0, t1 in blocks:
             d = block[: t1 - t0]
-            _backward(*arrays, d.numpy(), dh_seq.numpy(), t0, t1, threads)
+            block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
+            run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
             d2 = d.view(-1, G)
             torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))  # dx = d · W_ih
             dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))  # dW_ih = Σ dᵀ x
@@ -272,3 +358,33 @@ def lstm_backward(
             dw_hr = empty_grad(y)
     dh_out = dh_seq if need_dh else empty_grad(y)
     return dx, dh0, dc0, dw_ih, dw_hh.result(), db, dw_hr, dh_out
+
+
+@threads_by_size(x_arg=0, w_arg=3)
+def lstm_infer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Inference: y (T,B,P), h_n (B,P), c_n (B,H), nothing saved."""
+    T, B, _ = x.shape
+    H, P = c0.shape[-1], h0.shape[-1]
+    y = x.new_empty(T, B, P)
+    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+    c_n = c0.detach().clone(memory_format=torch.contiguous_format)
+    steps = lengths_array(lengths, T, B)
+    G, I = 4 * H, x.shape[2]
+    flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
+    rows, threads = plan(steps, T, flops, G, P)
+    arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih),
+              bias_array(sum_bias(b_ih, b_hh), G, x.dtype), as_array(w_hh),
+              optional_array(w_hr, 2, x.dtype), steps, reverse)
+    run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+    return y, h_n, c_n

@@ -15,7 +15,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import gemm_threads, matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
@@ -25,6 +25,7 @@ from rnnlab.backends.cpu._common import (
     time_blocks,
 )
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
+from rnnlab.backends.cpu._parallel import plan, run_parts, valid_prefix
 from rnnlab.backends.portable._common import (
     empty_grad,
     project_inputs,
@@ -37,15 +38,26 @@ from rnnlab.backends.portable._common import (
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
 # kept their scalar version (see lstm._cell).
 @njit(**KERNEL_OPTIONS)
-def _activate(a, y, relu):
-    """y ← tanh(a) or relu(a), one sample."""
+def _activate(a, rec, y, relu):
+    """a ← a + rec (the pre-activation, kept for backward); y ← tanh(a) or relu(a)."""
     if relu:
         zero = one(a) - one(a)
         for j in range(a.shape[0]):
-            y[j] = max(a[j], zero)
+            v = a[j] + rec[j]
+            a[j] = v
+            y[j] = max(v, zero)
     else:
         for j in range(a.shape[0]):
-            y[j] = tanh(a[j])
+            v = a[j] + rec[j]
+            a[j] = v
+            y[j] = tanh(v)
+
+
+@njit(**KERNEL_OPTIONS)
+def _add(a, b):
+    """a += b, one sample."""
+    for j in range(a.shape[0]):
+        a[j] += b[j]
 
 
 @njit(**KERNEL_OPTIONS)
@@ -63,58 +75,76 @@ def _activate_backward(a, dh, da, relu):
 
 
 @njit(**KERNEL_OPTIONS)
-def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, threads):
-    """a_seq (T,B,H) holds x·W_ihᵀ + b on entry, the pre-activations on exit; h (B,H)
+def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
+    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
+    a_seq (T,B,H) holds x·W_ihᵀ + b on entry, the pre-activations on exit; h (B,H)
     holds h0 on entry and h_n on exit."""
-    T, B = a_seq.shape[0], a_seq.shape[1]
+    T, H = a_seq.shape[0], a_seq.shape[2]
+    n = rows.shape[0]
+    dtype = a_seq.dtype
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, B, True)  # h (B,H) · W_hhᵀ
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=a_seq.dtype))
+    hh_dense, hh_packed = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ
+    h_rows = np.empty((n, H), dtype=dtype)  # h_{t-1} of the part's rows, in their order
+    for k in range(n):
+        h_rows[k] = h[rows[k]]
+    rec = np.empty((n, H), dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(T):
         t = T - 1 - s if reverse else s
-        a = a_seq[t]
-        matmul_acc(h, hh_dense, hh_packed, a, 1, scratch)  # (B, H)
-        for b in range(B):
-            if t < lengths[b]:
-                _activate(a[b], y[t, b], relu)
-                if probe.shape[0] > 0:
-                    y[t, b] += probe[t, b]
-                h[b, :] = y[t, b]
-            else:
-                a[b, :] = 0
-                y[t, b, :] = 0
+        m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
+        for k in range(m, n):
+            b = rows[k]
+            a_seq[t, b, :] = 0
+            y[t, b, :] = 0
+        if m == 0:
+            continue
+        matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)  # (m, H)
+        for k in range(m):
+            b = rows[k]
+            _activate(a_seq[t, b], rec[k], h_rows[k], relu)
+            if probe.shape[0] > 0:
+                _add(h_rows[k], probe[t, b])
+            y[t, b, :] = h_rows[k]
+    for k in range(n):
+        h[rows[k]] = h_rows[k]
     set_blas_threads(0)  # back to the global (torch) setting
 
 
 @njit(**KERNEL_OPTIONS)
 def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_begin, t_end,
-              threads):
-    """Steps t_begin <= t < t_end backwards. dh (B,H) holds the gradient flowing into the
-    block on entry (dL/dh_n first) and out of it on exit (dL/dh0 after the last). Writes
-    da_seq (t_end - t_begin, B, H), the gradients of the pre-activations, and (if not
-    empty) dh_seq (T,B,H), the total dL/dh_t."""
-    B, H = a_seq.shape[1], a_seq.shape[2]
+              rows, threads):
+    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)
+    holds the gradient flowing into the block on entry (dL/dh_n first) and out of it on
+    exit (dL/dh0 after the last). Writes da_seq (t_end - t_begin, B, H), the gradients
+    of the pre-activations, and (if not empty) dh_seq (T,B,H), the total dL/dh_t."""
+    H = a_seq.shape[2]
+    n = rows.shape[0]
+    dtype = a_seq.dtype
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, B, False)  # da (B,H) · W_hh
-    dh_prev = np.zeros((B, H), dtype=a_seq.dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=a_seq.dtype))
+    hh_dense, hh_packed = prepare(w_hh, n, False)  # da (n,H) · W_hh
+    da = np.empty((n, H), dtype=dtype)
+    dh_prev = np.empty((n, H), dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
-        da = da_seq[t - t_begin]
-        for b in range(B):
-            if t < lengths[b]:
-                dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
-                if dh_seq.shape[0] > 0:
-                    dh_seq[t, b, :] = dh[b]
-                _activate_backward(a_seq[t, b], dh[b], da[b], relu)
-            else:
-                da[b, :] = 0
-                if dh_seq.shape[0] > 0:
-                    dh_seq[t, b, :] = 0
-        matmul_acc(da, hh_dense, hh_packed, dh_prev, 0, scratch)  # through W_hh h_{t-1}
-        for b in range(B):
-            if t < lengths[b]:
-                dh[b, :] = dh_prev[b, :]  # padding: the gradient passes through unchanged
+        m = valid_prefix(lengths, rows, t)
+        for k in range(m, n):  # padding: no gradient; dh passes through unchanged
+            b = rows[k]
+            da_seq[t - t_begin, b, :] = 0
+            if dh_seq.shape[0] > 0:
+                dh_seq[t, b, :] = 0
+        if m == 0:
+            continue
+        for k in range(m):
+            b = rows[k]
+            _add(dh[b], dy[t, b])  # total gradient of h_t: output and step t+1
+            if dh_seq.shape[0] > 0:
+                dh_seq[t, b, :] = dh[b]
+            _activate_backward(a_seq[t, b], dh[b], da[k], relu)
+            da_seq[t - t_begin, b, :] = da[k]
+        matmul_acc(da[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)  # W_hh h_{t-1}
+        for k in range(m):
+            dh[rows[k]] = dh_prev[k]
     set_blas_threads(0)  # back to the global (torch) setting
 
 
@@ -140,10 +170,11 @@ def rnn_forward(
         a_seq = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
     y = torch.empty_like(a_seq)
     h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    _forward(
-        a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), lengths_array(lengths, T, B),
-        optional_array(h_probe, 3, x.dtype), reverse, relu, gemm_threads(B, H, H),
-    )
+    steps = lengths_array(lengths, T, B)
+    rows, threads = plan(steps, T, 2.0 * H * H, H, H)
+    arrays = (a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), steps,
+              optional_array(h_probe, 3, x.dtype), reverse, relu)
+    run_parts(lambda part: _forward(*arrays, part, threads), rows)
     return y, h_n, a_seq
 
 
@@ -168,9 +199,9 @@ def rnn_backward(
     x = zero_padding(x, valid_mask(lengths, T))
     dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
     dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
-    arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh),
-              lengths_array(lengths, T, B), reverse, relu)
-    threads = gemm_threads(B, H, H)
+    steps = lengths_array(lengths, T, B)
+    rows, threads = plan(steps, T, 2.0 * H * H, H, H)
+    arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh), steps, reverse, relu)
     blocks = time_blocks(T, B, reverse)
     block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, H)  # pre-activation gradients
     dx = torch.empty_like(x)
@@ -180,7 +211,8 @@ def rnn_backward(
     with torch.no_grad():
         for t0, t1 in blocks:
             d = block[: t1 - t0]
-            _backward(*arrays, d.numpy(), dh_seq.numpy(), t0, t1, threads)
+            block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
+            run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
             d2 = d.view(-1, H)
             torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))  # dx = da · W_ih
             dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))  # dW_ih = Σ daᵀ x

@@ -77,19 +77,22 @@ def advance(kind, x, y, flat, table, state):
                     for j in range(H):
                         n = tanh(a[2 * H + j] + g[2 * H + j])
                         h_l[j] = n + a[H + j] * (h_l[j] - n)
+            elif kind == LSTM:
+                g = rec[:G]
+                g[:] = b_rec
+                _gemv_acc(h_l, w_hh, g)
+                r = r_buf[:H]
+                _cell(a, g, c[layer, :H], c_out[:H], r)
+                if o[4] < 0:
+                    h_l[:] = r
+                else:
+                    h_l[:] = 0
+                    _gemv_acc(r, _matrix(flat, o[4], H, P), h_l)
             else:
                 for j in range(G):
                     a[j] += b_rec[j]
                 _gemv_acc(h_l, w_hh, a)
-                if kind == LSTM:
-                    r = r_buf[:H]
-                    _cell(a, c[layer, :H], c_out[:H], r)
-                    if o[4] < 0:
-                        h_l[:] = r
-                    else:
-                        h_l[:] = 0
-                        _gemv_acc(r, _matrix(flat, o[4], H, P), h_l)
-                elif kind == RNN_RELU:
+                if kind == RNN_RELU:
                     for j in range(H):
                         h_l[j] = max(a[j], zero)
                 else:
