@@ -26,7 +26,7 @@ from torch import Tensor
 
 from rnnlab import backends
 
-__all__ = ["gru", "lstm", "rnn"]
+__all__ = ["gru", "gru_infer", "lstm", "lstm_infer", "rnn", "rnn_infer"]
 
 
 def _backend(x: Tensor):
@@ -332,3 +332,95 @@ def _gru_grad(ctx, dy, dh_n, _dgates):
 
 
 gru.register_autograd(_gru_grad, setup_context=_gru_setup)
+
+
+# --------------------------------------------------------------------------- inference
+#
+# The same recurrences without autograd and without saved activations, for calls that
+# need neither a gradient nor a recording (``torch.no_grad()``, frozen weights): the
+# outputs and final states only, so no (T, B, gates) tensor is ever held. A backend
+# that has a dedicated ``*_infer`` runs it; any other runs its forward and drops the rest.
+
+
+@torch.library.custom_op("rnnlab::rnn_infer", mutates_args=())
+def rnn_infer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+    relu: bool,
+) -> tuple[Tensor, Tensor]:
+    """:func:`rnn` without saved activations: returns (y (T,B,H), h_n (B,H))."""
+    backend = _backend(x)
+    if hasattr(backend, "rnn_infer"):
+        return backend.rnn_infer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu)
+    y, h_n, _ = backend.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, relu)
+    return y, h_n
+
+
+@rnn_infer.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu):
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[0]
+    return x.new_empty(T, B, H), x.new_empty(B, H)
+
+
+@torch.library.custom_op("rnnlab::lstm_infer", mutates_args=())
+def lstm_infer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`lstm` without saved activations: returns (y (T,B,P), h_n (B,P), c_n (B,H))."""
+    backend = _backend(x)
+    if hasattr(backend, "lstm_infer"):
+        return backend.lstm_infer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse)
+    y, h_n, c_n, _, _ = backend.lstm_forward(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, None, reverse
+    )
+    return y, h_n, c_n
+
+
+@lstm_infer.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
+    T, B = x.shape[0], x.shape[1]
+    H, P = c0.shape[-1], h0.shape[-1]
+    return x.new_empty(T, B, P), x.new_empty(B, P), x.new_empty(B, H)
+
+
+@torch.library.custom_op("rnnlab::gru_infer", mutates_args=())
+def gru_infer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[Tensor, Tensor]:
+    """:func:`gru` without saved activations: returns (y (T,B,H), h_n (B,H))."""
+    backend = _backend(x)
+    if hasattr(backend, "gru_infer"):
+        return backend.gru_infer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after)
+    y, h_n, _ = backend.gru_forward(
+        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, reset_after
+    )
+    return y, h_n
+
+
+@gru_infer.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after):
+    T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
+    return x.new_empty(T, B, H), x.new_empty(B, H)

@@ -141,7 +141,7 @@ start = time.perf_counter()
 with rnnlab.use_backend("cpu"), torch.no_grad():
     rnnlab.nn.LSTM(3, 4, num_layers=2)(torch.randn(5, 2, 3))
 elapsed = time.perf_counter() - start
-stats = lstm._forward.stats
+stats = lstm._infer.stats  # no_grad: the inference kernel
 print(json.dumps({"hits": sum(stats.cache_hits.values()),
                   "misses": sum(stats.cache_misses.values()), "seconds": elapsed}))
 """
@@ -232,3 +232,55 @@ def test_run_parts_runs_every_part_and_reraises_errors():
     with _parallel._busy:  # another split call running: parts run here, in turn
         _parallel.run_parts(lambda rows: seen.append(int(rows[0])), [np.array([0]), np.array([1])])
     assert seen == [0, 1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inference_kernels_match_portable(variant, dtype, threads, monkeypatch):
+    """The inference ops' own kernels (input projection in chunks inside the loop, over
+    the running rows only): chunks of 1, 3 and many steps, one and two parts, with and
+    without lengths, both directions, against the portable backend's forward."""
+    monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", 0)
+    family = variant.split("_")[0]
+    T, B, I, H = 11, 6, 5, 8
+    P = 3 if variant == "lstm_proj" else H
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[family] * H
+    g = torch.Generator().manual_seed(threads)
+
+    def r(*shape):
+        return (torch.randn(shape, generator=g, dtype=torch.float64) * 0.5).to(dtype)
+
+    x, h0, c0 = r(T, B, I), r(B, P), r(B, H)
+    w_ih, w_hh, b_ih, b_hh, w_hr = r(G, I), r(G, P), r(G), r(G), r(P, H)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        for chunk_rows, lengths, reverse in [(1, None, False), (3 * B, torch.tensor(
+                [11, 2, 7, 7, 1, 4]), True), (1024, torch.tensor([3, 11, 5, 1, 9, 2]), False)]:
+            monkeypatch.setattr(_parallel, "CHUNK_ROWS", chunk_rows)
+            with rnnlab.use_backend("cpu"):
+                if family == "lstm":
+                    proj = w_hr if variant == "lstm_proj" else None
+                    got = ops.lstm_infer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, proj, lengths,
+                                         reverse)
+                elif family == "gru":
+                    got = ops.gru_infer(x, h0, w_ih, w_hh, b_ih, None, lengths, reverse,
+                                        variant == "gru")
+                else:
+                    got = ops.rnn_infer(x, h0, w_ih, w_hh, None, b_hh, lengths, reverse,
+                                        variant == "rnn_relu")
+            with rnnlab.use_backend("portable"):
+                if family == "lstm":
+                    want = ops.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, proj, lengths, None,
+                                    reverse)[:3]
+                elif family == "gru":
+                    want = ops.gru(x, h0, w_ih, w_hh, b_ih, None, lengths, None, reverse,
+                                   variant == "gru")[:2]
+                else:
+                    want = ops.rnn(x, h0, w_ih, w_hh, None, b_hh, lengths, None, reverse,
+                                   variant == "rnn_relu")[:2]
+            for name, a, b in zip(("y", "h_n", "c_n")[: len(want)], got, want, strict=True):
+                assert_rel_close(a, b, OUT_TOL[dtype], f"{name} (chunk rows {chunk_rows})")
+    finally:
+        torch.set_num_threads(saved)

@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 import rnnlab.nn as rnn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close, torch_rnn_blocked
+from rnnlab import ops
 
 FAMILIES = {"rnn": (torch.nn.RNN, rnn.RNN), "lstm": (torch.nn.LSTM, rnn.LSTM),
             "gru": (torch.nn.GRU, rnn.GRU)}
@@ -205,3 +206,61 @@ def test_blocker_catches_torch_kernels():
     for layer in (torch.nn.LSTM(3, 4), torch.nn.GRU(3, 4), torch.nn.RNN(3, 4)):
         with pytest.raises(TorchRNNUsed), torch_rnn_blocked():
             layer(torch.randn(5, 2, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("seed", range(25))
+def test_inference_matches_torch_nn(family, dtype, seed, monkeypatch):
+    """Under torch.no_grad() the layers run the inference ops (no saved activations):
+    the same draws as above, outputs and final states against torch.nn."""
+    d = draw(family, seed)
+    torch_cls, our_cls = FAMILIES[family]
+    torch.manual_seed(seed)
+    theirs = torch_cls(**d.kwargs, dtype=dtype)
+    ours = our_cls(**d.kwargs, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
+    theirs.train(d.train)
+    ours.train(d.train)
+    gen = torch.Generator().manual_seed(seed)
+    x, lengths, states = make_inputs(d, family, dtype, gen)
+    bf = d.kwargs["batch_first"]
+    calls = []
+    name = f"{family}_infer"
+    real = getattr(ops, name)
+    monkeypatch.setattr(ops, name, lambda *args: (calls.append(1), real(*args))[1])
+
+    with torch.no_grad():
+        torch.manual_seed(1000 + seed)
+        y_t, finals_t = call(theirs, x, lengths, states, family, d.form, bf)
+        torch.manual_seed(1000 + seed)
+        with torch_rnn_blocked():
+            y_o, finals_o = call(ours, x, lengths, states, family, d.form, bf)
+
+    assert len(calls) == d.kwargs["num_layers"] * (2 if d.kwargs["bidirectional"] else 1)
+    assert_rel_close(y_o, y_t, OUT_TOL[dtype], "output")
+    for k, (a, b) in enumerate(zip(finals_o, finals_t, strict=True)):
+        assert_rel_close(a, b, OUT_TOL[dtype], f"final state {k}")
+
+
+def test_layers_keep_the_differentiable_op_where_autograd_or_a_recording_needs_it(monkeypatch):
+    lstm = rnn.LSTM(3, 4)
+    x = torch.randn(5, 2, 3)
+    calls = []
+    real = ops.lstm_infer
+    monkeypatch.setattr(ops, "lstm_infer", lambda *args: (calls.append(1), real(*args))[1])
+    y, _ = lstm(x)  # parameters require grad
+    assert y.requires_grad and not calls
+    with torch.no_grad():
+        lstm(x)
+    assert len(calls) == 1
+    lstm.requires_grad_(False)
+    lstm(x)  # nothing requires grad
+    assert len(calls) == 2
+    lstm(x.requires_grad_(True))  # the input does
+    assert len(calls) == 2
+    with torch.no_grad(), rnn.record(lstm) as rec:
+        lstm(torch.randn(5, 2, 3))
+    assert len(calls) == 2
+    (gates,) = rec.gates.values()
+    assert set(gates) >= {"i", "f", "g", "o"}

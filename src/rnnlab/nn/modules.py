@@ -310,6 +310,7 @@ class RNNBase(nn.Module):
         h_n, c_n = [], []
         layer_input = x
         recording = self._recording
+        infer = recording is None and not self._needs_autograd(x, h0, c0)
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(self.num_directions):
@@ -320,7 +321,7 @@ class RNNBase(nn.Module):
                     probe = recording.probe(self, layer, direction, layer_input, batched)
                 y, h, c, saved = self._run_direction(
                     layer_input, h0[index], None if c0 is None else c0[index], weights,
-                    lengths, probe, reverse=bool(direction),
+                    lengths, probe, reverse=bool(direction), infer=infer,
                 )
                 if recording is not None:
                     recording.store_gates(self, layer, direction, saved, batched)
@@ -333,27 +334,50 @@ class RNNBase(nn.Module):
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
 
-    def _run_direction(self, x, h0, c0, weights, lengths, probe, reverse):
-        """One op call: returns (y, h_n, c_n or None, {gate name: (T, B, H)})."""
+    def _needs_autograd(self, x: Tensor, h0: Tensor, c0: Tensor | None) -> bool:
+        """Whether this call must be differentiable (or is being traced by torch.compile /
+        torch.export, which see the ops with their saved activations): otherwise the
+        layers run the inference ops, which keep no activations."""
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return True
+        if not torch.is_grad_enabled():
+            return False
+        if x.requires_grad or h0.requires_grad or (c0 is not None and c0.requires_grad):
+            return True
+        return any(getattr(self, name).requires_grad for name in self._flat_weights_names)
+
+    def _run_direction(self, x, h0, c0, weights, lengths, probe, reverse, infer=False):
+        """One op call: returns (y, h_n, c_n or None, {gate name: (T, B, H)}); with
+        ``infer``, the inference op, and no gates."""
         w_ih, w_hh = weights[0], weights[1]
         b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
         H = self.hidden_size
         if self.family == "lstm":
             w_hr = weights[-1] if self.proj_size else None
+            if infer:
+                y, h, c = ops.lstm_infer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths,
+                                         reverse)
+                return y, h, c, {}
             y, h, c, gates, cells = ops.lstm(
                 x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, probe, reverse
             )
             i, f, g, o = gates.split(H, dim=2)
             return y, h, c, {"i": i, "f": f, "g": g, "o": o, "c": cells}
         if self.family == "gru":
+            if infer:
+                y, h = ops.gru_infer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
+                                     self.reset_after)
+                return y, h, None, {}
             y, h, gates = ops.gru(
                 x, h0, w_ih, w_hh, b_ih, b_hh, lengths, probe, reverse, self.reset_after
             )
             r, z, n, _ = gates.split(H, dim=2)
             return y, h, None, {"r": r, "z": z, "n": n}
-        y, h, a = ops.rnn(
-            x, h0, w_ih, w_hh, b_ih, b_hh, lengths, probe, reverse, self.nonlinearity == "relu"
-        )
+        relu = self.nonlinearity == "relu"
+        if infer:
+            y, h = ops.rnn_infer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu)
+            return y, h, None, {}
+        y, h, a = ops.rnn(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, probe, reverse, relu)
         return y, h, None, {"a": a}
 
 

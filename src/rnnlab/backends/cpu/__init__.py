@@ -21,15 +21,18 @@ process on the machine could stall it. Compiled code is cached on disk (Numba
 ``cache=True``): a new process loads it instead of compiling.
 """
 
-from rnnlab.backends.cpu.gru import gru_backward, gru_forward
-from rnnlab.backends.cpu.lstm import lstm_backward, lstm_forward
-from rnnlab.backends.cpu.rnn import rnn_backward, rnn_forward
+from rnnlab.backends.cpu.gru import gru_backward, gru_forward, gru_infer
+from rnnlab.backends.cpu.lstm import lstm_backward, lstm_forward, lstm_infer
+from rnnlab.backends.cpu.rnn import rnn_backward, rnn_forward, rnn_infer
 
 __all__ = [
     "gru_backward",
     "gru_forward",
+    "gru_infer",
     "lstm_backward",
     "lstm_forward",
+    "lstm_infer",
     "rnn_backward",
     "rnn_forward",
+    "rnn_infer",
 ]

@@ -20,17 +20,25 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import gemm_nt, matmul_acc, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
+    bias_array,
     lengths_array,
     optional_array,
     threads_by_size,
     time_blocks,
 )
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
-from rnnlab.backends.cpu._parallel import plan, run_parts, valid_prefix
+from rnnlab.backends.cpu._parallel import (
+    add_bias,
+    gather_inputs,
+    inference_chunk,
+    plan,
+    run_parts,
+    valid_prefix,
+)
 from rnnlab.backends.portable._common import (
     empty_grad,
     previous_states,
@@ -137,6 +145,65 @@ def _forward(gx, gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, 
             b = rows[k]
             _update(gates[t, b], h_rows[k], probe[t, b] if probe.shape[0] > 0 else no_probe,
                     y[t, b])
+    for k in range(n):
+        h[rows[k]] = h_rows[k]
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@njit(**KERNEL_OPTIONS)
+def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows, chunk,
+           threads):
+    """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
+    holds h0 on entry and h_n on exit. The input projection runs here, ``chunk`` steps
+    at a time (see :func:`.lstm._infer`); no activation is kept."""
+    T, I = x.shape[0], x.shape[2]
+    G = w_ih.shape[0]
+    H = G // 3
+    n = rows.shape[0]
+    dtype = x.dtype
+    set_blas_threads(threads)
+    if reset_after:
+        hh_dense, hh_packed = prepare(w_hh, n, True)
+    else:
+        hh_dense, hh_packed = prepare(w_hh[: 2 * H], n, True)
+    n_dense, n_packed = prepare(w_hh[2 * H :], n, True)
+    h_rows = np.empty((n, H), dtype=dtype)
+    for k in range(n):
+        h_rows[k] = h[rows[k]]
+    x_buf = np.empty((chunk * n, I), dtype=dtype)
+    pre = np.empty((chunk * n, G), dtype=dtype)  # x·W_ihᵀ + b_ih of the chunk's valid rows
+    start = np.zeros(chunk + 1, dtype=np.int64)
+    act = np.empty((n, 4 * H), dtype=dtype)  # r, z, n, hn of the step
+    gh = np.empty((n, G if reset_after else 2 * H), dtype=dtype)
+    rh = np.empty((n, H), dtype=dtype)
+    hn_buf = np.empty((n, H), dtype=dtype)
+    no_probe = np.zeros(0, dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
+    for s0 in range(0, T, chunk):
+        steps = min(chunk, T - s0)
+        gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
+        gemm_nt(x_buf[: start[steps]], w_ih, pre[: start[steps]], 0, scratch)
+        add_bias(pre[: start[steps]], b_ih)
+        for i in range(steps):
+            t = T - 1 - (s0 + i) if reverse else s0 + i
+            m = start[i + 1] - start[i]
+            for k in range(m, n):
+                y[t, rows[k], :] = 0
+            if m == 0:
+                continue
+            matmul_acc(h_rows[:m], hh_dense, hh_packed, gh[:m], 0, scratch)
+            for k in range(m):
+                _rz(pre[start[i] + k], gh[k], b_hh, act[k])
+                if reset_after:
+                    _candidate(pre[start[i] + k], gh[k, 2 * H :], b_hh, act[k], True)
+                else:
+                    _reset_times_state(act[k], h_rows[k], rh[k])
+            if not reset_after:
+                matmul_acc(rh[:m], n_dense, n_packed, hn_buf[:m], 0, scratch)
+                for k in range(m):
+                    _candidate(pre[start[i] + k], hn_buf[k], b_hh, act[k], False)
+            for k in range(m):
+                _update(act[k], h_rows[k], no_probe, y[t, rows[k]])
     for k in range(n):
         h[rows[k]] = h_rows[k]
     set_blas_threads(0)  # back to the global (torch) setting
@@ -348,3 +415,29 @@ def gru_backward(
             dw_hh = torch.cat([dw_rec.result(), dw_n], dim=0)
             db_hh.copy_(db_ih)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq if need_dh else empty_grad(y)
+
+
+@threads_by_size(x_arg=0, w_arg=2)
+def gru_infer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+    reset_after: bool,
+) -> tuple[Tensor, Tensor]:
+    """Inference: y (T,B,H), h_n (B,H), nothing saved."""
+    T, B, I = x.shape
+    H = h0.shape[-1]
+    G = 3 * H
+    y = x.new_empty(T, B, H)
+    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+    steps = lengths_array(lengths, T, B)
+    rows, threads = plan(steps, T, 2.0 * G * (H + I), G, H)
+    arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih), bias_array(b_ih, G, x.dtype),
+              as_array(w_hh), bias_array(b_hh, G, x.dtype), steps, reverse, reset_after)
+    run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+    return y, h_n

@@ -160,6 +160,7 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     start = np.zeros(chunk + 1, dtype=np.int64)  # pre[start[i]:start[i+1]]: step i's rows
     rec = np.empty((n, G), dtype=dtype)
     r = np.empty((n, H), dtype=dtype)
+    c_out = np.empty(H, dtype=dtype)  # (c_t again: an alias of c_rows would stop vectorising)
     h_proj = np.empty((n, P), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
@@ -177,7 +178,7 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
                 continue
             matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
             for k in range(m):
-                _cell(pre[start[i] + k], rec[k], c_rows[k], c_rows[k], r[k])
+                _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, r[k])
             h_t = r
             if projected:
                 matmul_acc(r[:m], hr_dense, hr_packed, h_proj[:m], 0, scratch)

@@ -15,17 +15,25 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import gemm_nt, matmul_acc, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
+    bias_array,
     lengths_array,
     optional_array,
     threads_by_size,
     time_blocks,
 )
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
-from rnnlab.backends.cpu._parallel import plan, run_parts, valid_prefix
+from rnnlab.backends.cpu._parallel import (
+    add_bias,
+    gather_inputs,
+    inference_chunk,
+    plan,
+    run_parts,
+    valid_prefix,
+)
 from rnnlab.backends.portable._common import (
     empty_grad,
     project_inputs,
@@ -105,6 +113,46 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
             if probe.shape[0] > 0:
                 _add(h_rows[k], probe[t, b])
             y[t, b, :] = h_rows[k]
+    for k in range(n):
+        h[rows[k]] = h_rows[k]
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@njit(**KERNEL_OPTIONS)
+def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threads):
+    """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
+    holds h0 on entry and h_n on exit. The input projection runs here, ``chunk`` steps
+    at a time (see :func:`.lstm._infer`); no activation is kept."""
+    T, I = x.shape[0], x.shape[2]
+    H = w_ih.shape[0]
+    n = rows.shape[0]
+    dtype = x.dtype
+    set_blas_threads(threads)
+    hh_dense, hh_packed = prepare(w_hh, n, True)
+    h_rows = np.empty((n, H), dtype=dtype)
+    for k in range(n):
+        h_rows[k] = h[rows[k]]
+    x_buf = np.empty((chunk * n, I), dtype=dtype)
+    pre = np.empty((chunk * n, H), dtype=dtype)  # x·W_ihᵀ + b of the chunk's valid rows
+    start = np.zeros(chunk + 1, dtype=np.int64)
+    rec = np.empty((n, H), dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
+    for s0 in range(0, T, chunk):
+        steps = min(chunk, T - s0)
+        gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
+        gemm_nt(x_buf[: start[steps]], w_ih, pre[: start[steps]], 0, scratch)
+        add_bias(pre[: start[steps]], bias)
+        for i in range(steps):
+            t = T - 1 - (s0 + i) if reverse else s0 + i
+            m = start[i + 1] - start[i]
+            for k in range(m, n):
+                y[t, rows[k], :] = 0
+            if m == 0:
+                continue
+            matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+            for k in range(m):
+                _activate(pre[start[i] + k], rec[k], h_rows[k], relu)
+                y[t, rows[k], :] = h_rows[k]
     for k in range(n):
         h[rows[k]] = h_rows[k]
     set_blas_threads(0)  # back to the global (torch) setting
@@ -219,3 +267,28 @@ def rnn_backward(
             db += d2.sum(dim=0)
             dw_hh.add(d, t0, t1)
     return dx, dh0, dw_ih, dw_hh.result(), db, dh_seq if need_dh else empty_grad(y)
+
+
+@threads_by_size(x_arg=0, w_arg=2)
+def rnn_infer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+    relu: bool,
+) -> tuple[Tensor, Tensor]:
+    """Inference: y (T,B,H), h_n (B,H), nothing saved."""
+    T, B, I = x.shape
+    H = h0.shape[-1]
+    y = x.new_empty(T, B, H)
+    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+    steps = lengths_array(lengths, T, B)
+    rows, threads = plan(steps, T, 2.0 * H * (H + I), H, H)
+    arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih),
+              bias_array(sum_bias(b_ih, b_hh), H, x.dtype), as_array(w_hh), steps, reverse, relu)
+    run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+    return y, h_n
