@@ -94,6 +94,7 @@ def _openmp_runtime() -> ctypes.CDLL | None:
             lib.GOMP_parallel.argtypes = [_TEAM_FN, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
             lib.GOMP_parallel.restype = None
             lib.omp_get_thread_num.restype = ctypes.c_int
+            lib.omp_get_num_threads.restype = ctypes.c_int
             return lib
     return None
 
@@ -104,12 +105,22 @@ _job: tuple[Callable[[np.ndarray], None], list[np.ndarray], list[BaseException]]
 
 
 def _team_member(_data) -> None:
-    """Body of the parallel region: team member k runs part k (errors are kept)."""
+    """Body of the parallel region: team member k runs part k (errors are kept). A team
+    smaller than asked for (a call from inside another parallel region) runs nothing and
+    says so, and the caller runs the parts itself."""
     part, rows, errors = _job
+    if _OPENMP.omp_get_num_threads() != len(rows):
+        if _OPENMP.omp_get_thread_num() == 0:
+            errors.append(_TeamTooSmall())
+        return
     try:
         part(rows[_OPENMP.omp_get_thread_num()])
     except BaseException as error:  # re-raised by run_parts
         errors.append(error)
+
+
+class _TeamTooSmall(RuntimeError):
+    pass
 
 
 _TEAM_MEMBER = _TEAM_FN(_team_member)
@@ -142,11 +153,21 @@ def run_parts(part: Callable[[np.ndarray], None], rows: list[np.ndarray]) -> Non
     (a second pool would, against torch's workers still spinning after its last
     operation: measured 2x slower). The compiled kernels release the GIL. If another
     split call is running, this one runs its parts one after the other instead."""
-    global _job
-    if len(rows) == 1 or not _busy.acquire(blocking=False):
+    if not _together(part, rows):
         for r in rows:
             part(r)
-        return
+
+
+def _together(part: Callable[[np.ndarray], None], rows: list[np.ndarray]) -> bool:
+    """Run every part on its own thread, all at once, and return True; or return False,
+    having run nothing, where that cannot be had (another split call running, or a team
+    smaller than asked for, as inside another parallel region)."""
+    global _job
+    if len(rows) == 1:
+        part(rows[0])
+        return True
+    if not _busy.acquire(blocking=False):
+        return False
     errors: list[BaseException] = []
     try:
         if _OPENMP is not None:
@@ -160,7 +181,10 @@ def run_parts(part: Callable[[np.ndarray], None], rows: list[np.ndarray]) -> Non
     finally:
         _busy.release()
     if errors:
+        if isinstance(errors[0], _TeamTooSmall):
+            return False
         raise errors[0]
+    return True
 
 
 @njit(cache=True, nogil=True)
