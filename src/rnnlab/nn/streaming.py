@@ -147,6 +147,7 @@ class Stream:
                     starts[4] = add(weights[-1].detach().cpu().numpy().T)
                 table.append([*starts, w_ih.shape[1], G, P, H])
         self._width = P
+        self._one_step = torch.Size([layer.input_size])
         self._np_dtype = pieces[0].dtype
         self._flat = np.concatenate(pieces)
         self._table = np.asarray(table, dtype=np.int64)
@@ -169,19 +170,16 @@ class Stream:
         if (
             self._compiled
             and type(x) is Tensor
+            and x.shape == self._one_step
             and x.dtype is self._dtype
-            and x.is_cpu
             and not x.requires_grad
-            and x.is_contiguous()
-        ):  # the common case, with as little Python as possible per step
-            shape = x.shape
-            if len(shape) == 1 and shape[0] == self.layer.input_size:
-                y = np.empty((1, self._width), dtype=self._np_dtype)
-                self._module.advance(
-                    self._kind, x.numpy().reshape(1, shape[0]), y, self._flat, self._table,
-                    self._state_np,
-                )
-                return torch.from_numpy(y[0])
+            and x.is_cpu
+        ):  # one step, the common case: as little Python as possible
+            y = np.empty(self._width, dtype=self._np_dtype)
+            self._module.advance_one(
+                self._kind, x.numpy(), y, self._flat, self._table, self._state_np
+            )
+            return torch.from_numpy(y)
         if not isinstance(x, Tensor) or x.dtype != self._dtype or x.device != self._device:
             raise ValueError(
                 f"Stream.step needs a {self._dtype} tensor on {self._device}, got "

@@ -100,3 +100,9 @@ def advance(kind, x, y, flat, table, state):
                         h_l[j] = tanh(a[j])
             inp[:P] = h_l
         y[t, :] = inp[: y.shape[1]]
+
+
+@njit(**KERNEL_OPTIONS)
+def advance_one(kind, x, y, flat, table, state):
+    """One step: x (I,) -> y (P_last,) (:func:`advance` without the caller's reshapes)."""
+    advance(kind, x.reshape((1, x.shape[0])), y.reshape((1, y.shape[0])), flat, table, state)
