@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from rnnlab.backends.cpu._blas import gemm_threads
+from rnnlab.backends.cpu._blas import gemm_nt, gemm_threads, set_blas_threads
 from rnnlab.backends.cpu._common import configured_threads
 
 # Recurrent multiply-adds (×2 = FLOPs) a part must do for a split to pay off: handing a
@@ -229,3 +229,13 @@ def add_bias(a, bias):
         row = a[i]
         for j in range(bias.shape[0]):
             row[j] += bias[j]
+
+
+@njit(cache=True, nogil=True)
+def project_into(x, w, bias, out, threads):
+    """out (M, N) = x (M, K) · wᵀ + bias, on ``threads`` BLAS threads; ``out`` may be a
+    column slice of a wider buffer (rows contiguous, any row stride)."""
+    set_blas_threads(threads)
+    gemm_nt(x, w, out, 0, (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=out.dtype)))
+    set_blas_threads(0)
+    add_bias(out, bias)

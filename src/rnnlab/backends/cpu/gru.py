@@ -36,13 +36,13 @@ from rnnlab.backends.cpu._parallel import (
     gather_inputs,
     inference_chunk,
     plan,
+    project_into,
     run_parts,
     valid_prefix,
 )
 from rnnlab.backends.portable._common import (
     empty_grad,
     previous_states,
-    project_inputs,
     valid_mask,
     weight_grad,
     zero_padding,
@@ -52,26 +52,28 @@ from rnnlab.backends.portable._common import (
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
 # kept their scalar version (see lstm._cell).
 @njit(**KERNEL_OPTIONS)
-def _rz(x, gh, bias, act):
-    """r, z = σ(x·W_ihᵀ + b_ih + h·W_hᵀ + b_h) for one sample, into act[:2H]."""
+def _rz(gh, bias, act):
+    """r, z = σ(x·W_ihᵀ + b_ih + h·W_hᵀ + b_h) for one sample, in place: act[:2H] holds
+    the input pre-activations on entry."""
     for j in range(act.shape[0] // 2):
-        act[j] = sigmoid(x[j] + gh[j] + bias[j])
+        act[j] = sigmoid(act[j] + gh[j] + bias[j])
 
 
 @njit(**KERNEL_OPTIONS)
-def _candidate(x, hn_raw, bias, act, reset_after):
-    """hn = recurrent term + b_hn; n = tanh(x_n + r ⊙ hn) (reset after) or tanh(x_n + hn)."""
+def _candidate(hn_raw, bias, act, reset_after):
+    """hn = recurrent term + b_hn → act[3H:]; n = tanh(x_n + r ⊙ hn) (reset after) or
+    tanh(x_n + hn) → act[2H:3H], which holds x_n on entry."""
     H = act.shape[0] // 4
     if reset_after:
         for j in range(H):
             hn = hn_raw[j] + bias[2 * H + j]
             act[3 * H + j] = hn
-            act[2 * H + j] = tanh(x[2 * H + j] + act[j] * hn)
+            act[2 * H + j] = tanh(act[2 * H + j] + act[j] * hn)
     else:
         for j in range(H):
             hn = hn_raw[j] + bias[2 * H + j]
             act[3 * H + j] = hn
-            act[2 * H + j] = tanh(x[2 * H + j] + hn)
+            act[2 * H + j] = tanh(act[2 * H + j] + hn)
 
 
 @njit(**KERNEL_OPTIONS)
@@ -95,14 +97,16 @@ def _update(act, h, probe, y):
 
 
 @njit(**KERNEL_OPTIONS)
-def _forward(gx, gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows, threads):
+def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows, threads):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
-    gx (T,B,3H) = x·W_ihᵀ + b_ih. Writes gates (T,B,4H) and y (T,B,H); h (B,H) holds
-    h0 on entry and h_n on exit. b_hh is (3H,) or empty."""
-    T, G = gx.shape[0], gx.shape[2]
-    H = G // 3
+    gates (T,B,4H) holds x·W_ihᵀ + b_ih in [..., :3H] on entry, the gates [r, z, n, hn]
+    on exit; y (T,B,H) ← outputs; h (B,H) holds h0 on entry and h_n on exit. b_hh is
+    (3H,) or empty."""
+    T = gates.shape[0]
+    H = gates.shape[2] // 4
+    G = 3 * H
     n = rows.shape[0]
-    dtype = gx.dtype
+    dtype = gates.dtype
     set_blas_threads(threads)
     bias = np.zeros(G, dtype=dtype)
     if b_hh.shape[0] > 0:
@@ -132,15 +136,15 @@ def _forward(gx, gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, 
         matmul_acc(h_rows[:m], hh_dense, hh_packed, gh[:m], 0, scratch)
         for k in range(m):
             b = rows[k]
-            _rz(gx[t, b], gh[k], bias, gates[t, b])
+            _rz(gh[k], bias, gates[t, b])
             if reset_after:
-                _candidate(gx[t, b], gh[k, 2 * H :], bias, gates[t, b], True)
+                _candidate(gh[k, 2 * H :], bias, gates[t, b], True)
             else:
                 _reset_times_state(gates[t, b], h_rows[k], rh[k])
         if not reset_after:
             matmul_acc(rh[:m], n_dense, n_packed, hn_buf[:m], 0, scratch)  # W_hn (r ⊙ h)
             for k in range(m):
-                _candidate(gx[t, rows[k]], hn_buf[k], bias, gates[t, rows[k]], False)
+                _candidate(hn_buf[k], bias, gates[t, rows[k]], False)
         for k in range(m):
             b = rows[k]
             _update(gates[t, b], h_rows[k], probe[t, b] if probe.shape[0] > 0 else no_probe,
@@ -193,15 +197,16 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
                 continue
             matmul_acc(h_rows[:m], hh_dense, hh_packed, gh[:m], 0, scratch)
             for k in range(m):
-                _rz(pre[start[i] + k], gh[k], b_hh, act[k])
+                act[k, :G] = pre[start[i] + k]
+                _rz(gh[k], b_hh, act[k])
                 if reset_after:
-                    _candidate(pre[start[i] + k], gh[k, 2 * H :], b_hh, act[k], True)
+                    _candidate(gh[k, 2 * H :], b_hh, act[k], True)
                 else:
                     _reset_times_state(act[k], h_rows[k], rh[k])
             if not reset_after:
                 matmul_acc(rh[:m], n_dense, n_packed, hn_buf[:m], 0, scratch)
                 for k in range(m):
-                    _candidate(pre[start[i] + k], hn_buf[k], b_hh, act[k], False)
+                    _candidate(hn_buf[k], b_hh, act[k], False)
             for k in range(m):
                 _update(act[k], h_rows[k], no_probe, y[t, rows[k]])
     for k in range(n):
@@ -338,16 +343,18 @@ def gru_forward(
     """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
     T, B, _ = x.shape
     H = h0.shape[-1]
-    # Padding rows of x go through the projection unmasked (no copy of x): whatever they
-    # hold, the kernel never reads their projected rows, and it zeroes their outputs.
-    with torch.no_grad():
-        gx = project_inputs(x.detach(), w_ih.detach(), b_ih).contiguous()  # (T, B, 3H)
     gates = x.new_empty(T, B, 4 * H)
+    # x·W_ihᵀ + b_ih straight into the gate buffer, where the kernel turns it into the
+    # gates: no (T, B, 3H) buffer of its own. Padding rows of x are projected unmasked
+    # (no copy of x): the kernel never reads them, and it zeroes their outputs.
+    project_into(as_array(x).reshape(T * B, -1), as_array(w_ih),
+                 bias_array(b_ih, 3 * H, x.dtype), gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H],
+                 torch.get_num_threads())
     y = x.new_empty(T, B, H)
     h_n = h0.detach().clone(memory_format=torch.contiguous_format)
     steps = lengths_array(lengths, T, B)
     rows, threads = plan(steps, T, 2.0 * 3 * H * H, 3 * H, H)
-    arrays = (gx.numpy(), gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
+    arrays = (gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
               optional_array(b_hh, 1, x.dtype), steps, optional_array(h_probe, 3, x.dtype),
               reverse, reset_after)
     run_parts(lambda part: _forward(*arrays, part, threads), rows)
