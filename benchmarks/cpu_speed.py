@@ -9,8 +9,9 @@ call each; every figure is a median over ``--repeats`` rounds. Inference is a fo
 pass under ``torch.no_grad()``; training is forward + backward of ``output.sum()``.
 GFLOP/s counts the matrix products only (input projection and recurrence, 3x forward
 for training) and stands next to a measured 2048³ GEMM. Peak memory of a training step
-is the rise of the process's peak RSS during one step (glibc is told to serve large
-blocks by mmap so freed memory is returned and the peak is per step). Streaming is
+is the rise of the peak RSS during one step, measured in a child process (where glibc
+serves large blocks by mmap, so freed memory is returned and the peak is per step; the
+speed figures come from the parent, with glibc's defaults). Streaming is
 the latency of one step at batch size 1: ``rnnlab.nn.Stream.step`` vs calling the
 torch.nn cell. ``--under-load`` repeats a few points while a busy process holds a core.
 
@@ -33,9 +34,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
-if os.environ.get(_MMAP_ENV) is None and __name__ == "__main__":
-    # Serve every block >= 64 KiB by mmap so that freed tensors leave the RSS: the peak
-    # RSS of one step then measures that step's own memory. Must be set before start-up.
+_MEMORY_FLAG = "--memory-of"
+if __name__ == "__main__" and _MEMORY_FLAG in sys.argv and os.environ.get(_MMAP_ENV) is None:
+    # The memory child: serve every block >= 64 KiB by mmap so that freed tensors leave
+    # the RSS, and the peak RSS of one step measures that step's own memory. Set before
+    # start-up, and only here: the speed figures come from a process with glibc's
+    # defaults, where this setting would add a page fault per 4 KiB to every large buffer.
     os.environ[_MMAP_ENV] = "65536"
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
@@ -194,18 +198,42 @@ def _status_kib(key: str) -> int:
     raise RuntimeError(f"{key} not in /proc/self/status")
 
 
-def step_peak_mib(step: Callable[[], object]) -> float | None:
-    """Rise of peak RSS over one call of ``step`` (MiB); None where Linux cannot reset it."""
-    step()
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
-    except OSError:
-        return None
-    before = _status_kib("VmRSS")
-    step()
-    return (_status_kib("VmHWM") - before) / 1024
+def step_peak_mib(step: Callable[[], object], warm: int = 2, rounds: int = 3) -> float | None:
+    """Rise of peak RSS over one call of ``step`` (MiB), the smallest of ``rounds`` after
+    ``warm`` calls (the first calls also pay one-time costs: code, thread stacks, caches);
+    None where Linux cannot reset the peak."""
+    for _ in range(warm):
+        step()
+    rises = []
+    for _ in range(rounds):
+        gc.collect()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+        except OSError:
+            return None
+        before = _status_kib("VmRSS")
+        step()
+        rises.append((_status_kib("VmHWM") - before) / 1024)
+    return min(rises)
+
+
+def memory_in_child(cell: str, config: str) -> dict:
+    """Training-step peak memory of both libraries, measured in a fresh child process."""
+    done = subprocess.run(
+        [sys.executable, __file__, _MEMORY_FLAG, f"{cell}|{config}"], capture_output=True,
+        text=True, check=True, timeout=600,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_child(point: str) -> None:
+    """Print {"rnnlab_mib", "torch_mib"} for one 'CELL|CONFIG' point (the child's job)."""
+    cell, config = point.split("|", 1)
+    (cfg,) = [c for c in GRID if c.name == config]
+    ref, ours, x = make_pair(cell, cfg)
+    print(json.dumps({"rnnlab_mib": step_peak_mib(training(ours, x)),
+                      "torch_mib": step_peak_mib(training(ref, x))}))
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -279,11 +307,7 @@ def run(repeats: int, under_load: bool, only: str | None) -> dict:
                 print(f"{cell:5s} {cfg.name:32s} {mode:9s} rnnlab {p.rnnlab_ms:9.2f} ms  "
                       f"torch {p.torch_ms:9.2f} ms  ratio {p.ratio:5.2f}  "
                       f"({p.rnnlab_gflops:.1f} vs {p.torch_gflops:.1f} GFLOP/s)", flush=True)
-            mem = {
-                "cell": cell, "config": cfg.name,
-                "rnnlab_mib": step_peak_mib(training(ours, x)),
-                "torch_mib": step_peak_mib(training(ref, x)),
-            }
+            mem = {"cell": cell, "config": cfg.name, **memory_in_child(cell, cfg.name)}
             memory.append(mem)
             print(f"      training-step peak memory: rnnlab {mem['rnnlab_mib']:.1f} MiB, "
                   f"torch {mem['torch_mib']:.1f} MiB", flush=True)
@@ -414,7 +438,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--under-load", action="store_true", help="also run with a core busy")
     parser.add_argument("--only", help="run only points whose 'CELL CONFIG' contains this")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(_MEMORY_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_of:
+        memory_child(args.memory_of)
+        return
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     result = run(args.repeats, args.under_load, args.only)
