@@ -57,6 +57,27 @@ def test_opcheck(case):
     torch.library.opcheck(OPS[family], _args(family, dtype=torch.float32, **kw))
 
 
+INFER_OPS = {"rnn": ops.rnn_infer, "lstm": ops.lstm_infer, "gru": ops.gru_infer}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "probe" not in c[1]], ids=_case_id)
+def test_opcheck_inference_op(case):
+    """The inference ops (no probe argument, no autograd): opcheck's schema, fake-tensor
+    and compile checks, and outputs equal to the first outputs of the full op."""
+    family, kw = case
+    args = _args(family, dtype=torch.float32, **kw)
+    probe_at = 9 if family == "lstm" else 7
+    infer_args = tuple(
+        a.detach() if isinstance(a, torch.Tensor) else a
+        for i, a in enumerate(args) if i != probe_at
+    )
+    torch.library.opcheck(INFER_OPS[family], infer_args)
+    got = INFER_OPS[family](*infer_args)
+    want = OPS[family](*args)[: len(got)]
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_opcheck_backward_op(case):
     family, kw = case

@@ -1,9 +1,9 @@
 """The cpu backend: each op's whole sequence (one layer, one direction) in one compiled loop.
 
-Forward and backward of every cell family run their time loop inside Numba-compiled
-code: per step one matrix product with the recurrent weight (on the MKL that PyTorch
+Forward, backward and inference of every cell family run their time loop inside
+Numba-compiled code: per step one matrix product with the recurrent weight (on the MKL that PyTorch
 ships, see :mod:`._blas`) and one vectorised pass over the gates (:mod:`._math`). The
-input projection for all steps is one large GEMM in PyTorch before the loop; backward
+input projection for all steps is one large GEMM before the loop; backward
 runs in blocks of time steps (:func:`._common.time_blocks`), with one GEMM per block for
 each weight gradient, so the pre-activation gradients never exist for the whole sequence
 at once. Function signatures and semantics are those documented in
@@ -12,13 +12,15 @@ at once. Function signatures and semantics are those documented in
 Runs float32 and float64 CPU tensors. float64 uses libm's exp/tanh (matches the
 reference to 1e-10); float32 uses a vectorised exponential (error ~1e-7).
 
-Threads: the kernels themselves are single-threaded; the per-step product uses MKL's
-threads — ``torch.get_num_threads()`` of them, the pool PyTorch itself uses — only when
-a step is long enough to absorb a synchronisation (:func:`._blas.gemm_threads`), and the
-torch operations around a small call run on one thread (:func:`._common.outer_threads`):
-never more threads than torch's setting, and no parallel region per step where another
-process on the machine could stall it. Compiled code is cached on disk (Numba
+Threads: a call is split by samples into parts that each run the whole loop for their
+rows, as one parallel region of torch's own OpenMP team (:mod:`._parallel`): never more
+threads than ``torch.get_num_threads()``, no second thread pool, no synchronisation per
+step. The torch operations around a small call run on one thread
+(:func:`._common.outer_threads`). Compiled code is cached on disk (Numba
 ``cache=True``): a new process loads it instead of compiling.
+
+Inference (the ``*_infer`` functions, behind ``rnnlab::*_infer``) projects the inputs
+inside the loop, a cache-sized chunk of steps at a time, and keeps no activations.
 """
 
 from rnnlab.backends.cpu.gru import gru_backward, gru_forward, gru_infer
