@@ -284,3 +284,61 @@ def test_inference_kernels_match_portable(variant, dtype, threads, monkeypatch):
                 assert_rel_close(a, b, OUT_TOL[dtype], f"{name} (chunk rows {chunk_rows})")
     finally:
         torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("B", [1, 5])
+def test_lstm_inference_split_by_units_matches_portable(B, dtype, monkeypatch):
+    """Two threads sharing every step's hidden units (uneven shares: 32 + 8 of 40), with
+    lengths, both directions, chunks of one and several steps."""
+    monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", 0)
+    monkeypatch.setattr(_parallel, "MIN_UNITS", 16)
+    monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
+    monkeypatch.setattr(_parallel, "note_unit_split", lambda late, steps: None)
+    monkeypatch.setattr(cpu.lstm, "note_unit_split", lambda late, steps: None)
+    calls = []
+    real = cpu.lstm._infer_units
+    monkeypatch.setattr(cpu.lstm, "_infer_units", lambda *a: (calls.append(a[10]), real(*a))[1])
+    T, I, H = 13, 6, 40
+    g = torch.Generator().manual_seed(B)
+
+    def r(*shape):
+        return (torch.randn(shape, generator=g, dtype=torch.float64) * 0.4).to(dtype)
+
+    x, h0, c0 = r(T, B, I), r(B, H), r(B, H)
+    w_ih, w_hh, b_ih, b_hh = r(4 * H, I), r(4 * H, H), r(4 * H), r(4 * H)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert [_parallel.unit_range(H, p, 2) for p in (0, 1)] == [(0, 32), (32, 40)]
+        lengths_a, lengths_b = (torch.randint(1, T + 1, (B,), generator=g) for _ in range(2))
+        for chunk_rows, lengths, reverse in [(1, None, False), (4 * B, lengths_a, True),
+                                             (1024, lengths_b, False)]:
+            monkeypatch.setattr(_parallel, "CHUNK_ROWS", chunk_rows)
+            with rnnlab.use_backend("cpu"):
+                got = ops.lstm_infer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse)
+            with rnnlab.use_backend("portable"):
+                want = ops.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, lengths, None,
+                                reverse)[:3]
+            for name, a, b in zip(("y", "h_n", "c_n"), got, want, strict=True):
+                assert_rel_close(a, b, OUT_TOL[dtype], f"{name} (chunk rows {chunk_rows})")
+    finally:
+        torch.set_num_threads(saved)
+    assert sorted(calls) == [0, 0, 0, 1, 1, 1]  # both threads, every call
+
+
+def test_split_by_units_pauses_when_its_threads_wait_and_comes_back(monkeypatch):
+    saved = torch.get_num_threads()
+    monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
+    try:
+        torch.set_num_threads(2)
+        assert _parallel.split_units(16, 200, 256, 2.0 * 1024 * 384) == 2
+        assert _parallel.split_units(16, 200, 64, 2.0 * 256 * 128) == 1  # too few units
+        _parallel.note_unit_split(late_steps=1, steps=200)  # jitter: keeps going
+        assert _parallel.split_units(16, 200, 256, 2.0 * 1024 * 384) == 2
+        _parallel.note_unit_split(late_steps=50, steps=200)  # a partner kept being late
+        assert _parallel.split_units(16, 200, 256, 2.0 * 1024 * 384) == 1
+        monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)  # the pause is over
+        assert _parallel.split_units(16, 200, 256, 2.0 * 1024 * 384) == 2
+    finally:
+        torch.set_num_threads(saved)

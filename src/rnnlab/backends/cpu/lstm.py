@@ -33,10 +33,16 @@ from rnnlab.backends.cpu._parallel import (
     add_bias,
     gather_inputs,
     inference_chunk,
+    note_unit_split,
     plan,
+    row_parts,
     run_parts,
+    run_together,
+    split_units,
+    unit_range,
     valid_prefix,
 )
+from rnnlab.backends.cpu._sync import STRIDE, finish_step
 from rnnlab.backends.portable._common import (
     empty_grad,
     project_inputs,
@@ -188,6 +194,76 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     for k in range(n):
         h[rows[k]] = h_rows[k]
         c[rows[k]] = c_rows[k]
+    set_blas_threads(0)  # back to the global (torch) setting
+
+
+@njit(**KERNEL_OPTIONS)
+def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, parts, flags,
+                 h_buf, late, chunk, threads):
+    """Inference in which the threads split each step's hidden units (LSTM without
+    projection): thread ``part`` of ``parts`` owns units [j0, j1) — its rows of W_ih and
+    W_hh, its share of every product — for all samples ``rows`` (longest first).
+
+    h_{t-1} of all units lives in h_buf (2, n, H), by step parity, filled in row order
+    by the caller for the first step; each step every thread writes its units of the
+    next slot and waits at :func:`._sync.finish_step` for the others (late[part] ← the
+    steps at which it waited past spinning). Every product
+    keeps all the rows (a split by samples halves them, and cannot split B = 1), and each
+    thread's share of W_hh stays in its own core's cache.
+    """
+    T, I = x.shape[0], x.shape[2]
+    G = w_ih.shape[0]
+    H = G // 4
+    n = rows.shape[0]
+    dtype = x.dtype
+    j0, j1 = unit_range(H, part, parts)
+    u = j1 - j0
+    wi = np.empty((4 * u, I), dtype=dtype)  # gate blocks [i, f, g, o] of units j0..j1
+    wh = np.empty((4 * u, H), dtype=dtype)
+    b = np.empty(4 * u, dtype=dtype)
+    for gate in range(4):
+        wi[gate * u : (gate + 1) * u] = w_ih[gate * H + j0 : gate * H + j1]
+        wh[gate * u : (gate + 1) * u] = w_hh[gate * H + j0 : gate * H + j1]
+        b[gate * u : (gate + 1) * u] = bias[gate * H + j0 : gate * H + j1]
+    set_blas_threads(threads)
+    hh_dense, hh_packed = prepare(wh, n, True)
+    c_rows = np.empty((n, u), dtype=dtype)
+    for k in range(n):
+        c_rows[k] = c[rows[k], j0:j1]
+    x_buf = np.empty((chunk * n, I), dtype=dtype)
+    pre = np.empty((chunk * n, 4 * u), dtype=dtype)
+    start = np.zeros(chunk + 1, dtype=np.int64)
+    rec = np.empty((n, 4 * u), dtype=dtype)
+    r = np.empty((n, u), dtype=dtype)
+    c_out = np.empty(u, dtype=dtype)
+    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
+    done = 0  # steps finished
+    for s0 in range(0, T, chunk):
+        steps = min(chunk, T - s0)
+        gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
+        gemm_nt(x_buf[: start[steps]], wi, pre[: start[steps]], 0, scratch)
+        add_bias(pre[: start[steps]], b)
+        for i in range(steps):
+            t = T - 1 - (s0 + i) if reverse else s0 + i
+            m = start[i + 1] - start[i]
+            cur = h_buf[done % 2]
+            nxt = h_buf[(done + 1) % 2]
+            for k in range(m, n):  # past its length: h carries, output is zero
+                nxt[k, j0:j1] = cur[k, j0:j1]
+                y[t, rows[k], j0:j1] = 0
+            if m > 0:
+                matmul_acc(cur[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+                for k in range(m):
+                    _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, r[k])
+                    nxt[k, j0:j1] = r[k]
+                    y[t, rows[k], j0:j1] = r[k]
+            done += 1
+            if finish_step(flags, part, parts, done):
+                late[part] += 1
+    last = h_buf[done % 2]
+    for k in range(n):
+        h[rows[k], j0:j1] = last[k, j0:j1]
+        c[rows[k], j0:j1] = c_rows[k]
     set_blas_threads(0)  # back to the global (torch) setting
 
 
@@ -383,9 +459,24 @@ def lstm_infer(
     steps = lengths_array(lengths, T, B)
     G, I = 4 * H, x.shape[2]
     flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
+    bias = bias_array(sum_bias(b_ih, b_hh), G, x.dtype)
+    parts = split_units(B, T, H, flops) if w_hr is None else 1
+    if parts > 1:
+        order = row_parts(steps, 1)[0]
+        h_buf = np.empty((2, B, H), dtype=bias.dtype)
+        h_buf[0] = h_n.numpy()[order]
+        arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
+                  as_array(w_hh), steps, reverse, order)
+        flags = np.zeros(parts * STRIDE, dtype=np.int64)
+        late = np.zeros(parts, dtype=np.int64)
+        chunk = inference_chunk(B)
+        if run_together(lambda part: _infer_units(*arrays, int(part[0]), parts, flags, h_buf,
+                                                   late, chunk, 1),
+                        [np.array([p]) for p in range(parts)]):
+            note_unit_split(int(late.max()), T)
+            return y, h_n, c_n
     rows, threads = plan(steps, T, flops, G, P)
-    arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih),
-              bias_array(sum_bias(b_ih, b_hh), G, x.dtype), as_array(w_hh),
-              optional_array(w_hr, 2, x.dtype), steps, reverse)
+    arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
+              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
     run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
     return y, h_n, c_n

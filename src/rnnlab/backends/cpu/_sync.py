@@ -1,0 +1,63 @@
+"""Step flags for kernels whose threads share the work of every step.
+
+When a step's hidden units are split across threads, each thread needs the whole
+h_{t-1} before its next product. Thread p publishes "I have finished step s" in its
+flag (``flags[p * STRIDE]``, a cache line of its own) and waits until every flag says
+at least s: one release store and a poll per step, the least a step can cost here
+(about 1-2 µs between the two vCPUs of this machine: a cache line crossing cores).
+Waiting spins briefly, then yields its core at every poll: when another process holds
+a core, spinning would burn the very core the partner thread is waiting for.
+"""
+
+from __future__ import annotations
+
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+STRIDE = 16  # int64 entries between flags: 128 bytes, one cache line each and then some
+SPINS = 4000  # polls before the wait starts yielding its core
+
+_sched_yield = types.ExternalFunction("sched_yield", types.intc())
+
+
+@intrinsic
+def _load_acquire(typingctx, arr, index):
+    """arr[index] read atomically, acquire ordering."""
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(arr, index), codegen
+
+
+@intrinsic
+def _store_release(typingctx, arr, index, value):
+    """arr[index] = value written atomically, release ordering."""
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return types.none(arr, index, types.int64), codegen
+
+
+@njit(cache=True, nogil=True)
+def finish_step(flags, part, parts, step):
+    """Publish that ``part`` has finished ``step`` (its writes before this call become
+    visible to the others) and wait until all ``parts`` have. Returns True if the wait
+    outlasted the spinning (a partner was late: descheduled, most likely)."""
+    _store_release(flags, part * STRIDE, step)
+    late = False
+    for q in range(parts):
+        polls = 0
+        while _load_acquire(flags, q * STRIDE) < step:
+            polls += 1
+            if polls > SPINS:
+                late = True
+                _sched_yield()
+    return late
