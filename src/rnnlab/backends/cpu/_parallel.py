@@ -53,17 +53,21 @@ MIN_UNITS = 64
 
 
 def split_units(B: int, T: int, H: int, row_step_flops: float) -> int:
-    """Threads to split each step's hidden units over (1: don't).
+    """Threads to split each step's hidden units over (1: don't) — at B = 1 only.
 
-    Measured for LSTM inference against the split by samples (2 threads, ms): B=1 H=128
-    3.7 vs 4.5 (samples cannot split one), B=8 H=128 4.5 vs 5.0, B=16 H=256 25.6 vs 30.5,
-    B=64 H=512 127 vs 150: every product keeps all rows, and each thread's share of W_hh
-    stays in its own core's cache.
+    A split by samples cannot divide one sample; splitting its units costs a meeting of
+    the threads every step, which pays at B = 1 (LSTM inference, H = 128: 2.9 ms against
+    4.1 on one thread). At B = 8, 16 and 64 it measured no faster than the split by
+    samples (same process, alternating: 3.8/3.8, 23.3/23.0, 145.0/145.6 ms), and on this
+    machine's virtual cores a thread is sometimes off its core for over a millisecond
+    even when idle, which a split with no meetings absorbs and this one waits out.
     """
     threads = configured_threads()
-    if threads <= 1 or H < 2 * MIN_UNITS or time.monotonic() < _unit_split_paused_until:
+    if B != 1 or threads <= 1 or H < 2 * MIN_UNITS:
         return 1
-    if float(T) * B * row_step_flops < 2 * MIN_PART_FLOPS:
+    if time.monotonic() < _unit_split_paused_until:
+        return 1
+    if float(T) * row_step_flops < 2 * MIN_PART_FLOPS:
         return 1
     return int(min(threads, H // MIN_UNITS))
 

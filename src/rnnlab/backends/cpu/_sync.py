@@ -11,12 +11,17 @@ a core, spinning would burn the very core the partner thread is waiting for.
 
 from __future__ import annotations
 
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 STRIDE = 16  # int64 entries between flags: 128 bytes, one cache line each and then some
 SPINS = 4000  # polls before the wait starts yielding its core
+# A wait longer than this (CPU cycles, ~1 ms) means a partner was off its core: on an
+# idle machine threads arrive within a step's time of each other (tens of µs), under
+# load a descheduled thread comes back after a time slice (milliseconds).
+LATE_CYCLES = 3_000_000
 
 _sched_yield = types.ExternalFunction("sched_yield", types.intc())
 
@@ -46,18 +51,30 @@ def _store_release(typingctx, arr, index, value):
     return types.none(arr, index, types.int64), codegen
 
 
+@intrinsic
+def _cycles(typingctx):
+    """The CPU's cycle counter (llvm.readcyclecounter)."""
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter"
+        )
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
 @njit(cache=True, nogil=True)
 def finish_step(flags, part, parts, step):
     """Publish that ``part`` has finished ``step`` (its writes before this call become
     visible to the others) and wait until all ``parts`` have. Returns True if the wait
-    outlasted the spinning (a partner was late: descheduled, most likely)."""
+    took longer than ``LATE_CYCLES`` (a partner was late: descheduled, most likely)."""
     _store_release(flags, part * STRIDE, step)
-    late = False
+    started = _cycles()
     for q in range(parts):
         polls = 0
         while _load_acquire(flags, q * STRIDE) < step:
             polls += 1
             if polls > SPINS:
-                late = True
                 _sched_yield()
-    return late
+    return _cycles() - started > LATE_CYCLES

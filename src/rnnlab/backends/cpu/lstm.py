@@ -207,9 +207,8 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     h_{t-1} of all units lives in h_buf (2, n, H), by step parity, filled in row order
     by the caller for the first step; each step every thread writes its units of the
     next slot and waits at :func:`._sync.finish_step` for the others (late[part] ← the
-    steps at which it waited past spinning). Every product
-    keeps all the rows (a split by samples halves them, and cannot split B = 1), and each
-    thread's share of W_hh stays in its own core's cache.
+    steps at which it waited for a descheduled partner). Used at B = 1, which a split by
+    samples cannot divide (see :func:`._parallel.split_units`).
     """
     T, I = x.shape[0], x.shape[2]
     G = w_ih.shape[0]
@@ -372,11 +371,11 @@ def lstm_forward(
     h_n = h0.detach().clone(memory_format=torch.contiguous_format)
     c_n = c0.detach().clone(memory_format=torch.contiguous_format)
     steps = lengths_array(lengths, T, B)
-    rows, threads = plan(steps, T, 2.0 * (4 * H * P + (H * P if w_hr is not None else 0)),
-                         4 * H, P)
+    flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
+    probe = optional_array(h_probe, 3, x.dtype)
+    rows, threads = plan(steps, T, flops, 4 * H, P)
     arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
-              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps,
-              optional_array(h_probe, 3, x.dtype), reverse)
+              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
     run_parts(lambda part: _forward(*arrays, part, threads), rows)
     return y, h_n, c_n, gates, c_seq
 
