@@ -294,8 +294,7 @@ def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
     monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", 0)
     monkeypatch.setattr(_parallel, "MIN_UNITS", 16)
     monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
-    monkeypatch.setattr(_parallel, "note_unit_split", lambda late, steps: None)
-    monkeypatch.setattr(cpu.lstm, "note_unit_split", lambda late, steps: None)
+    monkeypatch.setattr(cpu.lstm, "note_unit_split", lambda waited, total: None)
     calls = []
     real = cpu.lstm._infer_units
     monkeypatch.setattr(cpu.lstm, "_infer_units", lambda *a: (calls.append(a[10]), real(*a))[1])
@@ -330,15 +329,20 @@ def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
 def test_split_by_units_pauses_when_its_threads_wait_and_comes_back(monkeypatch):
     saved = torch.get_num_threads()
     monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
+    monkeypatch.setattr(_parallel, "_strikes", 0)
     try:
         torch.set_num_threads(2)
         work = 2.0 * 1024 * 384
         assert _parallel.split_units(1, 1000, 256, work) == 2
         assert _parallel.split_units(16, 1000, 256, work) == 1  # samples split instead
         assert _parallel.split_units(1, 1000, 64, work) == 1  # too few units
-        _parallel.note_unit_split(late_steps=1, steps=1000)  # jitter: keeps going
+        _parallel.note_unit_split(long_wait_cycles=10**5, call_cycles=10**7)  # jitter
         assert _parallel.split_units(1, 1000, 256, work) == 2
-        _parallel.note_unit_split(late_steps=500, steps=1000)  # a partner kept being late
+        _parallel.note_unit_split(long_wait_cycles=6 * 10**6, call_cycles=10**7)  # one hiccup
+        _parallel.note_unit_split(long_wait_cycles=10**5, call_cycles=10**7)
+        _parallel.note_unit_split(long_wait_cycles=6 * 10**6, call_cycles=10**7)
+        assert _parallel.split_units(1, 1000, 256, work) == 2
+        _parallel.note_unit_split(long_wait_cycles=6 * 10**6, call_cycles=10**7)  # stalled
         assert _parallel.split_units(1, 1000, 256, work) == 1
         monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)  # the pause is over
         assert _parallel.split_units(1, 1000, 256, work) == 2

@@ -72,21 +72,31 @@ def split_units(B: int, T: int, H: int, row_step_flops: float) -> int:
     return int(min(threads, H // MIN_UNITS))
 
 
-# A split by units meets every step, so a thread that waits for a time slice (another
-# process holding a core) stalls every step of its partner: measured under load, B=16
-# H=256 LSTM took 139 ms split by units, 42 ms split by samples. When more than this
-# share of a call's steps had to wait past spinning, the split by units pauses.
-LATE_SHARE = 0.05
+# A split by units meets every step, so a thread waiting for a time slice (another
+# process holding a core) stalls its partner: measured under load, B = 1 H = 128 LSTM
+# inference took 16-20 ms split by units against 4-5 ms on one thread, with long waits
+# (> LONG_WAIT cycles each) 33-83 % of every call; idle, 0-4 %, and now and then one
+# call higher (a virtual core's hiccup). After STRIKES calls in a row with more than
+# LONG_WAIT_SHARE of their time in long waits, the split by units pauses for a while.
+LONG_WAIT_SHARE = 0.2
+STRIKES = 2
 PAUSE_SECONDS = 2.0
 _unit_split_paused_until = 0.0
+_strikes = 0
 
 
-def note_unit_split(late_steps: int, steps: int) -> None:
-    """Record how a split by units went: too many late steps pause it for a while (the
-    split by samples, which never waits, runs meanwhile); after the pause it is tried
-    again, so the fast path comes back when the load goes."""
-    global _unit_split_paused_until
-    if late_steps > LATE_SHARE * steps + 2:
+def note_unit_split(long_wait_cycles: int, call_cycles: int) -> None:
+    """Record how a split by units went. Calls that spent more than ``LONG_WAIT_SHARE``
+    of their time waiting for a partner off its core are strikes; ``STRIKES`` in a row
+    pause the split (one thread runs meanwhile). After the pause it is tried again, so
+    the fast path comes back when the load goes."""
+    global _unit_split_paused_until, _strikes
+    if long_wait_cycles <= LONG_WAIT_SHARE * call_cycles:
+        _strikes = 0
+        return
+    _strikes += 1
+    if _strikes >= STRIKES:
+        _strikes = 0
         _unit_split_paused_until = time.monotonic() + PAUSE_SECONDS
 
 

@@ -17,11 +17,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 STRIDE = 16  # int64 entries between flags: 128 bytes, one cache line each and then some
-SPINS = 4000  # polls before the wait starts yielding its core
-# A wait longer than this (CPU cycles, ~1 ms) means a partner was off its core: on an
-# idle machine threads arrive within a step's time of each other (tens of µs), under
-# load a descheduled thread comes back after a time slice (milliseconds).
-LATE_CYCLES = 3_000_000
+SPINS = 4000  # polls before a wait starts yielding its core (~10 µs)
+# A wait of more cycles than this (~30 µs, ten steps at B = 1) is a partner off its core.
+LONG_WAIT = 100_000
 
 _sched_yield = types.ExternalFunction("sched_yield", types.intc())
 
@@ -52,8 +50,8 @@ def _store_release(typingctx, arr, index, value):
 
 
 @intrinsic
-def _cycles(typingctx):
-    """The CPU's cycle counter (llvm.readcyclecounter)."""
+def cycles(typingctx):
+    """The CPU's cycle counter (llvm.readcyclecounter): for measuring waits."""
 
     def codegen(context, builder, signature, args):
         fn = cgutils.get_or_insert_function(
@@ -67,14 +65,13 @@ def _cycles(typingctx):
 @njit(cache=True, nogil=True)
 def finish_step(flags, part, parts, step):
     """Publish that ``part`` has finished ``step`` (its writes before this call become
-    visible to the others) and wait until all ``parts`` have. Returns True if the wait
-    took longer than ``LATE_CYCLES`` (a partner was late: descheduled, most likely)."""
+    visible to the others) and wait until all ``parts`` have. Returns the cycles waited."""
     _store_release(flags, part * STRIDE, step)
-    started = _cycles()
+    started = cycles()
     for q in range(parts):
         polls = 0
         while _load_acquire(flags, q * STRIDE) < step:
             polls += 1
             if polls > SPINS:
                 _sched_yield()
-    return _cycles() - started > LATE_CYCLES
+    return cycles() - started

@@ -42,7 +42,7 @@ from rnnlab.backends.cpu._parallel import (
     unit_range,
     valid_prefix,
 )
-from rnnlab.backends.cpu._sync import STRIDE, finish_step
+from rnnlab.backends.cpu._sync import LONG_WAIT, STRIDE, cycles, finish_step
 from rnnlab.backends.portable._common import (
     empty_grad,
     project_inputs,
@@ -199,22 +199,24 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
 
 @njit(**KERNEL_OPTIONS)
 def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, parts, flags,
-                 h_buf, late, chunk, threads):
+                 h_buf, timing, chunk, threads):
     """Inference in which the threads split each step's hidden units (LSTM without
     projection): thread ``part`` of ``parts`` owns units [j0, j1) — its rows of W_ih and
     W_hh, its share of every product — for all samples ``rows`` (longest first).
 
     h_{t-1} of all units lives in h_buf (2, n, H), by step parity, filled in row order
     by the caller for the first step; each step every thread writes its units of the
-    next slot and waits at :func:`._sync.finish_step` for the others (late[part] ← the
-    steps at which it waited for a descheduled partner). Used at B = 1, which a split by
+    next slot and waits at :func:`._sync.finish_step` for the others. timing[part] ←
+    (cycles spent in long waits, cycles of the whole call). Used at B = 1, which a split by
     samples cannot divide (see :func:`._parallel.split_units`).
     """
+    began = cycles()
     T, I = x.shape[0], x.shape[2]
     G = w_ih.shape[0]
     H = G // 4
     n = rows.shape[0]
     dtype = x.dtype
+    long_waits = 0
     j0, j1 = unit_range(H, part, parts)
     u = j1 - j0
     wi = np.empty((4 * u, I), dtype=dtype)  # gate blocks [i, f, g, o] of units j0..j1
@@ -257,13 +259,16 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
                     nxt[k, j0:j1] = r[k]
                     y[t, rows[k], j0:j1] = r[k]
             done += 1
-            if finish_step(flags, part, parts, done):
-                late[part] += 1
+            waited = finish_step(flags, part, parts, done)
+            if waited > LONG_WAIT:
+                long_waits += waited
     last = h_buf[done % 2]
     for k in range(n):
         h[rows[k], j0:j1] = last[k, j0:j1]
         c[rows[k], j0:j1] = c_rows[k]
     set_blas_threads(0)  # back to the global (torch) setting
+    timing[part, 0] = long_waits
+    timing[part, 1] = cycles() - began
 
 
 @njit(**KERNEL_OPTIONS)
@@ -467,12 +472,12 @@ def lstm_infer(
         arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
                   as_array(w_hh), steps, reverse, order)
         flags = np.zeros(parts * STRIDE, dtype=np.int64)
-        late = np.zeros(parts, dtype=np.int64)
+        timing = np.zeros((parts, 2), dtype=np.int64)
         chunk = inference_chunk(B)
         if run_together(lambda part: _infer_units(*arrays, int(part[0]), parts, flags, h_buf,
-                                                   late, chunk, 1),
+                                                   timing, chunk, 1),
                         [np.array([p]) for p in range(parts)]):
-            note_unit_split(int(late.max()), T)
+            note_unit_split(int(timing[:, 0].max()), int(timing[:, 1].max()))
             return y, h_n, c_n
     rows, threads = plan(steps, T, flops, G, P)
     arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
