@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -217,7 +218,17 @@ def test_part_count_follows_torch_threads_batch_and_work():
         torch.set_num_threads(saved)
 
 
-def test_run_parts_runs_every_part_and_reraises_errors():
+def test_run_parts_runs_every_part_at_once_and_reraises_errors():
+    assert _parallel._OPENMP is not None  # torch's libgomp on this platform
+    barrier = threading.Barrier(2, timeout=10)  # passes only if both parts run at once
+    threads = []
+
+    def meet(rows):
+        barrier.wait()
+        threads.append(threading.get_native_id())
+
+    _parallel.run_parts(meet, [np.array([0]), np.array([1])])
+    assert len(set(threads)) == 2
     seen = []
 
     def part(rows):
@@ -349,3 +360,25 @@ def test_split_by_units_pauses_when_its_threads_wait_and_comes_back(monkeypatch)
     finally:
         torch.set_num_threads(saved)
 
+
+
+def test_run_parts_without_an_openmp_runtime_uses_plain_threads(monkeypatch):
+    """Where torch's OpenMP runtime cannot be called (another build), the parts run on
+    plain threads, concurrently, with the same error handling."""
+    monkeypatch.setattr(_parallel, "_OPENMP", None)
+    barrier = threading.Barrier(2, timeout=10)  # both parts must be running at once
+    seen = []
+
+    def part(rows):
+        barrier.wait()
+        seen.append(int(rows[0]))
+
+    _parallel.run_parts(part, [np.array([0]), np.array([1])])
+    assert sorted(seen) == [0, 1]
+
+    def failing(rows):
+        if rows[0] == 1:
+            raise ValueError("part failed")
+
+    with pytest.raises(ValueError, match="part failed"):
+        _parallel.run_parts(failing, [np.array([0]), np.array([1])])
