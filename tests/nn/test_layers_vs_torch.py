@@ -94,6 +94,19 @@ def make_inputs(d: Draw, family: str, dtype: torch.dtype, gen: torch.Generator):
     return x, lengths, states
 
 
+def make_pair(family: str, dtype: torch.dtype, seed: int):
+    """The draw, a torch.nn layer and an rnnlab layer with its weights, and a generator."""
+    d = draw(family, seed)
+    torch_cls, our_cls = FAMILIES[family]
+    torch.manual_seed(seed)
+    theirs = torch_cls(**d.kwargs, dtype=dtype)
+    ours = our_cls(**d.kwargs, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
+    theirs.train(d.train)
+    ours.train(d.train)
+    return d, theirs, ours, torch.Generator().manual_seed(seed)
+
+
 def leafs(tensors):
     return [t.detach().clone().requires_grad_(True) for t in tensors]
 
@@ -131,15 +144,7 @@ def call(module, x, lengths, states, family, form, batch_first):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("seed", range(25))
 def test_layer_matches_torch_nn(family, dtype, seed):
-    d = draw(family, seed)
-    torch_cls, our_cls = FAMILIES[family]
-    torch.manual_seed(seed)
-    theirs = torch_cls(**d.kwargs, dtype=dtype)
-    ours = our_cls(**d.kwargs, dtype=dtype)
-    ours.load_state_dict(theirs.state_dict())
-    theirs.train(d.train)
-    ours.train(d.train)
-    gen = torch.Generator().manual_seed(seed)
+    d, theirs, ours, gen = make_pair(family, dtype, seed)
     x, lengths, states = make_inputs(d, family, dtype, gen)
     bf = d.kwargs["batch_first"]
 
@@ -214,15 +219,7 @@ def test_blocker_catches_torch_kernels():
 def test_inference_matches_torch_nn(family, dtype, seed, monkeypatch):
     """Under torch.no_grad() the layers run the inference ops (no saved activations):
     the same draws as above, outputs and final states against torch.nn."""
-    d = draw(family, seed)
-    torch_cls, our_cls = FAMILIES[family]
-    torch.manual_seed(seed)
-    theirs = torch_cls(**d.kwargs, dtype=dtype)
-    ours = our_cls(**d.kwargs, dtype=dtype)
-    ours.load_state_dict(theirs.state_dict())
-    theirs.train(d.train)
-    ours.train(d.train)
-    gen = torch.Generator().manual_seed(seed)
+    d, theirs, ours, gen = make_pair(family, dtype, seed)
     x, lengths, states = make_inputs(d, family, dtype, gen)
     bf = d.kwargs["batch_first"]
     calls = []

@@ -285,6 +285,17 @@ def gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start):
     start[steps] = total
 
 
+@njit(cache=True, nogil=True)
+def project_chunk(x, lengths, rows, s0, steps, T, reverse, w_ih, bias, x_buf, pre, start,
+                  scratch):
+    """The input pre-activations x·W_ihᵀ + bias of steps s0 .. s0+steps-1 (processing
+    order) for the rows still inside their sequence: pre[start[i] + k] is row k of step
+    i (:func:`gather_inputs`, then one GEMM). ``scratch`` as for :func:`._blas.gemm_nt`."""
+    gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
+    gemm_nt(x_buf[: start[steps]], w_ih, pre[: start[steps]], 0, scratch)
+    add_bias(pre[: start[steps]], bias)
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def add_bias(a, bias):
     """a (M, N) += bias (N,) on every row."""

@@ -20,7 +20,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import gemm_nt, matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
@@ -32,10 +32,9 @@ from rnnlab.backends.cpu._common import (
 )
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
-    add_bias,
-    gather_inputs,
     inference_chunk,
     plan,
+    project_chunk,
     project_into,
     run_parts,
     valid_prefix,
@@ -185,9 +184,8 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
-        gemm_nt(x_buf[: start[steps]], w_ih, pre[: start[steps]], 0, scratch)
-        add_bias(pre[: start[steps]], b_ih)
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, w_ih, b_ih, x_buf, pre, start,
+                      scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
             m = start[i + 1] - start[i]

@@ -15,7 +15,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import gemm_nt, matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
@@ -27,10 +27,9 @@ from rnnlab.backends.cpu._common import (
 )
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
 from rnnlab.backends.cpu._parallel import (
-    add_bias,
-    gather_inputs,
     inference_chunk,
     plan,
+    project_chunk,
     run_parts,
     valid_prefix,
 )
@@ -139,9 +138,8 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
-        gemm_nt(x_buf[: start[steps]], w_ih, pre[: start[steps]], 0, scratch)
-        add_bias(pre[: start[steps]], bias)
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, w_ih, bias, x_buf, pre, start,
+                      scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
             m = start[i + 1] - start[i]
