@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-cpu clean
+.PHONY: demo test lint bench-cpu clean clean-kernels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +29,10 @@ bench-cpu: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-clean:
+# Numba's disk cache checks only the file a kernel is defined in: after editing a helper
+# module of the cpu backend (_math, _blas, _parallel, _sync), clear it with this target.
+clean-kernels:
+	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
+
+clean: clean-kernels
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
