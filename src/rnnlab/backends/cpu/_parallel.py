@@ -15,6 +15,10 @@ order in their own buffers, and read and write the caller's (T, B, ·) tensors b
 
 Thread count: torch's setting (``torch.get_num_threads()``, as the caller made it), at
 most one part per sample, and only parts with enough work to pay for a thread hand-off.
+The parts run as one parallel region of torch's own OpenMP team (:func:`run_parts`).
+
+One sample (B = 1) cannot be split this way; LSTM inference then splits each step's
+hidden units instead (:func:`split_units`), whose threads meet every step.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from rnnlab.backends.cpu._common import configured_threads
 MIN_PART_FLOPS = 1 << 22
 
 _busy = threading.Lock()  # one split call at a time; a concurrent caller runs its parts itself
+
 
 def part_count(B: int, T: int, flops_per_row_step: float) -> int:
     """How many parts to split a call of batch size B and T steps into."""
