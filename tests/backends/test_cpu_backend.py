@@ -382,3 +382,24 @@ def test_run_parts_without_an_openmp_runtime_uses_plain_threads(monkeypatch):
 
     with pytest.raises(ValueError, match="part failed"):
         _parallel.run_parts(failing, [np.array([0]), np.array([1])])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_register_tiles_path_matches_portable(variant, monkeypatch):
+    """H = 32, so every per-step product of every variant (forward and backward: widths
+    H, 2H, 3H, 4H, P = 16) runs on the register tiles; B = 11 needs a full tile and an
+    overlapping one; with and without a split by samples."""
+    monkeypatch.setattr(_common, "BLOCK_ROWS", 1)
+    saved = torch.get_num_threads()
+    try:
+        for threads, min_flops in ((1, 1 << 22), (2, 0)):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", min_flops)
+            got = _run(variant, "cpu", 11, torch.float32, T=9, H=32)
+            want = _run(variant, "portable", 11, torch.float32, T=9, H=32)
+            for name, value in want.items():
+                tol = OUT_TOL[torch.float32] if name in ("y", "h_n", "saved") else GRAD_TOL[
+                    torch.float32]
+                assert_rel_close(got[name], value, tol, f"{name} ({threads} threads)")
+    finally:
+        torch.set_num_threads(saved)

@@ -1,19 +1,20 @@
 """The per-step matrix product of the recurrence, callable from compiled (Numba) code.
 
-One step of every cell needs C (B, N) += A (B, K) · op(W), with W the recurrent weight.
-It runs on the BLAS that PyTorch itself ships (Intel MKL inside ``libtorch_cpu``), so
-the kernels share PyTorch's OpenMP thread pool and its thread setting — no second BLAS
-and no second pool competing for the cores. Three paths, chosen per call of a kernel:
+One step of every cell needs C (B, N) = A (B, K) · op(W), with W the recurrent weight,
+prepared once per call (:func:`prepare`) and multiplied every step (:func:`matmul`):
 
 - B = 1: a loop over a weight laid out (K, N), vectorised by LLVM (measured 1.4-3.7x
   faster than MKL's sgemm at H = 64..256, B = 1: a BLAS call costs more than the
   matrix-vector product itself at these sizes).
-- float32, B > 1: MKL's packed GEMM (``cblas_sgemm_pack`` once per sequence, then
-  ``cblas_sgemm_compute`` every step): the weight is packed once, not at every call.
+- float32, B > 1, N a multiple of 16: rnnlab's register-blocked tiles over the weight
+  packed in panels (:mod:`._tile`; 2.1x MKL's packed sgemm on 8 rows).
+- float32, B > 1, other N: MKL's packed GEMM (``cblas_sgemm_pack`` once per call, then
+  ``cblas_sgemm_compute`` every step).
 - float64, B > 1: ``dgemm``.
 
-The symbols are declared by name (``types.ExternalFunction``), so the compiled kernels
-can be cached on disk and linked again in a new process.
+MKL is the one inside ``libtorch_cpu`` (PyTorch's own BLAS and thread setting). Its
+symbols are declared by name (``types.ExternalFunction``), so the compiled kernels can
+be cached on disk and linked again in a new process.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import torch
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
+
+from rnnlab.backends.cpu._tile import LANES, pack_panels, panel_matmul
 
 _SYMBOLS = ("cblas_sgemm_pack", "cblas_sgemm_compute", "cblas_sgemm_pack_get_size", "sgemm_",
             "dgemm_", "MKL_Set_Num_Threads_Local")
@@ -111,11 +114,12 @@ def set_blas_threads(n):
 
 @njit(cache=True)
 def prepare(W, B, transpose):
-    """Get W (R, S) ready to be the right operand of C (B, N) += A · op(W).
+    """Get W (R, S) ready to be the right operand of C (B, N) = A · op(W) (:func:`matmul`).
 
     op(W) = Wᵀ (N = R, K = S) when ``transpose``, else W (N = S, K = R). Returns
-    (dense, packed): ``dense`` (K, N) contiguous for the B = 1 loop, ``packed`` MKL's
-    packed float32 form for B > 1 (empty otherwise).
+    (dense, packed, panels): ``dense`` (K, N) contiguous for the B = 1 loop; for float32
+    at B > 1, ``panels`` for :func:`._tile.panel_matmul` where N is a multiple of 16,
+    else ``packed``, MKL's packed form (the unused ones empty).
     """
     R, S = W.shape
     if transpose:
@@ -125,14 +129,17 @@ def prepare(W, B, transpose):
         N, K = S, R
         dense = np.ascontiguousarray(W)
     packed = np.empty(0, dtype=np.float32)
+    panels = np.empty((0, 0, LANES), dtype=np.float32)
     if B > 1 and W.size > 0 and _is_float32(W):
-        size = _sgemm_pack_get_size(_B_MATRIX, B, N, K)
-        packed = np.empty(size // 4 + 16, dtype=np.float32)
-        trans = _TRANS if transpose else _NO_TRANS
-        ld = S
-        _sgemm_pack(_ROW_MAJOR, _B_MATRIX, trans, B, N, K, np.float32(1.0), _address(
-            np.ascontiguousarray(W)), ld, _address(packed))
-    return dense, packed
+        if N % LANES == 0:
+            panels = pack_panels(W, transpose)
+        else:
+            size = _sgemm_pack_get_size(_B_MATRIX, B, N, K)
+            packed = np.empty(size // 4 + 16, dtype=np.float32)
+            trans = _TRANS if transpose else _NO_TRANS
+            _sgemm_pack(_ROW_MAJOR, _B_MATRIX, trans, B, N, K, np.float32(1.0), _address(
+                np.ascontiguousarray(W)), S, _address(packed))
+    return dense, packed, panels
 
 
 @njit(cache=True, fastmath=True)
@@ -156,23 +163,25 @@ def _gemv_acc(a, dense, c):
 
 
 @njit(cache=True)
-def matmul_acc(A, dense, packed, C, beta, scratch):
-    """C (B, N) = beta·C + A (B, K) · op(W), op(W) as given to :func:`prepare`.
+def matmul(A, op, C, scratch):
+    """C (B, N) = A (B, K) · op(W), ``op`` from :func:`prepare`; C is overwritten.
 
-    ``beta`` is 0 or 1. ``scratch`` is an int32 (8,) array and a (2,) array of the
-    dtype (the by-reference arguments of the Fortran call).
+    ``scratch`` is an int32 (8,) array and a (2,) array of the dtype (the by-reference
+    arguments of the Fortran call).
     """
+    dense, packed, panels = op
     B, K = A.shape
     N = dense.shape[1]
     if B == 1:
-        if beta == 0:
-            C[0, :] = 0
+        C[0, :] = 0
         _gemv_acc(A[0], dense, C[0])
+    elif panels.shape[0] > 0:
+        panel_matmul(A, panels, C)
     elif packed.size > 0:
         _sgemm_compute(_ROW_MAJOR, _NO_TRANS, _PACKED, B, N, K, _address(A), K,
-                       _address(packed), K, np.float32(beta), _address(C), N)
+                       _address(packed), K, np.float32(0.0), _address(C), N)
     else:
-        _fortran_gemm(A, dense, C, beta, scratch)
+        _fortran_gemm(A, dense, C, 0.0, scratch)
 
 
 @njit(cache=True)
@@ -214,7 +223,7 @@ def gemm_nt(A, W, C, beta, scratch):
 
     Row-major C = A Wᵀ is column-major Cᵀ = W Aᵀ: Fortran GEMM with op(W) = transpose
     of the column-major (K, N) array that W's memory is. ``scratch`` as for
-    :func:`matmul_acc`.
+    :func:`matmul`.
     """
     M, K = A.shape
     N = W.shape[0]

@@ -20,7 +20,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
@@ -111,10 +111,10 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
     if b_hh.shape[0] > 0:
         bias[:] = b_hh
     if reset_after:
-        hh_dense, hh_packed = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ -> (n, 3H)
+        hh_op = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ -> (n, 3H)
     else:
-        hh_dense, hh_packed = prepare(w_hh[: 2 * H], n, True)  # h · W_{h,rz}ᵀ -> (n, 2H)
-    n_dense, n_packed = prepare(w_hh[2 * H :], n, True)  # (r ⊙ h) · W_hnᵀ (reset before)
+        hh_op = prepare(w_hh[: 2 * H], n, True)  # h · W_{h,rz}ᵀ -> (n, 2H)
+    hn_op = prepare(w_hh[2 * H :], n, True)  # (r ⊙ h) · W_hnᵀ (reset before)
     h_rows = np.empty((n, H), dtype=dtype)  # h_{t-1} of the part's rows, in their order
     for k in range(n):
         h_rows[k] = h[rows[k]]
@@ -132,7 +132,7 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
             y[t, b, :] = 0
         if m == 0:
             continue
-        matmul_acc(h_rows[:m], hh_dense, hh_packed, gh[:m], 0, scratch)
+        matmul(h_rows[:m], hh_op, gh[:m], scratch)
         for k in range(m):
             b = rows[k]
             _rz(gh[k], bias, gates[t, b])
@@ -141,7 +141,7 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
             else:
                 _reset_times_state(gates[t, b], h_rows[k], rh[k])
         if not reset_after:
-            matmul_acc(rh[:m], n_dense, n_packed, hn_buf[:m], 0, scratch)  # W_hn (r ⊙ h)
+            matmul(rh[:m], hn_op, hn_buf[:m], scratch)  # W_hn (r ⊙ h)
             for k in range(m):
                 _candidate(hn_buf[k], bias, gates[t, rows[k]], False)
         for k in range(m):
@@ -166,10 +166,10 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     dtype = x.dtype
     set_blas_threads(threads)
     if reset_after:
-        hh_dense, hh_packed = prepare(w_hh, n, True)
+        hh_op = prepare(w_hh, n, True)
     else:
-        hh_dense, hh_packed = prepare(w_hh[: 2 * H], n, True)
-    n_dense, n_packed = prepare(w_hh[2 * H :], n, True)
+        hh_op = prepare(w_hh[: 2 * H], n, True)
+    hn_op = prepare(w_hh[2 * H :], n, True)
     h_rows = np.empty((n, H), dtype=dtype)
     for k in range(n):
         h_rows[k] = h[rows[k]]
@@ -193,7 +193,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
                 y[t, rows[k], :] = 0
             if m == 0:
                 continue
-            matmul_acc(h_rows[:m], hh_dense, hh_packed, gh[:m], 0, scratch)
+            matmul(h_rows[:m], hh_op, gh[:m], scratch)
             for k in range(m):
                 act[k, :G] = pre[start[i] + k]
                 _rz(gh[k], b_hh, act[k])
@@ -202,7 +202,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
                 else:
                     _reset_times_state(act[k], h_rows[k], rh[k])
             if not reset_after:
-                matmul_acc(rh[:m], n_dense, n_packed, hn_buf[:m], 0, scratch)
+                matmul(rh[:m], hn_op, hn_buf[:m], scratch)
                 for k in range(m):
                     _candidate(hn_buf[k], b_hh, act[k], False)
             for k in range(m):
@@ -275,10 +275,10 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
     dtype = dgx.dtype
     set_blas_threads(threads)
     if reset_after:
-        hh_dense, hh_packed = prepare(w_hh, n, False)  # g_h (n,3H) · W_hh
+        hh_op = prepare(w_hh, n, False)  # g_h (n,3H) · W_hh
     else:
-        hh_dense, hh_packed = prepare(w_hh[: 2 * H], n, False)  # d(r,z) (n,2H) · W_{h,rz}
-    n_dense, n_packed = prepare(w_hh[2 * H :], n, False)  # dn_pre (n,H) · W_hn
+        hh_op = prepare(w_hh[: 2 * H], n, False)  # d(r,z) (n,2H) · W_{h,rz}
+    hn_op = prepare(w_hh[2 * H :], n, False)  # dn_pre (n,H) · W_hn
     g_h = np.zeros((n, G), dtype=dtype)  # recurrent pre-activation gradients (reset after)
     dh_prev = np.zeros((n, H), dtype=dtype)
     drh = np.zeros((n, H), dtype=dtype)
@@ -310,14 +310,14 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
             if reset_after:
                 dgh[i, b, :] = g_h[k]
         if reset_after:
-            matmul_acc(g_h[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)  # W_hh h_prev
+            matmul(g_h[:m], hh_op, dh_prev[:m], scratch)  # W_hh h_prev
         else:
-            matmul_acc(dn_pre[:m], n_dense, n_packed, drh[:m], 0, scratch)  # W_hn (r ⊙ h)
+            matmul(dn_pre[:m], hn_op, drh[:m], scratch)  # W_hn (r ⊙ h)
             for k in range(m):
                 b = rows[k]
                 h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
                 _reset_backward(gates[t, b], drh[k], h_prev, dgx[i, b], d_rz[k])
-            matmul_acc(d_rz[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)
+            matmul(d_rz[:m], hh_op, dh_prev[:m], scratch)
         for k in range(m):
             b = rows[k]
             _state_backward(dh[b], gates[t, b, H : 2 * H], dh_prev[k], drh[k],

@@ -18,7 +18,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
@@ -102,8 +102,8 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, t
     dtype = gates.dtype
     projected = w_hr.shape[0] > 0
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, n, True)  # h (n,P) · W_hhᵀ
-    hr_dense, hr_packed = prepare(w_hr, n, True)  # r (n,H) · W_hrᵀ
+    hh_op = prepare(w_hh, n, True)  # h (n,P) · W_hhᵀ
+    hr_op = prepare(w_hr, n, True)  # r (n,H) · W_hrᵀ
     h_rows = np.empty((n, P), dtype=dtype)  # h_{t-1} of the part's rows, in their order
     for k in range(n):
         h_rows[k] = h[rows[k]]
@@ -122,13 +122,13 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, t
             y[t, b, :] = 0
         if m == 0:
             continue
-        matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+        matmul(h_rows[:m], hh_op, rec[:m], scratch)
         for k in range(m):
             b = rows[k]
             _cell(gates[t, b], rec[k], c[b], c_seq[t, b], r[k])
         h_t = r
         if projected:
-            matmul_acc(r[:m], hr_dense, hr_packed, h_proj[:m], 0, scratch)  # (m, P)
+            matmul(r[:m], hr_op, h_proj[:m], scratch)  # (m, P)
             h_t = h_proj
         for k in range(m):
             b = rows[k]
@@ -153,8 +153,8 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     dtype = x.dtype
     projected = w_hr.shape[0] > 0
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, n, True)
-    hr_dense, hr_packed = prepare(w_hr, n, True)
+    hh_op = prepare(w_hh, n, True)
+    hr_op = prepare(w_hr, n, True)
     h_rows = np.empty((n, P), dtype=dtype)
     c_rows = np.empty((n, H), dtype=dtype)
     for k in range(n):
@@ -180,12 +180,12 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
                 y[t, rows[k], :] = 0
             if m == 0:
                 continue
-            matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+            matmul(h_rows[:m], hh_op, rec[:m], scratch)
             for k in range(m):
                 _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, r[k])
             h_t = r
             if projected:
-                matmul_acc(r[:m], hr_dense, hr_packed, h_proj[:m], 0, scratch)
+                matmul(r[:m], hr_op, h_proj[:m], scratch)
                 h_t = h_proj
             for k in range(m):
                 _emit(h_t[k], no_probe, y[t, rows[k]], h_rows[k])
@@ -225,7 +225,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
         wh[gate * u : (gate + 1) * u] = w_hh[gate * H + j0 : gate * H + j1]
         b[gate * u : (gate + 1) * u] = bias[gate * H + j0 : gate * H + j1]
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(wh, n, True)
+    hh_op = prepare(wh, n, True)
     c_rows = np.empty((n, u), dtype=dtype)
     for k in range(n):
         c_rows[k] = c[rows[k], j0:j1]
@@ -250,7 +250,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
                 nxt[k, j0:j1] = cur[k, j0:j1]
                 y[t, rows[k], j0:j1] = 0
             if m > 0:
-                matmul_acc(cur[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+                matmul(cur[:m], hh_op, rec[:m], scratch)
                 for k in range(m):
                     _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, r[k])
                     nxt[k, j0:j1] = r[k]
@@ -308,8 +308,8 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
     dtype = gates.dtype
     projected = w_hr.shape[0] > 0
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, n, False)  # dpre (n,4H) · W_hh
-    hr_dense, hr_packed = prepare(w_hr, n, False)  # dh (n,P) · W_hr
+    hh_op = prepare(w_hh, n, False)  # dpre (n,4H) · W_hh
+    hr_op = prepare(w_hr, n, False)  # dh (n,P) · W_hr
     dh_total = np.empty((n, P), dtype=dtype)
     dr = np.empty((n, H), dtype=dtype)
     dpre = np.empty((n, G), dtype=dtype)
@@ -334,14 +334,14 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
                 dh_seq[t, b, :] = dh_total[k]
         d_r = dh_total
         if projected:
-            matmul_acc(dh_total[:m], hr_dense, hr_packed, dr[:m], 0, scratch)  # h = W_hr r
+            matmul(dh_total[:m], hr_op, dr[:m], scratch)  # h = W_hr r
             d_r = dr
         for k in range(m):
             b = rows[k]
             c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
             _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_r[k], dc[b], dpre[k])
             dgates[t - t_begin, b, :] = dpre[k]
-        matmul_acc(dpre[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)  # W_hh h_{t-1}
+        matmul(dpre[:m], hh_op, dh_prev[:m], scratch)  # W_hh h_{t-1}
         for k in range(m):
             dh[rows[k]] = dh_prev[k]
     set_blas_threads(0)  # back to the global (torch) setting

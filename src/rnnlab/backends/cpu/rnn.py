@@ -15,7 +15,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from rnnlab.backends.cpu._blas import matmul_acc, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     as_array,
@@ -90,7 +90,7 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
     n = rows.shape[0]
     dtype = a_seq.dtype
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ
+    hh_op = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ
     h_rows = np.empty((n, H), dtype=dtype)  # h_{t-1} of the part's rows, in their order
     for k in range(n):
         h_rows[k] = h[rows[k]]
@@ -105,7 +105,7 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
             y[t, b, :] = 0
         if m == 0:
             continue
-        matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)  # (m, H)
+        matmul(h_rows[:m], hh_op, rec[:m], scratch)  # (m, H)
         for k in range(m):
             b = rows[k]
             _activate(a_seq[t, b], rec[k], h_rows[k], relu)
@@ -127,7 +127,7 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
     n = rows.shape[0]
     dtype = x.dtype
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, n, True)
+    hh_op = prepare(w_hh, n, True)
     h_rows = np.empty((n, H), dtype=dtype)
     for k in range(n):
         h_rows[k] = h[rows[k]]
@@ -147,7 +147,7 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
                 y[t, rows[k], :] = 0
             if m == 0:
                 continue
-            matmul_acc(h_rows[:m], hh_dense, hh_packed, rec[:m], 0, scratch)
+            matmul(h_rows[:m], hh_op, rec[:m], scratch)
             for k in range(m):
                 _activate(pre[start[i] + k], rec[k], h_rows[k], relu)
                 y[t, rows[k], :] = h_rows[k]
@@ -167,7 +167,7 @@ def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
     n = rows.shape[0]
     dtype = a_seq.dtype
     set_blas_threads(threads)
-    hh_dense, hh_packed = prepare(w_hh, n, False)  # da (n,H) · W_hh
+    hh_op = prepare(w_hh, n, False)  # da (n,H) · W_hh
     da = np.empty((n, H), dtype=dtype)
     dh_prev = np.empty((n, H), dtype=dtype)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
@@ -188,7 +188,7 @@ def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
                 dh_seq[t, b, :] = dh[b]
             _activate_backward(a_seq[t, b], dh[b], da[k], relu)
             da_seq[t - t_begin, b, :] = da[k]
-        matmul_acc(da[:m], hh_dense, hh_packed, dh_prev[:m], 0, scratch)  # W_hh h_{t-1}
+        matmul(da[:m], hh_op, dh_prev[:m], scratch)  # W_hh h_{t-1}
         for k in range(m):
             dh[rows[k]] = dh_prev[k]
     set_blas_threads(0)  # back to the global (torch) setting
