@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from rnnlab.backends.cpu._blas import gemm_nt, gemm_threads, set_blas_threads
+from rnnlab.backends.cpu._blas import gemm_nt, gemm_threads, matmul, set_blas_threads
 from rnnlab.backends.cpu._common import configured_threads
 
 # Recurrent multiply-adds (×2 = FLOPs) a part must do for a split to pay off: handing a
@@ -291,14 +291,16 @@ def gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start):
 
 
 @njit(cache=True, nogil=True)
-def project_chunk(x, lengths, rows, s0, steps, T, reverse, w_ih, bias, x_buf, pre, start,
+def project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start,
                   scratch):
     """The input pre-activations x·W_ihᵀ + bias of steps s0 .. s0+steps-1 (processing
     order) for the rows still inside their sequence: pre[start[i] + k] is row k of step
-    i (:func:`gather_inputs`, then one GEMM). ``scratch`` as for :func:`._blas.gemm_nt`."""
+    i (:func:`gather_inputs`, then one product with ``ih_op`` = ``prepare(W_ih, rows,
+    True)``, see :func:`._blas.matmul`)."""
     gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
-    gemm_nt(x_buf[: start[steps]], w_ih, pre[: start[steps]], 0, scratch)
-    add_bias(pre[: start[steps]], bias)
+    if start[steps] > 0:
+        matmul(x_buf[: start[steps]], ih_op, pre[: start[steps]], scratch)
+        add_bias(pre[: start[steps]], bias)
 
 
 @njit(cache=True, nogil=True, fastmath=True)

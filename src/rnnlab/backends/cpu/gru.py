@@ -174,6 +174,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     for k in range(n):
         h_rows[k] = h[rows[k]]
     x_buf = np.empty((chunk * n, I), dtype=dtype)
+    ih_op = prepare(w_ih, chunk * n, True)  # x (rows, I) · W_ihᵀ
     pre = np.empty((chunk * n, G), dtype=dtype)  # x·W_ihᵀ + b_ih of the chunk's valid rows
     start = np.zeros(chunk + 1, dtype=np.int64)
     act = np.empty((n, 4 * H), dtype=dtype)  # r, z, n, hn of the step
@@ -184,7 +185,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, w_ih, b_ih, x_buf, pre, start,
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b_ih, x_buf, pre, start,
                       scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i

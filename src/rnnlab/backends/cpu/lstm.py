@@ -161,6 +161,7 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
         h_rows[k] = h[rows[k]]
         c_rows[k] = c[rows[k]]
     x_buf = np.empty((chunk * n, I), dtype=dtype)
+    ih_op = prepare(w_ih, chunk * n, True)  # x (rows, I) · W_ihᵀ
     pre = np.empty((chunk * n, G), dtype=dtype)  # x·W_ihᵀ + b of the chunk's valid rows
     start = np.zeros(chunk + 1, dtype=np.int64)  # pre[start[i]:start[i+1]]: step i's rows
     rec = np.empty((n, G), dtype=dtype)
@@ -171,7 +172,7 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, w_ih, bias, x_buf, pre, start,
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start,
                       scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
@@ -230,6 +231,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     for k in range(n):
         c_rows[k] = c[rows[k], j0:j1]
     x_buf = np.empty((chunk * n, I), dtype=dtype)
+    ih_op = prepare(wi, chunk * n, True)  # x (rows, I) · W_ihᵀ
     pre = np.empty((chunk * n, 4 * u), dtype=dtype)
     start = np.zeros(chunk + 1, dtype=np.int64)
     rec = np.empty((n, 4 * u), dtype=dtype)
@@ -239,7 +241,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     done = 0  # steps finished
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, wi, b, x_buf, pre, start,
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b, x_buf, pre, start,
                       scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i

@@ -132,13 +132,14 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
     for k in range(n):
         h_rows[k] = h[rows[k]]
     x_buf = np.empty((chunk * n, I), dtype=dtype)
+    ih_op = prepare(w_ih, chunk * n, True)  # x (rows, I) · W_ihᵀ
     pre = np.empty((chunk * n, H), dtype=dtype)  # x·W_ihᵀ + b of the chunk's valid rows
     start = np.zeros(chunk + 1, dtype=np.int64)
     rec = np.empty((n, H), dtype=dtype)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, w_ih, bias, x_buf, pre, start,
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start,
                       scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
