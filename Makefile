@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 # Numba's disk cache checks only the file a kernel is defined in: after editing a helper
-# module of the cpu backend (_math, _blas, _parallel, _sync), clear it with this target.
+# module of the cpu backend (_math, _blas, _tile, _parallel, _sync), clear it with this.
 clean-kernels:
 	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
 
