@@ -54,6 +54,17 @@ def time_blocks(T: int, B: int, reverse: bool) -> list[tuple[int, int]]:
     return blocks if reverse else blocks[::-1]
 
 
+def add_input_grads(d: Tensor, x: Tensor, w_ih: Tensor, dx: Tensor, dw_ih: Tensor,
+                    db: Tensor, t0: int, t1: int) -> None:
+    """For a block d (t1 - t0, B, G) of input pre-activation gradients: dx[t0:t1] = d·W_ih,
+    dW_ih += Σ dᵀ x, db += Σ d (one GEMM each)."""
+    G, I = w_ih.shape
+    d2 = d.view(-1, G)
+    torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))
+    dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))
+    db += d2.sum(dim=0)
+
+
 class RecurrentWeightGrad:
     """Σ_t d_tᵀ · h_{t-1}, accumulated block by block, without materialising the states.
 

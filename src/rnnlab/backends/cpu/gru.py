@@ -23,6 +23,7 @@ from torch import Tensor
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
+    add_input_grads,
     as_array,
     bias_array,
     lengths_array,
@@ -46,6 +47,13 @@ from rnnlab.backends.portable._common import (
     weight_grad,
     zero_padding,
 )
+
+
+@njit(inline="always")
+def _hn_end(H, reset_after):
+    """End of the W_hn rows the kernels prepare on their own: none with reset after
+    (W_hn is then part of the one W_hh product), all H rows with reset before."""
+    return 2 * H if reset_after else 3 * H
 
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
@@ -114,7 +122,7 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
         hh_op = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ -> (n, 3H)
     else:
         hh_op = prepare(w_hh[: 2 * H], n, True)  # h · W_{h,rz}ᵀ -> (n, 2H)
-    hn_op = prepare(w_hh[2 * H :], n, True)  # (r ⊙ h) · W_hnᵀ (reset before)
+    hn_op = prepare(w_hh[2 * H : _hn_end(H, reset_after)], n, True)  # (r ⊙ h) · W_hnᵀ
     h_rows = np.empty((n, H), dtype=dtype)  # h_{t-1} of the part's rows, in their order
     for k in range(n):
         h_rows[k] = h[rows[k]]
@@ -169,7 +177,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
         hh_op = prepare(w_hh, n, True)
     else:
         hh_op = prepare(w_hh[: 2 * H], n, True)
-    hn_op = prepare(w_hh[2 * H :], n, True)
+    hn_op = prepare(w_hh[2 * H : _hn_end(H, reset_after)], n, True)
     h_rows = np.empty((n, H), dtype=dtype)
     for k in range(n):
         h_rows[k] = h[rows[k]]
@@ -279,7 +287,7 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
         hh_op = prepare(w_hh, n, False)  # g_h (n,3H) · W_hh
     else:
         hh_op = prepare(w_hh[: 2 * H], n, False)  # d(r,z) (n,2H) · W_{h,rz}
-    hn_op = prepare(w_hh[2 * H :], n, False)  # dn_pre (n,H) · W_hn
+    hn_op = prepare(w_hh[2 * H : _hn_end(H, reset_after)], n, False)  # dn_pre · W_hn
     g_h = np.zeros((n, G), dtype=dtype)  # recurrent pre-activation gradients (reset after)
     dh_prev = np.zeros((n, H), dtype=dtype)
     drh = np.zeros((n, H), dtype=dtype)
@@ -404,10 +412,7 @@ def gru_backward(
             g = dgh_block[: t1 - t0] if reset_after else dgh_block
             block_arrays = (*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1)
             run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
-            d2 = d.view(-1, G)
-            torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))  # dx = dgx · W_ih
-            dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))  # dW_ih = Σ dgxᵀ x
-            db_ih += d2.sum(dim=0)
+            add_input_grads(d, x, w_ih, dx, dw_ih, db_ih, t0, t1)
             if reset_after:
                 dw_rec.add(g, t0, t1)
                 db_hh += g.view(-1, G).sum(dim=0)

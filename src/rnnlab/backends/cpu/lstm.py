@@ -21,6 +21,7 @@ from torch import Tensor
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
+    add_input_grads,
     as_array,
     bias_array,
     lengths_array,
@@ -426,10 +427,7 @@ def lstm_backward(
             d = block[: t1 - t0]
             block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
             run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
-            d2 = d.view(-1, G)
-            torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))  # dx = d · W_ih
-            dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))  # dW_ih = Σ dᵀ x
-            db += d2.sum(dim=0)
+            add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
             dw_hh.add(d, t0, t1)
         if w_hr is not None:
             o_seq = gates[..., 3 * H :]
