@@ -65,11 +65,18 @@ def _fail_fast(smoke: bool) -> None:
 
 
 # rnnlab's execution paths (see rnnlab/backends/gpu/_common.py), as environment settings.
+# "stepwise" is the cooperative kernel launched once per step (no grid barrier): checked
+# for correctness only, to tell a wrong barrier from wrong arithmetic.
 PATHS = {
     "persistent": {"RNNLAB_GPU_PATH": "persistent", "RNNLAB_GPU_GRAPHS": "0"},
+    "cooperative": {"RNNLAB_GPU_PATH": "cooperative", "RNNLAB_GPU_GRID_SYNC": "1",
+                    "RNNLAB_GPU_GRAPHS": "0"},
+    "stepwise": {"RNNLAB_GPU_PATH": "cooperative", "RNNLAB_GPU_GRID_SYNC": "0",
+                 "RNNLAB_GPU_GRAPHS": "0"},
     "tiled": {"RNNLAB_GPU_PATH": "tiled", "RNNLAB_GPU_GRAPHS": "0"},
     "graphs": {"RNNLAB_GPU_PATH": "tiled", "RNNLAB_GPU_GRAPHS": "1"},
 }
+TIMED_PATHS = ["persistent", "cooperative", "tiled", "graphs"]
 
 
 @contextlib.contextmanager
@@ -86,10 +93,23 @@ def _gpu_path(path: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _path_fits(path: str, cell: str, H: int, max_elements: int) -> bool:
-    """The persistent path keeps W_hh in one program's registers: time it only up to a size."""
-    padded = max(16, 1 << (H - 1).bit_length())  # the kernel's block size
-    return path != "persistent" or CELLS[cell][0] * padded * padded <= max_elements
+def _path_fits(path: str, cell: str, H: int, dtype: torch.dtype) -> bool:
+    """The persistent path keeps W_hh in one program's registers: only up to the library's
+    budget (forcing it further would time a kernel that spills)."""
+    from rnnlab.backends.gpu import _common
+
+    padded = _common.pad(H)  # the kernel's block size
+    weight_bytes = CELLS[cell][0] * padded * padded * dtype.itemsize
+    return path != "persistent" or weight_bytes <= _common.ON_CHIP_BYTES
+
+
+def _barrier_failed() -> str | None:
+    """Why the cooperative path turned itself off in this process (a barrier timed out:
+    its programs were not all resident), or None. After that, "cooperative" would time
+    the tiled fallback, so it is reported as failed instead."""
+    from rnnlab.backends.gpu import _coop
+
+    return _coop._disabled[0] if _coop._disabled else None
 
 
 def _pair(cell: str, H: int, dtype: torch.dtype, seed: int = 0):
@@ -116,21 +136,21 @@ def check_correctness(args, sizes: tuple[int, ...] = (32, 256), T: int = 48) -> 
     """rnnlab (gpu backend) vs cuDNN per cell, dtype and path: one size where the persistent
     path is rnnlab's own choice and one that needs the tiled path (the persistent path is
     checked where its weights fit the library's on-chip budget)."""
-    from rnnlab.backends.gpu import _common
-
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+    paths = list(args.paths) + (["stepwise"] if "cooperative" in args.paths else [])
     rows = []
     for cell in args.cells:
         for dname in args.dtypes:
             for H in sizes:
-                budget = _common.ON_CHIP_ELEMENTS
-                for path in [p for p in args.paths if _path_fits(p, cell, H, budget)]:
+                for path in [p for p in paths if _path_fits(p, cell, H, DTYPES[dname])]:
                     row = {"cell": cell, "dtype": dname, "H": H, "path": path}
                     try:
                         row.update(_check_one(cell, DTYPES[dname], H, T, path))
                     except Exception as err:  # a kernel that does not compile or run fails
                         row.update(ok=False, error=f"{type(err).__name__}: {str(err)[:300]}")
+                    if path == "cooperative" and _barrier_failed():
+                        row.update(ok=False, error=_barrier_failed())
                     rows.append(row)
                     print(f"check {cell:4s} {dname} H={H:4d} {path:10s} "
                           + ("ok" if row["ok"] else "FAILED") + f" {row}", flush=True)
@@ -256,7 +276,9 @@ def _time_one(cell, dname, dtype, B, H, T, args) -> list[dict]:
             return _forward_backward(module, x, gy)
 
         fns: dict[str, Callable[[], object]] = {"cudnn": lambda: run(theirs)}
-        for path in [p for p in args.paths if _path_fits(p, cell, H, args.persistent_max)]:
+        for path in [p for p in args.paths if _path_fits(p, cell, H, dtype)]:
+            if path == "cooperative" and _barrier_failed():
+                continue
             def ours_fn(path=path):
                 with rnnlab.use_backend("gpu"), _gpu_path(path):
                     return run(ours)
@@ -342,10 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--B", nargs="+", type=int, default=[1, 16, 64, 256])
     parser.add_argument("--H", nargs="+", type=int, default=[128, 512, 1024])
     parser.add_argument("--T", nargs="+", type=int, default=[256, 1024])
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS),
-                        help="rnnlab execution paths to time (the fastest is reported)")
-    parser.add_argument("--persistent-max", type=int, default=65536,
-                        help="time the persistent path only up to this many W_hh elements")
+    parser.add_argument("--paths", nargs="+", default=TIMED_PATHS, choices=TIMED_PATHS,
+                        help="rnnlab execution paths to time (the fastest is reported; the "
+                        "cooperative kernel is also checked launched once per step)")
     parser.add_argument("--budget-s", type=float, default=480.0,
                         help="start no new configuration after this many seconds of timing")
     parser.add_argument("--loop-B", nargs="+", type=int, default=[16],
@@ -383,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     checks = check_correctness(args, check_sizes, check_T)
-    failed = sorted({c["path"] for c in checks if not c["ok"]})
+    failed = sorted({c["path"] for c in checks if not c["ok"]} - {"stepwise"})
     report = {"meta": meta, "correctness": checks, "failed_paths": failed, "results": []}
     args.paths = [p for p in args.paths if p not in failed]  # time only correct paths
     if failed:

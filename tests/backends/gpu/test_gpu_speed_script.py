@@ -44,6 +44,9 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
     assert report["correctness"] and all(c["ok"] for c in report["correctness"])
     modes = {(r["H"], r["mode"]) for r in report["results"]}
     assert modes == {(16, "fwd"), (16, "fwd_bwd"), (80, "fwd"), (80, "fwd_bwd")}
-    assert all({"cudnn", "rnnlab_tiled"} <= r["ms"].keys() for r in report["results"])
+    assert {c["path"] for c in report["correctness"]} == {
+        "persistent", "cooperative", "stepwise", "tiled"}
+    assert all({"cudnn", "rnnlab_tiled", "rnnlab_cooperative"} <= r["ms"].keys()
+               for r in report["results"])
     table = (tmp_path / "gpu.md").read_text()
     assert "| lstm | fp32 | fwd_bwd | 2 | 80 | 3 |" in table

@@ -5,13 +5,16 @@ be set before the kernels are defined and must not leak into the rest of the sui
 
 - the shared conformance suite (every op vs the NumPy reference: outputs, final states,
   saved gates, every gradient and the total dL/dh_t; lengths, reverse, projection, both
-  GRU variants) in float32, once per execution path;
+  GRU variants) in float32, once per execution path (the cooperative path launches its
+  kernel once per step there: the interpreter runs programs one after another, so they
+  could never meet at a barrier);
 - rnnlab.nn vs torch.nn with the gpu backend forced (stacked, bidirectional, batch_first,
   packed input, ...), float32;
 - torch.library.opcheck of the forward and backward ops and torch.compile(fullgraph=True)
   with the gpu backend forced;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
-  padded blocks, both paths, aliasing, selection rules.
+  padded blocks, every path, cooperative layouts, weight packing, the barrier's
+  one-launch mode and its timeout fallback, aliasing, selection rules.
 
 On a CUDA machine the backend's own checks also run on the GPU (no interpreter).
 """
@@ -39,6 +42,10 @@ JOBS = {
     "reference-persistent": (
         ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
         {"RNNLAB_GPU_PATH": "persistent"},
+    ),
+    "reference-cooperative": (
+        ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
+        {"RNNLAB_GPU_PATH": "cooperative"},
     ),
     "reference-tiled": (
         ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],

@@ -20,18 +20,24 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from rnnlab.backends.gpu._coop import Layout
+
 PATH_VAR = "RNNLAB_GPU_PATH"
+PATHS = ("auto", "persistent", "cooperative", "tiled")
 GRAPHS_VAR = "RNNLAB_GPU_GRAPHS"
 MAX_GRAPHS = 4  # captured tiled loops kept (each holds its inputs and outputs), LRU
-# Padded recurrent weight elements one program keeps on chip: 16K values are 64 KiB in
-# fp32 / 32 KiB in bf16, spread over the registers of 8 warps (64 per thread in fp32).
-ON_CHIP_ELEMENTS = 16384
+# Bytes of padded recurrent weights one persistent program keeps in registers: 32 KiB is
+# 16K bf16 / 8K fp32 values, 32 registers a thread at 8 warps. Larger fp32 blocks spill
+# on sm_90 (ptxas, tests/backends/gpu/test_sm90_build.py).
+ON_CHIP_BYTES = 32768
 BLOCK_B = 16  # batch rows per persistent program: tl.dot needs M >= 16
 TILE_B = 16  # pointwise tiles of the tiled path
 TILE_H = 64
@@ -47,35 +53,54 @@ def pad(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def use_persistent(weight_elements: int) -> bool:
-    """The path for a recurrence whose padded recurrent weights have this many elements."""
+def choose_path(weight_bytes: int | None, coop: Layout | None) -> str:
+    """"persistent", "cooperative" or "tiled" for a recurrence whose padded recurrent
+    weights have this many bytes (None: the persistent kernel does not take this variant);
+    ``coop`` is its cooperative layout, None where the variant or the size has none.
+
+    auto: persistent while the weights fit one program; else cooperative for up to one
+    row tile of samples (B ≤ 64, where the per-step latency is what counts); else tiled
+    (cuBLAS is efficient over many rows). A forced path falls back to tiled where it
+    does not take the variant.
+    """
     forced = os.environ.get(PATH_VAR, "auto").strip() or "auto"
-    if forced not in ("auto", "persistent", "tiled"):
+    if forced not in PATHS:
         raise ValueError(
-            f"{PATH_VAR}={forced!r} is not a gpu path; expected auto, persistent or tiled"
+            f"{PATH_VAR}={forced!r} is not a gpu path; expected one of {', '.join(PATHS)}"
         )
-    if forced != "auto":
-        return forced == "persistent"
-    return weight_elements <= ON_CHIP_ELEMENTS
+    if forced == "cooperative":
+        return "cooperative" if coop is not None else "tiled"
+    if forced == "persistent":
+        return "persistent" if weight_bytes is not None else "tiled"
+    if forced == "tiled":
+        return "tiled"
+    if weight_bytes is not None and weight_bytes <= ON_CHIP_BYTES:
+        return "persistent"
+    return "cooperative" if coop is not None and coop.NR == 1 else "tiled"
 
 
-def dot_settings(x: Tensor) -> tuple[str, bool]:
+def dot_settings(x: Tensor, held: bool = False) -> tuple[str, bool]:
     """(input_precision for fp32 tl.dot, upcast flag).
 
     fp32 follows torch's matmul precision setting: "highest" (the default) -> exact
-    fp32 ("ieee"), "high" -> 3xTF32, "medium" -> TF32. bf16 operands always run on the
-    tensor cores with fp32 accumulation. Triton's interpreter multiplies bf16 blocks
-    wrongly, so there the bf16 operands are upcast to fp32 after rounding — the same
-    products, computed exactly.
+    fp32 ("ieee", FMA units), "high" -> 3xTF32, "medium" -> TF32. One exception, for
+    kernels that hold the weights in registers (``held``, the persistent path): Triton
+    3.9's sm_90 code generator crashes (an LLVM SLP-vectorizer assertion) or spills on
+    their fp32 FMA products, so there "highest" runs as 3xTF32 on the tensor cores —
+    products within ~1e-6 relative of fp32, checked against torch.nn on a GPU by
+    benchmarks/gpu_speed.py. bf16 operands always run on the tensor cores with fp32
+    accumulation. Triton's interpreter multiplies bf16 blocks wrongly, so there the bf16
+    operands are upcast to fp32 after rounding — the same products, computed exactly.
     """
     if interpreting(x.device):
         return "ieee", x.dtype == torch.bfloat16
-    precision = {"highest": "ieee", "high": "tf32x3", "medium": "tf32"}
+    precision = {"highest": "tf32x3" if held else "ieee", "high": "tf32x3", "medium": "tf32"}
     return precision[torch.get_float32_matmul_precision()], False
 
 
-def num_warps(weight_elements: int) -> int:
-    return 8 if weight_elements > 4096 else 4
+def num_warps(weight_bytes: int) -> int:
+    """Warps of a persistent program holding this many bytes of weights in registers."""
+    return 8 if weight_bytes > 8192 else 4
 
 
 def full_lengths(lengths: Tensor | None, T: int, B: int, device: torch.device) -> Tensor:

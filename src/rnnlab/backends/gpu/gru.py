@@ -19,6 +19,7 @@ import triton.language as tl
 from torch import Tensor
 
 from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.gpu import _coop as X
 from rnnlab.backends.portable._common import (
     empty_grad,
     previous_states,
@@ -159,6 +160,110 @@ def _gru_bwd_persistent(
         if STORE_DH:
             C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
     C.store(dh0 + rows[:, None] * H + cols[None, :], dh_next, m2)
+
+
+# ----------------------------------------------------------------- cooperative path
+# (reset after: one product per step; the reset-before GRU takes the tiled path)
+
+
+@triton.jit(do_not_specialize=["s_begin", "s_end"])
+def _gru_fwd_coop(
+    gx, hx, wp, b_hh, h_state, lens_ptr, probe, y, gates, sync, status,
+    s_begin, s_end, B, H,
+    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Steps s_begin .. s_end - 1 for this program's BH units of BB rows (see ``_coop``).
+    hx (2, B, H): the exchange of h; h_state (B, H) fp32 carries h between launches."""
+    rows, units, row_ok, m2, lens = X.tile(lens_ptr, B, H, BB, BH, BH)
+    st = rows[:, None] * H + units[None, :]
+    h = C.load_f32(h_state + st, m2)
+    u_ok = units < H
+    b_r = tl.zeros((BH,), tl.float32)
+    b_z = tl.zeros((BH,), tl.float32)
+    b_n = tl.zeros((BH,), tl.float32)
+    if HAS_BIAS:
+        b_r = C.load_f32(b_hh + units, u_ok)
+        b_z = C.load_f32(b_hh + H + units, u_ok)
+        b_n = C.load_f32(b_hh + 2 * H + units, u_ok)
+    w = wp + tl.program_id(0) * H * (4 * BH)
+    limit = X.poll_limit()
+    for s in range(s_begin, s_end):
+        t, valid = C.step_time(s, lens, REVERSE)
+        vm = valid[:, None]
+        mv = m2 & vm
+        acc = X.product(hx + (s % 2) * B * H, w, rows, row_ok, H, 4 * BH, BB, BK,
+                        UPCAST, PRECISION)
+        p_r, p_z, p_n, _ = X.split4(acc, BB, BH)
+        tb = t * B + rows
+        xt = tb[:, None] * (3 * H) + units[None, :]
+        gt = tb[:, None] * (4 * H) + units[None, :]
+        ht = tb[:, None] * H + units[None, :]
+        r = tl.sigmoid(C.load_f32(gx + xt, mv) + p_r + b_r[None, :])
+        z = tl.sigmoid(C.load_f32(gx + xt + H, mv) + p_z + b_z[None, :])
+        hn = p_n + b_n[None, :]
+        n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + r * hn)
+        h_t = n + z * (h - n)
+        if HAS_PROBE:
+            h_t += C.load_f32(probe + ht, mv)
+        h = tl.where(vm, h_t, h)
+        C.store(y + ht, tl.where(vm, h_t, 0.0), m2)
+        _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
+        C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
+        if SYNC:
+            limit = X.barrier(sync + tl.program_id(1), (s + 1) * tl.num_programs(0), status,
+                              limit)
+    C.store(h_state + st, h, m2)
+
+
+@triton.jit(do_not_specialize=["s_begin", "s_end"])
+def _gru_bwd_coop(
+    dy, dpx, wp, dh_carry, gates, h_prev_seq, lens_ptr, dgx, dh_seq, sync, status,
+    s_begin, s_end, T, B, H,
+    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
+    STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Iterations k = s_begin .. s_end - 1 of T + 1 (iteration T completes dh0).
+    dpx (2, B, 3H): the exchange of [dr, dz, dn ⊙ r], whose product with W_hh is the part of
+    dL/dh_{t-1} through the gates; dh_carry (B, H) fp32: the rest (dh ⊙ z, or the whole
+    gradient across padding steps)."""
+    rows, units, row_ok, m2, lens = X.tile(lens_ptr, B, H, BB, BU, BH)
+    st = rows[:, None] * H + units[None, :]
+    carry = C.load_f32(dh_carry + st, m2)
+    w = wp + tl.program_id(0) * (3 * H) * BU
+    limit = X.poll_limit()
+    for k in range(s_begin, s_end):
+        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
+        vm = (valid & (lens * 0 + k < T))[:, None]  # iteration T: no step
+        mv = m2 & vm
+        dh_next = carry + X.product(dpx + (k % 2) * B * (3 * H), w, rows, row_ok, 3 * H, BU,
+                                    BB, BK, UPCAST, PRECISION)
+        tb = t * B + rows
+        xt = tb[:, None] * (3 * H) + units[None, :]
+        gt = tb[:, None] * (4 * H) + units[None, :]
+        ht = tb[:, None] * H + units[None, :]
+        r = C.load_f32(gates + gt, mv)
+        z = C.load_f32(gates + gt + H, mv)
+        n = C.load_f32(gates + gt + 2 * H, mv)
+        hn = C.load_f32(gates + gt + 3 * H, mv)
+        h_prev = C.load_f32(h_prev_seq + ht, mv)
+        dh = C.load_f32(dy + ht, mv) + dh_next  # from the output and from step t+1
+        dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)  # h = (1-z) n + z h_prev
+        dz_pre = tl.where(vm, dh * (h_prev - n) * z * (1.0 - z), 0.0)
+        dr_pre = tl.where(vm, dn_pre * hn * r * (1.0 - r), 0.0)  # n = tanh(.. + r ⊙ hn)
+        carry = tl.where(vm, dh * z, dh_next)  # padding: the state passes through
+        if k < T:
+            _store_dgx(dgx, xt, dr_pre, dz_pre, dn_pre, m2, H)
+            if STORE_DH:
+                C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
+        xt_ex = rows[:, None] * (3 * H) + units[None, :] + ((k + 1) % 2) * B * (3 * H)
+        _store_dgx(dpx, xt_ex, dr_pre, dz_pre, dn_pre * r, m2, H)
+        if SYNC:
+            limit = X.barrier(sync + tl.program_id(1), (k + 1) * tl.num_programs(0), status,
+                              limit)
+    C.store(dh_carry + st, carry, m2)
 
 
 # ----------------------------------------------------------------- tiled path
@@ -333,7 +438,14 @@ def gru_forward(
     bias = b_hh.contiguous() if b_hh is not None else None
     probe = h_probe.contiguous() if h_probe is not None else None
     HP = C.pad(H)
-    if not C.use_persistent(3 * HP * HP):
+    n_w = 3 * HP * HP * x.element_size()  # bytes of W_hh on chip
+    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if reset_after else None)
+    if path == "cooperative":
+        try:
+            return _coop_forward(gx, h0, w, bias, lens, probe, reverse=reverse)
+        except X.BarrierTimeout:
+            path = "tiled"
+    if path == "tiled":
         return C.run_tiled(
             "gru_forward", _tiled_forward, (gx, h0, w, bias, lens, probe),
             reverse=reverse, reset_after=reset_after,
@@ -341,15 +453,37 @@ def gru_forward(
     y = x.new_empty(T, B, H)
     gates = x.new_empty(T, B, 4 * H)
     h_n = x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x)
+    precision, upcast = C.dot_settings(x, held=True)
     _gru_fwd_persistent[C.launch_grid(B)](
         gx, h0.contiguous(), w, bias if bias is not None else w, lens,
         probe if probe is not None else y, y, h_n, gates, T, B, H,
         HP=HP, BLOCK_B=C.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
         HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
-        PRECISION=precision, num_warps=C.num_warps(3 * HP * HP),
+        PRECISION=precision, num_warps=C.num_warps(n_w),
     )
     return y, h_n, gates
+
+
+def _coop_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse):
+    """The cooperative kernel (reset after): all T steps in one launch, hidden units split
+    across programs."""
+    T, B, G = gx.shape
+    H = G // 3
+    lay = X.plan(B, H, 4, gx.device)
+    y = gx.new_empty(T, B, H)
+    gates = gx.new_empty(T, B, 4 * H)
+    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
+    hx = torch.empty(2, B, H, dtype=w.dtype, device=gx.device)  # exchange of h_{t-1}
+    hx[0] = h0
+    precision, upcast = C.dot_settings(gx)
+    X.run(
+        _gru_fwd_coop, lay, T,
+        (gx, hx, X.pack_forward(w, 4, lay), b_hh if b_hh is not None else w, h_state, lens,
+         h_probe if h_probe is not None else y, y, gates),
+        k_size=H, B=B, H=H, HAS_BIAS=b_hh is not None, HAS_PROBE=h_probe is not None,
+        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+    )
+    return y, h_state.to(gx.dtype), gates
 
 
 def _tiled_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse, reset_after):
@@ -417,18 +551,27 @@ def gru_backward(
     gates = gates.contiguous()
     h_prev_seq = previous_states(y, h0, lengths, reverse).contiguous()
     HP = C.pad(H)
-    if C.use_persistent(3 * HP * HP):
+    n_w = 3 * HP * HP * x.element_size()  # bytes of W_hh on chip
+    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if reset_after else None)
+    if path == "cooperative":
+        try:
+            dgx, dh0, dh_seq = _coop_backward(
+                dy, dh_n, w, gates, h_prev_seq, lens, reverse=reverse, need_dh=need_dh
+            )
+        except X.BarrierTimeout:
+            path = "tiled"
+    if path == "persistent":
         dgx = x.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
         dh_seq = torch.empty_like(y) if need_dh else dgx
         dh0 = torch.empty_like(h0)
-        precision, upcast = C.dot_settings(x)
+        precision, upcast = C.dot_settings(x, held=True)
         _gru_bwd_persistent[C.launch_grid(B)](
             dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
             HP=HP, BLOCK_B=C.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
             REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
-            num_warps=C.num_warps(3 * HP * HP),
+            num_warps=C.num_warps(n_w),
         )
-    else:
+    elif path == "tiled":
         dgx, dh0, dh_seq = C.run_tiled(
             "gru_backward", _tiled_backward, (dy, dh_n, w, gates, h_prev_seq, lens),
             reverse=reverse, reset_after=reset_after, need_dh=need_dh,
@@ -436,6 +579,25 @@ def gru_backward(
     dx, dw_ih, dw_hh, db_ih, db_hh = parameter_grads(dgx, x, w_ih, h_prev_seq, gates, reset_after)
     dh_out = dh_seq if need_dh else empty_grad(y)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out
+
+
+def _coop_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, need_dh):
+    """The cooperative kernel back (reset after): T steps and the final dh0 in one launch."""
+    T, B, _ = gates.shape
+    H = h_prev_seq.shape[-1]
+    lay = X.plan(B, H, 4, gates.device)
+    dgx = gates.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
+    dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
+    dpx = torch.zeros(2, B, 3 * H, dtype=w.dtype, device=gates.device)  # exchange
+    carry = dh_n.to(torch.float32, copy=True).contiguous()
+    precision, upcast = C.dot_settings(gates)
+    X.run(
+        _gru_bwd_coop, lay, T + 1,
+        (dy, dpx, X.pack_backward(w, lay), carry, gates, h_prev_seq, lens, dgx, dh_seq),
+        k_size=3 * H, T=T, B=B, H=H, BU=lay.BU, STORE_DH=need_dh, REVERSE=reverse,
+        UPCAST=upcast, PRECISION=precision,
+    )
+    return dgx, carry.to(dh_n.dtype), dh_seq
 
 
 def _tiled_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, reset_after, need_dh):

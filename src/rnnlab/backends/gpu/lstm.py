@@ -18,6 +18,7 @@ import triton.language as tl
 from torch import Tensor
 
 from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.gpu import _coop as X
 from rnnlab.backends.portable._common import (
     empty_grad,
     input_grad,
@@ -199,6 +200,108 @@ def _lstm_bwd_persistent(
     C.store(dc0 + rows[:, None] * H + hc[None, :], dc_next, mh)
 
 
+# ----------------------------------------------------------------- cooperative path
+
+
+@triton.jit(do_not_specialize=["s_begin", "s_end"])
+def _lstm_fwd_coop(
+    gx, hx, wp, h_state, c_state, lens_ptr, probe, y, gates, c_seq, sync, status,
+    s_begin, s_end, B, H,
+    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, HAS_PROBE: tl.constexpr,
+    REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Steps s_begin .. s_end - 1 for this program's BH units of BB rows (see ``_coop``).
+    hx (2, B, H): the exchange of h; h_state, c_state (B, H) fp32 carry the state between
+    launches (one launch with SYNC)."""
+    rows, units, row_ok, m2, lens = X.tile(lens_ptr, B, H, BB, BH, BH)
+    st = rows[:, None] * H + units[None, :]
+    h = C.load_f32(h_state + st, m2)
+    c = C.load_f32(c_state + st, m2)
+    w = wp + tl.program_id(0) * H * (4 * BH)
+    limit = X.poll_limit()
+    for s in range(s_begin, s_end):
+        t, valid = C.step_time(s, lens, REVERSE)
+        vm = valid[:, None]
+        mv = m2 & vm
+        acc = X.product(hx + (s % 2) * B * H, w, rows, row_ok, H, 4 * BH, BB, BK,
+                        UPCAST, PRECISION)
+        p_i, p_f, p_g, p_o = X.split4(acc, BB, BH)
+        tb = t * B + rows
+        gt = tb[:, None] * (4 * H) + units[None, :]
+        ct = tb[:, None] * H + units[None, :]
+        i, f, g, o, c_t, h_t = _cell(
+            C.load_f32(gx + gt, mv) + p_i, C.load_f32(gx + gt + H, mv) + p_f,
+            C.load_f32(gx + gt + 2 * H, mv) + p_g, C.load_f32(gx + gt + 3 * H, mv) + p_o, c,
+        )
+        if HAS_PROBE:
+            h_t += C.load_f32(probe + ct, mv)
+        h = tl.where(vm, h_t, h)
+        c = tl.where(vm, c_t, c)
+        C.store(y + ct, tl.where(vm, h_t, 0.0), m2)
+        C.store(c_seq + ct, tl.where(vm, c_t, 0.0), m2)
+        _store_gates(gates, gt, i, f, g, o, vm, m2, H)
+        C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
+        if SYNC:
+            limit = X.barrier(sync + tl.program_id(1), (s + 1) * tl.num_programs(0), status,
+                              limit)
+    C.store(h_state + st, h, m2)
+    C.store(c_state + st, c, m2)
+
+
+@triton.jit(do_not_specialize=["s_begin", "s_end"])
+def _lstm_bwd_coop(
+    dy, dpx, wp, dh_carry, dc_state, gates, c_seq, c_prev_seq, lens_ptr, dgates, dh_seq,
+    sync, status,
+    s_begin, s_end, T, B, H,
+    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
+    STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Iterations k = s_begin .. s_end - 1 of T + 1: iteration k < T is step T - 1 - k back;
+    iteration T only completes dh0 = carry + dpre_0·W_hh. dpx (2, B, 4H): the exchange of
+    the pre-activation gradients; dh_carry, dc_state (B, H) fp32: the part of dL/dh that
+    does not go through the exchange (padding steps pass it on), and dL/dc."""
+    rows, units, row_ok, m2, lens = X.tile(lens_ptr, B, H, BB, BU, BH)
+    st = rows[:, None] * H + units[None, :]
+    carry = C.load_f32(dh_carry + st, m2)
+    dc_next = C.load_f32(dc_state + st, m2)
+    w = wp + tl.program_id(0) * (4 * H) * BU
+    limit = X.poll_limit()
+    for k in range(s_begin, s_end):
+        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
+        vm = (valid & (lens * 0 + k < T))[:, None]  # iteration T: no step
+        mv = m2 & vm
+        dh_next = carry + X.product(dpx + (k % 2) * B * (4 * H), w, rows, row_ok, 4 * H, BU,
+                                    BB, BK, UPCAST, PRECISION)
+        tb = t * B + rows
+        gt = tb[:, None] * (4 * H) + units[None, :]
+        ct = tb[:, None] * H + units[None, :]
+        dh = C.load_f32(dy + ct, mv) + dh_next  # from the output and from step t+1
+        dpi, dpf, dpg, dpo, dc_prev = _cell_grad(
+            dh, dc_next,
+            C.load_f32(gates + gt, mv), C.load_f32(gates + gt + H, mv),
+            C.load_f32(gates + gt + 2 * H, mv), C.load_f32(gates + gt + 3 * H, mv),
+            C.load_f32(c_seq + ct, mv), C.load_f32(c_prev_seq + ct, mv),
+        )
+        dpi = tl.where(vm, dpi, 0.0)
+        dpf = tl.where(vm, dpf, 0.0)
+        dpg = tl.where(vm, dpg, 0.0)
+        dpo = tl.where(vm, dpo, 0.0)
+        carry = tl.where(vm, 0.0, dh_next)  # padding: the state passes through
+        dc_next = tl.where(vm, dc_prev, dc_next)
+        if k < T:
+            _store_gates(dgates, gt, dpi, dpf, dpg, dpo, vm, m2, H)
+            if STORE_DH:
+                C.store(dh_seq + ct, tl.where(vm, dh, 0.0), m2)
+        xt = rows[:, None] * (4 * H) + units[None, :] + ((k + 1) % 2) * B * (4 * H)
+        _store_gates(dpx, xt, dpi, dpf, dpg, dpo, vm, m2, H)
+        if SYNC:
+            limit = X.barrier(sync + tl.program_id(1), (k + 1) * tl.num_programs(0), status,
+                              limit)
+    C.store(dh_carry + st, carry, m2)
+    C.store(dc_state + st, dc_next, m2)
+
+
 # ----------------------------------------------------------------- tiled path
 
 
@@ -338,9 +441,15 @@ def _lstm_bwd_tile(
 # ----------------------------------------------------------------- host functions
 
 
-def _weight_elements(H: int, P: int, proj: bool) -> int:
+def _on_chip_bytes(H: int, P: int, proj: bool, dtype: torch.dtype) -> int | None:
+    """Bytes of padded weights the persistent kernel would hold in registers, or None:
+    fp32 with a projection (3xTF32 products of three shapes) spills on sm_90 at any
+    useful size (ptxas, tests/backends/gpu/test_sm90_build.py), so it takes the tiled
+    path."""
+    if proj and dtype == torch.float32:
+        return None
     HP, PP = C.pad(H), C.pad(P)
-    return 4 * HP * PP + (HP * PP if proj else 0)
+    return (4 * HP * PP + (HP * PP if proj else 0)) * dtype.itemsize
 
 
 def lstm_forward(
@@ -364,8 +473,14 @@ def lstm_forward(
     w = w_hh.contiguous()
     w_r = w_hr.contiguous() if w_hr is not None else None
     probe = h_probe.contiguous() if h_probe is not None else None
-    n_w = _weight_elements(H, P, w_r is not None)
-    if not C.use_persistent(n_w):
+    n_w = _on_chip_bytes(H, P, w_r is not None, x.dtype)
+    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if w_r is None else None)
+    if path == "cooperative":
+        try:
+            return _coop_forward(gx, h0, c0, w, lens, probe, reverse=reverse)
+        except X.BarrierTimeout:
+            path = "tiled"
+    if path == "tiled":
         return C.run_tiled(
             "lstm_forward", _tiled_forward, (gx, h0, c0, w, w_r, lens, probe), reverse=reverse
         )
@@ -373,7 +488,7 @@ def lstm_forward(
     gates = torch.empty_like(gx)
     c_seq = x.new_empty(T, B, H)
     h_n, c_n = x.new_empty(B, P), x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x)
+    precision, upcast = C.dot_settings(x, held=True)
     _lstm_fwd_persistent[C.launch_grid(B)](
         gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
         probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
@@ -382,6 +497,30 @@ def lstm_forward(
         PRECISION=precision, num_warps=C.num_warps(n_w),
     )
     return y, h_n, c_n, gates, c_seq
+
+
+def _coop_forward(gx, h0, c0, w, lens, h_probe, *, reverse):
+    """The cooperative kernel: all T steps in one launch, hidden units split across
+    programs (no projection)."""
+    T, B, G = gx.shape
+    H = G // 4
+    lay = X.plan(B, H, 4, gx.device)
+    y = gx.new_empty(T, B, H)
+    gates = torch.empty_like(gx)
+    c_seq = gx.new_empty(T, B, H)
+    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 states, never h0/c0
+    c_state = c0.to(torch.float32, copy=True).contiguous()
+    hx = torch.empty(2, B, H, dtype=w.dtype, device=gx.device)  # exchange of h_{t-1}
+    hx[0] = h0
+    precision, upcast = C.dot_settings(gx)
+    X.run(
+        _lstm_fwd_coop, lay, T,
+        (gx, hx, X.pack_forward(w, 4, lay), h_state, c_state, lens,
+         h_probe if h_probe is not None else y, y, gates, c_seq),
+        k_size=H, B=B, H=H, HAS_PROBE=h_probe is not None, REVERSE=reverse, UPCAST=upcast,
+        PRECISION=precision,
+    )
+    return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq
 
 
 def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
@@ -445,19 +584,28 @@ def lstm_backward(
     c_seq = c_seq.contiguous()
     c_prev_seq = previous_states(c_seq, c0, lengths, reverse).contiguous()
     store_dh = need_dh or proj
-    n_w = _weight_elements(H, P, proj)
-    if C.use_persistent(n_w):
+    n_w = _on_chip_bytes(H, P, proj, x.dtype)
+    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if not proj else None)
+    if path == "cooperative":
+        try:
+            dgates, dh0, dc0, dh_seq = _coop_backward(
+                dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, reverse=reverse,
+                store_dh=store_dh,
+            )
+        except X.BarrierTimeout:
+            path = "tiled"
+    if path == "persistent":
         dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
         dh_seq = torch.empty_like(y) if store_dh else dgates
         dh0, dc0 = torch.empty_like(h0), torch.empty_like(c0)
-        precision, upcast = C.dot_settings(x)
+        precision, upcast = C.dot_settings(x, held=True)
         _lstm_bwd_persistent[C.launch_grid(B)](
             dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
             c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,
             HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
             REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
         )
-    else:
+    elif path == "tiled":
         dgates, dh0, dc0, dh_seq = C.run_tiled(
             "lstm_backward", _tiled_backward,
             (dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens),
@@ -475,6 +623,27 @@ def lstm_backward(
         dw_hr = empty_grad(y)
     dh_out = dh_seq if need_dh else empty_grad(y)
     return dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out
+
+
+def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, *, reverse, store_dh):
+    """The cooperative kernel back: T steps and the final dh0 in one launch."""
+    T, B, G = gates.shape
+    H = G // 4
+    lay = X.plan(B, H, 4, gates.device)
+    dgates = torch.empty_like(gates)
+    dh_seq = dy.new_empty(T, B, H) if store_dh else dgates
+    dpx = torch.zeros(2, B, G, dtype=w.dtype, device=gates.device)  # exchange of dpre
+    carry = dh_n.to(torch.float32, copy=True).contiguous()
+    dc_state = dc_n.to(torch.float32, copy=True).contiguous()
+    precision, upcast = C.dot_settings(gates)
+    X.run(
+        _lstm_bwd_coop, lay, T + 1,
+        (dy, dpx, X.pack_backward(w, lay), carry, dc_state, gates, c_seq, c_prev_seq, lens,
+         dgates, dh_seq),
+        k_size=G, T=T, B=B, H=H, BU=lay.BU, STORE_DH=store_dh, REVERSE=reverse,
+        UPCAST=upcast, PRECISION=precision,
+    )
+    return dgates, carry.to(dh_n.dtype), dc_state.to(dc_n.dtype), dh_seq
 
 
 def _tiled_backward(dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens, *, reverse,

@@ -16,6 +16,7 @@ import triton.language as tl
 from torch import Tensor
 
 from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.gpu import _coop as X
 from rnnlab.backends.portable._common import (
     empty_grad,
     input_grad,
@@ -116,6 +117,82 @@ def _rnn_bwd_persistent(
     C.store(dh0 + rows[:, None] * H + cols[None, :], dh_next, m2)
 
 
+# ----------------------------------------------------------------- cooperative path
+
+
+@triton.jit(do_not_specialize=["s_begin", "s_end"])
+def _rnn_fwd_coop(
+    ax, hx, wp, h_state, lens_ptr, probe, y, a_seq, sync, status,
+    s_begin, s_end, B, H,
+    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, RELU: tl.constexpr,
+    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Steps s_begin .. s_end - 1 for this program's BH units of BB rows (see ``_coop``).
+    hx (2, B, H): the exchange of h; h_state (B, H) fp32 carries h between launches."""
+    rows, units, row_ok, m2, lens = X.tile(lens_ptr, B, H, BB, BH, BH)
+    st = rows[:, None] * H + units[None, :]
+    h = C.load_f32(h_state + st, m2)
+    w = wp + tl.program_id(0) * H * BH
+    limit = X.poll_limit()
+    for s in range(s_begin, s_end):
+        t, valid = C.step_time(s, lens, REVERSE)
+        vm = valid[:, None]
+        mv = m2 & vm
+        at = (t * B + rows)[:, None] * H + units[None, :]
+        a = C.load_f32(ax + at, mv) + X.product(
+            hx + (s % 2) * B * H, w, rows, row_ok, H, BH, BB, BK, UPCAST, PRECISION
+        )
+        h_t = _activate(a, RELU)
+        if HAS_PROBE:
+            h_t += C.load_f32(probe + at, mv)
+        h = tl.where(vm, h_t, h)
+        C.store(y + at, tl.where(vm, h_t, 0.0), m2)
+        C.store(a_seq + at, tl.where(vm, a, 0.0), m2)
+        C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
+        if SYNC:
+            limit = X.barrier(sync + tl.program_id(1), (s + 1) * tl.num_programs(0), status,
+                              limit)
+    C.store(h_state + st, h, m2)
+
+
+@triton.jit(do_not_specialize=["s_begin", "s_end"])
+def _rnn_bwd_coop(
+    dy, dax, wp, dh_carry, a_seq, lens_ptr, da_seq, dh_seq, sync, status,
+    s_begin, s_end, T, B, H,
+    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
+    RELU: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Iterations k = s_begin .. s_end - 1 of T + 1 (iteration T completes dh0). dax
+    (2, B, H): the exchange of da; dh_carry (B, H) fp32: the gradient carried across
+    padding steps."""
+    rows, units, row_ok, m2, lens = X.tile(lens_ptr, B, H, BB, BU, BH)
+    st = rows[:, None] * H + units[None, :]
+    carry = C.load_f32(dh_carry + st, m2)
+    w = wp + tl.program_id(0) * H * BU
+    limit = X.poll_limit()
+    for k in range(s_begin, s_end):
+        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
+        vm = (valid & (lens * 0 + k < T))[:, None]  # iteration T: no step
+        mv = m2 & vm
+        dh_next = carry + X.product(dax + (k % 2) * B * H, w, rows, row_ok, H, BU, BB, BK,
+                                    UPCAST, PRECISION)
+        at = (t * B + rows)[:, None] * H + units[None, :]
+        dh = C.load_f32(dy + at, mv) + dh_next  # from the output and from step t+1
+        da = tl.where(vm, dh * _activate_grad(C.load_f32(a_seq + at, mv), RELU), 0.0)
+        carry = tl.where(vm, 0.0, dh_next)  # padding: the state passes through
+        if k < T:
+            C.store(da_seq + at, da, m2)
+            if STORE_DH:
+                C.store(dh_seq + at, tl.where(vm, dh, 0.0), m2)
+        C.store(dax + ((k + 1) % 2) * B * H + st, da, m2)
+        if SYNC:
+            limit = X.barrier(sync + tl.program_id(1), (k + 1) * tl.num_programs(0), status,
+                              limit)
+    C.store(dh_carry + st, carry, m2)
+
+
 # ----------------------------------------------------------------- tiled path
 
 
@@ -195,20 +272,48 @@ def rnn_forward(
     w = w_hh.contiguous()
     probe = h_probe.contiguous() if h_probe is not None else None
     HP = C.pad(H)
-    if not C.use_persistent(HP * HP):
+    n_w = HP * HP * x.element_size()  # bytes of W_hh on chip
+    path = C.choose_path(n_w, X.plan(B, H, 1, x.device))
+    if path == "cooperative":
+        try:
+            return _coop_forward(ax, h0, w, lens, probe, relu=relu, reverse=reverse)
+        except X.BarrierTimeout:
+            path = "tiled"
+    if path == "tiled":
         return C.run_tiled(
             "rnn_forward", _tiled_forward, (ax, h0, w, lens, probe), relu=relu, reverse=reverse
         )
     y = torch.empty_like(ax)
     a_seq = torch.empty_like(ax)
     h_n = x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x)
+    precision, upcast = C.dot_settings(x, held=True)
     _rnn_fwd_persistent[C.launch_grid(B)](
         ax, h0.contiguous(), w, lens, probe if probe is not None else y, y, h_n, a_seq, T, B, H,
         HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(HP * HP),
+        REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
     )
     return y, h_n, a_seq
+
+
+def _coop_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
+    """The cooperative kernel: all T steps in one launch, hidden units split across
+    programs."""
+    T, B, H = ax.shape
+    lay = X.plan(B, H, 1, ax.device)
+    y = torch.empty_like(ax)
+    a_seq = torch.empty_like(ax)
+    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
+    hx = torch.empty(2, B, H, dtype=w.dtype, device=ax.device)  # exchange of h_{t-1}
+    hx[0] = h0
+    precision, upcast = C.dot_settings(ax)
+    X.run(
+        _rnn_fwd_coop, lay, T,
+        (ax, hx, X.pack_forward(w, 1, lay), h_state, lens,
+         h_probe if h_probe is not None else y, y, a_seq),
+        k_size=H, B=B, H=H, RELU=relu, HAS_PROBE=h_probe is not None, REVERSE=reverse,
+        UPCAST=upcast, PRECISION=precision,
+    )
+    return y, h_state.to(ax.dtype), a_seq
 
 
 def _tiled_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
@@ -254,17 +359,26 @@ def rnn_backward(
     dy = dy.contiguous()
     a_seq = a_seq.contiguous()
     HP = C.pad(H)
-    if C.use_persistent(HP * HP):
+    n_w = HP * HP * x.element_size()  # bytes of W_hh on chip
+    path = C.choose_path(n_w, X.plan(B, H, 1, x.device))
+    if path == "cooperative":
+        try:
+            da_seq, dh0, dh_seq = _coop_backward(
+                dy, dh_n, w, a_seq, lens, relu=relu, reverse=reverse, need_dh=need_dh
+            )
+        except X.BarrierTimeout:
+            path = "tiled"
+    if path == "persistent":
         da_seq = torch.empty_like(a_seq)
         dh_seq = torch.empty_like(y) if need_dh else da_seq
         dh0 = torch.empty_like(h0)
-        precision, upcast = C.dot_settings(x)
+        precision, upcast = C.dot_settings(x, held=True)
         _rnn_bwd_persistent[C.launch_grid(B)](
             dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
             HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
-            UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(HP * HP),
+            UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
         )
-    else:
+    elif path == "tiled":
         da_seq, dh0, dh_seq = C.run_tiled(
             "rnn_backward", _tiled_backward, (dy, dh_n, w, a_seq, lens),
             relu=relu, reverse=reverse, need_dh=need_dh,
@@ -276,6 +390,24 @@ def rnn_backward(
     db = da_seq.sum(dim=(0, 1))
     dh_out = dh_seq if need_dh else empty_grad(y)
     return dx, dh0, dw_ih, dw_hh, db, dh_out
+
+
+def _coop_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):
+    """The cooperative kernel back: T steps and the final dh0 in one launch."""
+    T, B, H = a_seq.shape
+    lay = X.plan(B, H, 1, a_seq.device)
+    da_seq = torch.empty_like(a_seq)
+    dh_seq = torch.empty_like(a_seq) if need_dh else da_seq
+    dax = torch.zeros(2, B, H, dtype=w.dtype, device=a_seq.device)  # exchange of da
+    carry = dh_n.to(torch.float32, copy=True).contiguous()
+    precision, upcast = C.dot_settings(a_seq)
+    X.run(
+        _rnn_bwd_coop, lay, T + 1,
+        (dy, dax, X.pack_backward(w, lay), carry, a_seq, lens, da_seq, dh_seq),
+        k_size=H, T=T, B=B, H=H, BU=lay.BU, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
+        UPCAST=upcast, PRECISION=precision,
+    )
+    return da_seq, carry.to(dh_n.dtype), dh_seq
 
 
 def _tiled_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):

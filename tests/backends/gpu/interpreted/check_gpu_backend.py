@@ -13,10 +13,13 @@ import os
 
 import pytest
 import torch
+import triton
 
 import rnnlab
 from helpers import assert_rel_close
 from rnnlab import backends, ops
+from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.gpu import _coop as X
 
 DEVICE = torch.device(os.environ.get("RNNLAB_GPU_TEST_DEVICE", "cpu"))
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
@@ -106,8 +109,10 @@ def _compare(variant, p, lens, reverse, dtype, out_tol, grad_tol):
 # Execution paths as environment settings; CUDA graphs only where there is CUDA.
 PATHS = {
     "persistent": {"RNNLAB_GPU_PATH": "persistent"},
+    "cooperative": {"RNNLAB_GPU_PATH": "cooperative"},
     "tiled": {"RNNLAB_GPU_PATH": "tiled"},
-    **({"graphs": {"RNNLAB_GPU_PATH": "tiled", "RNNLAB_GPU_GRAPHS": "1"}}
+    **({"graphs": {"RNNLAB_GPU_PATH": "tiled", "RNNLAB_GPU_GRAPHS": "1"},
+        "cooperative-stepwise": {"RNNLAB_GPU_PATH": "cooperative", "RNNLAB_GPU_GRID_SYNC": "0"}}
        if DEVICE.type == "cuda" else {}),
 }
 
@@ -136,10 +141,114 @@ def test_several_programs_and_padded_blocks(variant, path):
 
 @pytest.mark.parametrize("variant", ["lstm", "gru"])
 def test_hidden_larger_than_a_tile(variant, monkeypatch):
-    """H = 70 > TILE_H: the tiled path (automatic at this size for LSTM/GRU) over 2 tiles."""
-    monkeypatch.setenv("RNNLAB_GPU_PATH", "auto")
+    """H = 70 > TILE_H: the tiled path over 2 hidden tiles."""
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "tiled")
     p, lens = _problem(variant, T=3, B=2, I=3, H=70, seed=7, lengths=False)
     _compare(variant, p, lens, False, torch.float32, 1e-5, 1e-4)
+
+
+COOP_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]  # the cells the cooperative path runs
+
+
+@pytest.mark.parametrize("variant", COOP_VARIANTS)
+def test_cooperative_row_tiles_and_wide_slices(variant, monkeypatch):
+    """Two row tiles (16 rows each, B = 19) and few programs, so each slice is wider than
+    the narrowest (BH doubles until the grid fits)."""
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
+    monkeypatch.setattr(X, "MAX_ROWS", 16)
+    monkeypatch.setattr(X, "INTERPRETER_PROGRAMS", 4)
+    H = 40
+    lay = X.plan(19, H, X_SLOTS[variant], DEVICE)
+    assert lay is not None and lay.NR == 2 and lay.NS * lay.NR <= 4 and lay.BH >= 16, lay
+    p, lens = _problem(variant, T=4, B=19, I=3, H=H, seed=11, lengths=True)
+    _compare(variant, p, lens, True, torch.float32, 1e-5, 1e-4)
+
+
+X_SLOTS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 4}
+
+
+@pytest.mark.skipif(DEVICE.type == "cuda", reason="forces the barrier into the interpreter")
+@pytest.mark.parametrize("variant", COOP_VARIANTS)
+def test_cooperative_single_launch_with_barriers(variant, monkeypatch):
+    """The one-launch mode with SYNC=True — the barrier itself — where the interpreter can
+    run it: one program per row tile (a tile's barrier then only waits for itself), two
+    row tiles with their own counters, every step of T in one launch."""
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
+    monkeypatch.setattr(X, "grid_sync_enabled", lambda device: True)
+    monkeypatch.setattr(X, "MAX_ROWS", 16)
+    launches = []
+    real_run = X.run
+
+    def counting_run(kernel, lay, steps, args, k_size, **meta):
+        launches.append((kernel.__name__, lay.grid, steps))
+        return real_run(kernel, lay, steps, args, k_size, **meta)
+
+    monkeypatch.setattr(X, "run", counting_run)
+    H = 16 if variant.startswith("rnn") else 4  # one slice: BH = H
+    p, lens = _problem(variant, T=5, B=19, I=3, H=H, seed=13, lengths=True)
+    _compare(variant, p, lens, False, torch.float32, 1e-5, 1e-4)
+    assert launches and all(grid == (1, 2) for _, grid, _ in launches), launches
+
+
+@pytest.mark.skipif(DEVICE.type == "cuda", reason="forces the barrier into the interpreter")
+def test_barrier_timeout_warns_and_recomputes_on_the_tiled_path(monkeypatch):
+    """Programs that never meet (here: run one after another by the interpreter, with a
+    poll limit of 3) flag the timeout; the host warns, turns the path off for the process
+    and returns the tiled path's correct result."""
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
+    monkeypatch.setattr(X, "grid_sync_enabled", lambda device: True)
+    monkeypatch.setattr(X, "MAX_POLLS", triton.language.constexpr(3))
+    monkeypatch.setattr(X, "_disabled", [])
+    p, lens = _problem("lstm", T=3, B=2, I=3, H=12, seed=17, lengths=False)  # 3 slices
+    with pytest.warns(RuntimeWarning, match="did not all reach a barrier"):
+        _compare("lstm", p, lens, False, torch.float32, 1e-5, 1e-4)
+    assert X._disabled and X.plan(2, 12, 4, DEVICE) is None
+    assert C.choose_path(10**9, X.plan(2, 12, 4, DEVICE)) == "tiled"
+
+
+def test_cooperative_layout_rules():
+    lay = X.layout(B=16, H=1024, slots=4, programs=132)  # H100: LSTM, B = 16
+    assert (lay.BB, lay.NR, lay.BH, lay.NS, lay.BU) == (16, 1, 8, 128, 16)
+    lay = X.layout(B=64, H=1024, slots=1, programs=132)  # RNN: 16 units at least
+    assert (lay.BB, lay.BH, lay.NS) == (64, 16, 64)
+    lay = X.layout(B=200, H=1024, slots=4, programs=132)  # 4 row tiles: wider slices
+    assert (lay.NR, lay.BH, lay.NS) == (4, 32, 32) and lay.NS * lay.NR <= 132
+    assert X.layout(B=4096, H=4096, slots=4, programs=132) is None  # slices past MAX_UNITS
+
+
+@pytest.mark.parametrize("slots,gates", [(1, 1), (4, 4), (4, 3)])
+def test_packed_slices_hold_the_right_weights(slots, gates):
+    H, K = 10, 10
+    w = torch.randn(gates * H, K)
+    lay = X.layout(B=3, H=H, slots=slots, programs=3)
+    fwd = X.pack_forward(w, slots, lay)
+    assert fwd.shape == (lay.NS, K, lay.BH * slots)
+    bwd = X.pack_backward(w, lay)
+    assert bwd.shape == (lay.NS, gates * H, lay.BU)
+    for p in range(lay.NS):
+        for j in range(lay.BH):
+            unit = p * lay.BH + j
+            for g in range(slots):
+                expected = w[g * H + unit] if unit < H and g < gates else torch.zeros(K)
+                assert torch.equal(fwd[p, :, j * slots + g], expected), (p, j, g)
+            expected = w[:, unit] if unit < H else torch.zeros(gates * H)
+            assert torch.equal(bwd[p, :, j], expected)
+        assert not bwd[p, :, lay.BH:].any()
+
+
+def test_path_rules(monkeypatch):
+    lay_one_tile = X.layout(B=8, H=512, slots=4, programs=132)
+    lay_two_tiles = X.layout(B=100, H=512, slots=4, programs=132)
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "auto")
+    assert C.choose_path(C.ON_CHIP_BYTES, lay_one_tile) == "persistent"
+    assert C.choose_path(C.ON_CHIP_BYTES + 1, lay_one_tile) == "cooperative"
+    assert C.choose_path(C.ON_CHIP_BYTES + 1, lay_two_tiles) == "tiled"
+    assert C.choose_path(None, None) == "tiled"
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
+    assert C.choose_path(1, lay_two_tiles) == "cooperative"
+    assert C.choose_path(1, None) == "tiled"  # a variant the cooperative kernel lacks
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "persistent")
+    assert C.choose_path(None, lay_one_tile) == "tiled"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])

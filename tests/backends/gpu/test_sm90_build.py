@@ -1,0 +1,152 @@
+"""Every kernel the gpu backend would launch on an H100/H200 builds for sm_90 — here, with
+no GPU: Triton compiles it to PTX and the ptxas in Triton's wheel assembles it.
+
+What this catches before any GPU time is spent: compiler crashes (Triton 3.9 crashed on
+the persistent kernels' fp32 FMA products, hence 3xTF32 there), register spills at the
+sizes the dispatcher picks (the block sizes and the on-chip budget come from the
+library's own rules, so changing them re-runs this), and a cooperative barrier that
+lost its release/acquire pair. Whether the kernels are *right* is the interpreter
+suite's job (test_interpreter.py); how fast they are, benchmarks/gpu_speed.py's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None, reason="triton is not installed"
+)
+
+HERE = Path(__file__).resolve().parent
+SMS = 132  # H100 SXM / H200: the cooperative grid is at most one program per SM
+DTYPES = {"fp32": 4, "bf16": 2}  # element bytes
+SLOTS = {"rnn": 1, "lstm": 4, "gru": 4}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _cooperative_cases() -> list[dict]:
+    from rnnlab.backends.gpu import _coop as X
+
+    cases = []
+    for family in ("rnn", "lstm", "gru"):
+        for dtype in DTYPES:
+            for B, H in ((1, 1024), (16, 768), (64, 1024), (64, 256)):
+                lay = X.layout(B, H, SLOTS[family], SMS)
+                assert lay is not None, (family, B, H)
+                for direction, k_size in (("fwd", H), ("bwd", GATES[family] * H)):
+                    settings = X.launch_settings(lay, k_size)
+                    consts = {
+                        "BB": settings["BB"], "BH": settings["BH"], "BK": settings["BK"],
+                        "REVERSE": False, "SYNC": True, "UPCAST": False,
+                        "PRECISION": "ieee",
+                    }
+                    if direction == "fwd":
+                        consts["HAS_PROBE"] = True
+                    else:
+                        consts.update(BU=lay.BU, STORE_DH=True)
+                    if family == "rnn":
+                        consts["RELU"] = False
+                    if family == "gru" and direction == "fwd":
+                        consts["HAS_BIAS"] = True
+                    cases.append({
+                        "name": f"{family}-{direction}-coop-{dtype}-B{B}-H{H}",
+                        "module": family, "kernel": f"_{family}_{direction}_coop",
+                        "dtype": dtype, "constexprs": consts,
+                        "num_warps": settings["num_warps"],
+                        "num_stages": settings["num_stages"],
+                    })
+    return cases
+
+
+def _largest_persistent(family: str, dtype: str) -> int:
+    """The largest padded H the dispatcher still sends to the persistent path."""
+    from rnnlab.backends.gpu import _common as C
+
+    HP = 16
+    while GATES[family] * (2 * HP) ** 2 * DTYPES[dtype] <= C.ON_CHIP_BYTES:
+        HP *= 2
+    return HP
+
+
+def _persistent_cases() -> list[dict]:
+    from rnnlab.backends.gpu import _common as C
+
+    cases = []
+    for family in ("rnn", "lstm", "gru"):
+        for dtype in DTYPES:
+            HP = _largest_persistent(family, dtype)
+            precision = "tf32x3" if dtype == "fp32" else "ieee"  # C.dot_settings(held=True)
+            variants = {"rnn": [{"RELU": False}],
+                        "lstm": [{"HAS_PROJ": False, "PP": HP}],
+                        "gru": [{"RESET_AFTER": True}, {"RESET_AFTER": False}]}[family]
+            if family == "lstm" and dtype == "bf16":  # fp32 with projection: tiled path
+                variants.append({"HAS_PROJ": True, "PP": HP // 2})
+            for variant in variants:
+                PP = variant.get("PP", HP)
+                weight_bytes = (GATES[family] * HP * PP + HP * PP * variant.get("HAS_PROJ", 0)
+                                ) * DTYPES[dtype]
+                for direction in ("fwd", "bwd"):
+                    consts = {"HP": HP, "BLOCK_B": C.BLOCK_B, "REVERSE": False,
+                              "UPCAST": False, "PRECISION": precision, **variant}
+                    if direction == "fwd":
+                        consts["HAS_PROBE"] = True
+                        if family == "gru":
+                            consts["HAS_BIAS"] = True
+                    else:
+                        consts["STORE_DH"] = True
+                    if family == "gru" and direction == "bwd":
+                        consts.pop("HAS_PROBE", None)
+                    tag = "-".join(f"{k}{int(v)}" for k, v in variant.items() if k != "PP")
+                    cases.append({
+                        "name": f"{family}-{direction}-persistent-{dtype}-HP{HP}-{tag}",
+                        "module": family, "kernel": f"_{family}_{direction}_persistent",
+                        "dtype": dtype, "constexprs": consts,
+                        "num_warps": C.num_warps(weight_bytes),
+                    })
+    return cases
+
+
+def _build(cases: list[dict], tmp_path: Path) -> dict[str, dict]:
+    spec = tmp_path / "cases.json"
+    spec.write_text(json.dumps(cases))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RNNLAB_", "TRITON_"))}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # Triton 3.9's default, without its warning
+    env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")
+    done = subprocess.run([sys.executable, str(HERE / "sm90" / "compile_sm90.py"), str(spec)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    built = {line["name"]: line for line in lines if "name" in line}
+    if done.returncode:
+        crashed = lines[-1].get("start") if lines else None
+        pytest.fail(f"building {crashed} for sm_90 failed (exit {done.returncode}):\n"
+                    f"{done.stderr[-3000:]}")
+    return built
+
+
+def test_cooperative_kernels_build_without_spills_and_keep_their_barrier(tmp_path):
+    cases = _cooperative_cases()
+    built = _build(cases, tmp_path)
+    for case in cases:
+        report = built[case["name"]]
+        assert report["spill_bytes"] == 0, report
+        if case["dtype"] == "bf16":  # exact fp32 ("ieee") runs on the FMA units instead
+            assert report["mma"] > 0, f"{case['name']}: the product left the tensor cores"
+        # one release add per barrier arrival, acquire loads before and in the spin loop
+        assert report["release_adds"] >= 1 and report["acquire_loads"] >= 1, report
+        assert report["volatile_loads"] >= 1, f"{case['name']}: exchange read not volatile"
+
+
+def test_persistent_kernels_build_without_spills(tmp_path):
+    cases = _persistent_cases()
+    built = _build(cases, tmp_path)
+    for case in cases:
+        report = built[case["name"]]
+        assert report["spill_bytes"] == 0, report
+        assert report["release_adds"] == 0, "the persistent path never synchronises programs"
