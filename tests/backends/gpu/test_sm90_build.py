@@ -113,6 +113,28 @@ def _persistent_cases() -> list[dict]:
     return cases
 
 
+def _tiled_cases() -> list[dict]:
+    """Every pointwise kernel of the tiled path, every flag on (they have no products)."""
+    import importlib
+
+    from rnnlab.backends.gpu import _common as C
+
+    cases = []
+    for family in ("rnn", "lstm", "gru"):
+        module = importlib.import_module(f"rnnlab.backends.gpu.{family}")
+        kernels = [name for name in vars(module) if name.startswith("_") and
+                   name.endswith("_tile")]
+        for name in kernels:
+            fn = getattr(module, name)
+            consts = {fn.arg_names[i]: True for i in fn.constexprs}
+            consts.update(TILE_B=C.TILE_B, TILE_H=C.TILE_H)
+            for dtype in DTYPES:
+                cases.append({"name": f"{family}-{name}-{dtype}", "module": family,
+                              "kernel": name, "dtype": dtype, "constexprs": consts,
+                              "num_warps": 4})
+    return cases
+
+
 def _build(cases: list[dict], tmp_path: Path) -> dict[str, dict]:
     spec = tmp_path / "cases.json"
     spec.write_text(json.dumps(cases))
@@ -150,3 +172,10 @@ def test_persistent_kernels_build_without_spills(tmp_path):
         report = built[case["name"]]
         assert report["spill_bytes"] == 0, report
         assert report["release_adds"] == 0, "the persistent path never synchronises programs"
+
+
+def test_tiled_kernels_build_without_spills(tmp_path):
+    cases = _tiled_cases()
+    assert len(cases) == 2 * 10, "a tiled kernel was added or lost: update this count"
+    built = _build(cases, tmp_path)
+    assert all(built[case["name"]]["spill_bytes"] == 0 for case in cases), built

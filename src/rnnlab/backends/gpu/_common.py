@@ -173,6 +173,20 @@ def step_time(s, lens, REVERSE: tl.constexpr):
 
 
 @triton.jit
+def tile_step(s, lens_ptr, B, N, TILE_B: tl.constexpr, TILE_H: tl.constexpr,
+              REVERSE: tl.constexpr):
+    """This program's (TILE_B, TILE_H) tile of a (B, N) step of the tiled path: its rows,
+    columns and their mask, and per row the time index of iteration s (int64) and its
+    validity as a (TILE_B, 1) column."""
+    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
+    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
+    m2 = (rows < B)[:, None] & (cols < N)[None, :]
+    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
+    t, valid = step_time(s, lens, REVERSE)
+    return rows, cols, m2, t, valid[:, None]
+
+
+@triton.jit
 def tanh(x):
     """tanh(x) = sign(x) (1 - e^{-2|x|}) / (1 + e^{-2|x|}): no overflow for any x."""
     e = tl.exp(-2.0 * tl.abs(x))

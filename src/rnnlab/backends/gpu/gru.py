@@ -277,12 +277,7 @@ def _gru_rz_tile(
 ):
     """Reset before, first half of a step: r, z from gh = h·W_rzᵀ + b_rz, and r ⊙ h for
     the GEMM hn = (r ⊙ h)·W_hnᵀ + b_hn."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     mv = m2 & vm
     tb = t * B + rows
     xt = tb[:, None] * (3 * H) + cols[None, :]
@@ -305,12 +300,7 @@ def _gru_fwd_tile(
 ):
     """A step after its GEMM: with the reset after, gh = h·W_hhᵀ + b_hh (B, 3H); before,
     gh = hn (B, H) and r, z were stored by ``_gru_rz_tile``."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     mv = m2 & vm
     tb = t * B + rows
     xt = tb[:, None] * (3 * H) + cols[None, :]
@@ -352,12 +342,7 @@ def _gru_bwd_tile(
     Reset before: leaves dz in dpre_mm (B, 2H) and dn in dn_mm for drh = dn·W_hn;
     ``_gru_bwd_r_tile`` finishes the step.
     """
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     mv = m2 & vm
     tb = t * B + rows
     xt = tb[:, None] * (3 * H) + cols[None, :]
@@ -395,12 +380,7 @@ def _gru_bwd_r_tile(
     TILE_B: tl.constexpr, TILE_H: tl.constexpr, REVERSE: tl.constexpr,
 ):
     """Reset before, second half of a step back, after the GEMM drh = dn·W_hn."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     mv = m2 & vm
     tb = t * B + rows
     st = rows[:, None] * H + cols[None, :]

@@ -314,12 +314,7 @@ def _lstm_fwd_tile(
 ):
     """One step after the GEMM gh = h·W_hhᵀ (B, 4H). With a projection it leaves m_t in
     m_mm for the GEMM h_t = m_t·W_hrᵀ and ``_commit_tile`` finishes the step."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     mv = m2 & vm
     tb = t * B + rows
     gt = tb[:, None] * (4 * H) + cols[None, :]
@@ -357,12 +352,7 @@ def _commit_tile(
     REVERSE: tl.constexpr,
 ):
     """Projection, end of a step: h_t = hp (+ probe), masked into the state and y."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < P)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, P, TILE_B, TILE_H, REVERSE)
     yt = (t * B + rows)[:, None] * P + cols[None, :]
     st = rows[:, None] * P + cols[None, :]
     h_t = C.load_f32(hp + st, m2)
@@ -381,12 +371,7 @@ def _dh_tile(
     TILE_B: tl.constexpr, TILE_H: tl.constexpr, REVERSE: tl.constexpr,
 ):
     """Projection, start of a step back: dh_t = dy_t + dh_next, for the GEMM dm = dh·W_hr."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < P)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, P, TILE_B, TILE_H, REVERSE)
     yt = (t * B + rows)[:, None] * P + cols[None, :]
     st = rows[:, None] * P + cols[None, :]
     dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
@@ -406,12 +391,7 @@ def _lstm_bwd_tile(
 ):
     """One step back. Without a projection dh_t = dy_t + dh_dir + rec (rec = dpre_{t+1}·W_hh
     from the last GEMM); with one, dm_t was computed by ``_dh_tile`` and a GEMM."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     mv = m2 & vm
     tb = t * B + rows
     gt = tb[:, None] * (4 * H) + cols[None, :]

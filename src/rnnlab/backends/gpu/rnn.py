@@ -204,12 +204,7 @@ def _rnn_fwd_tile(
     REVERSE: tl.constexpr,
 ):
     """One step: gh = h·W_hhᵀ was computed by a GEMM; the rest of the cell, fused."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     at = (t * B + rows)[:, None] * H + cols[None, :]
     st = rows[:, None] * H + cols[None, :]
     a = C.load_f32(ax + at, m2 & vm) + C.load_f32(gh + st, m2)
@@ -231,12 +226,7 @@ def _rnn_bwd_tile(
     REVERSE: tl.constexpr,
 ):
     """One step back: dh_next = dh_dir + rec, where rec = da_{t+1}·W_hh came from a GEMM."""
-    rows = tl.program_id(0) * TILE_B + tl.arange(0, TILE_B)
-    cols = tl.program_id(1) * TILE_H + tl.arange(0, TILE_H)
-    m2 = (rows < B)[:, None] & (cols < H)[None, :]
-    lens = tl.load(lens_ptr + rows, mask=rows < B, other=0)
-    t, valid = C.step_time(s, lens, REVERSE)
-    vm = valid[:, None]
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
     at = (t * B + rows)[:, None] * H + cols[None, :]
     st = rows[:, None] * H + cols[None, :]
     dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)

@@ -22,7 +22,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-INTS = {"T", "B", "H", "P", "s_begin", "s_end"}
+INTS = {"s", "T", "B", "H", "P", "s_begin", "s_end"}
 INT_POINTERS = {"lens_ptr", "sync", "status"}
 FP32_POINTERS = {"h_state", "c_state", "dh_carry", "dc_state"}  # fp32 carries, any dtype
 
