@@ -55,7 +55,7 @@ from rnnlab.backends.gpu import _common as C
 SYNC_VAR = "RNNLAB_GPU_GRID_SYNC"
 MAX_ROWS = 64  # batch rows per program (tile); more rows -> more row tiles
 MAX_UNITS = 64  # a slice wider than this makes the per-step product too long: tiled path
-MAX_K = 64  # the product h·W_slice runs over the reduction dimension in chunks of this
+MAX_K = 64  # the product h·W_slice reduces over K in chunks of at most this
 INTERPRETER_PROGRAMS = 128  # the "SM count" that bounds the grid in Triton's interpreter
 MAX_POLLS = tl.constexpr(1 << 22)  # spins on a barrier before a program gives up (~2-4 s)
 _disabled: list[str] = []  # set to the reason once a barrier has timed out
@@ -108,13 +108,14 @@ def plan(B: int, H: int, slots: int, device: torch.device) -> Layout | None:
     return layout(B, H, slots, programs)
 
 
-def launch_settings(lay: Layout, k_size: int) -> dict[str, int]:
+def launch_settings(lay: Layout, k_size: int, itemsize: int) -> dict[str, int]:
     """Block sizes and launch options of a cooperative kernel whose product reduces over
-    k_size: chunks of BK = 64 at 8 warps are the largest that ptxas builds without
-    register spills for 16 to 64 rows, fp32 and bf16, every cell (sm_90:
-    tests/backends/gpu/test_sm90_build.py)."""
-    return dict(BB=lay.BB, BH=lay.BH, BK=min(MAX_K, C.pad(k_size)), num_stages=1,
-                num_warps=8)
+    k_size, for operands of this many bytes: 8 warps, four chunks of BK columns in flight
+    (BK = 2048 / BB, at most 64 in bf16 and 32 in fp32, whose FMA products hold more in
+    registers) — what ptxas builds without register spills for 16 to 64 rows, every
+    cell (sm_90: tests/backends/gpu/test_sm90_build.py)."""
+    BK = min(MAX_K if itemsize < 4 else MAX_K // 2, C.pad(k_size), 2048 // lay.BB)
+    return dict(BB=lay.BB, BH=lay.BH, BK=BK, num_stages=1, num_warps=8)
 
 
 def pack_forward(w_hh: Tensor, slots: int, lay: Layout) -> Tensor:
@@ -157,7 +158,7 @@ def run(kernel: Callable, lay: Layout, steps: int, args: tuple, k_size: int, **m
     device = args[0].device
     sync = grid_sync_enabled(device)
     flags = torch.zeros(lay.NR + 1, dtype=torch.int32, device=device)  # counters, status
-    consts = {**launch_settings(lay, k_size), **meta}
+    consts = {**launch_settings(lay, k_size, args[0].element_size()), **meta}
     if sync:
         kernel[lay.grid](*args, flags, flags[lay.NR:], 0, steps, SYNC=True, **consts)
         capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
@@ -195,17 +196,35 @@ def tile(lens_ptr, B, H, BB: tl.constexpr, BU: tl.constexpr, BH: tl.constexpr):
 def product(ex, w, rows, row_ok, K, N: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr,
             UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """(BB, N) fp32 = ex[rows, :K] · w[:K, :N]; ex (B, K) the exchange half, w this
-    program's packed slice (K, N). The exchange is read volatile: written by other programs."""
+    program's packed slice (K, N).
+
+    K goes in groups of four BK-chunks, each chunk into its own accumulator: a group's
+    loads are all in flight together and the tensor-core chain a step waits for is a
+    quarter of K long. (Unrolling all of K spills at K = 4H.) The exchange is read
+    volatile: other programs wrote it.
+    """
     n = tl.arange(0, N)
-    acc = tl.zeros((BB, N), tl.float32)
-    for k0 in range(0, K, BK):
-        kk = k0 + tl.arange(0, BK)
-        k_ok = kk < K
-        a = tl.load(ex + rows[:, None] * K + kk[None, :], mask=row_ok[:, None] & k_ok[None, :],
-                    other=0.0, volatile=True)
-        b = tl.load(w + kk[:, None] * N + n[None, :], mask=k_ok[:, None], other=0.0)
-        acc += C.mm(a, b, UPCAST, PRECISION)
-    return acc
+    acc0 = tl.zeros((BB, N), tl.float32)
+    acc1 = tl.zeros((BB, N), tl.float32)
+    acc2 = tl.zeros((BB, N), tl.float32)
+    acc3 = tl.zeros((BB, N), tl.float32)
+    for k0 in range(0, K, 4 * BK):
+        for c in tl.static_range(4):
+            kk = k0 + c * BK + tl.arange(0, BK)
+            k_ok = kk < K
+            a = tl.load(ex + rows[:, None] * K + kk[None, :],
+                        mask=row_ok[:, None] & k_ok[None, :], other=0.0, volatile=True)
+            b = tl.load(w + kk[:, None] * N + n[None, :], mask=k_ok[:, None], other=0.0)
+            part = C.mm(a, b, UPCAST, PRECISION)
+            if c == 0:
+                acc0 += part
+            elif c == 1:
+                acc1 += part
+            elif c == 2:
+                acc2 += part
+            else:
+                acc3 += part
+    return (acc0 + acc1) + (acc2 + acc3)
 
 
 @triton.jit
