@@ -2,9 +2,12 @@
 
 One prepared run, correctness first, then timing:
 
-1. correctness: rnnlab.nn (gpu backend forced, both execution paths) vs torch.nn on cuDNN
-   with the same weights — outputs, final states and every gradient — in fp32 (TF32 off
-   on both sides) and bf16 (looser tolerance). Any failure stops the run before timing.
+1. correctness: rnnlab.nn (gpu backend forced, every execution path: persistent,
+   cooperative — also launched once per step, to tell a barrier fault from an arithmetic
+   one — tiled, tiled in a CUDA graph) vs torch.nn on cuDNN with the same weights —
+   outputs, final states and every gradient — in fp32 (TF32 off on both sides) and bf16
+   (looser tolerance), H up to 1024. A path that fails any check is not timed (exit 1);
+   a cooperative barrier that timed out (the kernel's fallback) counts as a failure.
 2. timing on the issue's grid B ∈ {1, 16, 64, 256}, H ∈ {128, 512, 1024}, T ∈ {256, 1024},
    RNN (tanh) / LSTM / GRU, forward and forward+backward, fp32 and bf16: CUDA events,
    warm-up, rnnlab and cuDNN interleaved, medians. FlashRNN (fused CUDA kernel) joins
@@ -132,10 +135,11 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.float() - b.float()).abs().max().item() / scale
 
 
-def check_correctness(args, sizes: tuple[int, ...] = (32, 256), T: int = 48) -> list[dict]:
-    """rnnlab (gpu backend) vs cuDNN per cell, dtype and path: one size where the persistent
-    path is rnnlab's own choice and one that needs the tiled path (the persistent path is
-    checked where its weights fit the library's on-chip budget)."""
+def check_correctness(args, sizes: tuple[int, ...], T: int) -> list[dict]:
+    """rnnlab (gpu backend) vs cuDNN per cell, dtype, size and path: a size the persistent
+    path takes, and sizes (up to the grid's largest H) where rnnlab picks the cooperative
+    kernel — every path is checked wherever it can run (the persistent one within the
+    library's on-chip budget), the cooperative one also launched once per step."""
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     paths = list(args.paths) + (["stepwise"] if "cooperative" in args.paths else [])
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         args.B, args.H, args.T = [16], [128, 1024], [256]
     _fail_fast(args.smoke)
     global DEVICE
-    check_sizes, check_T = (32, 256), 48
+    check_sizes, check_T = (32, 256, 1024), 48
     if args.smoke:
         DEVICE = torch.device("cpu")
         args.B, args.H, args.T, args.loop_B, args.loop_T = [2], [16, 80], [3], [2], [3]

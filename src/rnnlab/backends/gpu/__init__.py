@@ -6,25 +6,39 @@ the kernels run only h·W_hhᵀ plus the cell's pointwise math, step after step,
 the gates for backward (and for gate recording). State and accumulation are fp32 for
 fp32 and bf16 tensors alike.
 
-Two execution paths, chosen per call by the size of the recurrent weights:
+Three execution paths, chosen per call (``_common.choose_path``; ``RNNLAB_GPU_PATH``
+forces one):
 
 persistent   One program per tile of 16 samples loops over all T steps inside the
-             kernel. W_hh (and W_hr) are loaded once, before the time loop, and stay on
-             chip for the whole sequence; h and c never leave the program. The hidden
-             dimension is not split across programs — a program owns every hidden unit
-             of its rows — so programs never synchronise: step t+1 only needs what the
-             same program computed at step t. Chosen while the padded weights fit
-             ``ON_CHIP_ELEMENTS`` (16K values: RNN H ≤ 128, LSTM and GRU H ≤ 64).
-             Per step and program: one (16 × P)·(P × G) product on the tensor cores
-             (bf16) or FMA units (exact fp32), no weight traffic; the floor is the
-             latency of the dependent chain dot → pointwise → next dot (~1 µs expected).
+             kernel. W_hh (and W_hr) are loaded once, before the time loop, and stay in
+             registers for the whole sequence; h and c never leave the program. The
+             hidden dimension is not split — a program owns every unit of its rows — so
+             programs never synchronise. Chosen while the padded weights fit
+             ``ON_CHIP_BYTES`` (32 KiB: bf16 RNN H ≤ 128, LSTM/GRU H ≤ 64; fp32 RNN
+             H ≤ 64, LSTM/GRU H ≤ 32). fp32 products run as 3xTF32 here (see
+             ``_common.dot_settings``). Per step: one (16 × P)·(P × G) product, no weight
+             traffic; the floor is the dependent chain dot → pointwise → next dot.
+cooperative  One persistent kernel for larger H (see :mod:`._coop`): each program owns a
+             slice of BH hidden units (all gates of them) for a tile of ≤ 64 rows, the
+             grid is at most one program per SM, and the programs of a row tile meet at
+             a grid barrier (release/acquire counter) after every step, exchanging h (or,
+             backward, the gate gradients) through a double-buffered (2, B, ·) buffer
+             in L2. Each program rereads only its own W_hh slice (LSTM H = 1024 bf16:
+             64 KiB on each of 128 SMs), so per step the whole W_hh is read from the
+             SMs' caches in parallel instead of from HBM/L2 by one GEMM. RNN, LSTM
+             without projection and the reset-after GRU (torch.nn's). Chosen above the
+             persistent budget while B ≤ 64.
 tiled        Per step, the GEMM h·W_hhᵀ (cuBLAS over all SMs, W_hh streamed from L2)
              and one fused pointwise Triton kernel over a (batch, hidden) grid; the LSTM
              projection and the reset-before GRU add one GEMM and one small kernel each.
              No host synchronisation, allocation or data-dependent shape inside the
-             loop, so ``RNNLAB_GPU_GRAPHS=1`` can replay it from a CUDA graph. Per step
-             the roofline is G·P weight bytes from L2 (LSTM H = 1024, bf16: 8 MiB,
-             ≈ 1.5 µs at ~5.5 TB/s) plus two launch latencies.
+             loop, so ``RNNLAB_GPU_GRAPHS=1`` can replay it from a CUDA graph. Used for
+             B > 64, LSTM projection and the reset-before GRU above the persistent size.
+
+Every kernel is checked to build for sm_90 (H100/H200) without running out of registers
+(tests/backends/gpu/test_sm90_build.py, no GPU needed), and runs — all but the
+cooperative barrier itself, which needs programs running at once — through Triton's
+interpreter in the conformance suite. GPU speed has not been measured yet.
 
 Time order, variable lengths and reverse are per sample inside the kernels (see
 :mod:`._common`); padding steps are never read and written as zeros. The function
