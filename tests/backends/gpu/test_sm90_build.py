@@ -37,7 +37,7 @@ def _cooperative_cases() -> list[dict]:
     cases = []
     for family in ("rnn", "lstm", "gru"):
         for dtype in DTYPES:
-            for B, H in ((1, 1024), (16, 768), (64, 1024), (64, 256)):
+            for B, H in ((1, 1024), (16, 768), (32, 512), (64, 1024), (64, 256)):
                 lay = X.layout(B, H, SLOTS[family], SMS)
                 assert lay is not None, (family, B, H)
                 for direction, k_size in (("fwd", H), ("bwd", GATES[family] * H)):
@@ -61,6 +61,7 @@ def _cooperative_cases() -> list[dict]:
                         "dtype": dtype, "constexprs": consts,
                         "num_warps": settings["num_warps"],
                         "num_stages": settings["num_stages"],
+                        "maxnreg": settings["maxnreg"],
                     })
     return cases
 

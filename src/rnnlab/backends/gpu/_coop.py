@@ -110,12 +110,16 @@ def plan(B: int, H: int, slots: int, device: torch.device) -> Layout | None:
 
 def launch_settings(lay: Layout, k_size: int, itemsize: int) -> dict[str, int]:
     """Block sizes and launch options of a cooperative kernel whose product reduces over
-    k_size, for operands of this many bytes: 8 warps, four chunks of BK columns in flight
-    (BK = 2048 / BB, at most 64 in bf16 and 32 in fp32, whose FMA products hold more in
-    registers) — what ptxas builds without register spills for 16 to 64 rows, every
-    cell (sm_90: tests/backends/gpu/test_sm90_build.py)."""
-    BK = min(MAX_K if itemsize < 4 else MAX_K // 2, C.pad(k_size), 2048 // lay.BB)
-    return dict(BB=lay.BB, BH=lay.BH, BK=BK, num_stages=1, num_warps=8)
+    k_size, for operands of this many bytes: 8 warps, groups of four chunks of BK
+    columns in flight; BK = 64 for bf16 at 16 rows, halved for more rows and again for
+    fp32 (its FMA products hold more in registers) — the largest that ptxas builds
+    without running out of registers, every cell (sm_90:
+    tests/backends/gpu/test_sm90_build.py)."""
+    BK = MAX_K // (1 if lay.BB <= 16 else 2) // (1 if itemsize <= 2 else 2)
+    # maxnreg: one program per SM by design, so it may take the whole register file;
+    # without it ptxas aims for two programs an SM (128 registers) and spills.
+    return dict(BB=lay.BB, BH=lay.BH, BK=min(BK, C.pad(k_size)), num_stages=1, num_warps=8,
+                maxnreg=255)
 
 
 def pack_forward(w_hh: Tensor, slots: int, lay: Layout) -> Tensor:
@@ -193,37 +197,41 @@ def tile(lens_ptr, B, H, BB: tl.constexpr, BU: tl.constexpr, BH: tl.constexpr):
 
 
 @triton.jit
+def _chunk(ex, w, rows, row_ok, K, k0, N: tl.constexpr, BK: tl.constexpr):
+    """Columns k0 .. k0 + BK - 1 of the exchange rows (BB, BK) and of the slice (BK, N)."""
+    kk = k0 + tl.arange(0, BK)
+    k_ok = kk < K
+    a = tl.load(ex + rows[:, None] * K + kk[None, :], mask=row_ok[:, None] & k_ok[None, :],
+                other=0.0, volatile=True)
+    b = tl.load(w + kk[:, None] * N + tl.arange(0, N)[None, :], mask=k_ok[:, None], other=0.0)
+    return a, b
+
+
+@triton.jit
 def product(ex, w, rows, row_ok, K, N: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr,
             UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """(BB, N) fp32 = ex[rows, :K] · w[:K, :N]; ex (B, K) the exchange half, w this
     program's packed slice (K, N).
 
-    K goes in groups of four BK-chunks, each chunk into its own accumulator: a group's
-    loads are all in flight together and the tensor-core chain a step waits for is a
-    quarter of K long. (Unrolling all of K spills at K = 4H.) The exchange is read
-    volatile: other programs wrote it.
+    K goes in groups of four BK-chunks: all eight loads of a group are issued before its
+    first product (each product stages its operands through shared memory behind a
+    barrier, which would otherwise serialise the loads' latencies), and each chunk has
+    its own accumulator, so the tensor-core chain a step waits for is a quarter of K
+    long. The exchange is read volatile: other programs wrote it.
     """
-    n = tl.arange(0, N)
     acc0 = tl.zeros((BB, N), tl.float32)
     acc1 = tl.zeros((BB, N), tl.float32)
     acc2 = tl.zeros((BB, N), tl.float32)
     acc3 = tl.zeros((BB, N), tl.float32)
     for k0 in range(0, K, 4 * BK):
-        for c in tl.static_range(4):
-            kk = k0 + c * BK + tl.arange(0, BK)
-            k_ok = kk < K
-            a = tl.load(ex + rows[:, None] * K + kk[None, :],
-                        mask=row_ok[:, None] & k_ok[None, :], other=0.0, volatile=True)
-            b = tl.load(w + kk[:, None] * N + n[None, :], mask=k_ok[:, None], other=0.0)
-            part = C.mm(a, b, UPCAST, PRECISION)
-            if c == 0:
-                acc0 += part
-            elif c == 1:
-                acc1 += part
-            elif c == 2:
-                acc2 += part
-            else:
-                acc3 += part
+        a0, b0 = _chunk(ex, w, rows, row_ok, K, k0, N, BK)
+        a1, b1 = _chunk(ex, w, rows, row_ok, K, k0 + BK, N, BK)
+        a2, b2 = _chunk(ex, w, rows, row_ok, K, k0 + 2 * BK, N, BK)
+        a3, b3 = _chunk(ex, w, rows, row_ok, K, k0 + 3 * BK, N, BK)
+        acc0 += C.mm(a0, b0, UPCAST, PRECISION)
+        acc1 += C.mm(a1, b1, UPCAST, PRECISION)
+        acc2 += C.mm(a2, b2, UPCAST, PRECISION)
+        acc3 += C.mm(a3, b3, UPCAST, PRECISION)
     return (acc0 + acc1) + (acc2 + acc3)
 
 

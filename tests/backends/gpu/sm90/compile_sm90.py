@@ -57,7 +57,8 @@ def build(case: dict) -> dict:
     kernel = triton.compile(
         ASTSource(fn=fn, signature=signature, constexprs=consts),
         target=GPUTarget("cuda", 90, 32),
-        options={"num_warps": case["num_warps"], "num_stages": case.get("num_stages", 3)},
+        options={"num_warps": case["num_warps"], "num_stages": case.get("num_stages", 3),
+                 **({"maxnreg": case["maxnreg"]} if case.get("maxnreg") else {})},
     )
     ptx = kernel.asm["ptx"]
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
