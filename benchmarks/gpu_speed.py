@@ -98,12 +98,14 @@ def _gpu_path(path: str) -> Iterator[None]:
 
 def _path_fits(path: str, cell: str, H: int, dtype: torch.dtype) -> bool:
     """The persistent path keeps W_hh in one program's registers: only up to the library's
-    budget (forcing it further would time a kernel that spills)."""
+    budget and not for exact fp32 (forcing it there would time the tiled fallback)."""
     from rnnlab.backends.gpu import _common
 
     padded = _common.pad(H)  # the kernel's block size
-    weight_bytes = CELLS[cell][0] * padded * padded * dtype.itemsize
-    return path != "persistent" or weight_bytes <= _common.ON_CHIP_BYTES
+    weight_bytes = _common.on_chip_bytes(CELLS[cell][0] * padded * padded,
+                                         torch.empty(0, dtype=dtype, device=DEVICE))
+    return path != "persistent" or (weight_bytes is not None
+                                    and weight_bytes <= _common.ON_CHIP_BYTES)
 
 
 def _barrier_failed() -> str | None:

@@ -2,7 +2,8 @@
 no GPU: Triton compiles it to PTX and the ptxas in Triton's wheel assembles it.
 
 What this catches before any GPU time is spent: compiler crashes (Triton 3.9 crashed on
-the persistent kernels' fp32 FMA products, hence 3xTF32 there), register spills at the
+the persistent kernels' exact-fp32 FMA products, so those run only as 3xTF32 and exact
+fp32 takes the cooperative kernel), register spills at the
 sizes the dispatcher picks (the block sizes and the on-chip budget come from the
 library's own rules, so changing them re-runs this), and a cooperative barrier that
 lost its release/acquire pair. Whether the kernels are *right* is the interpreter
@@ -83,7 +84,8 @@ def _persistent_cases() -> list[dict]:
     for family in ("rnn", "lstm", "gru"):
         for dtype in DTYPES:
             HP = _largest_persistent(family, dtype)
-            precision = "tf32x3" if dtype == "fp32" else "ieee"  # C.dot_settings(held=True)
+            # fp32 runs persistent only as 3xTF32 ("high"); exact fp32 goes cooperative
+            precision = "tf32x3" if dtype == "fp32" else "ieee"
             variants = {"rnn": [{"RELU": False}],
                         "lstm": [{"HAS_PROJ": False, "PP": HP}],
                         "gru": [{"RESET_AFTER": True}, {"RESET_AFTER": False}]}[family]

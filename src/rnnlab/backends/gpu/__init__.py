@@ -14,10 +14,12 @@ persistent   One program per tile of 16 samples loops over all T steps inside th
              registers for the whole sequence; h and c never leave the program. The
              hidden dimension is not split — a program owns every unit of its rows — so
              programs never synchronise. Chosen while the padded weights fit
-             ``ON_CHIP_BYTES`` (32 KiB: bf16 RNN H ≤ 128, LSTM/GRU H ≤ 64; fp32 RNN
-             H ≤ 64, LSTM/GRU H ≤ 32). fp32 products run as 3xTF32 here (see
-             ``_common.dot_settings``). Per step: one (16 × P)·(P × G) product, no weight
-             traffic; the floor is the dependent chain dot → pointwise → next dot.
+             ``ON_CHIP_BYTES`` (32 KiB: bf16 RNN H ≤ 128, LSTM/GRU H ≤ 64). fp32 only
+             with TF32-class products allowed (torch's matmul precision "high" or
+             "medium": RNN H ≤ 64, LSTM/GRU H ≤ 32); exact fp32 takes the cooperative
+             kernel (see ``_common.on_chip_bytes``). Per step: one (16 × P)·(P × G)
+             product, no weight traffic; the floor is the dependent chain dot →
+             pointwise → next dot.
 cooperative  One persistent kernel for larger H (see :mod:`._coop`): each program owns a
              slice of BH hidden units (all gates of them) for a tile of ≤ 64 rows, the
              grid is at most one program per SM, and the programs of a row tile meet at
@@ -26,8 +28,8 @@ cooperative  One persistent kernel for larger H (see :mod:`._coop`): each progra
              in L2. Each program rereads only its own W_hh slice (LSTM H = 1024 bf16:
              64 KiB on each of 128 SMs), so per step the whole W_hh is read from the
              SMs' caches in parallel instead of from HBM/L2 by one GEMM. RNN, LSTM
-             without projection and the reset-after GRU (torch.nn's). Chosen above the
-             persistent budget while B ≤ 64.
+             without projection and the reset-after GRU (torch.nn's). Chosen where the
+             persistent kernel does not run, while B ≤ 64.
 tiled        Per step, the GEMM h·W_hhᵀ (cuBLAS over all SMs, W_hh streamed from L2)
              and one fused pointwise Triton kernel over a (batch, hidden) grid; the LSTM
              projection and the reset-before GRU add one GEMM and one small kernel each.

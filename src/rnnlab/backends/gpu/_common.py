@@ -79,23 +79,32 @@ def choose_path(weight_bytes: int | None, coop: Layout | None) -> str:
     return "cooperative" if coop is not None and coop.NR == 1 else "tiled"
 
 
-def dot_settings(x: Tensor, held: bool = False) -> tuple[str, bool]:
+def dot_settings(x: Tensor) -> tuple[str, bool]:
     """(input_precision for fp32 tl.dot, upcast flag).
 
     fp32 follows torch's matmul precision setting: "highest" (the default) -> exact
-    fp32 ("ieee", FMA units), "high" -> 3xTF32, "medium" -> TF32. One exception, for
-    kernels that hold the weights in registers (``held``, the persistent path): Triton
-    3.9's sm_90 code generator crashes (an LLVM SLP-vectorizer assertion) or spills on
-    their fp32 FMA products, so there "highest" runs as 3xTF32 on the tensor cores —
-    products within ~1e-6 relative of fp32, checked against torch.nn on a GPU by
-    benchmarks/gpu_speed.py. bf16 operands always run on the tensor cores with fp32
-    accumulation. Triton's interpreter multiplies bf16 blocks wrongly, so there the bf16
-    operands are upcast to fp32 after rounding — the same products, computed exactly.
+    fp32 ("ieee", FMA units), "high" -> 3xTF32, "medium" -> TF32. bf16 operands always
+    run on the tensor cores with fp32 accumulation. Triton's interpreter multiplies bf16
+    blocks wrongly, so there the bf16 operands are upcast to fp32 after rounding — the
+    same products, computed exactly.
     """
     if interpreting(x.device):
         return "ieee", x.dtype == torch.bfloat16
-    precision = {"highest": "tf32x3" if held else "ieee", "high": "tf32x3", "medium": "tf32"}
+    precision = {"highest": "ieee", "high": "tf32x3", "medium": "tf32"}
     return precision[torch.get_float32_matmul_precision()], False
+
+
+def on_chip_bytes(weight_elements: int, x: Tensor) -> int | None:
+    """Bytes of padded weights a persistent program would hold in registers, or None where
+    the persistent kernel does not run: exact fp32 products (precision "highest") on a
+    GPU, whose FMA form with the weights held in registers Triton 3.9 cannot build for
+    sm_90 (an LLVM SLP-vectorizer assertion, or hundreds of bytes of spills:
+    tests/backends/gpu/test_sm90_build.py). Those take the cooperative or tiled path;
+    with torch.set_float32_matmul_precision("high") fp32 runs persistent as 3xTF32."""
+    if (x.dtype == torch.float32 and not interpreting(x.device)
+            and torch.get_float32_matmul_precision() == "highest"):
+        return None
+    return weight_elements * x.element_size()
 
 
 def num_warps(weight_bytes: int) -> int:

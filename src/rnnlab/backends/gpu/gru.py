@@ -418,7 +418,7 @@ def gru_forward(
     bias = b_hh.contiguous() if b_hh is not None else None
     probe = h_probe.contiguous() if h_probe is not None else None
     HP = C.pad(H)
-    n_w = 3 * HP * HP * x.element_size()  # bytes of W_hh on chip
+    n_w = C.on_chip_bytes(3 * HP * HP, x)
     path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if reset_after else None)
     if path == "cooperative":
         try:
@@ -433,7 +433,7 @@ def gru_forward(
     y = x.new_empty(T, B, H)
     gates = x.new_empty(T, B, 4 * H)
     h_n = x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x, held=True)
+    precision, upcast = C.dot_settings(x)
     _gru_fwd_persistent[C.launch_grid(B)](
         gx, h0.contiguous(), w, bias if bias is not None else w, lens,
         probe if probe is not None else y, y, h_n, gates, T, B, H,
@@ -531,7 +531,7 @@ def gru_backward(
     gates = gates.contiguous()
     h_prev_seq = previous_states(y, h0, lengths, reverse).contiguous()
     HP = C.pad(H)
-    n_w = 3 * HP * HP * x.element_size()  # bytes of W_hh on chip
+    n_w = C.on_chip_bytes(3 * HP * HP, x)
     path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if reset_after else None)
     if path == "cooperative":
         try:
@@ -544,7 +544,7 @@ def gru_backward(
         dgx = x.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
         dh_seq = torch.empty_like(y) if need_dh else dgx
         dh0 = torch.empty_like(h0)
-        precision, upcast = C.dot_settings(x, held=True)
+        precision, upcast = C.dot_settings(x)
         _gru_bwd_persistent[C.launch_grid(B)](
             dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
             HP=HP, BLOCK_B=C.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,

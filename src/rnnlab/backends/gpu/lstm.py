@@ -421,15 +421,14 @@ def _lstm_bwd_tile(
 # ----------------------------------------------------------------- host functions
 
 
-def _on_chip_bytes(H: int, P: int, proj: bool, dtype: torch.dtype) -> int | None:
-    """Bytes of padded weights the persistent kernel would hold in registers, or None:
-    fp32 with a projection (3xTF32 products of three shapes) spills on sm_90 at any
-    useful size (ptxas, tests/backends/gpu/test_sm90_build.py), so it takes the tiled
-    path."""
-    if proj and dtype == torch.float32:
+def _on_chip_bytes(H: int, P: int, proj: bool, x: Tensor) -> int | None:
+    """Bytes of padded weights the persistent kernel would hold in registers, or None
+    (see ``_common.on_chip_bytes``; also fp32 with a projection, whose 3xTF32 products
+    of three shapes spill on sm_90 at any useful size: tiled path)."""
+    if proj and x.dtype == torch.float32 and not C.interpreting(x.device):
         return None
     HP, PP = C.pad(H), C.pad(P)
-    return (4 * HP * PP + (HP * PP if proj else 0)) * dtype.itemsize
+    return C.on_chip_bytes(4 * HP * PP + (HP * PP if proj else 0), x)
 
 
 def lstm_forward(
@@ -453,7 +452,7 @@ def lstm_forward(
     w = w_hh.contiguous()
     w_r = w_hr.contiguous() if w_hr is not None else None
     probe = h_probe.contiguous() if h_probe is not None else None
-    n_w = _on_chip_bytes(H, P, w_r is not None, x.dtype)
+    n_w = _on_chip_bytes(H, P, w_r is not None, x)
     path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if w_r is None else None)
     if path == "cooperative":
         try:
@@ -468,7 +467,7 @@ def lstm_forward(
     gates = torch.empty_like(gx)
     c_seq = x.new_empty(T, B, H)
     h_n, c_n = x.new_empty(B, P), x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x, held=True)
+    precision, upcast = C.dot_settings(x)
     _lstm_fwd_persistent[C.launch_grid(B)](
         gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
         probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
@@ -564,7 +563,7 @@ def lstm_backward(
     c_seq = c_seq.contiguous()
     c_prev_seq = previous_states(c_seq, c0, lengths, reverse).contiguous()
     store_dh = need_dh or proj
-    n_w = _on_chip_bytes(H, P, proj, x.dtype)
+    n_w = _on_chip_bytes(H, P, proj, x)
     path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if not proj else None)
     if path == "cooperative":
         try:
@@ -578,7 +577,7 @@ def lstm_backward(
         dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
         dh_seq = torch.empty_like(y) if store_dh else dgates
         dh0, dc0 = torch.empty_like(h0), torch.empty_like(c0)
-        precision, upcast = C.dot_settings(x, held=True)
+        precision, upcast = C.dot_settings(x)
         _lstm_bwd_persistent[C.launch_grid(B)](
             dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
             c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,

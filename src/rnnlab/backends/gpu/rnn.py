@@ -262,7 +262,7 @@ def rnn_forward(
     w = w_hh.contiguous()
     probe = h_probe.contiguous() if h_probe is not None else None
     HP = C.pad(H)
-    n_w = HP * HP * x.element_size()  # bytes of W_hh on chip
+    n_w = C.on_chip_bytes(HP * HP, x)
     path = C.choose_path(n_w, X.plan(B, H, 1, x.device))
     if path == "cooperative":
         try:
@@ -276,7 +276,7 @@ def rnn_forward(
     y = torch.empty_like(ax)
     a_seq = torch.empty_like(ax)
     h_n = x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x, held=True)
+    precision, upcast = C.dot_settings(x)
     _rnn_fwd_persistent[C.launch_grid(B)](
         ax, h0.contiguous(), w, lens, probe if probe is not None else y, y, h_n, a_seq, T, B, H,
         HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
@@ -349,7 +349,7 @@ def rnn_backward(
     dy = dy.contiguous()
     a_seq = a_seq.contiguous()
     HP = C.pad(H)
-    n_w = HP * HP * x.element_size()  # bytes of W_hh on chip
+    n_w = C.on_chip_bytes(HP * HP, x)
     path = C.choose_path(n_w, X.plan(B, H, 1, x.device))
     if path == "cooperative":
         try:
@@ -362,7 +362,7 @@ def rnn_backward(
         da_seq = torch.empty_like(a_seq)
         dh_seq = torch.empty_like(y) if need_dh else da_seq
         dh0 = torch.empty_like(h0)
-        precision, upcast = C.dot_settings(x, held=True)
+        precision, upcast = C.dot_settings(x)
         _rnn_bwd_persistent[C.launch_grid(B)](
             dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
             HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,

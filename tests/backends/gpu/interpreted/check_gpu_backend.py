@@ -283,3 +283,20 @@ def test_unknown_path_is_a_clear_error(monkeypatch):
     p, lens = _problem("rnn_tanh", T=2, B=1, I=2, H=3, seed=0, lengths=False)
     with pytest.raises(ValueError, match="RNNLAB_GPU_PATH='fastest'"):
         _run("rnn_tanh", p, lens, False, torch.float32, "gpu")
+
+
+def test_exact_fp32_never_takes_the_persistent_kernel_on_a_gpu(monkeypatch):
+    """Triton cannot build the persistent kernels' exact-fp32 products for sm_90: on a
+    GPU, fp32 at precision "highest" has no persistent path; bf16, or fp32 with TF32-class
+    products allowed, has."""
+    monkeypatch.setattr(C, "interpreting", lambda device: False)
+    f32, bf16 = torch.empty(0), torch.empty(0, dtype=torch.bfloat16)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert C.on_chip_bytes(100, f32) is None
+        assert C.on_chip_bytes(100, bf16) == 200
+        torch.set_float32_matmul_precision("high")
+        assert C.on_chip_bytes(100, f32) == 400
+    finally:
+        torch.set_float32_matmul_precision(before)
