@@ -236,6 +236,38 @@ def product(ex, w, rows, row_ok, K, N: tl.constexpr, BB: tl.constexpr, BK: tl.co
 
 
 @triton.jit
+def forward_step(s, lens, hx, w, rows, row_ok, B, H, N: tl.constexpr, BB: tl.constexpr,
+                 BK: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
+                 PRECISION: tl.constexpr):
+    """Iteration s forward: per row the index t·B + row of its step (int64) and the step's
+    validity (a column), and the product h_{t-1}·W_slice from exchange half s % 2."""
+    t, valid = C.step_time(s, lens, REVERSE)
+    acc = product(hx + (s % 2) * B * H, w, rows, row_ok, H, N, BB, BK, UPCAST, PRECISION)
+    return t * B + rows, valid[:, None], acc
+
+
+@triton.jit
+def backward_step(k, T, lens, dx, w, rows, row_ok, B, G, N: tl.constexpr, BB: tl.constexpr,
+                  BK: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
+                  PRECISION: tl.constexpr):
+    """Iteration k back — step T - 1 - k; iteration T is no step, it only completes dh0 —
+    as ``forward_step``, the product dpre_{t+1}·W_slice from exchange half k % 2 (G wide)."""
+    t, valid = C.step_time(T - 1 - k, lens, REVERSE)
+    vm = (valid & (lens * 0 + k < T))[:, None]
+    acc = product(dx + (k % 2) * B * G, w, rows, row_ok, G, N, BB, BK, UPCAST, PRECISION)
+    return t * B + rows, vm, acc
+
+
+@triton.jit
+def end_step(sync, status, done, limit, SYNC: tl.constexpr):
+    """After a program's stores of an iteration: with SYNC, the row tile's barrier (all its
+    programs have finished ``done`` iterations). Returns the poll limit."""
+    if SYNC:
+        limit = barrier(sync + tl.program_id(1), done * tl.num_programs(0), status, limit)
+    return limit
+
+
+@triton.jit
 def split4(acc, BB: tl.constexpr, BH: tl.constexpr):
     """The four (BB, BH) gate blocks of a forward product whose column j·4 + g is gate g of
     unit j."""

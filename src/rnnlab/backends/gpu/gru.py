@@ -31,6 +31,19 @@ from rnnlab.backends.portable.gru import parameter_grads
 
 
 @triton.jit
+def _recurrent_bias(b_hh, cols, ok, H, N: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """b_hr, b_hz, b_hn at these N hidden units (zeros without a bias), fp32."""
+    b_r = tl.zeros((N,), tl.float32)
+    b_z = tl.zeros((N,), tl.float32)
+    b_n = tl.zeros((N,), tl.float32)
+    if HAS_BIAS:
+        b_r = C.load_f32(b_hh + cols, ok)
+        b_z = C.load_f32(b_hh + H + cols, ok)
+        b_n = C.load_f32(b_hh + 2 * H + cols, ok)
+    return b_r, b_z, b_n
+
+
+@triton.jit
 def _store_gates(gates, gt, r, z, n, hn, vm, m2, H):
     C.store(gates + gt, tl.where(vm, r, 0.0), m2)
     C.store(gates + gt + H, tl.where(vm, z, 0.0), m2)
@@ -67,13 +80,7 @@ def _gru_fwd_persistent(
     w_r = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
     w_z = tl.load(w_hh + H * H + w_ofs, mask=wm, other=0.0)
     w_n = tl.load(w_hh + 2 * H * H + w_ofs, mask=wm, other=0.0)
-    b_r = tl.zeros((HP,), tl.float32)
-    b_z = tl.zeros((HP,), tl.float32)
-    b_n = tl.zeros((HP,), tl.float32)
-    if HAS_BIAS:
-        b_r = C.load_f32(b_hh + cols, col_ok)
-        b_z = C.load_f32(b_hh + H + cols, col_ok)
-        b_n = C.load_f32(b_hh + 2 * H + cols, col_ok)
+    b_r, b_z, b_n = _recurrent_bias(b_hh, cols, col_ok, H, HP, HAS_BIAS)
     m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
     for s in range(T):
@@ -179,24 +186,14 @@ def _gru_fwd_coop(
     rows, units, row_ok, m2, lens = X.tile(lens_ptr, B, H, BB, BH, BH)
     st = rows[:, None] * H + units[None, :]
     h = C.load_f32(h_state + st, m2)
-    u_ok = units < H
-    b_r = tl.zeros((BH,), tl.float32)
-    b_z = tl.zeros((BH,), tl.float32)
-    b_n = tl.zeros((BH,), tl.float32)
-    if HAS_BIAS:
-        b_r = C.load_f32(b_hh + units, u_ok)
-        b_z = C.load_f32(b_hh + H + units, u_ok)
-        b_n = C.load_f32(b_hh + 2 * H + units, u_ok)
+    b_r, b_z, b_n = _recurrent_bias(b_hh, units, units < H, H, BH, HAS_BIAS)
     w = wp + tl.program_id(0) * H * (4 * BH)
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
-        t, valid = C.step_time(s, lens, REVERSE)
-        vm = valid[:, None]
+        tb, vm, acc = X.forward_step(s, lens, hx, w, rows, row_ok, B, H, 4 * BH, BB, BK,
+                                     REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
-        acc = X.product(hx + (s % 2) * B * H, w, rows, row_ok, H, 4 * BH, BB, BK,
-                        UPCAST, PRECISION)
         p_r, p_z, p_n, _ = X.split4(acc, BB, BH)
-        tb = t * B + rows
         xt = tb[:, None] * (3 * H) + units[None, :]
         gt = tb[:, None] * (4 * H) + units[None, :]
         ht = tb[:, None] * H + units[None, :]
@@ -211,9 +208,7 @@ def _gru_fwd_coop(
         C.store(y + ht, tl.where(vm, h_t, 0.0), m2)
         _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
         C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
-        if SYNC:
-            limit = X.barrier(sync + tl.program_id(1), (s + 1) * tl.num_programs(0), status,
-                              limit)
+        limit = X.end_step(sync, status, s + 1, limit, SYNC)
     C.store(h_state + st, h, m2)
 
 
@@ -235,12 +230,10 @@ def _gru_bwd_coop(
     w = wp + tl.program_id(0) * (3 * H) * BU
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
-        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
-        vm = (valid & (lens * 0 + k < T))[:, None]  # iteration T: no step
+        tb, vm, rec = X.backward_step(k, T, lens, dpx, w, rows, row_ok, B, 3 * H, BU, BB, BK,
+                                      REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
-        dh_next = carry + X.product(dpx + (k % 2) * B * (3 * H), w, rows, row_ok, 3 * H, BU,
-                                    BB, BK, UPCAST, PRECISION)
-        tb = t * B + rows
+        dh_next = carry + rec
         xt = tb[:, None] * (3 * H) + units[None, :]
         gt = tb[:, None] * (4 * H) + units[None, :]
         ht = tb[:, None] * H + units[None, :]
@@ -260,9 +253,7 @@ def _gru_bwd_coop(
                 C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
         xt_ex = rows[:, None] * (3 * H) + units[None, :] + ((k + 1) % 2) * B * (3 * H)
         _store_dgx(dpx, xt_ex, dr_pre, dz_pre, dn_pre * r, m2, H)
-        if SYNC:
-            limit = X.barrier(sync + tl.program_id(1), (k + 1) * tl.num_programs(0), status,
-                              limit)
+        limit = X.end_step(sync, status, k + 1, limit, SYNC)
     C.store(dh_carry + st, carry, m2)
 
 

@@ -62,6 +62,20 @@ def _cell_grad(dm, dc_next, i, f, g, o, c, c_prev):
 
 
 @triton.jit
+def _saved_cell_grad(dm, dc_next, gates, c_seq, c_prev_seq, gt, ct, mv, vm, H):
+    """``_cell_grad`` from the gates and cell states saved for step t (offsets gt, ct; mask
+    mv), the pre-activation gradients zero where the step is padding (vm)."""
+    dpi, dpf, dpg, dpo, dc_prev = _cell_grad(
+        dm, dc_next,
+        C.load_f32(gates + gt, mv), C.load_f32(gates + gt + H, mv),
+        C.load_f32(gates + gt + 2 * H, mv), C.load_f32(gates + gt + 3 * H, mv),
+        C.load_f32(c_seq + ct, mv), C.load_f32(c_prev_seq + ct, mv),
+    )
+    return (tl.where(vm, dpi, 0.0), tl.where(vm, dpf, 0.0), tl.where(vm, dpg, 0.0),
+            tl.where(vm, dpo, 0.0), dc_prev)
+
+
+@triton.jit
 def _store_gates(gates, gt, i, f, g, o, vm, m2, H):
     C.store(gates + gt, tl.where(vm, i, 0.0), m2)
     C.store(gates + gt + H, tl.where(vm, f, 0.0), m2)
@@ -177,16 +191,9 @@ def _lstm_bwd_persistent(
             dm = C.mm(dh, w_r, UPCAST, PRECISION)  # through h = W_hr m
         else:
             dm = dh
-        dpi, dpf, dpg, dpo, dc_prev = _cell_grad(
-            dm, dc_next,
-            C.load_f32(gates + gt, mv), C.load_f32(gates + gt + H, mv),
-            C.load_f32(gates + gt + 2 * H, mv), C.load_f32(gates + gt + 3 * H, mv),
-            C.load_f32(c_seq + ct, mv), C.load_f32(c_prev_seq + ct, mv),
+        dpi, dpf, dpg, dpo, dc_prev = _saved_cell_grad(
+            dm, dc_next, gates, c_seq, c_prev_seq, gt, ct, mv, vm, H
         )
-        dpi = tl.where(vm, dpi, 0.0)
-        dpf = tl.where(vm, dpf, 0.0)
-        dpg = tl.where(vm, dpg, 0.0)
-        dpo = tl.where(vm, dpo, 0.0)
         dh_prev = (  # through W_hh h_{t-1}
             C.mm(dpi, w_i, UPCAST, PRECISION) + C.mm(dpf, w_f, UPCAST, PRECISION)
             + C.mm(dpg, w_g, UPCAST, PRECISION) + C.mm(dpo, w_o, UPCAST, PRECISION)
@@ -220,13 +227,10 @@ def _lstm_fwd_coop(
     w = wp + tl.program_id(0) * H * (4 * BH)
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
-        t, valid = C.step_time(s, lens, REVERSE)
-        vm = valid[:, None]
+        tb, vm, acc = X.forward_step(s, lens, hx, w, rows, row_ok, B, H, 4 * BH, BB, BK,
+                                     REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
-        acc = X.product(hx + (s % 2) * B * H, w, rows, row_ok, H, 4 * BH, BB, BK,
-                        UPCAST, PRECISION)
         p_i, p_f, p_g, p_o = X.split4(acc, BB, BH)
-        tb = t * B + rows
         gt = tb[:, None] * (4 * H) + units[None, :]
         ct = tb[:, None] * H + units[None, :]
         i, f, g, o, c_t, h_t = _cell(
@@ -241,9 +245,7 @@ def _lstm_fwd_coop(
         C.store(c_seq + ct, tl.where(vm, c_t, 0.0), m2)
         _store_gates(gates, gt, i, f, g, o, vm, m2, H)
         C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
-        if SYNC:
-            limit = X.barrier(sync + tl.program_id(1), (s + 1) * tl.num_programs(0), status,
-                              limit)
+        limit = X.end_step(sync, status, s + 1, limit, SYNC)
     C.store(h_state + st, h, m2)
     C.store(c_state + st, c, m2)
 
@@ -268,25 +270,16 @@ def _lstm_bwd_coop(
     w = wp + tl.program_id(0) * (4 * H) * BU
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
-        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
-        vm = (valid & (lens * 0 + k < T))[:, None]  # iteration T: no step
+        tb, vm, rec = X.backward_step(k, T, lens, dpx, w, rows, row_ok, B, 4 * H, BU, BB, BK,
+                                      REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
-        dh_next = carry + X.product(dpx + (k % 2) * B * (4 * H), w, rows, row_ok, 4 * H, BU,
-                                    BB, BK, UPCAST, PRECISION)
-        tb = t * B + rows
+        dh_next = carry + rec
         gt = tb[:, None] * (4 * H) + units[None, :]
         ct = tb[:, None] * H + units[None, :]
         dh = C.load_f32(dy + ct, mv) + dh_next  # from the output and from step t+1
-        dpi, dpf, dpg, dpo, dc_prev = _cell_grad(
-            dh, dc_next,
-            C.load_f32(gates + gt, mv), C.load_f32(gates + gt + H, mv),
-            C.load_f32(gates + gt + 2 * H, mv), C.load_f32(gates + gt + 3 * H, mv),
-            C.load_f32(c_seq + ct, mv), C.load_f32(c_prev_seq + ct, mv),
+        dpi, dpf, dpg, dpo, dc_prev = _saved_cell_grad(
+            dh, dc_next, gates, c_seq, c_prev_seq, gt, ct, mv, vm, H
         )
-        dpi = tl.where(vm, dpi, 0.0)
-        dpf = tl.where(vm, dpf, 0.0)
-        dpg = tl.where(vm, dpg, 0.0)
-        dpo = tl.where(vm, dpo, 0.0)
         carry = tl.where(vm, 0.0, dh_next)  # padding: the state passes through
         dc_next = tl.where(vm, dc_prev, dc_next)
         if k < T:
@@ -295,9 +288,7 @@ def _lstm_bwd_coop(
                 C.store(dh_seq + ct, tl.where(vm, dh, 0.0), m2)
         xt = rows[:, None] * (4 * H) + units[None, :] + ((k + 1) % 2) * B * (4 * H)
         _store_gates(dpx, xt, dpi, dpf, dpg, dpo, vm, m2, H)
-        if SYNC:
-            limit = X.barrier(sync + tl.program_id(1), (k + 1) * tl.num_programs(0), status,
-                              limit)
+        limit = X.end_step(sync, status, k + 1, limit, SYNC)
     C.store(dh_carry + st, carry, m2)
     C.store(dc_state + st, dc_next, m2)
 
@@ -407,11 +398,8 @@ def _lstm_bwd_tile(
         if STORE_DH:
             C.store(dh_seq + ct, tl.where(vm, dm, 0.0), m2)
     dc_next = C.load_f32(dc_state + st, m2)
-    dpi, dpf, dpg, dpo, dc_prev = _cell_grad(
-        dm, dc_next,
-        C.load_f32(gates + gt, mv), C.load_f32(gates + gt + H, mv),
-        C.load_f32(gates + gt + 2 * H, mv), C.load_f32(gates + gt + 3 * H, mv),
-        C.load_f32(c_seq + ct, mv), C.load_f32(c_prev_seq + ct, mv),
+    dpi, dpf, dpg, dpo, dc_prev = _saved_cell_grad(
+        dm, dc_next, gates, c_seq, c_prev_seq, gt, ct, mv, vm, H
     )
     C.store(dc_state + st, tl.where(vm, dc_prev, dc_next), m2)
     _store_gates(dgates, gt, dpi, dpf, dpg, dpo, vm, m2, H)

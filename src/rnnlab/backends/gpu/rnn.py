@@ -136,13 +136,11 @@ def _rnn_fwd_coop(
     w = wp + tl.program_id(0) * H * BH
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
-        t, valid = C.step_time(s, lens, REVERSE)
-        vm = valid[:, None]
+        tb, vm, acc = X.forward_step(s, lens, hx, w, rows, row_ok, B, H, BH, BB, BK,
+                                     REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
-        at = (t * B + rows)[:, None] * H + units[None, :]
-        a = C.load_f32(ax + at, mv) + X.product(
-            hx + (s % 2) * B * H, w, rows, row_ok, H, BH, BB, BK, UPCAST, PRECISION
-        )
+        at = tb[:, None] * H + units[None, :]
+        a = C.load_f32(ax + at, mv) + acc
         h_t = _activate(a, RELU)
         if HAS_PROBE:
             h_t += C.load_f32(probe + at, mv)
@@ -150,9 +148,7 @@ def _rnn_fwd_coop(
         C.store(y + at, tl.where(vm, h_t, 0.0), m2)
         C.store(a_seq + at, tl.where(vm, a, 0.0), m2)
         C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
-        if SYNC:
-            limit = X.barrier(sync + tl.program_id(1), (s + 1) * tl.num_programs(0), status,
-                              limit)
+        limit = X.end_step(sync, status, s + 1, limit, SYNC)
     C.store(h_state + st, h, m2)
 
 
@@ -173,12 +169,11 @@ def _rnn_bwd_coop(
     w = wp + tl.program_id(0) * H * BU
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
-        t, valid = C.step_time(T - 1 - k, lens, REVERSE)
-        vm = (valid & (lens * 0 + k < T))[:, None]  # iteration T: no step
+        tb, vm, rec = X.backward_step(k, T, lens, dax, w, rows, row_ok, B, H, BU, BB, BK,
+                                      REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
-        dh_next = carry + X.product(dax + (k % 2) * B * H, w, rows, row_ok, H, BU, BB, BK,
-                                    UPCAST, PRECISION)
-        at = (t * B + rows)[:, None] * H + units[None, :]
+        dh_next = carry + rec
+        at = tb[:, None] * H + units[None, :]
         dh = C.load_f32(dy + at, mv) + dh_next  # from the output and from step t+1
         da = tl.where(vm, dh * _activate_grad(C.load_f32(a_seq + at, mv), RELU), 0.0)
         carry = tl.where(vm, 0.0, dh_next)  # padding: the state passes through
@@ -187,9 +182,7 @@ def _rnn_bwd_coop(
             if STORE_DH:
                 C.store(dh_seq + at, tl.where(vm, dh, 0.0), m2)
         C.store(dax + ((k + 1) % 2) * B * H + st, da, m2)
-        if SYNC:
-            limit = X.barrier(sync + tl.program_id(1), (k + 1) * tl.num_programs(0), status,
-                              limit)
+        limit = X.end_step(sync, status, k + 1, limit, SYNC)
     C.store(dh_carry + st, carry, m2)
 
 
