@@ -47,6 +47,10 @@ JOBS = {
         ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
         {"RNNLAB_GPU_PATH": "cooperative"},
     ),
+    "reference-cooperative-streamed": (
+        ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
+        {"RNNLAB_GPU_PATH": "cooperative", "RNNLAB_GPU_HOLD": "0"},
+    ),
     "reference-tiled": (
         ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
         {"RNNLAB_GPU_PATH": "tiled"},

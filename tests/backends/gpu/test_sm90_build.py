@@ -38,13 +38,17 @@ def _cooperative_cases() -> list[dict]:
     cases = []
     for family in ("rnn", "lstm", "gru"):
         for dtype in DTYPES:
-            for B, H in ((1, 1024), (16, 768), (32, 512), (64, 1024), (64, 256)):
+            for B, H in ((1, 1024), (16, 768), (16, 256), (32, 512), (64, 1024), (64, 256)):
                 lay = X.layout(B, H, SLOTS[family], SMS)
                 assert lay is not None, (family, B, H)
-                for direction, k_size in (("fwd", H), ("bwd", GATES[family] * H)):
-                    settings = X.launch_settings(lay, k_size, DTYPES[dtype])
+                for direction, k_size, n_size in (("fwd", H, SLOTS[family] * lay.BH),
+                                                  ("bwd", GATES[family] * H, lay.BU)):
+                    # exact fp32 on a GPU never holds its weights (the library's rule)
+                    settings = X.launch_settings(lay, k_size, n_size, DTYPES[dtype],
+                                                 hold_ok=dtype != "fp32")
                     consts = {
                         "BB": settings["BB"], "BH": settings["BH"], "BK": settings["BK"],
+                        "KQ": settings["KQ"], "HELD": settings["HELD"],
                         "REVERSE": False, "SYNC": True, "UPCAST": False,
                         "PRECISION": "ieee",
                     }
@@ -56,8 +60,9 @@ def _cooperative_cases() -> list[dict]:
                         consts["RELU"] = False
                     if family == "gru" and direction == "fwd":
                         consts["HAS_BIAS"] = True
+                    held = "held" if settings["HELD"] else "streamed"
                     cases.append({
-                        "name": f"{family}-{direction}-coop-{dtype}-B{B}-H{H}",
+                        "name": f"{family}-{direction}-coop-{dtype}-B{B}-H{H}-{held}",
                         "module": family, "kernel": f"_{family}_{direction}_coop",
                         "dtype": dtype, "constexprs": consts,
                         "num_warps": settings["num_warps"],
@@ -174,6 +179,7 @@ def test_cooperative_kernels_build_without_spills_and_keep_their_barrier(tmp_pat
         # one release add per barrier arrival, acquire loads before and in the spin loop
         assert report["release_adds"] >= 1 and report["acquire_loads"] >= 1, report
         assert report["volatile_loads"] >= 1, f"{case['name']}: exchange read not volatile"
+    assert any("-held" in case["name"] for case in cases), "no case holds its weights"
 
 
 def test_persistent_kernels_build_without_spills(tmp_path):

@@ -53,9 +53,14 @@ from torch import Tensor
 from rnnlab.backends.gpu import _common as C
 
 SYNC_VAR = "RNNLAB_GPU_GRID_SYNC"
+HOLD_VAR = "RNNLAB_GPU_HOLD"
 MAX_ROWS = 64  # batch rows per program (tile); more rows -> more row tiles
 MAX_UNITS = 64  # a slice wider than this makes the per-step product too long: tiled path
 MAX_K = 64  # the product h·W_slice reduces over K in chunks of at most this
+# A weight slice up to this size stays in registers (for tiles of ≤ 16 rows). Larger
+# held slices (an LSTM at H = 1024 holds 64 KiB) build at the 255-register ceiling with
+# spills, and at 64 rows with kilobytes of them (sm_90, ptxas).
+HELD_BYTES = 16384
 INTERPRETER_PROGRAMS = 128  # the "SM count" that bounds the grid in Triton's interpreter
 MAX_POLLS = tl.constexpr(1 << 22)  # spins on a barrier before a program gives up (~2-4 s)
 _disabled: list[str] = []  # set to the reason once a barrier has timed out
@@ -108,18 +113,27 @@ def plan(B: int, H: int, slots: int, device: torch.device) -> Layout | None:
     return layout(B, H, slots, programs)
 
 
-def launch_settings(lay: Layout, k_size: int, itemsize: int) -> dict[str, int]:
+def launch_settings(lay: Layout, k_size: int, n_size: int, itemsize: int,
+                    hold_ok: bool = True) -> dict[str, int | bool]:
     """Block sizes and launch options of a cooperative kernel whose product reduces over
-    k_size, for operands of this many bytes: 8 warps, groups of four chunks of BK
-    columns in flight; BK = 64 for bf16 at 16 rows, halved for more rows and again for
-    fp32 (its FMA products hold more in registers) — the largest that ptxas builds
-    without running out of registers, every cell (sm_90:
-    tests/backends/gpu/test_sm90_build.py)."""
+    k_size into n_size columns, for operands of this many bytes.
+
+    HELD: the program's weight slice (k_size × n_size) is loaded once, as four quarters
+    of KQ rows, and kept in registers for the whole sequence — up to ``HELD_BYTES`` and
+    16 rows a program, and not for exact fp32 on a GPU (``hold_ok``: Triton cannot build
+    those FMA products with held weights for sm_90). Otherwise the slice is streamed
+    from L1/L2 each step in groups of four chunks of BK columns: BK = 64 for bf16 at 16
+    rows, halved for more rows and again for fp32. 8 warps. All of it is what ptxas
+    builds for sm_90 without running out of registers, every cell
+    (tests/backends/gpu/test_sm90_build.py).
+    """
     BK = MAX_K // (1 if lay.BB <= 16 else 2) // (1 if itemsize <= 2 else 2)
+    KQ = max(16, C.pad(triton.cdiv(k_size, 4)))
+    held = hold_ok and lay.BB <= 16 and 4 * KQ * n_size * itemsize <= HELD_BYTES
     # maxnreg: one program per SM by design, so it may take the whole register file;
     # without it ptxas aims for two programs an SM (128 registers) and spills.
-    return dict(BB=lay.BB, BH=lay.BH, BK=min(BK, C.pad(k_size)), num_stages=1, num_warps=8,
-                maxnreg=255)
+    return dict(BB=lay.BB, BH=lay.BH, BK=min(BK, C.pad(k_size)), KQ=KQ, HELD=held,
+                num_stages=1, num_warps=8, maxnreg=255)
 
 
 def pack_forward(w_hh: Tensor, slots: int, lay: Layout) -> Tensor:
@@ -152,17 +166,30 @@ def grid_sync_enabled(device: torch.device) -> bool:
     return value == "1"
 
 
+def hold_enabled() -> bool:
+    """Whether weight slices that fit ``HELD_BYTES`` stay in registers (default), or are
+    always streamed (RNNLAB_GPU_HOLD=0: to compare, and to test both forms)."""
+    value = os.environ.get(HOLD_VAR, "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{HOLD_VAR}={value!r}: expected 0 (stream the weights) or 1")
+    return value == "1"
+
+
 class BarrierTimeout(RuntimeError):
     """A cooperative kernel's programs did not all reach a barrier (not co-resident)."""
 
 
-def run(kernel: Callable, lay: Layout, steps: int, args: tuple, k_size: int, **meta) -> None:
-    """kernel[grid](*args, sync, status, s_begin, s_end, BB, BH, BK, SYNC, **meta) over
-    iterations 0 .. steps - 1: one launch with the grid barrier, or one launch a step."""
+def run(kernel: Callable, lay: Layout, steps: int, args: tuple, k_size: int, n_size: int,
+        **meta) -> None:
+    """kernel[grid](*args, sync, status, s_begin, s_end, **launch_settings, SYNC, **meta)
+    over iterations 0 .. steps - 1: one launch with the grid barrier, or one launch a
+    step. The product reduces k_size into n_size columns; args[0] has the data dtype."""
     device = args[0].device
     sync = grid_sync_enabled(device)
     flags = torch.zeros(lay.NR + 1, dtype=torch.int32, device=device)  # counters, status
-    consts = {**launch_settings(lay, k_size, args[0].element_size()), **meta}
+    hold_ok = C.on_chip_bytes(1, args[0]) is not None and hold_enabled()
+    consts = {**launch_settings(lay, k_size, n_size, args[0].element_size(), hold_ok),
+              **meta}
     if sync:
         kernel[lay.grid](*args, flags, flags[lay.NR:], 0, steps, SYNC=True, **consts)
         capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
@@ -208,53 +235,98 @@ def _chunk(ex, w, rows, row_ok, K, k0, N: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def product(ex, w, rows, row_ok, K, N: tl.constexpr, BB: tl.constexpr, BK: tl.constexpr,
-            UPCAST: tl.constexpr, PRECISION: tl.constexpr):
-    """(BB, N) fp32 = ex[rows, :K] · w[:K, :N]; ex (B, K) the exchange half, w this
-    program's packed slice (K, N).
-
-    K goes in groups of four BK-chunks: all eight loads of a group are issued before its
-    first product (each product stages its operands through shared memory behind a
-    barrier, which would otherwise serialise the loads' latencies), and each chunk has
-    its own accumulator, so the tensor-core chain a step waits for is a quarter of K
-    long. The exchange is read volatile: other programs wrote it.
-    """
-    acc0 = tl.zeros((BB, N), tl.float32)
-    acc1 = tl.zeros((BB, N), tl.float32)
-    acc2 = tl.zeros((BB, N), tl.float32)
-    acc3 = tl.zeros((BB, N), tl.float32)
-    for k0 in range(0, K, 4 * BK):
-        a0, b0 = _chunk(ex, w, rows, row_ok, K, k0, N, BK)
-        a1, b1 = _chunk(ex, w, rows, row_ok, K, k0 + BK, N, BK)
-        a2, b2 = _chunk(ex, w, rows, row_ok, K, k0 + 2 * BK, N, BK)
-        a3, b3 = _chunk(ex, w, rows, row_ok, K, k0 + 3 * BK, N, BK)
-        acc0 += C.mm(a0, b0, UPCAST, PRECISION)
-        acc1 += C.mm(a1, b1, UPCAST, PRECISION)
-        acc2 += C.mm(a2, b2, UPCAST, PRECISION)
-        acc3 += C.mm(a3, b3, UPCAST, PRECISION)
-    return (acc0 + acc1) + (acc2 + acc3)
+def hold(w, K, N: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr):
+    """With HELD, this program's weight slice w (K, N) as four (KQ, N) quarters, zero past
+    K, to keep in registers for the whole sequence; else nothing (streamed by
+    ``product``)."""
+    if HELD:
+        held = (_rows_of(w, K, 0, N, KQ), _rows_of(w, K, KQ, N, KQ),
+                _rows_of(w, K, 2 * KQ, N, KQ), _rows_of(w, K, 3 * KQ, N, KQ))
+    else:
+        held = (0, 0, 0, 0)
+    return held
 
 
 @triton.jit
-def forward_step(s, lens, hx, w, rows, row_ok, B, H, N: tl.constexpr, BB: tl.constexpr,
-                 BK: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
-                 PRECISION: tl.constexpr):
+def _rows_of(w, K, k0, N: tl.constexpr, BK: tl.constexpr):
+    """Rows k0 .. k0 + BK - 1 of the slice (BK, N), zero past K."""
+    kk = k0 + tl.arange(0, BK)
+    return tl.load(w + kk[:, None] * N + tl.arange(0, N)[None, :], mask=(kk < K)[:, None],
+                   other=0.0)
+
+
+@triton.jit
+def _columns_of(ex, rows, row_ok, K, k0, BK: tl.constexpr):
+    """Columns k0 .. k0 + BK - 1 of the exchange rows (BB, BK), zero past K. Volatile:
+    other programs wrote them."""
+    kk = k0 + tl.arange(0, BK)
+    return tl.load(ex + rows[:, None] * K + kk[None, :],
+                   mask=row_ok[:, None] & (kk < K)[None, :], other=0.0, volatile=True)
+
+
+@triton.jit
+def product(ex, w, held, rows, row_ok, K, N: tl.constexpr, BB: tl.constexpr,
+            BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr, UPCAST: tl.constexpr,
+            PRECISION: tl.constexpr):
+    """(BB, N) fp32 = ex[rows, :K] · w[:K, :N]; ex (B, K) the exchange half, w this
+    program's packed slice (K, N), ``held`` its quarters from ``hold``.
+
+    Held: four products of the exchange's quarters with the held quarters. Streamed: K
+    in groups of four BK-chunks, all eight loads of a group issued before its first
+    product (each product stages its operands through shared memory behind a barrier,
+    which would otherwise serialise the loads' latencies). Either way four independent
+    accumulators, so the tensor-core chain a step waits for is a quarter of K long.
+    """
+    if HELD:
+        w0, w1, w2, w3 = held
+        acc = (C.mm(_columns_of(ex, rows, row_ok, K, 0, KQ), w0, UPCAST, PRECISION)
+               + C.mm(_columns_of(ex, rows, row_ok, K, KQ, KQ), w1, UPCAST, PRECISION)) + (
+            C.mm(_columns_of(ex, rows, row_ok, K, 2 * KQ, KQ), w2, UPCAST, PRECISION)
+            + C.mm(_columns_of(ex, rows, row_ok, K, 3 * KQ, KQ), w3, UPCAST, PRECISION))
+    else:
+        acc0 = tl.zeros((BB, N), tl.float32)
+        acc1 = tl.zeros((BB, N), tl.float32)
+        acc2 = tl.zeros((BB, N), tl.float32)
+        acc3 = tl.zeros((BB, N), tl.float32)
+        for k0 in range(0, K, 4 * BK):
+            a0 = _columns_of(ex, rows, row_ok, K, k0, BK)
+            b0 = _rows_of(w, K, k0, N, BK)
+            a1 = _columns_of(ex, rows, row_ok, K, k0 + BK, BK)
+            b1 = _rows_of(w, K, k0 + BK, N, BK)
+            a2 = _columns_of(ex, rows, row_ok, K, k0 + 2 * BK, BK)
+            b2 = _rows_of(w, K, k0 + 2 * BK, N, BK)
+            a3 = _columns_of(ex, rows, row_ok, K, k0 + 3 * BK, BK)
+            b3 = _rows_of(w, K, k0 + 3 * BK, N, BK)
+            acc0 += C.mm(a0, b0, UPCAST, PRECISION)
+            acc1 += C.mm(a1, b1, UPCAST, PRECISION)
+            acc2 += C.mm(a2, b2, UPCAST, PRECISION)
+            acc3 += C.mm(a3, b3, UPCAST, PRECISION)
+        acc = (acc0 + acc1) + (acc2 + acc3)
+    return acc
+
+
+@triton.jit
+def forward_step(s, lens, hx, w, held, rows, row_ok, B, H, N: tl.constexpr,
+                 BB: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
+                 REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Iteration s forward: per row the index t·B + row of its step (int64) and the step's
     validity (a column), and the product h_{t-1}·W_slice from exchange half s % 2."""
     t, valid = C.step_time(s, lens, REVERSE)
-    acc = product(hx + (s % 2) * B * H, w, rows, row_ok, H, N, BB, BK, UPCAST, PRECISION)
+    acc = product(hx + (s % 2) * B * H, w, held, rows, row_ok, H, N, BB, BK, KQ, HELD,
+                  UPCAST, PRECISION)
     return t * B + rows, valid[:, None], acc
 
 
 @triton.jit
-def backward_step(k, T, lens, dx, w, rows, row_ok, B, G, N: tl.constexpr, BB: tl.constexpr,
-                  BK: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
-                  PRECISION: tl.constexpr):
+def backward_step(k, T, lens, dx, w, held, rows, row_ok, B, G, N: tl.constexpr,
+                  BB: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
+                  REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Iteration k back — step T - 1 - k; iteration T is no step, it only completes dh0 —
     as ``forward_step``, the product dpre_{t+1}·W_slice from exchange half k % 2 (G wide)."""
     t, valid = C.step_time(T - 1 - k, lens, REVERSE)
     vm = (valid & (lens * 0 + k < T))[:, None]
-    acc = product(dx + (k % 2) * B * G, w, rows, row_ok, G, N, BB, BK, UPCAST, PRECISION)
+    acc = product(dx + (k % 2) * B * G, w, held, rows, row_ok, G, N, BB, BK, KQ, HELD,
+                  UPCAST, PRECISION)
     return t * B + rows, vm, acc
 
 

@@ -177,7 +177,8 @@ def _gru_bwd_persistent(
 def _gru_fwd_coop(
     gx, hx, wp, b_hh, h_state, lens_ptr, probe, y, gates, sync, status,
     s_begin, s_end, B, H,
-    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, HAS_BIAS: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
     HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
@@ -188,10 +189,11 @@ def _gru_fwd_coop(
     h = C.load_f32(h_state + st, m2)
     b_r, b_z, b_n = _recurrent_bias(b_hh, units, units < H, H, BH, HAS_BIAS)
     w = wp + tl.program_id(0) * H * (4 * BH)
+    held = X.hold(w, H, 4 * BH, KQ, HELD)  # the slice in registers, or streamed
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
-        tb, vm, acc = X.forward_step(s, lens, hx, w, rows, row_ok, B, H, 4 * BH, BB, BK,
-                                     REVERSE, UPCAST, PRECISION)
+        tb, vm, acc = X.forward_step(s, lens, hx, w, held, rows, row_ok, B, H, 4 * BH, BB,
+                                             BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         p_r, p_z, p_n, _ = X.split4(acc, BB, BH)
         xt = tb[:, None] * (3 * H) + units[None, :]
@@ -216,8 +218,9 @@ def _gru_fwd_coop(
 def _gru_bwd_coop(
     dy, dpx, wp, dh_carry, gates, h_prev_seq, lens_ptr, dgx, dh_seq, sync, status,
     s_begin, s_end, T, B, H,
-    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
-    STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr,
+    HELD: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
     """Iterations k = s_begin .. s_end - 1 of T + 1 (iteration T completes dh0).
@@ -228,10 +231,11 @@ def _gru_bwd_coop(
     st = rows[:, None] * H + units[None, :]
     carry = C.load_f32(dh_carry + st, m2)
     w = wp + tl.program_id(0) * (3 * H) * BU
+    held = X.hold(w, 3 * H, BU, KQ, HELD)  # the slice in registers, or streamed
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
-        tb, vm, rec = X.backward_step(k, T, lens, dpx, w, rows, row_ok, B, 3 * H, BU, BB, BK,
-                                      REVERSE, UPCAST, PRECISION)
+        tb, vm, rec = X.backward_step(k, T, lens, dpx, w, held, rows, row_ok, B, 3 * H, BU,
+                                              BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         dh_next = carry + rec
         xt = tb[:, None] * (3 * H) + units[None, :]
@@ -451,8 +455,8 @@ def _coop_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse):
         _gru_fwd_coop, lay, T,
         (gx, hx, X.pack_forward(w, 4, lay), b_hh if b_hh is not None else w, h_state, lens,
          h_probe if h_probe is not None else y, y, gates),
-        k_size=H, B=B, H=H, HAS_BIAS=b_hh is not None, HAS_PROBE=h_probe is not None,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        k_size=H, n_size=4 * lay.BH, B=B, H=H, HAS_BIAS=b_hh is not None,
+        HAS_PROBE=h_probe is not None, REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
     )
     return y, h_state.to(gx.dtype), gates
 
@@ -565,7 +569,7 @@ def _coop_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, need_dh):
     X.run(
         _gru_bwd_coop, lay, T + 1,
         (dy, dpx, X.pack_backward(w, lay), carry, gates, h_prev_seq, lens, dgx, dh_seq),
-        k_size=3 * H, T=T, B=B, H=H, BU=lay.BU, STORE_DH=need_dh, REVERSE=reverse,
+        k_size=3 * H, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, STORE_DH=need_dh, REVERSE=reverse,
         UPCAST=upcast, PRECISION=precision,
     )
     return dgx, carry.to(dh_n.dtype), dh_seq

@@ -214,7 +214,8 @@ def _lstm_bwd_persistent(
 def _lstm_fwd_coop(
     gx, hx, wp, h_state, c_state, lens_ptr, probe, y, gates, c_seq, sync, status,
     s_begin, s_end, B, H,
-    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, HAS_PROBE: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
+    HAS_PROBE: tl.constexpr,
     REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Steps s_begin .. s_end - 1 for this program's BH units of BB rows (see ``_coop``).
@@ -225,10 +226,11 @@ def _lstm_fwd_coop(
     h = C.load_f32(h_state + st, m2)
     c = C.load_f32(c_state + st, m2)
     w = wp + tl.program_id(0) * H * (4 * BH)
+    held = X.hold(w, H, 4 * BH, KQ, HELD)  # the slice in registers, or streamed
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
-        tb, vm, acc = X.forward_step(s, lens, hx, w, rows, row_ok, B, H, 4 * BH, BB, BK,
-                                     REVERSE, UPCAST, PRECISION)
+        tb, vm, acc = X.forward_step(s, lens, hx, w, held, rows, row_ok, B, H, 4 * BH, BB,
+                                             BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         p_i, p_f, p_g, p_o = X.split4(acc, BB, BH)
         gt = tb[:, None] * (4 * H) + units[None, :]
@@ -255,8 +257,9 @@ def _lstm_bwd_coop(
     dy, dpx, wp, dh_carry, dc_state, gates, c_seq, c_prev_seq, lens_ptr, dgates, dh_seq,
     sync, status,
     s_begin, s_end, T, B, H,
-    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
-    STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr,
+    HELD: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
     """Iterations k = s_begin .. s_end - 1 of T + 1: iteration k < T is step T - 1 - k back;
@@ -268,10 +271,11 @@ def _lstm_bwd_coop(
     carry = C.load_f32(dh_carry + st, m2)
     dc_next = C.load_f32(dc_state + st, m2)
     w = wp + tl.program_id(0) * (4 * H) * BU
+    held = X.hold(w, 4 * H, BU, KQ, HELD)  # the slice in registers, or streamed
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
-        tb, vm, rec = X.backward_step(k, T, lens, dpx, w, rows, row_ok, B, 4 * H, BU, BB, BK,
-                                      REVERSE, UPCAST, PRECISION)
+        tb, vm, rec = X.backward_step(k, T, lens, dpx, w, held, rows, row_ok, B, 4 * H, BU,
+                                              BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         dh_next = carry + rec
         gt = tb[:, None] * (4 * H) + units[None, :]
@@ -484,8 +488,8 @@ def _coop_forward(gx, h0, c0, w, lens, h_probe, *, reverse):
         _lstm_fwd_coop, lay, T,
         (gx, hx, X.pack_forward(w, 4, lay), h_state, c_state, lens,
          h_probe if h_probe is not None else y, y, gates, c_seq),
-        k_size=H, B=B, H=H, HAS_PROBE=h_probe is not None, REVERSE=reverse, UPCAST=upcast,
-        PRECISION=precision,
+        k_size=H, n_size=4 * lay.BH, B=B, H=H, HAS_PROBE=h_probe is not None,
+        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
     )
     return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq
 
@@ -607,7 +611,7 @@ def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, *, reverse
         _lstm_bwd_coop, lay, T + 1,
         (dy, dpx, X.pack_backward(w, lay), carry, dc_state, gates, c_seq, c_prev_seq, lens,
          dgates, dh_seq),
-        k_size=G, T=T, B=B, H=H, BU=lay.BU, STORE_DH=store_dh, REVERSE=reverse,
+        k_size=G, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, STORE_DH=store_dh, REVERSE=reverse,
         UPCAST=upcast, PRECISION=precision,
     )
     return dgates, carry.to(dh_n.dtype), dc_state.to(dc_n.dtype), dh_seq

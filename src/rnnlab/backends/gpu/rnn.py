@@ -124,7 +124,8 @@ def _rnn_bwd_persistent(
 def _rnn_fwd_coop(
     ax, hx, wp, h_state, lens_ptr, probe, y, a_seq, sync, status,
     s_begin, s_end, B, H,
-    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, RELU: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
+    RELU: tl.constexpr,
     HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
@@ -134,10 +135,11 @@ def _rnn_fwd_coop(
     st = rows[:, None] * H + units[None, :]
     h = C.load_f32(h_state + st, m2)
     w = wp + tl.program_id(0) * H * BH
+    held = X.hold(w, H, BH, KQ, HELD)  # the slice in registers, or streamed
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
-        tb, vm, acc = X.forward_step(s, lens, hx, w, rows, row_ok, B, H, BH, BB, BK,
-                                     REVERSE, UPCAST, PRECISION)
+        tb, vm, acc = X.forward_step(s, lens, hx, w, held, rows, row_ok, B, H, BH, BB,
+                                             BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         at = tb[:, None] * H + units[None, :]
         a = C.load_f32(ax + at, mv) + acc
@@ -156,8 +158,9 @@ def _rnn_fwd_coop(
 def _rnn_bwd_coop(
     dy, dax, wp, dh_carry, a_seq, lens_ptr, da_seq, dh_seq, sync, status,
     s_begin, s_end, T, B, H,
-    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
-    RELU: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr,
+    HELD: tl.constexpr, RELU: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr,
+    SYNC: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Iterations k = s_begin .. s_end - 1 of T + 1 (iteration T completes dh0). dax
@@ -167,10 +170,11 @@ def _rnn_bwd_coop(
     st = rows[:, None] * H + units[None, :]
     carry = C.load_f32(dh_carry + st, m2)
     w = wp + tl.program_id(0) * H * BU
+    held = X.hold(w, H, BU, KQ, HELD)  # the slice in registers, or streamed
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
-        tb, vm, rec = X.backward_step(k, T, lens, dax, w, rows, row_ok, B, H, BU, BB, BK,
-                                      REVERSE, UPCAST, PRECISION)
+        tb, vm, rec = X.backward_step(k, T, lens, dax, w, held, rows, row_ok, B, H, BU,
+                                              BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         dh_next = carry + rec
         at = tb[:, None] * H + units[None, :]
@@ -293,8 +297,8 @@ def _coop_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
         _rnn_fwd_coop, lay, T,
         (ax, hx, X.pack_forward(w, 1, lay), h_state, lens,
          h_probe if h_probe is not None else y, y, a_seq),
-        k_size=H, B=B, H=H, RELU=relu, HAS_PROBE=h_probe is not None, REVERSE=reverse,
-        UPCAST=upcast, PRECISION=precision,
+        k_size=H, n_size=lay.BH, B=B, H=H, RELU=relu, HAS_PROBE=h_probe is not None,
+        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
     )
     return y, h_state.to(ax.dtype), a_seq
 
@@ -387,8 +391,8 @@ def _coop_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):
     X.run(
         _rnn_bwd_coop, lay, T + 1,
         (dy, dax, X.pack_backward(w, lay), carry, a_seq, lens, da_seq, dh_seq),
-        k_size=H, T=T, B=B, H=H, BU=lay.BU, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
-        UPCAST=upcast, PRECISION=precision,
+        k_size=H, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, RELU=relu, STORE_DH=need_dh,
+        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
     )
     return da_seq, carry.to(dh_n.dtype), dh_seq
 

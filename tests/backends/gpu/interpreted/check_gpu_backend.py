@@ -150,11 +150,13 @@ def test_hidden_larger_than_a_tile(variant, monkeypatch):
 COOP_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]  # the cells the cooperative path runs
 
 
+@pytest.mark.parametrize("hold", ["1", "0"], ids=["held", "streamed"])
 @pytest.mark.parametrize("variant", COOP_VARIANTS)
-def test_cooperative_row_tiles_and_wide_slices(variant, monkeypatch):
+def test_cooperative_row_tiles_and_wide_slices(variant, hold, monkeypatch):
     """Two row tiles (16 rows each, B = 19) and few programs, so each slice is wider than
-    the narrowest (BH doubles until the grid fits)."""
+    the narrowest (BH doubles until the grid fits); weights held and streamed."""
     monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
+    monkeypatch.setenv("RNNLAB_GPU_HOLD", hold)
     monkeypatch.setattr(X, "MAX_ROWS", 16)
     monkeypatch.setattr(X, "INTERPRETER_PROGRAMS", 4)
     H = 40
@@ -204,6 +206,19 @@ def test_barrier_timeout_warns_and_recomputes_on_the_tiled_path(monkeypatch):
         _compare("lstm", p, lens, False, torch.float32, 1e-5, 1e-4)
     assert X._disabled and X.plan(2, 12, 4, DEVICE) is None
     assert C.choose_path(10**9, X.plan(2, 12, 4, DEVICE)) == "tiled"
+
+
+def test_held_weights_rule(monkeypatch):
+    lay = X.layout(B=16, H=256, slots=4, programs=132)
+    fwd = X.launch_settings(lay, 256, 4 * lay.BH, 2)  # LSTM bf16: an 8 KiB slice, held
+    assert fwd["HELD"] and fwd["KQ"] == 64
+    assert not X.launch_settings(lay, 1024, lay.BU, 2)["HELD"]  # backward: 32 KiB
+    assert not X.launch_settings(lay, 256, 4 * lay.BH, 2, hold_ok=False)["HELD"]
+    wide = X.layout(B=64, H=256, slots=4, programs=132)  # 64 rows: never held
+    assert not X.launch_settings(wide, 256, 4 * wide.BH, 2)["HELD"]
+    monkeypatch.setenv("RNNLAB_GPU_HOLD", "maybe")
+    with pytest.raises(ValueError, match="RNNLAB_GPU_HOLD='maybe'"):
+        X.hold_enabled()
 
 
 def test_cooperative_layout_rules():
