@@ -25,9 +25,10 @@ cooperative  One persistent kernel for larger H (see :mod:`._coop`): each progra
              grid is at most one program per SM, and the programs of a row tile meet at
              a grid barrier (release/acquire counter) after every step, exchanging h (or,
              backward, the gate gradients) through a double-buffered (2, B, ·) buffer
-             in L2. Each program rereads only its own W_hh slice (LSTM H = 1024 bf16:
-             64 KiB on each of 128 SMs), so per step the whole W_hh is read from the
-             SMs' caches in parallel instead of from HBM/L2 by one GEMM. RNN, LSTM
+             in L2. Each program holds (small) or rereads only its own W_hh slice
+             (LSTM H = 1024 bf16: 64 KiB on each of 128 SMs), so per step the whole
+             W_hh is read from the SMs' registers or caches in parallel instead of from
+             HBM/L2 by one GEMM. RNN, LSTM
              without projection and the reset-after GRU (torch.nn's). Chosen where the
              persistent kernel does not run, while B ≤ 64.
 tiled        Per step, the GEMM h·W_hhᵀ (cuBLAS over all SMs, W_hh streamed from L2)

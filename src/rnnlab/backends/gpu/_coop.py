@@ -11,9 +11,11 @@ with the gradients of the gate pre-activations: a program owns a *column* slice 
 and turns the whole dpre_{t+1} into its units' share of dL/dh_t.
 
 Weights. Each program's slice is packed once per call into a contiguous block
-(``pack_forward`` / ``pack_backward``) and reread every step; at the sizes this path is
-for (LSTM H = 1024, 128 programs, bf16: 64 KiB a program) it stays in the SM's L1/L2, so
-no step streams W_hh from HBM. Cells: RNN, LSTM without projection, GRU with the reset
+(``pack_forward`` / ``pack_backward``). A small slice (≤ 16 KiB, ≤ 16 rows a program) is
+loaded into registers once and held for the whole sequence; a larger one is reread every
+step — at the sizes this path is for (LSTM H = 1024, 128 programs, bf16: 64 KiB a
+program) it stays in the SM's L1/L2, so no step streams W_hh from HBM (holding it
+instead runs out of registers: see ``launch_settings``). Cells: RNN, LSTM without projection, GRU with the reset
 after (one product per step). LSTM projection and the reset-before GRU need a second
 exchange inside the step and take the tiled path.
 
