@@ -15,9 +15,9 @@ Weights. Each program's slice is packed once per call into a contiguous block
 loaded into registers once and held for the whole sequence; a larger one is reread every
 step — at the sizes this path is for (LSTM H = 1024, 128 programs, bf16: 64 KiB a
 program) it stays in the SM's L1/L2, so no step streams W_hh from HBM (holding it
-instead runs out of registers: see ``launch_settings``). Cells: RNN, LSTM without projection, GRU with the reset
-after (one product per step). LSTM projection and the reset-before GRU need a second
-exchange inside the step and take the tiled path.
+instead runs out of registers: see ``launch_settings``). Cells: RNN, LSTM without
+projection, GRU with the reset after (one product per step). LSTM projection and the
+reset-before GRU need a second exchange inside the step and take the tiled path.
 
 Barrier. Every program of a row tile adds 1 to the tile's counter (release, GPU scope)
 after its stores and spins on acquire loads until the counter reaches programs × steps
@@ -223,17 +223,6 @@ def tile(lens_ptr, B, H, BB: tl.constexpr, BU: tl.constexpr, BH: tl.constexpr):
     m2 = row_ok[:, None] & ((j < BH) & (units < H))[None, :]
     lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     return rows, units, row_ok, m2, lens
-
-
-@triton.jit
-def _chunk(ex, w, rows, row_ok, K, k0, N: tl.constexpr, BK: tl.constexpr):
-    """Columns k0 .. k0 + BK - 1 of the exchange rows (BB, BK) and of the slice (BK, N)."""
-    kk = k0 + tl.arange(0, BK)
-    k_ok = kk < K
-    a = tl.load(ex + rows[:, None] * K + kk[None, :], mask=row_ok[:, None] & k_ok[None, :],
-                other=0.0, volatile=True)
-    b = tl.load(w + kk[:, None] * N + tl.arange(0, N)[None, :], mask=k_ok[:, None], other=0.0)
-    return a, b
 
 
 @triton.jit
