@@ -35,9 +35,10 @@ loads and the kernels are compiled with ``num_stages=1``, so no load is hoisted 
 prefetched across the barrier.
 
 Without a barrier. Triton's interpreter runs programs one after another, so a barrier
-would wait forever; there (and with ``RNNLAB_GPU_GRID_SYNC=0`` on a GPU) the host
-launches the same kernel once per step, and the launch boundary is the barrier. Every
-line of the kernels except the barrier itself therefore runs in CI.
+would wait forever; there (and with ``RNNLAB_GPU_GRID_SYNC=0``, or while a CUDA graph is
+being captured, on a GPU) the host launches the same kernel once per step, and the
+launch boundary is the barrier. Every line of the kernels except the barrier itself
+therefore runs in CI.
 """
 
 from __future__ import annotations
@@ -187,15 +188,18 @@ def run(kernel: Callable, lay: Layout, steps: int, args: tuple, k_size: int, n_s
     over iterations 0 .. steps - 1: one launch with the grid barrier, or one launch a
     step. The product reduces k_size into n_size columns; args[0] has the data dtype."""
     device = args[0].device
-    sync = grid_sync_enabled(device)
+    # While a CUDA graph is being captured the barrier's flag could never be read back
+    # (a timeout would go unnoticed at replay), so then the kernel is captured a launch
+    # per step: no barrier, nothing to check, and replay makes the launches cheap.
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    sync = grid_sync_enabled(device) and not capturing
     flags = torch.zeros(lay.NR + 1, dtype=torch.int32, device=device)  # counters, status
     hold_ok = C.on_chip_bytes(1, args[0]) is not None and hold_enabled()
     consts = {**launch_settings(lay, k_size, n_size, args[0].element_size(), hold_ok),
               **meta}
     if sync:
         kernel[lay.grid](*args, flags, flags[lay.NR:], 0, steps, SYNC=True, **consts)
-        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-        if not capturing and flags[lay.NR].item():  # the one host sync of the path
+        if flags[lay.NR].item():  # the one host sync of the path
             _disabled.append(f"a grid barrier timed out in {kernel.__name__}")
             warnings.warn(
                 f"rnnlab gpu backend: the programs of {kernel.__name__} (grid {lay.grid}) "

@@ -315,3 +315,26 @@ def test_exact_fp32_never_takes_the_persistent_kernel_on_a_gpu(monkeypatch):
         assert C.on_chip_bytes(100, f32) == 400
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA graphs need CUDA")
+def test_cooperative_path_inside_a_cuda_graph(monkeypatch):
+    """Captured in a user's CUDA graph the cooperative kernel runs a launch per step (no
+    barrier flag to read back): replay equals the eager call."""
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
+    p, _ = _problem("lstm", T=6, B=3, I=4, H=40, seed=19, lengths=False)
+    t = {k: v.to(DEVICE, torch.float32) if v is not None else None for k, v in p.items()}
+    args = (t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], None, None,
+            None, False)
+    with rnnlab.use_backend("gpu"):
+        eager = ops.lstm(*args)[0].clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            ops.lstm(*args)  # warm-up: compiles the kernels outside the capture
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = ops.lstm(*args)[0]
+        graph.replay()
+    torch.testing.assert_close(captured, eager, rtol=1e-5, atol=1e-6)
