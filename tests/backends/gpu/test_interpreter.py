@@ -9,7 +9,7 @@ be set before the kernels are defined and must not leak into the rest of the sui
   kernel once per step there: the interpreter runs programs one after another, so they
   could never meet at a barrier);
 - rnnlab.nn vs torch.nn with the gpu backend forced (stacked, bidirectional, batch_first,
-  packed input, ...), float32;
+  packed input, ...), float32, on the automatic path and on the cooperative one;
 - torch.library.opcheck of the forward and backward ops and torch.compile(fullgraph=True)
   with the gpu backend forced;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
@@ -56,6 +56,9 @@ JOBS = {
         {"RNNLAB_GPU_PATH": "tiled"},
     ),
     "torch-nn": (TORCH_NN_CASES, {"RNNLAB_BACKEND": "gpu"}),
+    "torch-nn-cooperative": (
+        TORCH_NN_CASES, {"RNNLAB_BACKEND": "gpu", "RNNLAB_GPU_PATH": "cooperative"}
+    ),
     "opcheck-compile": (
         ["tests/ops/test_ops.py", "-k", "opcheck or compile"], {"RNNLAB_BACKEND": "gpu"}
     ),
