@@ -178,8 +178,7 @@ def _gru_fwd_coop(
     gx, hx, wp, b_hh, h_state, lens_ptr, probe, y, gates, sync, status,
     s_begin, s_end, B, H,
     BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Steps s_begin .. s_end - 1 for this program's BH units of BB rows (see ``_coop``).
@@ -193,7 +192,7 @@ def _gru_fwd_coop(
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
         tb, vm, acc = X.forward_step(s, lens, hx, w, held, rows, row_ok, B, H, 4 * BH, BB,
-                                             BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
+                                     BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         p_r, p_z, p_n, _ = X.split4(acc, BB, BH)
         xt = tb[:, None] * (3 * H) + units[None, :]
@@ -220,8 +219,7 @@ def _gru_bwd_coop(
     s_begin, s_end, T, B, H,
     BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr,
     HELD: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Iterations k = s_begin .. s_end - 1 of T + 1 (iteration T completes dh0).
     dpx (2, B, 3H): the exchange of [dr, dz, dn ⊙ r], whose product with W_hh is the part of
@@ -235,7 +233,7 @@ def _gru_bwd_coop(
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
         tb, vm, rec = X.backward_step(k, T, lens, dpx, w, held, rows, row_ok, B, 3 * H, BU,
-                                              BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
+                                      BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         dh_next = carry + rec
         xt = tb[:, None] * (3 * H) + units[None, :]
@@ -414,10 +412,11 @@ def gru_forward(
     probe = h_probe.contiguous() if h_probe is not None else None
     HP = C.pad(H)
     n_w = C.on_chip_bytes(3 * HP * HP, x)
-    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if reset_after else None)
+    coop = X.plan(B, H, 4, x.device) if reset_after else None
+    path = C.choose_path(n_w, coop)
     if path == "cooperative":
         try:
-            return _coop_forward(gx, h0, w, bias, lens, probe, reverse=reverse)
+            return _coop_forward(gx, h0, w, bias, lens, probe, coop, reverse=reverse)
         except X.BarrierTimeout:
             path = "tiled"
     if path == "tiled":
@@ -439,12 +438,11 @@ def gru_forward(
     return y, h_n, gates
 
 
-def _coop_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse):
-    """The cooperative kernel (reset after): all T steps in one launch, hidden units split
-    across programs."""
+def _coop_forward(gx, h0, w, b_hh, lens, h_probe, lay, *, reverse):
+    """The cooperative kernel (reset after; layout ``lay``): all T steps in one launch,
+    hidden units split across programs."""
     T, B, G = gx.shape
     H = G // 3
-    lay = X.plan(B, H, 4, gx.device)
     y = gx.new_empty(T, B, H)
     gates = gx.new_empty(T, B, 4 * H)
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
@@ -527,11 +525,12 @@ def gru_backward(
     h_prev_seq = previous_states(y, h0, lengths, reverse).contiguous()
     HP = C.pad(H)
     n_w = C.on_chip_bytes(3 * HP * HP, x)
-    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if reset_after else None)
+    coop = X.plan(B, H, 4, x.device) if reset_after else None
+    path = C.choose_path(n_w, coop)
     if path == "cooperative":
         try:
             dgx, dh0, dh_seq = _coop_backward(
-                dy, dh_n, w, gates, h_prev_seq, lens, reverse=reverse, need_dh=need_dh
+                dy, dh_n, w, gates, h_prev_seq, lens, coop, reverse=reverse, need_dh=need_dh
             )
         except X.BarrierTimeout:
             path = "tiled"
@@ -556,11 +555,11 @@ def gru_backward(
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out
 
 
-def _coop_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, need_dh):
-    """The cooperative kernel back (reset after): T steps and the final dh0 in one launch."""
+def _coop_backward(dy, dh_n, w, gates, h_prev_seq, lens, lay, *, reverse, need_dh):
+    """The cooperative kernel back (reset after; layout ``lay``): T steps and the final
+    dh0 in one launch."""
     T, B, _ = gates.shape
     H = h_prev_seq.shape[-1]
-    lay = X.plan(B, H, 4, gates.device)
     dgx = gates.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
     dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
     dpx = torch.zeros(2, B, 3 * H, dtype=w.dtype, device=gates.device)  # exchange

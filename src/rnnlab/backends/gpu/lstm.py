@@ -215,8 +215,8 @@ def _lstm_fwd_coop(
     gx, hx, wp, h_state, c_state, lens_ptr, probe, y, gates, c_seq, sync, status,
     s_begin, s_end, B, H,
     BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
-    HAS_PROBE: tl.constexpr,
-    REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     """Steps s_begin .. s_end - 1 for this program's BH units of BB rows (see ``_coop``).
     hx (2, B, H): the exchange of h; h_state, c_state (B, H) fp32 carry the state between
@@ -230,7 +230,7 @@ def _lstm_fwd_coop(
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
         tb, vm, acc = X.forward_step(s, lens, hx, w, held, rows, row_ok, B, H, 4 * BH, BB,
-                                             BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
+                                     BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         p_i, p_f, p_g, p_o = X.split4(acc, BB, BH)
         gt = tb[:, None] * (4 * H) + units[None, :]
@@ -259,8 +259,7 @@ def _lstm_bwd_coop(
     s_begin, s_end, T, B, H,
     BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr,
     HELD: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Iterations k = s_begin .. s_end - 1 of T + 1: iteration k < T is step T - 1 - k back;
     iteration T only completes dh0 = carry + dpre_0·W_hh. dpx (2, B, 4H): the exchange of
@@ -275,7 +274,7 @@ def _lstm_bwd_coop(
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
         tb, vm, rec = X.backward_step(k, T, lens, dpx, w, held, rows, row_ok, B, 4 * H, BU,
-                                              BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
+                                      BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         dh_next = carry + rec
         gt = tb[:, None] * (4 * H) + units[None, :]
@@ -445,10 +444,11 @@ def lstm_forward(
     w_r = w_hr.contiguous() if w_hr is not None else None
     probe = h_probe.contiguous() if h_probe is not None else None
     n_w = _on_chip_bytes(H, P, w_r is not None, x)
-    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if w_r is None else None)
+    coop = X.plan(B, H, 4, x.device) if w_r is None else None
+    path = C.choose_path(n_w, coop)
     if path == "cooperative":
         try:
-            return _coop_forward(gx, h0, c0, w, lens, probe, reverse=reverse)
+            return _coop_forward(gx, h0, c0, w, lens, probe, coop, reverse=reverse)
         except X.BarrierTimeout:
             path = "tiled"
     if path == "tiled":
@@ -470,12 +470,11 @@ def lstm_forward(
     return y, h_n, c_n, gates, c_seq
 
 
-def _coop_forward(gx, h0, c0, w, lens, h_probe, *, reverse):
-    """The cooperative kernel: all T steps in one launch, hidden units split across
-    programs (no projection)."""
+def _coop_forward(gx, h0, c0, w, lens, h_probe, lay, *, reverse):
+    """The cooperative kernel (layout ``lay``): all T steps in one launch, hidden units
+    split across programs (no projection)."""
     T, B, G = gx.shape
     H = G // 4
-    lay = X.plan(B, H, 4, gx.device)
     y = gx.new_empty(T, B, H)
     gates = torch.empty_like(gx)
     c_seq = gx.new_empty(T, B, H)
@@ -556,11 +555,12 @@ def lstm_backward(
     c_prev_seq = previous_states(c_seq, c0, lengths, reverse).contiguous()
     store_dh = need_dh or proj
     n_w = _on_chip_bytes(H, P, proj, x)
-    path = C.choose_path(n_w, X.plan(B, H, 4, x.device) if not proj else None)
+    coop = X.plan(B, H, 4, x.device) if not proj else None
+    path = C.choose_path(n_w, coop)
     if path == "cooperative":
         try:
             dgates, dh0, dc0, dh_seq = _coop_backward(
-                dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, reverse=reverse,
+                dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, coop, reverse=reverse,
                 store_dh=store_dh,
             )
         except X.BarrierTimeout:
@@ -596,11 +596,12 @@ def lstm_backward(
     return dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out
 
 
-def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, *, reverse, store_dh):
-    """The cooperative kernel back: T steps and the final dh0 in one launch."""
+def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, lay, *, reverse,
+                   store_dh):
+    """The cooperative kernel back (layout ``lay``): T steps and the final dh0 in one
+    launch."""
     T, B, G = gates.shape
     H = G // 4
-    lay = X.plan(B, H, 4, gates.device)
     dgates = torch.empty_like(gates)
     dh_seq = dy.new_empty(T, B, H) if store_dh else dgates
     dpx = torch.zeros(2, B, G, dtype=w.dtype, device=gates.device)  # exchange of dpre

@@ -125,8 +125,7 @@ def _rnn_fwd_coop(
     ax, hx, wp, h_state, lens_ptr, probe, y, a_seq, sync, status,
     s_begin, s_end, B, H,
     BB: tl.constexpr, BH: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
-    RELU: tl.constexpr,
-    HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
+    RELU: tl.constexpr, HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, SYNC: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Steps s_begin .. s_end - 1 for this program's BH units of BB rows (see ``_coop``).
@@ -139,7 +138,7 @@ def _rnn_fwd_coop(
     limit = X.poll_limit()
     for s in range(s_begin, s_end):
         tb, vm, acc = X.forward_step(s, lens, hx, w, held, rows, row_ok, B, H, BH, BB,
-                                             BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
+                                     BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         at = tb[:, None] * H + units[None, :]
         a = C.load_f32(ax + at, mv) + acc
@@ -160,8 +159,7 @@ def _rnn_bwd_coop(
     s_begin, s_end, T, B, H,
     BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr,
     HELD: tl.constexpr, RELU: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr,
-    SYNC: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+    SYNC: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Iterations k = s_begin .. s_end - 1 of T + 1 (iteration T completes dh0). dax
     (2, B, H): the exchange of da; dh_carry (B, H) fp32: the gradient carried across
@@ -174,7 +172,7 @@ def _rnn_bwd_coop(
     limit = X.poll_limit()
     for k in range(s_begin, s_end):
         tb, vm, rec = X.backward_step(k, T, lens, dax, w, held, rows, row_ok, B, H, BU,
-                                              BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
+                                      BB, BK, KQ, HELD, REVERSE, UPCAST, PRECISION)
         mv = m2 & vm
         dh_next = carry + rec
         at = tb[:, None] * H + units[None, :]
@@ -260,10 +258,11 @@ def rnn_forward(
     probe = h_probe.contiguous() if h_probe is not None else None
     HP = C.pad(H)
     n_w = C.on_chip_bytes(HP * HP, x)
-    path = C.choose_path(n_w, X.plan(B, H, 1, x.device))
+    coop = X.plan(B, H, 1, x.device)
+    path = C.choose_path(n_w, coop)
     if path == "cooperative":
         try:
-            return _coop_forward(ax, h0, w, lens, probe, relu=relu, reverse=reverse)
+            return _coop_forward(ax, h0, w, lens, probe, coop, relu=relu, reverse=reverse)
         except X.BarrierTimeout:
             path = "tiled"
     if path == "tiled":
@@ -282,11 +281,10 @@ def rnn_forward(
     return y, h_n, a_seq
 
 
-def _coop_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
-    """The cooperative kernel: all T steps in one launch, hidden units split across
-    programs."""
+def _coop_forward(ax, h0, w, lens, h_probe, lay, *, relu, reverse):
+    """The cooperative kernel (layout ``lay``): all T steps in one launch, hidden units
+    split across programs."""
     T, B, H = ax.shape
-    lay = X.plan(B, H, 1, ax.device)
     y = torch.empty_like(ax)
     a_seq = torch.empty_like(ax)
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
@@ -347,11 +345,12 @@ def rnn_backward(
     a_seq = a_seq.contiguous()
     HP = C.pad(H)
     n_w = C.on_chip_bytes(HP * HP, x)
-    path = C.choose_path(n_w, X.plan(B, H, 1, x.device))
+    coop = X.plan(B, H, 1, x.device)
+    path = C.choose_path(n_w, coop)
     if path == "cooperative":
         try:
             da_seq, dh0, dh_seq = _coop_backward(
-                dy, dh_n, w, a_seq, lens, relu=relu, reverse=reverse, need_dh=need_dh
+                dy, dh_n, w, a_seq, lens, coop, relu=relu, reverse=reverse, need_dh=need_dh
             )
         except X.BarrierTimeout:
             path = "tiled"
@@ -379,10 +378,10 @@ def rnn_backward(
     return dx, dh0, dw_ih, dw_hh, db, dh_out
 
 
-def _coop_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):
-    """The cooperative kernel back: T steps and the final dh0 in one launch."""
+def _coop_backward(dy, dh_n, w, a_seq, lens, lay, *, relu, reverse, need_dh):
+    """The cooperative kernel back (layout ``lay``): T steps and the final dh0 in one
+    launch."""
     T, B, H = a_seq.shape
-    lay = X.plan(B, H, 1, a_seq.device)
     da_seq = torch.empty_like(a_seq)
     dh_seq = torch.empty_like(a_seq) if need_dh else da_seq
     dax = torch.zeros(2, B, H, dtype=w.dtype, device=a_seq.device)  # exchange of da
