@@ -14,7 +14,8 @@ be set before the kernels are defined and must not leak into the rest of the sui
   with the gpu backend forced;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
   padded blocks, every path, cooperative layouts, weight packing, the barrier's
-  one-launch mode and its timeout fallback, aliasing, selection rules.
+  one-launch mode with the programs as threads that run at once, its timeout fallback,
+  aliasing, selection rules.
 
 On a CUDA machine the backend's own checks also run on the GPU (no interpreter).
 """

@@ -39,9 +39,9 @@ tiled        Per step, the GEMM h·W_hhᵀ (cuBLAS over all SMs, W_hh streamed f
              B > 64, LSTM projection and the reset-before GRU above the persistent size.
 
 Every kernel is checked to build for sm_90 (H100/H200) without running out of registers
-(tests/backends/gpu/test_sm90_build.py, no GPU needed), and runs — all but the
-cooperative barrier itself, which needs programs running at once — through Triton's
-interpreter in the conformance suite. GPU speed has not been measured yet.
+(tests/backends/gpu/test_sm90_build.py, no GPU needed), and runs through Triton's
+interpreter in the conformance suite — the cooperative barrier too, with the programs
+made threads that run at once. GPU speed has not been measured yet.
 
 Time order, variable lengths and reverse are per sample inside the kernels (see
 :mod:`._common`); padding steps are never read and written as zeros. The function

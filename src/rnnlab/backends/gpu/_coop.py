@@ -37,8 +37,10 @@ prefetched across the barrier.
 Without a barrier. Triton's interpreter runs programs one after another, so a barrier
 would wait forever; there (and with ``RNNLAB_GPU_GRID_SYNC=0``, or while a CUDA graph is
 being captured, on a GPU) the host launches the same kernel once per step, and the
-launch boundary is the barrier. Every line of the kernels except the barrier itself
-therefore runs in CI.
+launch boundary is the barrier. The tests also run the one-launch mode, barrier and all,
+with the interpreter's programs made threads that run at once
+(tests/backends/gpu/interpreted/check_gpu_backend.py); what only a GPU can show is the
+memory ordering, whose release/acquire instructions the sm_90 build test checks for.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ the same checks on the GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 
 import pytest
 import torch
@@ -170,29 +173,6 @@ X_SLOTS = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 4}
 
 
 @pytest.mark.skipif(DEVICE.type == "cuda", reason="forces the barrier into the interpreter")
-@pytest.mark.parametrize("variant", COOP_VARIANTS)
-def test_cooperative_single_launch_with_barriers(variant, monkeypatch):
-    """The one-launch mode with SYNC=True — the barrier itself — where the interpreter can
-    run it: one program per row tile (a tile's barrier then only waits for itself), two
-    row tiles with their own counters, every step of T in one launch."""
-    monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
-    monkeypatch.setattr(X, "grid_sync_enabled", lambda device: True)
-    monkeypatch.setattr(X, "MAX_ROWS", 16)
-    launches = []
-    real_run = X.run
-
-    def counting_run(kernel, lay, steps, args, k_size, **meta):
-        launches.append((kernel.__name__, lay.grid, steps))
-        return real_run(kernel, lay, steps, args, k_size, **meta)
-
-    monkeypatch.setattr(X, "run", counting_run)
-    H = 16 if variant.startswith("rnn") else 4  # one slice: BH = H
-    p, lens = _problem(variant, T=5, B=19, I=3, H=H, seed=13, lengths=True)
-    _compare(variant, p, lens, False, torch.float32, 1e-5, 1e-4)
-    assert launches and all(grid == (1, 2) for _, grid, _ in launches), launches
-
-
-@pytest.mark.skipif(DEVICE.type == "cuda", reason="forces the barrier into the interpreter")
 def test_barrier_timeout_warns_and_recomputes_on_the_tiled_path(monkeypatch):
     """Programs that never meet (here: run one after another by the interpreter, with a
     poll limit of 3) flag the timeout; the host warns, turns the path off for the process
@@ -338,3 +318,110 @@ def test_cooperative_path_inside_a_cuda_graph(monkeypatch):
             captured = ops.lstm(*args)[0]
         graph.replay()
     torch.testing.assert_close(captured, eager, rtol=1e-5, atol=1e-6)
+
+
+@contextlib.contextmanager
+def _programs_as_threads(timeout_s: float = 120.0):
+    """Make Triton's interpreter run a launch's programs at the same time, one thread
+    each, instead of one after another — so programs can meet at a grid barrier.
+
+    The interpreter's loop sets the program index, then calls the kernel, for each grid
+    point. Here the index becomes thread-local, and the first call of a launch starts
+    every program in its own thread and waits for all (later calls of that launch do
+    nothing). Yields a list that records, per launch, how many programs ran at once.
+    """
+    from triton.runtime import interpreter as interp
+
+    local = threading.local()
+    launches: list[int] = []
+    running = {"executor": None, "kernel": None}
+    builder_cls, executor_cls = interp.InterpreterBuilder, interp.GridExecutor
+    saved = {"call": executor_cls.__call__, "set": builder_cls.set_grid_idx,
+             "idx": builder_cls.__dict__.get("grid_idx")}
+
+    def all_at_once(kernel):
+        done = []
+
+        def run_all(**args):
+            if done:
+                return
+            done.append(True)
+            nx, ny, nz = interp.interpreter_builder.grid_dim
+            errors, alive = [], [0]
+            lock = threading.Lock()
+
+            def program(x, y, z):
+                try:
+                    interp.interpreter_builder.set_grid_idx(x, y, z)
+                    with lock:
+                        alive[0] += 1
+                    kernel(**args)
+                except BaseException as err:  # reported below, in the test's thread
+                    errors.append(err)
+
+            threads = [threading.Thread(target=program, args=(x, y, z), daemon=True)
+                       for x in range(nx) for y in range(ny) for z in range(nz)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout_s)
+            if any(thread.is_alive() for thread in threads):
+                errors.append(TimeoutError("programs still waiting: a barrier deadlock"))
+            launches.append(alive[0])
+            if errors:
+                raise errors[0]
+
+        return run_all
+
+    def set_grid_idx(builder, x, y, z):
+        local.idx = (x, y, z)
+        executor = running["executor"]
+        if (executor is not None and threading.current_thread() is threading.main_thread()
+                and executor.fn is running["kernel"]):
+            executor.fn = all_at_once(running["kernel"])
+
+    def call(executor, *args, **kwargs):
+        running.update(executor=executor, kernel=executor.fn)
+        try:
+            return saved["call"](executor, *args, **kwargs)
+        finally:
+            executor.fn = running["kernel"]
+            running.update(executor=None, kernel=None)
+
+    builder_cls.grid_idx = property(lambda self: getattr(local, "idx", None),
+                                    lambda self, value: setattr(local, "idx", value))
+    builder_cls.set_grid_idx = set_grid_idx
+    executor_cls.__call__ = call
+    try:
+        yield launches
+    finally:
+        executor_cls.__call__ = saved["call"]
+        builder_cls.set_grid_idx = saved["set"]
+        if saved["idx"] is None:
+            del builder_cls.grid_idx
+        else:
+            builder_cls.grid_idx = saved["idx"]
+
+
+@pytest.mark.skipif(DEVICE.type == "cuda", reason="a real GPU runs the barrier itself")
+@pytest.mark.parametrize("variant", COOP_VARIANTS)
+def test_cooperative_barrier_with_programs_running_at_once(variant, monkeypatch):
+    """The one-launch mode with its grid barrier, every program a thread: 3 slices × 2
+    row tiles meet after each of T steps (forward) and T + 1 iterations (backward),
+    through the real counters, targets and double-buffered exchange."""
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
+    monkeypatch.setattr(X, "grid_sync_enabled", lambda device: True)
+    monkeypatch.setattr(X, "MAX_ROWS", 16)
+    H = 40 if variant.startswith("rnn") else 12  # 3 slices (BH 16 or 4)
+    p, lens = _problem(variant, T=4, B=19, I=3, H=H, seed=23, lengths=True)
+    interval = sys.getswitchinterval()
+    # long time slices: a program can finish a whole step before another reads the
+    # exchange, so a wrong buffer half or barrier target shows as a wrong result
+    sys.setswitchinterval(5e-3)
+    try:
+        with _programs_as_threads() as launches:
+            _compare(variant, p, lens, True, torch.float32, 1e-5, 1e-4)
+    finally:
+        sys.setswitchinterval(interval)
+    assert launches and all(n == 6 for n in launches), launches  # 3 slices × 2 row tiles
+    assert not X._disabled, "a barrier timed out"
