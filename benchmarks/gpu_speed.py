@@ -108,6 +108,29 @@ def _path_fits(path: str, cell: str, H: int, dtype: torch.dtype) -> bool:
                                     and weight_bytes <= _common.ON_CHIP_BYTES)
 
 
+def _auto_path(cell: str, B: int, H: int, dtype: torch.dtype) -> str:
+    """The path rnnlab picks by itself for this layer (RNNLAB_GPU_PATH=auto), by the
+    library's own rules: the table shows whether that is the fastest one measured."""
+    from rnnlab.backends.gpu import _common, _coop
+
+    padded = _common.pad(H)
+    weight_bytes = _common.on_chip_bytes(CELLS[cell][0] * padded * padded,
+                                         torch.empty(0, dtype=dtype, device=DEVICE))
+    coop = _coop.plan(B, H, 1 if cell == "rnn" else 4, DEVICE)
+    with _gpu_path_auto():
+        return _common.choose_path(weight_bytes, coop)
+
+
+@contextlib.contextmanager
+def _gpu_path_auto() -> Iterator[None]:
+    old = os.environ.pop("RNNLAB_GPU_PATH", None)
+    try:
+        yield
+    finally:
+        if old is not None:
+            os.environ["RNNLAB_GPU_PATH"] = old
+
+
 def _barrier_failed() -> str | None:
     """Why the cooperative path turned itself off in this process (a barrier timed out:
     its programs were not all resident), or None. After that, "cooperative" would time
@@ -306,6 +329,7 @@ def _time_one(cell, dname, dtype, B, H, T, args) -> list[dict]:
         row = {"cell": cell, "dtype": dname, "B": B, "H": H, "T": T, "mode": mode,
                "ms": ms, "flashrnn_note": flash_note if flash is None else "",
                **_roofline(cell, B, H, dtype)}
+        row["auto_path"] = _auto_path(cell, B, H, dtype)
         if best is not None:
             step_us = ours_ms[best] * 1e3 / T
             row.update({
@@ -335,13 +359,14 @@ def _markdown(meta: dict, checks: list[dict], rows: list[dict], truncated: bool)
         "",
         *(["**The grid was cut short by the time budget (--budget-s).**", ""] if truncated
           else []),
-        "Times are medians in ms over the whole sequence; ×cuDNN > 1 means rnnlab is faster. "
+        "Times are medians in ms over the whole sequence; ×cuDNN > 1 means rnnlab is faster "
+        "(its fastest path; *auto* is the path rnnlab picks by itself, and its time). "
         "step µs is rnnlab's time per time step; GB/s and TFLOP/s are W_hh bytes and "
         "recurrent FLOPs per step divided by that step time (the roofline of the serial part).",
         "",
-        "| cell | dtype | mode | B | H | T | rnnlab ms (path) | cuDNN ms | ×cuDNN | FlashRNN ms "
-        "| loop ms | ×loop | step µs | GB/s | TFLOP/s |",
-        "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cell | dtype | mode | B | H | T | rnnlab ms (path) | auto: path (ms) | cuDNN ms "
+        "| ×cuDNN | FlashRNN ms | loop ms | ×loop | step µs | GB/s | TFLOP/s |",
+        "|---|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ms = r["ms"]
@@ -354,6 +379,7 @@ def _markdown(meta: dict, checks: list[dict], rows: list[dict], truncated: bool)
         lines.append(
             f"| {r['cell']} | {r['dtype']} | {r['mode']} | {r['B']} | {r['H']} | {r['T']} "
             f"| {r['rnnlab_ms']:.3f} ({r['rnnlab_best'].removeprefix('rnnlab_')}) "
+            f"| {r['auto_path']} ({fmt(ms.get('rnnlab_' + r['auto_path']))}) "
             f"| {ms['cudnn']:.3f} | {r['speedup_vs_cudnn']:.2f} | {fmt(ms.get('flashrnn'))} "
             f"| {fmt(ms.get('torch_loop'), '.1f')} | {fmt(r['speedup_vs_loop'], '.0f')} "
             f"| {r['step_us']:.2f} | {r['weight_GBps_at_step']:.0f} "

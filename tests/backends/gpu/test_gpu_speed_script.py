@@ -48,5 +48,7 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
         "persistent", "cooperative", "stepwise", "tiled"}
     assert all({"cudnn", "rnnlab_tiled", "rnnlab_cooperative"} <= r["ms"].keys()
                for r in report["results"])
+    assert {r["auto_path"] for r in report["results"]} == {"persistent", "cooperative"}
     table = (tmp_path / "gpu.md").read_text()
     assert "| lstm | fp32 | fwd_bwd | 2 | 80 | 3 |" in table
+    assert "| cooperative (" in table  # H = 80: rnnlab's own choice, with its time
