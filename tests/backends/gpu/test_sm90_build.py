@@ -2,12 +2,13 @@
 no GPU: Triton compiles it to PTX and the ptxas in Triton's wheel assembles it.
 
 What this catches before any GPU time is spent: compiler crashes (Triton 3.9 crashed on
-the persistent kernels' exact-fp32 FMA products, so those run only as 3xTF32 and exact
-fp32 takes the cooperative kernel), register spills at the
-sizes the dispatcher picks (the block sizes and the on-chip budget come from the
-library's own rules, so changing them re-runs this), and a cooperative barrier that
-lost its release/acquire pair. Whether the kernels are *right* is the interpreter
-suite's job (test_interpreter.py); how fast they are, benchmarks/gpu_speed.py's.
+the persistent kernels' exact-fp32 FMA products, so fp32 runs persistent only as 3xTF32
+and exact fp32 takes the cooperative kernel), register spills at the sizes the
+dispatcher picks (the block sizes and budgets come from the library's own rules, so
+changing them re-runs this), and a cooperative barrier that lost its release/acquire
+pair or reads the exchange without volatile loads. Whether the kernels are *right* is
+the interpreter suite's job (test_interpreter.py); how fast they are,
+benchmarks/gpu_speed.py's.
 """
 
 from __future__ import annotations
