@@ -96,14 +96,22 @@ def _gpu_path(path: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _persistent_bytes(cell: str, H: int, dtype: torch.dtype) -> int | None:
+    """Bytes of W_hh the persistent kernel would hold for a layer of this test (input size
+    H, no projection), or None where it does not run (the library's rule)."""
+    from rnnlab.backends.gpu import _common
+
+    padded = _common.pad(H)  # the kernel's block size
+    return _common.on_chip_bytes(CELLS[cell][0] * padded * padded,
+                                 torch.empty(0, dtype=dtype, device=DEVICE))
+
+
 def _path_fits(path: str, cell: str, H: int, dtype: torch.dtype) -> bool:
     """The persistent path keeps W_hh in one program's registers: only up to the library's
     budget and not for exact fp32 (forcing it there would time the tiled fallback)."""
     from rnnlab.backends.gpu import _common
 
-    padded = _common.pad(H)  # the kernel's block size
-    weight_bytes = _common.on_chip_bytes(CELLS[cell][0] * padded * padded,
-                                         torch.empty(0, dtype=dtype, device=DEVICE))
+    weight_bytes = _persistent_bytes(cell, H, dtype)
     return path != "persistent" or (weight_bytes is not None
                                     and weight_bytes <= _common.ON_CHIP_BYTES)
 
@@ -113,12 +121,9 @@ def _auto_path(cell: str, B: int, H: int, dtype: torch.dtype) -> str:
     library's own rules: the table shows whether that is the fastest one measured."""
     from rnnlab.backends.gpu import _common, _coop
 
-    padded = _common.pad(H)
-    weight_bytes = _common.on_chip_bytes(CELLS[cell][0] * padded * padded,
-                                         torch.empty(0, dtype=dtype, device=DEVICE))
     coop = _coop.plan(B, H, 1 if cell == "rnn" else 4, DEVICE)
     with _gpu_path_auto():
-        return _common.choose_path(weight_bytes, coop)
+        return _common.choose_path(_persistent_bytes(cell, H, dtype), coop)
 
 
 @contextlib.contextmanager
