@@ -71,6 +71,7 @@ def _fail_fast(smoke: bool) -> None:
 # "stepwise" is the cooperative kernel launched once per step (no grid barrier): checked
 # for correctness only, to tell a wrong barrier from wrong arithmetic.
 PATHS = {
+    "auto": {"RNNLAB_GPU_PATH": "auto"},  # rnnlab's own choice: named in each row, not timed
     "persistent": {"RNNLAB_GPU_PATH": "persistent", "RNNLAB_GPU_GRAPHS": "0"},
     "cooperative": {"RNNLAB_GPU_PATH": "cooperative", "RNNLAB_GPU_GRID_SYNC": "1",
                     "RNNLAB_GPU_GRAPHS": "0"},
@@ -122,18 +123,8 @@ def _auto_path(cell: str, B: int, H: int, dtype: torch.dtype) -> str:
     from rnnlab.backends.gpu import _common, _coop
 
     coop = _coop.plan(B, H, 1 if cell == "rnn" else 4, DEVICE)
-    with _gpu_path_auto():
+    with _gpu_path("auto"):
         return _common.choose_path(_persistent_bytes(cell, H, dtype), coop)
-
-
-@contextlib.contextmanager
-def _gpu_path_auto() -> Iterator[None]:
-    old = os.environ.pop("RNNLAB_GPU_PATH", None)
-    try:
-        yield
-    finally:
-        if old is not None:
-            os.environ["RNNLAB_GPU_PATH"] = old
 
 
 def _barrier_failed() -> str | None:

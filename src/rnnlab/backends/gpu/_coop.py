@@ -303,13 +303,20 @@ def product(ex, w, held, rows, row_ok, K, N: tl.constexpr, BB: tl.constexpr,
 
 
 @triton.jit
+def half(ex, i, B, K):
+    """The (B, K) half of a double-buffered exchange (2, B, K) that iteration i reads;
+    iteration i writes half i + 1. The one place the buffer parity is decided."""
+    return ex + (i % 2) * B * K
+
+
+@triton.jit
 def forward_step(s, lens, hx, w, held, rows, row_ok, B, H, N: tl.constexpr,
                  BB: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
                  REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Iteration s forward: per row the index t·B + row of its step (int64) and the step's
-    validity (a column), and the product h_{t-1}·W_slice from exchange half s % 2."""
+    validity (a column), and the product h_{t-1}·W_slice from exchange half s."""
     t, valid = C.step_time(s, lens, REVERSE)
-    acc = product(hx + (s % 2) * B * H, w, held, rows, row_ok, H, N, BB, BK, KQ, HELD,
+    acc = product(half(hx, s, B, H), w, held, rows, row_ok, H, N, BB, BK, KQ, HELD,
                   UPCAST, PRECISION)
     return t * B + rows, valid[:, None], acc
 
@@ -319,10 +326,10 @@ def backward_step(k, T, lens, dx, w, held, rows, row_ok, B, G, N: tl.constexpr,
                   BB: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr, HELD: tl.constexpr,
                   REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """Iteration k back — step T - 1 - k; iteration T is no step, it only completes dh0 —
-    as ``forward_step``, the product dpre_{t+1}·W_slice from exchange half k % 2 (G wide)."""
+    as ``forward_step``, the product dpre_{t+1}·W_slice from exchange half k (G wide)."""
     t, valid = C.step_time(T - 1 - k, lens, REVERSE)
     vm = (valid & (lens * 0 + k < T))[:, None]
-    acc = product(dx + (k % 2) * B * G, w, held, rows, row_ok, G, N, BB, BK, KQ, HELD,
+    acc = product(half(dx, k, B, G), w, held, rows, row_ok, G, N, BB, BK, KQ, HELD,
                   UPCAST, PRECISION)
     return t * B + rows, vm, acc
 

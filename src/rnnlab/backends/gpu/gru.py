@@ -208,7 +208,7 @@ def _gru_fwd_coop(
         h = tl.where(vm, h_t, h)
         C.store(y + ht, tl.where(vm, h_t, 0.0), m2)
         _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
-        C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
+        C.store(X.half(hx, s + 1, B, H) + st, h, m2)
         limit = X.end_step(sync, status, s + 1, limit, SYNC)
     C.store(h_state + st, h, m2)
 
@@ -253,8 +253,8 @@ def _gru_bwd_coop(
             _store_dgx(dgx, xt, dr_pre, dz_pre, dn_pre, m2, H)
             if STORE_DH:
                 C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
-        xt_ex = rows[:, None] * (3 * H) + units[None, :] + ((k + 1) % 2) * B * (3 * H)
-        _store_dgx(dpx, xt_ex, dr_pre, dz_pre, dn_pre * r, m2, H)
+        _store_dgx(X.half(dpx, k + 1, B, 3 * H), rows[:, None] * (3 * H) + units[None, :],
+                   dr_pre, dz_pre, dn_pre * r, m2, H)
         limit = X.end_step(sync, status, k + 1, limit, SYNC)
     C.store(dh_carry + st, carry, m2)
 

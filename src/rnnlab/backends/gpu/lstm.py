@@ -246,7 +246,7 @@ def _lstm_fwd_coop(
         C.store(y + ct, tl.where(vm, h_t, 0.0), m2)
         C.store(c_seq + ct, tl.where(vm, c_t, 0.0), m2)
         _store_gates(gates, gt, i, f, g, o, vm, m2, H)
-        C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
+        C.store(X.half(hx, s + 1, B, H) + st, h, m2)
         limit = X.end_step(sync, status, s + 1, limit, SYNC)
     C.store(h_state + st, h, m2)
     C.store(c_state + st, c, m2)
@@ -289,8 +289,8 @@ def _lstm_bwd_coop(
             _store_gates(dgates, gt, dpi, dpf, dpg, dpo, vm, m2, H)
             if STORE_DH:
                 C.store(dh_seq + ct, tl.where(vm, dh, 0.0), m2)
-        xt = rows[:, None] * (4 * H) + units[None, :] + ((k + 1) % 2) * B * (4 * H)
-        _store_gates(dpx, xt, dpi, dpf, dpg, dpo, vm, m2, H)
+        _store_gates(X.half(dpx, k + 1, B, 4 * H), rows[:, None] * (4 * H) + units[None, :],
+                     dpi, dpf, dpg, dpo, vm, m2, H)
         limit = X.end_step(sync, status, k + 1, limit, SYNC)
     C.store(dh_carry + st, carry, m2)
     C.store(dc_state + st, dc_next, m2)

@@ -148,7 +148,7 @@ def _rnn_fwd_coop(
         h = tl.where(vm, h_t, h)
         C.store(y + at, tl.where(vm, h_t, 0.0), m2)
         C.store(a_seq + at, tl.where(vm, a, 0.0), m2)
-        C.store(hx + ((s + 1) % 2) * B * H + st, h, m2)
+        C.store(X.half(hx, s + 1, B, H) + st, h, m2)
         limit = X.end_step(sync, status, s + 1, limit, SYNC)
     C.store(h_state + st, h, m2)
 
@@ -183,7 +183,7 @@ def _rnn_bwd_coop(
             C.store(da_seq + at, da, m2)
             if STORE_DH:
                 C.store(dh_seq + at, tl.where(vm, dh, 0.0), m2)
-        C.store(dax + ((k + 1) % 2) * B * H + st, da, m2)
+        C.store(X.half(dax, k + 1, B, H) + st, da, m2)
         limit = X.end_step(sync, status, k + 1, limit, SYNC)
     C.store(dh_carry + st, carry, m2)
 
