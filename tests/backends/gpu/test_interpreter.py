@@ -56,7 +56,7 @@ JOBS = {
         ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
         {"RNNLAB_GPU_PATH": "tiled"},
     ),
-    "torch-nn": (TORCH_NN_CASES, {"RNNLAB_BACKEND": "gpu"}),
+    "torch-nn": (TORCH_NN_CASES, {"RNNLAB_BACKEND": "gpu", "RNNLAB_GPU_PATH": "auto"}),
     "torch-nn-cooperative": (
         TORCH_NN_CASES, {"RNNLAB_BACKEND": "gpu", "RNNLAB_GPU_PATH": "cooperative"}
     ),

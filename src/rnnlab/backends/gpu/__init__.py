@@ -7,7 +7,10 @@ the gates for backward (and for gate recording). State and accumulation are fp32
 fp32 and bf16 tensors alike.
 
 Three execution paths, chosen per call (``_common.choose_path``; ``RNNLAB_GPU_PATH``
-forces one):
+forces one). Until the persistent and cooperative kernels have been measured correct on
+a GPU (``_common.HARDWARE_VERIFIED``), CUDA tensors take the tiled path by default and
+the size-based choice below ("Chosen ...") is opt-in with ``RNNLAB_GPU_PATH=auto``;
+float64 and float16 CUDA tensors run on the portable backend (torch ops):
 
 persistent   One program per tile of 16 samples loops over all T steps inside the
              kernel. W_hh (and W_hr) are loaded once, before the time loop, and stay in

@@ -1,8 +1,11 @@
 """Helpers shared by the Triton cell families: path choice, launch settings, time order,
 small device functions, CUDA-graph replay of the tiled loop.
 
-``RNNLAB_GPU_PATH`` = ``persistent`` | ``tiled`` | ``auto`` (default) forces an execution
-path (see the package docstring); the tests use it to run both at small sizes.
+``RNNLAB_GPU_PATH`` = ``tiled`` (default) | ``auto`` | ``persistent`` | ``cooperative``
+chooses the execution path (see the package docstring); the tests use it to run each at
+small sizes. ``auto`` is the size-based choice between all three; it becomes the default
+once the persistent and cooperative kernels have been measured correct on a GPU
+(``HARDWARE_VERIFIED``).
 ``RNNLAB_GPU_GRAPHS=1`` replays the tiled loop from a CUDA graph captured once per problem
 shape (opt-in until measured on a GPU).
 
@@ -32,6 +35,13 @@ if TYPE_CHECKING:
 
 PATH_VAR = "RNNLAB_GPU_PATH"
 PATHS = ("auto", "persistent", "cooperative", "tiled")
+# Set to True by the session that runs benchmarks/gpu_speed.py on a GPU and commits
+# benchmarks/results/gpu.json with every path correct: until then the automatic choice
+# for CUDA tensors is the simplest path (tiled), and the persistent and cooperative
+# kernels, verified only in Triton's interpreter, are opt-in (RNNLAB_GPU_PATH=auto or
+# their own names).
+HARDWARE_VERIFIED = False
+DEFAULT_PATH = "auto" if HARDWARE_VERIFIED else "tiled"
 GRAPHS_VAR = "RNNLAB_GPU_GRAPHS"
 MAX_GRAPHS = 4  # captured tiled loops kept (each holds its inputs and outputs), LRU
 # Bytes of padded recurrent weights one persistent program keeps in registers: 32 KiB is
@@ -58,12 +68,12 @@ def choose_path(weight_bytes: int | None, coop: Layout | None) -> str:
     weights have this many bytes (None: the persistent kernel does not take this variant);
     ``coop`` is its cooperative layout, None where the variant or the size has none.
 
-    auto: persistent while the weights fit one program; else cooperative for up to one
-    row tile of samples (B ≤ 64, where the per-step latency is what counts); else tiled
-    (cuBLAS is efficient over many rows). A forced path falls back to tiled where it
-    does not take the variant.
+    ``RNNLAB_GPU_PATH`` unset or empty means :data:`DEFAULT_PATH`. auto: persistent while
+    the weights fit one program; else cooperative for up to one row tile of samples
+    (B ≤ 64, where the per-step latency is what counts); else tiled (cuBLAS is efficient
+    over many rows). A forced path falls back to tiled where it does not take the variant.
     """
-    forced = os.environ.get(PATH_VAR, "auto").strip() or "auto"
+    forced = os.environ.get(PATH_VAR, "").strip() or DEFAULT_PATH
     if forced not in PATHS:
         raise ValueError(
             f"{PATH_VAR}={forced!r} is not a gpu path; expected one of {', '.join(PATHS)}"

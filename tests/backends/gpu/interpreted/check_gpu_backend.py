@@ -231,6 +231,21 @@ def test_packed_slices_hold_the_right_weights(slots, gates):
         assert not bwd[p, :, lay.BH:].any()
 
 
+def test_default_path_until_verified_on_hardware(monkeypatch):
+    """Unset (or empty) RNNLAB_GPU_PATH means tiled until the other paths are measured on
+    a GPU: the sizes where auto would take persistent or cooperative stay tiled."""
+    assert C.DEFAULT_PATH == ("auto" if C.HARDWARE_VERIFIED else "tiled")
+    lay_one_tile = X.layout(B=8, H=512, slots=4, programs=132)
+    monkeypatch.setattr(C, "DEFAULT_PATH", "tiled")
+    for unset in (None, ""):
+        if unset is None:
+            monkeypatch.delenv("RNNLAB_GPU_PATH", raising=False)
+        else:
+            monkeypatch.setenv("RNNLAB_GPU_PATH", unset)
+        assert C.choose_path(C.ON_CHIP_BYTES, lay_one_tile) == "tiled"
+        assert C.choose_path(C.ON_CHIP_BYTES + 1, lay_one_tile) == "tiled"
+
+
 def test_path_rules(monkeypatch):
     lay_one_tile = X.layout(B=8, H=512, slots=4, programs=132)
     lay_two_tiles = X.layout(B=100, H=512, slots=4, programs=132)
@@ -271,6 +286,11 @@ def test_selection_rules():
         assert not gpu.supports(cpu, torch.float16)
     assert gpu.supports(torch.device("cuda"), torch.bfloat16)
     assert not gpu.supports(torch.device("cuda"), torch.float64)
+    # float64 and float16 CUDA tensors, which torch.nn runs, take the portable backend.
+    portable = backends._REGISTRY["portable"].load()
+    for dtype in (torch.float64, torch.float16):
+        assert backends.select(torch.device("cuda"), dtype) is portable
+    assert backends.select(torch.device("cuda"), torch.float32) is gpu.load()
 
 
 def test_unknown_path_is_a_clear_error(monkeypatch):
