@@ -15,6 +15,22 @@ with zeros it changes nothing, and its gradient is the *total* ∂L/∂h_t of ev
 (through the output and through the recurrence): the vanishing/exploding-gradient
 picture, obtained from the same backward pass.
 
+**Double backward.** The hand-derived backward ops are first-order only: their loops
+are not themselves differentiable. When a backward pass is recorded
+(``create_graph=True``: gradient penalties, Hessian-vector products,
+``torch.autograd.gradgradcheck``), the autograd formulas below do not call them: they
+recompute the op's forward from its saved inputs with out-of-place torch operations
+(:mod:`rnnlab.backends.portable.differentiable`) and return
+``torch.autograd.grad(..., create_graph=True)`` of that recomputation, so the
+second-order graph is torch's own and exact to any order. The recomputation runs on
+fresh views of the inputs, so it differentiates this op call alone (an input that
+depends on the same weights, as the state of a cell in a loop does, is not followed
+back). A hand-derived second-order BPTT for three families, every variant and every
+backend would be a large body of new math to hold exact; the recomputation costs one
+more differentiable forward, and only when a higher-order graph is asked for. Without
+``create_graph`` (grad mode is off inside backward, also while ``torch.compile`` traces
+it) the backward ops run exactly as before.
+
 The ops trust their arguments (shapes, lengths in [1, T]); the modules in
 :mod:`rnnlab.nn` validate user input before calling them.
 """
@@ -25,6 +41,7 @@ import torch
 from torch import Tensor
 
 from rnnlab import backends
+from rnnlab.backends.portable import differentiable
 
 __all__ = ["gru", "gru_infer", "lstm", "lstm_infer", "rnn", "rnn_infer"]
 
@@ -35,6 +52,36 @@ def _backend(x: Tensor):
 
 def _if_wanted(grad: Tensor, wanted: bool) -> Tensor | None:
     return grad if wanted else None
+
+
+def _recomputed_grads(ctx, outputs_of, inputs: tuple, grads: tuple[Tensor, ...]) -> tuple:
+    """The op's input gradients as a differentiable graph, for a recorded backward.
+
+    ``outputs_of`` recomputes the op's differentiable outputs from ``inputs`` (the op's
+    arguments, in order); ``grads`` are the gradients of those outputs. Each input that
+    needs a gradient enters the recomputation as a fresh view, so the gradient is this
+    call's own and the graph still reaches the input. Returns one entry per input.
+    """
+    wanted = [
+        isinstance(a, Tensor) and needed and a.requires_grad
+        for a, needed in zip(inputs, ctx.needs_input_grad, strict=True)
+    ]
+    views = [
+        a.view_as(a) if want else a.detach() if isinstance(a, Tensor) else a
+        for a, want in zip(inputs, wanted, strict=True)
+    ]
+    with torch.enable_grad():
+        outputs = outputs_of(*views)
+    found = iter(
+        torch.autograd.grad(
+            outputs,
+            [v for v, want in zip(views, wanted, strict=True) if want],
+            grads,
+            create_graph=True,
+            materialize_grads=True,
+        )
+    )
+    return tuple(next(found) if want else None for want in wanted)
 
 
 # --------------------------------------------------------------------------- RNN
@@ -101,13 +148,17 @@ def _rnn_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu = inputs
     y, _, a = output
     ctx.mark_non_differentiable(a)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, y, a, lengths)
-    ctx.flags = (b_ih is not None, b_hh is not None, h_probe is not None, reverse, relu)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, a)
+    ctx.flags = (reverse, relu)
 
 
 def _rnn_grad(ctx, dy, dh_n, _da):
-    x, h0, w_ih, w_hh, y, a, lengths = ctx.saved_tensors
-    has_b_ih, has_b_hh, has_probe, reverse, relu = ctx.flags
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, a = ctx.saved_tensors
+    reverse, relu = ctx.flags
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+        inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
+        return _recomputed_grads(ctx, differentiable.rnn_outputs, inputs, (dy, dh_n))
+    has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dw_ih, dw_hh, db, dh = rnn_backward(
         dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, a, lengths, reverse, relu,
         has_probe,
@@ -209,13 +260,17 @@ def _lstm_setup(ctx, inputs, output):
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse = inputs
     y, _, _, gates, c = output
     ctx.mark_non_differentiable(gates, c)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths)
-    ctx.flags = (b_ih is not None, b_hh is not None, h_probe is not None, reverse)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, y, gates, c)
+    ctx.reverse = reverse
 
 
 def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dc):
-    x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths = ctx.saved_tensors
-    has_b_ih, has_b_hh, has_probe, reverse = ctx.flags
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, y, gates, c = ctx.saved_tensors
+    reverse = ctx.reverse
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+        inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse)
+        return _recomputed_grads(ctx, differentiable.lstm_outputs, inputs, (dy, dh_n, dc_n))
+    has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh = lstm_backward(
         dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, w_hr,
         y, gates, c, lengths, reverse, has_probe,
@@ -306,13 +361,17 @@ def _gru_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after = inputs
     y, _, gates = output
     ctx.mark_non_differentiable(gates)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, lengths)
-    ctx.flags = (b_ih is not None, b_hh is not None, h_probe is not None, reverse, reset_after)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, gates)
+    ctx.flags = (reverse, reset_after)
 
 
 def _gru_grad(ctx, dy, dh_n, _dgates):
-    x, h0, w_ih, w_hh, y, gates, lengths = ctx.saved_tensors
-    has_b_ih, has_b_hh, has_probe, reverse, reset_after = ctx.flags
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, gates = ctx.saved_tensors
+    reverse, reset_after = ctx.flags
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+        inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after)
+        return _recomputed_grads(ctx, differentiable.gru_outputs, inputs, (dy, dh_n))
+    has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh = gru_backward(
         dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, lengths, reverse,
         reset_after, has_probe,

@@ -12,6 +12,8 @@ be set before the kernels are defined and must not leak into the rest of the sui
   packed input, ...), float32, on the automatic path and on the cooperative one;
 - torch.library.opcheck of the forward and backward ops and torch.compile(fullgraph=True)
   with the gpu backend forced;
+- double backward: a Hessian-vector product through every op variant on the gpu
+  backend (float32) against the portable backend in float64;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
   padded blocks, every path, cooperative layouts, weight packing, the barrier's
   one-launch mode with the programs as threads that run at once, its timeout fallback,
@@ -63,6 +65,7 @@ JOBS = {
     "opcheck-compile": (
         ["tests/ops/test_ops.py", "-k", "opcheck or compile"], {"RNNLAB_BACKEND": "gpu"}
     ),
+    "double-backward": (["tests/ops/test_double_backward.py", "-k", "float32 and gpu"], {}),
     "backend-checks": ([CHECKS, "-o", "python_files=check_*.py"], {}),
 }
 
