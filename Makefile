@@ -7,10 +7,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench-cpu clean clean-kernels
 
+# torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
+# build of several GB); rnnlab itself declares only the range it supports.
+TORCH_VERSION := 2.13.0
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet 'torch==$(TORCH_VERSION)'
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -c "import torch, sys; v = torch.__version__; \
+	  sys.exit(0 if v.startswith('$(TORCH_VERSION)') else f'torch {v} replaced $(TORCH_VERSION)')"
 	touch $(STAMP)
 
 demo: $(STAMP)
