@@ -12,30 +12,16 @@ from rnnlab.backends.cpu import _blas, _isa
 from rnnlab.backends.cpu._tile import ROWS, pack_panels, panel_matmul
 
 
-@pytest.fixture(params=list(_isa.BY_NAME))
-def isa(request):
-    """Run the test with each kernel variant in turn; check that its tiles, and only
-    its, ran."""
-    variant = _isa.BY_NAME[request.param]
-    missing = _isa.missing_features(variant)
-    if missing:
-        pytest.skip(f"{variant.name} kernels need {', '.join(missing)}: not on this CPU")
-    _isa.clear_ran()
-    with _isa.use_isa(variant.name):
-        yield variant
-    assert _isa.ran() == {variant.name}
-
-
 @pytest.mark.parametrize("transpose", [True, False], ids=["A·Wt", "A·W"])
 @pytest.mark.parametrize("K,N", [(1, 16), (5, 16), (64, 48), (256, 1024)])
-def test_panel_matmul_matches_float64_for_every_row_count(K, N, transpose, isa):
+def test_panel_matmul_matches_float64_for_every_row_count(K, N, transpose, cpu_isa):
     rng = np.random.default_rng(K * N)
     W = rng.standard_normal((N, K) if transpose else (K, N)).astype(np.float32)
     panels = pack_panels(W, transpose)
     assert panels.shape == (N // 16, K, 16)
     op = (W.T if transpose else W).astype(np.float64)
     # tiles of ROWS, a smaller last tile, an overlapping one, two panels per tile
-    for M in [*range(1, 2 * ROWS[isa] + 2), 24, 33]:
+    for M in [*range(1, 2 * ROWS[cpu_isa] + 2), 24, 33]:
         A = rng.standard_normal((M, K)).astype(np.float32)
         C = np.full((M, N), np.nan, dtype=np.float32)  # overwritten, never read
         panel_matmul(A, panels, C)
@@ -43,7 +29,7 @@ def test_panel_matmul_matches_float64_for_every_row_count(K, N, transpose, isa):
         np.testing.assert_allclose(C, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()))
 
 
-def test_panel_matmul_writes_only_its_columns_of_a_wider_buffer(isa):
+def test_panel_matmul_writes_only_its_columns_of_a_wider_buffer(cpu_isa):
     rng = np.random.default_rng(0)
     for M in (2, 10):  # two panels per tile, one
         A = rng.standard_normal((M, 32)).astype(np.float32)
@@ -73,7 +59,7 @@ def test_every_variant_gives_the_same_bits():
             assert np.array_equal(C, results[0]), f"{variant.name} vs {variants[0].name}, M={M}"
 
 
-def test_prepare_uses_tiles_where_the_width_allows_and_mkl_elsewhere(isa):
+def test_prepare_uses_tiles_where_the_width_allows_and_mkl_elsewhere(cpu_isa):
     rng = np.random.default_rng(1)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=np.float32))
     for N, tiles in [(64, True), (40, False)]:
