@@ -513,6 +513,8 @@ def markdown(result: dict) -> str:
                 f"{inf['ratio']:.2f} | {tr['rnnlab_ms']:.1f} / {tr['torch_ms']:.1f} | "
                 f"{tr['ratio']:.2f} | {tr['rnnlab_gflops']:.1f} / {tr['torch_gflops']:.1f} |"
             )
+    if result.get("before"):
+        lines += before_and_after(result)
     if result["memory"]:
         lines += ["", "Peak memory of one training step (rise of peak RSS):", "",
                   "| cell | configuration | rnnlab MiB | torch MiB |", "|---|---|---|---|"]
@@ -541,6 +543,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def before_and_after(result: dict) -> list[str]:
+    """A table of torch/rnnlab ratios: an earlier run (``result["before"]``, e.g. the code
+    before a change, run separately) next to each variant of this one, for the points
+    both have."""
+    before = result["before"]
+    variants = result.get("variants", ["automatic"])
+    ratio = {(p["cell"], p["config"], p["mode"], p.get("variant", "automatic")): p["ratio"]
+             for p in result["points"]}
+    lines = ["", f"torch / rnnlab ratio before ({before['label']}, a separate run of "
+             f"{before['date']}) and now, per kernel variant:", "",
+             "| cell | configuration | mode | before | "
+             + " | ".join(variants) + " |", "|---|---|---|---|" + "---|" * len(variants)]
+    for p in before["points"]:
+        now = [ratio.get((p["cell"], p["config"], p["mode"], v)) for v in variants]
+        if all(r is None for r in now):
+            continue
+        lines.append(f"| {p['cell']} | {p['config']} | {p['mode']} | {p['ratio']:.2f} | "
+                     + " | ".join("" if r is None else f"{r:.2f}" for r in now) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds per point (median)")
@@ -553,6 +576,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the training-step memory (a child process per point)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--name", default="cpu", help="results file name, without suffix")
+    parser.add_argument("--before", nargs=2, metavar=("JSON", "LABEL"),
+                        help="an earlier run's results, shown next to this run's ratios")
     parser.add_argument(_MEMORY_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_of:
@@ -562,6 +587,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats must be at least 1")
     result = run(args.repeats, args.under_load, args.only, kernel_variants(args.variants),
                  with_memory=not args.no_memory)
+    if args.before:
+        earlier = json.loads(Path(args.before[0]).read_text())
+        result["before"] = {"label": args.before[1], "date": earlier.get("date", "undated"),
+                            "points": earlier["points"]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / f"{args.name}.md").write_text(markdown(result))

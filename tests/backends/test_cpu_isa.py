@@ -42,6 +42,12 @@ def test_auto_is_the_widest_variant_the_cpu_runs_and_a_forced_one_must_run(monke
     with pytest.raises(_isa.IsaError, match="needs avx, avx2, fma"):
         _isa.resolve("avx2")
 
+    def unknown():
+        raise RuntimeError("failed to get host cpu features")
+
+    monkeypatch.setattr(_isa.llvm, "get_host_cpu_features", unknown)
+    assert _isa.resolve("auto") is _isa.PORTABLE
+
 
 def test_an_unknown_variant_is_an_error_naming_the_choices():
     with pytest.raises(_isa.IsaError, match=r"'sse9' is not a kernel variant; expected one "

@@ -63,11 +63,20 @@ def is_x86_64() -> bool:
 COMPILED = (AVX512, AVX2, PORTABLE) if is_x86_64() else (PORTABLE,)
 
 
+def _host_features() -> dict[str, bool]:
+    """The host CPU's features as LLVM names them; none where LLVM cannot tell (then only
+    the portable variant runs)."""
+    try:
+        return dict(llvm.get_host_cpu_features())
+    except RuntimeError:
+        return {}
+
+
 def missing_features(isa: Isa) -> list[str]:
     """The features ``isa`` needs that this CPU lacks (empty: it can run it)."""
     if isa not in COMPILED:
         return [f"an x86-64 CPU (this is {llvm.get_process_triple()})"]
-    host = llvm.get_host_cpu_features()
+    host = _host_features()
     return [f for f in isa.features if not host.get(f, False)]
 
 
