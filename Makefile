@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-cpu clean clean-kernels
+.PHONY: demo test test-cpu-isa lint bench-cpu clean clean-kernels
 
 # torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
 # build of several GB); rnnlab itself declares only the range it supports.
@@ -24,11 +24,23 @@ demo: $(STAMP)
 	$(BIN)/rnnlab compare
 
 # The whole suite (layers on the automatic backend: cpu here), then the layer and op
-# conformance tests again with the portable backend forced.
+# conformance tests again with the portable backend forced, then the cpu backend's
+# float32 conformance on its register tiles with each other kernel variant forced.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 -q
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 -q tests/nn tests/ops
+	$(MAKE) test-cpu-isa
+
+# test_cpu_tile.py and test_cpu_isa.py run every variant the CPU has in one process; this
+# runs a conformance subset once more per variant forced through RNNLAB_CPU_ISA (the
+# automatic choice, the widest, already ran the whole suite).
+test-cpu-isa: $(STAMP)
+	for isa in $$($(BIN)/python -c "from rnnlab.backends.cpu._isa import runnable; \
+	                               print(*(i.name for i in runnable()[1:]))"); do \
+	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "cpu-f32 or register_tiles" \
+	    tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py || exit 1; \
+	done
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/cpu_speed.py
@@ -36,8 +48,8 @@ bench-cpu: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
-# Numba's disk cache checks only the file a kernel is defined in: after editing a helper
-# module of the cpu backend (_math, _blas, _tile, _parallel, _sync), clear it with this.
+# The cpu backend's compiled kernels (cached on disk, and recompiled by themselves after
+# any edit to the backend's source): to reclaim the space.
 clean-kernels:
 	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/cpu_speed.py            # full grid, median of 5
     .venv/bin/python benchmarks/cpu_speed.py --repeats 9 --under-load
+    .venv/bin/python benchmarks/cpu_speed.py --variants all --name cpu-avx2
 
 Both libraries run in the same process with the same weights, interleaved (rnnlab,
 torch, rnnlab, torch, ... with the order alternating each round), after one warm-up
@@ -15,12 +16,19 @@ speed figures come from the parent, with glibc's defaults). Streaming is
 the latency of one step at batch size 1: ``rnnlab.nn.Stream.step`` vs calling the
 torch.nn cell. ``--under-load`` repeats a few points while a busy process holds a core.
 
-Writes benchmarks/results/cpu.json and benchmarks/results/cpu.md.
+The cpu backend's per-step product has one kernel variant per instruction set
+(``RNNLAB_CPU_ISA``: avx512, avx2, portable). The results name the CPU, its vector
+features and the variant that ran; ``--variants avx2,portable`` (or ``all``: every
+variant this CPU runs) times each point with each variant, interleaved in the same
+rounds as torch, and writes one table per variant.
+
+Writes benchmarks/results/<name>.json and <name>.md (``--name``, default ``cpu``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -43,6 +51,7 @@ if __name__ == "__main__" and _MEMORY_FLAG in sys.argv and os.environ.get(_MMAP_
     os.environ[_MMAP_ENV] = "65536"
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
+import llvmlite.binding as llvm  # noqa: E402
 import torch  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
@@ -75,6 +84,13 @@ GRID = (
     Config("2-layer bidir B8 T200 I64 H128", 8, 200, 64, 128, layers=2, bidirectional=True),
     Config("packed B16 T200 I128 H256", 16, 200, 128, 256, packed=True),
     Config("LSTM proj64 B16 T200 I128 H256", 16, 200, 128, 256, proj=64, cells=("LSTM",)),
+    # Widths that are not powers of two (issue #15's shapes, from an AVX2 machine).
+    Config("B1 T700 I48 H112", 1, 700, 48, 112, cells=("LSTM", "GRU")),
+    Config("B12 T250 I96 H192", 12, 250, 96, 192, cells=("LSTM", "GRU")),
+    Config("B40 T100 I256 H448", 40, 100, 256, 448, cells=("LSTM", "GRU")),
+    Config("2-layer bidir B6 T150 I64 H128", 6, 150, 64, 128, layers=2, bidirectional=True,
+           cells=("LSTM", "GRU")),
+    Config("B32 T120 I200 H384", 32, 120, 200, 384, cells=("LSTM", "GRU")),
 )
 STREAM_SIZES = (64, 256)
 
@@ -91,22 +107,30 @@ class Point:
     torch_gflops: float
     rnnlab_runs_ms: list[float] = field(default_factory=list)
     torch_runs_ms: list[float] = field(default_factory=list)
+    variant: str = "automatic"  # the cpu backend's kernel variant
 
 
 # ---------------------------------------------------------------------------- timing
 
 
+def interleaved_all(fns: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Seconds of every run of each function, run in turn (the order rotated and flipped
+    from round to round), after one warm-up call each."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for k in range(repeats):
+        order = [(k + i) % len(fns) for i in range(len(fns))]
+        for i in order if k % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - start)
+    return times
+
+
 def interleaved(a: Callable[[], object], b: Callable[[], object], repeats: int):
     """Median seconds of a and b, run alternately (order flipped every round)."""
-    a()
-    b()
-    ta, tb = [], []
-    for k in range(repeats):
-        for which in ((a, ta), (b, tb)) if k % 2 == 0 else ((b, tb), (a, ta)):
-            fn, out = which
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
+    ta, tb = interleaved_all([a, b], repeats)
     return statistics.median(ta), statistics.median(tb), ta, tb
 
 
@@ -138,6 +162,65 @@ def matmul_flops(cell: str, cfg: Config) -> float:
         per_step = 2 * G * (inp + P) + (2 * cfg.H * P if cfg.proj else 0)
         total += D * steps * per_step
     return total
+
+
+# ---------------------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def vector_features() -> list[str]:
+    """The host's SIMD features as LLVM names them (AVX*, FMA, SSE4.2, NEON, SVE)."""
+    features = llvm.get_host_cpu_features()
+    return sorted(f for f, on in features.items()
+                  if on and (f.startswith(("avx", "sve")) or f in ("fma", "sse4.2", "neon")))
+
+
+def kernel_variants(asked: str | None) -> list[str]:
+    """The cpu backend's kernel variants to time: the names in ``asked`` (comma-separated,
+    or ``all``: every one this CPU runs), else [] (the automatic choice only)."""
+    if not asked:
+        return []
+    from rnnlab.backends.cpu import _isa
+
+    if asked == "all":
+        return [isa.name for isa in _isa.runnable()]
+    names = [n.strip() for n in asked.split(",") if n.strip()]
+    for name in names:
+        _isa.resolve(name)  # an unknown or unrunnable variant: IsaError, before any work
+    return names
+
+
+def with_variant(fn: Callable[[], object], variant: str | None) -> Callable[[], object]:
+    """``fn`` run with the cpu backend's kernel ``variant`` (None: as configured)."""
+    if variant is None:
+        return fn
+    from rnnlab.backends.cpu import _isa
+
+    def run():
+        with _isa.use_isa(variant):
+            return fn()
+
+    return run
+
+
+def active_variant() -> str:
+    """The kernel variant the cpu backend runs by itself here ("n/a" before variants)."""
+    with contextlib.suppress(ImportError):
+        from rnnlab.backends.cpu import _isa
+
+        return _isa.active().name
+    return "n/a"
 
 
 # ---------------------------------------------------------------------------- models
@@ -286,27 +369,38 @@ class BusyCore:
 # ---------------------------------------------------------------------------- main
 
 
-def run(repeats: int, under_load: bool, only: str | None) -> dict:
+def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[str],
+        with_memory: bool = True) -> dict:
     peak = gemm_peak(repeats)
+    print(f"{cpu_model()} ({llvm.get_host_cpu_name()}), vector features: "
+          f"{' '.join(vector_features())}")
     print(f"GEMM peak (2048³, torch, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
+    print(f"kernel variants: {', '.join(variants) or active_variant() + ' (automatic)'}")
     points, memory = [], []
     for cfg in GRID:
         for cell in cfg.cells:
-            if only and only not in f"{cell} {cfg.name}":
+            if only and not any(o in f"{cell} {cfg.name}" for o in only):
                 continue
             ref, ours, x = make_pair(cell, cfg)
             flops = matmul_flops(cell, cfg)
             for mode, make, factor in (("inference", inference, 1), ("training", training, 3)):
-                a, b, ta, tb = interleaved(make(ours, x), make(ref, x), repeats)
-                p = Point(
-                    cell, cfg.name, mode, a * 1e3, b * 1e3, b / a,
-                    factor * flops / a / 1e9, factor * flops / b / 1e9,
-                    [t * 1e3 for t in ta], [t * 1e3 for t in tb],
-                )
-                points.append(p)
-                print(f"{cell:5s} {cfg.name:32s} {mode:9s} rnnlab {p.rnnlab_ms:9.2f} ms  "
-                      f"torch {p.torch_ms:9.2f} ms  ratio {p.ratio:5.2f}  "
-                      f"({p.rnnlab_gflops:.1f} vs {p.torch_gflops:.1f} GFLOP/s)", flush=True)
+                mine = [with_variant(make(ours, x), v) for v in variants or [None]]
+                *ours_runs, tb = interleaved_all([*mine, make(ref, x)], repeats)
+                b = statistics.median(tb)
+                for variant, ta in zip(variants or [active_variant()], ours_runs, strict=True):
+                    a = statistics.median(ta)
+                    p = Point(
+                        cell, cfg.name, mode, a * 1e3, b * 1e3, b / a,
+                        factor * flops / a / 1e9, factor * flops / b / 1e9,
+                        [t * 1e3 for t in ta], [t * 1e3 for t in tb], variant,
+                    )
+                    points.append(p)
+                    print(f"{cell:5s} {cfg.name:32s} {mode:9s} {variant:8s} rnnlab "
+                          f"{p.rnnlab_ms:9.2f} ms  torch {p.torch_ms:9.2f} ms  ratio "
+                          f"{p.ratio:5.2f}  ({p.rnnlab_gflops:.1f} vs {p.torch_gflops:.1f} "
+                          f"GFLOP/s)", flush=True)
+            if not with_memory:
+                continue
             mem = {"cell": cell, "config": cfg.name, **memory_in_child(cell, cfg.name)}
             memory.append(mem)
             print(f"      training-step peak memory: rnnlab {mem['rnnlab_mib']:.1f} MiB, "
@@ -351,12 +445,16 @@ def run(repeats: int, under_load: bool, only: str | None) -> dict:
     peak = max(peak, gemm_peak(repeats))  # measured again at the end: the best of both
     print(f"GEMM peak, best of start and end: {peak:.1f} GFLOP/s")
     return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {
             "platform": platform.platform(), "processor": platform.processor(),
+            "cpu_model": cpu_model(), "llvm_cpu": llvm.get_host_cpu_name(),
+            "vector_features": vector_features(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "rnnlab": rnnlab.__version__,
-            "backend": "cpu (automatic choice)",
+            "backend": "cpu (automatic choice)", "automatic_variant": active_variant(),
         },
+        "variants": variants or [active_variant()],
         "repeats": repeats,
         "gemm_peak_gflops": peak,
         "points": [asdict(p) for p in points],
@@ -380,6 +478,12 @@ def markdown(result: dict) -> str:
     lines = [
         "# rnnlab vs torch.nn on the CPU",
         "",
+        f"{result.get('date', 'undated')}; {m.get('cpu_model', m['processor'])} "
+        f"(LLVM: {m.get('llvm_cpu', '?')}), vector features: "
+        f"{' '.join(m.get('vector_features', [])) or 'not recorded'}; kernel variants timed: "
+        f"{', '.join(result.get('variants', ['automatic']))} (automatic choice here: "
+        f"{m.get('automatic_variant', 'n/a')}).",
+        "",
         f"Run-to-run spread (slowest / fastest round of a point), median over points: "
         f"{spread:.2f}x" + (" — the machine was busy with other work during this run; ratios"
                             " come from interleaved rounds, absolute times are noisy."
@@ -390,23 +494,30 @@ def markdown(result: dict) -> str:
         f"Ratio = torch time / rnnlab time (> 1: rnnlab faster). Measured GEMM peak "
         f"(2048³, best run): **{peak:.0f} GFLOP/s**; GFLOP/s below count matrix products "
         f"only, and the large-shape target is 60 % of the peak ({0.6 * peak:.0f} GFLOP/s).",
-        "",
-        "| cell | configuration | inference ms (rnnlab / torch) | ratio | training ms "
-        "(rnnlab / torch) | ratio | GFLOP/s train (rnnlab / torch) |",
-        "|---|---|---|---|---|---|---|",
     ]
-    by_key: dict[tuple[str, str], dict[str, dict]] = {}
+    by_variant: dict[str, dict[tuple[str, str], dict[str, dict]]] = {}
     for p in result["points"]:
-        by_key.setdefault((p["cell"], p["config"]), {})[p["mode"]] = p
-    for (cell, config), modes in by_key.items():
-        inf, tr = modes["inference"], modes["training"]
-        lines.append(
-            f"| {cell} | {config} | {inf['rnnlab_ms']:.1f} / {inf['torch_ms']:.1f} | "
-            f"{inf['ratio']:.2f} | {tr['rnnlab_ms']:.1f} / {tr['torch_ms']:.1f} | "
-            f"{tr['ratio']:.2f} | {tr['rnnlab_gflops']:.1f} / {tr['torch_gflops']:.1f} |"
-        )
-    lines += ["", "Peak memory of one training step (rise of peak RSS):", "",
-              "| cell | configuration | rnnlab MiB | torch MiB |", "|---|---|---|---|"]
+        table = by_variant.setdefault(p.get("variant", "automatic"), {})
+        table.setdefault((p["cell"], p["config"]), {})[p["mode"]] = p
+    for variant, by_key in by_variant.items():
+        lines += [
+            "", f"Kernel variant: **{variant}**", "",
+            "| cell | configuration | inference ms (rnnlab / torch) | ratio | training ms "
+            "(rnnlab / torch) | ratio | GFLOP/s train (rnnlab / torch) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for (cell, config), modes in by_key.items():
+            inf, tr = modes["inference"], modes["training"]
+            lines.append(
+                f"| {cell} | {config} | {inf['rnnlab_ms']:.1f} / {inf['torch_ms']:.1f} | "
+                f"{inf['ratio']:.2f} | {tr['rnnlab_ms']:.1f} / {tr['torch_ms']:.1f} | "
+                f"{tr['ratio']:.2f} | {tr['rnnlab_gflops']:.1f} / {tr['torch_gflops']:.1f} |"
+            )
+    if result.get("before"):
+        lines += before_and_after(result)
+    if result["memory"]:
+        lines += ["", "Peak memory of one training step (rise of peak RSS):", "",
+                  "| cell | configuration | rnnlab MiB | torch MiB |", "|---|---|---|---|"]
     for mem in result["memory"]:
         r = "n/a" if mem["rnnlab_mib"] is None else f"{mem['rnnlab_mib']:.1f}"
         t = "n/a" if mem["torch_mib"] is None else f"{mem['torch_mib']:.1f}"
@@ -432,12 +543,41 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def before_and_after(result: dict) -> list[str]:
+    """A table of torch/rnnlab ratios: an earlier run (``result["before"]``, e.g. the code
+    before a change, run separately) next to each variant of this one, for the points
+    both have."""
+    before = result["before"]
+    variants = result.get("variants", ["automatic"])
+    ratio = {(p["cell"], p["config"], p["mode"], p.get("variant", "automatic")): p["ratio"]
+             for p in result["points"]}
+    lines = ["", f"torch / rnnlab ratio before ({before['label']}, a separate run of "
+             f"{before['date']}) and now, per kernel variant:", "",
+             "| cell | configuration | mode | before | "
+             + " | ".join(variants) + " |", "|---|---|---|---|" + "---|" * len(variants)]
+    for p in before["points"]:
+        now = [ratio.get((p["cell"], p["config"], p["mode"], v)) for v in variants]
+        if all(r is None for r in now):
+            continue
+        lines.append(f"| {p['cell']} | {p['config']} | {p['mode']} | {p['ratio']:.2f} | "
+                     + " | ".join("" if r is None else f"{r:.2f}" for r in now) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds per point (median)")
     parser.add_argument("--under-load", action="store_true", help="also run with a core busy")
-    parser.add_argument("--only", help="run only points whose 'CELL CONFIG' contains this")
+    parser.add_argument("--only", action="append",
+                        help="run only points whose 'CELL CONFIG' contains this (repeatable)")
+    parser.add_argument("--variants", help="cpu kernel variants to time, comma-separated, or "
+                        "'all' that this CPU runs (default: the automatic choice)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the training-step memory (a child process per point)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--name", default="cpu", help="results file name, without suffix")
+    parser.add_argument("--before", nargs=2, metavar=("JSON", "LABEL"),
+                        help="an earlier run's results, shown next to this run's ratios")
     parser.add_argument(_MEMORY_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_of:
@@ -445,11 +585,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    result = run(args.repeats, args.under_load, args.only)
+    result = run(args.repeats, args.under_load, args.only, kernel_variants(args.variants),
+                 with_memory=not args.no_memory)
+    if args.before:
+        earlier = json.loads(Path(args.before[0]).read_text())
+        result["before"] = {"label": args.before[1], "date": earlier.get("date", "undated"),
+                            "points": earlier["points"]}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "cpu.md").write_text(markdown(result))
-    print(f"wrote {args.out / 'cpu.json'} and {args.out / 'cpu.md'}")
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(markdown(result))
+    print(f"wrote {args.out / args.name}.json and .md")
 
 
 if __name__ == "__main__":

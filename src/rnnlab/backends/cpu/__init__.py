@@ -16,8 +16,12 @@ Threads: a call is split by samples into parts that each run the whole loop for 
 rows, as one parallel region of torch's own OpenMP team (:mod:`._parallel`): never more
 threads than ``torch.get_num_threads()``, no second thread pool, no synchronisation per
 step. The torch operations around a small call run on one thread
-(:func:`._common.outer_threads`). Compiled code is cached on disk (Numba
-``cache=True``): a new process loads it instead of compiling.
+(:func:`._common.outer_threads`). Compiled code is cached on disk (:mod:`._jit`: Numba's
+cache, keyed by the backend's whole source): a new process loads it instead of compiling.
+
+The per-step product's register tiles have one variant per instruction set (avx512,
+avx2, portable), chosen at run time by the CPU's features or ``RNNLAB_CPU_ISA``
+(:mod:`._isa`).
 
 Inference (the ``*_infer`` functions, behind ``rnnlab::*_infer``) projects the inputs
 inside the loop, a cache-sized chunk of steps at a time, and keeps no activations.

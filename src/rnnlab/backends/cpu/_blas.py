@@ -25,10 +25,11 @@ import os
 import llvmlite.binding as llvm
 import numpy as np
 import torch
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._tile import LANES, pack_panels, panel_matmul
 
 _SYMBOLS = ("cblas_sgemm_pack", "cblas_sgemm_compute", "cblas_sgemm_pack_get_size", "sgemm_",
@@ -103,7 +104,7 @@ def _is_float32_impl(arr):
     return lambda arr: answer
 
 
-@njit(cache=True)
+@kernel()
 def set_blas_threads(n):
     """Set MKL's thread count for the calling thread; 0 clears it, back to the global
     setting that torch.set_num_threads controls. (MKL's return value — the count in
@@ -112,7 +113,7 @@ def set_blas_threads(n):
     return _set_threads_local(n)
 
 
-@njit(cache=True)
+@kernel()
 def prepare(W, B, transpose):
     """Get W (R, S) ready to be the right operand of C (B, N) = A · op(W) (:func:`matmul`).
 
@@ -142,7 +143,7 @@ def prepare(W, B, transpose):
     return dense, packed, panels
 
 
-@njit(cache=True, fastmath=True)
+@kernel(fastmath=True)
 def _gemv_acc(a, dense, c):
     """c (N,) += a (K,) · dense (K, N), vectorised along N.
 
@@ -162,7 +163,7 @@ def _gemv_acc(a, dense, c):
             c[j] += ak * dense[k, j]
 
 
-@njit(cache=True)
+@kernel()
 def matmul(A, op, C, scratch):
     """C (B, N) = A (B, K) · op(W), ``op`` from :func:`prepare`; C is overwritten.
 
@@ -184,7 +185,7 @@ def matmul(A, op, C, scratch):
         _fortran_gemm(A, dense, C, 0.0, scratch)
 
 
-@njit(cache=True)
+@kernel()
 def _fortran_gemm(A, dense, C, beta, scratch):
     """C (B, N) = beta·C + A (B, K) · dense (K, N), float64, as column-major Cᵀ = denseᵀ Aᵀ."""
     B, K = A.shape
@@ -216,7 +217,7 @@ def gemm_threads(B: int, N: int, K: int) -> int:
     return 1 if B * N * K < (1 << 25) else torch.get_num_threads()
 
 
-@njit(cache=True)
+@kernel()
 def gemm_nt(A, W, C, beta, scratch):
     """C (M, N) = beta·C + A (M, K) · Wᵀ, W (N, K); rows of A and C contiguous (row
     slices of C-contiguous arrays are). The input projection of a chunk of steps.

@@ -20,6 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from rnnlab.backends.cpu._jit import kernel
+
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)  # Cody–Waite split of ln 2: hi has few mantissa bits
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -109,17 +111,17 @@ def _one(arr):
 # float64 goes through e^{+inf}), and NumPy's error model, without which each division
 # carries a zero check that stops vectorisation.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-KERNEL_OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
+KERNEL_OPTIONS = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def apply_sigmoid(x, out):
     """out[:] = σ(x[:]) for 1-D arrays (for tests and for inspecting the generated code)."""
     for j in range(x.shape[0]):
         out[j] = sigmoid(x[j])
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def apply_tanh(x, out):
     """out[:] = tanh(x[:]) for 1-D arrays (for tests and for inspecting the generated code)."""
     for j in range(x.shape[0]):

@@ -31,10 +31,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from numba import njit
 
 from rnnlab.backends.cpu._blas import gemm_nt, gemm_threads, matmul, set_blas_threads
 from rnnlab.backends.cpu._common import configured_threads
+from rnnlab.backends.cpu._jit import kernel
 
 # Recurrent multiply-adds (×2 = FLOPs) a part must do for a split to pay off: handing a
 # part to another thread costs tens of microseconds, about 2^22 FLOPs on one core here.
@@ -105,7 +105,7 @@ def note_unit_split(long_wait_cycles: int, call_cycles: int) -> None:
         _unit_split_paused_until = time.monotonic() + PAUSE_SECONDS
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def unit_range(H, part, parts):
     """Hidden units [j0, j1) of ``part``: equal shares, multiples of 16 where possible."""
     share = -(-H // parts)
@@ -255,7 +255,7 @@ def run_together(part: Callable[[np.ndarray], None], rows: list[np.ndarray]) -> 
     return True
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def valid_prefix(lengths, rows, t):
     """How many of ``rows`` (longest first) are inside their sequence at step t."""
     m = rows.shape[0]
@@ -274,7 +274,7 @@ def inference_chunk(rows: int) -> int:
     return max(1, CHUNK_ROWS // max(rows, 1))
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start):
     """Copy the inputs of steps s0 .. s0+steps-1 (processing order) of the rows still
     inside their sequence into consecutive rows of x_buf; start[i] ← the first row of
@@ -290,7 +290,7 @@ def gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start):
     start[steps] = total
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start,
                   scratch):
     """The input pre-activations x·W_ihᵀ + bias of steps s0 .. s0+steps-1 (processing
@@ -303,7 +303,7 @@ def project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, p
         add_bias(pre[: start[steps]], bias)
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@kernel(nogil=True, fastmath=True)
 def add_bias(a, bias):
     """a (M, N) += bias (N,) on every row."""
     for i in range(a.shape[0]):
@@ -312,7 +312,7 @@ def add_bias(a, bias):
             row[j] += bias[j]
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def project_into(x, w, bias, out, threads):
     """out (M, N) = x (M, K) · wᵀ + bias, on ``threads`` BLAS threads; ``out`` may be a
     column slice of a wider buffer (rows contiguous, any row stride)."""

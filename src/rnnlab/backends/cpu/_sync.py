@@ -12,9 +12,11 @@ a core, spinning would burn the very core the partner thread is waiting for.
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from rnnlab.backends.cpu._jit import kernel
 
 STRIDE = 16  # int64 entries between flags: 128 bytes, one cache line each and then some
 SPINS = 4000  # polls before a wait starts yielding its core (~10 µs)
@@ -62,7 +64,7 @@ def cycles(typingctx):
     return types.int64(), codegen
 
 
-@njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def finish_step(flags, part, parts, step):
     """Publish that ``part`` has finished ``step`` (its writes before this call become
     visible to the others) and wait until all ``parts`` have. Returns the cycles waited."""

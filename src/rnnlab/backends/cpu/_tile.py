@@ -2,34 +2,86 @@
 
 One step of a batch multiplies a few rows (8-32 per thread) by the recurrent weight,
 the shape where library GEMMs are weakest: MKL's packed sgemm measured 53 GFLOP/s on
-8 rows here (K = 256, N = 1024), against 113 for this kernel. The weight is packed once
-per call into panels of 16 columns, ``panels[p, k, :] = op(W)[k, 16p : 16p + 16]``;
-each tile keeps up to 8 rows × 16 columns of C in vector registers while it walks K
-(one panel load, one broadcast per row, one fused multiply-add per row and k), and
-stores them once. Written as LLVM IR (llvmlite) because the accumulators must stay in
-registers, which LLVM does not do for the same loop written over arrays.
+8 rows on an AVX-512 machine (K = 256, N = 1024), against 113 for this kernel. The
+weight is packed once per call into panels of 16 columns,
+``panels[p, k, :] = op(W)[k, 16p : 16p + 16]``; each tile keeps ``rows`` × 16 columns
+(two panels: × 32) of C in vector registers while it walks K (one panel load, one
+broadcast per row, one fused multiply-add per row and k), and stores them once. Written
+as LLVM IR (llvmlite) because the accumulators must stay in registers, which LLVM does
+not do for the same loop written over arrays.
+
+The tiles come in one variant per instruction set (:mod:`._isa`), each an LLVM function
+compiled for its own target features and sized for its registers:
+
+- ``avx512`` (32 registers of 16 floats): 8 rows, 8 accumulators;
+- ``avx2`` (16 registers of 8 floats, a 16-column row takes two): 6 rows,
+  12 accumulators + 2 panel halves + 1 broadcast = 15 registers (the AVX-512 shape, 8
+  rows, needs 16 accumulators alone and spills: measured on a 2-core AMD EPYC (Zen 3),
+  K = 256, N = 1024, best of 11 rounds under load, 12 rows: 9 GFLOP/s for 8 rows
+  compiled for the host against 60-77 for 4-6 rows; 6 rows best at 6 and 12 rows);
+  two panels only up to 2 rows (3 rows × 2 panels = 12 accumulators + 4 panel halves
+  spills: 34 GFLOP/s against 58 on one panel);
+- ``portable`` (the host's target, whatever it is): 4 rows, 8 accumulators of 16
+  floats — 16 registers of 8 floats (AVX), or 16 of NEON's 32 registers of 4.
+
+All variants are compiled into every kernel and :func:`panel_matmul` picks one per call
+(``_isa.selected_isa``); they share the packed panels and sum each element of C in the
+same order (k ascending, one FMA per k), so they give bitwise the same results.
 
 float32 only, N a multiple of 16, A's and C's rows contiguous; C is overwritten.
-Sized for AVX-512 (32 vector registers; this machine, tested). Elsewhere LLVM splits the
-16-lane vectors into what the CPU has: the results are the same, the speed lower.
 """
 
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-LANES = 16  # floats per vector register (AVX-512); panels are this wide
-ROWS = 8  # rows of C per tile
-WIDE_ROWS = 3  # up to this many rows, tiles cover two panels
+from rnnlab.backends.cpu._isa import AVX2, AVX512, COMPILED, PORTABLE, Isa, note_ran, selected_isa
+from rnnlab.backends.cpu._jit import kernel
+
+LANES = 16  # columns per panel: one AVX-512 register of floats, two AVX2 ones
+ROWS = {AVX512: 8, AVX2: 6, PORTABLE: 4}  # rows of C per tile
+WIDE_ROWS = {AVX512: 3, AVX2: 2, PORTABLE: 2}  # up to this many rows, tiles cover two panels
+# The same, indexed by Isa.index (a tuple compiled code can index).
+_ROWS = tuple(ROWS[isa] for isa in sorted(ROWS, key=lambda i: i.index))
+_WIDE_ROWS = tuple(WIDE_ROWS[isa] for isa in sorted(WIDE_ROWS, key=lambda i: i.index))
 
 _F32 = ir.FloatType()
+_PTR = _F32.as_pointer()
 _VEC = ir.VectorType(_F32, LANES)
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
+# tile(a, lda, panel, K, c, ldc): a → A[m0], panel → panels[p], c → C[m0, 16p].
+_TILE_TYPE = ir.FunctionType(ir.VoidType(), [_PTR, _I64, _PTR, _I64, _PTR, _I64])
+
+
+class _TargetAttributes(ir.FunctionAttributes):
+    """Function attributes plus LLVM's string attributes (``"target-cpu"="x86-64"``, ...),
+    which llvmlite's attribute set does not take."""
+
+    def __init__(self, strings: dict[str, str], args=()):
+        super().__init__(args)
+        self.strings = strings
+
+    def _to_list(self, ret_type):
+        return [*super()._to_list(ret_type), *(f'"{k}"="{v}"' for k, v in self.strings.items())]
+
+
+def target_attributes(isa: Isa) -> dict[str, str]:
+    """The string attributes that compile a function for ``isa`` (none: the host's target).
+    A baseline x86-64 CPU plus the variant's features, tuned for the host; 512-bit vectors
+    are kept whole even where the tuning prefers 256 bits (Intel's AVX-512 CPUs)."""
+    if not isa.features:
+        return {}
+    attrs = {"target-cpu": "x86-64", "tune-cpu": llvm.get_host_cpu_name(),
+             "target-features": ",".join("+" + f for f in isa.features)}
+    if "avx512f" in isa.features:
+        attrs["min-legal-vector-width"] = str(LANES * 32)
+    return attrs
 
 
 def _splat(builder, value):
@@ -39,74 +91,104 @@ def _splat(builder, value):
                                   ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
 
 
-def _make_tile(rows: int, width: int = 1):
-    """tile(A, panels, C, m0, p): C[m0 : m0+rows, 16p : 16p+16·width] = A[m0 : m0+rows] ·
-    panels[p : p+width]. Two panels at once give a tile of few rows enough independent
-    accumulators (rows × width) to keep both FMA pipes busy."""
-
-    @intrinsic
-    def tile(typingctx, A, panels, C, m0, p):
-        signature = types.void(A, panels, C, types.intp, types.intp)
-
-        def codegen(context, builder, sig, args):
-            a = context.make_array(sig.args[0])(context, builder, args[0])
-            w = context.make_array(sig.args[1])(context, builder, args[1])
-            c = context.make_array(sig.args[2])(context, builder, args[2])
-            m0, p = args[3], args[4]
-            K = cgutils.unpack_tuple(builder, a.shape, 2)[1]
-            four = ir.Constant(_I64, 4)
-            lda = builder.sdiv(cgutils.unpack_tuple(builder, a.strides, 2)[0], four)
-            ldc = builder.sdiv(cgutils.unpack_tuple(builder, c.strides, 2)[0], four)
-            a_ptr = builder.bitcast(a.data, _F32.as_pointer())
-            w_ptr = builder.bitcast(w.data, _F32.as_pointer())
-            c_ptr = builder.bitcast(c.data, _F32.as_pointer())
-            lanes = ir.Constant(_I64, LANES)
-            panel = builder.gep(w_ptr, [builder.mul(builder.mul(p, K), lanes)])
-            row_ptrs = [
-                builder.gep(a_ptr, [builder.mul(builder.add(m0, ir.Constant(_I64, r)), lda)])
-                for r in range(rows)
-            ]
-            panel_size = builder.mul(K, lanes)
-            panel_ptrs = [builder.gep(panel, [builder.mul(panel_size, ir.Constant(_I64, v))])
-                          for v in range(width)]
-            zero = ir.Constant(_VEC, [0.0] * LANES)
-            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(width)]
-                    for _ in range(rows)]
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(_VEC, [_VEC, _VEC, _VEC]), "llvm.fma.v16f32"
-            )
-            with cgutils.for_range(builder, K) as loop:
-                k = loop.index
-                w_vecs = [
-                    builder.load(builder.bitcast(builder.gep(ptr, [builder.mul(k, lanes)]),
-                                                 _VEC.as_pointer()), align=4)
-                    for ptr in panel_ptrs
-                ]
-                for r in range(rows):
-                    a_rk = _splat(builder, builder.load(builder.gep(row_ptrs[r], [k])))
-                    for v in range(width):
-                        acc = builder.load(accs[r][v])
-                        builder.store(builder.call(fma, [a_rk, w_vecs[v], acc]), accs[r][v])
-            col = builder.mul(p, lanes)
-            for r in range(rows):
-                row = builder.add(m0, ir.Constant(_I64, r))
-                out = builder.gep(c_ptr, [builder.add(builder.mul(row, ldc), col)])
-                for v in range(width):
-                    at = builder.gep(out, [ir.Constant(_I64, v * LANES)])
-                    builder.store(builder.load(accs[r][v]),
-                                  builder.bitcast(at, _VEC.as_pointer()), align=4)
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    return tile
+def tile_name(isa: Isa, rows: int, width: int) -> str:
+    return f"rnnlab_tile_{isa.name}_{rows}x{width}"
 
 
-_T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8 = (_make_tile(r) for r in range(1, ROWS + 1))
-_W1, _W2, _W3 = (_make_tile(r, 2) for r in range(1, 4))  # two panels: few rows
+def _define_tile(module: ir.Module, isa: Isa, rows: int, width: int) -> ir.Function:
+    """The tile function of ``isa`` for ``rows`` rows × ``width`` panels, in ``module``:
+    C[r, :16·width] = Σ_k A[r, k] · panel[k, :] for r < rows, accumulators in registers."""
+    name = tile_name(isa, rows, width)
+    if name in module.globals:
+        return module.globals[name]
+    fn = ir.Function(module, _TILE_TYPE, name)
+    fn.linkage = "internal"
+    fn.attributes = _TargetAttributes(target_attributes(isa), ("noinline", "nounwind"))
+    a_ptr, lda, panel, K, c_ptr, ldc = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    lanes = ir.Constant(_I64, LANES)
+    row_ptrs = [builder.gep(a_ptr, [builder.mul(lda, ir.Constant(_I64, r))]) for r in range(rows)]
+    panel_ptrs = [builder.gep(panel, [builder.mul(builder.mul(K, lanes), ir.Constant(_I64, v))])
+                  for v in range(width)]
+    zero = ir.Constant(_VEC, [0.0] * LANES)
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(width)] for _ in range(rows)]
+    fma = cgutils.get_or_insert_function(module, ir.FunctionType(_VEC, [_VEC] * 3),
+                                         f"llvm.fma.v{LANES}f32")
+    with cgutils.for_range(builder, K) as loop:
+        k = loop.index
+        w_vecs = [builder.load(builder.bitcast(builder.gep(ptr, [builder.mul(k, lanes)]),
+                                               _VEC.as_pointer()), align=4)
+                  for ptr in panel_ptrs]
+        for r in range(rows):
+            a_rk = _splat(builder, builder.load(builder.gep(row_ptrs[r], [k])))
+            for v in range(width):
+                acc = builder.load(accs[r][v])
+                builder.store(builder.call(fma, [a_rk, w_vecs[v], acc]), accs[r][v])
+    for r in range(rows):
+        out = builder.gep(c_ptr, [builder.mul(ldc, ir.Constant(_I64, r))])
+        for v in range(width):
+            at = builder.gep(out, [ir.Constant(_I64, v * LANES)])
+            builder.store(builder.load(accs[r][v]), builder.bitcast(at, _VEC.as_pointer()),
+                          align=4)
+    builder.ret_void()
+    return fn
 
 
-@njit(cache=True)
+def _shapes(isa: Isa) -> list[tuple[int, int]]:
+    """(rows, width) of every tile :func:`panel_matmul` calls for ``isa``."""
+    return ([(r, 1) for r in range(1, ROWS[isa] + 1)]
+            + [(r, 2) for r in range(1, WIDE_ROWS[isa] + 1)])
+
+
+def _key(index, rows, width):
+    """The switch value of a tile (index, rows ≤ 31, width 1 or 2)."""
+    return (index * 32 + rows) * 2 + width - 1
+
+
+@intrinsic
+def _tile(typingctx, isa, rows, width, A, panels, C, m0, p):
+    """C[m0 : m0+rows, 16p : 16p+16·width] = A[m0 : m0+rows] · panels[p : p+width] with the
+    tiles of variant ``isa`` (an Isa.index); rows and width as :func:`_shapes` lists."""
+    signature = types.void(types.intp, types.intp, types.intp, A, panels, C, types.intp,
+                           types.intp)
+
+    def codegen(context, builder, sig, args):
+        isa_index, n_rows, n_width = args[0], args[1], args[2]
+        a = context.make_array(sig.args[3])(context, builder, args[3])
+        w = context.make_array(sig.args[4])(context, builder, args[4])
+        c = context.make_array(sig.args[5])(context, builder, args[5])
+        m0, p = args[6], args[7]
+        K = cgutils.unpack_tuple(builder, a.shape, 2)[1]
+        four = ir.Constant(_I64, 4)
+        lda = builder.sdiv(cgutils.unpack_tuple(builder, a.strides, 2)[0], four)
+        ldc = builder.sdiv(cgutils.unpack_tuple(builder, c.strides, 2)[0], four)
+        lanes = ir.Constant(_I64, LANES)
+        fn_args = [
+            builder.gep(builder.bitcast(a.data, _PTR), [builder.mul(m0, lda)]), lda,
+            builder.gep(builder.bitcast(w.data, _PTR), [builder.mul(builder.mul(p, K), lanes)]),
+            K,
+            builder.gep(builder.bitcast(c.data, _PTR),
+                        [builder.add(builder.mul(m0, ldc), builder.mul(p, lanes))]), ldc,
+        ]
+        key = builder.add(builder.mul(builder.add(builder.mul(isa_index, ir.Constant(_I64, 32)),
+                                                  n_rows), ir.Constant(_I64, 2)),
+                          builder.sub(n_width, ir.Constant(_I64, 1)))
+        done = builder.append_basic_block("tile.done")
+        switch = builder.switch(key, done)
+        for variant in COMPILED:
+            for r, v in _shapes(variant):
+                case = builder.append_basic_block(f"tile.{variant.name}.{r}x{v}")
+                switch.add_case(ir.Constant(_I64, _key(variant.index, r, v)), case)
+                builder.position_at_end(case)
+                builder.call(_define_tile(builder.module, variant, r, v), fn_args)
+                builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@kernel()
 def pack_panels(W, transpose):
     """Panels of op(W) (N, K columns of 16): W (N, K) with ``transpose`` (C = A Wᵀ), else
     W (K, N) (C = A W). N must be a multiple of 16."""
@@ -122,61 +204,34 @@ def pack_panels(W, transpose):
     return panels
 
 
-@njit(cache=True)
-def _tiles(A, panels, C, m0, p, rows):
-    """One tile of ``rows`` (1 .. 8) rows over panel p."""
-    if rows == 8:
-        _T8(A, panels, C, m0, p)
-    elif rows == 7:
-        _T7(A, panels, C, m0, p)
-    elif rows == 6:
-        _T6(A, panels, C, m0, p)
-    elif rows == 5:
-        _T5(A, panels, C, m0, p)
-    elif rows == 4:
-        _T4(A, panels, C, m0, p)
-    elif rows == 3:
-        _T3(A, panels, C, m0, p)
-    elif rows == 2:
-        _T2(A, panels, C, m0, p)
-    else:
-        _T1(A, panels, C, m0, p)
-
-
-@njit(cache=True)
-def _wide_tiles(A, panels, C, p, rows):
-    """One tile of ``rows`` (1 .. 3) rows over panels p and p + 1."""
-    if rows == 3:
-        _W3(A, panels, C, 0, p)
-    elif rows == 2:
-        _W2(A, panels, C, 0, p)
-    else:
-        _W1(A, panels, C, 0, p)
-
-
-@njit(cache=True)
+@kernel()
 def panel_matmul(A, panels, C):
-    """C (M, N) = A (M, K) · op(W), op(W) packed by :func:`pack_panels`; C overwritten.
+    """C (M, N) = A (M, K) · op(W), op(W) packed by :func:`pack_panels`; C overwritten;
+    on the tiles of the selected variant (:mod:`._isa`).
 
     Panels outer, rows inner: a panel (K × 16 floats) is loaded into L1 once and serves
-    every row. Rows in tiles of 8; a last partial tile overlaps the one before it when
-    M ≥ 8 (recomputing some rows, harmless when overwriting), else is a smaller tile;
-    up to 3 rows take two panels per tile (measured 2 rows: 60 → 97 GFLOP/s, 3 rows:
-    86 → 104-108; 4 rows gain nothing, at 115 already).
+    every row. Rows in tiles of the variant's ``ROWS``; a last partial tile overlaps the
+    one before it when M ≥ ROWS (recomputing some rows, harmless when overwriting), else
+    is a smaller tile; up to ``WIDE_ROWS`` rows take two panels per tile, for enough
+    independent accumulators to keep both FMA pipes busy (AVX-512 measured 2 rows: 60 →
+    97 GFLOP/s, 3 rows: 86 → 104-108; 4 rows gain nothing, at 115 already).
     """
+    isa = selected_isa()
+    note_ran(isa)
+    rows = _ROWS[isa]
     M = A.shape[0]
     P = panels.shape[0]
-    if M <= WIDE_ROWS:  # few rows: two panels per tile, for enough accumulators
+    if M <= _WIDE_ROWS[isa]:  # few rows: two panels per tile, for enough accumulators
         for p in range(0, P - 1, 2):
-            _wide_tiles(A, panels, C, p, M)
+            _tile(isa, M, 2, A, panels, C, 0, p)
         if P % 2:
-            _tiles(A, panels, C, 0, P - 1, M)
+            _tile(isa, M, 1, A, panels, C, 0, P - 1)
         return
     for p in range(P):
-        if M < ROWS:
-            _tiles(A, panels, C, 0, p, M)
+        if M < rows:
+            _tile(isa, M, 1, A, panels, C, 0, p)
             continue
-        for m0 in range(0, M - ROWS + 1, ROWS):
-            _T8(A, panels, C, m0, p)
-        if M % ROWS:
-            _T8(A, panels, C, M - ROWS, p)
+        for m0 in range(0, M - rows + 1, rows):
+            _tile(isa, rows, 1, A, panels, C, m0, p)
+        if M % rows:
+            _tile(isa, rows, 1, A, panels, C, M - rows, p)

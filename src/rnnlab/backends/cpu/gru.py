@@ -31,6 +31,7 @@ from rnnlab.backends.cpu._common import (
     threads_by_size,
     time_blocks,
 )
+from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
     inference_chunk,
@@ -58,7 +59,7 @@ def _hn_end(H, reset_after):
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
 # kept their scalar version (see lstm._cell).
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _rz(gh, bias, act):
     """r, z = σ(x·W_ihᵀ + b_ih + h·W_hᵀ + b_h) for one sample, in place: act[:2H] holds
     the input pre-activations on entry."""
@@ -66,7 +67,7 @@ def _rz(gh, bias, act):
         act[j] = sigmoid(act[j] + gh[j] + bias[j])
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _candidate(hn_raw, bias, act, reset_after):
     """hn = recurrent term + b_hn → act[3H:]; n = tanh(x_n + r ⊙ hn) (reset after) or
     tanh(x_n + hn) → act[2H:3H], which holds x_n on entry."""
@@ -83,14 +84,14 @@ def _candidate(hn_raw, bias, act, reset_after):
             act[2 * H + j] = tanh(act[2 * H + j] + hn)
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _reset_times_state(act, h, rh):
     """rh = r ⊙ h_{t-1} (the input of W_hn, reset before)."""
     for j in range(h.shape[0]):
         rh[j] = act[j] * h[j]
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _update(act, h, probe, y):
     """h_t = (1 - z) ⊙ n + z ⊙ h_{t-1} (+ probe when not empty) into y and h."""
     H = h.shape[0]
@@ -103,7 +104,7 @@ def _update(act, h, probe, y):
     y[:] = h
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows, threads):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
     gates (T,B,4H) holds x·W_ihᵀ + b_ih in [..., :3H] on entry, the gates [r, z, n, hn]
@@ -161,7 +162,7 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows, chunk,
            threads):
     """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
@@ -221,7 +222,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _step_backward(act, dh, h_prev, d, g_h, dn_pre, reset_after):
     """One sample's step backwards, given dh the total dL/dh_t: d ← gradients of the input
     pre-activations (3H,); reset after: g_h ← those of the recurrent ones; reset before:
@@ -248,7 +249,7 @@ def _step_backward(act, dh, h_prev, d, g_h, dn_pre, reset_after):
             dn_pre[j] = dn_p
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _reset_backward(act, drh, h_prev, d, d_rz):
     """Reset before: dr_pre from d(r ⊙ h_prev) = drh; d_rz ← (dr_pre, dz_pre)."""
     H = h_prev.shape[0]
@@ -259,7 +260,7 @@ def _reset_backward(act, drh, h_prev, d, d_rz):
     d_rz[:] = d[: 2 * H]
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _state_backward(dh, z, dh_prev, drh, r, reset_after):
     """dL/dh_{t-1} = dh ⊙ z + (product through W_hh) [+ r ⊙ drh, reset before]."""
     if reset_after:
@@ -270,7 +271,7 @@ def _state_backward(dh, z, dh_prev, drh, r, reset_after):
             dh[j] = dh[j] * z[j] + dh_prev[j] + drh[j] * r[j]
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dgh, dh_seq,
               t_begin, t_end, rows, threads):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit
 from torch import Tensor
 
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
@@ -29,6 +28,7 @@ from rnnlab.backends.cpu._common import (
     threads_by_size,
     time_blocks,
 )
+from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
     inference_chunk,
@@ -56,7 +56,7 @@ from rnnlab.backends.portable._common import (
 # The per-sample passes are separate compiled functions, not inlined into the batch loop:
 # inlined there, LLVM kept the scalar version of the loop (measured 30 ns per LSTM cell
 # at B = 16 against 2.7 ns as a call).
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _cell(act, rec, c, c_out, r):
     """One sample's step: ``act`` (4H,) input pre-activations in, activated gates out;
     ``rec`` (4H,) the recurrent pre-activations; c (H,) the cell state, updated;
@@ -77,7 +77,7 @@ def _cell(act, rec, c, c_out, r):
         r[j] = o * tanh(c_t)
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _emit(h_t, probe, y, h):
     """y ← h ← h_t (+ probe, when not empty): one sample's output of a step."""
     if probe.shape[0] > 0:
@@ -91,7 +91,7 @@ def _emit(h_t, probe, y, h):
             h[j] = h_t[j]
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, threads):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
     gates (T,B,4H) holds x·W_ihᵀ + b on entry, the activated gates on exit; h (B,P)
@@ -139,7 +139,7 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, t
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, threads):
     """Inference over batch rows ``rows`` (longest first): y (T,B,P) ← the outputs; h (B,P)
     and c (B,H) hold the initial state on entry, the final state on exit.
@@ -197,7 +197,7 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, parts, flags,
                  h_buf, timing, chunk, threads):
     """Inference in which the threads split each step's hidden units (LSTM without
@@ -271,7 +271,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     timing[part, 1] = cycles() - began
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _cell_backward(act, c_t, c_prev, dr, dc, dpre):
     """One sample's step backwards: gates ``act`` (4H,), c_t and c_{t-1} (H,), dr (H,)
     the gradient of o ⊙ tanh(c_t); dc (H,) holds dL/dc_t from step t+1 on entry and
@@ -296,7 +296,7 @@ def _cell_backward(act, c_t, c_prev, dr, dc, dpre):
         dc[j] = dc_t * f
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates, dh_seq,
               t_begin, t_end, rows, threads):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,P),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit
 from torch import Tensor
 
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
@@ -26,6 +25,7 @@ from rnnlab.backends.cpu._common import (
     threads_by_size,
     time_blocks,
 )
+from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
 from rnnlab.backends.cpu._parallel import (
     inference_chunk,
@@ -45,7 +45,7 @@ from rnnlab.backends.portable._common import (
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
 # kept their scalar version (see lstm._cell).
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _activate(a, rec, y, relu):
     """a ← a + rec (the pre-activation, kept for backward); y ← tanh(a) or relu(a)."""
     if relu:
@@ -61,14 +61,14 @@ def _activate(a, rec, y, relu):
             y[j] = tanh(v)
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _add(a, b):
     """a += b, one sample."""
     for j in range(a.shape[0]):
         a[j] += b[j]
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _activate_backward(a, dh, da, relu):
     """da ← dh ⊙ act'(a), one sample."""
     u = one(a)
@@ -82,7 +82,7 @@ def _activate_backward(a, dh, da, relu):
             da[j] = dh[j] * (u - th * th)  # tanh'(a) = 1 - tanh²(a)
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
     a_seq (T,B,H) holds x·W_ihᵀ + b on entry, the pre-activations on exit; h (B,H)
@@ -118,7 +118,7 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threads):
     """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
     holds h0 on entry and h_n on exit. The input projection runs here, ``chunk`` steps
@@ -158,7 +158,7 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_begin, t_end,
               rows, threads):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)

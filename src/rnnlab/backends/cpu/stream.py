@@ -17,6 +17,7 @@ from __future__ import annotations
 from numba import njit
 
 from rnnlab.backends.cpu._blas import _gemv_acc
+from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu.lstm import _cell
 
@@ -28,7 +29,7 @@ def _matrix(flat, start, rows, cols):
     return flat[start : start + rows * cols].reshape((rows, cols))
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def advance(kind, x, y, flat, table, state):
     """Run steps x (T, I) through the stack; y (T, P_last) ← outputs of the last layer.
     The carried state in ``state`` is updated in place."""
@@ -102,7 +103,7 @@ def advance(kind, x, y, flat, table, state):
         y[t, :] = inp[: y.shape[1]]
 
 
-@njit(**KERNEL_OPTIONS)
+@kernel(**KERNEL_OPTIONS)
 def advance_one(kind, x, y, flat, table, state):
     """One step: x (I,) -> y (P_last,) (:func:`advance` without the caller's reshapes)."""
     advance(kind, x.reshape((1, x.shape[0])), y.reshape((1, y.shape[0])), flat, table, state)
