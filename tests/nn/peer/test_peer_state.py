@@ -162,3 +162,32 @@ def test_parametrizations(impl, parametrization):
         assert_rel_close(a, b, OUT_TOL[F64])
     model(x)[0].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_assigned_parameter_is_used(impl):
+    """Assigning a new Parameter to a weight's name (what torch.nn's ``__setattr__`` keeps
+    ``_flat_weights`` in step with) changes the function."""
+    model = impl.GRU(3, 4)
+    x = torch.randn(5, 2, 3)
+    before = model(x)[0]
+    model.weight_hh_l0 = torch.nn.Parameter(torch.zeros(12, 4))
+    assert model._flat_weights[1] is model.weight_hh_l0
+    after = model(x)[0]
+    assert not torch.equal(before, after)
+    after.sum().backward()
+    assert model.weight_hh_l0.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(("layer", "kwargs"), LAYERS)
+def test_floating_dtypes(impl, dtype, layer, kwargs):
+    """Every floating dtype torch.nn runs on the CPU: outputs and states in the parameters'
+    dtype, the float64 function to the dtype's precision."""
+    model = _model(impl, layer, kwargs, dtype=F64)
+    x = torch.randn(5, 2, 3, dtype=F64)
+    expected = _run(model, x)
+    got = _run(model.to(dtype), x.to(dtype))
+    tol = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    for a, b in zip(got, expected, strict=True):
+        assert a.dtype == dtype
+        assert_rel_close(a, b, tol)
