@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from helpers import OUT_TOL, assert_rel_close
 
@@ -90,6 +90,11 @@ def test_packed_is_each_sequence_alone(impl, layer, enforce_sorted):
     padded = torch.randn(5, 5, 2, dtype=F64)
     packed = pack_padded_sequence(padded, lengths, enforce_sorted=enforce_sorted)
     out, h = model(packed)
+    assert isinstance(out, PackedSequence)
+    assert torch.equal(out.batch_sizes, packed.batch_sizes)
+    for name in ("sorted_indices", "unsorted_indices"):
+        ours, theirs = getattr(out, name), getattr(packed, name)
+        assert (ours is None and theirs is None) or torch.equal(ours, theirs), name
     out, out_lengths = pad_packed_sequence(out)
     assert out_lengths.tolist() == lengths
     h_n = h[0] if layer == "LSTM" else h
