@@ -85,11 +85,15 @@ def test_unbatched_cell_is_a_batch_of_one(impl, cell):
 @pytest.mark.parametrize("layer", ["RNN", "GRU", "LSTM"])
 @pytest.mark.parametrize("enforce_sorted", [True, False])
 def test_packed_is_each_sequence_alone(impl, layer, enforce_sorted):
-    model = getattr(impl, layer)(2, 3, num_layers=2, bidirectional=True, dtype=F64)
+    """Outputs and final states of a packed batch, in the caller's batch order (the initial
+    state too, also when packing sorted the batch), are those of each sequence alone."""
+    kwargs = dict(num_layers=2, bidirectional=True)
+    model = getattr(impl, layer)(2, 3, **kwargs, dtype=F64)
     lengths = [5, 3, 3, 2, 1] if enforce_sorted else [3, 5, 1, 3, 2]
     padded = torch.randn(5, 5, 2, dtype=F64)
     packed = pack_padded_sequence(padded, lengths, enforce_sorted=enforce_sorted)
-    out, h = model(packed)
+    hx = _states(layer, dict(kwargs, hidden_size=3), (5,))
+    out, h = model(packed, hx)
     assert isinstance(out, PackedSequence)
     assert torch.equal(out.batch_sizes, packed.batch_sizes)
     for name in ("sorted_indices", "unsorted_indices"):
@@ -97,12 +101,13 @@ def test_packed_is_each_sequence_alone(impl, layer, enforce_sorted):
         assert (ours is None and theirs is None) or torch.equal(ours, theirs), name
     out, out_lengths = pad_packed_sequence(out)
     assert out_lengths.tolist() == lengths
-    h_n = h[0] if layer == "LSTM" else h
     for b, n in enumerate(lengths):
-        alone, h_alone = model(padded[:n, b])
+        state = tuple(s[:, b] for s in hx) if layer == "LSTM" else hx[:, b]
+        alone, h_alone = model(padded[:n, b], state)
         _assert_close(out[:n, b], alone)
         assert torch.all(out[n:, b] == 0)
-        _assert_close(h_n[:, b], h_alone[0] if layer == "LSTM" else h_alone)
+        final = tuple(s[:, b] for s in h) if layer == "LSTM" else h[:, b]
+        _assert_close(final, h_alone)
 
 
 @pytest.mark.parametrize("layer", ["RNN", "GRU", "LSTM"])
@@ -224,3 +229,10 @@ def test_backward_twice_through_a_retained_graph(impl, layer):
         output[0].sum().backward(retain_graph=True)
         again = [x.grad] + [p.grad for p in model.parameters()]
         assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_lstm_state_as_a_list(impl):
+    model = impl.LSTM(3, 4, dtype=F64)
+    x = torch.randn(5, 2, 3, dtype=F64)
+    h, c = torch.randn(1, 2, 4, dtype=F64), torch.randn(1, 2, 4, dtype=F64)
+    _assert_close(model(x, [h, c]), model(x, (h, c)))
