@@ -22,7 +22,7 @@ import rnnlab.nn as rnn
         (lambda: rnn.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "unknown nonlinearity"),
         (lambda: rnn.RNNCell(3, 4, nonlinearity="gelu"), ValueError, "unknown nonlinearity"),
         (lambda: rnn.LSTM(0, 4), ValueError, r"input_size must be an integer >= 1, got 0"),
-        (lambda: rnn.LSTM(3, 2.5), ValueError, r"hidden_size must be an integer >= 1"),
+        (lambda: rnn.LSTM(3, 2.5), TypeError, r"hidden_size must be an integer >= 1"),
         (lambda: rnn.GRU(3, 4, num_layers=0), ValueError, r"num_layers must be an integer >= 1"),
         (lambda: rnn.GRU(3, 4, 2, dropout=1.5), ValueError,
          r"dropout must be a number in \[0, 1\]"),

@@ -1,8 +1,10 @@
 """Argument and input validation shared by the layers and cells.
 
-Every check raises a ``ValueError`` or ``TypeError`` whose message names the argument,
-what it was and what was expected. Checks that need tensor *values* (lengths, NaN) are
-skipped while ``torch.compile`` traces, where they would break the graph.
+Every check raises an error whose message names the argument, what it was and what was
+expected, of the class torch.nn raises for the same mistake (:mod:`rnnlab.nn.errors`:
+``ArgumentError`` is a ``ValueError`` and a ``RuntimeError``). Checks that need tensor
+*values* (lengths, NaN) are skipped while ``torch.compile`` traces, where they would
+break the graph.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import numbers
 import torch
 from torch import Tensor
 
+from rnnlab.nn.errors import ArgumentError, DtypeError
+
 
 def positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    """A size: ``TypeError`` unless an int (as torch.nn), ``ArgumentError`` below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an integer >= {minimum}, got {type(value).__name__} {value!r}"
+        )
+    if value < minimum:
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -40,21 +49,21 @@ def tensor(name: str, value: object) -> Tensor:
 def same_dtype_device(name: str, t: Tensor, ref: Tensor) -> None:
     """``t`` must share the parameters' dtype and device (``ref`` is a parameter)."""
     if not t.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        raise DtypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
     if t.dtype != ref.dtype:
-        raise TypeError(
+        raise DtypeError(
             f"{name} has dtype {t.dtype} but the layer's parameters are {ref.dtype}; "
             f"convert one of them (e.g. layer.to({t.dtype}) or {name}.to({ref.dtype}))"
         )
     if t.device != ref.device:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} is on device {t.device} but the layer's parameters are on {ref.device}"
         )
 
 
 def shape(name: str, t: Tensor, expected: tuple[int, ...], legend: str) -> None:
     if tuple(t.shape) != expected:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} has shape {tuple(t.shape)}, expected {expected} ({legend})"
         )
 

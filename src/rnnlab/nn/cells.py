@@ -4,6 +4,10 @@ A cell is the unit a sequence layer applies at every step. These run the same op
 the layers with a sequence of length one, so a loop of a cell equals its layer.
 
 Shape legend: input (B, I) or (I,) unbatched; h (B, H) or (H,); c (B, H) or (H,).
+
+As in torch.nn, a cell may have ``input_size`` or ``hidden_size`` 0 and take a batch of
+0 samples; such calls that leave nothing to compute return empty tensors without
+reaching the ops, and an input of 0 features runs the ops on one zero feature.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import ops
 from rnnlab.nn import _checks
+from rnnlab.nn._empty import empty_outputs
+from rnnlab.nn.errors import ArgumentError
 
 __all__ = ["GRUCell", "LSTMCell", "RNNCell"]
 
@@ -25,8 +32,8 @@ class _CellBase(nn.Module):
     def __init__(self, family, input_size, hidden_size, bias, device, dtype) -> None:
         super().__init__()
         self.family = family
-        self.input_size = _checks.positive_int("input_size", input_size)
-        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
+        self.input_size = _checks.positive_int("input_size", input_size, minimum=0)
+        self.hidden_size = _checks.positive_int("hidden_size", hidden_size, minimum=0)
         self.bias = _checks.boolean("bias", bias)
         G = _GATES[family] * self.hidden_size
         factory = {"device": device, "dtype": dtype}
@@ -41,8 +48,8 @@ class _CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H) (H = 0: none to draw)."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
@@ -56,13 +63,13 @@ class _CellBase(nn.Module):
         """Validate; return x (1, B, I), the states as (B, H) and whether input was batched."""
         _checks.tensor("input", input)
         if input.dim() not in (1, 2):
-            raise ValueError(
+            raise ArgumentError(
                 f"{type(self).__name__} input must be 2-D (B, I) or 1-D (I,), got shape "
                 f"{tuple(input.shape)}"
             )
         _checks.same_dtype_device("input", input, self.weight_ih)
         if input.shape[-1] != self.input_size:
-            raise ValueError(
+            raise ArgumentError(
                 f"input has {input.shape[-1]} features, expected input_size={self.input_size}"
             )
         batched = input.dim() == 2
@@ -80,6 +87,21 @@ class _CellBase(nn.Module):
             out.append(state if batched else state.unsqueeze(0))
         return x.unsqueeze(0).contiguous(), out, batched
 
+    def _step(self, op, x: Tensor, states: list[Tensor], batched: bool) -> list[Tensor]:
+        """One step of ``op`` from x (1, B, I) and states (B, H); returns the new states,
+        unbatched again if the input was. Nothing to compute (B or H = 0): empty states;
+        no input feature (I = 0): the op runs on one zero feature, which adds nothing."""
+        weights = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        if x.shape[1] == 0 or self.hidden_size == 0:
+            sources = [x, *states, *(w for w in weights if w is not None)]
+            new = empty_outputs([tuple(s.shape) for s in states], sources)
+        else:
+            if self.input_size == 0:
+                x = F.pad(x, (0, 1))
+                weights[0] = F.pad(self.weight_ih, (0, 1))
+            new = op(x, *states, *weights)
+        return new if batched else [s.squeeze(0) for s in new]
+
 
 class RNNCell(_CellBase):
     """h' = tanh(W_ih x + b_ih + W_hh h + b_hh), or relu with ``nonlinearity="relu"``."""
@@ -94,21 +116,24 @@ class RNNCell(_CellBase):
         dtype=None,
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"unknown nonlinearity {nonlinearity!r}; expected 'tanh' or 'relu'")
+            raise ArgumentError(
+                f"unknown nonlinearity {nonlinearity!r}; expected 'tanh' or 'relu'"
+            )
         self.nonlinearity = nonlinearity
         super().__init__("rnn", input_size, hidden_size, bias, device, dtype)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
-        return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh" else "")
+        return s + (f", nonlinearity={self.nonlinearity}" if self.nonlinearity != "tanh" else "")
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, [("hx", hx)])
-        _, h_n, _ = ops.rnn(
-            x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None, None,
-            False, self.nonlinearity == "relu",
-        )
-        return h_n if batched else h_n.squeeze(0)
+        x, states, batched = self._prepare(input, [("hx", hx)])
+        relu = self.nonlinearity == "relu"
+
+        def op(x, h, w_ih, w_hh, b_ih, b_hh):
+            return [ops.rnn(x, h, w_ih, w_hh, b_ih, b_hh, None, None, False, relu)[1]]
+
+        return self._step(op, x, states, batched)[0]
 
 
 class LSTMCell(_CellBase):
@@ -122,15 +147,21 @@ class LSTMCell(_CellBase):
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
-        if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+        if hx is not None and not isinstance(hx, (tuple, list)):
             raise TypeError(f"hx for LSTMCell must be a tuple (h, c), got {type(hx).__name__}")
+        if hx is not None and len(hx) != 2:
+            raise ArgumentError(
+                f"hx for LSTMCell must be a tuple (h, c), got a {type(hx).__name__} of {len(hx)}"
+            )
         h, c = (None, None) if hx is None else hx
-        x, (h, c), batched = self._prepare(input, [("h", h), ("c", c)])
-        _, h_n, c_n, _, _ = ops.lstm(
-            x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None, None,
-            None, False,
-        )
-        return (h_n, c_n) if batched else (h_n.squeeze(0), c_n.squeeze(0))
+        x, states, batched = self._prepare(input, [("h", h), ("c", c)])
+
+        def op(x, h, c, w_ih, w_hh, b_ih, b_hh):
+            _, h_n, c_n, _, _ = ops.lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, None, None, None, False)
+            return [h_n, c_n]
+
+        h_n, c_n = self._step(op, x, states, batched)
+        return h_n, c_n
 
 
 class GRUCell(_CellBase):
@@ -153,9 +184,9 @@ class GRUCell(_CellBase):
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = self._prepare(input, [("hx", hx)])
-        _, h_n, _ = ops.gru(
-            x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None, None,
-            False, self.reset_after,
-        )
-        return h_n if batched else h_n.squeeze(0)
+        x, states, batched = self._prepare(input, [("hx", hx)])
+
+        def op(x, h, w_ih, w_hh, b_ih, b_hh):
+            return [ops.gru(x, h, w_ih, w_hh, b_ih, b_hh, None, None, False, self.reset_after)[1]]
+
+        return self._step(op, x, states, batched)[0]

@@ -12,6 +12,10 @@ Shape legend (batch_first swaps the first two dimensions of input and output onl
     output  (T, B, D·P)        D = 2 if bidirectional else 1
     h_0/h_n (L·D, B, P)        L = num_layers; P = proj_size or hidden_size
     c_0/c_n (L·D, B, H)        LSTM only
+
+Errors are those of :mod:`rnnlab.nn._checks`: torch.nn's exception classes (a wrong
+size, shape or device is an :class:`~rnnlab.nn.errors.ArgumentError`, both ``ValueError``
+and ``RuntimeError``) with messages that say what was expected.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnlab import ops
 from rnnlab.nn import _checks
+from rnnlab.nn._empty import empty_outputs
+from rnnlab.nn.errors import ArgumentError
 
 __all__ = ["GRU", "LSTM", "RNN", "RNNBase"]
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _NONLINEARITIES = ("tanh", "relu")
+_MODES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN_TANH"}
 
 
 class RNNBase(nn.Module):
@@ -85,7 +92,7 @@ class RNNBase(nn.Module):
                 f"hidden_size={hidden_size}"
             )
         if nonlinearity not in _NONLINEARITIES:
-            raise ValueError(
+            raise ArgumentError(
                 f"unknown nonlinearity {nonlinearity!r}; expected 'tanh' or 'relu'"
             )
         self.nonlinearity = nonlinearity
@@ -134,9 +141,23 @@ class RNNBase(nn.Module):
         return 2 if self.bidirectional else 1
 
     @property
+    def mode(self) -> str:
+        """torch.nn's name of the cell: ``"LSTM"``, ``"GRU"``, ``"RNN_TANH"`` or ``"RNN_RELU"``."""
+        if self.family == "rnn" and self.nonlinearity == "relu":
+            return "RNN_RELU"
+        return _MODES[self.family]
+
+    @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         """Parameters per layer and direction, in torch.nn's order."""
         return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        """The weights in ``_flat_weights_names`` order, as torch.nn's attribute of that
+        name: each is whatever the attribute holds now (a reparametrised weight, such as
+        ``weight_norm``'s, is a plain tensor)."""
+        return [getattr(self, name) for name in self._flat_weights_names]
 
     def reset_parameters(self) -> None:
         """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H).
@@ -167,7 +188,7 @@ class RNNBase(nn.Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.family == "rnn" and self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
+            s += f", nonlinearity={self.nonlinearity}"
         if not self.bias:
             s += ", bias=False"
         if self.batch_first:
@@ -206,7 +227,7 @@ class RNNBase(nn.Module):
         else:
             _checks.tensor("input", input)
             if input.dim() not in (2, 3):
-                raise ValueError(
+                raise ArgumentError(
                     f"input must be 3-D {self._input_legend()} or 2-D unbatched (T, I), "
                     f"got a {input.dim()}-D tensor of shape {tuple(input.shape)}"
                 )
@@ -220,12 +241,12 @@ class RNNBase(nn.Module):
                 x = input
         T, B, features = x.shape
         if features != self.input_size:
-            raise ValueError(
+            raise ArgumentError(
                 f"input has {features} features in its last dimension, expected "
                 f"input_size={self.input_size}"
             )
         if T < 1:
-            raise ValueError("input has 0 time steps, expected at least 1")
+            raise ArgumentError("input has 0 time steps, expected at least 1")
         if self.check_finite:
             _checks.finite("input", x)
         if packed:
@@ -238,8 +259,10 @@ class RNNBase(nn.Module):
             steps = None
         h0, c0 = self._initial_state(hx, B, batched, x)
 
-        x = x.contiguous()
-        output, h_n, c_n = self._run_layers(x, h0, c0, steps, batched)
+        if B == 0:
+            output, h_n, c_n = self._empty_result(x, h0, c0)
+        else:
+            output, h_n, c_n = self._run_layers(x.contiguous(), h0, c0, steps, batched)
 
         if packed:
             output = _repack(output, input, lengths_cpu)
@@ -251,6 +274,17 @@ class RNNBase(nn.Module):
             h_n = h_n.squeeze(1)
             c_n = c_n.squeeze(1) if c_n is not None else None
         return (output, (h_n, c_n)) if self.family == "lstm" else (output, h_n)
+
+    def _empty_result(
+        self, x: Tensor, h0: Tensor, c0: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """A batch of 0 sequences: (T, 0, D·P) output and (L·D, 0, ·) states, as torch.nn."""
+        states = [h0] if c0 is None else [h0, c0]
+        shapes = [(x.shape[0], 0, self.num_directions * h0.shape[2])]
+        shapes += [tuple(state.shape) for state in states]
+        sources = [x, *states, *self._flat_weights]
+        output, h_n, *rest = empty_outputs(shapes, sources)
+        return output, h_n, (rest[0] if rest else None)
 
     def _reference_parameter(self) -> Tensor:
         return getattr(self, self._flat_weights_names[0])
@@ -271,10 +305,15 @@ class RNNBase(nn.Module):
             c0 = x.new_zeros(LD, B, H) if self.family == "lstm" else None
             return h0, c0
         if self.family == "lstm":
-            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            if not isinstance(hx, (tuple, list)):
                 raise TypeError(
                     f"hx for LSTM must be a tuple (h_0, c_0) of two tensors, got "
                     f"{type(hx).__name__}"
+                )
+            if len(hx) != 2:
+                raise ArgumentError(
+                    f"hx for LSTM must be a tuple (h_0, c_0) of two tensors, got a "
+                    f"{type(hx).__name__} of {len(hx)}"
                 )
             states = [("h_0", hx[0], P), ("c_0", hx[1], H)]
         else:
@@ -288,12 +327,17 @@ class RNNBase(nn.Module):
             _checks.tensor(name, state)
             _checks.same_dtype_device(name, state, ref)
             if batched:
+                if state.dim() != 3:
+                    raise ArgumentError(
+                        f"for batched 3-D input, {name} must be 3-D (num_layers * "
+                        f"num_directions, batch, {width}), got shape {tuple(state.shape)}"
+                    )
                 _checks.shape(
                     name, state, (LD, B, width), "num_layers * num_directions, batch, features"
                 )
             else:
                 if state.dim() != 2:
-                    raise ValueError(
+                    raise ArgumentError(
                         f"for unbatched 2-D input, {name} must be 2-D "
                         f"(num_layers * num_directions, {width}), got shape {tuple(state.shape)}"
                     )
