@@ -14,7 +14,6 @@ import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 
 F64 = torch.float64
-DOUBLE_BACKWARD = pytest.mark.xfail(strict=True, reason="double backward: issue #13 part B")
 LAYERS = [("RNN", {"nonlinearity": "relu"}), ("RNN", {}), ("GRU", {}), ("LSTM", {}),
           ("LSTM", {"proj_size": 2})]
 
@@ -61,8 +60,7 @@ def test_gradcheck_cell(impl, cell):
     assert gradcheck(_module_function(model, *state), (x, *state, *params), fast_mode=True)
 
 
-@pytest.mark.parametrize("impl", [torch.nn, pytest.param(rnnlab.nn, marks=DOUBLE_BACKWARD)],
-                         ids=["torch", "rnnlab"])
+@pytest.mark.parametrize("impl", [torch.nn, rnnlab.nn], ids=["torch", "rnnlab"])
 @pytest.mark.parametrize("layer", ["GRU", "LSTM"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_grad_and_gradgrad(impl, layer, bias):
