@@ -57,9 +57,10 @@ _TRAIN_OPTIONS = [
     ("force", ["--force"], dict(is_flag=True, help="Overwrite an existing run folder.")),
     ("resume", ["--resume"], dict(
         is_flag=False, flag_value="yes", type=click.Choice(RESUME_MODES),
-        help="Continue the run in the run folder ('--resume' alone: yes). 'auto': continue it "
-             "when it holds a run, else start it there. Default: auto under torchrun (so its "
-             "restarts continue from the last checkpoint), no otherwise.")),
+        help="Continue the run in the run folder ('--resume' alone: yes; an error when the "
+             "folder holds no run). 'auto': continue it when it holds a run, else start it "
+             "there. Default: auto under torchrun (so its restarts continue from the last "
+             "checkpoint), no otherwise.")),
     ("progress", ["--progress"], dict(type=click.Choice(MODES), default="auto", show_default=True,
                                       help="Progress display.")),
 ]
