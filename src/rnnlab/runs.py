@@ -100,7 +100,7 @@ def run_kind(run_dir: str | os.PathLike) -> str:
         raise InputError(f"{str(p)!r} is not an rnnlab run folder (no {RUN_MARKER})")
     kind = _read_object(marker).get("kind")
     if kind not in KINDS:
-        raise _damaged(marker, f"kind must be 'train' or 'compare', got {kind!r}")
+        raise _damaged(marker, f"kind must be 'train' or 'compare', got {_short(kind)}")
     return kind
 
 
@@ -127,10 +127,6 @@ class TrainRun:
     config: TrainConfig
     model: ModelConfig
     task: dict  # task.json
-
-    @property
-    def cell(self) -> str:
-        return self.config.cell
 
 
 def open_train_run(run_dir: str | os.PathLike) -> TrainRun:
@@ -160,20 +156,26 @@ def _task_info(path: Path, config: TrainConfig, model: ModelConfig) -> dict:
         raise _damaged(path, f"name is {name!r} but config.json trained task {config.task!r}")
     task = TASKS[name]
     if not isinstance(info.get("options"), dict):
-        raise _damaged(path, f"options must be a JSON object, got {info.get('options')!r}")
+        raise _damaged(path, f"options must be a JSON object, got {_short(info.get('options'))}")
     _checked(path, task.options_from_dict, info["options"])
     for key, expected in (("metric", task.metric), ("higher_is_better", task.higher_is_better)):
         if info.get(key) != expected:
             raise _damaged(path, f"{key} is {info.get(key)!r}; task {name} has {expected!r}")
     if info.get("chance") is not None and not _number(info.get("chance")):
-        raise _damaged(path, f"chance must be a number, got {info.get('chance')!r}")
+        raise _damaged(path, f"chance must be a number, got {_short(info.get('chance'))}")
     artefacts = info.get("artefacts")
     if not isinstance(artefacts, dict):
-        raise _damaged(path, f"artefacts must be a JSON object, got {artefacts!r}")
+        raise _damaged(path, f"artefacts must be a JSON object, got {_short(artefacts)}")
     problem = _ARTEFACTS.get(name, lambda a, m: None)(artefacts, model)
     if problem:
         raise _damaged(path, f"artefacts: {problem}")
     return info
+
+
+def _short(value) -> str:
+    """A value as it appears in a message: its repr, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(value) -> bool:
@@ -185,14 +187,14 @@ def _numbers(name: str, value, count: int, *, positive: bool = False) -> str | N
         _number(v) and (v > 0 or not positive) for v in value
     )
     kind = "positive numbers" if positive else "numbers"
-    return None if ok else f"{name} must be a list of {count} finite {kind}, got {value!r}"
+    return None if ok else f"{name} must be a list of {count} finite {kind}, got {_short(value)}"
 
 
 def _names(name: str, value, count: int) -> str | None:
     ok = isinstance(value, list) and len(value) == count and all(
         isinstance(v, str) for v in value
     )
-    return None if ok else f"{name} must be a list of {count} names, got {value!r}"
+    return None if ok else f"{name} must be a list of {count} names, got {_short(value)}"
 
 
 def _forecast_artefacts(a: dict, model: ModelConfig) -> str | None:
@@ -204,7 +206,8 @@ def _forecast_artefacts(a: dict, model: ModelConfig) -> str | None:
 def _charlm_artefacts(a: dict, model: ModelConfig) -> str | None:
     vocab = a.get("vocab")
     if not (isinstance(vocab, str) and len(vocab) == model.input_size == len(set(vocab))):
-        return f"vocab must be the model's {model.input_size} distinct characters, got {vocab!r}"
+        return (f"vocab must be the model's {model.input_size} distinct characters, got "
+                f"{_short(vocab)}")
     return None
 
 
@@ -332,7 +335,7 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
     if problem is None and run_kind(p) == "compare":
         cells = metrics.get("cells")
         if not isinstance(cells, list) or not cells:
-            problem = f"cells must be a non-empty list, got {cells!r}"
+            problem = f"cells must be a non-empty list, got {_short(cells)}"
         for c in cells if problem is None else ():
             problem = problem or _fields(c, _METRICS_CELL) or _runs(c.get("runs"))
     elif problem is None:
@@ -350,7 +353,7 @@ _METRICS_CELL = {"cell": str, "hidden": int, "params": int, "best": _OPT, "secon
 
 def _fields(obj, schema: dict) -> str | None:
     if not isinstance(obj, dict):
-        return f"expected a JSON object, got {obj!r}"
+        return f"expected a JSON object, got {_short(obj)}"
     for key, kind in schema.items():
         value = obj.get(key)
         if kind in (_NUM, _OPT):
@@ -360,13 +363,13 @@ def _fields(obj, schema: dict) -> str | None:
         if not ok:
             want = kind if isinstance(kind, str) else {str: "text", int: "an integer",
                                                        bool: "true or false"}[kind]
-            return f"{key} must be {want}, got {value!r}"
+            return f"{key} must be {want}, got {_short(value)}"
     return None
 
 
 def _history(rows) -> str | None:
     if not isinstance(rows, list):
-        return f"history must be a list, got {rows!r}"
+        return f"history must be a list, got {_short(rows)}"
     for row in rows:
         problem = _fields(row, {"step": int, "seconds": _NUM, "val": _OPT})
         if problem:
@@ -376,7 +379,7 @@ def _history(rows) -> str | None:
 
 def _runs(runs) -> str | None:
     if not isinstance(runs, list) or not runs:
-        return f"runs must be a non-empty list, got {runs!r}"
+        return f"runs must be a non-empty list, got {_short(runs)}"
     for run in runs:
         problem = _fields(run, {}) or _history(run.get("history"))
         if problem:
