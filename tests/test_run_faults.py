@@ -20,11 +20,10 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from rnnlab import compare
 from rnnlab.cli import main
 
 STEPS = 4  # checkpoints at steps 2 and 4
-COMMON = ["--hidden", "8", "--batch-size", "8", "--steps", str(STEPS), "--eval-every", "2",
-          "--checkpoint-every", "2", "--progress", "none"]
 
 
 def invoke(*args) -> tuple[int, list[str]]:
@@ -41,14 +40,16 @@ def invoke(*args) -> tuple[int, list[str]]:
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("built")
     code, lines = invoke("train", "--task", "forecast", "-o", "series_length=300",
-                         "-o", "window=8", "-o", "horizon=3", "--cell", "gru",
-                         "--out", root / "run", *COMMON)
+                         "-o", "window=8", "-o", "horizon=3", "--cell", "gru", "--hidden", "8",
+                         "--batch-size", "8", "--steps", str(STEPS), "--eval-every", "2",
+                         "--checkpoint-every", "2", "--progress", "none", "--out", root / "run",
+                         "--no-report")
     assert code == 0, lines
     text = root / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog; " * 40)
-    code, lines = invoke("compare", "--task", "charlm", "--data", text, "--cells", "gru,rnn",
-                         "--bptt", "5", "-o", "eval_columns=2", "--out", root / "cmp", *COMMON)
-    assert code == 0, lines
+    compare(task="charlm", task_options={"path": str(text), "eval_columns": 2},
+            cells=("gru", "rnn"), bptt=5, hidden=8, batch_size=8, steps=STEPS, eval_every=2,
+            checkpoint_every=2, run_dir=root / "cmp", progress="none", report=False)
     return root
 
 
@@ -185,6 +186,21 @@ def test_best_weights_with_no_intact_copy_are_an_error(built, tmp_path):
           "checkpoints/step-00000004/model.safetensors"]
     check(built, tmp_path, "run", "model.safetensors", "bitflip", None, "predict",
           ("error", "no intact checkpoint"), extra=ck)
+
+
+def test_resume_refuses_best_weights_it_cannot_restore(built, tmp_path):
+    """Best weights from a step with no checkpoint (evaluations outnumber checkpoints)."""
+    folder = tmp_path / "prepared"
+    shutil.copytree(built / "run", folder)
+    newest = folder / "checkpoints" / "step-00000004"
+    state = json.loads((newest / "state.json").read_text())
+    (newest / "state.json").write_text(json.dumps({**state, "best_step": 3}))
+    manifest = json.loads((newest / "manifest.json").read_text())
+    manifest["files"]["state.json"] = hashlib.sha256((newest / "state.json").read_bytes()
+                                                     ).hexdigest()
+    (newest / "manifest.json").write_text(json.dumps(manifest))
+    check(tmp_path, tmp_path / "case", "prepared", "model.safetensors", "truncated", None,
+          "resume", ("error", "it held the best weights (step 3)"))
 
 
 @pytest.mark.parametrize(("kind", "name"), [("truncated", "inspect"), ("missing", "resume"),

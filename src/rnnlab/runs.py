@@ -329,10 +329,11 @@ def pick_run(run_dir: str | os.PathLike, cell: str | None = None,
 def read_metrics(run_dir: str | os.PathLike) -> dict:
     """A run's metrics.json, checked for what the report draws from it."""
     p = Path(run_dir)
+    kind = run_kind(p)
     path = p / "metrics.json"
     metrics = _read_object(path)
     problem = _fields(metrics, _METRICS_HEAD)
-    if problem is None and run_kind(p) == "compare":
+    if problem is None and kind == "compare":
         cells = metrics.get("cells")
         if not isinstance(cells, list) or not cells:
             problem = f"cells must be a non-empty list, got {_short(cells)}"
