@@ -121,9 +121,9 @@ def check(built, tmp_path, run, file, kind, edit, name, expect, *, extra=()):
         assert text in lines[0], lines
     else:
         assert code == 0, lines
-        warnings = [line for line in lines if line.startswith("Warning: ")]
-        assert len(warnings) == (outcome == "warning"), lines
-        assert outcome == "ok" or text in warnings[0], lines
+        notes = [line for line in lines if line.startswith("Warning: ")]
+        assert len(notes) == (outcome == "warning"), lines
+        assert outcome == "ok" or text in notes[0], lines
     after = snapshot(folder)
     for key, digest in before.items():
         writable = code == 0 and any(fnmatch(key, p) for p in WRITES[name])
