@@ -91,6 +91,7 @@ WRITES = {
     "predict": (), "export": (), "generate": (),
     "inspect": ("*.png", "report.html", "metrics.json"),
     "resume": ("metrics.json", "model.safetensors", "init.safetensors", "checkpoints/*"),
+    "resume-longer": ("metrics.json", "model.safetensors", "init.safetensors", "checkpoints/*"),
     "compare-resume": ("*",),
 }
 
@@ -101,8 +102,12 @@ def command(name: str, folder: Path, out: Path) -> list:
         "inspect": ["inspect", folder],
         "export": ["export", folder, "--onnx", out / "model.onnx"],
         "resume": ["train", "--resume", "--out", folder, "--no-report", "--progress", "none"],
+        # two steps more: a check after training would show as changed checkpoints
+        "resume-longer": ["train", "--resume", "--out", folder, "--steps", str(STEPS + 2),
+                          "--no-report", "--progress", "none"],
         "generate": ["generate", folder, "--cell", "gru", "--length", "5"],
-        "compare-resume": ["compare", "--resume", "--out", folder, "--progress", "none"],
+        "compare-resume": ["compare", "--resume", "--out", folder, "--steps", str(STEPS + 2),
+                           "--progress", "none"],
     }[name]
 
 
@@ -140,7 +145,7 @@ JSON_EDITS = {  # file -> (wrong JSON type, out-of-range value, unknown name)
     "model.json": (("hidden_size", "big"), ("hidden_size", -5), ("cell", "tcn")),
     "task.json": (("artefacts.mean", ["x"]), ("options.window", 0), ("name", "nope")),
 }
-READERS = ("predict", "inspect", "export", "resume")
+READERS = ("predict", "inspect", "export", "resume-longer")
 JSON_CASES = [
     (file, kind, edit, READERS[(i + j) % len(READERS)])
     for i, (file, edits) in enumerate(JSON_EDITS.items())
@@ -200,7 +205,7 @@ def test_resume_refuses_best_weights_it_cannot_restore(built, tmp_path):
                                                      ).hexdigest()
     (newest / "manifest.json").write_text(json.dumps(manifest))
     check(tmp_path, tmp_path / "case", "prepared", "model.safetensors", "truncated", None,
-          "resume", ("error", "it held the best weights (step 3)"))
+          "resume-longer", ("error", "it held the best weights (step 3)"))
 
 
 @pytest.mark.parametrize(("kind", "name"), [("truncated", "inspect"), ("missing", "resume"),
@@ -244,7 +249,7 @@ def test_a_damaged_checkpoint_is_skipped_in_one_line(built, tmp_path, file, kind
 
 def test_no_intact_checkpoint_is_an_error_for_resume(built, tmp_path):
     check(built, tmp_path, "run", "checkpoints/step-00000004/manifest.json", "missing", None,
-          "resume", ("error", "no intact checkpoint"),
+          "resume-longer", ("error", "no intact checkpoint"),
           extra=["checkpoints/step-00000002/manifest.json"])
 
 
