@@ -32,6 +32,13 @@ class InputError(ValueError):
     """
 
 
+class RunWarning(UserWarning):
+    """Damage in a run folder that was worked around (an older intact copy was used).
+
+    The CLI prints it as one line, ``Warning: <message>``.
+    """
+
+
 # ----------------------------------------------------------------------------- reading
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write_json
 from rnnlab._version import __version__
+from rnnlab.runs import check_compare_resume, holds_run, read_compare_config
 from rnnlab.tasks import CELLS, TASKS, Adding, Task, get_task, match_hidden
 from rnnlab.training import TrainConfig, TrainResult, train
 from rnnlab.training.distributed import world
@@ -89,9 +90,19 @@ class CompareConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CompareConfig:
-        d = dict(d)
-        d["train"] = TrainConfig.from_dict(d["train"])
-        d["cells"] = tuple(d["cells"])
+        if not isinstance(d, dict):
+            raise InputError(f"a compare configuration is a JSON object, got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise InputError(f"unknown compare field {unknown[0]!r}; expected {', '.join(names)}")
+        if "train" not in d:
+            raise InputError("the compare field 'train' is missing")
+        d = {**d, "train": TrainConfig.from_dict(d["train"])}
+        if "cells" in d:
+            if not isinstance(d["cells"], (list, tuple)):
+                raise InputError(f"cells must be a list of cell names, got {d['cells']!r}")
+            d["cells"] = tuple(d["cells"])
         return cls(**d)
 
     def widths(self, task: Task) -> dict[str, int]:
@@ -225,13 +236,20 @@ def compare(
     if run_dir is None:
         run_dir = Path("runs") / f"compare-{config.train.task}"
     run_dir = Path(run_dir)
-    if resume and (run_dir / "config.json").is_file():
-        saved = CompareConfig.from_dict(read_json(run_dir / "config.json", "compare config"))
-        _check_resumable(run_dir, saved, config)
+    resuming = resume and holds_run(run_dir)
+    if resuming:
+        _check_resumable(run_dir, read_compare_config(run_dir), config)
     task = get_task(config.train.task, config.train.task_options)
     task.check(config.train)
     widths = config.widths(task)
+    plan = {  # every (cell, seed) run: its folder and configuration
+        run_dir / f"{cell}-seed{config.train.seed + k}": config.train.replace(
+            cell=cell, hidden=widths[cell], seed=config.train.seed + k)
+        for cell in config.cells for k in range(config.seeds)
+    }
     ranks = world()  # under torchrun: rank 0 alone writes the comparison's files
+    if resuming:  # every started cell is checked before any trains
+        ranks.on_main(lambda: check_compare_resume(run_dir, plan))
 
     def start() -> Path:
         folder = prepare_run_dir(run_dir, force=force, resume=resume)
@@ -242,16 +260,11 @@ def compare(
     run_dir = ranks.on_main(start)
     resume = resume or ranks.size > 1  # the other ranks continue the folder rank 0 made
     runs: dict[str, list[TrainResult]] = {}
-    for cell in config.cells:
-        for k in range(config.seeds):
-            seed = config.train.seed + k
-            cfg = config.train.replace(cell=cell, hidden=widths[cell], seed=seed)
-            label = cell if config.seeds == 1 else f"{cell} seed {seed}"
-            result = train(
-                cfg, run_dir / f"{cell}-seed{seed}", resume=resume, progress=progress,
-                label=label, task_instance=task,
-            )
-            runs.setdefault(cell, []).append(result)
+    for folder, cfg in plan.items():
+        label = cfg.cell if config.seeds == 1 else f"{cfg.cell} seed {cfg.seed}"
+        result = train(cfg, run_dir / folder.name, resume=resume, progress=progress,
+                       label=label, task_instance=task)
+        runs.setdefault(cfg.cell, []).append(result)
     metrics = aggregate(task, config, runs)
     result = CompareResult(config, run_dir, task, runs, metrics)
     if ranks.main:

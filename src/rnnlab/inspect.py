@@ -12,11 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 import rnnlab.nn as rnn_nn
-from rnnlab._io import RUN_MARKER, InputError, read_json, write_json
-from rnnlab.tasks import ModelConfig, SequenceModel, Task, get_task
+from rnnlab._io import InputError, write_json
+from rnnlab.runs import cell_runs, load_model, open_train_run, read_metrics
+from rnnlab.tasks import SequenceModel, Task, get_task
+
+__all__ = ["Probe", "cell_runs", "inspect_run", "load_run", "probe_run"]
 
 
 @dataclass
@@ -30,20 +31,8 @@ class Probe:
 
 def load_run(run_dir: str | os.PathLike, weights: str = "model") -> tuple[SequenceModel, Task]:
     """Rebuild the model of a single training run with its ``weights`` (model | init)."""
-    run_dir = Path(run_dir)
-    marker = run_dir / RUN_MARKER
-    if not marker.is_file():
-        raise InputError(f"{str(run_dir)!r} is not an rnnlab run folder (no {RUN_MARKER})")
-    if read_json(marker).get("kind") != "train":
-        raise InputError(f"{str(run_dir)!r} is a comparison; pick one of its cell folders")
-    model = SequenceModel(ModelConfig.from_dict(read_json(run_dir / "model.json")))
-    path = run_dir / f"{weights}.safetensors"
-    if not path.is_file():
-        raise InputError(f"{str(path)!r} is missing: the run saved no {weights} weights yet")
-    model.load_state_dict(load_file(str(path)))
-    model.eval()
-    info = read_json(run_dir / "task.json")
-    return model, get_task(info["name"], info["options"])
+    run = open_train_run(run_dir)
+    return load_model(run, weights), get_task(run.task["name"], run.task["options"])
 
 
 def _first_layer_key(keys) -> str:
@@ -76,19 +65,6 @@ def probe_run(run_dir: str | os.PathLike) -> Probe:
     return Probe(model.config.cell, gradients, gates)
 
 
-def cell_runs(run_dir: str | os.PathLike) -> list[Path]:
-    """The training-run folders inside ``run_dir`` (itself, when it is one)."""
-    run_dir = Path(run_dir)
-    marker = run_dir / RUN_MARKER
-    if not run_dir.is_dir():
-        raise InputError(f"run folder {str(run_dir)!r} does not exist")
-    if not marker.is_file():
-        raise InputError(f"{str(run_dir)!r} is not an rnnlab run folder (no {RUN_MARKER})")
-    if read_json(marker).get("kind") == "train":
-        return [run_dir]
-    return sorted(p.parent for p in run_dir.glob(f"*/{RUN_MARKER}"))
-
-
 def inspect_run(run_dir: str | os.PathLike) -> dict[str, Probe]:
     """Probe every trained model in a run folder, redraw its gate and gradient plots.
 
@@ -98,6 +74,8 @@ def inspect_run(run_dir: str | os.PathLike) -> dict[str, Probe]:
     from rnnlab.report.plots import save_gates, save_gradients
 
     run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = read_metrics(run_dir) if metrics_path.is_file() else None
     probes = {p.name: probe_run(p) for p in cell_runs(run_dir)}
     if not probes:
         raise InputError(f"{str(run_dir)!r} holds no trained runs to inspect")
@@ -108,9 +86,7 @@ def inspect_run(run_dir: str | os.PathLike) -> dict[str, Probe]:
     save_gradients(run_dir / "gradients.png", {c: p.gradients for c, (_, p) in first.items()})
     for cell, (_, probe) in first.items():
         save_gates(run_dir / f"gates_{cell}.png", cell, probe.gates)
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.is_file():
-        metrics = read_json(metrics_path)
+    if metrics is not None:
         metrics["gradients"] = {c: p.gradients for c, (_, p) in first.items()}
         write_json(metrics_path, metrics)
     return probes

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 import torch
 
-from rnnlab._io import InputError, read_json
+from rnnlab._io import RUN_MARKER, InputError
+from rnnlab.runs import holds_run
 from rnnlab.tasks import TASKS
 from rnnlab.training import TrainConfig
 from rnnlab.training.config import SCHEDULES
@@ -56,9 +57,10 @@ _TRAIN_OPTIONS = [
     ("force", ["--force"], dict(is_flag=True, help="Overwrite an existing run folder.")),
     ("resume", ["--resume"], dict(
         is_flag=False, flag_value="yes", type=click.Choice(RESUME_MODES),
-        help="Continue the run in the run folder ('--resume' alone: yes). 'auto': continue it "
-             "when it holds a run, else start it there. Default: auto under torchrun (so its "
-             "restarts continue from the last checkpoint), no otherwise.")),
+        help="Continue the run in the run folder ('--resume' alone: yes; an error when the "
+             "folder holds no run). 'auto': continue it when it holds a run, else start it "
+             "there. Default: auto under torchrun (so its restarts continue from the last "
+             "checkpoint), no otherwise.")),
     ("progress", ["--progress"], dict(type=click.Choice(MODES), default="auto", show_default=True,
                                       help="Progress display.")),
 ]
@@ -147,7 +149,8 @@ def set_threads(kw: dict, task: str) -> None:
 def resolve_resume(kw: dict) -> None:
     """Turn ``--resume [yes|auto|no]`` (and torchrun's restarts) into the library's flag.
 
-    'auto' continues a named run folder (--out/--name) that holds a run; a worker that
+    'yes' requires a run in the folder (see ``check_resume``); 'auto' continues a named
+    run folder (--out/--name) that holds a run, else starts one there; a worker that
     torchrun restarted always continues what its first attempt began, and never deletes
     it (--force applies to the first attempt only).
     """
@@ -155,6 +158,7 @@ def resolve_resume(kw: dict) -> None:
     restarted = restart_count() > 0
     if restarted:
         kw["force"] = False
+    kw["resume_required"] = mode == "yes" and not restarted
     if mode == "auto":
         named = kw.get("out") is not None or bool(kw.get("name"))
         kw["resume"] = restarted or (named and not kw["force"])
@@ -162,14 +166,22 @@ def resolve_resume(kw: dict) -> None:
         kw["resume"] = mode == "yes"
 
 
-def saved_config(kw: dict) -> dict | None:
-    """With --resume and an explicit run folder: the configuration the run started with."""
+def saved_folder(kw: dict) -> Path | None:
+    """With --resume and an explicit run folder that holds a run: that folder."""
     if not kw.get("resume"):
         return None
     folder = kw.get("out") or (Path("runs") / kw["name"] if kw.get("name") else None)
-    if folder is None or not (folder / "config.json").is_file():
+    if folder is None or not holds_run(folder):
         return None  # (a default-named folder is found by run_dir, checked by the library)
-    return read_json(folder / "config.json", "run config")
+    return folder
+
+
+def check_resume(kw: dict, folder: Path) -> None:
+    """``--resume`` (yes) continues a run: a folder without one is an error, not a new run."""
+    if kw.get("resume_required") and not holds_run(folder):
+        state = "does not exist" if not folder.exists() else f"holds no run (no {RUN_MARKER})"
+        raise InputError(f"--resume: {str(folder)!r} {state}, so there is nothing to continue; "
+                         "use --resume auto to start a run there when none exists")
 
 
 def run_dir(kw: dict, default_name: str) -> Path:

@@ -9,13 +9,15 @@ import click
 from rnnlab._io import InputError
 from rnnlab.cli._options import (
     build_train_config,
+    check_resume,
     resolve_resume,
     run_dir,
-    saved_config,
+    saved_folder,
     set_threads,
     train_options,
 )
 from rnnlab.compare import CompareConfig, compare
+from rnnlab.runs import read_compare_config
 from rnnlab.tasks import CELLS
 from rnnlab.training.distributed import world
 
@@ -43,8 +45,8 @@ def command(cells, seeds, hidden, params, **kw):
     GRU solve it.
     """
     resolve_resume(kw)
-    saved = saved_config(kw)
-    base = CompareConfig.from_dict(saved) if saved is not None else CompareConfig()
+    saved = saved_folder(kw)
+    base = read_compare_config(saved) if saved is not None else CompareConfig()
     given = {"cells": _cells(cells) if cells is not None else None, "seeds": seeds,
              "hidden": hidden, "params": params}
     config = replace(
@@ -53,6 +55,7 @@ def command(cells, seeds, hidden, params, **kw):
     )
     set_threads(kw, config.train.task)
     folder = run_dir(kw, f"compare-{config.train.task}")
+    check_resume(kw, folder)
     ranks = world()
     result = compare(config, folder, force=kw["force"], resume=kw["resume"],
                      progress=kw["progress"])

@@ -13,10 +13,11 @@ import click
               help="Where to write the ONNX model (native LSTM/GRU/RNN operators).")
 @click.option("--lengths/--no-lengths", default=False, show_default=True,
               help="Give the graph a per-sample lengths input (B,) for padded batches.")
+@click.option("--cell", help="Which cell's model, when RUN is a comparison of several cells.")
 @click.option("--force", is_flag=True, help="Replace an existing file at --onnx.")
-def command(run, onnx_path, lengths, force):
+def command(run, onnx_path, lengths, cell, force):
     """Export the model of the run folder RUN to ONNX, checked in onnxruntime."""
     from rnnlab.export.run import export_run
 
-    path = export_run(run, onnx_path, with_lengths=lengths, force=force)
+    path = export_run(run, onnx_path, with_lengths=lengths, force=force, cell=cell)
     click.echo(f"wrote {path} (checked against the PyTorch model in onnxruntime)")

@@ -7,12 +7,14 @@ from pathlib import Path
 import click
 
 from rnnlab.report import build_report
+from rnnlab.runs import read_metrics
 
 
 @click.command("inspect")
 @click.argument("run", type=click.Path(path_type=Path))
 def command(run):
     """Redraw gate and gradient plots (and the report) for the run folder RUN."""
+    read_metrics(run)  # what the report is drawn from: checked before anything is written
     page = build_report(run)
     for png in sorted(run.glob("*.png")):
         click.echo(f"wrote {png}")

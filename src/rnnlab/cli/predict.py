@@ -15,7 +15,8 @@ from rnnlab.use import predict
               help="CSV whose last rows to forecast from (default: the training data).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV to write (default: forecast.csv in the run folder).")
-@click.option("--cell", help="Which cell's model, when RUN is a comparison.")
+@click.option("--cell", help="Which cell's model, when RUN is a comparison of several cells "
+                             "(with several seeds: the first seed's).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def command(run, data, out, cell, force):
     """Write the next HORIZON rows of each forecast column to a CSV file."""

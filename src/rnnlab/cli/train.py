@@ -6,15 +6,17 @@ import click
 
 from rnnlab.cli._options import (
     build_train_config,
+    check_resume,
     resolve_resume,
     run_dir,
-    saved_config,
+    saved_folder,
     set_threads,
     train_options,
 )
 from rnnlab.report import build_report
+from rnnlab.runs import resume_config
 from rnnlab.tasks import CELLS
-from rnnlab.training import TrainConfig, train
+from rnnlab.training import train
 from rnnlab.training.distributed import world
 
 
@@ -28,13 +30,14 @@ def command(cell, hidden, report, **kw):
     """Train one recurrent network on a task and write a run folder with a report."""
     given = {k: v for k, v in (("cell", cell), ("hidden", hidden)) if v is not None}
     resolve_resume(kw)
-    saved = saved_config(kw)
+    saved = saved_folder(kw)
     if saved is not None:  # --resume: what the run started with, plus what is given now
-        config = build_train_config(TrainConfig.from_dict(saved), kw, **given)
+        config = build_train_config(resume_config(saved, None), kw, **given)
     else:
         config = build_train_config(None, kw, **given)
     set_threads(kw, config.task)
     folder = run_dir(kw, f"{config.task}-{config.cell}")
+    check_resume(kw, folder)
     result = train(config, folder, force=kw["force"], resume=kw["resume"],
                    progress=kw["progress"])
     ranks = world()

@@ -30,9 +30,12 @@ and graphs that use the ops' saved gate activations.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import operator
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -224,15 +227,16 @@ def to_onnx(
         model.train(was_training)
     _check_saved_outputs_unused(exported)
 
-    program = torch.onnx.export(
-        exported,
-        dynamo=True,
-        custom_translation_table=translation_table(),
-        input_names=input_names,
-        output_names=output_names,
-        opset_version=opset_version,
-        verbose=False,
-    )
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            exported,
+            dynamo=True,
+            custom_translation_table=translation_table(),
+            input_names=input_names,
+            output_names=output_names,
+            opset_version=opset_version,
+            verbose=False,
+        )
     _fold_weights(program.model)
     if fuse_bidirectional:
         _fuse_bidirectional(program.model.graph)
@@ -244,6 +248,27 @@ def to_onnx(
     if path is not None:
         program.save(path)
     return program
+
+
+# What torch's exporter prints on every export and that says nothing about this model: a
+# log line per torchvision op when torchvision is not installed, and the FutureWarning of
+# torch's own use of the deprecated pytree LeafSpec.
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+_LEAFSPEC_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the exporter's own noise for the duration of one export call only."""
+    logger = logging.getLogger(_REGISTRY_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _LEAFSPEC_WARNING, FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _check_layers(model: torch.nn.Module) -> None:

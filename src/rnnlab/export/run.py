@@ -1,7 +1,7 @@
 """Export a trained run's model to ONNX, with a numerical check of the exported graph.
 
 ``export_run(RUN, "model.onnx")`` rebuilds the model of a ``rnnlab train`` run (or one
-cell folder of a comparison), exports it with :func:`rnnlab.export.to_onnx` on an example
+cell of a comparison: ``cell=``), exports it with :func:`rnnlab.export.to_onnx` on an example
 batch drawn from the run's own task shapes, runs the file in onnxruntime on a second,
 differently shaped batch, and refuses to leave a file whose outputs differ from the
 PyTorch model's.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rnnlab._io import InputError
-from rnnlab.inspect import load_run
+from rnnlab.runs import load_model, pick_run
 
 __all__ = ["export_run"]
 
@@ -36,13 +36,14 @@ def export_run(
     *,
     with_lengths: bool = False,
     force: bool = False,
+    cell: str | None = None,
 ) -> Path:
     """Write the run's model as ONNX to ``onnx_path`` and return the path.
 
     The graph takes ``x`` (B, T, F) features or (B, T) token ids — batch and time are
     symbolic — and, with ``with_lengths``, per-sample ``lengths`` (B,). It returns the
     model's prediction and final recurrent state. An existing file is only replaced
-    with ``force``.
+    with ``force``. ``cell`` chooses the model of a comparison of several cells.
     """
     from rnnlab.export import ExportError, to_onnx
 
@@ -51,7 +52,7 @@ def export_run(
         raise InputError(f"{str(target)!r} already exists; pass --force to replace it")
     if not target.parent.is_dir():
         raise InputError(f"the folder {str(target.parent)!r} does not exist")
-    model, _ = load_run(run_dir)
+    model = load_model(pick_run(run_dir, cell))
     config = model.config
     gen = torch.Generator().manual_seed(0)
     example = _example(config, 3, 7, gen)

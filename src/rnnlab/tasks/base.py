@@ -37,6 +37,13 @@ class Task(ABC):
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Task:
+        return cls(cls.options_from_dict(d))
+
+    @classmethod
+    def options_from_dict(cls, d: dict | None):
+        """The task's validated ``Options`` from a dict of its fields."""
+        if d is not None and not isinstance(d, dict):
+            raise InputError(f"task options are a JSON object, got {type(d).__name__}")
         d = dict(d or {})
         known = {f.name for f in fields(cls.Options)}
         unknown = sorted(set(d) - known)
@@ -45,7 +52,7 @@ class Task(ABC):
                 f"task {cls.name!r} has no option {unknown[0]!r}; its options are "
                 f"{', '.join(sorted(known))}"
             )
-        return cls(cls.Options(**d))
+        return cls.Options(**d)
 
     def options_dict(self) -> dict:
         return asdict(self.options)
@@ -106,3 +113,16 @@ def positive(name: str, value, *, minimum: int = 1) -> None:
 def fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> None:
     if not isinstance(value, (int, float)) or not low < value < high:
         raise InputError(f"{name} must be a number in ({low}, {high}), got {value!r}")
+
+
+def optional_text(name: str, value) -> None:
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{name} must be text, got {value!r}")
+
+
+def text_list(name: str, value) -> tuple[str, ...]:
+    """A list of names given as a list, tuple or comma string; each must be text."""
+    items = tuple(value.split(",") if isinstance(value, str) else value)
+    if not all(isinstance(item, str) for item in items):
+        raise InputError(f"{name} must be a list of names, got {value!r}")
+    return items

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab._io import InputError, read_text
-from rnnlab.tasks.base import Batch, Task, fraction, positive
+from rnnlab.tasks.base import Batch, Task, fraction, optional_text, positive
 from rnnlab.tasks.model import ModelConfig
 
 DEFAULT_CORPUS_CHARS = 1_000_000
@@ -55,6 +55,7 @@ class CharLMOptions:
     probe_length: int = 120
 
     def __post_init__(self):
+        optional_text("charlm path", self.path)
         if self.max_chars is not None:
             positive("charlm max_chars", self.max_chars, minimum=100)
         fraction("charlm val_fraction", self.val_fraction, 0.0, 0.5)

@@ -27,7 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab._io import InputError, column_index, numeric_columns, read_csv, readable_file
-from rnnlab.tasks.base import Batch, Task, fraction, positive
+from rnnlab.tasks.base import (
+    Batch,
+    Task,
+    fraction,
+    optional_text,
+    positive,
+    text_list,
+)
 from rnnlab.tasks.model import ModelConfig
 
 
@@ -43,7 +50,11 @@ class ClassifyOptions:
     length: int = 60  # generated data: steps per sequence
 
     def __post_init__(self):
-        object.__setattr__(self, "columns", tuple(self.columns))
+        optional_text("classify path", self.path)
+        optional_text("classify id", self.id)
+        if not isinstance(self.label, str):
+            raise InputError(f"classify label must be a column name, got {self.label!r}")
+        object.__setattr__(self, "columns", text_list("classify columns", self.columns))
         fraction("classify val_fraction", self.val_fraction, 0.0, 1.0)
         positive("classify samples", self.samples, minimum=10)
         positive("classify length", self.length, minimum=2)

@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from rnnlab._io import InputError, numeric_columns, read_csv
-from rnnlab.tasks.base import Batch, Task, fraction, positive
+from rnnlab.tasks.base import (
+    Batch,
+    Task,
+    fraction,
+    optional_text,
+    positive,
+    text_list,
+)
 from rnnlab.tasks.model import ModelConfig
 
 
@@ -45,7 +52,8 @@ class ForecastOptions:
     max_val_windows: int = 2000
 
     def __post_init__(self):
-        object.__setattr__(self, "columns", tuple(self.columns))
+        optional_text("forecast path", self.path)
+        object.__setattr__(self, "columns", text_list("forecast columns", self.columns))
         positive("forecast window", self.window)
         positive("forecast horizon", self.horizon)
         fraction("forecast val_fraction", self.val_fraction, 0.0, 1.0)

@@ -11,7 +11,8 @@ bidirectional), which with ``lengths`` is the state at each sample's last valid 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import MISSING, asdict, dataclass, fields
 
 import torch
 from torch import nn
@@ -21,6 +22,14 @@ from rnnlab._io import InputError
 
 CELLS = ("rnn", "lstm", "gru")
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -42,12 +51,16 @@ class ModelConfig:
         if self.cell not in CELLS:
             raise InputError(f"unknown cell {self.cell!r}; expected one of {', '.join(CELLS)}")
         for name in ("input_size", "hidden_size", "output_size", "num_layers"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.embed_dim < 0:
-            raise InputError(f"embed_dim must be >= 0, got {self.embed_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise InputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not _is_int(self.embed_dim) or self.embed_dim < 0:
+            raise InputError(f"embed_dim must be an integer >= 0, got {self.embed_dim!r}")
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise InputError(f"bidirectional must be true or false, got {self.bidirectional!r}")
+        if not _is_number(self.forget_bias):
+            raise InputError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
         if self.readout not in ("last", "all"):
             raise InputError(f"readout must be 'last' or 'all', got {self.readout!r}")
         if self.readout == "all" and self.bidirectional:
@@ -58,6 +71,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        if not isinstance(d, dict):
+            raise InputError(f"a model configuration is a JSON object, got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise InputError(f"unknown model field {unknown[0]!r}; expected {', '.join(names)}")
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in d]
+        if missing:
+            raise InputError(f"the model field {missing[0]!r} is missing")
         return cls(**d)
 
     def num_parameters(self) -> int:

@@ -9,7 +9,13 @@ Layout inside a run folder::
 A checkpoint is written into a temporary folder, every file fsync'ed, the folder
 renamed into place, and only then is ``latest`` replaced. ``manifest.json`` holds the
 versions, the configuration digest, the world size and a SHA-256 per file; a checkpoint
-that fails it is skipped, with a warning naming the file, in favour of the previous one.
+that fails it is skipped, with a :class:`~rnnlab._io.RunWarning` naming the file, in
+favour of the previous one. ``latest`` is for people and tools; resume finds the newest
+intact folder itself.
+
+The weights beside the checkpoints (``init.safetensors``, ``model.safetensors``) carry
+the SHA-256 of their tensor data in their safetensors header (``save_weights``), which
+``read_weights`` checks.
 
 ``state.json`` is the loop's progress (step, clock, early-stopping state, history) plus
 the world size and global batch it was written with; ``carry.safetensors`` holds the
@@ -20,20 +26,25 @@ from the step number and the seed, so they need no state of their own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, load_file, save, save_file
 
-from rnnlab._io import fsync_dir, sha256_file, to_json, write_bytes_atomic
+from rnnlab._io import InputError, RunWarning, fsync_dir, sha256_file, to_json, write_bytes_atomic
 from rnnlab._version import __version__
 from rnnlab.training.distributed import die_if_asked
 
 KEEP = 2
+FILES = ("carry.safetensors", "model.safetensors", "optimizer.safetensors", "state.json")
+_DIGEST = "sha256"  # the safetensors header field holding the SHA-256 of the tensor data
 # Test-only fault hook: SIGKILL after the temporary folder is complete, before its rename.
 _KILL_ENV = "RNNLAB_TEST_KILL_BEFORE_RENAME"
 
@@ -42,13 +53,42 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
 
 
+def _data_section(blob: bytes) -> bytes:
+    """The tensor bytes of a safetensors file (after the 8-byte length and the header)."""
+    return blob[8 + int.from_bytes(blob[:8], "little"):]
+
+
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
-    """Write a state dict as safetensors atomically (temporary name, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    _save_tensors(state_dict, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write a state dict as safetensors atomically, with the SHA-256 of its tensor data."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    digest = hashlib.sha256(_data_section(save(tensors))).hexdigest()
+    write_bytes_atomic(path, save(tensors, metadata={_DIGEST: digest}))
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; InputError naming the file when it is damaged.
+
+    Files written by :func:`save_weights` are checked against their SHA-256.
+    """
+    if not path.is_file():
+        raise InputError(f"{str(path)!r} is missing")
+    blob = path.read_bytes()
+    if not blob:
+        raise InputError(f"{str(path)!r} is damaged: the file is empty")
+    header_end = 8 + int.from_bytes(blob[:8], "little")
+    try:
+        header = json.loads(blob[8:header_end]) if len(blob) >= header_end else None
+        tensors = load(blob)
+    except (ValueError, SafetensorError) as err:
+        raise InputError(
+            f"{str(path)!r} is damaged: not a readable safetensors file (truncated or corrupt: "
+            f"{err})"
+        ) from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    digest = meta.get(_DIGEST) if isinstance(meta, dict) else None
+    if digest is not None and hashlib.sha256(blob[header_end:]).hexdigest() != digest:
+        raise InputError(f"{str(path)!r} is damaged: its tensor data fails its SHA-256 checksum")
+    return tensors
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -115,34 +155,47 @@ def save_checkpoint(root: Path, step: int, model, optimizer, carry, state: dict)
     return final
 
 
-def _verify(path: Path) -> str | None:
+def verify_checkpoint(path: Path) -> str | None:
     """None when the checkpoint is complete and intact, else what is wrong."""
     manifest = path / "manifest.json"
     if not manifest.is_file():
         return "no manifest.json"
     try:
         files = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError) as err:
-        return f"unreadable manifest ({err})"
-    for name, digest in files.items():
+    except (ValueError, KeyError, TypeError) as err:
+        return f"unreadable manifest.json ({type(err).__name__}: {err})"
+    if not isinstance(files, dict) or sorted(files) != sorted(FILES):
+        return f"manifest.json does not list the checkpoint's files ({', '.join(FILES)})"
+    for name in FILES:
         if not (path / name).is_file():
             return f"{name} is missing"
+        digest = files[name]
+        if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)):
+            return f"manifest.json holds no SHA-256 for {name}"
         if sha256_file(path / name) != digest:
             return f"{name} fails its checksum (truncated or corrupt)"
     return None
 
 
+def find_checkpoint(root: Path) -> tuple[Path | None, list[str]]:
+    """The newest intact checkpoint of a run (or None), and what is wrong with each newer one."""
+    ckdir = root / "checkpoints"
+    skipped = []
+    if ckdir.is_dir():
+        for path in sorted((p for p in ckdir.glob("step-*") if p.is_dir()), reverse=True):
+            problem = verify_checkpoint(path)
+            if problem is None:
+                return path, skipped
+            skipped.append(f"checkpoint {path}: {problem}")
+    return None, skipped
+
+
 def latest_checkpoint(root: Path) -> Path | None:
     """The newest intact checkpoint of a run, or None; corrupt ones are reported and skipped."""
-    ckdir = root / "checkpoints"
-    if not ckdir.is_dir():
-        return None
-    for path in sorted((p for p in ckdir.glob("step-*") if p.is_dir()), reverse=True):
-        problem = _verify(path)
-        if problem is None:
-            return path
-        warnings.warn(f"skipping checkpoint {path}: {problem}", stacklevel=2)
-    return None
+    path, skipped = find_checkpoint(root)
+    for problem in skipped:
+        warnings.warn(f"skipping {problem}", RunWarning, stacklevel=2)
+    return path
 
 
 def load_checkpoint(path: Path, model, optimizer) -> tuple[dict, object]:

@@ -30,16 +30,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write_json
+from rnnlab import runs  # a module, not names: rnnlab.runs imports this package's modules
+from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, write_json
 from rnnlab._version import __version__
 from rnnlab.tasks import SequenceModel, Task, get_task
 from rnnlab.tasks.model import ModelConfig, detach_state
-from rnnlab.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    save_weights,
-)
+from rnnlab.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from rnnlab.training.config import TrainConfig
 from rnnlab.training.distributed import World, die_if_asked, world
 from rnnlab.training.progress import Progress
@@ -143,21 +139,6 @@ def _fresh_state() -> dict:
     }
 
 
-def _resolve_resume(run_dir: Path, config: TrainConfig | None) -> TrainConfig:
-    saved = TrainConfig.from_dict(read_json(run_dir / "config.json", "run config"))
-    if config is None:
-        return saved
-    for name in saved.to_dict():
-        if name in ("steps", "seconds", "patience"):
-            continue
-        if getattr(saved, name) != getattr(config, name):
-            raise InputError(
-                f"cannot resume {str(run_dir)!r} with {name}={getattr(config, name)!r}: the run "
-                f"was started with {name}={getattr(saved, name)!r}"
-            )
-    return saved.replace(steps=config.steps, seconds=config.seconds, patience=config.patience)
-
-
 def train(
     config: TrainConfig | None = None,
     run_dir: str | os.PathLike | None = None,
@@ -188,9 +169,9 @@ def train(
         run_dir = Path("runs") / f"{config.task}-{config.cell}"
     run_dir = Path(run_dir)
     ranks = world()
-    resuming = ranks.on_main(lambda: resume and (run_dir / "config.json").is_file())
+    resuming = ranks.on_main(lambda: resume and runs.holds_run(run_dir))
     if resuming:
-        config = ranks.on_main(lambda: _resolve_resume(run_dir, config))
+        config = ranks.on_main(lambda: runs.resume_config(run_dir, config))
     elif config is None:
         config = TrainConfig()
     task = task_instance or get_task(config.task, config.task_options)
@@ -280,9 +261,11 @@ def train(
 
 
 def _open_run(run_dir: Path, resume: bool, force: bool, resuming: bool) -> Path | None:
-    """On rank 0: make (or reuse) the run folder; the checkpoint to resume from, or None."""
+    """On rank 0: make (or reuse) the run folder; the checkpoint to resume from, or None.
+
+    A resumed folder is checked whole here, before any training step."""
     prepare_run_dir(run_dir, force=force, resume=resume)
-    return latest_checkpoint(run_dir) if resuming else None
+    return runs.resume_checkpoint(run_dir) if resuming else None
 
 
 def _checkpoint(ranks: World, run_dir, config, model, optimizer, carry, state) -> None:
