@@ -23,16 +23,21 @@ from numba import njit
 from numba.core.caching import CompileResultCacheImpl, FunctionCache
 
 
-def _source_hash() -> str:
-    """SHA-256 over the names and contents of this package's Python files."""
+def source_files(folder: Path = Path(__file__).parent) -> list[Path]:
+    """The Python sources of the backend (this package's folder)."""
+    return sorted(folder.glob("*.py"))
+
+
+def source_hash(folder: Path = Path(__file__).parent) -> str:
+    """SHA-256 over the names and contents of the Python files in ``folder``."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in source_files(folder):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-SOURCE_HASH = _source_hash()
+SOURCE_HASH = source_hash()
 
 
 class _StampedLocator:
