@@ -1,0 +1,115 @@
+"""Make plain ``torch.onnx.export(..., dynamo=True)`` translate rnnlab's ops by itself.
+
+torch's exporter builds its table of ONNX translations afresh for every export, from
+torch's own private list and from onnxscript's torchlib registry
+(``onnxscript.function_libs.torch_lib.registration.default_registry``), the registry
+that also gives torchvision's ops their translations. torch offers a third-party op
+library no public hook besides the per-call ``custom_translation_table``, so rnnlab adds
+its three translations (:mod:`rnnlab.export.onnx`) to onnxscript's registry; every
+export built afterwards finds them. Verified with torch 2.13 and onnxscript 0.7
+(``tests/export/test_torch_onnx_export.py`` fails if a release stops reading it).
+
+When: onnxscript is an optional extra (``rnnlab[onnx]``) and takes about a second to
+import, so ``import rnnlab`` never imports it. :func:`register_when_onnxscript_loads`
+(called once by ``rnnlab/__init__.py``) registers at once if onnxscript is already
+imported, and otherwise leaves a one-shot import hook that registers right after
+onnxscript is first imported — which torch's exporter does before it builds its table.
+Without onnxscript installed nothing is registered and nothing is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable
+
+__all__ = ["register_translations", "register_when_onnxscript_loads"]
+
+_TRIGGER = "onnxscript"
+# torchlib's qualified names (default overloads carry no ".default").
+_QUALIFIED_NAMES = {"lstm": "rnnlab::lstm", "gru": "rnnlab::gru", "rnn": "rnnlab::rnn"}
+
+
+def register_translations() -> None:
+    """Add rnnlab's ONNX translations to onnxscript's torchlib registry (idempotent).
+
+    Raises ImportError naming the ``rnnlab[onnx]`` extra when onnxscript is missing or
+    no longer has the registry this relies on.
+    """
+    try:
+        from onnxscript.function_libs.torch_lib.registration import default_registry, torch_op
+    except ImportError as error:
+        raise ImportError(
+            "registering rnnlab's ONNX translations needs onnxscript's torchlib registry "
+            "(onnxscript.function_libs.torch_lib.registration, onnxscript >= 0.7): "
+            f"pip install 'rnnlab[onnx]' ({error})"
+        ) from error
+    from rnnlab.export import onnx as translations
+
+    functions = {"lstm": translations._lstm, "gru": translations._gru, "rnn": translations._rnn}
+    for family, name in _QUALIFIED_NAMES.items():
+        if name not in default_registry:
+            torch_op(name, trace_only=True)(functions[family])
+
+
+def _register_or_warn() -> None:
+    """The import hook's callback: a failure must not break the user's import."""
+    try:
+        register_translations()
+    except ImportError as error:
+        warnings.warn(
+            f"rnnlab could not register its ONNX translations ({error}); plain "
+            "torch.onnx.export(..., dynamo=True) will not know rnnlab's layers. Use "
+            "rnnlab.export.to_onnx, or pass "
+            "custom_translation_table=rnnlab.export.translation_table().",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def register_when_onnxscript_loads() -> None:
+    """Register now if onnxscript is imported, else right after it is first imported."""
+    if _TRIGGER in sys.modules:
+        _register_or_warn()
+    elif not any(isinstance(f, AfterImport) and f.name == _TRIGGER for f in sys.meta_path):
+        sys.meta_path.insert(0, AfterImport(_TRIGGER, _register_or_warn))
+
+
+class AfterImport(importlib.abc.MetaPathFinder):
+    """A one-shot import hook: calls ``callback()`` once module ``name`` has executed.
+
+    On the first import of ``name`` it takes itself off ``sys.meta_path``, finds the module
+    through the remaining finders, and wraps the loader so that the callback runs right
+    after the module's code (the module keeps its own loader). It finds nothing itself.
+    """
+
+    def __init__(self, name: str, callback: Callable[[], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name or self not in sys.meta_path:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenCall(spec.loader, self.callback)
+        return spec
+
+
+class _ThenCall(importlib.abc.Loader):
+    """Runs ``loader``'s module, then ``callback()``; the module gets ``loader`` back."""
+
+    def __init__(self, loader, callback: Callable[[], None]) -> None:
+        self.loader = loader
+        self.callback = callback
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        self.callback()
