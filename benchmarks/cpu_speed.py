@@ -14,6 +14,9 @@ serves large blocks by mmap, so freed memory is returned and the peak is per ste
 speed figures come from the parent, with glibc's defaults). Streaming is
 the latency of one step at batch size 1: ``rnnlab.nn.Stream.step`` vs calling the
 torch.nn cell. ``--under-load`` repeats a few points while a busy process holds a core.
+``--compile`` adds rnnlab's layer eager against the same layer under
+``torch.compile(fullgraph=True)``, training and inference, at two grid points (rows named
+"compile CELL CONFIG", so ``--compile --only compile`` runs only them).
 
 Writes benchmarks/results/cpu.json and benchmarks/results/cpu.md.
 """
@@ -77,6 +80,7 @@ GRID = (
     Config("LSTM proj64 B16 T200 I128 H256", 16, 200, 128, 256, proj=64, cells=("LSTM",)),
 )
 STREAM_SIZES = (64, 256)
+COMPILE_GRID = (GRID[1], GRID[3])
 
 
 @dataclass
@@ -267,6 +271,27 @@ def streaming(cell: str, H: int, steps: int, repeats: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------- compile
+
+
+def compiled_vs_eager(cell: str, cfg: Config, repeats: int) -> list[dict]:
+    """An rnnlab layer eager vs the same layer (same parameters) under
+    ``torch.compile(fullgraph=True)``: median ms of each mode and the time of the first
+    compiled call, which compiles (training: the forward and the backward graph)."""
+    torch.compiler.reset()  # a fresh cache: no recompile limit carried over from other layers
+    _, ours, x = make_pair(cell, cfg)
+    compiled = torch.compile(ours, fullgraph=True)
+    rows = []
+    for mode, make in (("inference", inference), ("training", training)):
+        start = time.perf_counter()
+        make(compiled, x)()
+        compile_s = time.perf_counter() - start
+        a, b, _, _ = interleaved(make(ours, x), make(compiled, x), repeats)
+        rows.append({"cell": cell, "config": cfg.name, "mode": mode, "eager_ms": a * 1e3,
+                     "compiled_ms": b * 1e3, "ratio": a / b, "first_call_s": compile_s})
+    return rows
+
+
 # ---------------------------------------------------------------------------- load
 
 
@@ -286,7 +311,7 @@ class BusyCore:
 # ---------------------------------------------------------------------------- main
 
 
-def run(repeats: int, under_load: bool, only: str | None) -> dict:
+def run(repeats: int, under_load: bool, only: str | None, compile_rows: bool = False) -> dict:
     peak = gemm_peak(repeats)
     print(f"GEMM peak (2048³, torch, {torch.get_num_threads()} threads): {peak:.1f} GFLOP/s")
     points, memory = [], []
@@ -336,6 +361,18 @@ def run(repeats: int, under_load: bool, only: str | None) -> dict:
                 print(f"streaming {cell:5s} H={H:3d}: rnnlab {s['rnnlab_us_per_step']:.2f} µs/step,"
                       f" torch cell {s['torch_cell_us_per_step']:.2f} µs/step ({s['ratio']:.1f}x)")
 
+    compiled = []
+    for cfg in COMPILE_GRID if compile_rows else ():
+        for cell in cfg.cells:
+            if only and only not in f"compile {cell} {cfg.name}":
+                continue
+            for row in compiled_vs_eager(cell, cfg, repeats):
+                compiled.append(row)
+                print(f"compile {cell:5s} {cfg.name:32s} {row['mode']:9s} eager "
+                      f"{row['eager_ms']:9.2f} ms  compiled {row['compiled_ms']:9.2f} ms  "
+                      f"ratio {row['ratio']:5.2f}  (first call {row['first_call_s']:.1f} s)",
+                      flush=True)
+
     loaded = []
     if under_load:
         with BusyCore():
@@ -363,6 +400,7 @@ def run(repeats: int, under_load: bool, only: str | None) -> dict:
         "memory": memory,
         "gate_recording": recording,
         "streaming": stream,
+        "compile": compiled,
         "under_load": loaded,
     }
 
@@ -422,6 +460,14 @@ def markdown(result: dict) -> str:
         g = result["gate_recording"]
         lines += ["", f"Gate recording ({g['config']}, inference): {g['recorded_ms']:.1f} ms "
                   f"with vs {g['plain_ms']:.1f} ms without ({g['overhead']:.2f}x)."]
+    if result.get("compile"):
+        lines += ["", "rnnlab's layer eager vs `torch.compile(fullgraph=True)` (ratio = eager / "
+                  "compiled: > 1, compiled faster; first call = compilation):", "",
+                  "| cell | configuration | mode | eager ms | compiled ms | ratio | first call s |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in result["compile"]:
+            lines.append(f"| {c['cell']} | {c['config']} | {c['mode']} | {c['eager_ms']:.1f} | "
+                         f"{c['compiled_ms']:.1f} | {c['ratio']:.2f} | {c['first_call_s']:.1f} |")
     if result["under_load"]:
         lines += ["", "Under load (a busy process holding one core), inference:", "",
                   "| cell | configuration | rnnlab ms | torch ms | ratio |",
@@ -436,7 +482,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds per point (median)")
     parser.add_argument("--under-load", action="store_true", help="also run with a core busy")
-    parser.add_argument("--only", help="run only points whose 'CELL CONFIG' contains this")
+    parser.add_argument("--only", help="run only points whose 'CELL CONFIG' (compile rows: "
+                        "'compile CELL CONFIG') contains this")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time eager vs torch.compile(fullgraph=True) rnnlab layers")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument(_MEMORY_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -445,7 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    result = run(args.repeats, args.under_load, args.only)
+    result = run(args.repeats, args.under_load, args.only, args.compile)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "cpu.md").write_text(markdown(result))
