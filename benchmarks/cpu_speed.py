@@ -286,9 +286,11 @@ def compiled_vs_eager(cell: str, cfg: Config, repeats: int) -> list[dict]:
         start = time.perf_counter()
         make(compiled, x)()
         compile_s = time.perf_counter() - start
-        a, b, _, _ = interleaved(make(ours, x), make(compiled, x), repeats)
+        a, b, ta, tb = interleaved(make(ours, x), make(compiled, x), repeats)
         rows.append({"cell": cell, "config": cfg.name, "mode": mode, "eager_ms": a * 1e3,
-                     "compiled_ms": b * 1e3, "ratio": a / b, "first_call_s": compile_s})
+                     "compiled_ms": b * 1e3, "ratio": a / b, "first_call_s": compile_s,
+                     "eager_runs_ms": [t * 1e3 for t in ta],
+                     "compiled_runs_ms": [t * 1e3 for t in tb]})
     return rows
 
 
@@ -408,12 +410,10 @@ def run(repeats: int, under_load: bool, only: str | None, compile_rows: bool = F
 def markdown(result: dict) -> str:
     peak = result["gemm_peak_gflops"]
     m = result["machine"]
-    spreads = [
-        max(runs) / min(runs)
-        for p in result["points"]
-        for runs in (p["rnnlab_runs_ms"], p["torch_runs_ms"])
-        if min(runs) > 0
-    ]
+    runs_of_points = [(p["rnnlab_runs_ms"], p["torch_runs_ms"]) for p in result["points"]]
+    runs_of_points += [(c["eager_runs_ms"], c["compiled_runs_ms"])
+                       for c in result.get("compile", [])]
+    spreads = [max(runs) / min(runs) for pair in runs_of_points for runs in pair if min(runs) > 0]
     spread = statistics.median(spreads) if spreads else 1.0
     lines = [
         "# rnnlab vs torch.nn on the CPU",
@@ -428,11 +428,11 @@ def markdown(result: dict) -> str:
         f"Ratio = torch time / rnnlab time (> 1: rnnlab faster). Measured GEMM peak "
         f"(2048³, best run): **{peak:.0f} GFLOP/s**; GFLOP/s below count matrix products "
         f"only, and the large-shape target is 60 % of the peak ({0.6 * peak:.0f} GFLOP/s).",
-        "",
-        "| cell | configuration | inference ms (rnnlab / torch) | ratio | training ms "
-        "(rnnlab / torch) | ratio | GFLOP/s train (rnnlab / torch) |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if result["points"]:
+        lines += ["", "| cell | configuration | inference ms (rnnlab / torch) | ratio | training "
+                  "ms (rnnlab / torch) | ratio | GFLOP/s train (rnnlab / torch) |",
+                  "|---|---|---|---|---|---|---|"]
     by_key: dict[tuple[str, str], dict[str, dict]] = {}
     for p in result["points"]:
         by_key.setdefault((p["cell"], p["config"]), {})[p["mode"]] = p
@@ -443,8 +443,9 @@ def markdown(result: dict) -> str:
             f"{inf['ratio']:.2f} | {tr['rnnlab_ms']:.1f} / {tr['torch_ms']:.1f} | "
             f"{tr['ratio']:.2f} | {tr['rnnlab_gflops']:.1f} / {tr['torch_gflops']:.1f} |"
         )
-    lines += ["", "Peak memory of one training step (rise of peak RSS):", "",
-              "| cell | configuration | rnnlab MiB | torch MiB |", "|---|---|---|---|"]
+    if result["memory"]:
+        lines += ["", "Peak memory of one training step (rise of peak RSS):", "",
+                  "| cell | configuration | rnnlab MiB | torch MiB |", "|---|---|---|---|"]
     for mem in result["memory"]:
         r = "n/a" if mem["rnnlab_mib"] is None else f"{mem['rnnlab_mib']:.1f}"
         t = "n/a" if mem["torch_mib"] is None else f"{mem['torch_mib']:.1f}"
