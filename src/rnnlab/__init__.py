@@ -7,18 +7,19 @@ the layers — :func:`train`, :func:`compare`, :func:`inspect_run`, :func:`gener
 :func:`predict` — that the ``rnnlab`` command wraps.
 
 Importing rnnlab leaves a one-shot hook that gives ``torch.onnx.export(..., dynamo=True)``
-rnnlab's ONNX translations once onnxscript is imported (:mod:`rnnlab.export.registration`).
+rnnlab's ONNX translations once the exporter loads onnxscript's op table
+(:mod:`rnnlab.export.registration`).
 """
 
 from rnnlab._version import __version__
 from rnnlab.backends import available_backends, use_backend
 from rnnlab.compare import CompareConfig, CompareResult, compare
-from rnnlab.export.registration import register_when_onnxscript_loads
+from rnnlab.export.registration import register_when_torchlib_loads
 from rnnlab.inspect import inspect_run
 from rnnlab.training import TrainConfig, TrainResult, train
 from rnnlab.use import generate, predict
 
-register_when_onnxscript_loads()
+register_when_torchlib_loads()
 
 __all__ = [
     "CompareConfig",

@@ -10,11 +10,15 @@ export built afterwards finds them. Verified with torch 2.13 and onnxscript 0.7
 (``tests/export/test_torch_onnx_export.py`` fails if a release stops reading it).
 
 When: onnxscript is an optional extra (``rnnlab[onnx]``) and takes about a second to
-import, so ``import rnnlab`` never imports it. :func:`register_when_onnxscript_loads`
-(called once by ``rnnlab/__init__.py``) registers at once if onnxscript is already
-imported, and otherwise leaves a one-shot import hook that registers right after
-onnxscript is first imported — which torch's exporter does before it builds its table.
-Without onnxscript installed nothing is registered and nothing is imported.
+import, so ``import rnnlab`` never imports it. :func:`register_when_torchlib_loads`
+(called once by ``rnnlab/__init__.py``) registers at once if torchlib's op table
+(``onnxscript.function_libs.torch_lib.ops``) is already imported, and otherwise leaves a
+one-shot import hook that registers right after that module first runs — which happens
+when torch's exporter asks onnxscript for its table, just before it reads the registry.
+The trigger is that module and not ``onnxscript`` itself because rnnlab's own ONNX code
+imports onnxscript (a callback then would meet it half-imported); nothing of rnnlab's
+imports torchlib's op table. Without onnxscript installed nothing is registered and
+nothing is imported.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import sys
 import warnings
 from collections.abc import Callable
 
-__all__ = ["register_translations", "register_when_onnxscript_loads"]
+__all__ = ["register_translations", "register_when_torchlib_loads"]
 
-_TRIGGER = "onnxscript"
+_TRIGGER = "onnxscript.function_libs.torch_lib.ops"
 # torchlib's qualified names (default overloads carry no ".default").
 _QUALIFIED_NAMES = {"lstm": "rnnlab::lstm", "gru": "rnnlab::gru", "rnn": "rnnlab::rnn"}
 
@@ -55,10 +59,11 @@ def register_translations() -> None:
 
 
 def _register_or_warn() -> None:
-    """The import hook's callback: a failure must not break the user's import."""
+    """The import hook's callback. It runs inside the import of another package's module,
+    so any failure becomes a warning: it must not break that import."""
     try:
         register_translations()
-    except ImportError as error:
+    except Exception as error:
         warnings.warn(
             f"rnnlab could not register its ONNX translations ({error}); plain "
             "torch.onnx.export(..., dynamo=True) will not know rnnlab's layers. Use "
@@ -69,8 +74,8 @@ def _register_or_warn() -> None:
         )
 
 
-def register_when_onnxscript_loads() -> None:
-    """Register now if onnxscript is imported, else right after it is first imported."""
+def register_when_torchlib_loads() -> None:
+    """Register now if torchlib's op table is imported, else right after its first import."""
     if _TRIGGER in sys.modules:
         _register_or_warn()
     elif not any(isinstance(f, AfterImport) and f.name == _TRIGGER for f in sys.meta_path):
