@@ -32,8 +32,6 @@ from collections.abc import Callable
 __all__ = ["register_translations", "register_when_torchlib_loads"]
 
 _TRIGGER = "onnxscript.function_libs.torch_lib.ops"
-# torchlib's qualified names (default overloads carry no ".default").
-_QUALIFIED_NAMES = {"lstm": "rnnlab::lstm", "gru": "rnnlab::gru", "rnn": "rnnlab::rnn"}
 
 
 def register_translations() -> None:
@@ -50,12 +48,12 @@ def register_translations() -> None:
             "(onnxscript.function_libs.torch_lib.registration, onnxscript >= 0.7): "
             f"pip install 'rnnlab[onnx]' ({error})"
         ) from error
-    from rnnlab.export import onnx as translations
+    from rnnlab.export.onnx import translation_table
 
-    functions = {"lstm": translations._lstm, "gru": translations._gru, "rnn": translations._rnn}
-    for family, name in _QUALIFIED_NAMES.items():
+    for op, translation in translation_table().items():
+        name = op.name()  # "rnnlab::lstm": torchlib names default overloads without ".default"
         if name not in default_registry:
-            torch_op(name, trace_only=True)(functions[family])
+            torch_op(name, trace_only=True)(translation)
 
 
 def _register_or_warn() -> None:
