@@ -15,6 +15,9 @@ serves large blocks by mmap, so freed memory is returned and the peak is per ste
 speed figures come from the parent, with glibc's defaults). Streaming is
 the latency of one step at batch size 1: ``rnnlab.nn.Stream.step`` vs calling the
 torch.nn cell. ``--under-load`` repeats a few points while a busy process holds a core.
+``--compile`` adds rnnlab's layer eager against the same layer under
+``torch.compile(fullgraph=True)``, training and inference, at two grid points (rows named
+"compile CELL CONFIG", so ``--compile --only compile`` runs only them).
 
 The cpu backend's per-step product has one kernel variant per instruction set
 (``RNNLAB_CPU_ISA``: avx512, avx2, portable). The results name the CPU, its vector
@@ -93,6 +96,7 @@ GRID = (
     Config("B32 T120 I200 H384", 32, 120, 200, 384, cells=("LSTM", "GRU")),
 )
 STREAM_SIZES = (64, 256)
+COMPILE_GRID = (GRID[1], GRID[3])
 
 
 @dataclass
@@ -350,6 +354,29 @@ def streaming(cell: str, H: int, steps: int, repeats: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------- compile
+
+
+def compiled_vs_eager(cell: str, cfg: Config, repeats: int) -> list[dict]:
+    """An rnnlab layer eager vs the same layer (same parameters) under
+    ``torch.compile(fullgraph=True)``: median ms of each mode and the time of the first
+    compiled call, which compiles (training: the forward and the backward graph)."""
+    torch.compiler.reset()  # a fresh cache: no recompile limit carried over from other layers
+    _, ours, x = make_pair(cell, cfg)
+    compiled = torch.compile(ours, fullgraph=True)
+    rows = []
+    for mode, make in (("inference", inference), ("training", training)):
+        start = time.perf_counter()
+        make(compiled, x)()
+        compile_s = time.perf_counter() - start
+        a, b, ta, tb = interleaved(make(ours, x), make(compiled, x), repeats)
+        rows.append({"cell": cell, "config": cfg.name, "mode": mode, "eager_ms": a * 1e3,
+                     "compiled_ms": b * 1e3, "ratio": a / b, "first_call_s": compile_s,
+                     "eager_runs_ms": [t * 1e3 for t in ta],
+                     "compiled_runs_ms": [t * 1e3 for t in tb]})
+    return rows
+
+
 # ---------------------------------------------------------------------------- load
 
 
@@ -370,7 +397,7 @@ class BusyCore:
 
 
 def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[str],
-        with_memory: bool = True) -> dict:
+        with_memory: bool = True, compile_rows: bool = False) -> dict:
     peak = gemm_peak(repeats)
     print(f"{cpu_model()} ({llvm.get_host_cpu_name()}), vector features: "
           f"{' '.join(vector_features())}")
@@ -430,6 +457,18 @@ def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[s
                 print(f"streaming {cell:5s} H={H:3d}: rnnlab {s['rnnlab_us_per_step']:.2f} µs/step,"
                       f" torch cell {s['torch_cell_us_per_step']:.2f} µs/step ({s['ratio']:.1f}x)")
 
+    compiled = []
+    for cfg in COMPILE_GRID if compile_rows else ():
+        for cell in cfg.cells:
+            if only and not any(o in f"compile {cell} {cfg.name}" for o in only):
+                continue
+            for row in compiled_vs_eager(cell, cfg, repeats):
+                compiled.append(row)
+                print(f"compile {cell:5s} {cfg.name:32s} {row['mode']:9s} eager "
+                      f"{row['eager_ms']:9.2f} ms  compiled {row['compiled_ms']:9.2f} ms  "
+                      f"ratio {row['ratio']:5.2f}  (first call {row['first_call_s']:.1f} s)",
+                      flush=True)
+
     loaded = []
     if under_load:
         with BusyCore():
@@ -461,6 +500,7 @@ def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[s
         "memory": memory,
         "gate_recording": recording,
         "streaming": stream,
+        "compile": compiled,
         "under_load": loaded,
     }
 
@@ -468,12 +508,10 @@ def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[s
 def markdown(result: dict) -> str:
     peak = result["gemm_peak_gflops"]
     m = result["machine"]
-    spreads = [
-        max(runs) / min(runs)
-        for p in result["points"]
-        for runs in (p["rnnlab_runs_ms"], p["torch_runs_ms"])
-        if min(runs) > 0
-    ]
+    runs_of_points = [(p["rnnlab_runs_ms"], p["torch_runs_ms"]) for p in result["points"]]
+    runs_of_points += [(c["eager_runs_ms"], c["compiled_runs_ms"])
+                       for c in result.get("compile", [])]
+    spreads = [max(runs) / min(runs) for pair in runs_of_points for runs in pair if min(runs) > 0]
     spread = statistics.median(spreads) if spreads else 1.0
     lines = [
         "# rnnlab vs torch.nn on the CPU",
@@ -533,6 +571,14 @@ def markdown(result: dict) -> str:
         g = result["gate_recording"]
         lines += ["", f"Gate recording ({g['config']}, inference): {g['recorded_ms']:.1f} ms "
                   f"with vs {g['plain_ms']:.1f} ms without ({g['overhead']:.2f}x)."]
+    if result.get("compile"):
+        lines += ["", "rnnlab's layer eager vs `torch.compile(fullgraph=True)` (ratio = eager / "
+                  "compiled: > 1, compiled faster; first call = compilation):", "",
+                  "| cell | configuration | mode | eager ms | compiled ms | ratio | first call s |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in result["compile"]:
+            lines.append(f"| {c['cell']} | {c['config']} | {c['mode']} | {c['eager_ms']:.1f} | "
+                         f"{c['compiled_ms']:.1f} | {c['ratio']:.2f} | {c['first_call_s']:.1f} |")
     if result["under_load"]:
         lines += ["", "Under load (a busy process holding one core), inference:", "",
                   "| cell | configuration | rnnlab ms | torch ms | ratio |",
@@ -569,11 +615,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="rounds per point (median)")
     parser.add_argument("--under-load", action="store_true", help="also run with a core busy")
     parser.add_argument("--only", action="append",
-                        help="run only points whose 'CELL CONFIG' contains this (repeatable)")
+                        help="run only points whose 'CELL CONFIG' (compile rows: "
+                        "'compile CELL CONFIG') contains this (repeatable)")
     parser.add_argument("--variants", help="cpu kernel variants to time, comma-separated, or "
                         "'all' that this CPU runs (default: the automatic choice)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the training-step memory (a child process per point)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time eager vs torch.compile(fullgraph=True) rnnlab layers")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--name", default="cpu", help="results file name, without suffix")
     parser.add_argument("--before", nargs=2, metavar=("JSON", "LABEL"),
@@ -586,7 +635,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     result = run(args.repeats, args.under_load, args.only, kernel_variants(args.variants),
-                 with_memory=not args.no_memory)
+                 with_memory=not args.no_memory, compile_rows=args.compile)
     if args.before:
         earlier = json.loads(Path(args.before[0]).read_text())
         result["before"] = {"label": args.before[1], "date": earlier.get("date", "undated"),

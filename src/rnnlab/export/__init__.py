@@ -1,7 +1,9 @@
 """Export and interop: ONNX export with native recurrent operators, and weight converters.
 
 The converters (:mod:`rnnlab.export.convert`) need only NumPy. The ONNX functions need
-the ``onnx`` extra (onnx, onnxscript, onnxruntime) and are imported on first use.
+the ``onnx`` extra (onnx, onnxscript, onnxruntime) and are imported on first use;
+:mod:`rnnlab.export.registration` makes plain ``torch.onnx.export(..., dynamo=True)`` use
+the same translations.
 """
 
 from rnnlab.export.convert import (

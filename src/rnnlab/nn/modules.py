@@ -32,6 +32,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnlab import ops
 from rnnlab.nn import _checks
 from rnnlab.nn._empty import empty_outputs
+from rnnlab.nn._tracing import exporting
 from rnnlab.nn.errors import ArgumentError
 
 __all__ = ["GRU", "LSTM", "RNN", "RNNBase"]
@@ -379,10 +380,11 @@ class RNNBase(nn.Module):
         return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
 
     def _needs_autograd(self, x: Tensor, h0: Tensor, c0: Tensor | None) -> bool:
-        """Whether this call must be differentiable (or is being traced by torch.compile /
-        torch.export, which see the ops with their saved activations): otherwise the
-        layers run the inference ops, which keep no activations."""
-        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        """Whether this call must be differentiable (or is being traced by torch.export,
+        whose ONNX translations know the differentiable ops): otherwise the layers run the
+        inference ops, which keep no activations. Under torch.compile the same rule holds
+        (Dynamo guards on grad mode and requires_grad)."""
+        if exporting():
             return True
         if not torch.is_grad_enabled():
             return False
