@@ -1,23 +1,58 @@
 """The ``rnnlab`` command: thin click wrappers over the library functions.
 
 Bad input (anything raising :class:`rnnlab._io.InputError`) prints one line and exits
-with status 2 — never a traceback.
+with status 2 — never a traceback. An interrupt prints one line and exits 130 (SIGINT) or
+143 (SIGTERM); during training it first saves a checkpoint and prints the command that
+continues the run. Warnings print as one line each.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
+import warnings
 
 import click
 
 from rnnlab._io import InputError
 from rnnlab._version import __version__
+from rnnlab.cli._resume import resume_command
+from rnnlab.training.interrupt import TrainingInterrupted
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+def _interrupted(ctx: click.Context, err: TrainingInterrupted) -> None:
+    """Say where the run stopped and the exact command that continues it."""
+    run_dir = ctx.meta.get("rnnlab.run_dir", err.run_dir)
+    name = signal.Signals(err.signum).name
+    if err.step is not None:
+        head = f"Interrupted by {name}: step {err.step} is saved in {run_dir}."
+    else:
+        head = f"Interrupted by {name} twice: {run_dir} continues from its last checkpoint."
+    click.echo(f"{head} Continue with:", err=True)
+    click.echo("  " + resume_command("rnnlab", ctx.meta.get("rnnlab.argv", []), run_dir),
+               err=True)
+    ctx.exit(err.exit_code)
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx, args):
+        ctx.meta["rnnlab.argv"] = list(args)  # for the resume hint after an interrupt
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():  # restores showwarning on the way out
+                warnings.showwarning = _one_line_warning
+                return super().invoke(ctx)
+        except TrainingInterrupted as err:
+            _interrupted(ctx, err)
+        except KeyboardInterrupt:  # before training started: nothing to save
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
         except InputError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
@@ -34,7 +69,7 @@ def main() -> None:
 
 
 # One module per subcommand, each defining ``command``; a new subcommand adds its name here.
-_COMMANDS = ("compare", "train", "generate", "predict", "inspect", "export")
+_COMMANDS = ("compare", "train", "tasks", "generate", "predict", "inspect", "export")
 
 
 def _register() -> None:

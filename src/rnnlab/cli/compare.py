@@ -12,7 +12,6 @@ from rnnlab.cli._options import (
     resolve_resume,
     run_dir,
     saved_config,
-    set_threads,
     train_options,
 )
 from rnnlab.compare import CompareConfig, compare
@@ -51,11 +50,11 @@ def command(cells, seeds, hidden, params, **kw):
         base, train=build_train_config(base.train, kw),
         **{k: v for k, v in given.items() if v is not None},
     )
-    set_threads(kw, config.train.task)
     folder = run_dir(kw, f"compare-{config.train.task}")
+    click.get_current_context().meta["rnnlab.run_dir"] = folder  # for an interrupt's hint
     ranks = world()
     result = compare(config, folder, force=kw["force"], resume=kw["resume"],
-                     progress=kw["progress"])
+                     progress=kw["progress"], threads=kw["threads"])
     if ranks.main:
         click.echo(result.table())
         click.echo(f"run folder: {result.run_dir}")

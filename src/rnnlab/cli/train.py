@@ -9,13 +9,13 @@ from rnnlab.cli._options import (
     resolve_resume,
     run_dir,
     saved_config,
-    set_threads,
     train_options,
 )
 from rnnlab.report import build_report
 from rnnlab.tasks import CELLS
 from rnnlab.training import TrainConfig, train
 from rnnlab.training.distributed import world
+from rnnlab.training.threads import thread_policy
 
 
 @click.command("train")
@@ -33,18 +33,19 @@ def command(cell, hidden, report, **kw):
         config = build_train_config(TrainConfig.from_dict(saved), kw, **given)
     else:
         config = build_train_config(None, kw, **given)
-    set_threads(kw, config.task)
     folder = run_dir(kw, f"{config.task}-{config.cell}")
+    click.get_current_context().meta["rnnlab.run_dir"] = folder  # for an interrupt's hint
     result = train(config, folder, force=kw["force"], resume=kw["resume"],
-                   progress=kw["progress"])
+                   progress=kw["progress"], threads=kw["threads"])
     ranks = world()
     if ranks.main:  # under torchrun: rank 0 reports
         if report:
-            build_report(result.run_dir)
+            with thread_policy(config.task, kw["threads"]):
+                build_report(result.run_dir)
         click.echo(
             f"{config.cell}: best validation {result.metric} {result.best:.4g} at step "
-            f"{result.best_step} (chance {result.chance:.4g}); {result.steps} steps in "
-            f"{result.seconds:.1f}s; {result.stopped}"
+            f"{result.best_step} ({result.task.baseline} {result.chance:.4g}); "
+            f"{result.steps} steps in {result.seconds:.1f}s; {result.stopped}"
         )
         click.echo(f"run folder: {result.run_dir}")
         if report:

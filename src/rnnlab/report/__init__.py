@@ -24,7 +24,7 @@ def as_comparison(metrics: dict) -> dict:
     run = {k: v for k, v in metrics.items() if k not in ("task", "metric", "chance")}
     cell = {
         "cell": metrics["cell"], "hidden": metrics["hidden"], "params": metrics["params"],
-        "best": metrics["best"], "best_spread": 0.0, "best_per_seed": [metrics["best"]],
+        "best": metrics["best"], "best_spread": None, "best_per_seed": [metrics["best"]],
         "ratio_to_chance": (metrics["best"] / metrics["chance"]
                             if metrics["chance"] and metrics["best"] is not None else None),
         "seconds": metrics["seconds"], "seconds_per_step": metrics["seconds_per_step"],

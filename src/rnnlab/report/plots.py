@@ -39,7 +39,8 @@ def save_curves(path: Path, metrics: dict) -> None:
             ax_steps.plot(steps, vals, color=color, label=label, alpha=0.9 if k == 0 else 0.5)
             ax_time.plot(secs, vals, color=color, label=label, alpha=0.9 if k == 0 else 0.5)
     for ax, xlabel in ((ax_steps, "training step"), (ax_time, "wall time (s)")):
-        ax.axhline(metrics["chance"], color="gray", linestyle="--", label="chance")
+        ax.axhline(metrics["chance"], color="gray", linestyle="--",
+                   label=metrics.get("baseline", "chance"))
         if metrics.get("target") is not None:
             ax.axhline(metrics["target"], color="gray", linestyle=":", label="target")
         ax.set_xlabel(xlabel)

@@ -14,15 +14,15 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.tasks.base import Batch, Task, positive
+from rnnlab.tasks.base import Batch, Task, option, positive
 from rnnlab.tasks.model import ModelConfig
 
 
 @dataclass(frozen=True)
 class AddingOptions:
-    length: int = 60  # T, time steps per sequence
-    val_size: int = 1000  # fixed validation sequences
-    val_seed: int = 12345
+    length: int = option(60, "T, time steps per sequence")
+    val_size: int = option(1000, "fixed validation sequences")
+    val_seed: int = option(12345, "seed of the validation sequences")
 
     def __post_init__(self):
         positive("adding length", self.length, minimum=2)
