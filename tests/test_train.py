@@ -148,7 +148,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
     _assert_same_run(tmp_path / "k", tmp_path / "u")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
 def test_a_signalled_run_saves_its_step_and_resumes_to_the_uninterrupted_weights(tmp_path,
                                                                                 signum):
     # Slow enough steps (an evaluation each) that the signal lands mid-run; no periodic

@@ -19,12 +19,14 @@ RESUME_MODES = ("yes", "auto", "no")
 # name -> (click decls, kwargs); every option defaults to None = "the task's default".
 _TRAIN_OPTIONS = [
     ("task", ["--task"], dict(type=click.Choice(sorted(TASKS)),
-                              help="Task to train on (default: adding).")),
+                              help="Task to train on (default: adding); 'rnnlab tasks' "
+                                   "describes each.")),
     ("data", ["--data"], dict(type=click.Path(path_type=Path),
                               help="Your data file: text for charlm, CSV for forecast, "
                                    "CSV or NPZ for classify.")),
     ("option", ["-o", "--option"], dict(multiple=True, metavar="KEY=VALUE",
-                                        help="A task option, e.g. -o length=100 (repeatable).")),
+                                        help="A task option, e.g. -o length=100 (repeatable); "
+                                             "'rnnlab tasks' lists each task's options.")),
     ("layers", ["--layers"], dict(type=int, help="Stacked recurrent layers (default 1).")),
     ("dropout", ["--dropout"], dict(type=float, help="Dropout between stacked layers.")),
     ("bidirectional", ["--bidirectional/--unidirectional"],

@@ -40,6 +40,10 @@ def command(cells, seeds, hidden, params, **kw):
 
     With no options: the adding problem, where a plain RNN stays at chance and LSTM and
     GRU solve it.
+
+    \b
+    Every task, its data format, options (-o KEY=VALUE) and defaults: rnnlab tasks
+    Ctrl-C (or SIGTERM) saves the step in progress and prints the command that resumes.
     """
     resolve_resume(kw)
     saved = saved_config(kw)

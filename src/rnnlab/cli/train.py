@@ -25,7 +25,12 @@ from rnnlab.training.threads import thread_policy
               help="Draw the plots and report.html after training.")
 @train_options
 def command(cell, hidden, report, **kw):
-    """Train one recurrent network on a task and write a run folder with a report."""
+    """Train one recurrent network on a task and write a run folder with a report.
+
+    \b
+    Every task, its data format, options (-o KEY=VALUE) and defaults: rnnlab tasks
+    Ctrl-C (or SIGTERM) saves the step in progress and prints the command that resumes.
+    """
     given = {k: v for k, v in (("cell", cell), ("hidden", hidden)) if v is not None}
     resolve_resume(kw)
     saved = saved_config(kw)

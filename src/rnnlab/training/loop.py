@@ -24,6 +24,7 @@ import gc
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,12 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig, task: Task) -> SequenceModel:
+    if config.dropout > 0 and config.layers == 1:  # as torch.nn warns
+        warnings.warn(
+            "dropout is applied between stacked layers, so it has no effect with "
+            f"layers=1 (got dropout={config.dropout})",
+            stacklevel=2,
+        )
     hidden = config.hidden if config.hidden is not None else task.default_hidden
     mc = task.model_config(
         config.cell, hidden, num_layers=config.layers, dropout=config.dropout,
