@@ -51,6 +51,15 @@ def _table(metrics: dict) -> str:
     return "\n".join(out)
 
 
+def _shown_config(config: dict) -> dict:
+    """A comparison's shared training settings carry a placeholder cell: show the cells."""
+    if "cells" in config and isinstance(config.get("train"), dict):
+        train = {k: v for k, v in config["train"].items() if k != "cell"}
+        return {"cells": config["cells"], **{k: v for k, v in config.items() if k != "cells"},
+                "train": train}
+    return config
+
+
 def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
     """The page: summary, table, figures (``images``: (file name, heading)), extras, config."""
     title = f"rnnlab — {metrics['task']}"
@@ -77,7 +86,7 @@ def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
                           f"<pre>{html.escape(text)}</pre>"]
     parts += [
         "<h2>Configuration</h2>",
-        f"<pre>{html.escape(json.dumps(metrics.get('config', {}), indent=2))}</pre>",
+        f"<pre>{html.escape(json.dumps(_shown_config(metrics.get('config', {})), indent=2))}</pre>",
         "</body></html>",
     ]
     return "\n".join(parts)

@@ -82,3 +82,8 @@ class Adding(Task):
 
     def probe(self) -> Batch:
         return {"x": self.val_x[:8], "y": self.val_y[:8]}
+
+    def probe_marks(self) -> list[tuple[int, str]]:
+        x = self.probe()["x"][0]  # (T, 2): value, marker
+        steps = torch.nonzero(x[:, 1]).flatten().tolist()
+        return [(t, f"marked: {float(x[t, 0]):.2f}") for t in steps]

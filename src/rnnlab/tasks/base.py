@@ -95,6 +95,10 @@ class Task(ABC):
         """JSON-able facts a saved run needs later (vocabulary, normalisation, ...)."""
         return {}
 
+    def probe_marks(self) -> list[tuple[int, str]]:
+        """(step, label) of the steps that matter in the first probe sequence, for plots."""
+        return []
+
     def extras(self, model, generator: torch.Generator) -> dict:
         """Task-specific report views (generated text, forecasts); JSON-able."""
         return {}

@@ -97,3 +97,7 @@ class Copy(Task):
 
     def probe(self) -> Batch:
         return {"x": self.val_x[:8], "y": self.val_y[:8]}
+
+    def probe_marks(self) -> list[tuple[int, str]]:
+        o = self.options
+        return [(0, "symbols"), (o.seq_len + o.delay - 1, "recall cue")]
