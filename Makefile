@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-cpu clean clean-kernels
+.PHONY: demo test test-fast lint bench-cpu clean clean-kernels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 -q
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 -q tests/nn tests/ops
+
+# For local iteration: the suite less the tests marked slow (torchrun jobs, the GPU
+# kernels in Triton's interpreter, the README's examples; see tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/cpu_speed.py
