@@ -50,7 +50,7 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except TrainingInterrupted as err:
             _interrupted(ctx, err)
-        except KeyboardInterrupt:  # before training started: nothing to save
+        except KeyboardInterrupt:  # outside a training loop (start-up, report): nothing to save
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
         except InputError as err:
