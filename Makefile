@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-cpu-isa lint bench-cpu clean clean-kernels
+.PHONY: demo test test-fast test-cpu-isa lint bench-cpu clean clean-kernels
 
 # torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
 # build of several GB); rnnlab itself declares only the range it supports.
@@ -41,6 +41,12 @@ test-cpu-isa: $(STAMP)
 	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "cpu-f32 or register_tiles" \
 	    tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py || exit 1; \
 	done
+
+# For local iteration: the suite less the tests marked slow (torchrun jobs, the GPU
+# kernels in Triton's interpreter, the README's examples; see tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/cpu_speed.py

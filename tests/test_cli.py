@@ -1,15 +1,19 @@
 """The command line: every command end to end at tiny sizes, and every bad input."""
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from rnnlab.cli import main
+from rnnlab.cli._resume import resume_command
+from rnnlab.tasks import TASKS
 
 TINY = ["--steps", "12", "--eval-every", "6", "--batch-size", "8", "--progress", "none"]
 
@@ -249,7 +253,7 @@ def test_bad_options(tmp_path):
 
 
 def test_every_option_has_help():
-    for cmd in ("compare", "train", "generate", "predict", "inspect"):
+    for cmd in ("compare", "train", "tasks", "generate", "predict", "inspect"):
         command = main.commands[cmd]
         for param in command.params:
             if param.param_type_name == "option":
@@ -260,3 +264,49 @@ def test_console_entry_point_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "rnnlab.cli", "--help"], capture_output=True,
                        text=True)
     assert r.returncode == 0 and "compare" in r.stdout
+
+
+def test_an_interrupt_before_training_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rnnlab.cli.train.build_train_config", interrupted)
+    result = run("train", "--out", tmp_path / "r", code=130)
+    assert result.output == "Interrupted.\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_resume_hint_keeps_the_command_and_drops_force_and_the_folder():
+    argv = ["train", "--task", "copy", "--force", "--name", "x", "--steps", "9", "--resume",
+            "no", "-o", "delay=5"]
+    assert resume_command("rnnlab", argv, Path("runs/x")) == (
+        "rnnlab train --task copy --steps 9 -o delay=5 --out runs/x --resume")
+    argv = ["compare", "--out=a b", "--resume=auto", "--resume", "--seeds", "2"]
+    assert resume_command("rnnlab", argv, Path("a b")) == (
+        "rnnlab compare --seeds 2 --out 'a b' --resume")
+
+
+def test_dropout_errors_name_the_bound_and_one_layer_warns_in_one_line(tmp_path):
+    bad("train", "--dropout", "1", "--layers", "2", "--out", tmp_path / "d", *TINY,
+        message="dropout must be < 1, got 1.0")
+    r = run("train", "--dropout", "0.5", "-o", "length=4", "-o", "val_size=8", "--hidden", "3",
+            "--steps", "1", "--no-report", "--progress", "none", "--out", tmp_path / "w")
+    warning = [line for line in r.output.splitlines() if line.startswith("Warning")]
+    assert warning == ["Warning: dropout is applied between stacked layers, so it has no effect "
+                       "with layers=1 (got dropout=0.5)"]
+
+
+def test_tasks_lists_every_task_with_its_options_and_defaults():
+    out = run("tasks").output
+    for name, cls in TASKS.items():
+        assert f"\n{name} — metric {cls.metric} " in f"\n{out}"
+        for field in dataclasses.fields(cls.Options):
+            default = "none" if field.default is None else field.default
+            if not isinstance(default, tuple):
+                assert f"    {field.name}={default} " in out, (name, field.name)
+    forecast = run("tasks", "forecast").output
+    assert "baseline: naive (last value)" in forecast and "standard deviation" in forecast
+    assert "\ncopy —" not in forecast
+    bad("tasks", "sorting", message="unknown task 'sorting'")
+    assert "rnnlab tasks" in run("train", "--help").output
+    assert "rnnlab tasks" in run("compare", "--help").output

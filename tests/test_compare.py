@@ -3,13 +3,18 @@
 import base64
 import json
 import re
+from pathlib import Path
 
 import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from rnnlab._io import InputError
+from rnnlab.cli import main
 from rnnlab.compare import DEFAULT_TRAIN, CompareConfig, compare, format_table
 from rnnlab.tasks import get_task
-from rnnlab.training import TrainConfig
+from rnnlab.training import TrainConfig, train
 
 TINY = TrainConfig(task="adding", task_options={"length": 8, "val_size": 32}, steps=20,
                    batch_size=8, eval_every=10, checkpoint_every=10)
@@ -106,3 +111,45 @@ def test_format_table_lists_every_cell():
     lines = format_table(metrics).splitlines()
     assert len(lines) == 3 and lines[2].split()[:4] == ["gru", "4", "100", "0.01"]
     assert "100/-" in lines[2] and "2.0ms" in lines[2]
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), a
+
+
+def test_the_cli_and_the_api_give_the_same_numbers_bit_for_bit(tmp_path):
+    """Identical arguments, one source of defaults and thread policy: identical results."""
+    torch.set_num_threads(2)  # the API must leave the caller's setting as it found it
+    cli = CliRunner().invoke(main, [
+        "compare", "--task", "copy", "-o", "delay=3", "-o", "val_size=16", "--cells", "rnn,gru",
+        "--steps", "4", "--eval-every", "2", "--progress", "none", "--out", str(tmp_path / "cli"),
+    ])
+    assert cli.exit_code == 0, cli.output
+    assert torch.get_num_threads() == 2
+    api = compare(run_dir=tmp_path / "api", task="copy", task_options={"delay": 3, "val_size": 16},
+                  cells=("rnn", "gru"), steps=4, eval_every=2, progress="none",
+                  report=False)  # the report only draws: the CLI's is enough
+    assert torch.get_num_threads() == 2
+    cli_metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    for mine, theirs in zip(cli_metrics["cells"], api.metrics["cells"], strict=True):
+        assert mine["hidden"] == theirs["hidden"]
+        assert [h["val"] for h in mine["runs"][0]["history"]] == [
+            h["val"] for h in theirs["runs"][0]["history"]]
+        folder = mine["runs"][0]["dir"]
+        _same_weights(tmp_path / "cli" / folder, tmp_path / "api" / folder)
+    # train: charlm's own defaults (cosine schedule, bptt 100) on both sides
+    text = tmp_path / "t.txt"
+    text.write_text("abcabd abcabe " * 60)
+    cli = CliRunner().invoke(main, [
+        "train", "--task", "charlm", "--data", str(text), "-o", "eval_columns=2", "--hidden", "8",
+        "--batch-size", "2", "--steps", "3", "--no-report", "--progress", "none", "--out",
+        str(tmp_path / "lm-cli")])
+    assert cli.exit_code == 0, cli.output
+    run = train(run_dir=tmp_path / "lm-api", task="charlm", hidden=8, batch_size=2, steps=3,
+                task_options={"path": str(text), "eval_columns": 2}, progress="none")
+    assert run.config == TrainConfig.from_dict(
+        json.loads((tmp_path / "lm-cli" / "config.json").read_text()))
+    _same_weights(tmp_path / "lm-cli", tmp_path / "lm-api")
+    with pytest.raises(InputError, match="threads must be an integer >= 1, got 0"):
+        compare(run_dir=tmp_path / "t", cells=("gru",), steps=1, threads=0)

@@ -30,6 +30,7 @@ CHARLM = ["--task", "charlm", "--cell", "lstm", "--hidden", "8", "-o", "embed_di
           "--checkpoint-every", "4", "--threads", "1", "--progress", "none", "--no-report"]
 # 450 characters: 4 columns of 107, so the stream starts over (state reset) at step 18.
 TEXT = ("the quick brown fox jumps over the lazy dog; " * 10)[:450]
+FAULTS = Path(__file__).parent / "faults.py"
 # Files that must match bit for bit after a resume (state.json holds wall times).
 EXACT = ("model.safetensors", "optimizer.safetensors", "carry.safetensors")
 
@@ -52,6 +53,11 @@ def _torchrun(args, *, cwd, env=None, max_restarts=0, module=True):
 
 def _charlm(out: Path, text: Path, *extra: str) -> list[str]:
     return [*CHARLM, "--data", str(text), "--out", str(out), *extra]
+
+
+def _killing(kill: list[str], args: list[str]) -> list[str]:
+    """The script torchrun runs to SIGKILL a rank mid-step (tests/faults.py), then ``args``."""
+    return [str(FAULTS), *kill, "train", *args]
 
 
 def _assert_same_files(a: Path, b: Path, names=EXACT) -> None:
@@ -183,8 +189,9 @@ def test_two_ranks_with_half_batches_equal_one_process(tmp_path, text, task):
 
 
 def test_a_killed_rank_is_restarted_by_torchrun_and_ends_bitwise_equal(tmp_path, text, reference):
-    env = {"RNNLAB_TEST_KILL_AT_STEP": "7", "RNNLAB_TEST_KILL_RANK": "1"}
-    done = _torchrun(_charlm(tmp_path / "run", text), cwd=tmp_path, env=env, max_restarts=1)
+    kill = ["--kill-at-step", "7", "--kill-rank", "1"]
+    done = _torchrun(_killing(kill, _charlm(tmp_path / "run", text)), cwd=tmp_path,
+                     max_restarts=1, module=False)
     assert done.returncode == 0, done.stderr
     assert "exitcode: -9" in done.stderr  # rank 1 was killed, and the restart finished the job
     _assert_same_run(tmp_path / "run", reference)
@@ -192,7 +199,7 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_ends_bitwise_equal(tmp_path,
 
 def test_a_killed_job_relaunched_ends_bitwise_equal(tmp_path, text, reference):
     args = _charlm(tmp_path / "run", text)
-    killed = _torchrun(args, cwd=tmp_path, env={"RNNLAB_TEST_KILL_AT_STEP": "10"})
+    killed = _torchrun(_killing(["--kill-at-step", "10"], args), cwd=tmp_path, module=False)
     assert killed.returncode != 0
     assert latest_checkpoint(tmp_path / "run").name == "step-00000008"
     done = _torchrun(args, cwd=tmp_path)  # --resume auto is the default under torchrun

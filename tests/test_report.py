@@ -1,13 +1,16 @@
 """The report: redrawn from metrics.json; one self-contained HTML page."""
 
+import html as html_lib
 import json
 import re
 
 import pytest
+import torch
 
 from rnnlab.compare import CompareConfig, compare
 from rnnlab.report import as_comparison, build_report
 from rnnlab.report.html import render
+from rnnlab.tasks import get_task
 from rnnlab.training import TrainConfig
 
 
@@ -48,3 +51,22 @@ def test_a_single_training_run_reads_as_a_one_cell_comparison(run):
     assert view["cells"][0]["runs"][0]["history"] == single["history"]
     page = build_report(run / "gru-seed0")
     assert "gates" in page.read_text() and (run / "gru-seed0" / "curves.png").is_file()
+    assert "&quot;cell&quot;: &quot;gru&quot;" in page.read_text()  # its own configuration
+
+
+def test_a_comparison_shows_its_cells_and_no_spread_for_one_seed(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [c["best_spread"] for c in metrics["cells"]] == [None, None]
+    html = render(run, metrics, [])
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html)]
+    assert [row[4] for row in cells[1:]] == ["–", "–"]  # spread over seeds
+    config = json.loads(html_lib.unescape(re.search(r"<pre>(.*?)</pre>", html, re.S).group(1)))
+    assert config["cells"] == ["rnn", "gru"] and "cell" not in config["train"]
+
+
+def test_the_adding_task_marks_its_two_marked_steps():
+    task = get_task("adding", {"length": 12, "val_size": 8})
+    marks = task.probe_marks()
+    x = task.probe()["x"][0]
+    assert [t for t, _ in marks] == torch.nonzero(x[:, 1]).flatten().tolist()
+    assert len(marks) == 2 and all(text.startswith("marked: ") for _, text in marks)

@@ -1,16 +1,20 @@
 """The training loop: learning, determinism, budgets, early stopping, checkpoints, resume."""
 
 import json
-import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from rnnlab._io import InputError
+from rnnlab.cli import main
 from rnnlab.training import TrainConfig, step_seed, train
 from rnnlab.training.checkpoint import latest_checkpoint
 
@@ -104,7 +108,7 @@ def test_charlm_resume_restores_the_carried_state(tmp_path):
     text.write_text("abcabd abcabe " * 100)
     opts = dict(task="charlm", task_options={"path": str(text), "eval_columns": 2}, hidden=8,
                 batch_size=4, bptt=6, eval_every=5, checkpoint_every=5, progress="none",
-                cell="lstm")
+                cell="lstm", schedule="constant")  # charlm's cosine depends on the budget
     train(run_dir=tmp_path / "full", steps=15, **opts)
     train(run_dir=tmp_path / "part", steps=7, **opts)  # checkpoint at 5, then 7 (end)
     state = load_file(str(latest_checkpoint(tmp_path / "part") / "carry.safetensors"))
@@ -114,23 +118,67 @@ def test_charlm_resume_restores_the_carried_state(tmp_path):
                  _weights(latest_checkpoint(tmp_path / "part") / "model.safetensors"))
 
 
+FAULTS = Path(__file__).parent / "faults.py"  # runs the CLI with a planned SIGKILL
+SMALL = ["--cell", "lstm", "--hidden", "8", "-o", "length=6", "-o", "val_size=32",
+         "--batch-size", "8", "--eval-every", "5", "--progress", "none", "--no-report"]
+
+
+def _cli(*args: str) -> None:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+def _assert_same_run(run: Path, reference: Path) -> None:
+    _assert_same(_weights(run / "model.safetensors"), _weights(reference / "model.safetensors"))
+    _assert_same(_weights(latest_checkpoint(run) / "model.safetensors"),
+                 _weights(latest_checkpoint(reference) / "model.safetensors"))
+    history = [json.loads((r / "metrics.json").read_text())["history"] for r in (run, reference)]
+    assert [(h["step"], h["val"]) for h in history[0]] == [(h["step"], h["val"])
+                                                          for h in history[1]]
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
-    args = [sys.executable, "-m", "rnnlab.cli", "train", "--cell", "lstm", "--hidden", "8",
-            "-o", "length=6", "-o", "val_size=32", "--steps", "30", "--batch-size", "8",
-            "--eval-every", "5", "--checkpoint-every", "10", "--progress", "none", "--no-report"]
-    env = {**os.environ, "RNNLAB_TEST_KILL_AT_STEP": "17"}
-    killed = subprocess.run([*args, "--out", str(tmp_path / "k")], env=env,
-                            capture_output=True, text=True)
-    assert killed.returncode == -9, killed.stderr
+    args = ["train", *SMALL, "--steps", "30", "--checkpoint-every", "10"]
+    killed = subprocess.run([sys.executable, str(FAULTS), "--kill-at-step", "17", *args,
+                             "--out", str(tmp_path / "k")], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert latest_checkpoint(tmp_path / "k").name == "step-00000010"
-    for extra in (["--resume"], []):
-        out = tmp_path / ("k" if extra else "u")
-        done = subprocess.run([*args, "--out", str(out), *extra], capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-    for name in ("model.safetensors",):
-        _assert_same(_weights(tmp_path / "k" / name), _weights(tmp_path / "u" / name))
-    _assert_same(_weights(latest_checkpoint(tmp_path / "k") / "model.safetensors"),
-                 _weights(latest_checkpoint(tmp_path / "u") / "model.safetensors"))
+    _cli(*args, "--out", str(tmp_path / "k"), "--resume")
+    _cli(*args, "--out", str(tmp_path / "u"))
+    _assert_same_run(tmp_path / "k", tmp_path / "u")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signalled_run_saves_its_step_and_resumes_to_the_uninterrupted_weights(tmp_path,
+                                                                                signum):
+    # Slow enough steps (an evaluation each) that the signal lands mid-run; no periodic
+    # checkpoint, so the one found afterwards is the interrupt's.
+    args = ["train", *SMALL, "--steps", "400", "--eval-every", "1", "--checkpoint-every", "0",
+            "-o", "val_size=256", "--progress", "lines"]
+    run = subprocess.Popen([sys.executable, "-m", "rnnlab.cli", *args, "--out",
+                            str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    assert run.stdout.readline().startswith("lstm: step 1/400 ")  # training has begun
+    run.send_signal(signum)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 128 + signum, err
+    head, command = err.strip().splitlines()  # two lines, no traceback
+    step = int(re.search(r": step (\d+) is saved in ", head).group(1))
+    assert 1 <= step < 400 and signal.Signals(signum).name in head
+    assert latest_checkpoint(tmp_path / "s").name == f"step-{step:08d}"
+    assert shlex.split(command) == ["rnnlab", *args, "--out", str(tmp_path / "s"), "--resume"]
+    _cli(*shlex.split(command)[1:])
+    _cli(*args, "--out", str(tmp_path / "u"))
+    _assert_same_run(tmp_path / "s", tmp_path / "u")
+
+
+def test_training_leaves_no_signal_handler_or_thread_count_behind(tmp_path):
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    torch.set_num_threads(2)
+    train(run_dir=tmp_path / "r", **{**TINY, "steps": 2})  # adding: trains on one thread
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
+    assert torch.get_num_threads() == 2
 
 
 def test_a_half_written_checkpoint_is_ignored_and_cleaned(tmp_path):
@@ -180,10 +228,11 @@ def test_learning_rate_schedules():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [("steps", 0, "steps must be an integer >= 1, got 0"),
-     ("lr", -1.0, "lr must be a number > 0.0"),
+     ("lr", -1.0, "lr must be > 0, got -1.0"),
      ("cell", "tcn", "unknown cell 'tcn'"),
      ("schedule", "step", "unknown schedule 'step'"),
-     ("dropout", 1.5, "dropout must be a number >= 0.0"),
+     ("dropout", 1.0, "dropout must be < 1, got 1.0"),
+     ("dropout", -0.5, "dropout must be >= 0, got -0.5"),
      ("batch_size", 2.5, "batch_size must be an integer")],
 )
 def test_bad_training_options_name_the_field(field, value, message):

@@ -17,15 +17,16 @@ from pathlib import Path
 from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write_json
 from rnnlab._version import __version__
 from rnnlab.runs import check_compare_resume, holds_run, read_compare_config
-from rnnlab.tasks import CELLS, TASKS, Adding, Task, get_task, match_hidden
+from rnnlab.tasks import CELLS, Task, get_task, match_hidden
 from rnnlab.training import TrainConfig, TrainResult, train
 from rnnlab.training.distributed import world
+from rnnlab.training.threads import thread_policy
 
 # The built-in default: the adding problem at T = 60, where a plain RNN stays at chance
 # while LSTM and GRU solve it. Measured on 2 CPU cores (seeds 0-3): LSTM (forget bias 1)
 # reaches 10 % of chance in 1000-1300 steps, GRU in 400-500, the RNN stays at ~1.05 × chance;
 # 2500 steps take about 2 minutes for the three cells.
-DEFAULT_TRAIN = TrainConfig(task="adding", task_options={"length": 60}, **Adding.train_defaults)
+DEFAULT_TRAIN = TrainConfig.for_task("adding", task_options={"length": 60})
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,8 @@ class CompareConfig:
         unknown = sorted(set(options) - train_fields)
         if unknown:
             raise InputError(f"compare has no option {unknown[0]!r} (cells are chosen by 'cells')")
-        task = options.get("task", "adding")
-        if task not in TASKS:
-            raise InputError(f"unknown task {task!r}; expected one of {', '.join(sorted(TASKS))}")
-        base = DEFAULT_TRAIN if task == "adding" else TrainConfig(
-            task=task, **TASKS[task].train_defaults
-        )
+        task = options.pop("task", "adding")
+        base = DEFAULT_TRAIN if task == "adding" else TrainConfig.for_task(task)
         return cls(train=base.replace(**options), **own)
 
     @classmethod
@@ -129,11 +126,12 @@ class CompareResult:
         return format_table(self.metrics)
 
 
-def _mean_spread(values: list[float]) -> tuple[float, float]:
+def _mean_spread(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard deviation over seeds (None for one seed: no spread to show)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return float("nan"), float("nan")
-    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else 0.0)
+    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else None)
 
 
 def aggregate(task: Task, config: CompareConfig, runs: dict[str, list[TrainResult]]) -> dict:
@@ -161,8 +159,10 @@ def aggregate(task: Task, config: CompareConfig, runs: dict[str, list[TrainResul
         "task": task.name,
         "task_options": task.options_dict(),
         "metric": task.metric,
+        "metric_help": task.metric_help,
         "higher_is_better": task.higher_is_better,
         "chance": task.chance,
+        "baseline": task.baseline,
         "target": task.target,
         "config": config.to_dict(),
         "cells": cells,
@@ -172,7 +172,9 @@ def aggregate(task: Task, config: CompareConfig, runs: dict[str, list[TrainResul
 def format_table(metrics: dict) -> str:
     """The results table as plain text (the CLI prints it; the HTML has its own)."""
     m = metrics["metric"]
-    head = ["cell", "hidden", "params", f"best {m}", "x chance", "s/step", "seq/s", "to target"]
+    baseline = metrics.get("baseline", "chance")
+    ratio_head = "x chance" if baseline == "chance" else "x baseline"
+    head = ["cell", "hidden", "params", f"best {m}", ratio_head, "s/step", "seq/s", "to target"]
     rows = []
     for c in metrics["cells"]:
         best = f"{c['best']:.4g}"
@@ -191,7 +193,7 @@ def format_table(metrics: dict) -> str:
     lines = [
         "  ".join(s.ljust(w) for s, w in zip(row, widths, strict=True)) for row in [head, *rows]
     ]
-    title = f"task {metrics['task']}: {m} (chance {metrics['chance']:.4g}"
+    title = f"task {metrics['task']}: {m} ({baseline} {metrics['chance']:.4g}"
     if metrics.get("target") is not None:
         title += f", target {metrics['target']:.4g}"
     return "\n".join([title + ")", *lines])
@@ -221,6 +223,7 @@ def compare(
     resume: bool = False,
     progress: str = "auto",
     report: bool = True,
+    threads: int | None = None,
     **options,
 ) -> CompareResult:
     """Train every cell (× seeds) under the same conditions and write the report.
@@ -228,11 +231,18 @@ def compare(
     With no arguments this is the built-in default (the adding problem). Pass a
     :class:`CompareConfig`, or its fields and TrainConfig's as keywords
     (``compare(task="copy", cells=("lstm", "gru"), steps=500, seeds=3)``). Returns a
-    :class:`CompareResult` whose ``metrics`` is what ``metrics.json`` holds.
+    :class:`CompareResult` whose ``metrics`` is what ``metrics.json`` holds. ``threads``:
+    CPU threads (default: the task's, as on the command line; restored on return).
     """
     if config is not None and options:
         raise InputError("give either a CompareConfig or keyword options, not both")
     config = config or CompareConfig.from_options(**options)
+    with thread_policy(config.train.task, threads):
+        return _compare(config, run_dir, force, resume, progress, report, threads)
+
+
+def _compare(config: CompareConfig, run_dir, force, resume, progress, report,
+             threads) -> CompareResult:
     if run_dir is None:
         run_dir = Path("runs") / f"compare-{config.train.task}"
     run_dir = Path(run_dir)
@@ -263,7 +273,7 @@ def compare(
     for folder, cfg in plan.items():
         label = cfg.cell if config.seeds == 1 else f"{cfg.cell} seed {cfg.seed}"
         result = train(cfg, run_dir / folder.name, resume=resume, progress=progress,
-                       label=label, task_instance=task)
+                       label=label, task_instance=task, threads=threads)
         runs.setdefault(cfg.cell, []).append(result)
     metrics = aggregate(task, config, runs)
     result = CompareResult(config, run_dir, task, runs, metrics)

@@ -1,13 +1,16 @@
 """The ``rnnlab`` command: thin click wrappers over the library functions.
 
 Bad input (anything raising :class:`rnnlab._io.InputError`) prints one line and exits
-with status 2 — never a traceback. Damage that a command worked around (a
-:class:`rnnlab._io.RunWarning`) prints one ``Warning:`` line, once per command.
+with status 2 — never a traceback. Warnings print as one ``Warning:`` line each, once
+per command (damage a command worked around is a :class:`rnnlab._io.RunWarning`). An
+interrupt prints one line and exits 130 (SIGINT) or 143 (SIGTERM); during training it
+first saves a checkpoint and prints the command that continues the run.
 """
 
 from __future__ import annotations
 
 import importlib
+import signal
 import warnings
 from contextlib import contextmanager
 
@@ -15,21 +18,34 @@ import click
 
 from rnnlab._io import InputError, RunWarning
 from rnnlab._version import __version__
+from rnnlab.cli._resume import resume_command
+from rnnlab.training.interrupt import TrainingInterrupted
+
+
+def _interrupted(ctx: click.Context, err: TrainingInterrupted) -> None:
+    """Say where the run stopped and the exact command that continues it."""
+    run_dir = ctx.meta.get("rnnlab.run_dir", err.run_dir)
+    name = signal.Signals(err.signum).name
+    if err.step is not None:
+        head = f"Interrupted by {name}: step {err.step} is saved in {run_dir}."
+    else:
+        head = f"Interrupted by {name} twice: {run_dir} continues from its last checkpoint."
+    click.echo(f"{head} Continue with:", err=True)
+    click.echo("  " + resume_command("rnnlab", ctx.meta.get("rnnlab.argv", []), run_dir),
+               err=True)
+    ctx.exit(err.exit_code)
 
 
 @contextmanager
-def _run_warnings_as_lines():
-    """Within one command: each RunWarning as one ``Warning:`` line on stderr (no source
-    line), each message once; other warnings as usual. Restored afterwards."""
+def _warnings_as_lines():
+    """Within one command: each warning as one ``Warning:`` line on stderr (no source
+    line), each message once; RunWarnings always shown. Restored afterwards."""
     seen: set[str] = set()
     with warnings.catch_warnings():
-        shown = warnings.showwarning
         warnings.simplefilter("always", RunWarning)
 
         def show(message, category, filename, lineno, file=None, line=None):
-            if not issubclass(category, RunWarning):
-                shown(message, category, filename, lineno, file, line)
-            elif str(message) not in seen:
+            if str(message) not in seen:
                 seen.add(str(message))
                 click.echo(f"Warning: {message}", err=True)
 
@@ -38,10 +54,19 @@ def _run_warnings_as_lines():
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx, args):
+        ctx.meta["rnnlab.argv"] = list(args)  # for the resume hint after an interrupt
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
-            with _run_warnings_as_lines():
+            with _warnings_as_lines():
                 return super().invoke(ctx)
+        except TrainingInterrupted as err:
+            _interrupted(ctx, err)
+        except KeyboardInterrupt:  # outside a training loop (start-up, report): nothing to save
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
         except InputError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
@@ -58,7 +83,7 @@ def main() -> None:
 
 
 # One module per subcommand, each defining ``command``; a new subcommand adds its name here.
-_COMMANDS = ("compare", "train", "generate", "predict", "inspect", "export")
+_COMMANDS = ("compare", "train", "tasks", "generate", "predict", "inspect", "export")
 
 
 def _register() -> None:

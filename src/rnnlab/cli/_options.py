@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import click
-import torch
 
 from rnnlab._io import RUN_MARKER, InputError
 from rnnlab.runs import holds_run
@@ -21,12 +20,14 @@ RESUME_MODES = ("yes", "auto", "no")
 # name -> (click decls, kwargs); every option defaults to None = "the task's default".
 _TRAIN_OPTIONS = [
     ("task", ["--task"], dict(type=click.Choice(sorted(TASKS)),
-                              help="Task to train on (default: adding).")),
+                              help="Task to train on (default: adding); 'rnnlab tasks' "
+                                   "describes each.")),
     ("data", ["--data"], dict(type=click.Path(path_type=Path),
                               help="Your data file: text for charlm, CSV for forecast, "
                                    "CSV or NPZ for classify.")),
     ("option", ["-o", "--option"], dict(multiple=True, metavar="KEY=VALUE",
-                                        help="A task option, e.g. -o length=100 (repeatable).")),
+                                        help="A task option, e.g. -o length=100 (repeatable); "
+                                             "'rnnlab tasks' lists each task's options.")),
     ("layers", ["--layers"], dict(type=int, help="Stacked recurrent layers (default 1).")),
     ("dropout", ["--dropout"], dict(type=float, help="Dropout between stacked layers.")),
     ("bidirectional", ["--bidirectional/--unidirectional"],
@@ -49,8 +50,9 @@ _TRAIN_OPTIONS = [
     ("checkpoint_every", ["--checkpoint-every"], dict(type=int,
                                                       help="Steps between checkpoints (0: end).")),
     ("seed", ["--seed"], dict(type=int, help="Random seed (default 0).")),
-    ("threads", ["--threads"], dict(type=int, help="CPU threads for torch (default: 1 for "
-                                                   "small models, torch's choice for charlm).")),
+    ("threads", ["--threads"], dict(type=click.IntRange(min=1),
+                                    help="CPU threads for torch (default: 1 for tasks whose "
+                                         "default width is under 128, else torch's choice).")),
     ("out", ["--out"], dict(type=click.Path(file_okay=False, path_type=Path),
                             help="Run folder (default: runs/<name>).")),
     ("name", ["--name"], dict(help="Run name: the folder under ./runs.")),
@@ -128,22 +130,12 @@ def build_train_config(base: TrainConfig | None, kw: dict, **extra) -> TrainConf
     task = kw.get("task") or (base.task if base is not None else "adding")
     opts = task_options(task, kw.get("option") or (), kw.get("data"))
     if base is None or kw.get("task") not in (None, base.task):
-        base = TrainConfig(task=task, **TASKS[task].train_defaults)
+        base = TrainConfig.for_task(task)
     if opts:
         base = base.replace(task_options={**base.task_options, **opts})
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"task", "task_options"}
     given = {k: v for k, v in kw.items() if k in names and v is not None}
     return base.replace(**given, **extra)
-
-
-def set_threads(kw: dict, task: str) -> None:
-    threads = kw.get("threads")
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-    elif TASKS[task].default_hidden < 128:
-        torch.set_num_threads(1)  # tiny recurrences run faster on one thread
 
 
 def resolve_resume(kw: dict) -> None:

@@ -13,7 +13,6 @@ from rnnlab.cli._options import (
     resolve_resume,
     run_dir,
     saved_folder,
-    set_threads,
     train_options,
 )
 from rnnlab.compare import CompareConfig, compare
@@ -43,6 +42,10 @@ def command(cells, seeds, hidden, params, **kw):
 
     With no options: the adding problem, where a plain RNN stays at chance and LSTM and
     GRU solve it.
+
+    \b
+    Every task, its data format, options (-o KEY=VALUE) and defaults: rnnlab tasks
+    Ctrl-C (or SIGTERM) saves the step in progress and prints the command that resumes.
     """
     resolve_resume(kw)
     saved = saved_folder(kw)
@@ -53,12 +56,12 @@ def command(cells, seeds, hidden, params, **kw):
         base, train=build_train_config(base.train, kw),
         **{k: v for k, v in given.items() if v is not None},
     )
-    set_threads(kw, config.train.task)
     folder = run_dir(kw, f"compare-{config.train.task}")
     check_resume(kw, folder)
+    click.get_current_context().meta["rnnlab.run_dir"] = folder  # for an interrupt's hint
     ranks = world()
     result = compare(config, folder, force=kw["force"], resume=kw["resume"],
-                     progress=kw["progress"])
+                     progress=kw["progress"], threads=kw["threads"])
     if ranks.main:
         click.echo(result.table())
         click.echo(f"run folder: {result.run_dir}")

@@ -10,7 +10,6 @@ from rnnlab.cli._options import (
     resolve_resume,
     run_dir,
     saved_folder,
-    set_threads,
     train_options,
 )
 from rnnlab.report import build_report
@@ -18,6 +17,7 @@ from rnnlab.runs import resume_config
 from rnnlab.tasks import CELLS
 from rnnlab.training import train
 from rnnlab.training.distributed import world
+from rnnlab.training.threads import thread_policy
 
 
 @click.command("train")
@@ -27,7 +27,12 @@ from rnnlab.training.distributed import world
               help="Draw the plots and report.html after training.")
 @train_options
 def command(cell, hidden, report, **kw):
-    """Train one recurrent network on a task and write a run folder with a report."""
+    """Train one recurrent network on a task and write a run folder with a report.
+
+    \b
+    Every task, its data format, options (-o KEY=VALUE) and defaults: rnnlab tasks
+    Ctrl-C (or SIGTERM) saves the step in progress and prints the command that resumes.
+    """
     given = {k: v for k, v in (("cell", cell), ("hidden", hidden)) if v is not None}
     resolve_resume(kw)
     saved = saved_folder(kw)
@@ -35,19 +40,20 @@ def command(cell, hidden, report, **kw):
         config = build_train_config(resume_config(saved, None), kw, **given)
     else:
         config = build_train_config(None, kw, **given)
-    set_threads(kw, config.task)
     folder = run_dir(kw, f"{config.task}-{config.cell}")
     check_resume(kw, folder)
+    click.get_current_context().meta["rnnlab.run_dir"] = folder  # for an interrupt's hint
     result = train(config, folder, force=kw["force"], resume=kw["resume"],
-                   progress=kw["progress"])
+                   progress=kw["progress"], threads=kw["threads"])
     ranks = world()
     if ranks.main:  # under torchrun: rank 0 reports
         if report:
-            build_report(result.run_dir)
+            with thread_policy(config.task, kw["threads"]):
+                build_report(result.run_dir)
         click.echo(
             f"{config.cell}: best validation {result.metric} {result.best:.4g} at step "
-            f"{result.best_step} (chance {result.chance:.4g}); {result.steps} steps in "
-            f"{result.seconds:.1f}s; {result.stopped}"
+            f"{result.best_step} ({result.task.baseline} {result.chance:.4g}); "
+            f"{result.steps} steps in {result.seconds:.1f}s; {result.stopped}"
         )
         click.echo(f"run folder: {result.run_dir}")
         if report:

@@ -14,7 +14,7 @@ import torch
 
 from rnnlab._io import read_json, write_bytes_atomic, write_json
 from rnnlab.report.html import render
-from rnnlab.report.plots import save_curves, save_forecast
+from rnnlab.report.plots import save_curves, save_forecast, save_gates
 
 
 def as_comparison(metrics: dict) -> dict:
@@ -24,7 +24,7 @@ def as_comparison(metrics: dict) -> dict:
     run = {k: v for k, v in metrics.items() if k not in ("task", "metric", "chance")}
     cell = {
         "cell": metrics["cell"], "hidden": metrics["hidden"], "params": metrics["params"],
-        "best": metrics["best"], "best_spread": 0.0, "best_per_seed": [metrics["best"]],
+        "best": metrics["best"], "best_spread": None, "best_per_seed": [metrics["best"]],
         "ratio_to_chance": (metrics["best"] / metrics["chance"]
                             if metrics["chance"] and metrics["best"] is not None else None),
         "seconds": metrics["seconds"], "seconds_per_step": metrics["seconds_per_step"],
@@ -39,8 +39,7 @@ def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
     from rnnlab.inspect import cell_runs, inspect_run, load_run
 
     run_dir = Path(run_dir)
-    if probe:
-        inspect_run(run_dir)
+    probes = inspect_run(run_dir) if probe else {}
     metrics = read_json(run_dir / "metrics.json")
     view = as_comparison(metrics)
     save_curves(run_dir / "curves.png", view)
@@ -54,6 +53,9 @@ def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
             continue
         seen.add(cell)
         extras[cell] = task.extras(model, torch.Generator().manual_seed(0))
+        marks = task.probe_marks()
+        if marks and folder.name in probes:  # redrawn with the task's marked steps
+            save_gates(run_dir / f"gates_{cell}.png", cell, probes[folder.name].gates, marks)
     if any(extras.values()):
         metrics["extras"] = extras
         write_json(run_dir / "metrics.json", metrics)
@@ -64,6 +66,8 @@ def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
         images.append(("forecast.png", "Forecast vs truth"))
     for cell in ("rnn", "lstm", "gru"):
         images.append((f"gates_{cell}.png", f"{cell.upper()} gates on a sample sequence"))
+    if "config" not in view and (run_dir / "config.json").is_file():  # a single run
+        view = {**view, "config": read_json(run_dir / "config.json")}
     page = run_dir / "report.html"
     write_bytes_atomic(page, render(run_dir, view, images).encode())
     return page

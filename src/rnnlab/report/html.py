@@ -34,8 +34,9 @@ def _fmt(v, digits: int = 4) -> str:
 
 def _table(metrics: dict) -> str:
     m = metrics["metric"]
-    head = ["cell", "hidden", "params", f"best {m}", "spread", "× chance", "seconds",
-            "ms/step", "sequences/s", "steps to target"]
+    baseline = metrics.get("baseline", "chance")
+    head = ["cell", "hidden", "params", f"best {m}", "spread over seeds", f"× {baseline}",
+            "seconds", "ms/step", "sequences/s", "steps to target"]
     rows = []
     for c in metrics["cells"]:
         rows.append([
@@ -50,6 +51,15 @@ def _table(metrics: dict) -> str:
     return "\n".join(out)
 
 
+def _shown_config(config: dict) -> dict:
+    """A comparison's shared training settings carry a placeholder cell: show the cells."""
+    if "cells" in config and isinstance(config.get("train"), dict):
+        train = {k: v for k, v in config["train"].items() if k != "cell"}
+        return {"cells": config["cells"], **{k: v for k, v in config.items() if k != "cells"},
+                "train": train}
+    return config
+
+
 def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
     """The page: summary, table, figures (``images``: (file name, heading)), extras, config."""
     title = f"rnnlab — {metrics['task']}"
@@ -58,8 +68,9 @@ def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Validation metric <b>{html.escape(metrics['metric'])}</b> "
-        f"({'higher' if metrics.get('higher_is_better') else 'lower'} is better); "
-        f"chance level {_fmt(metrics['chance'])}"
+        + (f"({html.escape(metrics['metric_help'])}; " if metrics.get("metric_help") else "(")
+        + f"{'higher' if metrics.get('higher_is_better') else 'lower'} is better); "
+        f"{html.escape(metrics.get('baseline', 'chance'))} level {_fmt(metrics['chance'])}"
         + (f", target {_fmt(metrics['target'])}" if metrics.get("target") is not None else "")
         + ". Every cell had the same data, seeds, optimiser and budget.</p>",
         "<h2>Results</h2>", _table(metrics),
@@ -75,7 +86,7 @@ def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
                           f"<pre>{html.escape(text)}</pre>"]
     parts += [
         "<h2>Configuration</h2>",
-        f"<pre>{html.escape(json.dumps(metrics.get('config', {}), indent=2))}</pre>",
+        f"<pre>{html.escape(json.dumps(_shown_config(metrics.get('config', {})), indent=2))}</pre>",
         "</body></html>",
     ]
     return "\n".join(parts)

@@ -39,7 +39,8 @@ def save_curves(path: Path, metrics: dict) -> None:
             ax_steps.plot(steps, vals, color=color, label=label, alpha=0.9 if k == 0 else 0.5)
             ax_time.plot(secs, vals, color=color, label=label, alpha=0.9 if k == 0 else 0.5)
     for ax, xlabel in ((ax_steps, "training step"), (ax_time, "wall time (s)")):
-        ax.axhline(metrics["chance"], color="gray", linestyle="--", label="chance")
+        ax.axhline(metrics["chance"], color="gray", linestyle="--",
+                   label=metrics.get("baseline", "chance"))
         if metrics.get("target") is not None:
             ax.axhline(metrics["target"], color="gray", linestyle=":", label="target")
         ax.set_xlabel(xlabel)
@@ -54,7 +55,7 @@ def save_curves(path: Path, metrics: dict) -> None:
 
 def save_gradients(path: Path, gradients: dict[str, dict[str, list[float]]]) -> None:
     """‖∂L/∂h_t‖ over t per cell on a log scale: at initialisation and after training."""
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, when in zip(axes, ("init", "trained"), strict=True):
         for cell, g in gradients.items():
@@ -65,16 +66,22 @@ def save_gradients(path: Path, gradients: dict[str, dict[str, list[float]]]) -> 
         ax.set_xlabel("time step t")
         ax.set_title("at initialisation" if when == "init" else "after training")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean ‖∂L/∂h_t‖")
-    axes[0].legend()
-    fig.suptitle("Gradient reaching each step (vanishing gradients show as a fall to the left)")
+    axes[0].set_ylabel("mean ‖∂L/∂h_t‖ over the probe batch (log scale)")
+    axes[0].legend(title="cell")
+    fig.suptitle("Gradient of the loss reaching each step's hidden state h_t "
+                 "(vanishing gradients fall towards t = 0)")
     _save(fig, path)
 
 
-def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]]) -> None:
-    """Heatmaps (hidden unit × time) of a cell's gates on one probe sequence."""
+def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]],
+               marks: list[tuple[int, str]] = ()) -> None:
+    """Heatmaps (hidden unit × time) of a cell's gates on one probe sequence.
+
+    ``marks``: (step, label) pairs the task singles out in that sequence (the adding
+    problem's marked steps), drawn as dashed lines on every panel and labelled on top.
+    """
     names = [n for n in GATE_ORDER.get(cell, sorted(gates)) if n in gates]
-    fig = Figure(figsize=(11, 2.2 * len(names) + 0.6))
+    fig = Figure(figsize=(11, 2.2 * len(names) + 1.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
     for ax, name in zip(axes, names, strict=True):
         values = np.asarray(gates[name], dtype=float).T  # (H, T)
@@ -82,14 +89,23 @@ def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]]) -> No
             bound = float(np.abs(values).max()) or 1.0
             im = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound,
                            interpolation="nearest")
+            label = "value"
         else:
             im = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=1,
                            interpolation="nearest")
-        ax.set_ylabel("unit")
-        ax.set_title(GATE_TITLES.get(name, name), fontsize=10)
-        fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+            label = "activation (0 = closed, 1 = open)"
+        ax.set_ylabel("hidden unit")
+        ax.set_title(GATE_TITLES.get(name, name), fontsize=10, loc="left")
+        fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01).set_label(label, fontsize=8)
+        for step, _ in marks:
+            ax.axvline(step, color="black", linestyle="--", linewidth=1.2)
+    for step, text in marks:
+        axes[0].annotate(text, (step, 1.0), xycoords=("data", "axes fraction"),
+                         xytext=(0, 3), textcoords="offset points", ha="center",
+                         va="bottom", fontsize=9)
     axes[-1].set_xlabel("time step t")
-    fig.suptitle(f"{cell.upper()} gate activations on one validation sequence")
+    fig.suptitle(f"{cell.upper()} gates and states over time on one validation sequence "
+                 "(each row one hidden unit)")
     _save(fig, path)
 
 
@@ -97,19 +113,20 @@ def save_forecast(path: Path, views: dict[str, dict]) -> None:
     """Forecast vs truth on the validation split, one panel per forecast column."""
     first = next(iter(views.values()))
     columns = first["columns"]
-    fig = Figure(figsize=(11, 3 * len(columns)))
+    fig = Figure(figsize=(11, 3 * len(columns)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(columns), 1, sharex=True))
     for j, (ax, name) in enumerate(zip(axes, columns, strict=True)):
         truth = np.asarray(first["truth"], dtype=float)[:, j]
         ax.plot(np.arange(len(truth)), truth, color="black", label="truth")
         naive = np.asarray(first["naive"], dtype=float)[:, j]
-        ax.plot(np.arange(len(naive)), naive, color="gray", linestyle=":", label="last value")
+        ax.plot(np.arange(len(naive)), naive, color="gray", linestyle=":",
+                label="naive (last value)")
         for cell, view in views.items():
             pred = np.asarray(view["forecast"], dtype=float)[:, j]
             ax.plot(np.arange(len(pred)), pred, color=COLORS.get(cell), label=cell)
-        ax.set_ylabel(name)
+        ax.set_ylabel(f"{name} (data units)")
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[-1].set_xlabel(f"validation step (forecast {first['horizon']} steps ahead)")
-    fig.suptitle("Forecast vs truth")
+    fig.suptitle("Forecast vs truth on the validation rows, in the data's own units")
     _save(fig, path)

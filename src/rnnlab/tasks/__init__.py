@@ -16,11 +16,16 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def get_task(name: str, options: dict | None = None) -> Task:
-    """Build the task called ``name`` from its options (a dict of its ``Options`` fields)."""
+def get_task_class(name: str) -> type[Task]:
+    """The task class called ``name``."""
     if name not in TASKS:
         raise InputError(f"unknown task {name!r}; expected one of {', '.join(sorted(TASKS))}")
-    return TASKS[name].from_dict(options)
+    return TASKS[name]
+
+
+def get_task(name: str, options: dict | None = None) -> Task:
+    """Build the task called ``name`` from its options (a dict of its ``Options`` fields)."""
+    return get_task_class(name).from_dict(options)
 
 
 __all__ = [
@@ -40,5 +45,6 @@ __all__ = [
     "SequenceModel",
     "Task",
     "get_task",
+    "get_task_class",
     "match_hidden",
 ]

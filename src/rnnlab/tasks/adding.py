@@ -14,15 +14,15 @@ from typing import ClassVar
 
 import torch
 
-from rnnlab.tasks.base import Batch, Task, positive
+from rnnlab.tasks.base import Batch, Task, option, positive
 from rnnlab.tasks.model import ModelConfig
 
 
 @dataclass(frozen=True)
 class AddingOptions:
-    length: int = 60  # T, time steps per sequence
-    val_size: int = 1000  # fixed validation sequences
-    val_seed: int = 12345
+    length: int = option(60, "T, time steps per sequence")
+    val_size: int = option(1000, "fixed validation sequences")
+    val_seed: int = option(12345, "seed of the validation sequences")
 
     def __post_init__(self):
         positive("adding length", self.length, minimum=2)
@@ -82,3 +82,8 @@ class Adding(Task):
 
     def probe(self) -> Batch:
         return {"x": self.val_x[:8], "y": self.val_y[:8]}
+
+    def probe_marks(self) -> list[tuple[int, str]]:
+        x = self.probe()["x"][0]  # (T, 2): value, marker
+        steps = torch.nonzero(x[:, 1]).flatten().tolist()
+        return [(t, f"marked: {float(x[t, 0]):.2f}") for t in steps]

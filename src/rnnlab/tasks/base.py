@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, fields
+from dataclasses import asdict, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -26,6 +26,8 @@ class Task(ABC):
     name: ClassVar[str]
     metric: ClassVar[str]  # the validation metric the loop tracks (e.g. "mse", "bpc")
     higher_is_better: ClassVar[bool] = False
+    baseline: ClassVar[str] = "chance"  # what the ``chance`` level is called in reports
+    metric_help: ClassVar[str] = ""  # how to read the metric, where its name does not say
     stream: ClassVar[bool] = False  # True: one long stream, truncated BPTT, carried state
     Options: ClassVar[type]
     default_hidden: ClassVar[int] = 64
@@ -62,7 +64,7 @@ class Task(ABC):
     @property
     @abstractmethod
     def chance(self) -> float:
-        """The metric of the best input-blind predictor (the line a model must beat)."""
+        """The metric of the baseline (``baseline`` names it): the line a model must beat."""
 
     @property
     def target(self) -> float | None:
@@ -100,9 +102,18 @@ class Task(ABC):
         """JSON-able facts a saved run needs later (vocabulary, normalisation, ...)."""
         return {}
 
+    def probe_marks(self) -> list[tuple[int, str]]:
+        """(step, label) of the steps that matter in the first probe sequence, for plots."""
+        return []
+
     def extras(self, model, generator: torch.Generator) -> dict:
         """Task-specific report views (generated text, forecasts); JSON-able."""
         return {}
+
+
+def option(default, help: str):
+    """A field of a task's ``Options``: its default and what it means (``rnnlab tasks``)."""
+    return field(default=default, metadata={"help": help})
 
 
 def positive(name: str, value, *, minimum: int = 1) -> None:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnlab._io import InputError, read_text
-from rnnlab.tasks.base import Batch, Task, fraction, optional_text, positive
+from rnnlab.tasks.base import Batch, Task, fraction, option, optional_text, positive
 from rnnlab.tasks.model import ModelConfig
 
 DEFAULT_CORPUS_CHARS = 1_000_000
@@ -47,12 +47,13 @@ def stdlib_corpus(max_chars: int = DEFAULT_CORPUS_CHARS) -> str:
 
 @dataclass(frozen=True)
 class CharLMOptions:
-    path: str | None = None  # text file; None: the standard-library corpus
-    max_chars: int | None = None  # cap on the text used (default corpus: 1 000 000)
-    val_fraction: float = 0.05  # the held-out tail
-    embed_dim: int = 64
-    eval_columns: int = 32  # held-out text is scored in this many contiguous columns
-    probe_length: int = 120
+    path: str | None = option(
+        None, "text file (UTF-8); none: the Python standard library's sources")
+    max_chars: int | None = option(None, "cap on the characters used (default corpus: 1 000 000)")
+    val_fraction: float = option(0.05, "the held-out tail of the text")
+    embed_dim: int = option(64, "width of the character embedding")
+    eval_columns: int = option(32, "held-out text is scored in this many contiguous columns")
+    probe_length: int = option(120, "characters of the probe sequences (gate and gradient plots)")
 
     def __post_init__(self):
         optional_text("charlm path", self.path)

@@ -31,6 +31,7 @@ from rnnlab.tasks.base import (
     Batch,
     Task,
     fraction,
+    option,
     optional_text,
     positive,
     text_list,
@@ -40,14 +41,16 @@ from rnnlab.tasks.model import ModelConfig
 
 @dataclass(frozen=True)
 class ClassifyOptions:
-    path: str | None = None  # CSV or NPZ; None: generated sine/square/sawtooth waves
-    label: str = "label"  # label column (CSV)
-    id: str | None = None  # id column: long CSV, one row per time step
-    columns: tuple = ()  # feature columns (default: all but label and id)
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    samples: int = 600  # generated data: sequences
-    length: int = 60  # generated data: steps per sequence
+    path: str | None = option(None, "CSV or NPZ file; none: generated sine/square/sawtooth waves")
+    label: str = option("label", "label column (CSV)")
+    id: str | None = option(
+        None, "id column: a long CSV, one row per time step (none: a wide CSV, one row "
+              "per sequence)")
+    columns: tuple = option((), "feature columns, comma-separated (default: all but label and id)")
+    val_fraction: float = option(0.2, "sequences held out for validation (a seeded random split)")
+    split_seed: int = option(0, "seed of the train/validation split")
+    samples: int = option(600, "generated data: sequences")
+    length: int = option(60, "generated data: steps per sequence")
 
     def __post_init__(self):
         optional_text("classify path", self.path)

@@ -17,18 +17,18 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from rnnlab.tasks.base import Batch, Task, positive
+from rnnlab.tasks.base import Batch, Task, option, positive
 from rnnlab.tasks.model import ModelConfig
 
 
 @dataclass(frozen=True)
 class CopyOptions:
-    delay: int = 50  # blanks between the last symbol and the recall
-    symbols: int = 8  # alphabet size K
-    seq_len: int = 10  # symbols to remember S
-    embed_dim: int = 16
-    val_size: int = 500
-    val_seed: int = 12345
+    delay: int = option(50, "blanks between the last symbol and the recall")
+    symbols: int = option(8, "alphabet size K")
+    seq_len: int = option(10, "symbols to remember, S")
+    embed_dim: int = option(16, "width of the token embedding")
+    val_size: int = option(500, "fixed validation sequences")
+    val_seed: int = option(12345, "seed of the validation sequences")
 
     def __post_init__(self):
         positive("copy delay", self.delay)
@@ -97,3 +97,7 @@ class Copy(Task):
 
     def probe(self) -> Batch:
         return {"x": self.val_x[:8], "y": self.val_y[:8]}
+
+    def probe_marks(self) -> list[tuple[int, str]]:
+        o = self.options
+        return [(0, "symbols"), (o.seq_len + o.delay - 1, "recall cue")]

@@ -3,8 +3,16 @@
 Rows are split chronologically: the first ``1 − val_fraction`` train, the rest
 validate. Each column is normalised with the mean and standard deviation of the
 training rows only. A sample is ``window`` consecutive rows in and the next
-``horizon`` rows out. Metric: RMSE on the normalised scale (so columns of different
-units weigh alike); chance: the naive forecast that repeats the last seen value.
+``horizon`` rows out.
+
+Metric: RMSE of the normalised values, i.e. in units of each column's standard
+deviation over the training rows (so columns of different units weigh alike; 1.0 is an
+error of one standard deviation). Baseline: the naive forecast that repeats the last
+value seen, scored the same way.
+
+Data (``--data FILE``): a CSV with a header row and one row per time step, oldest
+first; every numeric column is forecast unless ``-o columns=a,b`` names some. Example:
+``docs/examples/forecast.csv``.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from rnnlab.tasks.base import (
     Batch,
     Task,
     fraction,
+    option,
     optional_text,
     positive,
     text_list,
@@ -43,13 +52,14 @@ def mackey_glass(n: int, tau: int = 17, beta: float = 0.2, gamma: float = 0.1,
 
 @dataclass(frozen=True)
 class ForecastOptions:
-    path: str | None = None  # CSV with a header; None: a generated Mackey-Glass series
-    columns: tuple = ()  # columns to forecast (default: every numeric column)
-    window: int = 48  # rows the model sees
-    horizon: int = 12  # rows it predicts
-    val_fraction: float = 0.2
-    series_length: int = 3000  # of the generated series
-    max_val_windows: int = 2000
+    path: str | None = option(None, "CSV with a header row; none: a generated Mackey-Glass series")
+    columns: tuple = option(
+        (), "columns to forecast, comma-separated (default: every numeric column)")
+    window: int = option(48, "rows the model sees")
+    horizon: int = option(12, "rows it predicts")
+    val_fraction: float = option(0.2, "the last rows, held out for validation")
+    series_length: int = option(3000, "rows of the generated series")
+    max_val_windows: int = option(2000, "validation windows scored at most (evenly spaced)")
 
     def __post_init__(self):
         optional_text("forecast path", self.path)
@@ -90,6 +100,8 @@ def _is_number(text: str) -> bool:
 class Forecast(Task):
     name = "forecast"
     metric = "rmse"
+    baseline = "naive (last value)"
+    metric_help = "RMSE in units of each column's standard deviation over the training rows"
     Options = ForecastOptions
     train_defaults: ClassVar[dict] = {
         "steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 100,

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from rnnlab._io import InputError
+from rnnlab.tasks import TASKS
 from rnnlab.tasks.model import CELLS
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -18,13 +19,16 @@ def _int(name: str, value, minimum: int) -> None:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _num(name: str, value, low: float, high: float = math.inf, *, open_low=False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        bound = f"> {low}" if open_low else f">= {low}"
-        raise InputError(f"{name} must be a number {bound}, got {value!r}")
+def _num(name: str, value, low: float = -math.inf, high: float = math.inf, *,
+         open_low: bool = False, open_high: bool = False) -> None:
+    """A finite number within [low, high] (an open end excludes it); the error names the
+    bound that failed."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if value < low or (open_low and value == low):
+        raise InputError(f"{name} must be {'>' if open_low else '>='} {low:g}, got {value!r}")
+    if value > high or (open_high and value == high):
+        raise InputError(f"{name} must be {'<' if open_high else '<='} {high:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,8 @@ class TrainConfig:
         if self.hidden is not None:
             _int("hidden", self.hidden, 1)
         _int("layers", self.layers, 1)
-        _num("dropout", self.dropout, 0.0, 0.999)
-        _num("forget_bias", self.forget_bias, -math.inf)
+        _num("dropout", self.dropout, 0.0, 1.0, open_high=True)
+        _num("forget_bias", self.forget_bias)
         _int("steps", self.steps, 1)
         if self.seconds is not None:
             _num("seconds", self.seconds, 0.0, open_low=True)
@@ -89,6 +93,17 @@ class TrainConfig:
             _int("patience", self.patience, 1)
         _int("checkpoint_every", self.checkpoint_every, 0)
         _int("seed", self.seed, 0)
+
+    @classmethod
+    def for_task(cls, task: str = "adding", **options) -> TrainConfig:
+        """The task's own training defaults (``Task.train_defaults``), then ``options``.
+
+        The one source of defaults: ``rnnlab train``/``compare`` and :func:`rnnlab.train`
+        and :func:`rnnlab.compare` all start from it.
+        """
+        if task not in TASKS:
+            raise InputError(f"unknown task {task!r}; expected one of {', '.join(sorted(TASKS))}")
+        return cls(task=task, **{**TASKS[task].train_defaults, **options})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,7 +2,8 @@
 
 AdamW, gradient-norm clipping, a learning-rate schedule, truncated BPTT with a carried
 state for stream tasks, evaluation and early stopping on the validation metric,
-checkpoints and exact resume.
+checkpoints and exact resume. SIGINT and SIGTERM stop a run at the end of the step in
+progress with a checkpoint of it (:mod:`rnnlab.training.interrupt`).
 
 Reproducibility: model init draws from ``torch.manual_seed(seed)``; step s draws its
 batch from a generator seeded with ``step_seed(seed, s)`` and re-seeds the global
@@ -23,6 +24,7 @@ import gc
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +39,10 @@ from rnnlab.tasks import SequenceModel, Task, get_task
 from rnnlab.tasks.model import ModelConfig, detach_state
 from rnnlab.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from rnnlab.training.config import TrainConfig
-from rnnlab.training.distributed import World, die_if_asked, world
+from rnnlab.training.distributed import World, world
+from rnnlab.training.interrupt import StopSignals, TrainingInterrupted
 from rnnlab.training.progress import Progress
-
-# Test-only fault hook: the process SIGKILLs itself right after finishing this step
-# (see ``die_if_asked`` for how to aim it at one rank of a torchrun job).
-_KILL_ENV = "RNNLAB_TEST_KILL_AT_STEP"
+from rnnlab.training.threads import thread_policy
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -111,6 +111,12 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig, task: Task) -> SequenceModel:
+    if config.dropout > 0 and config.layers == 1:  # as torch.nn warns
+        warnings.warn(
+            "dropout is applied between stacked layers, so it has no effect with "
+            f"layers=1 (got dropout={config.dropout})",
+            stacklevel=2,
+        )
     hidden = config.hidden if config.hidden is not None else task.default_hidden
     mc = task.model_config(
         config.cell, hidden, num_layers=config.layers, dropout=config.dropout,
@@ -148,6 +154,7 @@ def train(
     progress: str = "auto",
     label: str | None = None,
     task_instance: Task | None = None,
+    threads: int | None = None,
     **options,
 ) -> TrainResult:
     """Train one cell on one task and write everything to ``run_dir``.
@@ -160,9 +167,16 @@ def train(
     rank calls this with the same arguments and rank 0's view of ``run_dir`` decides.
     ``progress`` is "auto" (bar on a terminal, plain lines otherwise), "bar", "lines" or
     "none". ``task_instance`` may pass an already-built task (compare shares one across cells).
+    ``threads``: CPU threads for the call (default: the task's, see
+    :mod:`rnnlab.training.threads`; torch's setting is restored on return).
+
+    Keyword options start from the task's own defaults (:meth:`TrainConfig.for_task`), as
+    on the command line. SIGINT or SIGTERM ends the run after the step in progress with a
+    checkpoint of it and raises :class:`~rnnlab.training.interrupt.TrainingInterrupted`
+    (a ``KeyboardInterrupt``); ``resume=True`` continues it.
     """
     if config is None and (options or not resume or run_dir is None):
-        config = TrainConfig(**options)
+        config = TrainConfig.for_task(**options)
     elif config is not None and options:
         config = config.replace(**options)
     if run_dir is None:
@@ -173,7 +187,15 @@ def train(
     if resuming:
         config = ranks.on_main(lambda: runs.resume_config(run_dir, config))
     elif config is None:
-        config = TrainConfig()
+        config = TrainConfig.for_task()
+    # Several ranks keep the default signal dispositions (see rnnlab.training.interrupt).
+    with thread_policy(config.task, threads), StopSignals(run_dir, enabled=ranks.size == 1) as stop:
+        return _train(config, run_dir, ranks, resume, force, resuming, progress, label,
+                      task_instance, stop)
+
+
+def _train(config, run_dir, ranks, resume, force, resuming, progress, label, task_instance,
+           stop: StopSignals) -> TrainResult:
     task = task_instance or get_task(config.task, config.task_options)
     task.check(config)  # before any folder is made
     ranks.local_batch_size(config.batch_size)  # the global batch must split evenly
@@ -245,10 +267,11 @@ def train(
                 state["seconds"] = time.perf_counter() - started
                 state = ranks.broadcast(state)  # rank 0's verdict: best, early stop, clock
             if (config.checkpoint_every and step % config.checkpoint_every == 0) or last or (
-                state["stopped"]
+                state["stopped"] or stop.signum is not None
             ):
                 _checkpoint(ranks, run_dir, config, model, optimizer, carry, state)
-            die_if_asked(_KILL_ENV, step)
+            if stop.signum is not None:
+                raise TrainingInterrupted(stop.signum, run_dir, step)
     finally:
         bar.close()
         # DDP's reducer holds the process group: free it now, not during interpreter exit
@@ -314,7 +337,8 @@ def _result(config, run_dir, model, task, state, params, *, write=True) -> Train
     )
     if write:
         write_json(run_dir / "metrics.json", {
-            "task": task.name, "metric": task.metric, "chance": task.chance,
+            "task": task.name, "metric": task.metric, "metric_help": task.metric_help,
+            "chance": task.chance, "baseline": task.baseline,
             "target": task.target, "higher_is_better": task.higher_is_better,
             **result.summary(), "history": history,
         })
