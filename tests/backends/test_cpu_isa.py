@@ -200,6 +200,7 @@ def test_a_change_to_the_backend_source_makes_cached_kernels_stale(tmp_path, mon
     spec = importlib.util.spec_from_file_location("some_kernel", source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "some_kernel", module)  # so a cached load can import it
 
     def compiled():
         fn = _jit.kernel()(module.add_one)
