@@ -206,8 +206,8 @@ def main() -> None:
                 runs.append(run)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} "
-                   f"{os.cpu_count()} cores".strip(),
+        "machine": " ".join(filter(None, (platform.machine(), platform.processor(),
+                                          f"{os.cpu_count()} cores"))),
         "torch": torch.__version__, "args": program_args, "corpus": corpus,
         "seeds": args.seeds, "runs": runs, "summary": summarise(runs, args.impls),
     }
