@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from rnnlab import ops
 from rnnlab.nn import _checks
 from rnnlab.nn._empty import empty_outputs
-from rnnlab.nn._tracing import exporting
 from rnnlab.nn.errors import ArgumentError
 
 __all__ = ["GRUCell", "LSTMCell", "RNNCell"]
@@ -97,7 +96,6 @@ class _CellBase(nn.Module):
             sources = [x, *states, *(w for w in weights if w is not None)]
             new = empty_outputs([tuple(s.shape) for s in states], sources)
         else:
-            exporting()  # under torch.export: registers the ONNX translations
             if self.input_size == 0:
                 x = F.pad(x, (0, 1))
                 weights[0] = F.pad(self.weight_ih, (0, 1))

@@ -32,7 +32,6 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from rnnlab import ops
 from rnnlab.nn import _checks
 from rnnlab.nn._empty import empty_outputs
-from rnnlab.nn._tracing import exporting
 from rnnlab.nn.errors import ArgumentError
 
 __all__ = ["GRU", "LSTM", "RNN", "RNNBase"]
@@ -384,7 +383,7 @@ class RNNBase(nn.Module):
         whose ONNX translations know the differentiable ops): otherwise the layers run the
         inference ops, which keep no activations. Under torch.compile the same rule holds
         (Dynamo guards on grad mode and requires_grad)."""
-        if exporting():
+        if torch.compiler.is_exporting():
             return True
         if not torch.is_grad_enabled():
             return False
