@@ -3,23 +3,32 @@
 Each family has a forward over a time-major sequence, returning its outputs, final state and
 a cache, and a backward that takes the loss gradients of those outputs and final state and
 returns the gradient of every input and weight, plus the total ∂L/∂h_t of every step.
-Weights use torch.nn's layout and gate order (LSTM i, f, g, o; GRU r, z, n). Variable
+Weights use torch.nn's layout and gate order (LSTM i, f, g, o; GRU r, z, n;
+minGRU z, h̃; minLSTM f, i, h̃). Variable
 lengths follow torch.nn's PackedSequence: padding steps output 0 and leave the state alone.
 The tests of every backend hold them against these functions.
 """
 
 from .gru import GRUCache, gru_backward, gru_forward
 from .lstm import LSTMCache, lstm_backward, lstm_forward
+from .mingru import MinGRUCache, mingru_backward, mingru_forward
+from .minlstm import MinLSTMCache, minlstm_backward, minlstm_forward
 from .rnn import RNNCache, rnn_backward, rnn_forward
 
 __all__ = [
     "GRUCache",
     "LSTMCache",
+    "MinGRUCache",
+    "MinLSTMCache",
     "RNNCache",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
     "lstm_forward",
+    "mingru_backward",
+    "mingru_forward",
+    "minlstm_backward",
+    "minlstm_forward",
     "rnn_backward",
     "rnn_forward",
 ]
