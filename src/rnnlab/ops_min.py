@@ -1,0 +1,242 @@
+"""The min cells' custom ops: ``rnnlab::mingru`` and ``rnnlab::minlstm`` (Feng et al. 2024).
+
+Each op runs **one direction of one layer over the whole sequence** (time-major), as
+the classic ops of :mod:`rnnlab.ops` do, and returns (y, h_n, u): the outputs, the final
+state and the gate pre-activations u = W_ih x_t + b_ih (zero at padding steps), which
+are what backward needs (and what recording shows). Signatures::
+
+    mingru (x, h0, w_ih (2H, I), b_ih?, lengths?, h_probe?, reverse, parallel) -> y, h_n, u (T,B,2H)
+    minlstm(x, h0, w_ih (3H, I), b_ih?, lengths?, h_probe?, reverse, parallel) -> y, h_n, u (T,B,3H)
+
+The gates read x_t only, so every step is h_t = a_t ⊙ h_{t-1} + b_t with a_t ∈ (0, 1)
+(minGRU: a = 1 - z = σ(-u_z), b = z ⊙ h̃; minLSTM: a = f' = σ(log σ(u_f) - log σ(u_i)),
+b = i' ⊙ h̃ with i' = 1 - f', which never divides 0 by 0 when both gates underflow).
+One GEMM projects every step's input; :func:`rnnlab.scan.linear_scan` then solves the
+recurrence, by the parallel scan (``parallel=True``) or the loop over steps. Backward
+(the ops ``rnnlab::mingru_backward``, ``rnnlab::minlstm_backward``) is the same scan run
+backwards: the adjoint λ_t = ∂L/∂h_t obeys λ_t = g_t + a_{t+1} ⊙ λ_{t+1}, g_t the
+gradient arriving at h_t; the gates' gradients are then pointwise and the weights' one
+GEMM each. All of it is torch tensor ops: the portable path, and for now the GPU path.
+
+``h_probe`` (T, B, H) is added to h_t after every valid step (zeros change nothing; its
+gradient is the total ∂L/∂h_t), as for the classic ops. A padding step t ≥ lengths[b]
+keeps the state (a = 1, b = 0) and outputs 0; its input is never read.
+
+Double backward: inside a recorded backward (``create_graph=True``) the formulas
+recompute the forward with differentiable torch ops from the saved inputs and return
+``torch.autograd.grad(..., create_graph=True)`` of it, as the classic ops do.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rnnlab.scan import linear_scan
+
+__all__ = ["GATE_BLOCKS", "mingru", "mingru_backward", "minlstm", "minlstm_backward"]
+
+GATE_BLOCKS = {"mingru": 2, "minlstm": 3}
+
+
+# ------------------------------------------------------------------ the cells' pointwise math
+
+
+def _coefficients(family: str, u: Tensor) -> tuple[Tensor, Tensor]:
+    """(a, b) of h_t = a_t ⊙ h_{t-1} + b_t from the pre-activations u (T, B, G·H)."""
+    if family == "mingru":
+        u_z, h_tilde = u.chunk(2, dim=-1)
+        return torch.sigmoid(-u_z), torch.sigmoid(u_z) * h_tilde
+    u_f, u_i, h_tilde = u.chunk(3, dim=-1)
+    d = F.logsigmoid(u_f) - F.logsigmoid(u_i)  # f'/i' = f/i
+    return torch.sigmoid(d), torch.sigmoid(-d) * h_tilde
+
+
+def _pre_activation_grads(family: str, u: Tensor, lam: Tensor, h_prev: Tensor) -> Tensor:
+    """∂L/∂u (T, B, G·H) from λ = ∂L/∂h_t and h_{t-1}, the derivative of _coefficients.
+
+    minGRU:  ∂L/∂u_z = λ ⊙ (h̃ - h_{t-1}) ⊙ z(1 - z),     ∂L/∂h̃ = λ ⊙ z
+    minLSTM: with e = λ ⊙ (h_{t-1} - h̃) ⊙ f' i' (the gradient of d = log f - log i),
+             ∂L/∂u_f = e ⊙ (1 - f),  ∂L/∂u_i = -e ⊙ (1 - i),  ∂L/∂h̃ = λ ⊙ i'
+    """
+    if family == "mingru":
+        u_z, h_tilde = u.chunk(2, dim=-1)
+        z = torch.sigmoid(u_z)
+        return torch.cat([lam * (h_tilde - h_prev) * z * torch.sigmoid(-u_z), lam * z], dim=-1)
+    u_f, u_i, h_tilde = u.chunk(3, dim=-1)
+    d = F.logsigmoid(u_f) - F.logsigmoid(u_i)
+    f_norm, i_norm = torch.sigmoid(d), torch.sigmoid(-d)
+    e = lam * (h_prev - h_tilde) * f_norm * i_norm
+    return torch.cat([e * torch.sigmoid(-u_f), -e * torch.sigmoid(-u_i), lam * i_norm], dim=-1)
+
+
+def _valid(lengths: Tensor | None, T: int) -> Tensor | None:
+    """(T, B, 1) bool, True where t < lengths[b]; None when every step is valid."""
+    if lengths is None:
+        return None
+    return (torch.arange(T, device=lengths.device)[:, None] < lengths[None, :]).unsqueeze(-1)
+
+
+def _in_order(t: Tensor | None, reverse: bool) -> Tensor | None:
+    """Time-major ↔ processing order (the same flip both ways)."""
+    return t.flip(0) if reverse and t is not None else t
+
+
+def _project(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, valid: Tensor | None) -> Tensor:
+    """u = W_ih x_t + b_ih for every step in one GEMM, (T, B, G·H); 0 at padding steps."""
+    if valid is not None:
+        x = torch.where(valid, x, 0.0)
+    flat = x.reshape(-1, x.shape[-1])
+    u = (flat @ w_ih.T if b_ih is None else torch.addmm(b_ih, flat, w_ih.T))
+    u = u.reshape(x.shape[0], x.shape[1], -1)
+    return u if valid is None else torch.where(valid, u, 0.0)
+
+
+def _forward(family, x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel):
+    T = x.shape[0]
+    valid = _valid(lengths, T)
+    u = _project(x, w_ih, b_ih, valid)
+    a, b = _coefficients(family, u)
+    if h_probe is not None:
+        b = b + h_probe
+    if valid is not None:
+        a, b = torch.where(valid, a, 1.0), torch.where(valid, b, 0.0)
+    states = _in_order(linear_scan(_in_order(a, reverse), _in_order(b, reverse), h0, parallel),
+                       reverse)
+    h_n = states[0] if reverse else states[-1]
+    y = states if valid is None else torch.where(valid, states, 0.0)
+    return y, h_n.clone(), u
+
+
+def _backward(family, dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, need_dh):
+    T = x.shape[0]
+    valid = _valid(lengths, T)
+    a, _ = _coefficients(family, u)
+    g = dy if valid is None else torch.where(valid, dy, 0.0)
+    if valid is not None:
+        a = torch.where(valid, a, 1.0)
+    # processing order k = 0 … T-1; λ_k = g_k + a_{k+1} λ_{k+1}, with dh_n arriving at k = T-1
+    a_k, g_k, y_k, valid_k = (_in_order(t, reverse) for t in (a, g, y, valid))
+    g_k = g_k.clone()
+    g_k[-1] += dh_n
+    a_next = torch.cat([a_k[1:], torch.zeros_like(a_k[:1])])
+    lam = linear_scan(a_next.flip(0), g_k.flip(0), torch.zeros_like(h0), parallel).flip(0)
+    dh0 = a_k[0] * lam[0]
+    # h_{k-1}: the previous output where that step was valid, else h0 (padding kept it)
+    prev = y_k[:-1] if valid_k is None else torch.where(valid_k[:-1], y_k[:-1], h0)
+    h_prev = torch.cat([h0.unsqueeze(0), prev])
+    du = _pre_activation_grads(family, _in_order(u, reverse), lam, h_prev)
+    if valid_k is not None:
+        du, lam = torch.where(valid_k, du, 0.0), torch.where(valid_k, lam, 0.0)
+    du, lam = _in_order(du, reverse), _in_order(lam, reverse)
+    if valid is not None:
+        x = torch.where(valid, x, 0.0)
+    flat_du = du.reshape(-1, du.shape[-1])
+    dx = (flat_du @ w_ih).reshape(x.shape)
+    dw_ih = flat_du.T @ x.reshape(-1, x.shape[-1])
+    db = flat_du.sum(0)
+    return dx, dh0, dw_ih, db, (lam if need_dh else y.new_empty(0))
+
+
+# ------------------------------------------------------------------ the ops
+
+
+def _define(family: str):
+    """Register rnnlab::<family> and rnnlab::<family>_backward with their fake and
+    autograd implementations; returns the two ops."""
+
+    @torch.library.custom_op(f"rnnlab::{family}", mutates_args=())
+    def op(
+        x: Tensor,
+        h0: Tensor,
+        w_ih: Tensor,
+        b_ih: Tensor | None,
+        lengths: Tensor | None,
+        h_probe: Tensor | None,
+        reverse: bool,
+        parallel: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return _forward(family, x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel)
+
+    @op.register_fake
+    def _(x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel):
+        T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
+        return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, w_ih.shape[0])
+
+    @torch.library.custom_op(f"rnnlab::{family}_backward", mutates_args=())
+    def backward(
+        dy: Tensor,
+        dh_n: Tensor,
+        x: Tensor,
+        h0: Tensor,
+        w_ih: Tensor,
+        y: Tensor,
+        u: Tensor,
+        lengths: Tensor | None,
+        reverse: bool,
+        parallel: bool,
+        need_dh: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        return _backward(
+            family, dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, need_dh
+        )
+
+    @backward.register_fake
+    def _(dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, need_dh):
+        return (
+            torch.empty_like(x),
+            torch.empty_like(h0),
+            torch.empty_like(w_ih),
+            w_ih.new_empty(w_ih.shape[0]),
+            torch.empty_like(y) if need_dh else y.new_empty(0),
+        )
+
+    def setup_context(ctx, inputs, output):
+        x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel = inputs
+        y, _, u = output
+        ctx.mark_non_differentiable(u)
+        ctx.save_for_backward(x, h0, w_ih, b_ih, lengths, h_probe, y, u)
+        ctx.flags = (reverse, parallel)
+
+    def grad(ctx, dy, dh_n, _du):
+        x, h0, w_ih, b_ih, lengths, h_probe, y, u = ctx.saved_tensors
+        reverse, parallel = ctx.flags
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+            inputs = (x, h0, w_ih, b_ih, lengths, h_probe)
+            return _recomputed_grads(family, ctx, inputs, (reverse, parallel), (dy, dh_n))
+        dx, dh0, dw_ih, db, dh = backward(
+            dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, y, u, lengths, reverse, parallel,
+            h_probe is not None,
+        )
+        return (
+            dx, dh0, dw_ih, db if b_ih is not None else None, None,
+            dh if h_probe is not None else None, None, None,
+        )
+
+    op.register_autograd(grad, setup_context=setup_context)
+    return op, backward
+
+
+def _recomputed_grads(family, ctx, inputs, flags, grads):
+    """The input gradients as a differentiable graph: the forward recomputed with torch
+    ops on fresh views of the inputs, differentiated with ``create_graph=True``."""
+    wanted = [
+        isinstance(t, Tensor) and need and t.requires_grad
+        for t, need in zip(inputs, ctx.needs_input_grad, strict=False)
+    ]
+    views = [
+        t.view_as(t) if want else (t.detach() if isinstance(t, Tensor) else t)
+        for t, want in zip(inputs, wanted, strict=True)
+    ]
+    with torch.enable_grad():
+        y, h_n, _ = _forward(family, *views, *flags)
+    found = iter(torch.autograd.grad(
+        (y, h_n), [v for v, want in zip(views, wanted, strict=True) if want], grads,
+        create_graph=True, materialize_grads=True,
+    ))
+    return (*(next(found) if want else None for want in wanted), None, None)
+
+
+mingru, mingru_backward = _define("mingru")
+minlstm, minlstm_backward = _define("minlstm")
