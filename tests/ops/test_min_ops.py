@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 
+from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import ops_min, reference
 from rnnlab.scan import linear_scan
 
