@@ -2,6 +2,7 @@
 
 from rnnlab.nn.cells import GRUCell, LSTMCell, RNNCell
 from rnnlab.nn.errors import ArgumentError, DtypeError
+from rnnlab.nn.min import MinGRU, MinLSTM
 from rnnlab.nn.modules import GRU, LSTM, RNN, RNNBase
 from rnnlab.nn.record import Recording, record
 from rnnlab.nn.streaming import Stream
@@ -14,6 +15,8 @@ __all__ = [
     "DtypeError",
     "GRUCell",
     "LSTMCell",
+    "MinGRU",
+    "MinLSTM",
     "RNNBase",
     "RNNCell",
     "Recording",

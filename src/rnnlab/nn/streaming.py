@@ -19,7 +19,7 @@ after changing the layer's parameters, call :meth:`Stream.reload`. Inference onl
 autograd), unidirectional layers only (a reverse direction needs the future), dropout
 is not applied (as in ``eval()``). CPU float32/float64 run on the cpu backend's compiled
 kernel; anything else, or a machine without that backend, falls back to calling the
-layer on the chunk.
+layer on the chunk (as do :class:`~rnnlab.nn.MinGRU` and :class:`~rnnlab.nn.MinLSTM`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class Stream:
         module = _kernel()
         self._compiled = (
             module is not None
+            and layer.family in ("rnn", "lstm", "gru")  # MinGRU/MinLSTM: the layer per chunk
             and self._device.type == "cpu"
             and self._dtype in (torch.float32, torch.float64)
         )
