@@ -17,7 +17,7 @@ from pathlib import Path
 from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write_json
 from rnnlab._version import __version__
 from rnnlab.runs import check_compare_resume, holds_run, read_compare_config
-from rnnlab.tasks import CELLS, Task, get_task, match_hidden
+from rnnlab.tasks import CELLS, CLASSIC_CELLS, Task, get_task, match_hidden
 from rnnlab.training import TrainConfig, TrainResult, train
 from rnnlab.training.distributed import world
 from rnnlab.training.threads import thread_policy
@@ -39,7 +39,7 @@ class CompareConfig:
     """
 
     train: TrainConfig = field(default_factory=lambda: DEFAULT_TRAIN)
-    cells: tuple[str, ...] = CELLS
+    cells: tuple[str, ...] = CLASSIC_CELLS
     seeds: int = 1
     hidden: int | None = None
     params: int | None = None
@@ -50,7 +50,7 @@ class CompareConfig:
         cells = tuple(self.cells)
         object.__setattr__(self, "cells", cells)
         if not cells:
-            raise InputError("cells is empty; expected some of rnn, lstm, gru")
+            raise InputError(f"cells is empty; expected some of {', '.join(CELLS)}")
         for c in cells:
             if c not in CELLS:
                 raise InputError(f"unknown cell {c!r}; expected some of {', '.join(CELLS)}")

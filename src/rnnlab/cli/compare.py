@@ -25,12 +25,15 @@ def _cells(text: str) -> tuple[str, ...]:
     cells = tuple(c.strip().lower() for c in text.split(",") if c.strip())
     for c in cells:
         if c not in CELLS:
-            raise InputError(f"--cells: unknown cell {c!r}; expected a comma list of rnn,lstm,gru")
+            raise InputError(
+                f"--cells: unknown cell {c!r}; expected a comma list of {','.join(CELLS)}"
+            )
     return cells
 
 
 @click.command("compare")
-@click.option("--cells", help="Comma-separated cells to compare (default: rnn,lstm,gru).")
+@click.option("--cells", help="Comma-separated cells to compare, of rnn,lstm,gru,mingru,"
+                              "minlstm (default: rnn,lstm,gru).")
 @click.option("--seeds", type=int,
               help="Repeat each cell with this many seeds; mean and spread reported (default 1).")
 @click.option("--hidden", type=int, help="Fix every cell's width instead of matching parameters.")

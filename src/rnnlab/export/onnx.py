@@ -273,6 +273,12 @@ def _quiet_exporter():
 
 def _check_layers(model: torch.nn.Module) -> None:
     for name, module in model.named_modules():
+        if isinstance(module, RNNBase) and module.family in ("mingru", "minlstm"):
+            raise ExportError(
+                f"{name or 'model'} is a {module.mode} layer, which ONNX export does not "
+                "support yet (ONNX has no operator for its scan; the translations cover "
+                "rnnlab's RNN, LSTM and GRU). Export a model built on those layers."
+            )
         if isinstance(module, RNNBase) and module.proj_size:
             raise ExportError(
                 f"{name or 'model'} is an LSTM with proj_size={module.proj_size}: the LSTM "

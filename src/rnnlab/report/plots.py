@@ -8,13 +8,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
+COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c", "mingru": "#9467bd",
+          "minlstm": "#ff7f0e"}
 GATE_TITLES = {
     "i": "input gate i", "f": "forget gate f", "g": "candidate g", "o": "output gate o",
     "c": "cell state c", "r": "reset gate r", "z": "update gate z", "n": "candidate n",
-    "a": "pre-activation a",
+    "a": "pre-activation a", "h_tilde": "candidate h̃ (linear)",
+    "f_norm": "normalised forget gate f' = f/(f+i)",
 }
-GATE_ORDER = {"lstm": ["f", "i", "o", "c"], "gru": ["z", "r", "n"], "rnn": ["a"]}
+GATE_ORDER = {"lstm": ["f", "i", "o", "c"], "gru": ["z", "r", "n"], "rnn": ["a"],
+              "mingru": ["z", "h_tilde"], "minlstm": ["f_norm", "f", "i", "h_tilde"]}
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -85,7 +88,7 @@ def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]],
     axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
     for ax, name in zip(axes, names, strict=True):
         values = np.asarray(gates[name], dtype=float).T  # (H, T)
-        if name in ("c", "a", "g", "n"):
+        if name in ("c", "a", "g", "n", "h_tilde"):
             bound = float(np.abs(values).max()) or 1.0
             im = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound,
                            interpolation="nearest")

@@ -9,7 +9,7 @@ from rnnlab.tasks.charlm import CharLM, CharLMOptions
 from rnnlab.tasks.classify import Classify, ClassifyOptions
 from rnnlab.tasks.copy import Copy, CopyOptions
 from rnnlab.tasks.forecast import Forecast, ForecastOptions
-from rnnlab.tasks.model import CELLS, ModelConfig, SequenceModel, match_hidden
+from rnnlab.tasks.model import CELLS, CLASSIC_CELLS, ModelConfig, SequenceModel, match_hidden
 
 TASKS: dict[str, type[Task]] = {
     t.name: t for t in (Adding, Copy, CharLM, Forecast, Classify)
@@ -30,6 +30,7 @@ def get_task(name: str, options: dict | None = None) -> Task:
 
 __all__ = [
     "CELLS",
+    "CLASSIC_CELLS",
     "TASKS",
     "Adding",
     "AddingOptions",

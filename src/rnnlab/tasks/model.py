@@ -20,8 +20,10 @@ from torch import nn
 import rnnlab.nn as rnn_nn
 from rnnlab._io import InputError
 
-CELLS = ("rnn", "lstm", "gru")
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
+CLASSIC_CELLS = ("rnn", "lstm", "gru")  # what a comparison runs unless told
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3}
+_MIN_LAYERS = {"mingru": rnn_nn.MinGRU, "minlstm": rnn_nn.MinLSTM}
 
 
 def _is_int(value) -> bool:
@@ -88,7 +90,10 @@ class ModelConfig:
         n = 0
         layer_in = self.embed_dim if self.embed_dim else self.input_size
         for _ in range(self.num_layers):
-            n += D * (G * H * (layer_in + H) + 2 * G * H)
+            if self.cell in _MIN_LAYERS:  # W_ih (G·H, in) and one bias; no W_hh
+                n += D * (G * H * layer_in + G * H)
+            else:
+                n += D * (G * H * (layer_in + H) + 2 * G * H)
             layer_in = D * H
         if self.embed_dim:
             n += self.input_size * self.embed_dim
@@ -110,7 +115,7 @@ def match_hidden(config: ModelConfig, target_params: int) -> int:
 
 
 class SequenceModel(nn.Module):
-    """Embedding/features → RNN | LSTM | GRU (rnnlab.nn) → linear head."""
+    """Embedding/features → RNN | LSTM | GRU | MinGRU | MinLSTM (rnnlab.nn) → linear head."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -128,6 +133,8 @@ class SequenceModel(nn.Module):
             self.rnn = rnn_nn.LSTM(layer_in, c.hidden_size, forget_bias=c.forget_bias, **common)
         elif c.cell == "gru":
             self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, **common)
+        elif c.cell in _MIN_LAYERS:
+            self.rnn = _MIN_LAYERS[c.cell](layer_in, c.hidden_size, **common)
         else:
             self.rnn = rnn_nn.RNN(layer_in, c.hidden_size, **common)
         D = 2 if c.bidirectional else 1
