@@ -33,6 +33,7 @@ def test_widths_are_matched_by_parameter_count():
         assert abs(task.model_config(cell, h).num_parameters() - 20000) < 0.03 * 20000
 
 
+@pytest.mark.slow  # ~10 s on a quiet machine, mostly the report's figures
 def test_cli_compare_runs_the_min_cells(tmp_path):
     out = tmp_path / "c"
     result = CliRunner().invoke(main, [
