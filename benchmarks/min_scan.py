@@ -127,9 +127,7 @@ def float32_errors(T: int = 4096) -> dict[str, dict[str, float]]:
         errors[family] = {
             name: (h.double() - exact).abs().max().item() / scale for name, h in forms.items()
         }
-        errors[family]["|A_T| = |Σ log a_t| (mean)"] = (
-            -torch.log(a).sum(0).mean().item()
-        )
+        errors[family]["-Σ_t log a_t (mean)"] = -torch.log(a).sum(0).mean().item()
     return errors
 
 
