@@ -53,6 +53,14 @@ def _coefficients(family: str, u: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(d), torch.sigmoid(-d) * h_tilde
 
 
+def _decay(family: str, u: Tensor) -> Tensor:
+    """a alone (backward needs no b): 1 - z for minGRU, f' for minLSTM."""
+    if family == "mingru":
+        return torch.sigmoid(-u.chunk(2, dim=-1)[0])
+    u_f, u_i, _ = u.chunk(3, dim=-1)
+    return torch.sigmoid(F.logsigmoid(u_f) - F.logsigmoid(u_i))
+
+
 def _pre_activation_grads(family: str, u: Tensor, lam: Tensor, h_prev: Tensor) -> Tensor:
     """∂L/∂u (T, B, G·H) from λ = ∂L/∂h_t and h_{t-1}, the derivative of _coefficients.
 
@@ -112,7 +120,7 @@ def _forward(family, x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel):
 def _backward(family, dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, need_dh):
     T = x.shape[0]
     valid = _valid(lengths, T)
-    a, _ = _coefficients(family, u)
+    a = _decay(family, u)
     g = dy if valid is None else torch.where(valid, dy, 0.0)
     if valid is not None:
         a = torch.where(valid, a, 1.0)
