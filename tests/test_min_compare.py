@@ -51,9 +51,12 @@ def test_cli_compare_runs_the_min_cells(tmp_path):
         bad.output)
 
 
-def test_onnx_export_refuses_min_layers_by_name():
+def test_export_and_converters_refuse_min_layers_by_name():
     from rnnlab.export import ExportError, to_onnx
+    from rnnlab.export.convert import to_keras
 
+    with pytest.raises(TypeError, match=r"must be an rnnlab\.nn RNN/LSTM/GRU.*got MinGRU"):
+        to_keras(rnn.MinGRU(3, 4))
     model = torch.nn.Sequential(rnn.MinLSTM(3, 4))
     with pytest.raises(ExportError, match=r"0 is a MinLSTM layer, which ONNX export does not "
                                           r"support yet.*RNN, LSTM and GRU"):
