@@ -1,0 +1,43 @@
+"""rnnlab explore through click: the page is written; bad input is one line, exit 2."""
+
+import pytest
+from click.testing import CliRunner
+
+from rnnlab.cli import main
+from rnnlab.explore import page as page_module
+
+
+def _fails(args, *expected):
+    result = CliRunner().invoke(main, ["explore", *map(str, args)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+def test_writes_the_page_and_refuses_to_overwrite_a_named_file(compare_run, tmp_path):
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(main, ["explore", str(compare_run), "--out", str(out),
+                                       "--connect-steps", "5"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    _fails([compare_run, "--out", out], "already exists", "--force")
+
+
+def test_bad_input_is_one_line(charlm_run, compare_run, tmp_path, monkeypatch):
+    _fails([tmp_path], "not an rnnlab run folder")
+    _fails([charlm_run, "--data", tmp_path / "missing.txt"], "does not exist")
+    (tmp_path / "binary.txt").write_bytes(b"ab\x00cd" * 20)
+    _fails([charlm_run, "--data", tmp_path / "binary.txt"], "looks binary")
+    _fails([charlm_run, "--text", "ab\u00e9\u00e9"], "never saw", "é")
+    (tmp_path / "series.csv").write_text("a,b\n1,2\n3,4\n")
+    _fails([compare_run, "--data", tmp_path / "series.csv"], "--data is for charlm")
+    _fails([compare_run, "--text", "abc"], "--text is for charlm")
+    monkeypatch.setattr(page_module, "EMBED_LIMIT", 100)
+    _fails([compare_run, "--connect-steps", "0"], "MiB", "--serve")
+
+
+@pytest.mark.parametrize("steps", [1, -3])
+def test_too_few_steps(compare_run, steps):
+    _fails([compare_run, "--steps", steps], "at least 2")
