@@ -41,16 +41,17 @@ def unit_scale(q: str, v: np.ndarray) -> np.ndarray:
 def unit_stats(q: str, v: np.ndarray, features: dict[str, np.ndarray]) -> dict[str, list]:
     """(T, H) values -> ranking statistics, one list of H numbers each."""
     s = unit_scale(q, v)
-    out = {"variance": v.var(axis=0),
-           "saturation": ((s < LOW) | (s > HIGH)).mean(axis=0)}
     centred = v - v.mean(axis=0)
-    norm = np.sqrt((centred ** 2).sum(axis=0))
-    for name, f in features.items():
-        fc = f - f.mean()
-        denom = norm * np.sqrt((fc ** 2).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.where(denom > 0, fc @ centred / np.where(denom > 0, denom, 1), 0.0)
-        out[f"|correlation| with {name}"] = np.abs(r)
+    variance = np.einsum("th,th->h", centred, centred) / len(v)
+    out = {"variance": variance, "saturation": ((s < LOW) | (s > HIGH)).mean(axis=0)}
+    if features:
+        f = np.stack(list(features.values()), axis=1).astype(np.float32)  # (T, K)
+        f -= f.mean(axis=0)
+        denom = np.sqrt(variance * len(v))[:, None] * np.sqrt((f ** 2).sum(axis=0))[None]
+        cov = centred.T @ f  # (H, K)
+        r = np.divide(cov, denom, out=np.zeros_like(cov), where=denom > 0)
+        for k, name in enumerate(features):
+            out[f"|correlation| with {name}"] = np.abs(r[:, k])
     return {k: np.round(np.asarray(x, np.float64), 5).tolist() for k, x in out.items()}
 
 

@@ -5,7 +5,7 @@
   const META = JSON.parse(document.getElementById("meta").textContent);
   const $ = (id) => document.getElementById(id);
   const T = META.steps;
-  const WINDOW = 2000; // steps drawn at once in view 1 (the window holding the current step)
+  const WINDOW = 1000; // steps drawn at once in view 1 (the window holding the current step)
   const SIGNED = new Set(["h", "g", "n", "c"]);
   const timings = []; // {view, ms} of every redraw, read by the browser tests
   const state = { m: 0, l: 0, q: "h", rank: "variance", unit: 0, t: 0, hover: null,
@@ -56,14 +56,17 @@
   const layerOf = () => META.models[state.m].layers[state.l];
 
   // ----------------------------------------------------------------------- colours
+  // Colours by 1/100 of the range, built once: a redraw only indexes them.
+  const level = (k) => Math.round(255 - 2 * k);
+  const POSITIVE = Array.from({ length: 101 }, (_, k) => `rgb(255,${level(k)},${level(k)})`);
+  const NEGATIVE = Array.from({ length: 101 }, (_, k) => `rgb(${level(k)},${level(k)},255)`);
+  const GATE = Array.from({ length: 101 }, (_, k) => `rgb(${level(k)},255,${level(k)})`);
   function colour(q, v) {
     if (SIGNED.has(q)) {
       const a = Math.max(-1, Math.min(1, q === "c" ? Math.tanh(v) : v));
-      const k = Math.round(255 - 200 * Math.abs(a));
-      return a >= 0 ? `rgb(255,${k},${k})` : `rgb(${k},${k},255)`;
+      return (a >= 0 ? POSITIVE : NEGATIVE)[Math.round(100 * Math.abs(a))];
     }
-    const k = Math.round(255 - 200 * Math.max(0, Math.min(1, v)));
-    return `rgb(${k},255,${k})`;
+    return GATE[Math.round(100 * Math.max(0, Math.min(1, v)))];
   }
   const heat = (a) => `rgb(255,${Math.round(255 - 175 * a)},${Math.round(255 - 255 * a)})`;
   const shown = (ch) => (ch === "\n" ? "↵\n" : ch);
@@ -93,15 +96,14 @@
     $("rank").value = state.rank;
     fillUnits();
   }
-  function buildSpans(container, start, end, offset) {
-    const frag = document.createDocumentFragment();
+  const escaped = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+  function buildSpans(container, start, end) {
+    const parts = [];
     for (let t = start; t < end; t++) {
-      const s = document.createElement("span");
-      s.textContent = shown(META.text[t]);
-      s.dataset.t = String(t + offset);
-      frag.appendChild(s);
+      const ch = shown(META.text[t]).replace(/[&<>]/g, (c) => escaped[c]);
+      parts.push(`<span data-t="${t}">${ch}</span>`);
     }
-    container.replaceChildren(frag);
+    container.innerHTML = parts.join("");
   }
   async function drawCells() {
     const row = await unitRow(state.m, state.l, state.q, state.unit);
@@ -109,7 +111,7 @@
       const start = Math.floor(state.t / WINDOW) * WINDOW, end = Math.min(T, start + WINDOW);
       if (META.text !== null) {
         if (state.drawnStart !== start) {
-          buildSpans($("input"), start, end, 0);
+          buildSpans($("input"), start, end);
           state.drawnStart = start;
         }
         const spans = $("input").children;
@@ -120,7 +122,8 @@
         for (let t = start; t < end; t++) {
           const s = spans[t - start];
           s.style.background = colour(state.q, row[t]);
-          s.className = (matched[t - start] ? "match" : "") + (t === state.t ? " cursor" : "");
+          const cls = (matched[t - start] ? "match" : "") + (t === state.t ? " cursor" : "");
+          if (s.className !== cls) s.className = cls;
         }
       } else {
         drawSeries($("series"), start, end, (t) => colour(state.q, row[t]));
@@ -352,7 +355,7 @@
         const text = document.createElement("div");
         text.className = "input connect-text";
         text.id = `connect-${m}`;
-        buildSpans(text, 0, N, 0);
+        buildSpans(text, 0, N);
         div.appendChild(text);
       } else {
         const c = document.createElement("canvas");
