@@ -342,7 +342,7 @@
     const N = some.connectivity.targets, W = some.connectivity.window;
     $("connect-what").textContent = `Shown for the first ${N} steps as t, each with the ` +
       `${W} steps before it (the model's full run supplies the state entering that window); ` +
-      `the prediction is the output the model ranks first, its log-probability, (classes and ` +
+      `the prediction is the log-probability of the output the model ranks first (classes, ` +
       `characters) or the sum of its outputs (values); each t's colours are scaled to its ` +
       `own largest gradient.`;
     META.models.forEach((model, m) => {
