@@ -5,6 +5,18 @@ from click.testing import CliRunner
 
 from rnnlab.cli import main
 from rnnlab.explore import page as page_module
+from rnnlab.training import train
+
+
+@pytest.fixture(scope="module")
+def forecast_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forecast")
+    (root / "series.csv").write_text("day,load\n" + "".join(
+        f"{k},{(k * 7) % 23}\n" for k in range(120)))
+    train(run_dir=root / "run", task="forecast",
+          task_options={"path": str(root / "series.csv"), "window": 8, "horizon": 2},
+          cell="gru", hidden=8, steps=2, batch_size=4, eval_every=2, progress="none")
+    return root / "run"
 
 
 def _fails(args, *expected):
@@ -41,3 +53,16 @@ def test_bad_input_is_one_line(charlm_run, compare_run, tmp_path, monkeypatch):
 @pytest.mark.parametrize("steps", [1, -3])
 def test_too_few_steps(compare_run, steps):
     _fails([compare_run, "--steps", steps], "at least 2")
+
+
+def test_a_forecast_run_reads_a_csv_with_its_columns(forecast_run, tmp_path):
+    (tmp_path / "good.csv").write_text("day,load\n" + "".join(f"{k},{k % 5}\n" for k in range(30)))
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(main, ["explore", str(forecast_run), "--data",
+                                       str(tmp_path / "good.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "good.csv" in out.read_text()
+    (tmp_path / "other.csv").write_text("temperature\n1\n2\n3\n")
+    _fails([forecast_run, "--data", tmp_path / "other.csv"], "'day' is not in", "other.csv")
+    (tmp_path / "words.csv").write_text("day,load\n1,1\n2,high\n3,3\n")
+    _fails([forecast_run, "--data", tmp_path / "words.csv"], "non-numeric")
