@@ -1,5 +1,7 @@
 """rnnlab explore through click: the page is written; bad input is one line, exit 2."""
 
+import shutil
+
 import pytest
 from click.testing import CliRunner
 
@@ -46,6 +48,17 @@ def test_bad_input_is_one_line(charlm_run, compare_run, tmp_path, monkeypatch):
     (tmp_path / "series.csv").write_text("a,b\n1,2\n3,4\n")
     _fails([compare_run, "--data", tmp_path / "series.csv"], "--data is for charlm")
     _fails([compare_run, "--text", "abc"], "--text is for charlm")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(charlm_run, damaged)
+    (damaged / "model.json").write_text("{")
+    _fails([damaged], "model.json", "damaged")
+    moved = tmp_path / "moved"
+    shutil.copytree(charlm_run, moved)
+    (charlm_run.parent / "text.txt").rename(tmp_path / "text.txt")
+    try:
+        _fails([moved], "cannot be rebuilt", "--data")
+    finally:
+        (tmp_path / "text.txt").rename(charlm_run.parent / "text.txt")
     monkeypatch.setattr(page_module, "EMBED_LIMIT", 100)
     _fails([compare_run, "--connect-steps", "0"], "MiB", "--serve")
 

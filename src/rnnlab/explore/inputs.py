@@ -47,12 +47,21 @@ def explore_input(run: TrainRun, *, text: str | None = None,
     if data is not None:
         raise InputError(f"--data is for charlm (text) and forecast (CSV) runs; a {task} run "
                          f"is explored on its own validation sequences")
-    x = get_task(task, run.task["options"]).probe()["x"][:1]
+    x = _task(run).probe()["x"][:1]
     if x.dtype == torch.long:  # token tasks (copy): one line of symbol ids
         series, names = x[0, :, None].numpy().astype(np.float32), ["symbol"]
     else:
         series, names = x[0].numpy().astype(np.float32), [f"x{k}" for k in range(x.shape[-1])]
     return ExploreInput(x, None, series, names, f"the first validation sequence of {task}")
+
+
+def _task(run: TrainRun):
+    """The run's task rebuilt from its options, to read its validation data."""
+    try:
+        return get_task(run.task["name"], run.task["options"])
+    except InputError as err:
+        raise InputError(f"the run's validation data cannot be rebuilt ({err}); give the "
+                         f"input with --data") from None
 
 
 def _charlm(run: TrainRun, text: str | None, data, steps: int) -> ExploreInput:
@@ -61,7 +70,7 @@ def _charlm(run: TrainRun, text: str | None, data, steps: int) -> ExploreInput:
     elif text is not None:
         source = "the text given with --text"
     else:
-        task = get_task("charlm", run.task["options"])
+        task = _task(run)
         text = "".join(task.vocab[i] for i in task.val_ids.tolist())
         source = "the run's held-out validation text"
     text = text[:steps]
@@ -81,8 +90,7 @@ def _forecast(run: TrainRun, data, steps: int) -> ExploreInput:
     info = run.task
     options, columns = dict(info["options"]), info["artefacts"]["columns"]
     if data is None:
-        task = get_task("forecast", options)
-        z = task.val_z.numpy()
+        z = _task(run).val_z.numpy()
         source = "the run's held-out validation series (scaled as in training)"
     else:
         options.update(path=str(data), columns=columns)
