@@ -32,8 +32,8 @@ class Explorer:
         """The self-contained page (an InputError if its data is too large to embed)."""
         return self.page.html()
 
-    def save(self, path: str | os.PathLike, *, force: bool = True) -> Path:
-        """Write the page to ``path``; with ``force=False`` an existing file is an error."""
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
+        """Write the page to ``path``; an existing file is kept unless ``force``."""
         path = Path(path)
         if path.exists() and not force:
             raise InputError(f"{str(path)!r} already exists; pass --force to overwrite it")
