@@ -32,7 +32,9 @@ def test_report_is_redrawn_from_metrics_json_alone(run):
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     sources = re.findall(r'src="([^"]+)"', html)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    assert not re.search(r'(href|src)="(?!data:)', html)
+    # The one link out: the explorer page of the same folder (rnnlab explore writes it).
+    assert not re.search(r'(href|src)="(?!data:|explore\.html")', html)
+    assert '<a href="explore.html">' in html
 
 
 def test_table_holds_every_cell_and_the_chance_level(run):

@@ -83,7 +83,8 @@ def main() -> None:
 
 
 # One module per subcommand, each defining ``command``; a new subcommand adds its name here.
-_COMMANDS = ("compare", "train", "tasks", "generate", "predict", "inspect", "export")
+_COMMANDS = ("compare", "train", "tasks", "generate", "predict", "inspect", "export",
+             "explore")
 
 
 def _register() -> None:

@@ -74,6 +74,10 @@ def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
         + (f", target {_fmt(metrics['target'])}" if metrics.get("target") is not None else "")
         + ". Every cell had the same data, seeds, optimiser and budget.</p>",
         "<h2>Results</h2>", _table(metrics),
+        "<p>Explore the trained cells interactively — gates over the text, matching spans, "
+        "the cell diagram step by step, what each prediction remembers: "
+        '<a href="explore.html">explore.html</a> in this folder, written by '
+        f"<code>rnnlab explore {html.escape(str(run_dir))}</code>.</p>",
     ]
     for name, heading in images:
         path = run_dir / name

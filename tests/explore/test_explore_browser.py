@@ -1,0 +1,232 @@
+"""The explorer pages in headless Chromium: each view checked by interacting with it."""
+
+import numpy as np
+import pytest
+import torch
+
+from rnnlab.explore import explore
+from rnnlab.explore.data import ExploreData, ModelData
+from rnnlab.explore.page import Page
+from rnnlab.explore.serve import serve_in_background
+from rnnlab.runs import load_model, pick_run
+
+WINDOW, CONNECT = 30, 60
+
+
+class Opened:
+    """A loaded page, the explorer it came from, and the console errors it logged."""
+
+    def __init__(self, browser, url, explorer=None):
+        self.explorer = explorer
+        self.errors = []
+        self.tab = browser.new_page(viewport={"width": 1300, "height": 900})
+        self.tab.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.tab.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.tab.goto(url)
+        self.tab.wait_for_selector("body[data-ready='1']", timeout=30_000)
+
+    def js(self, expression, arg=None):
+        return self.tab.evaluate(expression, arg)
+
+    def rows(self, m, layer, q):
+        """The page's data for (model, layer, quantity), dequantised: (H, T)."""
+        info = self.explorer.page.meta["models"][m]["layers"][layer]
+        lo, hi = np.asarray(info["lo"][q]), np.asarray(info["hi"][q])
+        q8 = self.explorer.page.rows[f"{m}/{layer}/{q}"]
+        return lo[:, None] + q8 * ((hi - lo) / 255)[:, None]
+
+
+def _open(browser, tmp_path_factory, run, **options):
+    explorer = explore(run, **options)
+    path = explorer.save(tmp_path_factory.mktemp("pages") / "explore.html")
+    return Opened(browser, path.as_uri(), explorer)
+
+
+@pytest.fixture(scope="module")
+def char_page(browser, charlm_run, tmp_path_factory):
+    opened = _open(browser, tmp_path_factory, charlm_run, steps=800, connect_steps=CONNECT,
+                   window=WINDOW)
+    yield opened
+    assert opened.errors == []
+
+
+@pytest.fixture(scope="module")
+def compare_page(browser, compare_run, tmp_path_factory):
+    opened = _open(browser, tmp_path_factory, compare_run, connect_steps=CONNECT,
+                   window=WINDOW)
+    yield opened
+    assert opened.errors == []
+
+
+def _choose_unit(page, rank):
+    """Pick the unit listed at ``rank`` and wait until view 1 has redrawn with it."""
+    drawn = page.js("rnnlabExplorer.timings.length")
+    page.tab.select_option("#units", index=rank)
+    page.tab.wait_for_function(
+        f"rnnlabExplorer.timings.slice({drawn}).some(x => x.view === 'cells')")
+
+
+def _backgrounds(page, selector):
+    return page.js(f"[...document.querySelectorAll('{selector}')].map(s => s.style.background)")
+
+
+def test_hovering_a_step_reads_the_chosen_unit(char_page):
+    p = char_page
+    unit = p.js("rnnlabExplorer.state.unit")
+    p.tab.hover("#input span[data-t='25']")
+    readout = p.tab.text_content("#readout")
+    assert readout.startswith("step 25 ") and f"h[unit {unit}]" in readout
+    assert float(readout.rsplit("=", 1)[1]) == pytest.approx(p.rows(0, 0, "h")[unit, 25],
+                                                             abs=1e-3)
+    before = _backgrounds(p, "#input span")
+    assert len(set(before)) > 10  # steps coloured by their values
+    _choose_unit(p, 3)
+    after = _backgrounds(p, "#input span")
+    assert after != before
+
+
+def test_a_selection_finds_every_matching_span(char_page):
+    p = char_page
+    p.tab.select_option("#quantity", "h")
+    text = p.explorer.page.meta["text"]
+    a = text.index("return", text.index("return") + 1)
+    b = a + 5
+    h = p.rows(0, 0, "h")  # (H, T)
+    threshold = round(0.5 * float(h[:, a:b + 1].min(axis=1).max()), 3)
+    on = [u for u in range(len(h)) if np.all(h[u, a:b + 1] > threshold)]
+    mask = np.all(h[on] > threshold, axis=0)
+    expected, t = [], 0
+    while t < len(mask):
+        if mask[t]:
+            e = t
+            while e + 1 < len(mask) and mask[e + 1]:
+                e += 1
+            if e - t + 1 >= (b - a + 2) // 2 and (e < a or t > b):
+                expected.append(f"{t}..{e}")
+            t = e + 1
+        else:
+            t += 1
+    assert on and expected
+    p.tab.fill("#span-from", str(a))
+    p.tab.fill("#span-to", str(b))
+    p.tab.fill("#threshold", str(threshold))
+    p.tab.click("#match")
+    p.tab.wait_for_function("document.querySelectorAll('#matches li').length > 0")
+    listed = [li.split(" ")[0] for li in p.js(
+        "[...document.querySelectorAll('#matches li')].map(li => li.textContent)")]
+    assert listed == expected
+    outlined = p.js("[...document.querySelectorAll('#input span.match')].map(s => +s.dataset.t)")
+    first, last = map(int, expected[0].split(".."))
+    assert set(range(first, last + 1)) <= set(outlined)
+
+
+def test_the_slider_moves_the_diagrams_values(char_page):
+    p = char_page
+    unit = p.js("rnnlabExplorer.state.unit")
+    p.tab.focus("#slider")
+    for _ in range(7):
+        p.tab.keyboard.press("ArrowRight")
+    p.tab.wait_for_function("document.querySelector('#step').textContent === '7'")
+    p.tab.wait_for_function("document.querySelector('#diagram-title-0').textContent"
+                            ".endsWith('step 7')")
+    for q in ("f", "i", "o", "c", "h"):
+        shown = float(p.tab.text_content(f"#dg-0-{q}"))
+        assert shown == pytest.approx(p.rows(0, 0, q)[unit, 7], abs=2e-3), q
+    assert float(p.tab.text_content("#dg-0-c_prev")) == pytest.approx(
+        p.rows(0, 0, "c")[unit, 6], abs=2e-3)
+
+
+def test_hovering_a_step_colours_what_its_prediction_remembers(char_page):
+    p = char_page
+    t = 45
+    p.tab.hover(f"#connect-0 span[data-t='{t}']")
+    colours = _backgrounds(p, "#connect-0 span")
+    white = "rgb(255, 255, 255)"
+    assert all(c == white for c in colours[t + 1:])  # nothing after t
+    assert all(c == white for c in colours[:t - WINDOW + 1])  # nothing before the window
+    row = p.explorer.page.data.models[0].connectivity[t]  # (W,), the last column is s = t
+    strongest = t - (WINDOW - 1) + int(np.argmax(row))
+    assert colours[strongest] == "rgb(255, 80, 0)"  # the heat of the row's maximum
+
+
+def test_gate_statistics_draw_one_dot_per_unit(char_page):
+    p = char_page
+    for q in ("i", "f", "o"):
+        assert p.js(f"document.querySelector('#stats-0-0-{q}').dataset.points") == "16"
+    total = p.js("document.querySelector('#hist-0-0-f').dataset.total")
+    assert int(total) == p.explorer.page.meta["steps"] * 16
+    pixels = p.js("""(() => { const c = document.querySelector('#stats-0-0-f');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let blue = 0; for (let k = 0; k < d.length; k += 4) blue += d[k + 2] > 150 && d[k] < 120;
+        return blue; })()""")
+    assert pixels > 0
+
+
+def test_the_sampler_answers_with_the_models_probabilities(char_page, charlm_run):
+    p = char_page
+    prime = 'def f1(a, b):\n    return "'
+    model = load_model(pick_run(charlm_run))
+    vocab = p.explorer.page.meta["vocab"]
+    ids = torch.tensor([[vocab.index(ch) for ch in prime]])
+    with torch.no_grad():
+        expected = torch.softmax(model(ids)[0][0, -1].double() / 0.7, -1).numpy()
+    got = np.asarray(p.js("a => rnnlabExplorer.nextProbs(0, a[0], a[1])", [prime, 0.7]))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    p.tab.fill("#prime", prime)
+    p.tab.fill("#length", "40")
+    p.tab.click("#sample")
+    probs = p.js("[...document.querySelectorAll('#sampled span')].map(s => +s.dataset.p)")
+    assert len(probs) == 40 and all(0 < q <= 1 for q in probs)
+    assert p.tab.text_content("#sampled b") == prime
+
+
+def test_a_comparison_shows_every_cell_side_by_side(compare_page):
+    p = compare_page
+    titles = [p.tab.text_content(f"#diagram-title-{m}") for m in range(3)]
+    assert [t.split(":")[0] for t in titles] == ["rnn-seed0", "lstm-seed0", "gru-seed0"]
+    p.tab.focus("#slider")
+    p.tab.keyboard.press("ArrowRight")
+    p.tab.wait_for_function("document.querySelector('#diagram-title-2').textContent"
+                            ".endsWith('step 1')")
+    gru_unit = int(titles[2].split("unit ")[1].split(",")[0])
+    assert float(p.tab.text_content("#dg-2-z")) == pytest.approx(
+        p.rows(2, 0, "z")[gru_unit, 1], abs=2e-3)
+    canvas = p.tab.locator("#connect-1")
+    box = canvas.bounding_box()
+    canvas.hover(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
+    p.tab.wait_for_function("rnnlabExplorer.state.target !== null")
+    t = p.js("rnnlabExplorer.state.target")
+    assert t == int(0.75 * p.explorer.page.meta["steps"])
+    for m in range(3):  # each cell's window before t is coloured, its own way
+        orange = p.js(f"""(() => {{ const c = document.querySelector('#connect-{m}');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let k = 0; k < d.length; k += 4) n += d[k] > 250 && d[k + 2] < 200;
+            return n; }})()""")
+        assert orange > 0, m
+    assert p.tab.is_hidden("#view-sample")  # no sampler for a task that is not charlm
+
+
+def test_a_large_served_page_redraws_within_100_ms(browser):
+    T, H = 100_000, 256
+    rng = np.random.default_rng(0)
+    vocab = "abc de(f)\"g\n"
+    text = "".join(np.asarray(list(vocab))[rng.integers(0, len(vocab), T)])
+    h = rng.integers(0, 256, (T, H), dtype=np.uint8).astype(np.float32) / 127.5 - 1.0
+    data = ExploreData("charlm", "synthetic", text, None, [],
+                       [ModelData("big", "rnn", [{"h": h}], None)], vocab=vocab)
+    server, url = serve_in_background(Page(data))
+    try:
+        p = Opened(browser, url)
+        p.js("rnnlabExplorer.timings.length = 0")
+        for t in (10, 500, 999):
+            p.tab.hover(f"#input span[data-t='{t}']")
+        for k in (1, 2, 3):
+            _choose_unit(p, k)
+        p.js("rnnlabExplorer.setStep(98765)")  # to the window that holds step 98765
+        p.tab.wait_for_selector("#input span[data-t='98765']")
+        timings = p.js("rnnlabExplorer.timings")
+        assert len(timings) >= 4
+        assert max(x["ms"] for x in timings) < 100, timings
+        assert p.errors == []
+    finally:
+        server.shutdown()
