@@ -24,7 +24,9 @@ _TRAIN_OPTIONS = [
                                    "describes each.")),
     ("data", ["--data"], dict(type=click.Path(path_type=Path),
                               help="Your data file: text for charlm, CSV for forecast, "
-                                   "CSV or NPZ for classify.")),
+                                   "CSV or NPZ for classify; or a built-in data set "
+                                   "(forecast: airpassengers, sunspots, co2, nile; "
+                                   "classify: digits).")),
     ("option", ["-o", "--option"], dict(multiple=True, metavar="KEY=VALUE",
                                         help="A task option, e.g. -o length=100 (repeatable); "
                                              "'rnnlab tasks' lists each task's options.")),

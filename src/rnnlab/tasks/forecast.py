@@ -34,6 +34,7 @@ from rnnlab.tasks.base import (
     positive,
     text_list,
 )
+from rnnlab.tasks.datasets import builtin
 from rnnlab.tasks.model import ModelConfig
 
 
@@ -52,7 +53,9 @@ def mackey_glass(n: int, tau: int = 17, beta: float = 0.2, gamma: float = 0.1,
 
 @dataclass(frozen=True)
 class ForecastOptions:
-    path: str | None = option(None, "CSV with a header row; none: a generated Mackey-Glass series")
+    path: str | None = option(
+        None, "CSV with a header row, or a built-in data set's name (below); none: a "
+              "generated Mackey-Glass series")
     columns: tuple = option(
         (), "columns to forecast, comma-separated (default: every numeric column)")
     window: int = option(48, "rows the model sees")
@@ -73,6 +76,12 @@ class ForecastOptions:
 
 def load_series(options: ForecastOptions) -> tuple[list[str], np.ndarray]:
     """The forecast columns and their values (rows, columns) as float64."""
+    dataset = builtin(options.path, "forecast")
+    if dataset is not None:
+        names, values = dataset.load()
+        if options.columns and list(options.columns) != names:
+            raise InputError(f"the data set {dataset.name!r} has one column, {names[0]!r}")
+        return names, values
     if options.path is None:
         names = list(options.columns) or ["mackey_glass"]
         if names != ["mackey_glass"]:
