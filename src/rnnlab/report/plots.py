@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c"}
+BASELINE_COLORS = ("#7f7f7f", "#9467bd", "#ff7f0e", "#8c564b")
 GATE_TITLES = {
     "i": "input gate i", "f": "forget gate f", "g": "candidate g", "o": "output gate o",
     "c": "cell state c", "r": "reset gate r", "z": "update gate z", "n": "candidate n",
@@ -110,23 +111,33 @@ def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]],
 
 
 def save_forecast(path: Path, views: dict[str, dict]) -> None:
-    """Forecast vs truth on the validation split, one panel per forecast column."""
+    """The backtest over the held-out rows: truth, every cell and every classical baseline
+    (dashed), one panel per forecast column, in the data's own units."""
     first = next(iter(views.values()))
-    columns = first["columns"]
+    columns, Hz = first["columns"], first["horizon"]
+    truth = np.asarray(first["truth"], dtype=float)
+    origins = first.get("origins")
+    rows = (np.concatenate([np.arange(o, o + Hz) for o in origins]) if origins
+            else np.arange(len(truth)))
+    baselines = first.get("baselines") or {
+        "naive": {"forecast": first["naive"]}}  # a report written before the baselines
     fig = Figure(figsize=(11, 3 * len(columns)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(columns), 1, sharex=True))
     for j, (ax, name) in enumerate(zip(axes, columns, strict=True)):
-        truth = np.asarray(first["truth"], dtype=float)[:, j]
-        ax.plot(np.arange(len(truth)), truth, color="black", label="truth")
-        naive = np.asarray(first["naive"], dtype=float)[:, j]
-        ax.plot(np.arange(len(naive)), naive, color="gray", linestyle=":",
-                label="naive (last value)")
+        ax.plot(rows, truth[:, j], color="black", linewidth=2, label="truth")
+        for k, (base, found) in enumerate(baselines.items()):
+            if found.get("forecast") is not None:
+                ax.plot(rows, np.asarray(found["forecast"], dtype=float)[:, j],
+                        color=BASELINE_COLORS[k % len(BASELINE_COLORS)], linestyle="--",
+                        label=base)
         for cell, view in views.items():
             pred = np.asarray(view["forecast"], dtype=float)[:, j]
-            ax.plot(np.arange(len(pred)), pred, color=COLORS.get(cell), label=cell)
+            ax.plot(rows, pred, color=COLORS.get(cell), label=cell)
+        for o in origins or ():
+            ax.axvline(o, color="gray", linewidth=0.5, alpha=0.5)
         ax.set_ylabel(f"{name} (data units)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[-1].set_xlabel(f"validation step (forecast {first['horizon']} steps ahead)")
-    fig.suptitle("Forecast vs truth on the validation rows, in the data's own units")
+    axes[0].legend(ncol=2, fontsize=8)
+    axes[-1].set_xlabel(f"row (each block forecast {Hz} rows ahead from the thin line)")
+    fig.suptitle("Backtest over the held-out rows: recurrent cells vs classical baselines")
     _save(fig, path)
