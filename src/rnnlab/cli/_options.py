@@ -76,7 +76,7 @@ def train_options(func):
     return func
 
 
-def _parse_value(key: str, text: str, default):
+def parse_value(key: str, text: str, default):
     if isinstance(default, bool):
         if text.lower() in ("1", "true", "yes"):
             return True
@@ -123,7 +123,7 @@ def task_options(task: str, pairs, data: Path | None) -> dict:
             )
         f = fields[key]
         default = f.default if f.default is not dataclasses.MISSING else None
-        out[key] = _parse_value(key, value, default)
+        out[key] = parse_value(key, value, default)
     return out
 
 

@@ -135,3 +135,31 @@ def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def render_sweep(run_dir: Path, metrics: dict) -> str:
+    """A sweep's page: the metric-vs-value plot and a table of each cell's best per value."""
+    key, m = metrics["key"], metrics["metric"]
+    title = f"rnnlab — {metrics['task']} sweep over {key}"
+    head = [key, html.escape(metrics.get("baseline", "chance")), *metrics["cells"]]
+    rows = [[p["value"], p["chance"], *(p["cells"].get(c, {}).get("best")
+                                        for c in metrics["cells"])] for p in metrics["points"]]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Best validation <b>{html.escape(m)}</b> of each cell at each value of "
+        f"<b>{html.escape(key)}</b> ({'higher' if metrics.get('higher_is_better') else 'lower'}"
+        " is better); each value is a full comparison in its own folder "
+        f"(<code>{html.escape(key)}=VALUE</code>) with its own report data.</p>",
+        "<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>",
+        *("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows),
+        "</table>",
+    ]
+    if (run_dir / "sweep.png").is_file():
+        parts += [f"<h2>{html.escape(m)} vs {html.escape(key)}</h2>",
+                  _img(run_dir / "sweep.png", f"{m} vs {key}")]
+    parts += ["<h2>Configuration</h2>",
+              f"<pre>{html.escape(json.dumps(metrics.get('config', {}), indent=2))}</pre>",
+              "</body></html>"]
+    return "\n".join(parts)

@@ -141,3 +141,41 @@ def save_forecast(path: Path, views: dict[str, dict]) -> None:
     axes[-1].set_xlabel(f"row (each block forecast {Hz} rows ahead from the thin line)")
     fig.suptitle("Backtest over the held-out rows: recurrent cells vs classical baselines")
     _save(fig, path)
+
+
+def _positions(values: list) -> tuple[np.ndarray, bool]:
+    """Where swept values sit on the x axis: themselves when numeric, else their order."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return (np.asarray(values, dtype=float) if numeric else np.arange(len(values))), numeric
+
+
+def save_sweep(path: Path, metrics: dict) -> None:
+    """The sweep's main plot: each cell's best validation metric vs the swept value,
+    with the chance (baseline) level at each value and the target when there is one."""
+    points = metrics["points"]
+    values = [p["value"] for p in points]
+    x, numeric = _positions(values)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(x, [p["chance"] for p in points], color="gray", linestyle="--", marker=".",
+            label=metrics.get("baseline", "chance"))
+    if metrics.get("target") is not None:
+        ax.axhline(metrics["target"], color="gray", linestyle=":", label="target")
+    best = []
+    for cell in metrics["cells"]:
+        ys = [np.nan if p["cells"].get(cell, {}).get("best") is None
+              else p["cells"][cell]["best"] for p in points]
+        best += [y for y in ys if np.isfinite(y)]
+        ax.plot(x, ys, color=COLORS.get(cell), marker="o", label=cell)
+    if numeric and len(x) > 1 and x.min() > 0 and x.max() / x.min() >= 10:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [str(v) for v in values])
+    ax.minorticks_off()
+    if best and min(best) > 0 and not metrics.get("higher_is_better"):
+        ax.set_yscale("log")
+    ax.set_xlabel(metrics["key"])
+    ax.set_ylabel(f"best validation {metrics['metric']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.suptitle(f"Task {metrics['task']}: {metrics['metric']} vs {metrics['key']}, per cell")
+    _save(fig, path)
