@@ -149,7 +149,7 @@ def _positions(values: list) -> tuple[np.ndarray, bool]:
     return (np.asarray(values, dtype=float) if numeric else np.arange(len(values))), numeric
 
 
-def save_sweep(path: Path, metrics: dict) -> None:
+def save_sweep(path: Path, metrics: dict) -> Figure:
     """The sweep's main plot: each cell's best validation metric vs the swept value,
     with the chance (baseline) level at each value and the target when there is one."""
     points = metrics["points"]
@@ -179,3 +179,4 @@ def save_sweep(path: Path, metrics: dict) -> None:
     ax.legend()
     fig.suptitle(f"Task {metrics['task']}: {metrics['metric']} vs {metrics['key']}, per cell")
     _save(fig, path)
+    return fig
