@@ -69,3 +69,23 @@ def test_a_bad_sweep_is_one_line(tmp_path, sweep_arg, message):
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["compare", "--sweep", "length=4,6", "--resume"], "config.json' is damaged: not valid JSON"),
+    (["inspect"], "is a sweep (each of its <key>=<value> folders is a comparison); choose "
+                  "one of them"),
+    (["export", "--onnx", "m.onnx"], "is a sweep (each of its <key>=<value> folders"),
+])
+def test_commands_on_a_damaged_or_sweep_folder_are_one_line(tmp_path, args, message):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "run.json").write_text('{"kind": "sweep", "rnnlab": "0"}')
+    (folder / "config.json").write_text("{not json")
+    where = ["--out", str(folder)] if args[0] == "compare" else [str(folder)]
+    argv = [args[0], *where, *args[1:]]
+    result = CliRunner().invoke(main, [*argv, "--progress", "none"] if args[0] == "compare"
+                                else argv)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+    assert (folder / "config.json").read_text() == "{not json"

@@ -349,6 +349,8 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
     """A run's metrics.json, checked for what the report draws from it."""
     p = Path(run_dir)
     kind = run_kind(p)
+    if kind == "sweep":
+        raise InputError(f"{str(p)!r} is {_WHAT[kind]}; choose one of them")
     path = p / "metrics.json"
     metrics = _read_object(path)
     problem = _fields(metrics, _METRICS_HEAD)
