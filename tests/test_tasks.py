@@ -101,6 +101,7 @@ def test_every_task_draws_batches_scores_and_probes(tmp_path):
         "charlm": {"path": str(text), "eval_columns": 4},
         "forecast": {"window": 8, "horizon": 3, "series_length": 200},
         "classify": {"samples": 30, "length": 9},
+        "parity": {"train_length": 5, "val_length": 9, "val_size": 16},
     }
     assert set(opts) == set(TASKS)
     cfg = TrainConfig(batch_size=4, bptt=7)

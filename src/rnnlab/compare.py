@@ -224,6 +224,7 @@ def compare(
     progress: str = "auto",
     report: bool = True,
     threads: int | None = None,
+    after_run=None,
     **options,
 ) -> CompareResult:
     """Train every cell (× seeds) under the same conditions and write the report.
@@ -233,16 +234,17 @@ def compare(
     (``compare(task="copy", cells=("lstm", "gru"), steps=500, seeds=3)``). Returns a
     :class:`CompareResult` whose ``metrics`` is what ``metrics.json`` holds. ``threads``:
     CPU threads (default: the task's, as on the command line; restored on return).
+    ``after_run(label, best)``: called after each (cell, seed) run (a sweep's progress).
     """
     if config is not None and options:
         raise InputError("give either a CompareConfig or keyword options, not both")
     config = config or CompareConfig.from_options(**options)
     with thread_policy(config.train.task, threads):
-        return _compare(config, run_dir, force, resume, progress, report, threads)
+        return _compare(config, run_dir, force, resume, progress, report, threads, after_run)
 
 
 def _compare(config: CompareConfig, run_dir, force, resume, progress, report,
-             threads) -> CompareResult:
+             threads, after_run=None) -> CompareResult:
     if run_dir is None:
         run_dir = Path("runs") / f"compare-{config.train.task}"
     run_dir = Path(run_dir)
@@ -275,6 +277,8 @@ def _compare(config: CompareConfig, run_dir, force, resume, progress, report,
         result = train(cfg, run_dir / folder.name, resume=resume, progress=progress,
                        label=label, task_instance=task, threads=threads)
         runs.setdefault(cfg.cell, []).append(result)
+        if after_run is not None:
+            after_run(label, result.best)
     metrics = aggregate(task, config, runs)
     result = CompareResult(config, run_dir, task, runs, metrics)
     if ranks.main:

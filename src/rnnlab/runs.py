@@ -43,7 +43,7 @@ from rnnlab.training.checkpoint import (
 )
 from rnnlab.training.config import TrainConfig
 
-KINDS = ("train", "compare")
+KINDS = ("train", "compare", "sweep")
 
 
 def _damaged(path: Path, problem: str) -> InputError:
@@ -100,7 +100,7 @@ def run_kind(run_dir: str | os.PathLike) -> str:
         raise InputError(f"{str(p)!r} is not an rnnlab run folder (no {RUN_MARKER})")
     kind = _read_object(marker).get("kind")
     if kind not in KINDS:
-        raise _damaged(marker, f"kind must be 'train' or 'compare', got {_short(kind)}")
+        raise _damaged(marker, f"kind must be one of {', '.join(KINDS)}, got {_short(kind)}")
     return kind
 
 
@@ -113,10 +113,25 @@ def read_compare_config(run_dir: str | os.PathLike):
     """The CompareConfig of a comparison folder."""
     from rnnlab.compare import CompareConfig  # compare reads its folders through this module
 
-    if run_kind(run_dir) != "compare":
-        raise InputError(f"{str(run_dir)!r} is a training run, not a comparison")
+    kind = run_kind(run_dir)
+    if kind != "compare":
+        raise InputError(f"{str(run_dir)!r} is {_WHAT[kind]}, not a comparison")
     path = Path(run_dir) / "config.json"
     return _checked(path, CompareConfig.from_dict, _read_object(path))
+
+
+_WHAT = {"train": "a training run",
+         "sweep": "a sweep (each of its <key>=<value> folders is a comparison)"}
+
+
+def read_sweep_config(run_dir: str | os.PathLike):
+    """The SweepConfig of a sweep folder."""
+    from rnnlab.sweep import SweepConfig  # the sweep reads its folders through this module
+
+    if run_kind(run_dir) != "sweep":
+        raise InputError(f"{str(run_dir)!r} is not a sweep")
+    path = Path(run_dir) / "config.json"
+    return _checked(path, SweepConfig.from_dict, _read_object(path))
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,11 @@ class TrainRun:
 def open_train_run(run_dir: str | os.PathLike) -> TrainRun:
     """Check run.json, config.json, model.json and task.json of a training-run folder."""
     p = Path(run_dir)
-    if run_kind(p) != "train":
+    kind = run_kind(p)
+    if kind == "sweep":
+        raise InputError(f"{str(p)!r} is a sweep; pick a cell folder of one of its "
+                         "<key>=<value> comparisons")
+    if kind != "train":
         raise InputError(f"{str(p)!r} is a comparison; pick one of its cell folders")
     config = read_train_config(p)
     if config.task not in TASKS:
@@ -330,6 +349,8 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
     """A run's metrics.json, checked for what the report draws from it."""
     p = Path(run_dir)
     kind = run_kind(p)
+    if kind == "sweep":
+        raise InputError(f"{str(p)!r} is {_WHAT[kind]}; choose one of them")
     path = p / "metrics.json"
     metrics = _read_object(path)
     problem = _fields(metrics, _METRICS_HEAD)

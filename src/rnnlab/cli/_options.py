@@ -24,7 +24,9 @@ _TRAIN_OPTIONS = [
                                    "describes each.")),
     ("data", ["--data"], dict(type=click.Path(path_type=Path),
                               help="Your data file: text for charlm, CSV for forecast, "
-                                   "CSV or NPZ for classify.")),
+                                   "CSV or NPZ for classify; or a built-in data set "
+                                   "(forecast: airpassengers, sunspots, co2, nile; "
+                                   "classify: digits).")),
     ("option", ["-o", "--option"], dict(multiple=True, metavar="KEY=VALUE",
                                         help="A task option, e.g. -o length=100 (repeatable); "
                                              "'rnnlab tasks' lists each task's options.")),
@@ -74,7 +76,7 @@ def train_options(func):
     return func
 
 
-def _parse_value(key: str, text: str, default):
+def parse_value(key: str, text: str, default):
     if isinstance(default, bool):
         if text.lower() in ("1", "true", "yes"):
             return True
@@ -121,7 +123,7 @@ def task_options(task: str, pairs, data: Path | None) -> dict:
             )
         f = fields[key]
         default = f.default if f.default is not dataclasses.MISSING else None
-        out[key] = _parse_value(key, value, default)
+        out[key] = parse_value(key, value, default)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import click
@@ -10,14 +11,16 @@ from rnnlab._io import InputError
 from rnnlab.cli._options import (
     build_train_config,
     check_resume,
+    parse_value,
     resolve_resume,
     run_dir,
     saved_folder,
     train_options,
 )
 from rnnlab.compare import CompareConfig, compare
-from rnnlab.runs import read_compare_config
-from rnnlab.tasks import CELLS
+from rnnlab.runs import read_compare_config, read_sweep_config, run_kind
+from rnnlab.sweep import SweepConfig, format_sweep, sweep, sweep_keys
+from rnnlab.tasks import CELLS, TASKS
 from rnnlab.training.distributed import world
 
 
@@ -39,8 +42,12 @@ def _cells(text: str) -> tuple[str, ...]:
 @click.option("--hidden", type=int, help="Fix every cell's width instead of matching parameters.")
 @click.option("--params", type=int, help="Parameter count to match (default: an LSTM's at the "
                                          "task's default width).")
+@click.option("--sweep", metavar="KEY=V1,V2,...",
+              help="One comparison per value of a task option (e.g. length=10,50,200) or of "
+                   "hidden / layers, in subfolders KEY=VALUE; the report plots the metric vs "
+                   "the value per cell.")
 @train_options
-def command(cells, seeds, hidden, params, **kw):
+def command(cells, seeds, hidden, params, sweep, **kw):
     """Train RNN, LSTM and GRU side by side and write a report.
 
     With no options: the adding problem, where a plain RNN stays at chance and LSTM and
@@ -52,13 +59,21 @@ def command(cells, seeds, hidden, params, **kw):
     """
     resolve_resume(kw)
     saved = saved_folder(kw)
-    base = read_compare_config(saved) if saved is not None else CompareConfig()
+    if saved is None:
+        base = CompareConfig()
+    elif run_kind(saved) == "sweep":
+        base = read_sweep_config(saved).compare
+    else:
+        base = read_compare_config(saved)
     given = {"cells": _cells(cells) if cells is not None else None, "seeds": seeds,
              "hidden": hidden, "params": params}
     config = replace(
         base, train=build_train_config(base.train, kw),
         **{k: v for k, v in given.items() if v is not None},
     )
+    if sweep is not None:
+        _sweep(config, sweep, kw)
+        return
     folder = run_dir(kw, f"compare-{config.train.task}")
     check_resume(kw, folder)
     click.get_current_context().meta["rnnlab.run_dir"] = folder  # for an interrupt's hint
@@ -70,3 +85,28 @@ def command(cells, seeds, hidden, params, **kw):
         click.echo(f"run folder: {result.run_dir}")
         click.echo(f"report: {result.run_dir / 'report.html'}")
     ranks.close()
+
+
+def _sweep(config: CompareConfig, text: str, kw: dict) -> None:
+    key, sep, values = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep:
+        raise InputError(f"--sweep {text!r} is not KEY=V1,V2,...")
+    task = config.train.task
+    keys = sweep_keys(task)
+    if key not in keys:
+        raise InputError(f"cannot sweep {key!r} for task {task}; sweepable keys: "
+                         f"{', '.join(keys)}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TASKS[task].Options)}
+    parsed = tuple(parse_value(key, v.strip(), defaults.get(key, 0))
+                   for v in values.split(",") if v.strip())
+    if world().size > 1:
+        raise InputError("--sweep runs in one process; start it without torchrun")
+    folder = run_dir(kw, f"sweep-{task}-{key}")
+    check_resume(kw, folder)
+    click.get_current_context().meta["rnnlab.run_dir"] = folder
+    metrics = sweep(SweepConfig(key, parsed, config), folder, force=kw["force"],
+                    resume=kw["resume"], progress=kw["progress"], threads=kw["threads"])
+    click.echo(format_sweep(metrics))
+    click.echo(f"run folder: {folder}")
+    click.echo(f"report: {folder / 'report.html'}")

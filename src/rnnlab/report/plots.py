@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 
 COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c", "mingru": "#9467bd",
           "minlstm": "#ff7f0e"}
+# Baselines in grey and brown: the cells own the saturated colours.
+BASELINE_COLORS = ("#7f7f7f", "#8c564b", "#bcbd22", "#17becf")
 GATE_TITLES = {
     "i": "input gate i", "f": "forget gate f", "g": "candidate g", "o": "output gate o",
     "c": "cell state c", "r": "reset gate r", "z": "update gate z", "n": "candidate n",
@@ -113,23 +115,72 @@ def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]],
 
 
 def save_forecast(path: Path, views: dict[str, dict]) -> None:
-    """Forecast vs truth on the validation split, one panel per forecast column."""
+    """The backtest over the held-out rows: truth, every cell and every classical baseline
+    (dashed), one panel per forecast column, in the data's own units."""
     first = next(iter(views.values()))
-    columns = first["columns"]
+    columns, Hz = first["columns"], first["horizon"]
+    truth = np.asarray(first["truth"], dtype=float)
+    origins = first.get("origins")
+    rows = (np.concatenate([np.arange(o, o + Hz) for o in origins]) if origins
+            else np.arange(len(truth)))
+    baselines = first.get("baselines") or {
+        "naive": {"forecast": first["naive"]}}  # a report written before the baselines
     fig = Figure(figsize=(11, 3 * len(columns)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(columns), 1, sharex=True))
     for j, (ax, name) in enumerate(zip(axes, columns, strict=True)):
-        truth = np.asarray(first["truth"], dtype=float)[:, j]
-        ax.plot(np.arange(len(truth)), truth, color="black", label="truth")
-        naive = np.asarray(first["naive"], dtype=float)[:, j]
-        ax.plot(np.arange(len(naive)), naive, color="gray", linestyle=":",
-                label="naive (last value)")
+        ax.plot(rows, truth[:, j], color="black", linewidth=2, label="truth")
+        for k, (base, found) in enumerate(baselines.items()):
+            if found.get("forecast") is not None:
+                ax.plot(rows, np.asarray(found["forecast"], dtype=float)[:, j],
+                        color=BASELINE_COLORS[k % len(BASELINE_COLORS)], linestyle="--",
+                        label=base)
         for cell, view in views.items():
             pred = np.asarray(view["forecast"], dtype=float)[:, j]
-            ax.plot(np.arange(len(pred)), pred, color=COLORS.get(cell), label=cell)
+            ax.plot(rows, pred, color=COLORS.get(cell), label=cell)
+        for o in origins or ():
+            ax.axvline(o, color="gray", linewidth=0.5, alpha=0.5)
         ax.set_ylabel(f"{name} (data units)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[-1].set_xlabel(f"validation step (forecast {first['horizon']} steps ahead)")
-    fig.suptitle("Forecast vs truth on the validation rows, in the data's own units")
+    axes[0].legend(ncol=2, fontsize=8)
+    axes[-1].set_xlabel(f"row (each block forecast {Hz} rows ahead from the thin line)")
+    fig.suptitle("Backtest over the held-out rows: recurrent cells vs classical baselines")
     _save(fig, path)
+
+
+def _positions(values: list) -> tuple[np.ndarray, bool]:
+    """Where swept values sit on the x axis: themselves when numeric, else their order."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    return (np.asarray(values, dtype=float) if numeric else np.arange(len(values))), numeric
+
+
+def save_sweep(path: Path, metrics: dict) -> Figure:
+    """The sweep's main plot: each cell's best validation metric vs the swept value,
+    with the chance (baseline) level at each value and the target when there is one."""
+    points = metrics["points"]
+    values = [p["value"] for p in points]
+    x, numeric = _positions(values)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(x, [p["chance"] for p in points], color="gray", linestyle="--", marker=".",
+            label=metrics.get("baseline", "chance"))
+    if metrics.get("target") is not None:
+        ax.axhline(metrics["target"], color="gray", linestyle=":", label="target")
+    best = []
+    for cell in metrics["cells"]:
+        ys = [np.nan if p["cells"].get(cell, {}).get("best") is None
+              else p["cells"][cell]["best"] for p in points]
+        best += [y for y in ys if np.isfinite(y)]
+        ax.plot(x, ys, color=COLORS.get(cell), marker="o", label=cell)
+    if numeric and len(x) > 1 and x.min() > 0 and x.max() / x.min() >= 10:
+        ax.set_xscale("log")
+    ax.set_xticks(x, [str(v) for v in values])
+    ax.minorticks_off()
+    if best and min(best) > 0 and not metrics.get("higher_is_better"):
+        ax.set_yscale("log")
+    ax.set_xlabel(metrics["key"])
+    ax.set_ylabel(f"best validation {metrics['metric']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.suptitle(f"Task {metrics['task']}: {metrics['metric']} vs {metrics['key']}, per cell")
+    _save(fig, path)
+    return fig

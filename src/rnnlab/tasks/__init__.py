@@ -10,9 +10,10 @@ from rnnlab.tasks.classify import Classify, ClassifyOptions
 from rnnlab.tasks.copy import Copy, CopyOptions
 from rnnlab.tasks.forecast import Forecast, ForecastOptions
 from rnnlab.tasks.model import CELLS, CLASSIC_CELLS, ModelConfig, SequenceModel, match_hidden
+from rnnlab.tasks.parity import Parity, ParityOptions
 
 TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (Adding, Copy, CharLM, Forecast, Classify)
+    t.name: t for t in (Adding, Copy, CharLM, Forecast, Classify, Parity)
 }
 
 
@@ -43,6 +44,8 @@ __all__ = [
     "Forecast",
     "ForecastOptions",
     "ModelConfig",
+    "Parity",
+    "ParityOptions",
     "SequenceModel",
     "Task",
     "get_task",

@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 from rnnlab.tasks.base import Task
+from rnnlab.tasks.datasets import describe_datasets
 
 # The training settings a task may change, in the order they are shown.
 _TRAINING = ("steps", "batch_size", "lr", "schedule", "bptt", "eval_every", "checkpoint_every",
@@ -50,6 +51,9 @@ def describe(task: type[Task]) -> str:
     width = max(len(f"{k}={d}") for k, d, _ in rows)
     for key, default, meaning in rows:
         lines.append(f"    {f'{key}={default}'.ljust(width)}  {meaning}")
+    datasets = describe_datasets(task.name)
+    if datasets:
+        lines += ["  built-in data sets (--data NAME):", *datasets]
     config = TrainConfig.for_task(task.name)
     shown = [(name, getattr(config, name)) for name in _TRAINING
              if name != "bptt" or task.stream]

@@ -36,12 +36,15 @@ from rnnlab.tasks.base import (
     positive,
     text_list,
 )
+from rnnlab.tasks.datasets import builtin
 from rnnlab.tasks.model import ModelConfig
 
 
 @dataclass(frozen=True)
 class ClassifyOptions:
-    path: str | None = option(None, "CSV or NPZ file; none: generated sine/square/sawtooth waves")
+    path: str | None = option(
+        None, "CSV or NPZ file, or a built-in data set's name (below); none: generated "
+              "sine/square/sawtooth waves")
     label: str = option("label", "label column (CSV)")
     id: str | None = option(
         None, "id column: a long CSV, one row per time step (none: a wide CSV, one row "
@@ -147,7 +150,10 @@ class Classify(Task):
 
     def __init__(self, options: ClassifyOptions):
         super().__init__(options)
-        if options.path is None:
+        dataset = builtin(options.path, "classify")
+        if dataset is not None:
+            xs, ys = dataset.load()
+        elif options.path is None:
             xs, ys = waveforms(options.samples, options.length)
         elif Path(options.path).suffix.lower() == ".npz":
             readable_file(options.path, "NPZ file")

@@ -10,6 +10,12 @@ deviation over the training rows (so columns of different units weigh alike; 1.0
 error of one standard deviation). Baseline: the naive forecast that repeats the last
 value seen, scored the same way.
 
+The report adds a backtest over the held-out rows: at ``backtest`` origins, ``horizon``
+rows apart and ending at the last row, each cell forecasts the next ``horizon`` rows from
+the ``window`` before the origin, next to the classical baselines (naive, seasonal
+naive, Holt-Winters, ARIMA; ``rnnlab.tasks.baselines``) refit on every row before it;
+all are scored in data units by MAE, RMSE, sMAPE and MASE.
+
 Data (``--data FILE``): a CSV with a header row and one row per time step, oldest
 first; every numeric column is forecast unless ``-o columns=a,b`` names some. Example:
 ``docs/examples/forecast.csv``.
@@ -17,6 +23,7 @@ first; every numeric column is forecast unless ``-o columns=a,b`` names some. Ex
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -34,6 +41,8 @@ from rnnlab.tasks.base import (
     positive,
     text_list,
 )
+from rnnlab.tasks.baselines import backtest, scores
+from rnnlab.tasks.datasets import builtin
 from rnnlab.tasks.model import ModelConfig
 
 
@@ -52,7 +61,9 @@ def mackey_glass(n: int, tau: int = 17, beta: float = 0.2, gamma: float = 0.1,
 
 @dataclass(frozen=True)
 class ForecastOptions:
-    path: str | None = option(None, "CSV with a header row; none: a generated Mackey-Glass series")
+    path: str | None = option(
+        None, "CSV with a header row, or a built-in data set's name (below); none: a "
+              "generated Mackey-Glass series")
     columns: tuple = option(
         (), "columns to forecast, comma-separated (default: every numeric column)")
     window: int = option(48, "rows the model sees")
@@ -60,6 +71,13 @@ class ForecastOptions:
     val_fraction: float = option(0.2, "the last rows, held out for validation")
     series_length: int = option(3000, "rows of the generated series")
     max_val_windows: int = option(2000, "validation windows scored at most (evenly spaced)")
+    season: int = option(
+        0, "seasonal period of the seasonal naive, Holt-Winters and ARIMA baselines and of "
+           "MASE (0: the built-in data set's own, else none)")
+    backtest: int = option(
+        0, "forecast origins of the report's backtest against the baselines, horizon rows "
+           "apart and ending at the last row (0: as many as the validation rows hold, "
+           "at most 10)")
 
     def __post_init__(self):
         optional_text("forecast path", self.path)
@@ -69,10 +87,18 @@ class ForecastOptions:
         fraction("forecast val_fraction", self.val_fraction, 0.0, 1.0)
         positive("forecast series_length", self.series_length, minimum=10)
         positive("forecast max_val_windows", self.max_val_windows)
+        positive("forecast season", self.season, minimum=0)
+        positive("forecast backtest", self.backtest, minimum=0)
 
 
 def load_series(options: ForecastOptions) -> tuple[list[str], np.ndarray]:
     """The forecast columns and their values (rows, columns) as float64."""
+    dataset = builtin(options.path, "forecast")
+    if dataset is not None:
+        names, values = dataset.load()
+        if options.columns and list(options.columns) != names:
+            raise InputError(f"the data set {dataset.name!r} has one column, {names[0]!r}")
+        return names, values
     if options.path is None:
         names = list(options.columns) or ["mackey_glass"]
         if names != ["mackey_glass"]:
@@ -120,6 +146,21 @@ class Forecast(Task):
                 f"{n_train} rows, validation {n - n_train}) needs at least {need}; "
                 f"give at least {math.ceil(need / min(val, 1 - val))} rows or shrink the window"
             )
+        dataset = builtin(options.path, "forecast")
+        self.season = options.season or (dataset.season if dataset is not None else 1)
+        if self.season > 1 and n_train < 2 * self.season:
+            raise InputError(
+                f"season {self.season} needs at least two seasons ({2 * self.season} rows) of "
+                f"training data, got {n_train}; give a longer series or a smaller season"
+            )
+        blocks = options.backtest or min((n - n_train) // Hz, 10)
+        if blocks * Hz > n - n_train:
+            raise InputError(
+                f"backtest {blocks} needs {blocks} × horizon {Hz} = {blocks * Hz} held-out rows; "
+                f"the validation split has {n - n_train}"
+            )
+        self.values, self.n_train = values, n_train
+        self.origins = [n - (blocks - k) * Hz for k in range(blocks)]  # first rows forecast
         self.mean = values[:n_train].mean(axis=0)
         std = values[:n_train].std(axis=0)
         self.std = np.where(std > 0, std, 1.0)
@@ -174,17 +215,37 @@ class Forecast(Task):
 
     @torch.no_grad()
     def extras(self, model, generator: torch.Generator) -> dict:
+        """The backtest: at each origin, the next ``horizon`` rows forecast from the rows
+        before it by this model and by the classical baselines, with their scores."""
         W, Hz = self.options.window, self.options.horizon
-        starts = list(range(0, len(self.val_z) - W - Hz + 1, Hz))[:20]
-        x, y = self._windows(self.val_z, starts)
-        pred = self._predict(model, x)
-        naive = x[:, -1:, :].expand_as(y)
+        z = torch.tensor((self.values - self.mean) / self.std, dtype=torch.float32)
+        x = torch.stack([z[o - W : o] for o in self.origins])  # (N, W, C)
+        pred = self._predict(model, x).reshape(-1, len(self.columns)).numpy()
+        forecast = pred * self.std + self.mean  # (N·Hz, C), data units
+        truth = np.concatenate([self.values[o : o + Hz] for o in self.origins])
+        train = self.values[: self.n_train]
+        found = baseline_backtest(_key(self.values), tuple(self.origins), Hz, self.season)
+        named = {}
+        for name, b in found.items():
+            score = (scores(truth, np.asarray(b["forecast"]), train, self.season)
+                     if b["forecast"] is not None else None)
+            named[name] = {**b, "scores": score}
+        return {"forecast_view": {
+            "columns": self.columns, "horizon": Hz, "season": self.season,
+            "origins": self.origins, "truth": truth.tolist(), "forecast": forecast.tolist(),
+            "naive": found["naive"]["forecast"],
+            "scores": scores(truth, forecast, train, self.season), "baselines": named,
+        }}
 
-        def units(t: torch.Tensor) -> list:
-            return (t.reshape(-1, len(self.columns)).numpy() * self.std + self.mean).tolist()
 
-        return {"forecast_view": {"columns": self.columns, "horizon": Hz, "truth": units(y),
-                                  "forecast": units(pred), "naive": units(naive)}}
+def _key(values: np.ndarray) -> tuple:
+    return tuple(map(tuple, values.tolist()))
+
+
+@functools.lru_cache(maxsize=4)
+def baseline_backtest(values: tuple, origins: tuple, horizon: int, season: int) -> dict:
+    """The baselines' backtest, computed once per series for every cell of a report."""
+    return backtest(np.asarray(values), list(origins), horizon, season)
 
 
 @torch.no_grad()

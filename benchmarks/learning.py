@@ -1,0 +1,174 @@
+"""Which cell learns what: a fixed recipe per task, RNN / LSTM / GRU, next to the chance or
+classical baseline and the published figure where one exists for a comparable setting.
+
+    .venv/bin/python benchmarks/learning.py           # the full recipe (about 60 minutes)
+    .venv/bin/python benchmarks/learning.py --quick   # a smoke test of every row
+
+Every row is one ``rnnlab.compare`` of the three cells (parameter-matched, same data,
+seed and budget): adding at T = 100 and 600, copy with delays 50 and 200, parity (trained
+on up to 16 bits, scored on 64), sequential 8×8 digits, charlm on the default corpus, and
+the AirPassengers and sunspots (season 11, the solar cycle) forecasts with their classical
+baselines. Each run stops
+at its step budget or its wall-clock cap (``seconds``), whichever comes first, so the
+whole benchmark fits an hour of two CPU cores.
+
+Published figures, cited where the setting is comparable:
+
+* Bai, Kolter & Koltun (2018), "An Empirical Evaluation of Generic Convolutional and
+  Recurrent Networks for Sequence Modeling", Table 1: adding problem T = 600, test MSE
+  LSTM 0.164, GRU 5.3e-5, RNN 0.177 (their sizes and budget, not ours).
+* Darts' LSTM (``RNNModel``) on AirPassengers, 6-month forecasts backtested from
+  January 1959: MAPE 2.71 % (Darts' recurrent-model example). Ours: 6-row forecasts at
+  origins 1959-01, -07, 1960-01, -07 from 12 rows of context; MAPE over those 24 months.
+
+Writes benchmarks/results/learning.{json,md} (``--quick``: learning-quick.{json,md}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.compare import CompareConfig, compare
+from rnnlab.tasks import CELLS
+from rnnlab.training import TrainConfig
+
+RESULTS = Path(__file__).parent / "results"
+BAI = "Bai et al. 2018, Table 1 (T = 600)"
+DARTS = "Darts LSTM, 6-month backtest from 1959: MAPE 2.71 %"
+
+# name, task, task options, training settings, published {cell: value} and its source
+RECIPES = [
+    ("adding T=100", "adding", {"length": 100}, {"steps": 3000, "seconds": 90}, None),
+    ("adding T=600", "adding", {"length": 600}, {"steps": 4000, "seconds": 300},
+     ({"rnn": 0.177, "lstm": 0.164, "gru": 5.3e-5}, BAI)),
+    ("copy delay 50", "copy", {"delay": 50}, {"steps": 2000, "seconds": 90}, None),
+    ("copy delay 200", "copy", {"delay": 200}, {"steps": 3000, "seconds": 240}, None),
+    ("parity 16 -> 64", "parity", {"train_length": 16, "val_length": 64},
+     {"steps": 2000, "seconds": 90}, None),
+    ("digits (sequential 8x8)", "classify", {"path": "digits"}, {"steps": 1500, "seconds": 90},
+     None),
+    ("charlm (stdlib corpus)", "charlm", {}, {"steps": 1500, "seconds": 120}, None),
+    ("airpassengers", "forecast", {"path": "airpassengers", "window": 12, "horizon": 6,
+                                   "val_fraction": 0.1667},
+     {"steps": 1500, "seconds": 40, "batch_size": 32}, ({}, DARTS)),
+    ("sunspots", "forecast", {"path": "sunspots", "window": 22, "horizon": 11, "season": 11},
+     {"steps": 1500, "seconds": 40}, None),
+]
+
+QUICK = {"adding T=100": {"length": 20, "val_size": 64},
+         "adding T=600": {"length": 30, "val_size": 64},
+         "copy delay 50": {"delay": 10, "val_size": 64},
+         "copy delay 200": {"delay": 20, "val_size": 64},
+         "parity 16 -> 64": {"train_length": 6, "val_length": 12, "val_size": 64},
+         "charlm (stdlib corpus)": {"max_chars": 20000}}
+
+
+def mape(view: dict) -> float:
+    truth, forecast = np.asarray(view["truth"]), np.asarray(view["forecast"])
+    return float(100 * np.mean(np.abs(forecast - truth) / np.abs(truth)))
+
+
+def run_row(recipe, quick: bool, folder: Path) -> dict:
+    name, task, options, settings, published = recipe
+    options = {**options, **(QUICK.get(name, {}) if quick else {})}
+    settings = {**settings, **({"steps": 10, "seconds": 20, "eval_every": 5} if quick else {})}
+    train = TrainConfig.for_task(task, task_options=options, **settings)
+    start = time.perf_counter()
+    result = compare(CompareConfig(train=train, cells=CELLS), folder, progress="none",
+                     report=task == "forecast")
+    m = result.metrics
+    row = {"name": name, "task": task, "task_options": options, "metric": m["metric"],
+           "higher_is_better": m["higher_is_better"], "chance": m["chance"],
+           "baseline": m["baseline"], "seconds": time.perf_counter() - start,
+           "cells": {c["cell"]: {"best": c["best"], "hidden": c["hidden"],
+                                 "params": c["params"], "seconds": c["seconds"],
+                                 "steps": c["runs"][0]["steps"]} for c in m["cells"]}}
+    if published and not quick:  # tiny quick sizes are not the published setting
+        row["published"], row["source"] = published
+    if task == "forecast":
+        views = {c: e["forecast_view"] for c, e in m["extras"].items()}
+        for cell, view in views.items():
+            row["cells"][cell].update(view["scores"], mape=mape(view))
+        first = next(iter(views.values()))
+        row["baselines"] = {n: b["scores"] for n, b in first["baselines"].items()}
+        for n, b in first["baselines"].items():
+            if b["forecast"] is not None:
+                row["baselines"][n] = {**b["scores"], "mape": mape({**first, "forecast":
+                                                                    b["forecast"]})}
+    return row
+
+
+def _g(v) -> str:
+    return "–" if v is None else f"{v:.3g}"
+
+
+def markdown(report: dict) -> str:
+    quick = report["quick"]
+    title = " — QUICK smoke test (tiny sizes; not results)" if quick else ""
+    lines = [f"# Learning benchmark{title}",
+             "", f"Machine: {report['machine']}; torch {report['torch']}; "
+             f"{report['seconds'] / 60:.1f} min in all. `benchmarks/learning.py`"
+             f"{' --quick' if quick else ''}.", "",
+             "| task | setting | metric | chance / baseline | RNN | LSTM | GRU "
+             "| train s (3 cells) | published |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        cells = row["cells"]
+        base = f"{_g(row['chance'])} ({row['baseline']})"
+        if "baselines" in row:
+            scored = {n: s for n, s in row["baselines"].items() if s}
+            best = min(scored, key=lambda n: scored[n]["mase"]) if scored else None
+            base = (f"{best}: MASE {_g(scored[best]['mase'])}, MAPE "
+                    f"{_g(scored[best]['mape'])} %") if best else "all baselines failed"
+            shown = [f"MASE {_g(cells[c]['mase'])}, MAPE {_g(cells[c]['mape'])} %"
+                     for c in CELLS]
+        else:
+            shown = [_g(cells[c]["best"]) for c in CELLS]
+        pub = ""
+        if "published" in row:
+            pub = " / ".join(f"{c.upper()} {_g(v)}" for c, v in row["published"].items())
+            pub = f"{pub} ({row['source']})" if pub else row["source"]
+        train_s = sum(c["seconds"] for c in cells.values())
+        setting = ", ".join(f"{k}={v}" for k, v in row["task_options"].items()
+                            if k != "val_size")
+        steps = max(c["steps"] for c in cells.values())
+        lines.append(f"| {row['name']} | {setting}; {steps} steps | {row['metric']} | {base} | "
+                     + " | ".join(shown)
+                     + f" | {train_s:.0f} | {pub} |")
+    lines += ["", "Forecast rows: MASE and MAPE of the backtest in data units; the baseline "
+              "column names the best classical forecaster by MASE (a baseline below a cell's "
+              "MASE beats it)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument("--only", help="run only the rows whose name contains this text")
+    args = parser.parse_args()
+    recipes = [r for r in RECIPES if not args.only or args.only in r[0]]
+    start = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, recipe in enumerate(recipes):
+            rows.append(run_row(recipe, args.quick, Path(tmp) / f"row{k}"))
+            print(f"{recipe[0]}: {rows[-1]['seconds']:.0f} s", flush=True)
+    report = {"quick": args.quick, "machine": f"{platform.processor() or platform.machine()}, "
+              f"{torch.get_num_threads()} threads", "torch": torch.__version__,
+              "seconds": time.perf_counter() - start, "rows": rows}
+    name = "learning-quick" if args.quick else "learning"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
