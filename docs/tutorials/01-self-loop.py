@@ -11,6 +11,7 @@
 # finally unroll the loop to see that every step uses the same weights.
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
 import torch

@@ -14,6 +14,7 @@
 # gradient shrink or grow over time with `rnnlab.nn.record`.
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
 import torch

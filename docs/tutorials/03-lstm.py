@@ -18,6 +18,7 @@
 # the marked two) and watch its gates.
 
 # %%
+# %matplotlib inline
 import matplotlib.pyplot as plt
 import torch
 

@@ -16,6 +16,7 @@
 # \end{aligned}$$
 
 # %%
+# %matplotlib inline
 import time
 
 import matplotlib.pyplot as plt
