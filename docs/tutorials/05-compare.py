@@ -27,7 +27,8 @@ from rnnlab.cli import main
 
 data = Path("docs/examples/forecast.csv")
 print(data.read_text().splitlines()[:3])
-run_dir = Path(tempfile.mkdtemp()) / "compare-load"
+workdir = tempfile.TemporaryDirectory()          # removed when Python exits
+run_dir = Path(workdir.name) / "compare-load"
 main(["compare", "--task", "forecast", "--data", str(data), "-o", "columns=load",
       "-o", "horizon=7", "--cells", "lstm,gru", "--params", "6000", "--steps", "60",
       "--progress", "none", "--out", str(run_dir)], standalone_mode=False)

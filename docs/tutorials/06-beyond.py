@@ -45,7 +45,8 @@ print("carried state:", tuple(h.shape), tuple(c.shape))
 # loops), with symbolic batch and time; onnxruntime then runs it anywhere.
 
 # %%
-folder = Path(tempfile.mkdtemp())
+workdir = tempfile.TemporaryDirectory()          # removed when Python exits
+folder = Path(workdir.name)
 batch = torch.randn(12, 4, 8)                     # (T, B, I) example
 to_onnx(lstm, (batch,), folder / "lstm.onnx")
 session = onnxruntime.InferenceSession(str(folder / "lstm.onnx"))
