@@ -1,4 +1,5 @@
-"""Every public name has a docstring: the API reference (docs/api/) is generated from them.
+"""Every public name has a docstring and a place in the API reference (docs/api/), which
+mkdocstrings generates from the docstrings.
 
 Public: each name in the ``__all__`` of the documented modules, and the public methods
 and properties those classes define themselves (an override of a documented base method,
@@ -8,11 +9,14 @@ such as ``forward`` of a torch module, may rely on the base's docstring).
 import dataclasses
 import importlib
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 
 # The modules whose ``__all__`` the API reference documents (docs/api/*.md).
 DOCUMENTED = ("rnnlab", "rnnlab.nn", "rnnlab.reference", "rnnlab.export")
+API_PAGES = Path(__file__).parents[1] / "docs" / "api"
 
 
 def _own_doc(obj) -> str:
@@ -57,3 +61,22 @@ def _undocumented(module_name: str) -> list[str]:
 def test_every_public_name_has_a_docstring(module_name):
     missing = _undocumented(module_name)
     assert not missing, f"public names without a docstring: {missing}"
+
+
+def _documented_names() -> set[str]:
+    """The last component of every ``::: target`` of the API pages, and the names listed
+    in their ``members: [...]`` options."""
+    names = set()
+    for page in API_PAGES.glob("*.md"):
+        text = page.read_text()
+        names |= {target.rsplit(".", 1)[-1] for target in re.findall(r"^::: (\S+)", text, re.M)}
+        for listed in re.findall(r"^\s+members: \[(.*)\]", text, re.M):
+            names |= {name.strip() for name in listed.split(",")}
+    return names
+
+
+@pytest.mark.parametrize("module_name", DOCUMENTED)
+def test_every_public_name_is_in_the_api_reference(module_name):
+    public = set(importlib.import_module(module_name).__all__) - {"__version__"}
+    missing = sorted(public - _documented_names())
+    assert not missing, f"not in any page of docs/api/: {missing}"
