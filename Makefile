@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-cpu-isa lint bench-cpu clean clean-kernels
+.PHONY: demo test test-fast test-cpu-isa docs lint bench-cpu clean clean-kernels
 
 # torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
 # build of several GB); rnnlab itself declares only the range it supports.
@@ -31,6 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 -q tests/nn tests/ops
 	$(MAKE) test-cpu-isa
+	$(MAKE) docs
 
 # test_cpu_tile.py and test_cpu_isa.py run every variant the CPU has in one process; this
 # runs a conformance subset once more per variant forced through RNNLAB_CPU_ISA (the
@@ -41,6 +42,11 @@ test-cpu-isa: $(STAMP)
 	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "cpu-f32 or register_tiles" \
 	    tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py || exit 1; \
 	done
+
+# The documentation site into site/ (offline; a warning fails it): the API reference from
+# the docstrings, and every tutorial in docs/tutorials/ executed (a failing cell fails it).
+docs: $(STAMP)
+	MPLBACKEND=Agg NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # For local iteration: the suite less the tests marked slow (torchrun jobs, the GPU
 # kernels in Triton's interpreter, the README's examples; see tests/conftest.py).
@@ -60,4 +66,4 @@ clean-kernels:
 	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
 
 clean: clean-kernels
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache

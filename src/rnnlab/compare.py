@@ -66,6 +66,7 @@ class CompareConfig:
                 raise InputError(f"{name} must be a positive integer, got {v!r}")
 
     def to_dict(self) -> dict:
+        """The configuration as JSON types (what ``compare.json`` holds)."""
         d = asdict(self)
         d["cells"] = list(self.cells)
         return d
@@ -87,6 +88,8 @@ class CompareConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CompareConfig:
+        """The configuration :meth:`to_dict` wrote; an unknown or missing field is an
+        :class:`~rnnlab._io.InputError`."""
         if not isinstance(d, dict):
             raise InputError(f"a compare configuration is a JSON object, got {type(d).__name__}")
         names = [f.name for f in fields(cls)]
@@ -116,6 +119,9 @@ class CompareConfig:
 
 @dataclass
 class CompareResult:
+    """What :func:`compare` returns: its configuration, run folder and task, every cell's
+    :class:`~rnnlab.TrainResult` per seed, and the metrics written to ``metrics.json``."""
+
     config: CompareConfig
     run_dir: Path
     task: Task
@@ -123,6 +129,7 @@ class CompareResult:
     metrics: dict
 
     def table(self) -> str:
+        """The results table the ``rnnlab compare`` command prints."""
         return format_table(self.metrics)
 
 

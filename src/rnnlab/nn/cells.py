@@ -127,6 +127,7 @@ class RNNCell(_CellBase):
         return s + (f", nonlinearity={self.nonlinearity}" if self.nonlinearity != "tanh" else "")
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        """h' from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,), zeros if omitted."""
         x, states, batched = self._prepare(input, [("hx", hx)])
         relu = self.nonlinearity == "relu"
 
@@ -147,6 +148,7 @@ class LSTMCell(_CellBase):
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
+        """(h', c') from ``input`` (B, I) or (I,) and ``hx = (h, c)``, zeros if omitted."""
         if hx is not None and not isinstance(hx, (tuple, list)):
             raise TypeError(f"hx for LSTMCell must be a tuple (h, c), got {type(hx).__name__}")
         if hx is not None and len(hx) != 2:
@@ -184,6 +186,7 @@ class GRUCell(_CellBase):
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        """h' from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,), zeros if omitted."""
         x, states, batched = self._prepare(input, [("hx", hx)])
 
         def op(x, h, w_ih, w_hh, b_ih, b_hh):

@@ -86,6 +86,7 @@ class Recording:
         return probe
 
     def store_gates(self, module, layer: int, direction: int, saved, batched: bool) -> None:
+        """Called by the layers: keep one layer and direction's saved gates (and cell states)."""
         if not self._want_gates:
             return
         key = layer_key(self._names[module], layer, direction)

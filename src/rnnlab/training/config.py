@@ -106,10 +106,13 @@ class TrainConfig:
         return cls(task=task, **{**TASKS[task].train_defaults, **options})
 
     def to_dict(self) -> dict:
+        """The configuration as JSON types (what a run's ``config.json`` holds)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """The configuration :meth:`to_dict` wrote, validated; an unknown option is an
+        :class:`~rnnlab._io.InputError`."""
         if not isinstance(d, dict):
             raise InputError(f"a training configuration is a JSON object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
@@ -119,6 +122,7 @@ class TrainConfig:
         return cls(**d)
 
     def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` applied, validated again."""
         return replace(self, **changes)
 
     def digest(self) -> str:

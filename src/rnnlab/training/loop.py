@@ -92,6 +92,7 @@ class TrainResult:
         return None
 
     def summary(self) -> dict:
+        """The run's figures as JSON types: cell, seed, width, parameters, best and final metric."""
         return {
             "cell": self.config.cell,
             "seed": self.config.seed,
