@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnlab.backends.portable._common import weight_grad
+from rnnlab.backends._host import weight_grad
 
 
 def as_array(t: Tensor) -> np.ndarray:
@@ -159,17 +159,14 @@ def configured_threads() -> int:
     return torch.get_num_threads()
 
 
-def threads_by_size(x_arg: int, w_arg: int) -> Callable[[Callable], Callable]:
-    """Decorate a backend function (called positionally) to run inside
-    :func:`outer_threads`, sized by its input x (T, B, I) and input weight W_ih (G, I)."""
+def threads_by_size(entry: Callable) -> Callable:
+    """Decorate a backend entry point ``(self, w, seq, ...)`` (the contract's order) to
+    run inside :func:`outer_threads`, sized by the input x (T, B, I) and W_ih (G, I)."""
 
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args):
-            x, w = args[x_arg], args[w_arg]
-            with outer_threads(2.0 * x.shape[0] * x.shape[1] * w.shape[0] * w.shape[1]):
-                return fn(*args)
+    @functools.wraps(entry)
+    def run(self, w, seq, *rest):
+        x, w_ih = seq.x, w.w_ih
+        with outer_threads(2.0 * x.shape[0] * x.shape[1] * w_ih.shape[0] * w_ih.shape[1]):
+            return entry(self, w, seq, *rest)
 
-        return run
-
-    return wrap
+    return run

@@ -17,6 +17,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnlab.backends._host import (
+    empty_grad,
+    project_inputs,
+    sum_bias,
+    valid_mask,
+    weight_grad,
+    zero_padding,
+)
+from rnnlab.backends.contract import (
+    LSTMForward,
+    LSTMGrads,
+    LSTMSaved,
+    LSTMState,
+    LSTMWeights,
+    Sequence,
+)
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
@@ -43,14 +59,6 @@ from rnnlab.backends.cpu._parallel import (
     valid_prefix,
 )
 from rnnlab.backends.cpu._sync import LONG_WAIT, STRIDE, cycles, finish_step
-from rnnlab.backends.portable._common import (
-    empty_grad,
-    project_inputs,
-    sum_bias,
-    valid_mask,
-    weight_grad,
-    zero_padding,
-)
 
 
 # The per-sample passes are separate compiled functions, not inlined into the batch loop:
@@ -350,134 +358,114 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@threads_by_size(x_arg=0, w_arg=3)
-def lstm_forward(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
-    T, B, _ = x.shape
-    H, P = c0.shape[-1], h0.shape[-1]
-    # Padding rows of x go through the projection unmasked (no copy of x): whatever they
-    # hold, the kernel never reads their projected rows, and it zeroes their outputs.
-    with torch.no_grad():
-        gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
-    y = x.new_empty(T, B, P)
-    c_seq = x.new_empty(T, B, H)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    c_n = c0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
-    probe = optional_array(h_probe, 3, x.dtype)
-    rows, threads = plan(steps, T, flops, 4 * H, P)
-    arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
-              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
-    run_parts(lambda part: _forward(*arrays, part, threads), rows)
-    return y, h_n, c_n, gates, c_seq
+class CpuLSTM:
+    """LSTM, compiled (:class:`rnnlab.backends.contract.LSTMKernels`)."""
 
+    @threads_by_size
+    def forward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+    ) -> LSTMForward:
+        """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
+        x, lengths, reverse = seq
+        w_ih, w_hh, b_ih, b_hh, w_hr = w
+        h0, c0 = state
+        T, B, _ = x.shape
+        H, P = c0.shape[-1], h0.shape[-1]
+        # Padding rows of x go through the projection unmasked (no copy of x): whatever they
+        # hold, the kernel never reads their projected rows, and it zeroes their outputs.
+        with torch.no_grad():
+            gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
+        y = x.new_empty(T, B, P)
+        c_seq = x.new_empty(T, B, H)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        c_n = c0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
+        probe = optional_array(h_probe, 3, x.dtype)
+        rows, threads = plan(steps, T, flops, 4 * H, P)
+        arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
+                  as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
+        run_parts(lambda part: _forward(*arrays, part, threads), rows)
+        return LSTMForward(y, h_n, c_n, gates, c_seq)
 
-@threads_by_size(x_arg=3, w_arg=6)
-def lstm_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    dc_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None,
-    y: Tensor,
-    gates: Tensor,
-    c_seq: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
-    T, B, I = x.shape
-    H = c0.shape[-1]
-    G = 4 * H
-    x = zero_padding(x, valid_mask(lengths, T))
-    dh_seq = torch.empty_like(y) if (need_dh or w_hr is not None) else y.new_empty(0, 0, 0)
-    dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
-    dc0 = dc_n.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    P = h0.shape[-1]
-    rows, threads = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)), P, G)
-    arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
-              as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-    blocks = time_blocks(T, B, reverse)
-    block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, G)  # pre-activation gradients
-    dx = torch.empty_like(x)
-    dw_ih = w_ih.new_zeros(G, I)
-    db = w_ih.new_zeros(G)
-    dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
-    with torch.no_grad():
-        for t0, t1 in blocks:
-            d = block[: t1 - t0]
-            block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
-            run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
-            add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
-            dw_hh.add(d, t0, t1)
-        if w_hr is not None:
-            o_seq = gates[..., 3 * H :]
-            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # r_t = o ⊙ tanh(c_t)
-        else:
-            dw_hr = empty_grad(y)
-    dh_out = dh_seq if need_dh else empty_grad(y)
-    return dx, dh0, dc0, dw_ih, dw_hh.result(), db, dw_hr, dh_out
+    @threads_by_size
+    def backward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool,
+    ) -> LSTMGrads:
+        """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
+        x, lengths, reverse = seq
+        w_ih, w_hh, w_hr = w.w_ih, w.w_hh, w.w_hr
+        h0, c0 = state
+        y, gates, c_seq = saved
+        dh_n, dc_n = d_state
+        T, B, I = x.shape
+        H = c0.shape[-1]
+        G = 4 * H
+        x = zero_padding(x, valid_mask(lengths, T))
+        dh_seq = torch.empty_like(y) if (need_dh or w_hr is not None) else y.new_empty(0, 0, 0)
+        dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+        dc0 = dc_n.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        P = h0.shape[-1]
+        rows, threads = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)), P, G)
+        arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
+                  as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
+        blocks = time_blocks(T, B, reverse)
+        block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, G)  # pre-activation gradients
+        dx = torch.empty_like(x)
+        dw_ih = w_ih.new_zeros(G, I)
+        db = w_ih.new_zeros(G)
+        dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
+        with torch.no_grad():
+            for t0, t1 in blocks:
+                d = block[: t1 - t0]
+                block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
+                run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
+                add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
+                dw_hh.add(d, t0, t1)
+            if w_hr is not None:
+                o_seq = gates[..., 3 * H :]
+                dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # r_t = o ⊙ tanh(c_t)
+            else:
+                dw_hr = empty_grad(y)
+        dh_out = dh_seq if need_dh else empty_grad(y)
+        return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh.result(), db, dw_hr, dh_out)
 
-
-@threads_by_size(x_arg=0, w_arg=3)
-def lstm_infer(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Inference: y (T,B,P), h_n (B,P), c_n (B,H), nothing saved."""
-    T, B, _ = x.shape
-    H, P = c0.shape[-1], h0.shape[-1]
-    y = x.new_empty(T, B, P)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    c_n = c0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    G, I = 4 * H, x.shape[2]
-    flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
-    bias = bias_array(sum_bias(b_ih, b_hh), G, x.dtype)
-    parts = split_units(B, T, H, flops) if w_hr is None else 1
-    if parts > 1:
-        order = row_parts(steps, 1)[0]
-        h_buf = np.empty((2, B, H), dtype=bias.dtype)
-        h_buf[0] = h_n.numpy()[order]
+    @threads_by_size
+    def infer(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Inference: y (T,B,P), h_n (B,P), c_n (B,H), nothing saved."""
+        x, lengths, reverse = seq
+        w_ih, w_hh, b_ih, b_hh, w_hr = w
+        h0, c0 = state
+        T, B, _ = x.shape
+        H, P = c0.shape[-1], h0.shape[-1]
+        y = x.new_empty(T, B, P)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        c_n = c0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        G, I = 4 * H, x.shape[2]
+        flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
+        bias = bias_array(sum_bias(b_ih, b_hh), G, x.dtype)
+        parts = split_units(B, T, H, flops) if w_hr is None else 1
+        if parts > 1:
+            order = row_parts(steps, 1)[0]
+            h_buf = np.empty((2, B, H), dtype=bias.dtype)
+            h_buf[0] = h_n.numpy()[order]
+            arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
+                      as_array(w_hh), steps, reverse, order)
+            flags = np.zeros(parts * STRIDE, dtype=np.int64)
+            timing = np.zeros((parts, 2), dtype=np.int64)
+            chunk = inference_chunk(B)
+            if run_together(lambda part: _infer_units(*arrays, int(part[0]), parts, flags, h_buf,
+                                                       timing, chunk, 1),
+                            [np.array([p]) for p in range(parts)]):
+                note_unit_split(int(timing[:, 0].max()), int(timing[:, 1].max()))
+                return y, h_n, c_n
+        rows, threads = plan(steps, T, flops, G, P)
         arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
-                  as_array(w_hh), steps, reverse, order)
-        flags = np.zeros(parts * STRIDE, dtype=np.int64)
-        timing = np.zeros((parts, 2), dtype=np.int64)
-        chunk = inference_chunk(B)
-        if run_together(lambda part: _infer_units(*arrays, int(part[0]), parts, flags, h_buf,
-                                                   timing, chunk, 1),
-                        [np.array([p]) for p in range(parts)]):
-            note_unit_split(int(timing[:, 0].max()), int(timing[:, 1].max()))
-            return y, h_n, c_n
-    rows, threads = plan(steps, T, flops, G, P)
-    arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
-              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-    run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
-    return y, h_n, c_n
+                  as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
+        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+        return y, h_n, c_n

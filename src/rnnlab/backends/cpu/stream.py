@@ -1,4 +1,4 @@
-"""Streaming kernel: advance a whole layer stack by a few steps at batch size 1.
+"""Streaming on the cpu backend: advance a whole layer stack by a few steps at batch size 1.
 
 One compiled call runs every layer for every step of a chunk: per layer and step, the
 input and recurrent matrix-vector products (loops over weights laid out (K, N), see
@@ -14,8 +14,12 @@ layer in rows [0, L), c in rows [L, 2L), and five rows of scratch (W ≥ every w
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from numba import njit
+from torch import Tensor
 
+from rnnlab.backends.contract import StreamSpec
 from rnnlab.backends.cpu._blas import _gemv_acc
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
@@ -107,3 +111,74 @@ def advance(kind, x, y, flat, table, state):
 def advance_one(kind, x, y, flat, table, state):
     """One step: x (I,) -> y (P_last,) (:func:`advance` without the caller's reshapes)."""
     advance(kind, x.reshape((1, x.shape[0])), y.reshape((1, y.shape[0])), flat, table, state)
+
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+class CpuStream:
+    """:class:`rnnlab.backends.contract.StreamKernels` on :func:`advance`."""
+
+    def open(self, spec: StreamSpec, h: Tensor, c: Tensor) -> CpuStreamer:
+        return CpuStreamer(spec, h, c)
+
+
+class CpuStreamer:
+    """The stack's weights in one flat buffer with its offset table, and the carried
+    state with the kernel's scratch rows in one array (see the module docstring)."""
+
+    def __init__(self, spec: StreamSpec, h: Tensor, c: Tensor) -> None:
+        L, P = h.shape
+        H = c.shape[1]
+        G = _GATES[spec.family] * H
+        pieces: list[np.ndarray] = []
+        table = []
+        position = 0
+
+        def add(array: np.ndarray) -> int:
+            nonlocal position
+            start = position
+            pieces.append(np.ascontiguousarray(array).reshape(-1))
+            position += array.size
+            return start
+
+        with torch.no_grad():
+            for w in spec.layers:
+                w_ih, w_hh = (t.detach().numpy() for t in (w.w_ih, w.w_hh))
+                zeros = np.zeros(G, dtype=w_ih.dtype)
+                b_ih, b_hh = (zeros if b is None else b.detach().numpy() for b in w[2:4])
+                if spec.family != "gru":  # one bias for the sum; GRU keeps b_hn apart
+                    b_ih, b_hh = b_ih + b_hh, zeros
+                starts = [add(w_ih.T), add(w_hh.T), add(b_ih), add(b_hh), -1]
+                if spec.family == "lstm" and w.w_hr is not None:
+                    starts[4] = add(w.w_hr.detach().numpy().T)
+                table.append([*starts, w_ih.shape[1], G, P, H])
+        self._flat = np.concatenate(pieces)
+        self._table = np.asarray(table, dtype=np.int64)
+        if spec.family == "lstm":
+            self._kind = LSTM
+        elif spec.family == "gru":
+            self._kind = GRU if spec.option else GRU_RESET_BEFORE
+        else:
+            self._kind = RNN_RELU if spec.option else RNN_TANH
+        # One array for the kernel: h rows, c rows, then five rows of scratch.
+        width = max(spec.layers[0].w_ih.shape[1], G)
+        self._state = torch.zeros(2 * L + 5, width, dtype=h.dtype)
+        self.h = self._state[:L, :P]
+        self.c = self._state[L : 2 * L, :H]
+        self.h.copy_(h.detach())
+        self.c.copy_(c.detach())
+        self._state_np = self._state.numpy()
+        self._width = P
+        self._np_dtype = self._flat.dtype
+
+    def step(self, x: Tensor) -> Tensor:
+        y = np.empty(self._width, dtype=self._np_dtype)
+        advance_one(self._kind, x.numpy(), y, self._flat, self._table, self._state_np)
+        return torch.from_numpy(y)
+
+    def advance(self, x: Tensor) -> Tensor:
+        array = x.detach().numpy() if x.is_contiguous() else x.detach().contiguous().numpy()
+        y = np.empty((array.shape[0], self._width), dtype=array.dtype)
+        advance(self._kind, array, y, self._flat, self._table, self._state_np)
+        return torch.from_numpy(y)
