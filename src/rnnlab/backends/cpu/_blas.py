@@ -237,12 +237,13 @@ def gemm_nt(A, W, C, beta, scratch):
     ints[3] = 84  # "T"
     ints[4] = 78  # "N"
     ints[5] = C.strides[0] // C.itemsize  # ldc
+    ints[6] = max(K, 1)  # lda = ldb: BLAS rejects 0 (K = 0: no input feature, C = beta·C)
     scalars = scratch[1]
     scalars[0] = 1.0
     scalars[1] = beta
     args = (_address(ints[3:4]), _address(ints[4:5]), _address(ints[0:1]), _address(ints[1:2]),
-            _address(ints[2:3]), _address(scalars[0:1]), _address(W), _address(ints[2:3]),
-            _address(A), _address(ints[2:3]), _address(scalars[1:2]), _address(C),
+            _address(ints[2:3]), _address(scalars[0:1]), _address(W), _address(ints[6:7]),
+            _address(A), _address(ints[6:7]), _address(scalars[1:2]), _address(C),
             _address(ints[5:6]))
     if _is_float32(C):
         _sgemm(*args)
