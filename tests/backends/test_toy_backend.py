@@ -15,7 +15,7 @@ import rnnlab
 import rnnlab.nn as rnn
 from helpers import assert_rel_close
 from rnnlab import backends
-from rnnlab.backends.contract import BackendKernels, StreamSpec
+from rnnlab.backends.contract import BackendKernels, LayerwiseStream, StreamSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 # A representative part of tests/nn (the whole of it is ~6 min on portable): random
@@ -55,12 +55,9 @@ def toy(monkeypatch):
 
     calls: Counter = Counter()
     base = portable.KERNELS
+    families = [_Counting(name, getattr(base, name), calls) for name in ("rnn", "lstm", "gru")]
     kernels = BackendKernels(
-        name="toy",
-        rnn=_Counting("rnn", base.rnn, calls),
-        lstm=_Counting("lstm", base.lstm, calls),
-        gru=_Counting("gru", base.gru, calls),
-        stream=_CountingStream(base.stream, calls),
+        "toy", *families, stream=_CountingStream(LayerwiseStream(*families), calls)
     )
     backends.register(
         "toy", lambda: kernels, lambda device, dtype: dtype.is_floating_point, "a test's toy"
@@ -88,7 +85,7 @@ def test_a_toy_backend_streams_and_use_backend_picks_it(toy, monkeypatch):
     torch.manual_seed(0)
     layer = rnn.LSTM(3, 5, num_layers=2, proj_size=2)
     x = torch.randn(4, 3)
-    with torch.no_grad():
+    with torch.no_grad(), rnnlab.use_backend("portable"):
         want, _ = layer(x)
     with rnnlab.use_backend("toy"):
         stream = rnn.Stream(layer)

@@ -60,7 +60,8 @@ def sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
 
 def weight_grad(d: Tensor, inp: Tensor) -> Tensor:
     """Σ_t dᵀ·inp over all steps and samples as one GEMM: (T,B,G),(T,B,K) -> (G, K)."""
-    return d.reshape(-1, d.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
+    rows = d.shape[:-1].numel()  # (explicit: with K = 0 a shape (-1, K) would be ambiguous)
+    return d.reshape(rows, d.shape[-1]).t() @ inp.reshape(rows, inp.shape[-1])
 
 
 def input_grad(d: Tensor, w_ih: Tensor) -> Tensor:

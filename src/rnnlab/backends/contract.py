@@ -12,7 +12,7 @@ activations dropped), and a backend without a dedicated streaming kernel serves 
 :class:`LayerwiseStream` (its own ``infer`` on each chunk, layer after layer).
 
 The symbols are the reference's (:mod:`rnnlab.reference`, whose docstrings hold each
-cell's equations): x, h, c, the gates, r_t = o ⊙ tanh(c_t) for the LSTM. Shapes,
+cell's equations): x, h, c, the gates, m_t = o ⊙ tanh(c_t) for the LSTM. Shapes,
 time-major: x (T, B, I); h0 (B, P), P = H unless LSTM projection; c0 (B, H); lengths
 (B,) int64 or None for all T; h_probe (T, B, P) or None.
 

@@ -29,6 +29,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from rnnlab.backends.cpu import _tuning
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._tile import LANES, pack_panels, panel_matmul
 
@@ -173,7 +174,9 @@ def matmul(A, op, C, scratch):
     dense, packed, panels = op
     B, K = A.shape
     N = dense.shape[1]
-    if B == 1:
+    if K == 0:  # no input feature: nothing to multiply (BLAS rejects a leading dim of 0)
+        C[:, :] = 0
+    elif B == 1:
         C[0, :] = 0
         _gemv_acc(A[0], dense, C[0])
     elif panels.shape[0] > 0:
@@ -209,12 +212,11 @@ def gemm_threads(B: int, N: int, K: int) -> int:
     (B=64, H=512 LSTM or GRU), else 1.
 
     A parallel region per step costs a synchronisation per step. On an idle machine that
-    is cheap, but when another process holds a core the worker waits for a time slice:
-    measured on 2 cores under load, B=16 H=256 LSTM forward (4 M multiply-adds a step)
-    took 150-240 ms on one thread and 0.8-3.4 s on two. Only steps long enough to absorb
-    such a wait are split.
+    is cheap, but when another process holds a core the worker waits for a time slice
+    (benchmarks/results/cpu-tuning.md). Only steps long enough to absorb such a wait are
+    split.
     """
-    return 1 if B * N * K < (1 << 25) else torch.get_num_threads()
+    return 1 if B * N * K < _tuning.GEMM_SPLIT_MULTIPLY_ADDS else torch.get_num_threads()
 
 
 @kernel()

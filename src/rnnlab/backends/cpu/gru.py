@@ -1,16 +1,12 @@
 """GRU, cpu backend, both placements of the reset gate: the whole sequence in one
 compiled loop.
 
-    r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)                   (B, H)
-    z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-    reset after  (torch.nn, cuDNN):  n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
-    reset before (Cho et al. 2014):  n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn)
-    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
 
 Per step, reset after: one product h_{t-1}·W_hhᵀ (B, 3H), then one vectorised pass.
 Reset before: h_{t-1}·W_{h,rz}ᵀ, a pass for r and z, then (r ⊙ h_{t-1})·W_hnᵀ and a pass
 for n. x·W_ihᵀ + b_ih for all steps is one GEMM before the loop. Saved for backward:
-gates (T,B,4H) = [r, z, n, hn], zero at padding — as :mod:`rnnlab.backends.portable.gru`.
+gates (T,B,4H) = [r, z, n, hn], zero at padding — as :mod:`rnnlab.backends.contract`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Elman RNN, cpu backend: the whole sequence in one compiled loop.
 
-    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, H)
-    h_t = tanh(a_t)   or   relu(a_t)
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 
 Per step: h_{t-1}·W_hhᵀ added into the buffer that holds x_t·W_ihᵀ + b (one GEMM for
 all steps, before the loop), then one vectorised pass. Saved for backward: the
-pre-activations a (T,B,H), zero at padding — as :mod:`rnnlab.backends.portable.rnn`.
+pre-activations a (T,B,H), zero at padding — as :mod:`rnnlab.backends.contract`.
 """
 
 from __future__ import annotations

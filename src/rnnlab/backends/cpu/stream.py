@@ -43,7 +43,7 @@ def advance(kind, x, y, flat, table, state):
     c = state[L : 2 * L]
     pre = state[2 * L]  # input pre-activations (and, LSTM/RNN, the sum)
     rec = state[2 * L + 1]  # recurrent pre-activations (GRU)
-    r_buf = state[2 * L + 2]
+    row_buf = state[2 * L + 2]
     c_out = state[2 * L + 3]
     inp = state[2 * L + 4]
     u = one(x)
@@ -51,48 +51,48 @@ def advance(kind, x, y, flat, table, state):
     for t in range(T):
         inp[: x.shape[1]] = x[t]
         for layer in range(L):
-            o = table[layer]
-            I, G, P, H = o[5], o[6], o[7], o[8]
-            w_ih = _matrix(flat, o[0], I, G)
-            w_hh = _matrix(flat, o[1], P, G)
-            b_in = flat[o[2] : o[2] + G]
-            b_rec = flat[o[3] : o[3] + G]
+            offsets = table[layer]
+            I, G, P, H = offsets[5], offsets[6], offsets[7], offsets[8]
+            w_ih = _matrix(flat, offsets[0], I, G)
+            w_hh = _matrix(flat, offsets[1], P, G)
+            b_in = flat[offsets[2] : offsets[2] + G]
+            b_rec = flat[offsets[3] : offsets[3] + G]
             h_l = h[layer, :P]
             a = pre[:G]
             a[:] = b_in
             _gemv_acc(inp[:I], w_ih, a)
             if kind == GRU or kind == GRU_RESET_BEFORE:
-                g = rec[:G]
-                g[:] = b_rec
+                rec_g = rec[:G]
+                rec_g[:] = b_rec
                 if kind == GRU:
-                    _gemv_acc(h_l, w_hh, g)
+                    _gemv_acc(h_l, w_hh, rec_g)
                     for j in range(H):
-                        r = sigmoid(a[j] + g[j])
-                        z = sigmoid(a[H + j] + g[H + j])
-                        n = tanh(a[2 * H + j] + r * g[2 * H + j])
+                        r = sigmoid(a[j] + rec_g[j])
+                        z = sigmoid(a[H + j] + rec_g[H + j])
+                        n = tanh(a[2 * H + j] + r * rec_g[2 * H + j])
                         h_l[j] = n + z * (h_l[j] - n)
                 else:
-                    _gemv_acc(h_l, w_hh[:, : 2 * H], g[: 2 * H])
-                    rh = r_buf[:H]
+                    _gemv_acc(h_l, w_hh[:, : 2 * H], rec_g[: 2 * H])
+                    rh = row_buf[:H]
                     for j in range(H):
-                        a[j] = sigmoid(a[j] + g[j])  # r
-                        a[H + j] = sigmoid(a[H + j] + g[H + j])  # z
+                        a[j] = sigmoid(a[j] + rec_g[j])  # r
+                        a[H + j] = sigmoid(a[H + j] + rec_g[H + j])  # z
                         rh[j] = a[j] * h_l[j]
-                    _gemv_acc(rh, w_hh[:, 2 * H :], g[2 * H :])
+                    _gemv_acc(rh, w_hh[:, 2 * H :], rec_g[2 * H :])
                     for j in range(H):
-                        n = tanh(a[2 * H + j] + g[2 * H + j])
+                        n = tanh(a[2 * H + j] + rec_g[2 * H + j])
                         h_l[j] = n + a[H + j] * (h_l[j] - n)
             elif kind == LSTM:
-                g = rec[:G]
-                g[:] = b_rec
-                _gemv_acc(h_l, w_hh, g)
-                r = r_buf[:H]
-                _cell(a, g, c[layer, :H], c_out[:H], r)
-                if o[4] < 0:
-                    h_l[:] = r
+                rec_g = rec[:G]
+                rec_g[:] = b_rec
+                _gemv_acc(h_l, w_hh, rec_g)
+                m = row_buf[:H]  # m_t = o ⊙ tanh(c_t)
+                _cell(a, rec_g, c[layer, :H], c_out[:H], m)
+                if offsets[4] < 0:
+                    h_l[:] = m
                 else:
                     h_l[:] = 0
-                    _gemv_acc(r, _matrix(flat, o[4], H, P), h_l)
+                    _gemv_acc(m, _matrix(flat, offsets[4], H, P), h_l)
             else:
                 for j in range(G):
                     a[j] += b_rec[j]

@@ -1,10 +1,6 @@
 """GRU, Triton backend, both placements of the reset gate.
 
-    r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)                   (B, H)
-    z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-    reset after  (torch.nn, cuDNN):  n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
-    reset before (Cho et al. 2014):  n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn)
-    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
 
 Saved for backward: gates (T,B,4H) = [r, z, n, hn] with hn the recurrent term of the
 candidate, zero at padding steps. b_ih goes into the input projection; b_hh is added

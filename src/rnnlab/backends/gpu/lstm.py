@@ -1,10 +1,7 @@
 """LSTM (with optional projection), Triton backend.
 
-    [i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh     (B, 4H), then
-    i, f, o = σ(·),  g = tanh(·)
-    c_t = f ⊙ c_{t-1} + i ⊙ g
-    m_t = o ⊙ tanh(c_t)
-    h_t = m_t            (projection: h_t = W_hr m_t, (B, P))
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
+output before the projection).
 
 Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
 and the cell states c_t (T,B,H), zero at padding steps.

@@ -1,7 +1,6 @@
 """Elman RNN, Triton backend.
 
-    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, H)
-    h_t = tanh(a_t)   or   relu(a_t)
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 
 The input projection (all steps) and the weight gradients are GEMMs outside the
 recurrence; the kernels run the serial part. Saved for backward: a (T,B,H), zero at

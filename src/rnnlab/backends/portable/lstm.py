@@ -1,9 +1,7 @@
 """LSTM (with optional projection), portable backend.
 
-    [i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh     (B, 4H), then
-    i, f, o = σ(·),  g = tanh(·)
-    c_t = f ⊙ c_{t-1} + i ⊙ g
-    h_t = o ⊙ tanh(c_t)                 (projection: h_t = W_hr (o ⊙ tanh(c_t)), (B, P))
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
+output before the projection).
 
 Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
 and the cell states c_t (T,B,H), zero at padding steps.
@@ -63,9 +61,8 @@ class PortableLSTM(LSTMInferByForward):
             act[:, 3 * H :].sigmoid_()  # o
             i, f, g, o = act.chunk(4, dim=1)
             c_t = f * c + i * g
-            h_t = o * torch.tanh(c_t)
-            if w_hr is not None:
-                h_t = h_t @ w_hr.t()  # (B, P)
+            m_t = o * torch.tanh(c_t)
+            h_t = m_t @ w_hr.t() if w_hr is not None else m_t  # (B, P)
             if h_probe is not None:
                 h_t = h_t + h_probe[t]
             if valid is None:
@@ -102,10 +99,10 @@ class PortableLSTM(LSTMInferByForward):
         for t in reversed(time_steps(T, reverse)):
             i, f, g, o = gates[t].chunk(4, dim=1)
             dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
-            dr = dh @ w_hr if w_hr is not None else dh  # through the projection h = W_hr r
+            dm = dh @ w_hr if w_hr is not None else dh  # through the projection h = W_hr m
             tanh_c = torch.tanh(c_seq[t])
-            do = dr * tanh_c  # h = o ⊙ tanh(c)
-            dc = dc_next + dr * o * (1 - tanh_c * tanh_c)  # from h_t and from c_{t+1}
+            do = dm * tanh_c  # m = o ⊙ tanh(c)
+            dc = dc_next + dm * o * (1 - tanh_c * tanh_c)  # from h_t and from c_{t+1}
             di = dc * g  # c = f ⊙ c_prev + i ⊙ g
             dg = dc * i
             df = dc * c_prev_seq[t]
@@ -140,7 +137,7 @@ class PortableLSTM(LSTMInferByForward):
         db = dgates.sum(dim=(0, 1))
         if w_hr is not None:
             o_seq = gates[..., 3 * c0.shape[-1] :]
-            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # r_t = o ⊙ tanh(c_t)
+            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
         else:
             dw_hr = empty_grad(y)
         dh_out = dh_seq if need_dh else empty_grad(y)

@@ -1,7 +1,6 @@
 """Elman RNN, portable backend.
 
-    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, H)
-    h_t = tanh(a_t)   or   relu(a_t)
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 """
 
 from __future__ import annotations
