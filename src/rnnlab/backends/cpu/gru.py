@@ -346,9 +346,7 @@ class CpuGRU:
         self, w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
         reset_after: bool,
     ) -> GRUForward:
-        """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, b_ih, b_hh = w
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, _ = x.shape
         H = h0.shape[-1]
         gates = x.new_empty(T, B, 4 * H)
@@ -373,10 +371,7 @@ class CpuGRU:
         self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
         dh_n: Tensor, reset_after: bool, need_dh: bool,
     ) -> GRUGrads:
-        """Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and dh (total dL/dh_t)."""
-        x, lengths, reverse = seq
-        w_ih, w_hh = w.w_ih, w.w_hh
-        y, gates = saved
+        (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
         T, B, I = x.shape
         H = h0.shape[-1]
         G = 3 * H
@@ -424,9 +419,7 @@ class CpuGRU:
     def infer(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
     ) -> tuple[Tensor, Tensor]:
-        """Inference: y (T,B,H), h_n (B,H), nothing saved."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, b_ih, b_hh = w
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, I = x.shape
         H = h0.shape[-1]
         G = 3 * H

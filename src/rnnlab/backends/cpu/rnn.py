@@ -209,9 +209,7 @@ class CpuRNN:
     def forward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
     ) -> RNNForward:
-        """Returns y (T,B,H), h_n (B,H) and the pre-activations a (T,B,H), zero at padding."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, b_ih, b_hh = w
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, _ = x.shape
         H = h0.shape[-1]
         # Padding rows of x go through the projection unmasked (no copy of x): whatever they
@@ -232,10 +230,7 @@ class CpuRNN:
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
         dh_n: Tensor, relu: bool, need_dh: bool,
     ) -> RNNGrads:
-        """Returns dx, dh0, dW_ih, dW_hh, db (for each of b_ih and b_hh) and dh (total dL/dh_t)."""
-        x, lengths, reverse = seq
-        w_ih, w_hh = w.w_ih, w.w_hh
-        y, a_seq = saved
+        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
         T, B, I = x.shape
         H = h0.shape[-1]
         x = zero_padding(x, valid_mask(lengths, T))
@@ -261,9 +256,7 @@ class CpuRNN:
 
     @threads_by_size
     def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
-        """Inference: y (T,B,H), h_n (B,H), nothing saved."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, b_ih, b_hh = w
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, I = x.shape
         H = h0.shape[-1]
         y = x.new_empty(T, B, H)

@@ -514,9 +514,7 @@ class GpuGRU(GRUInferByForward):
         self, w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
         reset_after: bool,
     ) -> GRUForward:
-        """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, b_ih, b_hh = w
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, _ = x.shape
         H = h0.shape[-1]
         gx = project_inputs(x, w_ih, b_ih).contiguous()  # (T, B, 3H), padding rows unread
@@ -555,10 +553,7 @@ class GpuGRU(GRUInferByForward):
         self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
         dh_n: Tensor, reset_after: bool, need_dh: bool,
     ) -> GRUGrads:
-        """Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and dh (total dL/dh_t)."""
-        x, lengths, reverse = seq
-        w_ih, w_hh = w.w_ih, w.w_hh
-        y, gates = saved
+        (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
         T, B, _ = x.shape
         H = h0.shape[-1]
         x = zero_padding(x, valid_mask(lengths, T))

@@ -540,10 +540,7 @@ class GpuLSTM(LSTMInferByForward):
     def forward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
     ) -> LSTMForward:
-        """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, b_ih, b_hh, w_hr = w
-        h0, c0 = state
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
         T, B, _ = x.shape
         H, P = c0.shape[-1], h0.shape[-1]
         gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh)).contiguous()  # padding rows unread
@@ -581,12 +578,8 @@ class GpuLSTM(LSTMInferByForward):
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
         d_state: LSTMState, need_dh: bool,
     ) -> LSTMGrads:
-        """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, w_hr = w.w_ih, w.w_hh, w.w_hr
-        h0, c0 = state
-        y, gates, c_seq = saved
-        dh_n, dc_n = d_state
+        (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
+        (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
         T, B, _ = x.shape
         H, P = c0.shape[-1], h0.shape[-1]
         x = zero_padding(x, valid_mask(lengths, T))

@@ -325,9 +325,7 @@ class GpuRNN(RNNInferByForward):
     def forward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
     ) -> RNNForward:
-        """Returns y (T,B,H), h_n (B,H) and the pre-activations a (T,B,H), zero at padding."""
-        x, lengths, reverse = seq
-        w_ih, w_hh, b_ih, b_hh = w
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, _ = x.shape
         H = w_hh.shape[0]
         ax = project_inputs(x, w_ih, sum_bias(b_ih, b_hh)).contiguous()  # padding rows unread
@@ -362,10 +360,7 @@ class GpuRNN(RNNInferByForward):
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
         dh_n: Tensor, relu: bool, need_dh: bool,
     ) -> RNNGrads:
-        """Returns dx, dh0, dW_ih, dW_hh, db (for each of b_ih and b_hh) and dh (total dL/dh_t)."""
-        x, lengths, reverse = seq
-        w_ih, w_hh = w.w_ih, w.w_hh
-        y, a_seq = saved
+        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
         T, B, _ = x.shape
         H = w_hh.shape[0]
         x = zero_padding(x, valid_mask(lengths, T))
