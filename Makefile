@@ -62,7 +62,11 @@ lint: $(STAMP)
 
 # The cpu backend's compiled kernels (cached on disk, and recompiled by themselves after
 # any edit to the backend's source): to reclaim the space.
+# The cpu backend's compiled kernels live in the user's cache (backends/cpu/_jit.py); a
+# stale one is never served (the cache key holds the backend's source hash): this only
+# reclaims space. (*.nbi/*.nbc under src: left by versions that cached in the package.)
 clean-kernels:
+	rm -rf "$$(PYTHONPATH=src $(BIN)/python -c 'from rnnlab.backends.cpu._jit import kernel_folder; print(kernel_folder())')"
 	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
 
 clean: clean-kernels

@@ -20,7 +20,7 @@ are not themselves differentiable. When a backward pass is recorded
 (``create_graph=True``: gradient penalties, Hessian-vector products,
 ``torch.autograd.gradgradcheck``), the autograd formulas below do not call them: they
 recompute the op's forward from its saved inputs with out-of-place torch operations
-(:mod:`rnnlab.backends.portable.differentiable`) and return
+(:mod:`rnnlab.backends.differentiable`) and return
 ``torch.autograd.grad(..., create_graph=True)`` of that recomputation, so the
 second-order graph is torch's own and exact to any order. The recomputation runs on
 fresh views of the inputs, so it differentiates this op call alone (an input that
@@ -41,12 +41,25 @@ import torch
 from torch import Tensor
 
 from rnnlab import backends
-from rnnlab.backends.portable import differentiable
+from rnnlab.backends import differentiable
+from rnnlab.backends.contract import (
+    BackendKernels,
+    GRUSaved,
+    GRUWeights,
+    LSTMSaved,
+    LSTMState,
+    LSTMWeights,
+    RNNSaved,
+    RNNWeights,
+    Sequence,
+    Streamer,
+    StreamSpec,
+)
 
-__all__ = ["gru", "gru_infer", "lstm", "lstm_infer", "rnn", "rnn_infer"]
+__all__ = ["gru", "gru_infer", "lstm", "lstm_infer", "open_stream", "rnn", "rnn_infer"]
 
 
-def _backend(x: Tensor):
+def _backend(x: Tensor) -> BackendKernels:
     return backends.select(x.device, x.dtype)
 
 
@@ -101,7 +114,8 @@ def rnn(
     relu: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Elman RNN over a sequence: returns (y (T,B,H), h_n (B,H), a (T,B,H) pre-activations)."""
-    return _backend(x).rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
+    w, seq = RNNWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
+    return tuple(_backend(x).rnn.forward(w, seq, h0, h_probe, relu))
 
 
 @rnn.register_fake
@@ -126,9 +140,8 @@ def rnn_backward(
     need_dh: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """BPTT of :func:`rnn`: returns dx, dh0, dW_ih, dW_hh, db, dh (empty unless need_dh)."""
-    return _backend(x).rnn_backward(
-        dy, dh_n, x, h0, w_ih, w_hh, y, a, lengths, reverse, relu, need_dh
-    )
+    w, seq = RNNWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
+    return tuple(_backend(x).rnn.backward(w, seq, h0, RNNSaved(y, a), dy, dh_n, relu, need_dh))
 
 
 @rnn_backward.register_fake
@@ -199,9 +212,8 @@ def lstm(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM over a sequence: returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H)
     activated in the order i, f, g, o, and c (T,B,H) the cell state of every step."""
-    return _backend(x).lstm_forward(
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse
-    )
+    w, seq = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr), Sequence(x, lengths, reverse)
+    return tuple(_backend(x).lstm.forward(w, seq, LSTMState(h0, c0), h_probe))
 
 
 @lstm.register_fake
@@ -237,8 +249,10 @@ def lstm_backward(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """BPTT of :func:`lstm`: dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty without
     projection), dh (empty unless need_dh)."""
-    return _backend(x).lstm_backward(
-        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths, reverse, need_dh
+    w, seq = LSTMWeights(w_ih, w_hh, None, None, w_hr), Sequence(x, lengths, reverse)
+    saved, d_state = LSTMSaved(y, gates, c), LSTMState(dh_n, dc_n)
+    return tuple(
+        _backend(x).lstm.backward(w, seq, LSTMState(h0, c0), saved, dy, d_state, need_dh)
     )
 
 
@@ -311,9 +325,8 @@ def gru(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """GRU over a sequence: returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = r, z, n and
     the candidate's recurrent term hn."""
-    return _backend(x).gru_forward(
-        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after
-    )
+    w, seq = GRUWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
+    return tuple(_backend(x).gru.forward(w, seq, h0, h_probe, reset_after))
 
 
 @gru.register_fake
@@ -338,9 +351,9 @@ def gru_backward(
     need_dh: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """BPTT of :func:`gru`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh, dh (empty unless need_dh)."""
-    return _backend(x).gru_backward(
-        dy, dh_n, x, h0, w_ih, w_hh, y, gates, lengths, reverse, reset_after, need_dh
-    )
+    w, seq = GRUWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
+    saved = GRUSaved(y, gates)
+    return tuple(_backend(x).gru.backward(w, seq, h0, saved, dy, dh_n, reset_after, need_dh))
 
 
 @gru_backward.register_fake
@@ -397,8 +410,9 @@ gru.register_autograd(_gru_grad, setup_context=_gru_setup)
 #
 # The same recurrences without autograd and without saved activations, for calls that
 # need neither a gradient nor a recording (``torch.no_grad()``, frozen weights): the
-# outputs and final states only, so no (T, B, gates) tensor is ever held. A backend
-# that has a dedicated ``*_infer`` runs it; any other runs its forward and drops the rest.
+# outputs and final states only, so no (T, B, gates) tensor is ever held. Each backend
+# family's ``infer`` serves them (a family without a dedicated inference path declares
+# so in its type: :class:`rnnlab.backends.contract.RNNInferByForward` and its siblings).
 
 
 @torch.library.custom_op("rnnlab::rnn_infer", mutates_args=())
@@ -414,11 +428,8 @@ def rnn_infer(
     relu: bool,
 ) -> tuple[Tensor, Tensor]:
     """:func:`rnn` without saved activations: returns (y (T,B,H), h_n (B,H))."""
-    backend = _backend(x)
-    if hasattr(backend, "rnn_infer"):
-        return backend.rnn_infer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu)
-    y, h_n, _ = backend.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, relu)
-    return y, h_n
+    w, seq = RNNWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
+    return tuple(_backend(x).rnn.infer(w, seq, h0, relu))
 
 
 @rnn_infer.register_fake
@@ -441,13 +452,8 @@ def lstm_infer(
     reverse: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`lstm` without saved activations: returns (y (T,B,P), h_n (B,P), c_n (B,H))."""
-    backend = _backend(x)
-    if hasattr(backend, "lstm_infer"):
-        return backend.lstm_infer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse)
-    y, h_n, c_n, _, _ = backend.lstm_forward(
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, None, reverse
-    )
-    return y, h_n, c_n
+    w, seq = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr), Sequence(x, lengths, reverse)
+    return tuple(_backend(x).lstm.infer(w, seq, LSTMState(h0, c0)))
 
 
 @lstm_infer.register_fake
@@ -470,16 +476,22 @@ def gru_infer(
     reset_after: bool,
 ) -> tuple[Tensor, Tensor]:
     """:func:`gru` without saved activations: returns (y (T,B,H), h_n (B,H))."""
-    backend = _backend(x)
-    if hasattr(backend, "gru_infer"):
-        return backend.gru_infer(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after)
-    y, h_n, _ = backend.gru_forward(
-        x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, reset_after
-    )
-    return y, h_n
+    w, seq = GRUWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
+    return tuple(_backend(x).gru.infer(w, seq, h0, reset_after))
 
 
 @gru_infer.register_fake
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after):
     T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
     return x.new_empty(T, B, H), x.new_empty(B, H)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def open_stream(spec: StreamSpec, h: Tensor, c: Tensor) -> Streamer:
+    """A streamer for the stack ``spec`` from state h (L, P), c (L, H), on the backend
+    that the registry picks for the state's device and dtype (so :func:`use_backend`
+    applies, at the time the stream is opened). Not a custom op: a stream is stateful
+    and outside autograd; its steps run on the backend's streaming kernel directly."""
+    return backends.select(h.device, h.dtype).stream.open(spec, h, c)

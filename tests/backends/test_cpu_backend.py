@@ -15,15 +15,15 @@ import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import ops
 from rnnlab.backends import cpu, select
-from rnnlab.backends.cpu import _blas, _common, _parallel
+from rnnlab.backends.cpu import _blas, _common, _parallel, _tuning
 
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
 
 
 def test_automatic_choice_is_cpu_for_float32_and_float64_only():
     for dtype in (torch.float32, torch.float64):
-        assert select(torch.device("cpu"), dtype) is cpu
-    assert select(torch.device("cpu"), torch.bfloat16) is not cpu
+        assert select(torch.device("cpu"), dtype) is cpu.KERNELS
+    assert select(torch.device("cpu"), torch.bfloat16) is not cpu.KERNELS
 
 
 def _run(variant, backend, B, dtype, *, T=12, I=24, H=40, P=16, lengths=True, reverse=True):
@@ -70,7 +70,7 @@ def test_larger_shapes_match_portable(variant, B, dtype, reverse, monkeypatch):
     """B = 1 runs the vectorised loop, B > 1 MKL (packed in float32): both against the
     portable backend, with every gradient and the gradient probe; backward in several
     time blocks (T = 30 in blocks of 8)."""
-    monkeypatch.setattr(_common, "BLOCK_ROWS", 1)
+    monkeypatch.setattr(_tuning, "BLOCK_ROWS", 1)
     assert len(_common.time_blocks(30, B, reverse)) == 4
     got = _run(variant, "cpu", B, dtype, T=30, reverse=reverse)
     want = _run(variant, "portable", B, dtype, T=30, reverse=reverse)
@@ -139,8 +139,8 @@ def test_batch_split_across_threads_matches_portable(variant, dtype, lengths, mo
     """Two threads, each owning some samples (longest first, with the per-step product
     over the still-running prefix only): forward, backward in several time blocks, the
     gradient probe, both directions."""
-    monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", 0)
-    monkeypatch.setattr(_common, "BLOCK_ROWS", 1)
+    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
+    monkeypatch.setattr(_tuning, "BLOCK_ROWS", 1)
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -225,7 +225,7 @@ def test_inference_kernels_match_portable(variant, dtype, threads, monkeypatch):
     """The inference ops' own kernels (input projection in chunks inside the loop, over
     the running rows only): chunks of 1, 3 and many steps, one and two parts, with and
     without lengths, both directions, against the portable backend's forward."""
-    monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", 0)
+    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
     family = variant.split("_")[0]
     T, B, I, H = 11, 6, 5, 8
     P = 3 if variant == "lstm_proj" else H
@@ -242,7 +242,7 @@ def test_inference_kernels_match_portable(variant, dtype, threads, monkeypatch):
         torch.set_num_threads(threads)
         for chunk_rows, lengths, reverse in [(1, None, False), (3 * B, torch.tensor(
                 [11, 2, 7, 7, 1, 4]), True), (1024, torch.tensor([3, 11, 5, 1, 9, 2]), False)]:
-            monkeypatch.setattr(_parallel, "CHUNK_ROWS", chunk_rows)
+            monkeypatch.setattr(_tuning, "CHUNK_ROWS", chunk_rows)
             with rnnlab.use_backend("cpu"):
                 if family == "lstm":
                     proj = w_hr if variant == "lstm_proj" else None
@@ -275,8 +275,8 @@ def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
     """B = 1, two threads sharing every step's hidden units (uneven shares: 32 + 8 of
     40), with lengths, both directions, chunks of one and several steps."""
     B = 1
-    monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", 0)
-    monkeypatch.setattr(_parallel, "MIN_UNITS", 16)
+    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
+    monkeypatch.setattr(_tuning, "MIN_UNITS", 16)
     monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
     monkeypatch.setattr(cpu.lstm, "note_unit_split", lambda waited, total: None)
     calls = []
@@ -297,7 +297,7 @@ def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
         lengths_a, lengths_b = (torch.randint(1, T + 1, (B,), generator=g) for _ in range(2))
         for chunk_rows, lengths, reverse in [(1, None, False), (4 * B, lengths_a, True),
                                              (1024, lengths_b, False)]:
-            monkeypatch.setattr(_parallel, "CHUNK_ROWS", chunk_rows)
+            monkeypatch.setattr(_tuning, "CHUNK_ROWS", chunk_rows)
             with rnnlab.use_backend("cpu"):
                 got = ops.lstm_infer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse)
             with rnnlab.use_backend("portable"):
@@ -362,12 +362,12 @@ def test_register_tiles_path_matches_portable(variant, monkeypatch):
     """H = 32, so every per-step product of every variant (forward and backward: widths
     H, 2H, 3H, 4H, P = 16) runs on the register tiles; B = 11 needs a full tile and an
     overlapping one; with and without a split by samples."""
-    monkeypatch.setattr(_common, "BLOCK_ROWS", 1)
+    monkeypatch.setattr(_tuning, "BLOCK_ROWS", 1)
     saved = torch.get_num_threads()
     try:
         for threads, min_flops in ((1, 1 << 22), (2, 0)):
             torch.set_num_threads(threads)
-            monkeypatch.setattr(_parallel, "MIN_PART_FLOPS", min_flops)
+            monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", min_flops)
             got = _run(variant, "cpu", 11, torch.float32, T=9, H=32)
             want = _run(variant, "portable", 11, torch.float32, T=9, H=32)
             for name, value in want.items():

@@ -195,6 +195,7 @@ def test_the_disk_cache_serves_the_kernels_and_the_variant_asked_for():
 def test_a_change_to_the_backend_source_makes_cached_kernels_stale(tmp_path, monkeypatch):
     """The cache stamp of every kernel holds a hash of the whole backend's source (Numba
     alone checks the kernel's own file only)."""
+    monkeypatch.setenv(_jit.CACHE_ENV, str(tmp_path / "cache"))  # not the user's cache
     source = tmp_path / "some_kernel.py"
     source.write_text("def add_one(x):\n    return x + 1\n")
     spec = importlib.util.spec_from_file_location("some_kernel", source)

@@ -146,6 +146,9 @@ def test_step_and_stream_equal_the_sequence(family):
     unbatched = LAYERS[family](3, 4, num_layers=2).eval()
     unbatched.load_state_dict(layer.state_dict())
     stream = rnn.Stream(unbatched)
+    batch_first = rnn.Stream(layer)
+    with torch.no_grad():
+        torch.testing.assert_close(batch_first.step(x[0]), y[0].detach(), rtol=1e-6, atol=1e-6)
     with torch.no_grad():
         streamed = torch.stack([stream.step(x[0, t]) for t in range(5)])
     torch.testing.assert_close(streamed, y[0].detach(), rtol=1e-6, atol=1e-6)

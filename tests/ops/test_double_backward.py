@@ -12,7 +12,7 @@ import rnnlab
 import rnnlab.nn as rnn
 from helpers import GRAD_TOL, assert_rel_close, torch_rnn_blocked
 from rnnlab import backends, ops
-from rnnlab.backends.portable import differentiable
+from rnnlab.backends import differentiable
 
 T, B, I, H, P = 3, 2, 2, 2, 1
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]

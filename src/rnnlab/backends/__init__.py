@@ -1,9 +1,10 @@
 """Backends: interchangeable implementations of the recurrent ops.
 
-A backend is a module exposing, for each cell family, a ``<family>_forward`` and a
-``<family>_backward`` function with the signatures documented in
-:mod:`rnnlab.backends.portable`. Every backend computes the same function; the tests
-hold each against the NumPy reference in :mod:`rnnlab.reference`.
+A backend is a :class:`rnnlab.backends.contract.BackendKernels`: for each cell family
+an object implementing that family's protocol (forward, backward, inference), and a
+streaming entry point (:mod:`rnnlab.backends.contract` documents the contract). Every
+backend computes the same function; the tests hold each against the NumPy reference in
+:mod:`rnnlab.reference`. :func:`register` adds one (a new device, or a test's toy).
 
 Which backend runs is decided per call of an op, from (in this order):
 
@@ -24,16 +25,19 @@ import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import ModuleType
 
 import torch
+
+from rnnlab.backends.contract import BackendKernels
 
 __all__ = [
     "ENV_VAR",
     "available_backends",
     "can_run",
     "current_backend_name",
+    "register",
     "select",
+    "unregister",
     "use_backend",
 ]
 
@@ -43,7 +47,7 @@ ENV_VAR = "RNNLAB_BACKEND"
 @dataclass(frozen=True)
 class _Backend:
     name: str
-    load: Callable[[], ModuleType]
+    load: Callable[[], BackendKernels]
     supports: Callable[[torch.device, torch.dtype], bool]
     description: str
     priority: int  # automatic choice: the highest priority that supports the tensors
@@ -59,16 +63,16 @@ def _importable(modules: tuple[str, ...]) -> bool:
     return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
-def _load_portable() -> ModuleType:
+def _load_portable() -> BackendKernels:
     from rnnlab.backends import portable
 
-    return portable
+    return portable.KERNELS
 
 
-def _load_gpu() -> ModuleType:
+def _load_gpu() -> BackendKernels:
     from rnnlab.backends import gpu
 
-    return gpu
+    return gpu.KERNELS
 
 
 def _gpu_supports(device: torch.device, dtype: torch.dtype) -> bool:
@@ -82,10 +86,10 @@ def _gpu_supports(device: torch.device, dtype: torch.dtype) -> bool:
     return interpreted and current_backend_name() == "gpu"
 
 
-def _load_cpu() -> ModuleType:
+def _load_cpu() -> BackendKernels:
     from rnnlab.backends import cpu
 
-    return cpu
+    return cpu.KERNELS
 
 
 @functools.cache
@@ -127,8 +131,40 @@ _REGISTRY: dict[str, _Backend] = {
     ),
 }
 
-# Automatic choice walks this order on every op call: sorted once, here.
+# Automatic choice walks this order on every op call: sorted once, here (and on register).
 _BY_PRIORITY = sorted(_REGISTRY.values(), key=lambda b: -b.priority)
+
+
+def register(
+    name: str,
+    load: Callable[[], BackendKernels],
+    supports: Callable[[torch.device, torch.dtype], bool],
+    description: str,
+    priority: int = -1,
+) -> None:
+    """Add backend ``name``: ``load()`` returns its
+    :class:`~rnnlab.backends.contract.BackendKernels` (called on each op, so cache it);
+    ``supports(device, dtype)`` says which tensors it runs. With the default priority it
+    runs only when forced (:func:`use_backend`, ``RNNLAB_BACKEND``) or where no built-in
+    backend does. Replacing a name is an error; :func:`unregister` removes one first."""
+    global _BY_PRIORITY
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a backend name must be an identifier, got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"rnnlab backend {name!r} is already registered")
+    _REGISTRY[name] = _Backend(name, load, supports, description, priority)
+    _BY_PRIORITY = sorted(_REGISTRY.values(), key=lambda b: -b.priority)
+
+
+def unregister(name: str) -> None:
+    """Remove a backend added by :func:`register` (the built-in ones stay)."""
+    global _BY_PRIORITY
+    if _check_name(name, "given to unregister") in _BUILT_IN:
+        raise ValueError(f"rnnlab backend {name!r} is built in and cannot be removed")
+    del _REGISTRY[name]
+    _BY_PRIORITY = sorted(_REGISTRY.values(), key=lambda b: -b.priority)
+
+_BUILT_IN = frozenset(_REGISTRY)
 
 _forced: ContextVar[str | None] = ContextVar("rnnlab_backend", default=None)
 
@@ -184,8 +220,8 @@ def current_backend_name() -> str | None:
     return None
 
 
-def select(device: torch.device, dtype: torch.dtype) -> ModuleType:
-    """Return the backend module that runs an op on tensors of ``device`` and ``dtype``."""
+def select(device: torch.device, dtype: torch.dtype) -> BackendKernels:
+    """Return the backend that runs an op on tensors of ``device`` and ``dtype``."""
     name = current_backend_name()
     if name is not None:
         backend = _REGISTRY[name]

@@ -7,7 +7,7 @@ Shape legend: input (B, I) or (I,) unbatched; h (B, H) or (H,); c (B, H) or (H,)
 
 As in torch.nn, a cell may have ``input_size`` or ``hidden_size`` 0 and take a batch of
 0 samples; such calls that leave nothing to compute return empty tensors without
-reaching the ops, and an input of 0 features runs the ops on one zero feature.
+reaching the ops; an input of 0 features runs the ops as it is (every backend takes I = 0).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlab import ops
@@ -89,16 +88,12 @@ class _CellBase(nn.Module):
 
     def _step(self, op, x: Tensor, states: list[Tensor], batched: bool) -> list[Tensor]:
         """One step of ``op`` from x (1, B, I) and states (B, H); returns the new states,
-        unbatched again if the input was. Nothing to compute (B or H = 0): empty states;
-        no input feature (I = 0): the op runs on one zero feature, which adds nothing."""
+        unbatched again if the input was. Nothing to compute (B or H = 0): empty states."""
         weights = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
         if x.shape[1] == 0 or self.hidden_size == 0:
             sources = [x, *states, *(w for w in weights if w is not None)]
             new = empty_outputs([tuple(s.shape) for s in states], sources)
         else:
-            if self.input_size == 0:
-                x = F.pad(x, (0, 1))
-                weights[0] = F.pad(self.weight_ih, (0, 1))
             new = op(x, *states, *weights)
         return new if batched else [s.squeeze(0) for s in new]
 

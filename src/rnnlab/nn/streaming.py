@@ -2,8 +2,10 @@
 
 Online use — audio frames, sensor readings, tokens as they arrive — runs a trained layer
 at batch size 1 and carries its state from call to call. Calling the module once per
-step pays Python and dispatch overhead for every layer and gate; :class:`Stream` runs
-the whole stack (every layer, every step of the chunk) in one compiled call::
+step pays Python and dispatch overhead for every layer and gate; :class:`Stream` hands
+the whole stack to the backend's streaming entry point (:func:`rnnlab.ops.open_stream`),
+which on the cpu backend runs every layer and every step of the chunk in one compiled
+call::
 
     lstm = rnnlab.nn.LSTM(40, 256, num_layers=2).eval()
     stream = rnnlab.nn.Stream(lstm)
@@ -17,29 +19,26 @@ the whole stack (every layer, every step of the chunk) in one compiled call::
 far (tests hold it to the sequence layer). The stream copies the weights when created:
 after changing the layer's parameters, call :meth:`Stream.reload`. Inference only (no
 autograd), unidirectional layers only (a reverse direction needs the future), dropout
-is not applied (as in ``eval()``). CPU float32/float64 run on the cpu backend's compiled
-kernel; anything else, or a machine without that backend, falls back to calling the
-layer on the chunk (as do :class:`~rnnlab.nn.MinGRU` and :class:`~rnnlab.nn.MinLSTM`).
+is not applied (as in ``eval()``). The backend is chosen when the stream is created (or
+reloaded), by the registry like every op: :func:`rnnlab.use_backend` and
+``RNNLAB_BACKEND`` apply, a CUDA layer streams on the gpu backend, and a backend without
+a dedicated streaming kernel runs its inference on each chunk, layer after layer.
+:class:`~rnnlab.nn.MinGRU` and :class:`~rnnlab.nn.MinLSTM` are not families of the backend
+contract yet: their stream runs a copy of the layer on each chunk.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import copy
+
 import torch
 from torch import Tensor
 
+from rnnlab import ops
+from rnnlab.backends.contract import StreamSpec, layer_stack
 from rnnlab.nn.modules import RNNBase
 
 __all__ = ["Stream"]
-
-
-def _kernel():
-    """The cpu backend's streaming kernel module, or None where that backend cannot run."""
-    try:
-        from rnnlab.backends.cpu import stream
-    except ImportError:
-        return None
-    return stream
 
 
 class Stream:
@@ -62,24 +61,36 @@ class Stream:
         self.layer = layer
         ref = layer.all_weights[0][0]
         self._device, self._dtype = ref.device, ref.dtype
-        module = _kernel()
-        self._compiled = (
-            module is not None
-            and layer.family in ("rnn", "lstm", "gru")  # MinGRU/MinLSTM: the layer per chunk
-            and self._device.type == "cpu"
-            and self._dtype in (torch.float32, torch.float64)
-        )
-        self._module = module
-        self.reload()
+        self._on_cpu = ref.is_cpu
+        self._one_step = torch.Size([layer.input_size])
+        L, H = layer.num_layers, layer.hidden_size
+        P = layer.proj_size or H
+        factory = {"device": self._device, "dtype": self._dtype}
+        self._streamer = self._open(torch.zeros(L, P, **factory), torch.zeros(L, H, **factory))
+        self._step_one = self._streamer.step
         self.reset(state)
+
+    def _open(self, h: Tensor, c: Tensor):
+        if self.layer.family in _CONTRACT_FAMILIES:
+            return ops.open_stream(self._spec(), h, c)
+        return _LayerStreamer(self.layer, h, c)
+
+    def _spec(self) -> StreamSpec:
+        layer = self.layer
+        if layer.family == "gru":
+            option = layer.reset_after
+        else:
+            option = layer.family == "rnn" and layer.nonlinearity == "relu"
+        layers = layer_stack(layer.all_weights, layer.family, bool(layer.proj_size), layer.bias)
+        return StreamSpec(layer.family, layers, option)
 
     # ------------------------------------------------------------------ state
 
     @property
     def state(self) -> Tensor | tuple[Tensor, Tensor]:
         """The carried state: h (num_layers, P), or (h, c) for LSTM (copies)."""
-        h = self._h.clone(memory_format=torch.contiguous_format)
-        c = self._c.clone(memory_format=torch.contiguous_format)
+        h = self._streamer.h.clone(memory_format=torch.contiguous_format)
+        c = self._streamer.c.clone(memory_format=torch.contiguous_format)
         return (h, c) if self.layer.family == "lstm" else h
 
     def reset(self, state: Tensor | tuple[Tensor, Tensor] | None = None) -> None:
@@ -99,66 +110,17 @@ class Stream:
             if not isinstance(value, Tensor) or tuple(value.shape) != shape:
                 got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise ValueError(f"stream state {name} must have shape {shape}, got {got}")
-        if self._compiled:
-            # One array for the kernel: h rows, c rows, then five rows of scratch.
-            width = max(self.layer.input_size, H * {"rnn": 1, "lstm": 4, "gru": 3}[
-                self.layer.family])
-            self._state = torch.zeros(2 * L + 5, width, dtype=self._dtype)
-            self._h = self._state[:L, :P]
-            self._c = self._state[L : 2 * L, :H]
-            self._h.copy_(h.detach())
-            self._c.copy_(c.detach())
-            self._state_np = self._state.numpy()
-        else:
-            self._h = h.detach().to(**factory).clone().contiguous()
-            self._c = c.detach().to(**factory).clone().contiguous()
+        self._streamer.h.copy_(h.detach())
+        self._streamer.c.copy_(c.detach())
 
     # ------------------------------------------------------------------ weights
 
     def reload(self) -> None:
-        """Copy the layer's current parameters into the stream (after training or loading)."""
-        if not self._compiled:
-            return
-        layer = self.layer
-        H = layer.hidden_size
-        P = layer.proj_size or H
-        G = {"rnn": 1, "lstm": 4, "gru": 3}[layer.family] * H
-        pieces: list[np.ndarray] = []
-        table = []
-        position = 0
-
-        def add(array: np.ndarray) -> int:
-            nonlocal position
-            start = position
-            pieces.append(np.ascontiguousarray(array).reshape(-1))
-            position += array.size
-            return start
-
-        with torch.no_grad():
-            for weights in layer.all_weights:
-                w_ih, w_hh = (w.detach().cpu().numpy() for w in weights[:2])
-                if layer.bias:
-                    b_ih, b_hh = (w.detach().cpu().numpy() for w in weights[2:4])
-                else:
-                    b_ih = b_hh = np.zeros(G, dtype=w_ih.dtype)
-                if layer.family != "gru":  # one bias for the sum; GRU keeps b_hn apart
-                    b_ih, b_hh = b_ih + b_hh, np.zeros_like(b_hh)
-                starts = [add(w_ih.T), add(w_hh.T), add(b_ih), add(b_hh), -1]
-                if layer.proj_size:
-                    starts[4] = add(weights[-1].detach().cpu().numpy().T)
-                table.append([*starts, w_ih.shape[1], G, P, H])
-        self._width = P
-        self._one_step = torch.Size([layer.input_size])
-        self._np_dtype = pieces[0].dtype
-        self._flat = np.concatenate(pieces)
-        self._table = np.asarray(table, dtype=np.int64)
-        if layer.family == "lstm":
-            self._kind = self._module.LSTM
-        elif layer.family == "gru":
-            self._kind = self._module.GRU if layer.reset_after else self._module.GRU_RESET_BEFORE
-        else:
-            relu = layer.nonlinearity == "relu"
-            self._kind = self._module.RNN_RELU if relu else self._module.RNN_TANH
+        """Copy the layer's current parameters into the stream (after training or loading);
+        the carried state stays. The backend is chosen again, as when created."""
+        streamer = self._streamer
+        self._streamer = self._open(streamer.h, streamer.c)
+        self._step_one = self._streamer.step
 
     # ------------------------------------------------------------------ stepping
 
@@ -169,18 +131,13 @@ class Stream:
         next call.
         """
         if (
-            self._compiled
-            and type(x) is Tensor
+            type(x) is Tensor
             and x.shape == self._one_step
             and x.dtype is self._dtype
             and not x.requires_grad
-            and x.is_cpu
+            and (x.is_cpu if self._on_cpu else x.device == self._device)
         ):  # one step, the common case: as little Python as possible
-            y = np.empty(self._width, dtype=self._np_dtype)
-            self._module.advance_one(
-                self._kind, x.numpy(), y, self._flat, self._table, self._state_np
-            )
-            return torch.from_numpy(y)
+            return self._step_one(x)
         if not isinstance(x, Tensor) or x.dtype != self._dtype or x.device != self._device:
             raise ValueError(
                 f"Stream.step needs a {self._dtype} tensor on {self._device}, got "
@@ -193,29 +150,29 @@ class Stream:
                 f"Stream.step takes one step (I,) or a chunk (T, I) with I = input_size = "
                 f"{self.layer.input_size}, got shape {tuple(shape)}"
             )
-        if not self._compiled:
-            y = self._fallback(x if ndim == 2 else x.unsqueeze(0))
-            return y if ndim == 2 else y[0]
-        array = x.detach().numpy() if x.is_contiguous() else x.detach().contiguous().numpy()
-        chunk = array if ndim == 2 else array.reshape(1, shape[0])
-        y = np.empty((chunk.shape[0], self._h.shape[1]), dtype=array.dtype)
-        self._module.advance(self._kind, chunk, y, self._flat, self._table, self._state_np)
-        return torch.from_numpy(y if ndim == 2 else y[0])
+        x = x.detach()
+        return self._streamer.advance(x) if ndim == 2 else self._step_one(x)
 
-    def _fallback(self, chunk: Tensor) -> Tensor:
-        """The layer itself on the chunk (devices and dtypes the kernel does not run)."""
-        hx = self._h.unsqueeze(1)
-        if self.layer.family == "lstm":
-            hx = (hx, self._c.unsqueeze(1))
-        training = self.layer.training
-        try:
-            self.layer.eval()  # no dropout between layers
-            with torch.no_grad():
-                out, state = self.layer(chunk.unsqueeze(1), hx)
-        finally:
-            self.layer.train(training)
-        if self.layer.family == "lstm":
-            self._h, self._c = state[0][:, 0].contiguous(), state[1][:, 0].contiguous()
-        else:
-            self._h = state[:, 0].contiguous()
-        return out[:, 0]
+
+_CONTRACT_FAMILIES = ("rnn", "lstm", "gru")
+
+
+class _LayerStreamer:
+    """The stream of a layer whose family has no entry in the backend contract: a copy of
+    the layer (taken when opened) called on each chunk as a sequence of batch 1."""
+
+    def __init__(self, layer: RNNBase, h: Tensor, c: Tensor) -> None:
+        self._layer = copy.deepcopy(layer).eval()
+        self._time_dim = 1 if layer.batch_first else 0
+        self.h = h.detach().clone(memory_format=torch.contiguous_format)
+        self.c = c.detach().clone(memory_format=torch.contiguous_format)
+
+    def step(self, x: Tensor) -> Tensor:
+        return self.advance(x.unsqueeze(0))[0]
+
+    @torch.no_grad()
+    def advance(self, x: Tensor) -> Tensor:
+        batch_of_one = x.unsqueeze(1 - self._time_dim)  # (T, 1, I), or (1, T, I)
+        y, h_n = self._layer(batch_of_one, self.h.unsqueeze(1))
+        self.h.copy_(h_n[:, 0])
+        return y.squeeze(1 - self._time_dim)

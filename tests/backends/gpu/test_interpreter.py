@@ -14,6 +14,8 @@ be set before the kernels are defined and must not leak into the rest of the sui
   with the gpu backend forced;
 - double backward: a Hessian-vector product through every op variant on the gpu
   backend (float32) against the portable backend in float64;
+- rnnlab.nn.Stream on the gpu backend (its streaming entry point), float32, one variant
+  per family;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
   padded blocks, every path, cooperative layouts, weight packing, the barrier's
   one-launch mode with the programs as threads that run at once, its timeout fallback,
@@ -67,6 +69,10 @@ JOBS = {
     ),
     "double-backward": (["tests/ops/test_double_backward.py", "-k", "float32 and gpu"], {}),
     "backend-checks": ([CHECKS, "-o", "python_files=check_*.py"], {}),
+    "streaming": (
+        ["tests/backends/test_streaming.py", "-k",
+         "gpu and f32 and (lstm_proj or gru_reset_before or rnn_relu)"], {}
+    ),
 }
 
 needs_triton = pytest.mark.skipif(

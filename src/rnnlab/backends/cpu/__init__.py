@@ -7,7 +7,7 @@ input projection for all steps is one large GEMM before the loop; backward
 runs in blocks of time steps (:func:`._common.time_blocks`), with one GEMM per block for
 each weight gradient, so the pre-activation gradients never exist for the whole sequence
 at once. Function signatures and semantics are those documented in
-:mod:`rnnlab.backends.portable`; the tests hold both against the NumPy reference.
+:mod:`rnnlab.backends.contract`; the tests hold both against the NumPy reference.
 
 Runs float32 and float64 CPU tensors. float64 uses libm's exp/tanh (matches the
 reference to 1e-10); float32 uses a vectorised exponential (error ~1e-7).
@@ -27,18 +27,13 @@ Inference (the ``*_infer`` functions, behind ``rnnlab::*_infer``) projects the i
 inside the loop, a cache-sized chunk of steps at a time, and keeps no activations.
 """
 
-from rnnlab.backends.cpu.gru import gru_backward, gru_forward, gru_infer
-from rnnlab.backends.cpu.lstm import lstm_backward, lstm_forward, lstm_infer
-from rnnlab.backends.cpu.rnn import rnn_backward, rnn_forward, rnn_infer
+from rnnlab.backends.contract import BackendKernels
+from rnnlab.backends.cpu.gru import CpuGRU
+from rnnlab.backends.cpu.lstm import CpuLSTM
+from rnnlab.backends.cpu.rnn import CpuRNN
+from rnnlab.backends.cpu.stream import CpuStream
 
-__all__ = [
-    "gru_backward",
-    "gru_forward",
-    "gru_infer",
-    "lstm_backward",
-    "lstm_forward",
-    "lstm_infer",
-    "rnn_backward",
-    "rnn_forward",
-    "rnn_infer",
-]
+__all__ = ["KERNELS"]
+
+_rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
+KERNELS = BackendKernels(name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream())

@@ -29,6 +29,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from rnnlab.backends.cpu import _tuning
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._tile import LANES, pack_panels, panel_matmul
 
@@ -173,7 +174,9 @@ def matmul(A, op, C, scratch):
     dense, packed, panels = op
     B, K = A.shape
     N = dense.shape[1]
-    if B == 1:
+    if K == 0:  # no input feature: nothing to multiply (BLAS rejects a leading dim of 0)
+        C[:, :] = 0
+    elif B == 1:
         C[0, :] = 0
         _gemv_acc(A[0], dense, C[0])
     elif panels.shape[0] > 0:
@@ -209,12 +212,11 @@ def gemm_threads(B: int, N: int, K: int) -> int:
     (B=64, H=512 LSTM or GRU), else 1.
 
     A parallel region per step costs a synchronisation per step. On an idle machine that
-    is cheap, but when another process holds a core the worker waits for a time slice:
-    measured on 2 cores under load, B=16 H=256 LSTM forward (4 M multiply-adds a step)
-    took 150-240 ms on one thread and 0.8-3.4 s on two. Only steps long enough to absorb
-    such a wait are split.
+    is cheap, but when another process holds a core the worker waits for a time slice
+    (benchmarks/results/cpu-tuning.md). Only steps long enough to absorb such a wait are
+    split.
     """
-    return 1 if B * N * K < (1 << 25) else torch.get_num_threads()
+    return 1 if B * N * K < _tuning.GEMM_SPLIT_MULTIPLY_ADDS else torch.get_num_threads()
 
 
 @kernel()
@@ -237,12 +239,13 @@ def gemm_nt(A, W, C, beta, scratch):
     ints[3] = 84  # "T"
     ints[4] = 78  # "N"
     ints[5] = C.strides[0] // C.itemsize  # ldc
+    ints[6] = max(K, 1)  # lda = ldb: BLAS rejects 0 (K = 0: no input feature, C = beta·C)
     scalars = scratch[1]
     scalars[0] = 1.0
     scalars[1] = beta
     args = (_address(ints[3:4]), _address(ints[4:5]), _address(ints[0:1]), _address(ints[1:2]),
-            _address(ints[2:3]), _address(scalars[0:1]), _address(W), _address(ints[2:3]),
-            _address(A), _address(ints[2:3]), _address(scalars[1:2]), _address(C),
+            _address(ints[2:3]), _address(scalars[0:1]), _address(W), _address(ints[6:7]),
+            _address(A), _address(ints[6:7]), _address(scalars[1:2]), _address(C),
             _address(ints[5:6]))
     if _is_float32(C):
         _sgemm(*args)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnlab.backends.portable._common import weight_grad
+from rnnlab.backends._host import weight_grad
+from rnnlab.backends.cpu import _tuning
 
 
 def as_array(t: Tensor) -> np.ndarray:
@@ -41,15 +42,9 @@ def lengths_array(lengths: Tensor | None, T: int, B: int) -> np.ndarray:
     return lengths.detach().to(device="cpu", dtype=torch.int64).contiguous().numpy()
 
 
-# Backward runs in blocks of time steps: the pre-activation gradients exist for one
-# block at a time (about this many rows of T·B), and the weight gradients are one GEMM
-# per block — instead of a (T, B, G) buffer for the whole sequence.
-BLOCK_ROWS = 1024
-
-
 def time_blocks(T: int, B: int, reverse: bool) -> list[tuple[int, int]]:
     """[t_begin, t_end) blocks in the order backward visits them (reverse of forward's)."""
-    size = min(T, max(8, -(-BLOCK_ROWS // B)))
+    size = min(T, max(8, -(-_tuning.BLOCK_ROWS // B)))
     blocks = [(t0, min(t0 + size, T)) for t0 in range(0, T, size)]
     return blocks if reverse else blocks[::-1]
 
@@ -60,8 +55,9 @@ def add_input_grads(d: Tensor, x: Tensor, w_ih: Tensor, dx: Tensor, dw_ih: Tenso
     dW_ih += Σ dᵀ x, db += Σ d (one GEMM each)."""
     G, I = w_ih.shape
     d2 = d.view(-1, G)
-    torch.mm(d2, w_ih, out=dx[t0:t1].view(-1, I))
-    dw_ih.addmm_(d2.t(), x[t0:t1].reshape(-1, I))
+    rows = d2.shape[0]  # (explicit: with I = 0 a view of (-1, I) would be ambiguous)
+    torch.mm(d2, w_ih, out=dx[t0:t1].view(rows, I))
+    dw_ih.addmm_(d2.t(), x[t0:t1].reshape(rows, I))
     db += d2.sum(dim=0)
 
 
@@ -111,13 +107,6 @@ class RecurrentWeightGrad:
         return dw if self.dw is None else dw.add_(self.dw)
 
 
-# Below this many FLOPs per large GEMM, the torch operations around the kernel run on
-# one thread: a parallel region saves little there, and on a loaded machine each one
-# can wait milliseconds for a descheduled worker (measured: a 65 MFLOP addmm, 0.7 ms
-# on one thread, took 16 ms on two while another process held the second core).
-PARALLEL_FLOPS = 1 << 28
-
-
 _one_thread_lock = threading.Lock()
 _one_thread_users = 0
 _threads_before = 1
@@ -132,7 +121,7 @@ def outer_threads(flops: float) -> Iterator[None]:
     to leave restores it.
     """
     global _one_thread_users, _threads_before
-    if flops >= PARALLEL_FLOPS:
+    if flops >= _tuning.PARALLEL_FLOPS:
         yield
         return
     with _one_thread_lock:
@@ -159,17 +148,14 @@ def configured_threads() -> int:
     return torch.get_num_threads()
 
 
-def threads_by_size(x_arg: int, w_arg: int) -> Callable[[Callable], Callable]:
-    """Decorate a backend function (called positionally) to run inside
-    :func:`outer_threads`, sized by its input x (T, B, I) and input weight W_ih (G, I)."""
+def threads_by_size(entry: Callable) -> Callable:
+    """Decorate a backend entry point ``(self, w, seq, ...)`` (the contract's order) to
+    run inside :func:`outer_threads`, sized by the input x (T, B, I) and W_ih (G, I)."""
 
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args):
-            x, w = args[x_arg], args[w_arg]
-            with outer_threads(2.0 * x.shape[0] * x.shape[1] * w.shape[0] * w.shape[1]):
-                return fn(*args)
+    @functools.wraps(entry)
+    def run(self, w, seq, *rest):
+        x, w_ih = seq.x, w.w_ih
+        with outer_threads(2.0 * x.shape[0] * x.shape[1] * w_ih.shape[0] * w_ih.shape[1]):
+            return entry(self, w, seq, *rest)
 
-        return run
-
-    return wrap
+    return run

@@ -32,13 +32,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from rnnlab.backends.cpu import _tuning
 from rnnlab.backends.cpu._blas import gemm_nt, gemm_threads, matmul, set_blas_threads
 from rnnlab.backends.cpu._common import configured_threads
 from rnnlab.backends.cpu._jit import kernel
-
-# Recurrent multiply-adds (×2 = FLOPs) a part must do for a split to pay off: handing a
-# part to another thread costs tens of microseconds, about 2^22 FLOPs on one core here.
-MIN_PART_FLOPS = 1 << 22
 
 _busy = threading.Lock()  # one split call at a time; a concurrent caller runs its parts itself
 
@@ -49,43 +46,30 @@ def part_count(B: int, T: int, flops_per_row_step: float) -> int:
     if threads <= 1 or B < 2:
         return 1
     work = float(T) * B * flops_per_row_step
-    return int(max(1, min(threads, B, work // max(MIN_PART_FLOPS, 1))))
-
-
-# Hidden units per thread below which splitting a step's units does not pay: each step
-# then ends with the threads meeting (~1-2 µs here), worth it only for enough work.
-MIN_UNITS = 64
+    return int(max(1, min(threads, B, work // max(_tuning.MIN_PART_FLOPS, 1))))
 
 
 def split_units(B: int, T: int, H: int, row_step_flops: float) -> int:
     """Threads to split each step's hidden units over (1: don't) — at B = 1 only.
 
     A split by samples cannot divide one sample; splitting its units costs a meeting of
-    the threads every step, which pays at B = 1 (LSTM inference, H = 128: 2.9 ms against
-    4.1 on one thread). At B = 8, 16 and 64 it measured no faster than the split by
-    samples (same process, alternating: 3.8/3.8, 23.3/23.0, 145.0/145.6 ms), and on this
-    machine's virtual cores a thread is sometimes off its core for over a millisecond
-    even when idle, which a split with no meetings absorbs and this one waits out.
+    the threads every step, which pays at B = 1 only (benchmarks/results/cpu-tuning.md);
+    on virtual cores a thread is sometimes off its core for over a millisecond even when
+    idle, which a split with no meetings absorbs and this one waits out.
     """
     threads = configured_threads()
-    if B != 1 or threads <= 1 or H < 2 * MIN_UNITS:
+    if B != 1 or threads <= 1 or H < 2 * _tuning.MIN_UNITS:
         return 1
     if time.monotonic() < _unit_split_paused_until:
         return 1
-    if float(T) * row_step_flops < 2 * MIN_PART_FLOPS:
+    if float(T) * row_step_flops < 2 * _tuning.MIN_PART_FLOPS:
         return 1
-    return int(min(threads, H // MIN_UNITS))
+    return int(min(threads, H // _tuning.MIN_UNITS))
 
 
 # A split by units meets every step, so a thread waiting for a time slice (another
-# process holding a core) stalls its partner: measured under load, B = 1 H = 128 LSTM
-# inference took 16-20 ms split by units against 4-5 ms on one thread, with long waits
-# (> LONG_WAIT cycles each) 33-83 % of every call; idle, 0-4 %, and now and then one
-# call higher (a virtual core's hiccup). After STRIKES calls in a row with more than
-# LONG_WAIT_SHARE of their time in long waits, the split by units pauses for a while.
-LONG_WAIT_SHARE = 0.2
-STRIKES = 2
-PAUSE_SECONDS = 2.0
+# process holding a core) stalls its partner; after ``_tuning.STRIKES`` calls in a row
+# with long waits, the split by units pauses for a while.
 _unit_split_paused_until = 0.0
 _strikes = 0
 
@@ -96,13 +80,13 @@ def note_unit_split(long_wait_cycles: int, call_cycles: int) -> None:
     pause the split (one thread runs meanwhile). After the pause it is tried again, so
     the fast path comes back when the load goes."""
     global _unit_split_paused_until, _strikes
-    if long_wait_cycles <= LONG_WAIT_SHARE * call_cycles:
+    if long_wait_cycles <= _tuning.LONG_WAIT_SHARE * call_cycles:
         _strikes = 0
         return
     _strikes += 1
-    if _strikes >= STRIKES:
+    if _strikes >= _tuning.STRIKES:
         _strikes = 0
-        _unit_split_paused_until = time.monotonic() + PAUSE_SECONDS
+        _unit_split_paused_until = time.monotonic() + _tuning.PAUSE_SECONDS
 
 
 @kernel(nogil=True)
@@ -264,14 +248,9 @@ def valid_prefix(lengths, rows, t):
     return m
 
 
-# Rows of input projection per chunk in the inference kernels: the chunk's inputs and
-# pre-activations stay in the core's cache (256 rows of 4H = 1024 floats: 1 MiB).
-CHUNK_ROWS = 256
-
-
 def inference_chunk(rows: int) -> int:
     """Steps per chunk of the inference kernels for a part of ``rows`` samples."""
-    return max(1, CHUNK_ROWS // max(rows, 1))
+    return max(1, _tuning.CHUNK_ROWS // max(rows, 1))
 
 
 @kernel(nogil=True)

@@ -4,7 +4,7 @@ When a step's hidden units are split across threads, each thread needs the whole
 h_{t-1} before its next product. Thread p publishes "I have finished step s" in its
 flag (``flags[p * STRIDE]``, a cache line of its own) and waits until every flag says
 at least s: one release store and a poll per step, the least a step can cost here
-(about 1-2 µs between the two vCPUs of this machine: a cache line crossing cores).
+(a cache line crossing cores: see benchmarks/results/cpu-tuning.md).
 Waiting spins briefly, then yields its core at every poll: when another process holds
 a core, spinning would burn the very core the partner thread is waiting for.
 """
@@ -16,12 +16,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from rnnlab.backends.cpu import _tuning
 from rnnlab.backends.cpu._jit import kernel
 
 STRIDE = 16  # int64 entries between flags: 128 bytes, one cache line each and then some
-SPINS = 4000  # polls before a wait starts yielding its core (~10 µs)
-# A wait of more cycles than this (~30 µs, ten steps at B = 1) is a partner off its core.
-LONG_WAIT = 100_000
+SPINS = _tuning.SPINS
+LONG_WAIT = _tuning.LONG_WAIT
 
 _sched_yield = types.ExternalFunction("sched_yield", types.intc())
 

@@ -1,16 +1,12 @@
 """GRU, cpu backend, both placements of the reset gate: the whole sequence in one
 compiled loop.
 
-    r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)                   (B, H)
-    z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-    reset after  (torch.nn, cuDNN):  n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
-    reset before (Cho et al. 2014):  n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn)
-    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
 
 Per step, reset after: one product h_{t-1}·W_hhᵀ (B, 3H), then one vectorised pass.
 Reset before: h_{t-1}·W_{h,rz}ᵀ, a pass for r and z, then (r ⊙ h_{t-1})·W_hnᵀ and a pass
 for n. x·W_ihᵀ + b_ih for all steps is one GEMM before the loop. Saved for backward:
-gates (T,B,4H) = [r, z, n, hn], zero at padding — as :mod:`rnnlab.backends.portable.gru`.
+gates (T,B,4H) = [r, z, n, hn], zero at padding — as :mod:`rnnlab.backends.contract`.
 """
 
 from __future__ import annotations
@@ -20,6 +16,20 @@ import torch
 from numba import njit
 from torch import Tensor
 
+from rnnlab.backends._host import (
+    empty_grad,
+    previous_states,
+    valid_mask,
+    weight_grad,
+    zero_padding,
+)
+from rnnlab.backends.contract import (
+    GRUForward,
+    GRUGrads,
+    GRUSaved,
+    GRUWeights,
+    Sequence,
+)
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
@@ -40,13 +50,6 @@ from rnnlab.backends.cpu._parallel import (
     project_into,
     run_parts,
     valid_prefix,
-)
-from rnnlab.backends.portable._common import (
-    empty_grad,
-    previous_states,
-    valid_mask,
-    weight_grad,
-    zero_padding,
 )
 
 
@@ -335,121 +338,96 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@threads_by_size(x_arg=0, w_arg=2)
-def gru_forward(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
-    T, B, _ = x.shape
-    H = h0.shape[-1]
-    gates = x.new_empty(T, B, 4 * H)
-    # x·W_ihᵀ + b_ih straight into the gate buffer, where the kernel turns it into the
-    # gates: no (T, B, 3H) buffer of its own. Padding rows of x are projected unmasked
-    # (no copy of x): the kernel never reads them, and it zeroes their outputs.
-    project_into(as_array(x).reshape(T * B, -1), as_array(w_ih),
-                 bias_array(b_ih, 3 * H, x.dtype), gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H],
-                 torch.get_num_threads())
-    y = x.new_empty(T, B, H)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    rows, threads = plan(steps, T, 2.0 * 3 * H * H, 3 * H, H)
-    arrays = (gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
-              optional_array(b_hh, 1, x.dtype), steps, optional_array(h_probe, 3, x.dtype),
-              reverse, reset_after)
-    run_parts(lambda part: _forward(*arrays, part, threads), rows)
-    return y, h_n, gates
+class CpuGRU:
+    """GRU, compiled (:class:`rnnlab.backends.contract.GRUKernels`)."""
 
+    @threads_by_size
+    def forward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
+        reset_after: bool,
+    ) -> GRUForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        gates = x.new_empty(T, B, 4 * H)
+        # x·W_ihᵀ + b_ih straight into the gate buffer, where the kernel turns it into the
+        # gates: no (T, B, 3H) buffer of its own. Padding rows of x are projected unmasked
+        # (no copy of x): the kernel never reads them, and it zeroes their outputs.
+        project_into(as_array(x).reshape(T * B, -1), as_array(w_ih),
+                     bias_array(b_ih, 3 * H, x.dtype),
+                     gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H], torch.get_num_threads())
+        y = x.new_empty(T, B, H)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        rows, threads = plan(steps, T, 2.0 * 3 * H * H, 3 * H, H)
+        arrays = (gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
+                  optional_array(b_hh, 1, x.dtype), steps, optional_array(h_probe, 3, x.dtype),
+                  reverse, reset_after)
+        run_parts(lambda part: _forward(*arrays, part, threads), rows)
+        return GRUForward(y, h_n, gates)
 
-@threads_by_size(x_arg=2, w_arg=4)
-def gru_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    y: Tensor,
-    gates: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and dh (total dL/dh_t)."""
-    T, B, I = x.shape
-    H = h0.shape[-1]
-    G = 3 * H
-    x = zero_padding(x, valid_mask(lengths, T))
-    dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
-    dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    rows, threads = plan(steps, T, 2.0 * G * H, H, G)
-    arrays = (as_array(dy), dh0.numpy(), as_array(y), as_array(h0), as_array(gates),
-              as_array(w_hh), steps, reverse, reset_after)
-    blocks = time_blocks(T, B, reverse)
-    size = max(t1 - t0 for t0, t1 in blocks)
-    dgx_block = x.new_empty(size, B, G)  # input pre-activation gradients
-    dgh_block = x.new_empty(size, B, G) if reset_after else x.new_empty(0, 0, 0)
-    dx = torch.empty_like(x)
-    dw_ih = w_ih.new_zeros(G, I)
-    db_ih = w_ih.new_zeros(G)
-    db_hh = w_ih.new_zeros(G)
-    dw_rec = RecurrentWeightGrad(y, h0, lengths, reverse)  # reset before: the r, z rows
-    with torch.no_grad():
-        if not reset_after:
-            dw_n = w_hh.new_zeros(H, H)
-            h_prev_seq = previous_states(y, h0, lengths, reverse)
-        for t0, t1 in blocks:
-            d = dgx_block[: t1 - t0]
-            g = dgh_block[: t1 - t0] if reset_after else dgh_block
-            block_arrays = (*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1)
-            run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
-            add_input_grads(d, x, w_ih, dx, dw_ih, db_ih, t0, t1)
+    @threads_by_size
+    def backward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
+        dh_n: Tensor, reset_after: bool, need_dh: bool,
+    ) -> GRUGrads:
+        (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
+        T, B, I = x.shape
+        H = h0.shape[-1]
+        G = 3 * H
+        x = zero_padding(x, valid_mask(lengths, T))
+        dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
+        dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        rows, threads = plan(steps, T, 2.0 * G * H, H, G)
+        arrays = (as_array(dy), dh0.numpy(), as_array(y), as_array(h0), as_array(gates),
+                  as_array(w_hh), steps, reverse, reset_after)
+        blocks = time_blocks(T, B, reverse)
+        size = max(t1 - t0 for t0, t1 in blocks)
+        dgx_block = x.new_empty(size, B, G)  # input pre-activation gradients
+        dgh_block = x.new_empty(size, B, G) if reset_after else x.new_empty(0, 0, 0)
+        dx = torch.empty_like(x)
+        dw_ih = w_ih.new_zeros(G, I)
+        db_ih = w_ih.new_zeros(G)
+        db_hh = w_ih.new_zeros(G)
+        dw_rec = RecurrentWeightGrad(y, h0, lengths, reverse)  # reset before: the r, z rows
+        with torch.no_grad():
+            if not reset_after:
+                dw_n = w_hh.new_zeros(H, H)
+                h_prev_seq = previous_states(y, h0, lengths, reverse)
+            for t0, t1 in blocks:
+                d = dgx_block[: t1 - t0]
+                g = dgh_block[: t1 - t0] if reset_after else dgh_block
+                block_arrays = (*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1)
+                run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
+                add_input_grads(d, x, w_ih, dx, dw_ih, db_ih, t0, t1)
+                if reset_after:
+                    dw_rec.add(g, t0, t1)
+                    db_hh += g.view(-1, G).sum(dim=0)
+                else:
+                    dw_rec.add(d[..., : 2 * H], t0, t1)
+                    rh = gates[t0:t1, :, :H] * h_prev_seq[t0:t1]  # W_hn reads r ⊙ h_prev
+                    dw_n += weight_grad(d[..., 2 * H :], rh)
             if reset_after:
-                dw_rec.add(g, t0, t1)
-                db_hh += g.view(-1, G).sum(dim=0)
+                dw_hh = dw_rec.result()
             else:
-                dw_rec.add(d[..., : 2 * H], t0, t1)
-                rh = gates[t0:t1, :, :H] * h_prev_seq[t0:t1]  # W_hn reads r ⊙ h_prev
-                dw_n += weight_grad(d[..., 2 * H :], rh)
-        if reset_after:
-            dw_hh = dw_rec.result()
-        else:
-            dw_hh = torch.cat([dw_rec.result(), dw_n], dim=0)
-            db_hh.copy_(db_ih)
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq if need_dh else empty_grad(y)
+                dw_hh = torch.cat([dw_rec.result(), dw_n], dim=0)
+                db_hh.copy_(db_ih)
+        return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq if need_dh else empty_grad(y))
 
-
-@threads_by_size(x_arg=0, w_arg=2)
-def gru_infer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
-) -> tuple[Tensor, Tensor]:
-    """Inference: y (T,B,H), h_n (B,H), nothing saved."""
-    T, B, I = x.shape
-    H = h0.shape[-1]
-    G = 3 * H
-    y = x.new_empty(T, B, H)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    rows, threads = plan(steps, T, 2.0 * G * (H + I), G, H)
-    arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih), bias_array(b_ih, G, x.dtype),
-              as_array(w_hh), bias_array(b_hh, G, x.dtype), steps, reverse, reset_after)
-    run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
-    return y, h_n
+    @threads_by_size
+    def infer(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
+    ) -> tuple[Tensor, Tensor]:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
+        T, B, I = x.shape
+        H = h0.shape[-1]
+        G = 3 * H
+        y = x.new_empty(T, B, H)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        rows, threads = plan(steps, T, 2.0 * G * (H + I), G, H)
+        arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih), bias_array(b_ih, G, x.dtype),
+                  as_array(w_hh), bias_array(b_hh, G, x.dtype), steps, reverse, reset_after)
+        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+        return y, h_n

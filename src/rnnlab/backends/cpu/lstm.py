@@ -1,14 +1,12 @@
 """LSTM (with optional projection), cpu backend: the whole sequence in one compiled loop.
 
-    [i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh     (B, 4H), then
-    i, f, o = σ(·),  g = tanh(·)
-    c_t = f ⊙ c_{t-1} + i ⊙ g
-    h_t = o ⊙ tanh(c_t)                 (projection: h_t = W_hr (o ⊙ tanh(c_t)), (B, P))
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
+output before the projection).
 
 Per step: one product h_{t-1}·W_hhᵀ added into the gate buffer, which already holds
 x_t·W_ihᵀ + b (one GEMM for all steps, before the loop), then one vectorised pass over
 the gates. Saved for backward: the activated gates (T,B,4H) and c_t (T,B,H), zero at
-padding steps — the same contract as :mod:`rnnlab.backends.portable.lstm`.
+padding steps — the same contract as :mod:`rnnlab.backends.contract`.
 """
 
 from __future__ import annotations
@@ -17,6 +15,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnlab.backends._host import (
+    empty_grad,
+    project_inputs,
+    sum_bias,
+    valid_mask,
+    weight_grad,
+    zero_padding,
+)
+from rnnlab.backends.contract import (
+    LSTMForward,
+    LSTMGrads,
+    LSTMSaved,
+    LSTMState,
+    LSTMWeights,
+    Sequence,
+)
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
@@ -43,24 +57,16 @@ from rnnlab.backends.cpu._parallel import (
     valid_prefix,
 )
 from rnnlab.backends.cpu._sync import LONG_WAIT, STRIDE, cycles, finish_step
-from rnnlab.backends.portable._common import (
-    empty_grad,
-    project_inputs,
-    sum_bias,
-    valid_mask,
-    weight_grad,
-    zero_padding,
-)
 
 
 # The per-sample passes are separate compiled functions, not inlined into the batch loop:
-# inlined there, LLVM kept the scalar version of the loop (measured 30 ns per LSTM cell
-# at B = 16 against 2.7 ns as a call).
+# inlined there, LLVM kept the scalar version of the loop (10x slower per cell:
+# benchmarks/results/cpu-tuning.md).
 @kernel(**KERNEL_OPTIONS)
-def _cell(act, rec, c, c_out, r):
+def _cell(act, rec, c, c_out, m):
     """One sample's step: ``act`` (4H,) input pre-activations in, activated gates out;
     ``rec`` (4H,) the recurrent pre-activations; c (H,) the cell state, updated;
-    c_out (H,) ← c_t; r (H,) ← o ⊙ tanh(c_t)."""
+    c_out (H,) ← c_t; m (H,) ← o ⊙ tanh(c_t)."""
     H = c.shape[0]
     for j in range(H):
         i = sigmoid(act[j] + rec[j])
@@ -74,7 +80,7 @@ def _cell(act, rec, c, c_out, r):
         act[3 * H + j] = o
         c[j] = c_t
         c_out[j] = c_t
-        r[j] = o * tanh(c_t)
+        m[j] = o * tanh(c_t)
 
 
 @kernel(**KERNEL_OPTIONS)
@@ -104,34 +110,34 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, t
     projected = w_hr.shape[0] > 0
     set_blas_threads(threads)
     hh_op = prepare(w_hh, n, True)  # h (n,P) · W_hhᵀ
-    hr_op = prepare(w_hr, n, True)  # r (n,H) · W_hrᵀ
+    hr_op = prepare(w_hr, n, True)  # m (n,H) · W_hrᵀ
     h_rows = np.empty((n, P), dtype=dtype)  # h_{t-1} of the part's rows, in their order
     for k in range(n):
         h_rows[k] = h[rows[k]]
     rec = np.empty((n, G), dtype=dtype)  # h_{t-1} · W_hhᵀ
-    r = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c_t)
+    m = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c_t)
     h_proj = np.empty((n, P), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(T):
         t = T - 1 - s if reverse else s
-        m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
-        for k in range(m, n):
+        live = valid_prefix(lengths, rows, t)  # rows[:live] are inside their sequence
+        for k in range(live, n):
             b = rows[k]
             gates[t, b, :] = 0
             c_seq[t, b, :] = 0
             y[t, b, :] = 0
-        if m == 0:
+        if live == 0:
             continue
-        matmul(h_rows[:m], hh_op, rec[:m], scratch)
-        for k in range(m):
+        matmul(h_rows[:live], hh_op, rec[:live], scratch)
+        for k in range(live):
             b = rows[k]
-            _cell(gates[t, b], rec[k], c[b], c_seq[t, b], r[k])
-        h_t = r
+            _cell(gates[t, b], rec[k], c[b], c_seq[t, b], m[k])
+        h_t = m
         if projected:
-            matmul(r[:m], hr_op, h_proj[:m], scratch)  # (m, P)
+            matmul(m[:live], hr_op, h_proj[:live], scratch)  # (live, P)
             h_t = h_proj
-        for k in range(m):
+        for k in range(live):
             b = rows[k]
             _emit(h_t[k], probe[t, b] if probe.shape[0] > 0 else no_probe, y[t, b], h_rows[k])
     for k in range(n):
@@ -166,7 +172,7 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     pre = np.empty((chunk * n, G), dtype=dtype)  # x·W_ihᵀ + b of the chunk's valid rows
     start = np.zeros(chunk + 1, dtype=np.int64)  # pre[start[i]:start[i+1]]: step i's rows
     rec = np.empty((n, G), dtype=dtype)
-    r = np.empty((n, H), dtype=dtype)
+    m = np.empty((n, H), dtype=dtype)
     c_out = np.empty(H, dtype=dtype)  # (c_t again: an alias of c_rows would stop vectorising)
     h_proj = np.empty((n, P), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
@@ -177,19 +183,19 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
                       scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
-            m = start[i + 1] - start[i]
-            for k in range(m, n):
+            live = start[i + 1] - start[i]
+            for k in range(live, n):
                 y[t, rows[k], :] = 0
-            if m == 0:
+            if live == 0:
                 continue
-            matmul(h_rows[:m], hh_op, rec[:m], scratch)
-            for k in range(m):
-                _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, r[k])
-            h_t = r
+            matmul(h_rows[:live], hh_op, rec[:live], scratch)
+            for k in range(live):
+                _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, m[k])
+            h_t = m
             if projected:
-                matmul(r[:m], hr_op, h_proj[:m], scratch)
+                matmul(m[:live], hr_op, h_proj[:live], scratch)
                 h_t = h_proj
-            for k in range(m):
+            for k in range(live):
                 _emit(h_t[k], no_probe, y[t, rows[k]], h_rows[k])
     for k in range(n):
         h[rows[k]] = h_rows[k]
@@ -236,7 +242,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     pre = np.empty((chunk * n, 4 * u), dtype=dtype)
     start = np.zeros(chunk + 1, dtype=np.int64)
     rec = np.empty((n, 4 * u), dtype=dtype)
-    r = np.empty((n, u), dtype=dtype)
+    m = np.empty((n, u), dtype=dtype)
     c_out = np.empty(u, dtype=dtype)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     done = 0  # steps finished
@@ -246,18 +252,18 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
                       scratch)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
-            m = start[i + 1] - start[i]
+            live = start[i + 1] - start[i]
             cur = h_buf[done % 2]
             nxt = h_buf[(done + 1) % 2]
-            for k in range(m, n):  # past its length: h carries, output is zero
+            for k in range(live, n):  # past its length: h carries, output is zero
                 nxt[k, j0:j1] = cur[k, j0:j1]
                 y[t, rows[k], j0:j1] = 0
-            if m > 0:
-                matmul(cur[:m], hh_op, rec[:m], scratch)
-                for k in range(m):
-                    _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, r[k])
-                    nxt[k, j0:j1] = r[k]
-                    y[t, rows[k], j0:j1] = r[k]
+            if live > 0:
+                matmul(cur[:live], hh_op, rec[:live], scratch)
+                for k in range(live):
+                    _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, m[k])
+                    nxt[k, j0:j1] = m[k]
+                    y[t, rows[k], j0:j1] = m[k]
             done += 1
             waited = finish_step(flags, part, parts, done)
             if waited > LONG_WAIT:
@@ -272,9 +278,9 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
 
 
 @kernel(**KERNEL_OPTIONS)
-def _cell_backward(act, c_t, c_prev, dr, dc, dpre):
-    """One sample's step backwards: gates ``act`` (4H,), c_t and c_{t-1} (H,), dr (H,)
-    the gradient of o ⊙ tanh(c_t); dc (H,) holds dL/dc_t from step t+1 on entry and
+def _cell_backward(act, c_t, c_prev, dm, dc, dpre):
+    """One sample's step backwards: gates ``act`` (4H,), c_t and c_{t-1} (H,), dm (H,)
+    the gradient of m_t = o ⊙ tanh(c_t); dc (H,) holds dL/dc_t from step t+1 on entry and
     dL/dc_{t-1} on exit; dpre (4H,) ← gradients of the pre-activations."""
     H = c_t.shape[0]
     u = one(act)
@@ -284,8 +290,8 @@ def _cell_backward(act, c_t, c_prev, dr, dc, dpre):
         g = act[2 * H + j]
         o = act[3 * H + j]
         tanh_c = tanh(c_t[j])
-        do = dr[j] * tanh_c  # h = o ⊙ tanh(c)
-        dc_t = dc[j] + dr[j] * o * (u - tanh_c * tanh_c)  # from h_t and from c_{t+1}
+        do = dm[j] * tanh_c  # m = o ⊙ tanh(c)
+        dc_t = dc[j] + dm[j] * o * (u - tanh_c * tanh_c)  # from h_t and from c_{t+1}
         di = dc_t * g  # c = f ⊙ c_prev + i ⊙ g
         dg = dc_t * i
         df = dc_t * c_prev[j]
@@ -314,170 +320,140 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
     hh_op = prepare(w_hh, n, False)  # dpre (n,4H) · W_hh
     hr_op = prepare(w_hr, n, False)  # dh (n,P) · W_hr
     dh_total = np.empty((n, P), dtype=dtype)
-    dr = np.empty((n, H), dtype=dtype)
+    dm = np.empty((n, H), dtype=dtype)
     dpre = np.empty((n, G), dtype=dtype)
     dh_prev = np.empty((n, P), dtype=dtype)
     scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
-        m = valid_prefix(lengths, rows, t)
-        for k in range(m, n):  # padding: no gradient; dh, dc pass through unchanged
+        live = valid_prefix(lengths, rows, t)
+        for k in range(live, n):  # padding: no gradient; dh, dc pass through unchanged
             b = rows[k]
             dgates[t - t_begin, b, :] = 0
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = 0
-        if m == 0:
+        if live == 0:
             continue
-        for k in range(m):
+        for k in range(live):
             b = rows[k]
             for j in range(P):
                 dh_total[k, j] = dy[t, b, j] + dh[b, j]  # from the output and from t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh_total[k]
-        d_r = dh_total
+        d_m = dh_total
         if projected:
-            matmul(dh_total[:m], hr_op, dr[:m], scratch)  # h = W_hr r
-            d_r = dr
-        for k in range(m):
+            matmul(dh_total[:live], hr_op, dm[:live], scratch)  # h = W_hr m
+            d_m = dm
+        for k in range(live):
             b = rows[k]
             c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
-            _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_r[k], dc[b], dpre[k])
+            _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_m[k], dc[b], dpre[k])
             dgates[t - t_begin, b, :] = dpre[k]
-        matmul(dpre[:m], hh_op, dh_prev[:m], scratch)  # W_hh h_{t-1}
-        for k in range(m):
+        matmul(dpre[:live], hh_op, dh_prev[:live], scratch)  # W_hh h_{t-1}
+        for k in range(live):
             dh[rows[k]] = dh_prev[k]
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@threads_by_size(x_arg=0, w_arg=3)
-def lstm_forward(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
-    T, B, _ = x.shape
-    H, P = c0.shape[-1], h0.shape[-1]
-    # Padding rows of x go through the projection unmasked (no copy of x): whatever they
-    # hold, the kernel never reads their projected rows, and it zeroes their outputs.
-    with torch.no_grad():
-        gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
-    y = x.new_empty(T, B, P)
-    c_seq = x.new_empty(T, B, H)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    c_n = c0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
-    probe = optional_array(h_probe, 3, x.dtype)
-    rows, threads = plan(steps, T, flops, 4 * H, P)
-    arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
-              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
-    run_parts(lambda part: _forward(*arrays, part, threads), rows)
-    return y, h_n, c_n, gates, c_seq
+class CpuLSTM:
+    """LSTM, compiled (:class:`rnnlab.backends.contract.LSTMKernels`)."""
 
+    @threads_by_size
+    def forward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+    ) -> LSTMForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
+        T, B, _ = x.shape
+        H, P = c0.shape[-1], h0.shape[-1]
+        # Padding rows of x go through the projection unmasked (no copy of x): whatever they
+        # hold, the kernel never reads their projected rows, and it zeroes their outputs.
+        with torch.no_grad():
+            gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
+        y = x.new_empty(T, B, P)
+        c_seq = x.new_empty(T, B, H)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        c_n = c0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
+        probe = optional_array(h_probe, 3, x.dtype)
+        rows, threads = plan(steps, T, flops, 4 * H, P)
+        arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
+                  as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
+        run_parts(lambda part: _forward(*arrays, part, threads), rows)
+        return LSTMForward(y, h_n, c_n, gates, c_seq)
 
-@threads_by_size(x_arg=3, w_arg=6)
-def lstm_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    dc_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None,
-    y: Tensor,
-    gates: Tensor,
-    c_seq: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
-    T, B, I = x.shape
-    H = c0.shape[-1]
-    G = 4 * H
-    x = zero_padding(x, valid_mask(lengths, T))
-    dh_seq = torch.empty_like(y) if (need_dh or w_hr is not None) else y.new_empty(0, 0, 0)
-    dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
-    dc0 = dc_n.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    P = h0.shape[-1]
-    rows, threads = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)), P, G)
-    arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
-              as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-    blocks = time_blocks(T, B, reverse)
-    block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, G)  # pre-activation gradients
-    dx = torch.empty_like(x)
-    dw_ih = w_ih.new_zeros(G, I)
-    db = w_ih.new_zeros(G)
-    dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
-    with torch.no_grad():
-        for t0, t1 in blocks:
-            d = block[: t1 - t0]
-            block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
-            run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
-            add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
-            dw_hh.add(d, t0, t1)
-        if w_hr is not None:
-            o_seq = gates[..., 3 * H :]
-            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # r_t = o ⊙ tanh(c_t)
-        else:
-            dw_hr = empty_grad(y)
-    dh_out = dh_seq if need_dh else empty_grad(y)
-    return dx, dh0, dc0, dw_ih, dw_hh.result(), db, dw_hr, dh_out
+    @threads_by_size
+    def backward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool,
+    ) -> LSTMGrads:
+        (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
+        (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
+        T, B, I = x.shape
+        H = c0.shape[-1]
+        G = 4 * H
+        x = zero_padding(x, valid_mask(lengths, T))
+        dh_seq = torch.empty_like(y) if (need_dh or w_hr is not None) else y.new_empty(0, 0, 0)
+        dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+        dc0 = dc_n.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        P = h0.shape[-1]
+        rows, threads = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)), P, G)
+        arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
+                  as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
+        blocks = time_blocks(T, B, reverse)
+        block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, G)  # pre-activation gradients
+        dx = torch.empty_like(x)
+        dw_ih = w_ih.new_zeros(G, I)
+        db = w_ih.new_zeros(G)
+        dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
+        with torch.no_grad():
+            for t0, t1 in blocks:
+                d = block[: t1 - t0]
+                block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
+                run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
+                add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
+                dw_hh.add(d, t0, t1)
+            if w_hr is not None:
+                o_seq = gates[..., 3 * H :]
+                dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
+            else:
+                dw_hr = empty_grad(y)
+        dh_out = dh_seq if need_dh else empty_grad(y)
+        return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh.result(), db, dw_hr, dh_out)
 
-
-@threads_by_size(x_arg=0, w_arg=3)
-def lstm_infer(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Inference: y (T,B,P), h_n (B,P), c_n (B,H), nothing saved."""
-    T, B, _ = x.shape
-    H, P = c0.shape[-1], h0.shape[-1]
-    y = x.new_empty(T, B, P)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    c_n = c0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    G, I = 4 * H, x.shape[2]
-    flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
-    bias = bias_array(sum_bias(b_ih, b_hh), G, x.dtype)
-    parts = split_units(B, T, H, flops) if w_hr is None else 1
-    if parts > 1:
-        order = row_parts(steps, 1)[0]
-        h_buf = np.empty((2, B, H), dtype=bias.dtype)
-        h_buf[0] = h_n.numpy()[order]
+    @threads_by_size
+    def infer(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
+        T, B, _ = x.shape
+        H, P = c0.shape[-1], h0.shape[-1]
+        y = x.new_empty(T, B, P)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        c_n = c0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        G, I = 4 * H, x.shape[2]
+        flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
+        bias = bias_array(sum_bias(b_ih, b_hh), G, x.dtype)
+        parts = split_units(B, T, H, flops) if w_hr is None else 1
+        if parts > 1:
+            order = row_parts(steps, 1)[0]
+            h_buf = np.empty((2, B, H), dtype=bias.dtype)
+            h_buf[0] = h_n.numpy()[order]
+            arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
+                      as_array(w_hh), steps, reverse, order)
+            flags = np.zeros(parts * STRIDE, dtype=np.int64)
+            timing = np.zeros((parts, 2), dtype=np.int64)
+            chunk = inference_chunk(B)
+            if run_together(lambda part: _infer_units(*arrays, int(part[0]), parts, flags, h_buf,
+                                                       timing, chunk, 1),
+                            [np.array([p]) for p in range(parts)]):
+                note_unit_split(int(timing[:, 0].max()), int(timing[:, 1].max()))
+                return y, h_n, c_n
+        rows, threads = plan(steps, T, flops, G, P)
         arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
-                  as_array(w_hh), steps, reverse, order)
-        flags = np.zeros(parts * STRIDE, dtype=np.int64)
-        timing = np.zeros((parts, 2), dtype=np.int64)
-        chunk = inference_chunk(B)
-        if run_together(lambda part: _infer_units(*arrays, int(part[0]), parts, flags, h_buf,
-                                                   timing, chunk, 1),
-                        [np.array([p]) for p in range(parts)]):
-            note_unit_split(int(timing[:, 0].max()), int(timing[:, 1].max()))
-            return y, h_n, c_n
-    rows, threads = plan(steps, T, flops, G, P)
-    arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
-              as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-    run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
-    return y, h_n, c_n
+                  as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
+        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+        return y, h_n, c_n

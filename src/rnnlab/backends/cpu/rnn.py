@@ -1,11 +1,10 @@
 """Elman RNN, cpu backend: the whole sequence in one compiled loop.
 
-    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, H)
-    h_t = tanh(a_t)   or   relu(a_t)
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 
 Per step: h_{t-1}·W_hhᵀ added into the buffer that holds x_t·W_ihᵀ + b (one GEMM for
 all steps, before the loop), then one vectorised pass. Saved for backward: the
-pre-activations a (T,B,H), zero at padding — as :mod:`rnnlab.backends.portable.rnn`.
+pre-activations a (T,B,H), zero at padding — as :mod:`rnnlab.backends.contract`.
 """
 
 from __future__ import annotations
@@ -14,6 +13,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnlab.backends._host import (
+    empty_grad,
+    project_inputs,
+    sum_bias,
+    valid_mask,
+    zero_padding,
+)
+from rnnlab.backends.contract import (
+    RNNForward,
+    RNNGrads,
+    RNNSaved,
+    RNNWeights,
+    Sequence,
+)
 from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
@@ -33,13 +46,6 @@ from rnnlab.backends.cpu._parallel import (
     project_chunk,
     run_parts,
     valid_prefix,
-)
-from rnnlab.backends.portable._common import (
-    empty_grad,
-    project_inputs,
-    sum_bias,
-    valid_mask,
-    zero_padding,
 )
 
 
@@ -196,96 +202,69 @@ def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
     set_blas_threads(0)  # back to the global (torch) setting
 
 
-@threads_by_size(x_arg=0, w_arg=2)
-def rnn_forward(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-    relu: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns y (T,B,H), h_n (B,H) and the pre-activations a (T,B,H), zero at padding."""
-    T, B, _ = x.shape
-    H = h0.shape[-1]
-    # Padding rows of x go through the projection unmasked (no copy of x): whatever they
-    # hold, the kernel never reads their projected rows, and it zeroes their outputs.
-    with torch.no_grad():
-        a_seq = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
-    y = torch.empty_like(a_seq)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    rows, threads = plan(steps, T, 2.0 * H * H, H, H)
-    arrays = (a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), steps,
-              optional_array(h_probe, 3, x.dtype), reverse, relu)
-    run_parts(lambda part: _forward(*arrays, part, threads), rows)
-    return y, h_n, a_seq
+class CpuRNN:
+    """Elman RNN, compiled (:class:`rnnlab.backends.contract.RNNKernels`)."""
 
+    @threads_by_size
+    def forward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
+    ) -> RNNForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        # Padding rows of x go through the projection unmasked (no copy of x): whatever they
+        # hold, the kernel never reads their projected rows, and it zeroes their outputs.
+        with torch.no_grad():
+            a_seq = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
+        y = torch.empty_like(a_seq)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        rows, threads = plan(steps, T, 2.0 * H * H, H, H)
+        arrays = (a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), steps,
+                  optional_array(h_probe, 3, x.dtype), reverse, relu)
+        run_parts(lambda part: _forward(*arrays, part, threads), rows)
+        return RNNForward(y, h_n, a_seq)
 
-@threads_by_size(x_arg=2, w_arg=4)
-def rnn_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    y: Tensor,
-    a_seq: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    relu: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dW_ih, dW_hh, db (for each of b_ih and b_hh) and dh (total dL/dh_t)."""
-    T, B, I = x.shape
-    H = h0.shape[-1]
-    x = zero_padding(x, valid_mask(lengths, T))
-    dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
-    dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    rows, threads = plan(steps, T, 2.0 * H * H, H, H)
-    arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh), steps, reverse, relu)
-    blocks = time_blocks(T, B, reverse)
-    block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, H)  # pre-activation gradients
-    dx = torch.empty_like(x)
-    dw_ih = w_ih.new_zeros(H, I)
-    db = w_ih.new_zeros(H)
-    dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
-    with torch.no_grad():
-        for t0, t1 in blocks:
-            d = block[: t1 - t0]
-            block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
-            run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
-            add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
-            dw_hh.add(d, t0, t1)
-    return dx, dh0, dw_ih, dw_hh.result(), db, dh_seq if need_dh else empty_grad(y)
+    @threads_by_size
+    def backward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
+        dh_n: Tensor, relu: bool, need_dh: bool,
+    ) -> RNNGrads:
+        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
+        T, B, I = x.shape
+        H = h0.shape[-1]
+        x = zero_padding(x, valid_mask(lengths, T))
+        dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
+        dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        rows, threads = plan(steps, T, 2.0 * H * H, H, H)
+        arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh), steps, reverse, relu)
+        blocks = time_blocks(T, B, reverse)
+        block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, H)  # pre-activation gradients
+        dx = torch.empty_like(x)
+        dw_ih = w_ih.new_zeros(H, I)
+        db = w_ih.new_zeros(H)
+        dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
+        with torch.no_grad():
+            for t0, t1 in blocks:
+                d = block[: t1 - t0]
+                block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
+                run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
+                add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
+                dw_hh.add(d, t0, t1)
+        return RNNGrads(dx, dh0, dw_ih, dw_hh.result(), db, dh_seq if need_dh else empty_grad(y))
 
-
-@threads_by_size(x_arg=0, w_arg=2)
-def rnn_infer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    reverse: bool,
-    relu: bool,
-) -> tuple[Tensor, Tensor]:
-    """Inference: y (T,B,H), h_n (B,H), nothing saved."""
-    T, B, I = x.shape
-    H = h0.shape[-1]
-    y = x.new_empty(T, B, H)
-    h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-    steps = lengths_array(lengths, T, B)
-    rows, threads = plan(steps, T, 2.0 * H * (H + I), H, H)
-    arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih),
-              bias_array(sum_bias(b_ih, b_hh), H, x.dtype), as_array(w_hh), steps, reverse, relu)
-    run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
-    return y, h_n
+    @threads_by_size
+    def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
+        T, B, I = x.shape
+        H = h0.shape[-1]
+        y = x.new_empty(T, B, H)
+        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        steps = lengths_array(lengths, T, B)
+        rows, threads = plan(steps, T, 2.0 * H * (H + I), H, H)
+        arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih),
+                  bias_array(sum_bias(b_ih, b_hh), H, x.dtype), as_array(w_hh), steps, reverse,
+                  relu)
+        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+        return y, h_n

@@ -1,4 +1,4 @@
-"""Streaming kernel: advance a whole layer stack by a few steps at batch size 1.
+"""Streaming on the cpu backend: advance a whole layer stack by a few steps at batch size 1.
 
 One compiled call runs every layer for every step of a chunk: per layer and step, the
 input and recurrent matrix-vector products (loops over weights laid out (K, N), see
@@ -14,8 +14,12 @@ layer in rows [0, L), c in rows [L, 2L), and five rows of scratch (W ≥ every w
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from numba import njit
+from torch import Tensor
 
+from rnnlab.backends.contract import StreamSpec
 from rnnlab.backends.cpu._blas import _gemv_acc
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
@@ -39,7 +43,7 @@ def advance(kind, x, y, flat, table, state):
     c = state[L : 2 * L]
     pre = state[2 * L]  # input pre-activations (and, LSTM/RNN, the sum)
     rec = state[2 * L + 1]  # recurrent pre-activations (GRU)
-    r_buf = state[2 * L + 2]
+    row_buf = state[2 * L + 2]
     c_out = state[2 * L + 3]
     inp = state[2 * L + 4]
     u = one(x)
@@ -47,48 +51,48 @@ def advance(kind, x, y, flat, table, state):
     for t in range(T):
         inp[: x.shape[1]] = x[t]
         for layer in range(L):
-            o = table[layer]
-            I, G, P, H = o[5], o[6], o[7], o[8]
-            w_ih = _matrix(flat, o[0], I, G)
-            w_hh = _matrix(flat, o[1], P, G)
-            b_in = flat[o[2] : o[2] + G]
-            b_rec = flat[o[3] : o[3] + G]
+            offsets = table[layer]
+            I, G, P, H = offsets[5], offsets[6], offsets[7], offsets[8]
+            w_ih = _matrix(flat, offsets[0], I, G)
+            w_hh = _matrix(flat, offsets[1], P, G)
+            b_in = flat[offsets[2] : offsets[2] + G]
+            b_rec = flat[offsets[3] : offsets[3] + G]
             h_l = h[layer, :P]
             a = pre[:G]
             a[:] = b_in
             _gemv_acc(inp[:I], w_ih, a)
             if kind == GRU or kind == GRU_RESET_BEFORE:
-                g = rec[:G]
-                g[:] = b_rec
+                rec_g = rec[:G]
+                rec_g[:] = b_rec
                 if kind == GRU:
-                    _gemv_acc(h_l, w_hh, g)
+                    _gemv_acc(h_l, w_hh, rec_g)
                     for j in range(H):
-                        r = sigmoid(a[j] + g[j])
-                        z = sigmoid(a[H + j] + g[H + j])
-                        n = tanh(a[2 * H + j] + r * g[2 * H + j])
+                        r = sigmoid(a[j] + rec_g[j])
+                        z = sigmoid(a[H + j] + rec_g[H + j])
+                        n = tanh(a[2 * H + j] + r * rec_g[2 * H + j])
                         h_l[j] = n + z * (h_l[j] - n)
                 else:
-                    _gemv_acc(h_l, w_hh[:, : 2 * H], g[: 2 * H])
-                    rh = r_buf[:H]
+                    _gemv_acc(h_l, w_hh[:, : 2 * H], rec_g[: 2 * H])
+                    rh = row_buf[:H]
                     for j in range(H):
-                        a[j] = sigmoid(a[j] + g[j])  # r
-                        a[H + j] = sigmoid(a[H + j] + g[H + j])  # z
+                        a[j] = sigmoid(a[j] + rec_g[j])  # r
+                        a[H + j] = sigmoid(a[H + j] + rec_g[H + j])  # z
                         rh[j] = a[j] * h_l[j]
-                    _gemv_acc(rh, w_hh[:, 2 * H :], g[2 * H :])
+                    _gemv_acc(rh, w_hh[:, 2 * H :], rec_g[2 * H :])
                     for j in range(H):
-                        n = tanh(a[2 * H + j] + g[2 * H + j])
+                        n = tanh(a[2 * H + j] + rec_g[2 * H + j])
                         h_l[j] = n + a[H + j] * (h_l[j] - n)
             elif kind == LSTM:
-                g = rec[:G]
-                g[:] = b_rec
-                _gemv_acc(h_l, w_hh, g)
-                r = r_buf[:H]
-                _cell(a, g, c[layer, :H], c_out[:H], r)
-                if o[4] < 0:
-                    h_l[:] = r
+                rec_g = rec[:G]
+                rec_g[:] = b_rec
+                _gemv_acc(h_l, w_hh, rec_g)
+                m = row_buf[:H]  # m_t = o ⊙ tanh(c_t)
+                _cell(a, rec_g, c[layer, :H], c_out[:H], m)
+                if offsets[4] < 0:
+                    h_l[:] = m
                 else:
                     h_l[:] = 0
-                    _gemv_acc(r, _matrix(flat, o[4], H, P), h_l)
+                    _gemv_acc(m, _matrix(flat, offsets[4], H, P), h_l)
             else:
                 for j in range(G):
                     a[j] += b_rec[j]
@@ -107,3 +111,83 @@ def advance(kind, x, y, flat, table, state):
 def advance_one(kind, x, y, flat, table, state):
     """One step: x (I,) -> y (P_last,) (:func:`advance` without the caller's reshapes)."""
     advance(kind, x.reshape((1, x.shape[0])), y.reshape((1, y.shape[0])), flat, table, state)
+
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+class CpuStream:
+    """:class:`rnnlab.backends.contract.StreamKernels` on :func:`advance`."""
+
+    def open(self, spec: StreamSpec, h: Tensor, c: Tensor) -> CpuStreamer:
+        return CpuStreamer(spec, h, c)
+
+
+class CpuStreamer:
+    """The stack's weights in one flat buffer with its offset table, and the carried
+    state with the kernel's scratch rows in one array (see the module docstring)."""
+
+    def __init__(self, spec: StreamSpec, h: Tensor, c: Tensor) -> None:
+        L, P = h.shape
+        H = c.shape[1]
+        G = _GATES[spec.family] * H
+        pieces: list[np.ndarray] = []
+        table = []
+        position = 0
+
+        def add(array: np.ndarray) -> int:
+            nonlocal position
+            start = position
+            pieces.append(np.ascontiguousarray(array).reshape(-1))
+            position += array.size
+            return start
+
+        with torch.no_grad():
+            for w in spec.layers:
+                w_ih, w_hh = (t.detach().numpy() for t in (w.w_ih, w.w_hh))
+                zeros = np.zeros(G, dtype=w_ih.dtype)
+                b_ih, b_hh = (zeros if b is None else b.detach().numpy() for b in w[2:4])
+                if spec.family != "gru":  # one bias for the sum; GRU keeps b_hn apart
+                    b_ih, b_hh = b_ih + b_hh, zeros
+                starts = [add(w_ih.T), add(w_hh.T), add(b_ih), add(b_hh), -1]
+                if spec.family == "lstm" and w.w_hr is not None:
+                    starts[4] = add(w.w_hr.detach().numpy().T)
+                table.append([*starts, w_ih.shape[1], G, P, H])
+        self._flat = np.concatenate(pieces)
+        self._table = np.asarray(table, dtype=np.int64)
+        if spec.family == "lstm":
+            self._kind = LSTM
+        elif spec.family == "gru":
+            self._kind = GRU if spec.option else GRU_RESET_BEFORE
+        else:
+            self._kind = RNN_RELU if spec.option else RNN_TANH
+        # One array for the kernel: h rows, c rows, then five rows of scratch.
+        width = max(spec.layers[0].w_ih.shape[1], G)
+        self._state = torch.zeros(2 * L + 5, width, dtype=h.dtype)
+        self.h = self._state[:L, :P]
+        self.c = self._state[L : 2 * L, :H]
+        self.h.copy_(h.detach())
+        self.c.copy_(c.detach())
+        self._state_np = self._state.numpy()
+        self._width = P
+        self.step = self._one_step(self._kind, self._flat, self._table, self._state_np, P)
+
+    @staticmethod
+    def _one_step(kind, flat, table, state, width):
+        """``step``: x (I,) -> (P,). A closure over the kernel's arguments: per step, no
+        attribute lookups (the step costs a few µs at H = 64; these add up)."""
+        dtype = flat.dtype
+        empty, from_numpy = np.empty, torch.from_numpy
+
+        def step(x: Tensor) -> Tensor:
+            y = empty(width, dtype=dtype)
+            advance_one(kind, x.numpy(), y, flat, table, state)
+            return from_numpy(y)
+
+        return step
+
+    def advance(self, x: Tensor) -> Tensor:
+        array = x.detach().numpy() if x.is_contiguous() else x.detach().contiguous().numpy()
+        y = np.empty((array.shape[0], self._width), dtype=array.dtype)
+        advance(self._kind, array, y, self._flat, self._table, self._state_np)
+        return torch.from_numpy(y)

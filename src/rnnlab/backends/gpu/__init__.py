@@ -48,18 +48,18 @@ made threads that run at once. GPU speed has not been measured yet.
 
 Time order, variable lengths and reverse are per sample inside the kernels (see
 :mod:`._common`); padding steps are never read and written as zeros. The function
-signatures and semantics are those of :mod:`rnnlab.backends.portable`.
+signatures and semantics are those of :mod:`rnnlab.backends.contract`.
 """
 
-from rnnlab.backends.gpu.gru import gru_backward, gru_forward
-from rnnlab.backends.gpu.lstm import lstm_backward, lstm_forward
-from rnnlab.backends.gpu.rnn import rnn_backward, rnn_forward
+from rnnlab.backends.contract import BackendKernels, LayerwiseStream
+from rnnlab.backends.gpu.gru import GpuGRU
+from rnnlab.backends.gpu.lstm import GpuLSTM
+from rnnlab.backends.gpu.rnn import GpuRNN
 
-__all__ = [
-    "gru_backward",
-    "gru_forward",
-    "lstm_backward",
-    "lstm_forward",
-    "rnn_backward",
-    "rnn_forward",
-]
+__all__ = ["KERNELS"]
+
+_rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
+# Streaming: one launch of the forward per layer and chunk (no dedicated kernel).
+KERNELS = BackendKernels(
+    name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru)
+)

@@ -1,10 +1,6 @@
 """GRU, Triton backend, both placements of the reset gate.
 
-    r = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)                   (B, H)
-    z = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-    reset after  (torch.nn, cuDNN):  n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
-    reset before (Cho et al. 2014):  n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn)
-    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
 
 Saved for backward: gates (T,B,4H) = [r, z, n, hn] with hn the recurrent term of the
 candidate, zero at padding steps. b_ih goes into the input projection; b_hh is added
@@ -18,16 +14,24 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from rnnlab.backends.gpu import _common as C
-from rnnlab.backends.gpu import _coop as X
-from rnnlab.backends.portable._common import (
+from rnnlab.backends._host import (
     empty_grad,
+    gru_parameter_grads,
     previous_states,
     project_inputs,
     valid_mask,
     zero_padding,
 )
-from rnnlab.backends.portable.gru import parameter_grads
+from rnnlab.backends.contract import (
+    GRUForward,
+    GRUGrads,
+    GRUInferByForward,
+    GRUSaved,
+    GRUWeights,
+    Sequence,
+)
+from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.gpu import _coop as X
 
 
 @triton.jit
@@ -390,54 +394,6 @@ def _gru_bwd_r_tile(
 # ----------------------------------------------------------------- host functions
 
 
-def gru_forward(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = [r, z, n, hn]."""
-    T, B, _ = x.shape
-    H = h0.shape[-1]
-    gx = project_inputs(x, w_ih, b_ih).contiguous()  # (T, B, 3H), padding rows unread
-    lens = C.full_lengths(lengths, T, B, x.device)
-    w = w_hh.contiguous()
-    bias = b_hh.contiguous() if b_hh is not None else None
-    probe = h_probe.contiguous() if h_probe is not None else None
-    HP = C.pad(H)
-    n_w = C.on_chip_bytes(3 * HP * HP, x)
-    coop = X.plan(B, H, 4, x.device) if reset_after else None
-    path = C.choose_path(n_w, coop)
-    if path == "cooperative":
-        try:
-            return _coop_forward(gx, h0, w, bias, lens, probe, coop, reverse=reverse)
-        except X.BarrierTimeout:
-            path = "tiled"
-    if path == "tiled":
-        return C.run_tiled(
-            "gru_forward", _tiled_forward, (gx, h0, w, bias, lens, probe),
-            reverse=reverse, reset_after=reset_after,
-        )
-    y = x.new_empty(T, B, H)
-    gates = x.new_empty(T, B, 4 * H)
-    h_n = x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x)
-    _gru_fwd_persistent[C.launch_grid(B)](
-        gx, h0.contiguous(), w, bias if bias is not None else w, lens,
-        probe if probe is not None else y, y, h_n, gates, T, B, H,
-        HP=HP, BLOCK_B=C.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
-        HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
-        PRECISION=precision, num_warps=C.num_warps(n_w),
-    )
-    return y, h_n, gates
-
-
 def _coop_forward(gx, h0, w, b_hh, lens, h_probe, lay, *, reverse):
     """The cooperative kernel (reset after; layout ``lay``): all T steps in one launch,
     hidden units split across programs."""
@@ -500,61 +456,6 @@ def _addmm(bias: Tensor | None, a: Tensor, b: Tensor, out: Tensor) -> None:
         torch.addmm(bias, a, b, out=out)
 
 
-def gru_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    y: Tensor,
-    gates: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and dh (total dL/dh_t)."""
-    T, B, _ = x.shape
-    H = h0.shape[-1]
-    x = zero_padding(x, valid_mask(lengths, T))
-    lens = C.full_lengths(lengths, T, B, x.device)
-    w = w_hh.contiguous()
-    dy = dy.contiguous()
-    gates = gates.contiguous()
-    h_prev_seq = previous_states(y, h0, lengths, reverse).contiguous()
-    HP = C.pad(H)
-    n_w = C.on_chip_bytes(3 * HP * HP, x)
-    coop = X.plan(B, H, 4, x.device) if reset_after else None
-    path = C.choose_path(n_w, coop)
-    if path == "cooperative":
-        try:
-            dgx, dh0, dh_seq = _coop_backward(
-                dy, dh_n, w, gates, h_prev_seq, lens, coop, reverse=reverse, need_dh=need_dh
-            )
-        except X.BarrierTimeout:
-            path = "tiled"
-    if path == "persistent":
-        dgx = x.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
-        dh_seq = torch.empty_like(y) if need_dh else dgx
-        dh0 = torch.empty_like(h0)
-        precision, upcast = C.dot_settings(x)
-        _gru_bwd_persistent[C.launch_grid(B)](
-            dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
-            HP=HP, BLOCK_B=C.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
-            REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
-            num_warps=C.num_warps(n_w),
-        )
-    elif path == "tiled":
-        dgx, dh0, dh_seq = C.run_tiled(
-            "gru_backward", _tiled_backward, (dy, dh_n, w, gates, h_prev_seq, lens),
-            reverse=reverse, reset_after=reset_after, need_dh=need_dh,
-        )
-    dx, dw_ih, dw_hh, db_ih, db_hh = parameter_grads(dgx, x, w_ih, h_prev_seq, gates, reset_after)
-    dh_out = dh_seq if need_dh else empty_grad(y)
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out
-
-
 def _coop_backward(dy, dh_n, w, gates, h_prev_seq, lens, lay, *, reverse, need_dh):
     """The cooperative kernel back (reset after; layout ``lay``): T steps and the final
     dh0 in one launch."""
@@ -604,3 +505,92 @@ def _tiled_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, reset_afte
                                   **flags)
             torch.mm(dpre_mm, w_rz, out=rec)
     return dgx, (dh_dir + rec.float()).to(dh_n.dtype), dh_seq
+
+
+class GpuGRU(GRUInferByForward):
+    """GRU, Triton (:class:`rnnlab.backends.contract.GRUKernels`)."""
+
+    def forward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
+        reset_after: bool,
+    ) -> GRUForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        gx = project_inputs(x, w_ih, b_ih).contiguous()  # (T, B, 3H), padding rows unread
+        lens = C.full_lengths(lengths, T, B, x.device)
+        w = w_hh.contiguous()
+        bias = b_hh.contiguous() if b_hh is not None else None
+        probe = h_probe.contiguous() if h_probe is not None else None
+        HP = C.pad(H)
+        n_w = C.on_chip_bytes(3 * HP * HP, x)
+        coop = X.plan(B, H, 4, x.device) if reset_after else None
+        path = C.choose_path(n_w, coop)
+        if path == "cooperative":
+            try:
+                return _coop_forward(gx, h0, w, bias, lens, probe, coop, reverse=reverse)
+            except X.BarrierTimeout:
+                path = "tiled"
+        if path == "tiled":
+            return C.run_tiled(
+                "gru_forward", _tiled_forward, (gx, h0, w, bias, lens, probe),
+                reverse=reverse, reset_after=reset_after,
+            )
+        y = x.new_empty(T, B, H)
+        gates = x.new_empty(T, B, 4 * H)
+        h_n = x.new_empty(B, H)
+        precision, upcast = C.dot_settings(x)
+        _gru_fwd_persistent[C.launch_grid(B)](
+            gx, h0.contiguous(), w, bias if bias is not None else w, lens,
+            probe if probe is not None else y, y, h_n, gates, T, B, H,
+            HP=HP, BLOCK_B=C.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
+            HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
+            PRECISION=precision, num_warps=C.num_warps(n_w),
+        )
+        return GRUForward(y, h_n, gates)
+
+    def backward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
+        dh_n: Tensor, reset_after: bool, need_dh: bool,
+    ) -> GRUGrads:
+        (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
+        T, B, _ = x.shape
+        H = h0.shape[-1]
+        x = zero_padding(x, valid_mask(lengths, T))
+        lens = C.full_lengths(lengths, T, B, x.device)
+        w = w_hh.contiguous()
+        dy = dy.contiguous()
+        gates = gates.contiguous()
+        h_prev_seq = previous_states(y, h0, lengths, reverse).contiguous()
+        HP = C.pad(H)
+        n_w = C.on_chip_bytes(3 * HP * HP, x)
+        coop = X.plan(B, H, 4, x.device) if reset_after else None
+        path = C.choose_path(n_w, coop)
+        if path == "cooperative":
+            try:
+                dgx, dh0, dh_seq = _coop_backward(
+                    dy, dh_n, w, gates, h_prev_seq, lens, coop, reverse=reverse, need_dh=need_dh
+                )
+            except X.BarrierTimeout:
+                path = "tiled"
+        if path == "persistent":
+            dgx = x.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
+            dh_seq = torch.empty_like(y) if need_dh else dgx
+            dh0 = torch.empty_like(h0)
+            precision, upcast = C.dot_settings(x)
+            _gru_bwd_persistent[C.launch_grid(B)](
+                dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
+                HP=HP, BLOCK_B=C.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
+                REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+                num_warps=C.num_warps(n_w),
+            )
+        elif path == "tiled":
+            dgx, dh0, dh_seq = C.run_tiled(
+                "gru_backward", _tiled_backward, (dy, dh_n, w, gates, h_prev_seq, lens),
+                reverse=reverse, reset_after=reset_after, need_dh=need_dh,
+            )
+        dx, dw_ih, dw_hh, db_ih, db_hh = gru_parameter_grads(
+            dgx, x, w_ih, h_prev_seq, gates, reset_after
+        )
+        dh_out = dh_seq if need_dh else empty_grad(y)
+        return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out)

@@ -1,10 +1,7 @@
 """LSTM (with optional projection), Triton backend.
 
-    [i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh     (B, 4H), then
-    i, f, o = σ(·),  g = tanh(·)
-    c_t = f ⊙ c_{t-1} + i ⊙ g
-    m_t = o ⊙ tanh(c_t)
-    h_t = m_t            (projection: h_t = W_hr m_t, (B, P))
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
+output before the projection).
 
 Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
 and the cell states c_t (T,B,H), zero at padding steps.
@@ -17,9 +14,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from rnnlab.backends.gpu import _common as C
-from rnnlab.backends.gpu import _coop as X
-from rnnlab.backends.portable._common import (
+from rnnlab.backends._host import (
     empty_grad,
     input_grad,
     previous_states,
@@ -29,6 +24,17 @@ from rnnlab.backends.portable._common import (
     weight_grad,
     zero_padding,
 )
+from rnnlab.backends.contract import (
+    LSTMForward,
+    LSTMGrads,
+    LSTMInferByForward,
+    LSTMSaved,
+    LSTMState,
+    LSTMWeights,
+    Sequence,
+)
+from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.gpu import _coop as X
 
 
 @triton.jit
@@ -422,54 +428,6 @@ def _on_chip_bytes(H: int, P: int, proj: bool, x: Tensor) -> int | None:
     return C.on_chip_bytes(4 * HP * PP + (HP * PP if proj else 0), x)
 
 
-def lstm_forward(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
-    T, B, _ = x.shape
-    H, P = c0.shape[-1], h0.shape[-1]
-    gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh)).contiguous()  # padding rows unread
-    lens = C.full_lengths(lengths, T, B, x.device)
-    w = w_hh.contiguous()
-    w_r = w_hr.contiguous() if w_hr is not None else None
-    probe = h_probe.contiguous() if h_probe is not None else None
-    n_w = _on_chip_bytes(H, P, w_r is not None, x)
-    coop = X.plan(B, H, 4, x.device) if w_r is None else None
-    path = C.choose_path(n_w, coop)
-    if path == "cooperative":
-        try:
-            return _coop_forward(gx, h0, c0, w, lens, probe, coop, reverse=reverse)
-        except X.BarrierTimeout:
-            path = "tiled"
-    if path == "tiled":
-        return C.run_tiled(
-            "lstm_forward", _tiled_forward, (gx, h0, c0, w, w_r, lens, probe), reverse=reverse
-        )
-    y = x.new_empty(T, B, P)
-    gates = torch.empty_like(gx)
-    c_seq = x.new_empty(T, B, H)
-    h_n, c_n = x.new_empty(B, P), x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x)
-    _lstm_fwd_persistent[C.launch_grid(B)](
-        gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
-        probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
-        HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=w_r is not None,
-        HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
-        PRECISION=precision, num_warps=C.num_warps(n_w),
-    )
-    return y, h_n, c_n, gates, c_seq
-
-
 def _coop_forward(gx, h0, c0, w, lens, h_probe, lay, *, reverse):
     """The cooperative kernel (layout ``lay``): all T steps in one launch, hidden units
     split across programs (no projection)."""
@@ -524,78 +482,6 @@ def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
     return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq
 
 
-def lstm_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    dc_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None,
-    y: Tensor,
-    gates: Tensor,
-    c_seq: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
-    T, B, _ = x.shape
-    H, P = c0.shape[-1], h0.shape[-1]
-    x = zero_padding(x, valid_mask(lengths, T))
-    lens = C.full_lengths(lengths, T, B, x.device)
-    proj = w_hr is not None
-    w = w_hh.contiguous()
-    w_r = w_hr.contiguous() if proj else None
-    dy = dy.contiguous()
-    gates = gates.contiguous()
-    c_seq = c_seq.contiguous()
-    c_prev_seq = previous_states(c_seq, c0, lengths, reverse).contiguous()
-    store_dh = need_dh or proj
-    n_w = _on_chip_bytes(H, P, proj, x)
-    coop = X.plan(B, H, 4, x.device) if not proj else None
-    path = C.choose_path(n_w, coop)
-    if path == "cooperative":
-        try:
-            dgates, dh0, dc0, dh_seq = _coop_backward(
-                dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, coop, reverse=reverse,
-                store_dh=store_dh,
-            )
-        except X.BarrierTimeout:
-            path = "tiled"
-    if path == "persistent":
-        dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
-        dh_seq = torch.empty_like(y) if store_dh else dgates
-        dh0, dc0 = torch.empty_like(h0), torch.empty_like(c0)
-        precision, upcast = C.dot_settings(x)
-        _lstm_bwd_persistent[C.launch_grid(B)](
-            dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
-            c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,
-            HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
-            REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
-        )
-    elif path == "tiled":
-        dgates, dh0, dc0, dh_seq = C.run_tiled(
-            "lstm_backward", _tiled_backward,
-            (dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens),
-            reverse=reverse, store_dh=store_dh,
-        )
-    h_prev_seq = previous_states(y, h0, lengths, reverse)
-    dx = input_grad(dgates, w_ih)
-    dw_ih = weight_grad(dgates, x)
-    dw_hh = weight_grad(dgates, h_prev_seq)
-    db = dgates.sum(dim=(0, 1))
-    if proj:
-        o_seq = gates[..., 3 * H :]
-        dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
-    else:
-        dw_hr = empty_grad(y)
-    dh_out = dh_seq if need_dh else empty_grad(y)
-    return dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out
-
-
 def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, lay, *, reverse,
                    store_dh):
     """The cooperative kernel back (layout ``lay``): T steps and the final dh0 in one
@@ -646,3 +532,103 @@ def _tiled_backward(dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens, *, r
         torch.mm(dpre_mm, w, out=rec)
     dh0 = (dh_dir + rec.float()).to(dh_n.dtype)
     return dgates, dh0, dc_state.to(dc_n.dtype), dh_seq
+
+
+class GpuLSTM(LSTMInferByForward):
+    """LSTM, Triton (:class:`rnnlab.backends.contract.LSTMKernels`)."""
+
+    def forward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+    ) -> LSTMForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
+        T, B, _ = x.shape
+        H, P = c0.shape[-1], h0.shape[-1]
+        gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh)).contiguous()  # padding rows unread
+        lens = C.full_lengths(lengths, T, B, x.device)
+        w = w_hh.contiguous()
+        w_r = w_hr.contiguous() if w_hr is not None else None
+        probe = h_probe.contiguous() if h_probe is not None else None
+        n_w = _on_chip_bytes(H, P, w_r is not None, x)
+        coop = X.plan(B, H, 4, x.device) if w_r is None else None
+        path = C.choose_path(n_w, coop)
+        if path == "cooperative":
+            try:
+                return _coop_forward(gx, h0, c0, w, lens, probe, coop, reverse=reverse)
+            except X.BarrierTimeout:
+                path = "tiled"
+        if path == "tiled":
+            return C.run_tiled(
+                "lstm_forward", _tiled_forward, (gx, h0, c0, w, w_r, lens, probe), reverse=reverse
+            )
+        y = x.new_empty(T, B, P)
+        gates = torch.empty_like(gx)
+        c_seq = x.new_empty(T, B, H)
+        h_n, c_n = x.new_empty(B, P), x.new_empty(B, H)
+        precision, upcast = C.dot_settings(x)
+        _lstm_fwd_persistent[C.launch_grid(B)](
+            gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
+            probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
+            HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=w_r is not None,
+            HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
+            PRECISION=precision, num_warps=C.num_warps(n_w),
+        )
+        return LSTMForward(y, h_n, c_n, gates, c_seq)
+
+    def backward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool,
+    ) -> LSTMGrads:
+        (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
+        (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
+        T, B, _ = x.shape
+        H, P = c0.shape[-1], h0.shape[-1]
+        x = zero_padding(x, valid_mask(lengths, T))
+        lens = C.full_lengths(lengths, T, B, x.device)
+        proj = w_hr is not None
+        w = w_hh.contiguous()
+        w_r = w_hr.contiguous() if proj else None
+        dy = dy.contiguous()
+        gates = gates.contiguous()
+        c_seq = c_seq.contiguous()
+        c_prev_seq = previous_states(c_seq, c0, lengths, reverse).contiguous()
+        store_dh = need_dh or proj
+        n_w = _on_chip_bytes(H, P, proj, x)
+        coop = X.plan(B, H, 4, x.device) if not proj else None
+        path = C.choose_path(n_w, coop)
+        if path == "cooperative":
+            try:
+                dgates, dh0, dc0, dh_seq = _coop_backward(
+                    dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, coop, reverse=reverse,
+                    store_dh=store_dh,
+                )
+            except X.BarrierTimeout:
+                path = "tiled"
+        if path == "persistent":
+            dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
+            dh_seq = torch.empty_like(y) if store_dh else dgates
+            dh0, dc0 = torch.empty_like(h0), torch.empty_like(c0)
+            precision, upcast = C.dot_settings(x)
+            _lstm_bwd_persistent[C.launch_grid(B)](
+                dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
+                c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,
+                HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
+                REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+            )
+        elif path == "tiled":
+            dgates, dh0, dc0, dh_seq = C.run_tiled(
+                "lstm_backward", _tiled_backward,
+                (dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens),
+                reverse=reverse, store_dh=store_dh,
+            )
+        h_prev_seq = previous_states(y, h0, lengths, reverse)
+        dx = input_grad(dgates, w_ih)
+        dw_ih = weight_grad(dgates, x)
+        dw_hh = weight_grad(dgates, h_prev_seq)
+        db = dgates.sum(dim=(0, 1))
+        if proj:
+            o_seq = gates[..., 3 * H :]
+            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
+        else:
+            dw_hr = empty_grad(y)
+        dh_out = dh_seq if need_dh else empty_grad(y)
+        return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out)

@@ -1,7 +1,6 @@
 """Elman RNN, Triton backend.
 
-    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, H)
-    h_t = tanh(a_t)   or   relu(a_t)
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 
 The input projection (all steps) and the weight gradients are GEMMs outside the
 recurrence; the kernels run the serial part. Saved for backward: a (T,B,H), zero at
@@ -15,9 +14,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from rnnlab.backends.gpu import _common as C
-from rnnlab.backends.gpu import _coop as X
-from rnnlab.backends.portable._common import (
+from rnnlab.backends._host import (
     empty_grad,
     input_grad,
     previous_states,
@@ -27,6 +24,16 @@ from rnnlab.backends.portable._common import (
     weight_grad,
     zero_padding,
 )
+from rnnlab.backends.contract import (
+    RNNForward,
+    RNNGrads,
+    RNNInferByForward,
+    RNNSaved,
+    RNNWeights,
+    Sequence,
+)
+from rnnlab.backends.gpu import _common as C
+from rnnlab.backends.gpu import _coop as X
 
 
 @triton.jit
@@ -237,50 +244,6 @@ def _rnn_bwd_tile(
 # ----------------------------------------------------------------- host functions
 
 
-def rnn_forward(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-    relu: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns y (T,B,H), h_n (B,H) and the pre-activations a (T,B,H), zero at padding."""
-    T, B, _ = x.shape
-    H = w_hh.shape[0]
-    ax = project_inputs(x, w_ih, sum_bias(b_ih, b_hh)).contiguous()  # padding rows unread
-    lens = C.full_lengths(lengths, T, B, x.device)
-    w = w_hh.contiguous()
-    probe = h_probe.contiguous() if h_probe is not None else None
-    HP = C.pad(H)
-    n_w = C.on_chip_bytes(HP * HP, x)
-    coop = X.plan(B, H, 1, x.device)
-    path = C.choose_path(n_w, coop)
-    if path == "cooperative":
-        try:
-            return _coop_forward(ax, h0, w, lens, probe, coop, relu=relu, reverse=reverse)
-        except X.BarrierTimeout:
-            path = "tiled"
-    if path == "tiled":
-        return C.run_tiled(
-            "rnn_forward", _tiled_forward, (ax, h0, w, lens, probe), relu=relu, reverse=reverse
-        )
-    y = torch.empty_like(ax)
-    a_seq = torch.empty_like(ax)
-    h_n = x.new_empty(B, H)
-    precision, upcast = C.dot_settings(x)
-    _rnn_fwd_persistent[C.launch_grid(B)](
-        ax, h0.contiguous(), w, lens, probe if probe is not None else y, y, h_n, a_seq, T, B, H,
-        HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
-    )
-    return y, h_n, a_seq
-
-
 def _coop_forward(ax, h0, w, lens, h_probe, lay, *, relu, reverse):
     """The cooperative kernel (layout ``lay``): all T steps in one launch, hidden units
     split across programs."""
@@ -321,63 +284,6 @@ def _tiled_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
     return y, h_state.to(ax.dtype), a_seq
 
 
-def rnn_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    y: Tensor,
-    a_seq: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    relu: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dW_ih, dW_hh, db (for each of b_ih and b_hh) and dh (total dL/dh_t)."""
-    T, B, _ = x.shape
-    H = w_hh.shape[0]
-    x = zero_padding(x, valid_mask(lengths, T))
-    lens = C.full_lengths(lengths, T, B, x.device)
-    w = w_hh.contiguous()
-    dy = dy.contiguous()
-    a_seq = a_seq.contiguous()
-    HP = C.pad(H)
-    n_w = C.on_chip_bytes(HP * HP, x)
-    coop = X.plan(B, H, 1, x.device)
-    path = C.choose_path(n_w, coop)
-    if path == "cooperative":
-        try:
-            da_seq, dh0, dh_seq = _coop_backward(
-                dy, dh_n, w, a_seq, lens, coop, relu=relu, reverse=reverse, need_dh=need_dh
-            )
-        except X.BarrierTimeout:
-            path = "tiled"
-    if path == "persistent":
-        da_seq = torch.empty_like(a_seq)
-        dh_seq = torch.empty_like(y) if need_dh else da_seq
-        dh0 = torch.empty_like(h0)
-        precision, upcast = C.dot_settings(x)
-        _rnn_bwd_persistent[C.launch_grid(B)](
-            dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
-            HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
-            UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
-        )
-    elif path == "tiled":
-        da_seq, dh0, dh_seq = C.run_tiled(
-            "rnn_backward", _tiled_backward, (dy, dh_n, w, a_seq, lens),
-            relu=relu, reverse=reverse, need_dh=need_dh,
-        )
-    h_prev = previous_states(y, h0, lengths, reverse)
-    dx = input_grad(da_seq, w_ih)
-    dw_ih = weight_grad(da_seq, x)
-    dw_hh = weight_grad(da_seq, h_prev)
-    db = da_seq.sum(dim=(0, 1))
-    dh_out = dh_seq if need_dh else empty_grad(y)
-    return dx, dh0, dw_ih, dw_hh, db, dh_out
-
-
 def _coop_backward(dy, dh_n, w, a_seq, lens, lay, *, relu, reverse, need_dh):
     """The cooperative kernel back (layout ``lay``): T steps and the final dh0 in one
     launch."""
@@ -411,3 +317,87 @@ def _tiled_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):
         )
         torch.mm(da_mm, w, out=rec)
     return da_seq, (dh_dir + rec.float()).to(dh_n.dtype), dh_seq
+
+
+class GpuRNN(RNNInferByForward):
+    """Elman RNN, Triton (:class:`rnnlab.backends.contract.RNNKernels`)."""
+
+    def forward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
+    ) -> RNNForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
+        T, B, _ = x.shape
+        H = w_hh.shape[0]
+        ax = project_inputs(x, w_ih, sum_bias(b_ih, b_hh)).contiguous()  # padding rows unread
+        lens = C.full_lengths(lengths, T, B, x.device)
+        w = w_hh.contiguous()
+        probe = h_probe.contiguous() if h_probe is not None else None
+        HP = C.pad(H)
+        n_w = C.on_chip_bytes(HP * HP, x)
+        coop = X.plan(B, H, 1, x.device)
+        path = C.choose_path(n_w, coop)
+        if path == "cooperative":
+            try:
+                return _coop_forward(ax, h0, w, lens, probe, coop, relu=relu, reverse=reverse)
+            except X.BarrierTimeout:
+                path = "tiled"
+        if path == "tiled":
+            return C.run_tiled(
+                "rnn_forward", _tiled_forward, (ax, h0, w, lens, probe), relu=relu, reverse=reverse
+            )
+        y = torch.empty_like(ax)
+        a_seq = torch.empty_like(ax)
+        h_n = x.new_empty(B, H)
+        precision, upcast = C.dot_settings(x)
+        _rnn_fwd_persistent[C.launch_grid(B)](
+            ax, h0.contiguous(), w, lens, probe if probe is not None else y, y, h_n, a_seq, T, B, H,
+            HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
+            REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+        )
+        return RNNForward(y, h_n, a_seq)
+
+    def backward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
+        dh_n: Tensor, relu: bool, need_dh: bool,
+    ) -> RNNGrads:
+        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
+        T, B, _ = x.shape
+        H = w_hh.shape[0]
+        x = zero_padding(x, valid_mask(lengths, T))
+        lens = C.full_lengths(lengths, T, B, x.device)
+        w = w_hh.contiguous()
+        dy = dy.contiguous()
+        a_seq = a_seq.contiguous()
+        HP = C.pad(H)
+        n_w = C.on_chip_bytes(HP * HP, x)
+        coop = X.plan(B, H, 1, x.device)
+        path = C.choose_path(n_w, coop)
+        if path == "cooperative":
+            try:
+                da_seq, dh0, dh_seq = _coop_backward(
+                    dy, dh_n, w, a_seq, lens, coop, relu=relu, reverse=reverse, need_dh=need_dh
+                )
+            except X.BarrierTimeout:
+                path = "tiled"
+        if path == "persistent":
+            da_seq = torch.empty_like(a_seq)
+            dh_seq = torch.empty_like(y) if need_dh else da_seq
+            dh0 = torch.empty_like(h0)
+            precision, upcast = C.dot_settings(x)
+            _rnn_bwd_persistent[C.launch_grid(B)](
+                dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
+                HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
+                UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+            )
+        elif path == "tiled":
+            da_seq, dh0, dh_seq = C.run_tiled(
+                "rnn_backward", _tiled_backward, (dy, dh_n, w, a_seq, lens),
+                relu=relu, reverse=reverse, need_dh=need_dh,
+            )
+        h_prev = previous_states(y, h0, lengths, reverse)
+        dx = input_grad(da_seq, w_ih)
+        dw_ih = weight_grad(da_seq, x)
+        dw_hh = weight_grad(da_seq, h_prev)
+        db = da_seq.sum(dim=(0, 1))
+        dh_out = dh_seq if need_dh else empty_grad(y)
+        return RNNGrads(dx, dh0, dw_ih, dw_hh, db, dh_out)

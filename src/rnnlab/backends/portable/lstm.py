@@ -1,9 +1,7 @@
 """LSTM (with optional projection), portable backend.
 
-    [i, f, g, o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh     (B, 4H), then
-    i, f, o = σ(·),  g = tanh(·)
-    c_t = f ⊙ c_{t-1} + i ⊙ g
-    h_t = o ⊙ tanh(c_t)                 (projection: h_t = W_hr (o ⊙ tanh(c_t)), (B, P))
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
+output before the projection).
 
 Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
 and the cell states c_t (T,B,H), zero at padding steps.
@@ -14,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.backends.portable._common import (
+from rnnlab.backends._host import (
     empty_grad,
     input_grad,
     previous_states,
@@ -25,127 +23,115 @@ from rnnlab.backends.portable._common import (
     weight_grad,
     zero_padding,
 )
+from rnnlab.backends.contract import (
+    LSTMForward,
+    LSTMGrads,
+    LSTMInferByForward,
+    LSTMSaved,
+    LSTMState,
+    LSTMWeights,
+    Sequence,
+)
 
 
-def lstm_forward(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H) and c (T,B,H)."""
-    T, B, _ = x.shape
-    H = c0.shape[-1]
-    valid = valid_mask(lengths, T)
-    x = zero_padding(x, valid)  # padding is never read, whatever it holds
-    gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh))  # (T, B, 4H)
-    y = x.new_empty(T, B, h0.shape[-1])
-    gates = torch.empty_like(gx)
-    c_seq = x.new_empty(T, B, H)
-    h, c = h0, c0
-    for t in time_steps(T, reverse):
-        act = gates[t]
-        torch.addmm(gx[t], h, w_hh.t(), out=act)  # pre-activations (B, 4H)
-        act[:, : 2 * H].sigmoid_()  # i, f
-        act[:, 2 * H : 3 * H].tanh_()  # g
-        act[:, 3 * H :].sigmoid_()  # o
-        i, f, g, o = act.chunk(4, dim=1)
-        c_t = f * c + i * g
-        h_t = o * torch.tanh(c_t)
+class PortableLSTM(LSTMInferByForward):
+    """LSTM on torch ops (:class:`rnnlab.backends.contract.LSTMKernels`)."""
+
+    def forward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+    ) -> LSTMForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
+        T, B, _ = x.shape
+        H = c0.shape[-1]
+        valid = valid_mask(lengths, T)
+        x = zero_padding(x, valid)  # padding is never read, whatever it holds
+        gx = project_inputs(x, w_ih, sum_bias(b_ih, b_hh))  # (T, B, 4H)
+        y = x.new_empty(T, B, h0.shape[-1])
+        gates = torch.empty_like(gx)
+        c_seq = x.new_empty(T, B, H)
+        h, c = h0, c0
+        for t in time_steps(T, reverse):
+            act = gates[t]
+            torch.addmm(gx[t], h, w_hh.t(), out=act)  # pre-activations (B, 4H)
+            act[:, : 2 * H].sigmoid_()  # i, f
+            act[:, 2 * H : 3 * H].tanh_()  # g
+            act[:, 3 * H :].sigmoid_()  # o
+            i, f, g, o = act.chunk(4, dim=1)
+            c_t = f * c + i * g
+            m_t = o * torch.tanh(c_t)
+            h_t = m_t @ w_hr.t() if w_hr is not None else m_t  # (B, P)
+            if h_probe is not None:
+                h_t = h_t + h_probe[t]
+            if valid is None:
+                h, c = h_t, c_t
+                y[t] = h_t
+                c_seq[t] = c_t
+            else:
+                m = valid[t]
+                h = torch.where(m, h_t, h)
+                c = torch.where(m, c_t, c)
+                y[t] = torch.where(m, h_t, 0.0)
+                c_seq[t] = torch.where(m, c_t, 0.0)
+                act.masked_fill_(~m, 0.0)
+        return LSTMForward(y, h.clone(), c.clone(), gates, c_seq)
+
+    def backward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool,
+    ) -> LSTMGrads:
+        (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
+        (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
+        T = x.shape[0]
+        valid = valid_mask(lengths, T)
+        x = zero_padding(x, valid)
+        c_prev_seq = previous_states(c_seq, c0, lengths, reverse)
+        dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
+        need_dh_seq = need_dh or w_hr is not None
+        dh_seq = torch.empty_like(y) if need_dh_seq else None
+        dh_next, dc_next = dh_n, dc_n
+        for t in reversed(time_steps(T, reverse)):
+            i, f, g, o = gates[t].chunk(4, dim=1)
+            dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
+            dm = dh @ w_hr if w_hr is not None else dh  # through the projection h = W_hr m
+            tanh_c = torch.tanh(c_seq[t])
+            do = dm * tanh_c  # m = o ⊙ tanh(c)
+            dc = dc_next + dm * o * (1 - tanh_c * tanh_c)  # from h_t and from c_{t+1}
+            di = dc * g  # c = f ⊙ c_prev + i ⊙ g
+            dg = dc * i
+            df = dc * c_prev_seq[t]
+            dpre = dgates[t]
+            torch.cat(
+                [
+                    di * i * (1 - i),  # σ' = σ(1 - σ)
+                    df * f * (1 - f),
+                    dg * (1 - g * g),  # tanh' = 1 - tanh²
+                    do * o * (1 - o),
+                ],
+                dim=1,
+                out=dpre,
+            )
+            dh_prev = dpre @ w_hh  # through W_hh h_{t-1}
+            dc_prev = dc * f
+            if valid is None:
+                dh_next, dc_next = dh_prev, dc_prev
+                if dh_seq is not None:
+                    dh_seq[t] = dh
+            else:
+                m = valid[t]
+                dpre.masked_fill_(~m, 0.0)
+                dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
+                dc_next = torch.where(m, dc_prev, dc_next)
+                if dh_seq is not None:
+                    dh_seq[t] = torch.where(m, dh, 0.0)
+        h_prev_seq = previous_states(y, h0, lengths, reverse)
+        dx = input_grad(dgates, w_ih)
+        dw_ih = weight_grad(dgates, x)
+        dw_hh = weight_grad(dgates, h_prev_seq)
+        db = dgates.sum(dim=(0, 1))
         if w_hr is not None:
-            h_t = h_t @ w_hr.t()  # (B, P)
-        if h_probe is not None:
-            h_t = h_t + h_probe[t]
-        if valid is None:
-            h, c = h_t, c_t
-            y[t] = h_t
-            c_seq[t] = c_t
+            o_seq = gates[..., 3 * c0.shape[-1] :]
+            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
         else:
-            m = valid[t]
-            h = torch.where(m, h_t, h)
-            c = torch.where(m, c_t, c)
-            y[t] = torch.where(m, h_t, 0.0)
-            c_seq[t] = torch.where(m, c_t, 0.0)
-            act.masked_fill_(~m, 0.0)
-    return y, h.clone(), c.clone(), gates, c_seq
-
-
-def lstm_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    dc_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None,
-    y: Tensor,
-    gates: Tensor,
-    c_seq: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dc0, dW_ih, dW_hh, db (for each bias), dW_hr and dh (total dL/dh_t)."""
-    T = x.shape[0]
-    valid = valid_mask(lengths, T)
-    x = zero_padding(x, valid)
-    c_prev_seq = previous_states(c_seq, c0, lengths, reverse)
-    dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
-    need_dh_seq = need_dh or w_hr is not None
-    dh_seq = torch.empty_like(y) if need_dh_seq else None
-    dh_next, dc_next = dh_n, dc_n
-    for t in reversed(time_steps(T, reverse)):
-        i, f, g, o = gates[t].chunk(4, dim=1)
-        dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
-        dr = dh @ w_hr if w_hr is not None else dh  # through the projection h = W_hr r
-        tanh_c = torch.tanh(c_seq[t])
-        do = dr * tanh_c  # h = o ⊙ tanh(c)
-        dc = dc_next + dr * o * (1 - tanh_c * tanh_c)  # from h_t and from c_{t+1}
-        di = dc * g  # c = f ⊙ c_prev + i ⊙ g
-        dg = dc * i
-        df = dc * c_prev_seq[t]
-        dpre = dgates[t]
-        torch.cat(
-            [
-                di * i * (1 - i),  # σ' = σ(1 - σ)
-                df * f * (1 - f),
-                dg * (1 - g * g),  # tanh' = 1 - tanh²
-                do * o * (1 - o),
-            ],
-            dim=1,
-            out=dpre,
-        )
-        dh_prev = dpre @ w_hh  # through W_hh h_{t-1}
-        dc_prev = dc * f
-        if valid is None:
-            dh_next, dc_next = dh_prev, dc_prev
-            if dh_seq is not None:
-                dh_seq[t] = dh
-        else:
-            m = valid[t]
-            dpre.masked_fill_(~m, 0.0)
-            dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
-            dc_next = torch.where(m, dc_prev, dc_next)
-            if dh_seq is not None:
-                dh_seq[t] = torch.where(m, dh, 0.0)
-    h_prev_seq = previous_states(y, h0, lengths, reverse)
-    dx = input_grad(dgates, w_ih)
-    dw_ih = weight_grad(dgates, x)
-    dw_hh = weight_grad(dgates, h_prev_seq)
-    db = dgates.sum(dim=(0, 1))
-    if w_hr is not None:
-        o_seq = gates[..., 3 * c0.shape[-1] :]
-        dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # r_t = o ⊙ tanh(c_t)
-    else:
-        dw_hr = empty_grad(y)
-    dh_out = dh_seq if need_dh else empty_grad(y)
-    return dx, dh_next.clone(), dc_next.clone(), dw_ih, dw_hh, db, dw_hr, dh_out
+            dw_hr = empty_grad(y)
+        dh_out = dh_seq if need_dh else empty_grad(y)
+        return LSTMGrads(dx, dh_next.clone(), dc_next.clone(), dw_ih, dw_hh, db, dw_hr, dh_out)

@@ -1,7 +1,6 @@
 """Elman RNN, portable backend.
 
-    a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        (B, H)
-    h_t = tanh(a_t)   or   relu(a_t)
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnlab.backends.portable._common import (
+from rnnlab.backends._host import (
     empty_grad,
     input_grad,
     previous_states,
@@ -20,90 +19,81 @@ from rnnlab.backends.portable._common import (
     weight_grad,
     zero_padding,
 )
+from rnnlab.backends.contract import (
+    RNNForward,
+    RNNGrads,
+    RNNInferByForward,
+    RNNSaved,
+    RNNWeights,
+    Sequence,
+)
 
 
-def rnn_forward(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-    relu: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns y (T,B,H), h_n (B,H) and the pre-activations a (T,B,H), zero at padding."""
-    T = x.shape[0]
-    valid = valid_mask(lengths, T)
-    x = zero_padding(x, valid)  # padding is never read, whatever it holds
-    ax = project_inputs(x, w_ih, sum_bias(b_ih, b_hh))  # (T, B, H)
-    act = torch.relu if relu else torch.tanh
-    y = torch.empty_like(ax)
-    a_seq = torch.empty_like(ax)
-    h = h0
-    for t in time_steps(T, reverse):
-        a = torch.addmm(ax[t], h, w_hh.t())  # (B, H)
-        h_t = act(a)
-        if h_probe is not None:
-            h_t = h_t + h_probe[t]
-        if valid is None:
-            h = h_t
-            a_seq[t] = a
-            y[t] = h_t
-        else:
-            m = valid[t]
-            h = torch.where(m, h_t, h)
-            a_seq[t] = torch.where(m, a, 0.0)
-            y[t] = torch.where(m, h_t, 0.0)
-    return y, h.clone(), a_seq
+class PortableRNN(RNNInferByForward):
+    """Elman RNN on torch ops (:class:`rnnlab.backends.contract.RNNKernels`)."""
 
+    def forward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
+    ) -> RNNForward:
+        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
+        T = x.shape[0]
+        valid = valid_mask(lengths, T)
+        x = zero_padding(x, valid)  # padding is never read, whatever it holds
+        ax = project_inputs(x, w_ih, sum_bias(b_ih, b_hh))  # (T, B, H)
+        act = torch.relu if relu else torch.tanh
+        y = torch.empty_like(ax)
+        a_seq = torch.empty_like(ax)
+        h = h0
+        for t in time_steps(T, reverse):
+            a = torch.addmm(ax[t], h, w_hh.t())  # (B, H)
+            h_t = act(a)
+            if h_probe is not None:
+                h_t = h_t + h_probe[t]
+            if valid is None:
+                h = h_t
+                a_seq[t] = a
+                y[t] = h_t
+            else:
+                m = valid[t]
+                h = torch.where(m, h_t, h)
+                a_seq[t] = torch.where(m, a, 0.0)
+                y[t] = torch.where(m, h_t, 0.0)
+        return RNNForward(y, h.clone(), a_seq)
 
-def rnn_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    y: Tensor,
-    a_seq: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    relu: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns dx, dh0, dW_ih, dW_hh, db (for each of b_ih and b_hh) and dh (total dL/dh_t)."""
-    T = x.shape[0]
-    valid = valid_mask(lengths, T)
-    x = zero_padding(x, valid)
-    da_seq = torch.empty_like(a_seq)
-    dh_seq = torch.empty_like(y) if need_dh else None
-    dh_next = dh_n
-    for t in reversed(time_steps(T, reverse)):
-        dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
-        if relu:
-            da = dh * (a_seq[t] > 0)  # relu'(a) = [a > 0]
-        else:
-            th = torch.tanh(a_seq[t])
-            da = dh * (1 - th * th)  # tanh'(a) = 1 - tanh²(a)
-        dh_prev = da @ w_hh  # through a_t = ... + W_hh h_{t-1}
-        if valid is None:
-            da_seq[t] = da
-            dh_next = dh_prev
-            if dh_seq is not None:
-                dh_seq[t] = dh
-        else:
-            m = valid[t]
-            da_seq[t] = torch.where(m, da, 0.0)
-            dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
-            if dh_seq is not None:
-                dh_seq[t] = torch.where(m, dh, 0.0)
-    h_prev = previous_states(y, h0, lengths, reverse)
-    dx = input_grad(da_seq, w_ih)
-    dw_ih = weight_grad(da_seq, x)
-    dw_hh = weight_grad(da_seq, h_prev)
-    db = da_seq.sum(dim=(0, 1))
-    dh_out = dh_seq if dh_seq is not None else empty_grad(y)
-    return dx, dh_next.clone(), dw_ih, dw_hh, db, dh_out
+    def backward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
+        dh_n: Tensor, relu: bool, need_dh: bool,
+    ) -> RNNGrads:
+        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
+        T = x.shape[0]
+        valid = valid_mask(lengths, T)
+        x = zero_padding(x, valid)
+        da_seq = torch.empty_like(a_seq)
+        dh_seq = torch.empty_like(y) if need_dh else None
+        dh_next = dh_n
+        for t in reversed(time_steps(T, reverse)):
+            dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
+            if relu:
+                da = dh * (a_seq[t] > 0)  # relu'(a) = [a > 0]
+            else:
+                th = torch.tanh(a_seq[t])
+                da = dh * (1 - th * th)  # tanh'(a) = 1 - tanh²(a)
+            dh_prev = da @ w_hh  # through a_t = ... + W_hh h_{t-1}
+            if valid is None:
+                da_seq[t] = da
+                dh_next = dh_prev
+                if dh_seq is not None:
+                    dh_seq[t] = dh
+            else:
+                m = valid[t]
+                da_seq[t] = torch.where(m, da, 0.0)
+                dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
+                if dh_seq is not None:
+                    dh_seq[t] = torch.where(m, dh, 0.0)
+        h_prev = previous_states(y, h0, lengths, reverse)
+        dx = input_grad(da_seq, w_ih)
+        dw_ih = weight_grad(da_seq, x)
+        dw_hh = weight_grad(da_seq, h_prev)
+        db = da_seq.sum(dim=(0, 1))
+        dh_out = dh_seq if dh_seq is not None else empty_grad(y)
+        return RNNGrads(dx, dh_next.clone(), dw_ih, dw_hh, db, dh_out)

@@ -1,4 +1,5 @@
-"""Helpers shared by the portable cell families: time order, masks, GEMMs over time."""
+"""Host-side helpers every backend shares: time order, masks, the GEMMs over all steps
+outside the recurrence (input projection, weight and input gradients)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
 
 def weight_grad(d: Tensor, inp: Tensor) -> Tensor:
     """Σ_t dᵀ·inp over all steps and samples as one GEMM: (T,B,G),(T,B,K) -> (G, K)."""
-    return d.reshape(-1, d.shape[-1]).t() @ inp.reshape(-1, inp.shape[-1])
+    rows = d.shape[:-1].numel()  # (explicit: with K = 0 a shape (-1, K) would be ambiguous)
+    return d.reshape(rows, d.shape[-1]).t() @ inp.reshape(rows, inp.shape[-1])
 
 
 def input_grad(d: Tensor, w_ih: Tensor) -> Tensor:
@@ -71,3 +73,29 @@ def input_grad(d: Tensor, w_ih: Tensor) -> Tensor:
 def empty_grad(ref: Tensor) -> Tensor:
     """Placeholder for a gradient that was not asked for (ops cannot return None)."""
     return ref.new_empty(0)
+
+
+def gru_parameter_grads(
+    dgx: Tensor, x: Tensor, w_ih: Tensor, h_prev_seq: Tensor, gates: Tensor, reset_after: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """dx, dW_ih, dW_hh, db_ih, db_hh from the input pre-activation gradients dgx (T,B,3H)
+    of every step: single GEMMs over all steps, after the recurrence (shared by backends)."""
+    H = h_prev_seq.shape[-1]
+    r_seq = gates[..., :H]
+    dx = input_grad(dgx, w_ih)
+    dw_ih = weight_grad(dgx, x)
+    db_ih = dgx.sum(dim=(0, 1))
+    if reset_after:
+        dgh = torch.cat([dgx[..., : 2 * H], dgx[..., 2 * H :] * r_seq], dim=2)  # ∂L/∂hn = dn ⊙ r
+        dw_hh = weight_grad(dgh, h_prev_seq)
+        db_hh = dgh.sum(dim=(0, 1))
+    else:
+        dw_hh = torch.cat(
+            [
+                weight_grad(dgx[..., : 2 * H], h_prev_seq),
+                weight_grad(dgx[..., 2 * H :], r_seq * h_prev_seq),  # input of W_hn: r ⊙ h_prev
+            ],
+            dim=0,
+        )
+        db_hh = db_ih.clone()
+    return dx, dw_ih, dw_hh, db_ih, db_hh

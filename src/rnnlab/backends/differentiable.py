@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlab.backends.portable._common import sum_bias, time_steps, valid_mask, zero_padding
+from rnnlab.backends._host import sum_bias, time_steps, valid_mask, zero_padding
 
 
 def _advance(new: Tensor, old: Tensor, valid: Tensor | None, t: int) -> tuple[Tensor, Tensor]:

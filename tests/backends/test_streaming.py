@@ -1,14 +1,17 @@
 """rnnlab.nn.Stream: stepping a layer (one step or a chunk at a time, state carried)
-equals running the sequence layer over everything fed so far."""
+equals running the sequence layer over everything fed so far, on every backend's
+streaming entry point (the gpu one runs in tests/backends/gpu/test_interpreter.py, under
+Triton's interpreter, with ``-k gpu``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import rnnlab
 import rnnlab.nn as rnn
 from helpers import OUT_TOL, assert_rel_close
-from rnnlab.nn import streaming
+from rnnlab import backends
 
 LAYERS = {
     "rnn_tanh": lambda **kw: rnn.RNN(5, 7, **kw),
@@ -24,9 +27,17 @@ def _states(state):
     return list(state) if isinstance(state, tuple) else [state]
 
 
+def _streamed_on(backend: str, dtype: torch.dtype):
+    """Skip where ``backend`` cannot run here (gpu: only under Triton's interpreter)."""
+    if not backends.can_run(backend, torch.device("cpu"), dtype):
+        pytest.skip(f"the {backend} backend does not run {dtype} on this CPU here")
+    return rnnlab.use_backend(backend)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "portable", "gpu"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("kind", sorted(LAYERS))
-def test_stream_equals_the_sequence_layer(kind, dtype):
+def test_stream_equals_the_sequence_layer(kind, dtype, backend):
     torch.manual_seed(0)
     layer = LAYERS[kind](num_layers=3, bias=kind != "gru", dtype=dtype)
     x = torch.randn(11, 5, dtype=dtype)
@@ -36,7 +47,8 @@ def test_stream_equals_the_sequence_layer(kind, dtype):
     state = (h0, torch.randn(3, 7, dtype=dtype)) if family == "lstm" else h0
     with torch.no_grad():
         out, final = layer(x, state)
-    stream = rnn.Stream(layer, state)
+    with _streamed_on(backend, dtype):
+        stream = rnn.Stream(layer, state)
     pieces = [stream.step(x[0]), stream.step(x[1:4]), stream.step(x[4]), stream.step(x[5:])]
     got = torch.cat([pieces[0][None], pieces[1], pieces[2][None], pieces[3]])
     tol = OUT_TOL[dtype]
@@ -67,16 +79,20 @@ def test_reset_reload_and_the_returned_state_is_a_copy():
     assert_rel_close(stream.step(x), expected, 1e-5, "after reload")
 
 
-def test_fallback_without_the_compiled_kernel_matches(monkeypatch):
+def test_the_backend_is_chosen_by_the_registry_and_dropout_is_off(monkeypatch):
     torch.manual_seed(2)
     layer = rnn.GRU(3, 4, num_layers=2, dropout=0.5)  # training mode: dropout must not apply
     x = torch.randn(6, 3)
     compiled = rnn.Stream(layer).step(x)
-    monkeypatch.setattr(streaming, "_kernel", lambda: None)
+    monkeypatch.setenv(backends.ENV_VAR, "portable")
+    opened = []
+    real = backends.select
+    monkeypatch.setattr(backends, "select", lambda *a: opened.append(real(*a).name) or real(*a))
     slow = rnn.Stream(layer)
     got = torch.cat([slow.step(x[:2]), slow.step(x[2])[None], slow.step(x[3:])])
+    assert opened == ["portable"]
     assert layer.training
-    assert_rel_close(got, compiled, 1e-5, "fallback vs compiled")
+    assert_rel_close(got, compiled, 1e-5, "portable vs cpu")
 
 
 def test_bad_layers_and_inputs_are_precise_errors():

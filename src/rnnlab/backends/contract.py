@@ -1,0 +1,373 @@
+"""The contract between the ops (:mod:`rnnlab.ops`) and the backends: named bundles in,
+named results out, one :class:`typing.Protocol` per cell family.
+
+The custom ops keep flat schemas (``torch.library`` needs flat tensors, and the ONNX
+translations read them); ops.py packs their arguments into these bundles once and calls
+``kernels.<family>.<entry point>``. A backend is a :class:`BackendKernels`: one object
+per family implementing that family's protocol, and one :class:`StreamKernels`. Every
+entry point is mandatory, so what a backend offers is declared by its types, not found
+by ``hasattr``: a family without a dedicated inference path says so by taking its
+``infer`` from :class:`RNNInferByForward` (and the LSTM, GRU ones: its forward,
+activations dropped), and a backend without a dedicated streaming kernel serves ``stream`` with
+:class:`LayerwiseStream` (its own ``infer`` on each chunk, layer after layer).
+
+The symbols are the reference's (:mod:`rnnlab.reference`, whose docstrings hold each
+cell's equations): x, h, c, the gates, m_t = o ⊙ tanh(c_t) for the LSTM. Shapes,
+time-major: x (T, B, I); h0 (B, P), P = H unless LSTM projection; c0 (B, H); lengths
+(B,) int64 or None for all T; h_probe (T, B, P) or None.
+
+Conventions every backend keeps (the tests hold each against the reference):
+
+- padding steps (t ≥ lengths[b]) are never read and are written as zeros (outputs,
+  saved activations, input gradients); the state passes through them;
+- ``reverse`` processes each sample's valid span from its end to t = 0;
+- backward receives only the weights it needs (the biases are ``None`` there: their
+  effect is in the saved activations) and returns one bias gradient per bias tensor;
+  gradients that were not asked for are empty tensors (ops cannot return None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "BackendKernels",
+    "GRUForward",
+    "GRUGrads",
+    "GRUInferByForward",
+    "GRUKernels",
+    "GRUSaved",
+    "GRUWeights",
+    "LSTMForward",
+    "LSTMGrads",
+    "LSTMInferByForward",
+    "LSTMKernels",
+    "LSTMSaved",
+    "LSTMState",
+    "LSTMWeights",
+    "LayerwiseStream",
+    "RNNForward",
+    "RNNGrads",
+    "RNNInferByForward",
+    "RNNKernels",
+    "RNNSaved",
+    "RNNWeights",
+    "Sequence",
+    "StreamKernels",
+    "StreamSpec",
+    "Streamer",
+    "layer_stack",
+]
+
+
+class Sequence(NamedTuple):
+    """The input of one direction of one layer."""
+
+    x: Tensor  # (T, B, I)
+    lengths: Tensor | None  # (B,) int64 valid steps per sample; None: all T
+    reverse: bool  # process each sample's valid span from its end
+
+
+# --------------------------------------------------------------------------- RNN
+
+
+class RNNWeights(NamedTuple):
+    w_ih: Tensor  # (H, I)
+    w_hh: Tensor  # (H, H)
+    b_ih: Tensor | None  # (H,)
+    b_hh: Tensor | None  # (H,)
+
+
+class RNNForward(NamedTuple):
+    y: Tensor  # (T, B, H)
+    h_n: Tensor  # (B, H)
+    a: Tensor  # (T, B, H) pre-activations, saved for backward
+
+
+class RNNSaved(NamedTuple):
+    """What backward reads of the forward's outputs."""
+
+    y: Tensor
+    a: Tensor
+
+
+class RNNGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dw_ih: Tensor
+    dw_hh: Tensor
+    db: Tensor  # the gradient of b_ih and of b_hh (they enter as a sum)
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class RNNKernels(Protocol):
+    """Elman RNN (:mod:`rnnlab.reference.rnn`); ``relu`` picks relu over tanh."""
+
+    def forward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
+    ) -> RNNForward: ...
+
+    def backward(
+        self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
+        dh_n: Tensor, relu: bool, need_dh: bool,
+    ) -> RNNGrads: ...
+
+    def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
+        """(y, h_n), keeping no activation."""
+        ...
+
+
+# --------------------------------------------------------------------------- LSTM
+
+
+class LSTMWeights(NamedTuple):
+    w_ih: Tensor  # (4H, I)
+    w_hh: Tensor  # (4H, P)
+    b_ih: Tensor | None  # (4H,)
+    b_hh: Tensor | None  # (4H,)
+    w_hr: Tensor | None  # (P, H) projection, or None (P = H)
+
+
+class LSTMState(NamedTuple):
+    h: Tensor  # (B, P)
+    c: Tensor  # (B, H)
+
+
+class LSTMForward(NamedTuple):
+    y: Tensor  # (T, B, P)
+    h_n: Tensor  # (B, P)
+    c_n: Tensor  # (B, H)
+    gates: Tensor  # (T, B, 4H) activated i, f, g, o, saved for backward
+    c: Tensor  # (T, B, H) the cell state of every step, saved for backward
+
+
+class LSTMSaved(NamedTuple):
+    y: Tensor
+    gates: Tensor
+    c: Tensor
+
+
+class LSTMGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dc0: Tensor
+    dw_ih: Tensor
+    dw_hh: Tensor
+    db: Tensor  # the gradient of b_ih and of b_hh (they enter as a sum)
+    dw_hr: Tensor  # empty without projection
+    dh: Tensor  # (T, B, P) total ∂L/∂h_t, empty unless asked for
+
+
+class LSTMKernels(Protocol):
+    """LSTM with optional projection (:mod:`rnnlab.reference.lstm`)."""
+
+    def forward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+    ) -> LSTMForward: ...
+
+    def backward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool,
+    ) -> LSTMGrads:
+        """``d_state`` = (∂L/∂h_n, ∂L/∂c_n)."""
+        ...
+
+    def infer(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(y, h_n, c_n), keeping no activation."""
+        ...
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+class GRUWeights(NamedTuple):
+    w_ih: Tensor  # (3H, I)
+    w_hh: Tensor  # (3H, H)
+    b_ih: Tensor | None  # (3H,)
+    b_hh: Tensor | None  # (3H,); b_hn sits inside the reset product
+    # (backward needs neither bias: hn, saved in the gates, holds b_hn)
+
+
+class GRUForward(NamedTuple):
+    y: Tensor  # (T, B, H)
+    h_n: Tensor  # (B, H)
+    gates: Tensor  # (T, B, 4H) r, z, n and the candidate's recurrent term hn
+
+
+class GRUSaved(NamedTuple):
+    y: Tensor
+    gates: Tensor
+
+
+class GRUGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dw_ih: Tensor
+    dw_hh: Tensor
+    db_ih: Tensor
+    db_hh: Tensor
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class GRUKernels(Protocol):
+    """GRU (:mod:`rnnlab.reference.gru`); ``reset_after`` places the reset gate as
+    torch.nn does (after the recurrent product), else as Cho et al. (before it)."""
+
+    def forward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
+        reset_after: bool,
+    ) -> GRUForward: ...
+
+    def backward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
+        dh_n: Tensor, reset_after: bool, need_dh: bool,
+    ) -> GRUGrads: ...
+
+    def infer(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
+    ) -> tuple[Tensor, Tensor]:
+        """(y, h_n), keeping no activation."""
+        ...
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A unidirectional stack to stream at batch size 1: the family, each layer's
+    weights (bottom first) and the family's option (``relu`` for RNN, ``reset_after``
+    for GRU; ignored for LSTM)."""
+
+    family: str  # "rnn", "lstm" or "gru"
+    layers: tuple[RNNWeights | LSTMWeights | GRUWeights, ...]
+    option: bool = False
+
+
+class Streamer(Protocol):
+    """A stack advancing one step (or a short chunk) at a time, its state carried.
+
+    ``h`` (L, P) and ``c`` (L, H) (zeros for RNN and GRU) are the carried state, updated
+    in place by every call; the caller may write them (reset). The inputs are trusted:
+    (I,) or (T, I) tensors of the stack's dtype and device, no autograd.
+    """
+
+    h: Tensor
+    c: Tensor
+
+    def step(self, x: Tensor) -> Tensor:
+        """One step: x (I,) -> the top layer's h_t (P,)."""
+        ...
+
+    def advance(self, x: Tensor) -> Tensor:
+        """A chunk: x (T, I) -> the top layer's h_t of every step (T, P)."""
+        ...
+
+
+class StreamKernels(Protocol):
+    def open(self, spec: StreamSpec, h: Tensor, c: Tensor) -> Streamer:
+        """A streamer for ``spec`` starting from state h (L, P), c (L, H) (copied)."""
+        ...
+
+
+# --------------------------------------------------------------------------- a backend
+
+
+@dataclass(frozen=True)
+class BackendKernels:
+    """Everything a backend offers: the object :func:`rnnlab.backends.register`'s
+    ``load`` returns. Every field is mandatory."""
+
+    name: str
+    rnn: RNNKernels
+    lstm: LSTMKernels
+    gru: GRUKernels
+    stream: StreamKernels
+
+
+class RNNInferByForward:
+    """Declares that an RNN family has no dedicated inference path: ``infer`` is its
+    forward without probe, the saved activations dropped."""
+
+    def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool):
+        y, h_n, _ = self.forward(w, seq, h0, None, relu)
+        return y, h_n
+
+
+class LSTMInferByForward:
+    """As :class:`RNNInferByForward`, for an LSTM family."""
+
+    def infer(self, w: LSTMWeights, seq: Sequence, state: LSTMState):
+        y, h_n, c_n, _, _ = self.forward(w, seq, state, None)
+        return y, h_n, c_n
+
+
+class GRUInferByForward:
+    """As :class:`RNNInferByForward`, for a GRU family."""
+
+    def infer(self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool):
+        y, h_n, _ = self.forward(w, seq, h0, None, reset_after)
+        return y, h_n
+
+
+class LayerwiseStream:
+    """:class:`StreamKernels` for a backend without a dedicated streaming kernel: each
+    chunk runs through each layer as a sequence of batch 1, on the backend's own
+    ``infer`` (one inference call per layer and chunk)."""
+
+    def __init__(self, rnn: RNNKernels, lstm: LSTMKernels, gru: GRUKernels) -> None:
+        self._families = {"rnn": rnn, "lstm": lstm, "gru": gru}
+
+    def open(self, spec: StreamSpec, h: Tensor, c: Tensor) -> Streamer:
+        return _LayerwiseStreamer(self._families[spec.family], spec, h, c)
+
+
+class _LayerwiseStreamer:
+    def __init__(self, family, spec: StreamSpec, h: Tensor, c: Tensor) -> None:
+        self._family = family
+        self._family_name, self._option = spec.family, spec.option
+        self._layers = tuple(  # copies: the stream runs the weights it was opened with
+            type(w)(*(None if t is None else t.detach().clone() for t in w)) for w in spec.layers
+        )
+        self.h = h.detach().clone(memory_format=torch.contiguous_format)
+        self.c = c.detach().clone(memory_format=torch.contiguous_format)
+
+    def step(self, x: Tensor) -> Tensor:
+        return self.advance(x.unsqueeze(0))[0]
+
+    @torch.no_grad()
+    def advance(self, x: Tensor) -> Tensor:
+        layer_input = x.unsqueeze(1)  # (T, 1, I)
+        for index, w in enumerate(self._layers):
+            seq = Sequence(layer_input, None, False)
+            h0 = self.h[index : index + 1]
+            if self._family_name == "lstm":
+                state = LSTMState(h0, self.c[index : index + 1])
+                layer_input, h_n, c_n = self._family.infer(w, seq, state)
+                self.c[index] = c_n[0]
+            else:
+                layer_input, h_n = self._family.infer(w, seq, h0, self._option)
+            self.h[index] = h_n[0]
+        return layer_input[:, 0]
+
+
+def layer_stack(layers: Seq[Seq[Tensor]], family: str, proj: bool, bias: bool):
+    """The per-layer weight bundles of a module's ``all_weights`` rows."""
+    bundles = []
+    for weights in layers:
+        w_ih, w_hh = weights[0], weights[1]
+        b_ih, b_hh = (weights[2], weights[3]) if bias else (None, None)
+        if family == "lstm":
+            bundles.append(LSTMWeights(w_ih, w_hh, b_ih, b_hh, weights[-1] if proj else None))
+        elif family == "gru":
+            bundles.append(GRUWeights(w_ih, w_hh, b_ih, b_hh))
+        else:
+            bundles.append(RNNWeights(w_ih, w_hh, b_ih, b_hh))
+    return tuple(bundles)
