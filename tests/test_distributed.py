@@ -41,13 +41,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args, *, cwd, env=None, max_restarts=0, module=True):
+def _torchrun(args, *, cwd, max_restarts=0, module=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            "--max-restarts", str(max_restarts), "--monitor-interval", "0.1"]
     cmd += ["-m", "rnnlab.cli", "train", *args] if module else args
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RNNLAB_TEST_")}
-    env = {**inherited, "RNNLAB_CHECK_REPLICAS": "1", **(env or {})}
+    env = {**os.environ, "RNNLAB_CHECK_REPLICAS": "1"}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -209,7 +208,7 @@ def test_a_killed_job_relaunched_ends_bitwise_equal(tmp_path, text, reference):
 
 def test_a_kill_between_the_temporary_write_and_the_rename(tmp_path, text, reference):
     args = _charlm(tmp_path / "run", text)
-    killed = _torchrun(args, cwd=tmp_path, env={"RNNLAB_TEST_KILL_BEFORE_RENAME": "12"})
+    killed = _torchrun(_killing(["--kill-before-rename", "12"], args), cwd=tmp_path, module=False)
     assert killed.returncode != 0
     ckdir = tmp_path / "run" / "checkpoints"
     assert (ckdir / ".tmp-step-00000012" / "manifest.json").is_file()  # complete, not renamed
