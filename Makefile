@@ -26,10 +26,12 @@ demo: $(STAMP)
 # The whole suite (layers on the automatic backend: cpu here), then the layer and op
 # conformance tests again with the portable backend forced, then the cpu backend's
 # float32 conformance on its register tiles with each other kernel variant forced.
+# --dist worksteal: a worker that runs out of tests takes queued ones from the other, so a
+# long test near the end does not leave a core idle.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 -q
-	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 -q tests/nn tests/ops
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
+	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 --dist worksteal -q tests/nn tests/ops
 	$(MAKE) test-cpu-isa
 	$(MAKE) docs
 

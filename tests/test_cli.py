@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -260,10 +261,28 @@ def test_every_option_has_help():
                 assert param.help, (cmd, param.name)
 
 
-def test_console_entry_point_runs_as_a_module():
-    r = subprocess.run([sys.executable, "-m", "rnnlab.cli", "--help"], capture_output=True,
-                       text=True)
-    assert r.returncode == 0 and "compare" in r.stdout
+def test_a_bad_cpu_isa_is_one_line_from_the_command_run_as_a_module(tmp_path):
+    # A new process: the cpu backend reads RNNLAB_CPU_ISA once, as it loads.
+    env = {**os.environ, "RNNLAB_CPU_ISA": "sse9"}
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "compare", "--steps", "1", "--out",
+                        str(tmp_path / "c")], capture_output=True, text=True, env=env)
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == ("Error: RNNLAB_CPU_ISA='sse9' is not a kernel variant; expected one of "
+                        "avx512, avx2, portable, auto\n")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("foo", "unknown rnnlab backend 'foo' (from the environment variable RNNLAB_BACKEND); "
+            "expected one of: cpu, gpu, portable"),
+    ("gpu", "RNNLAB_BACKEND=gpu: that backend cannot run torch.float32 tensors on cpu here"),
+])
+def test_a_bad_backend_is_one_line_before_anything_is_written(tmp_path, monkeypatch, value,
+                                                              message):
+    monkeypatch.setenv("RNNLAB_BACKEND", value)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    bad("compare", "--steps", "1", "--out", tmp_path / "c", message=message)
+    assert not (tmp_path / "c").exists()
 
 
 def test_an_interrupt_before_training_is_one_line_and_exit_130(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import ddp_worker
 from helpers import assert_rel_close
 from rnnlab.cli._options import resolve_resume
 from rnnlab.compare import compare
@@ -31,6 +32,7 @@ CHARLM = ["--task", "charlm", "--cell", "lstm", "--hidden", "8", "-o", "embed_di
 # 450 characters: 4 columns of 107, so the stream starts over (state reset) at step 18.
 TEXT = ("the quick brown fox jumps over the lazy dog; " * 10)[:450]
 FAULTS = Path(__file__).parent / "faults.py"
+WORKER = Path(__file__).parent / "ddp_worker.py"
 # Files that must match bit for bit after a resume (state.json holds wall times).
 EXACT = ("model.safetensors", "optimizer.safetensors", "carry.safetensors")
 
@@ -41,14 +43,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args, *, cwd, env=None, max_restarts=0, module=True):
+def _torchrun(args, *, cwd, max_restarts=0, module=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            "--max-restarts", str(max_restarts), "--monitor-interval", "0.1"]
     cmd += ["-m", "rnnlab.cli", "train", *args] if module else args
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RNNLAB_TEST_")}
-    env = {**inherited, "RNNLAB_CHECK_REPLICAS": "1", **(env or {})}
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "RNNLAB_CHECK_REPLICAS": "1"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _charlm(out: Path, text: Path, *extra: str) -> list[str]:
@@ -92,59 +93,24 @@ def reference(tmp_path_factory, text) -> Path:
 
 
 @pytest.fixture(scope="module")
-def partial(tmp_path_factory, text) -> Path:
-    """The same 2-rank run stopped after 8 steps (checkpoints at 4 and 8)."""
-    out = tmp_path_factory.mktemp("partial") / "run"
-    done = _torchrun(_charlm(out, text, "--steps", "8"), cwd=out.parent)
-    assert done.returncode == 0, done.stderr
+def killed(tmp_path_factory, text) -> Path:
+    """The same 2-rank run, killed (SIGKILL, every rank) during step 10."""
+    out = tmp_path_factory.mktemp("killed") / "run"
+    done = _torchrun(_killing(["--kill-at-step", "10"], _charlm(out, text)), cwd=out.parent,
+                     module=False)
+    assert done.returncode != 0
+    assert latest_checkpoint(out).name == "step-00000008"  # and step 4 before it
     return out
 
 
-def test_two_uninterrupted_runs_are_byte_identical(tmp_path, text, reference):
-    done = _torchrun(_charlm(tmp_path / "again", text), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    _assert_same_run(tmp_path / "again", reference)
+def test_the_reference_run_checkpoints_every_rank_s_state(reference):
+    # (That two launches give the same bits is what every resume test below compares.)
     manifest = json.loads((latest_checkpoint(reference) / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and set(manifest["files"]) >= set(EXACT)
     state = json.loads((latest_checkpoint(reference) / "state.json").read_text())
     assert state["world_size"] == 2 and state["global_batch"] == 4 and state["step"] == STEPS
     carry = load_file(str(latest_checkpoint(reference) / "carry.safetensors"))
     assert carry["carry.0"].shape == (1, 4, 8)  # every stream column, in global order
-
-
-# Runs train() in one process, or as one rank under torchrun, recording the gradients the
-# optimizer sees at step 1 and a hash of the weights after every step.
-WORKER = '''
-import hashlib, json, sys
-from pathlib import Path
-import torch
-from safetensors.torch import save_file
-from torch.optim.optimizer import (
-    register_optimizer_step_post_hook, register_optimizer_step_pre_hook)
-from rnnlab.training import train
-from rnnlab.training.distributed import world
-
-config, out = json.loads(sys.argv[1]), Path(sys.argv[2])
-torch.set_num_threads(1)
-grads, hashes = {}, []
-
-def before(opt, args, kwargs):
-    if not grads:
-        grads.update({str(i): p.grad.clone() for i, p in enumerate(opt.param_groups[0]["params"])})
-
-def after(opt, args, kwargs):
-    h = hashlib.sha256()
-    for p in opt.param_groups[0]["params"]:
-        h.update(p.detach().numpy().tobytes())
-    hashes.append(h.hexdigest())
-
-register_optimizer_step_pre_hook(before)
-register_optimizer_step_post_hook(after)
-rank = world().rank
-train(run_dir=out / "run", progress="none", **config)
-save_file(grads, str(out / f"grad-{rank}.safetensors"))
-(out / f"hashes-{rank}.json").write_text(json.dumps(hashes))
-'''
 
 
 def _tasks(text_path: Path) -> dict:
@@ -159,33 +125,28 @@ def _tasks(text_path: Path) -> dict:
     }
 
 
-@pytest.mark.parametrize("task", ["adding", "charlm"])
-def test_two_ranks_with_half_batches_equal_one_process(tmp_path, text, task):
-    config = _tasks(text)[task]
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    one = subprocess.run([sys.executable, str(script), json.dumps(config), str(tmp_path / "one")],
-                         capture_output=True, text=True, timeout=120)
-    assert one.returncode == 0, one.stderr
-    two = _torchrun([str(script), json.dumps(config), str(tmp_path / "two")], cwd=tmp_path,
+def test_two_ranks_with_half_batches_equal_one_process(tmp_path, text):
+    configs = _tasks(text)  # a batch task and a stream task (carried state), one job
+    two = _torchrun([str(WORKER), json.dumps(configs), str(tmp_path / "two")], cwd=tmp_path,
                     module=False)
     assert two.returncode == 0, two.stderr
-    # Gradients of step 1: the DDP average over 2 × B/2 is the gradient of 1 × B.
-    g1 = load_file(str(tmp_path / "one" / "grad-0.safetensors"))
-    g2 = [load_file(str(tmp_path / "two" / f"grad-{r}.safetensors")) for r in (0, 1)]
-    for k in g1:
-        assert torch.equal(g2[0][k], g2[1][k]), k
-        assert_rel_close(g2[0][k], g1[k], 1e-6, f"step-1 gradient {k}")
-    # The weights of the two ranks are bitwise equal after every step.
-    h2 = [json.loads((tmp_path / "two" / f"hashes-{r}.json").read_text()) for r in (0, 1)]
-    assert len(h2[0]) == config["steps"] and h2[0] == h2[1]
-    # After all the steps, 2 ranks and 1 process agree to float32 rounding.
-    w1 = load_file(str(latest_checkpoint(tmp_path / "one" / "run") / "model.safetensors"))
-    w2 = load_file(str(latest_checkpoint(tmp_path / "two" / "run") / "model.safetensors"))
-    for k in w1:
-        assert_rel_close(w2[k], w1[k], 1e-5, f"weights {k} after {config['steps']} steps")
+    for task, config in configs.items():
+        one, ranks = tmp_path / "one" / task, tmp_path / "two" / task
+        ddp_worker.record(config, one)  # in this process: one rank
+        # Gradients of step 1: the DDP average over 2 × B/2 is the gradient of 1 × B.
+        g1 = load_file(str(one / "grad-0.safetensors"))
+        g2 = [load_file(str(ranks / f"grad-{r}.safetensors")) for r in (0, 1)]
+        for k in g1:
+            assert torch.equal(g2[0][k], g2[1][k]), (task, k)
+            assert_rel_close(g2[0][k], g1[k], 1e-6, f"{task}: step-1 gradient {k}")
+        # The weights of the two ranks are bitwise equal after every step.
+        h2 = [json.loads((ranks / f"hashes-{r}.json").read_text()) for r in (0, 1)]
+        assert len(h2[0]) == config["steps"] and h2[0] == h2[1], task
+        # After all the steps, 2 ranks and 1 process agree to float32 rounding.
+        w1 = load_file(str(latest_checkpoint(one / "run") / "model.safetensors"))
+        w2 = load_file(str(latest_checkpoint(ranks / "run") / "model.safetensors"))
+        for k in w1:
+            assert_rel_close(w2[k], w1[k], 1e-5, f"{task}: weights {k} after the last step")
 
 
 def test_a_killed_rank_is_restarted_by_torchrun_and_ends_bitwise_equal(tmp_path, text, reference):
@@ -197,32 +158,28 @@ def test_a_killed_rank_is_restarted_by_torchrun_and_ends_bitwise_equal(tmp_path,
     _assert_same_run(tmp_path / "run", reference)
 
 
-def test_a_killed_job_relaunched_ends_bitwise_equal(tmp_path, text, reference):
-    args = _charlm(tmp_path / "run", text)
-    killed = _torchrun(_killing(["--kill-at-step", "10"], args), cwd=tmp_path, module=False)
-    assert killed.returncode != 0
-    assert latest_checkpoint(tmp_path / "run").name == "step-00000008"
-    done = _torchrun(args, cwd=tmp_path)  # --resume auto is the default under torchrun
-    assert done.returncode == 0, done.stderr
-    _assert_same_run(tmp_path / "run", reference)
-
-
-def test_a_kill_between_the_temporary_write_and_the_rename(tmp_path, text, reference):
-    args = _charlm(tmp_path / "run", text)
-    killed = _torchrun(args, cwd=tmp_path, env={"RNNLAB_TEST_KILL_BEFORE_RENAME": "12"})
-    assert killed.returncode != 0
-    ckdir = tmp_path / "run" / "checkpoints"
+def test_a_killed_job_and_a_kill_before_a_rename_relaunched_end_bitwise_equal(
+        tmp_path, text, reference, killed):
+    run = tmp_path / "run"
+    shutil.copytree(killed, run)
+    args = _charlm(run, text)
+    # Relaunched (--resume auto is the default under torchrun) from step 8, and killed
+    # again while saving step 12: between the complete temporary folder and its rename.
+    again = _torchrun(_killing(["--kill-before-rename", "12"], args), cwd=tmp_path,
+                      module=False)
+    assert again.returncode != 0
+    ckdir = run / "checkpoints"
     assert (ckdir / ".tmp-step-00000012" / "manifest.json").is_file()  # complete, not renamed
     assert (ckdir / "latest").read_text().strip() == "step-00000008"
     done = _torchrun(args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert not list(ckdir.glob(".tmp-*"))
-    _assert_same_run(tmp_path / "run", reference)
+    _assert_same_run(run, reference)
 
 
-def test_a_truncated_checkpoint_is_rejected_by_its_checksum(tmp_path, text, reference, partial):
+def test_a_truncated_checkpoint_is_rejected_by_its_checksum(tmp_path, text, reference, killed):
     run = tmp_path / "run"
-    shutil.copytree(partial, run)
+    shutil.copytree(killed, run)
     weights = run / "checkpoints" / "step-00000008" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:200])
     done = _torchrun(_charlm(run, text), cwd=tmp_path)
@@ -233,9 +190,9 @@ def test_a_truncated_checkpoint_is_rejected_by_its_checksum(tmp_path, text, refe
     _assert_same_run(run, reference)  # resumed from step 4
 
 
-def test_a_two_rank_run_resumes_on_one_process(tmp_path, text, reference, partial):
+def test_a_two_rank_run_resumes_on_one_process(tmp_path, text, reference, killed):
     run = tmp_path / "run"
-    shutil.copytree(partial, run)
+    shutil.copytree(killed, run)
     saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     result = train(saved.replace(steps=STEPS), run, resume=True, progress="none")
     assert result.steps == STEPS
@@ -254,7 +211,7 @@ def test_compare_under_torchrun_matches_one_process(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            "-m", "rnnlab.cli", "compare", *args, "--out", str(tmp_path / "two")]
-    two = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    two = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("run folder:") == 1  # rank 0 alone prints and reports
     assert (tmp_path / "two" / "report.html").is_file()

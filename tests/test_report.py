@@ -2,13 +2,15 @@
 
 import html as html_lib
 import json
+import os
 import re
 
 import pytest
 import torch
 
 from rnnlab.compare import CompareConfig, compare
-from rnnlab.report import as_comparison, build_report
+from rnnlab.inspect import inspect_run
+from rnnlab.report import as_comparison, build_report, plots
 from rnnlab.report.html import render
 from rnnlab.tasks import get_task
 from rnnlab.training import TrainConfig
@@ -72,3 +74,25 @@ def test_the_adding_task_marks_its_two_marked_steps():
     x = task.probe()["x"][0]
     assert [t for t, _ in marks] == torch.nonzero(x[:, 1]).flatten().tolist()
     assert len(marks) == 2 and all(text.startswith("marked: ") for _, text in marks)
+
+
+def test_the_report_takes_the_figures_inspect_drew_until_the_weights_change(run, monkeypatch):
+    drawn_marks = {}
+
+    def save_gates(path, cell, gates, marks=()):
+        drawn_marks[cell] = marks
+        real_save_gates(path, cell, gates, marks)
+
+    real_save_gates = plots.save_gates
+    monkeypatch.setattr(plots, "save_gates", save_gates)
+    inspect_run(run)
+    marks = get_task("adding", {"length": 6, "val_size": 16}).probe_marks()
+    assert drawn_marks == {"rnn": marks, "gru": marks} and len(marks) == 2
+    figures = [run / name for name in ("gradients.png", "gates_rnn.png", "gates_gru.png")]
+    drawn = [p.stat().st_mtime_ns for p in figures]
+    build_report(run)
+    assert [p.stat().st_mtime_ns for p in figures] == drawn  # taken as inspect drew them
+    weights = run / "gru-seed0" / "model.safetensors"
+    os.utime(weights, ns=(max(drawn) + 1, max(drawn) + 1))  # as after more training
+    build_report(run)
+    assert all(p.stat().st_mtime_ns > max(drawn) for p in figures)

@@ -2,8 +2,10 @@
 
 ``inspect_run(RUN)`` reloads every trained model in a run folder (one ``rnnlab train``
 run, or each cell of an ``rnnlab compare``), feeds the task's probe sequences through
-it under ``rnnlab.nn.record``, and redraws the gate heatmaps and the vanishing-gradient
-plot (‖∂L/∂h_t‖ over t, at initialisation and after training).
+it under ``rnnlab.nn.record``, and redraws the gate heatmaps (with the steps the task
+marks) and the vanishing-gradient plot (‖∂L/∂h_t‖ over t, at initialisation and after
+training). ``figures_current(RUN)`` tells whether those figures are still those of the
+saved weights, so that the report need not draw them again.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from pathlib import Path
 
 import rnnlab.nn as rnn_nn
 from rnnlab._io import InputError, write_json
-from rnnlab.runs import cell_runs, load_model, open_train_run, read_metrics
+from rnnlab.runs import cell_runs, load_model, open_train_run, read_metrics, read_train_config
 from rnnlab.tasks import SequenceModel, Task, get_task
 
-__all__ = ["Probe", "cell_runs", "inspect_run", "load_run", "probe_run"]
+__all__ = ["Probe", "cell_runs", "figures_current", "inspect_run", "load_run", "probe_run"]
+
+GRADIENTS_PNG = "gradients.png"
+WEIGHTS = ("init.safetensors", "model.safetensors")  # the weights a probe reads
 
 
 @dataclass
@@ -27,6 +32,7 @@ class Probe:
     cell: str
     gradients: dict[str, list[float]]  # "init" / "trained" -> mean ‖∂L/∂h_t‖ per step t
     gates: dict[str, list[list[float]]]  # gate name -> (T, H) of the first probe sequence
+    marks: list[tuple[int, str]]  # (step, label) the task singles out in that sequence
 
 
 def load_run(run_dir: str | os.PathLike, weights: str = "model") -> tuple[SequenceModel, Task]:
@@ -62,7 +68,27 @@ def probe_run(run_dir: str | os.PathLike) -> Probe:
         gradients[name], g = _record(model, task, batch)
         if name == "trained":
             gates = g
-    return Probe(model.config.cell, gradients, gates)
+    return Probe(model.config.cell, gradients, gates, task.probe_marks())
+
+
+def gates_png(cell: str) -> str:
+    return f"gates_{cell}.png"
+
+
+def figures_current(run_dir: str | os.PathLike) -> bool:
+    """Whether the figures :func:`inspect_run` draws all exist, each newer than every
+    weights file of the run, and metrics.json (if any) holds the gradient norms."""
+    run_dir = Path(run_dir)
+    folders = cell_runs(run_dir)
+    cells = {read_train_config(f).cell for f in folders}
+    figures = [run_dir / GRADIENTS_PNG, *(run_dir / gates_png(cell) for cell in cells)]
+    weights = [f / name for f in folders for name in WEIGHTS]
+    if not folders or not all(p.is_file() for p in figures + weights):
+        return False
+    if (run_dir / "metrics.json").is_file() and "gradients" not in read_metrics(run_dir):
+        return False
+    drawn = min(p.stat().st_mtime_ns for p in figures)
+    return drawn > max(p.stat().st_mtime_ns for p in weights)
 
 
 def inspect_run(run_dir: str | os.PathLike) -> dict[str, Probe]:
@@ -83,9 +109,9 @@ def inspect_run(run_dir: str | os.PathLike) -> dict[str, Probe]:
     first: dict[str, tuple[str, Probe]] = {}
     for name, probe in probes.items():
         first.setdefault(probe.cell, (name, probe))
-    save_gradients(run_dir / "gradients.png", {c: p.gradients for c, (_, p) in first.items()})
+    save_gradients(run_dir / GRADIENTS_PNG, {c: p.gradients for c, (_, p) in first.items()})
     for cell, (_, probe) in first.items():
-        save_gates(run_dir / f"gates_{cell}.png", cell, probe.gates)
+        save_gates(run_dir / gates_png(cell), cell, probe.gates, probe.marks)
     if metrics is not None:
         metrics["gradients"] = {c: p.gradients for c, (_, p) in first.items()}
         write_json(metrics_path, metrics)

@@ -18,6 +18,7 @@ import click
 
 from rnnlab._io import InputError, RunWarning
 from rnnlab._version import __version__
+from rnnlab.cli._environment import check_environment
 from rnnlab.cli._resume import resume_command
 from rnnlab.training.interrupt import TrainingInterrupted
 
@@ -53,20 +54,29 @@ def _warnings_as_lines():
         yield
 
 
+def _stopped() -> click.exceptions.Exit:
+    """Ctrl-C outside a training loop (start-up, a report): nothing to save."""
+    click.echo("Interrupted.", err=True)
+    return click.exceptions.Exit(130)
+
+
 class _Group(click.Group):
     def parse_args(self, ctx, args):
         ctx.meta["rnnlab.argv"] = list(args)  # for the resume hint after an interrupt
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except KeyboardInterrupt:
+            raise _stopped() from None
 
     def invoke(self, ctx):
         try:
             with _warnings_as_lines():
+                check_environment()
                 return super().invoke(ctx)
         except TrainingInterrupted as err:
             _interrupted(ctx, err)
-        except KeyboardInterrupt:  # outside a training loop (start-up, report): nothing to save
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt:
+            raise _stopped() from None
         except InputError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)

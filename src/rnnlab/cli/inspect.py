@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rnnlab.inspect import inspect_run
 from rnnlab.report import build_report
 from rnnlab.runs import read_metrics
 
@@ -15,7 +16,8 @@ from rnnlab.runs import read_metrics
 def command(run):
     """Redraw gate and gradient plots (and the report) for the run folder RUN."""
     read_metrics(run)  # what the report is drawn from: checked before anything is written
-    page = build_report(run)
+    inspect_run(run)
+    page = build_report(run)  # takes the figures just drawn
     for png in sorted(run.glob("*.png")):
         click.echo(f"wrote {png}")
     click.echo(f"report: {page}")

@@ -1,22 +1,22 @@
 """Export and interop: ONNX export with native recurrent operators, and weight converters.
 
-The converters (:mod:`rnnlab.export.convert`) need only NumPy. The ONNX functions need
-the ``onnx`` extra (onnx, onnxscript, onnxruntime) and are imported on first use;
-:mod:`rnnlab.export.registration` makes plain ``torch.onnx.export(..., dynamo=True)`` use
-the same translations.
+The converters (:mod:`rnnlab.export.convert`) need NumPy and torch; the ONNX functions
+need the ``onnx`` extra (onnx, onnxscript, onnxruntime). Both are imported on first use,
+so that ``import rnnlab``, which imports :mod:`rnnlab.export.registration` (that makes
+plain ``torch.onnx.export(..., dynamo=True)`` use the same translations), stays light.
 """
 
-from rnnlab.export.convert import (
-    from_char_rnn,
-    from_haste,
-    from_keras,
-    from_onnx_weights,
-    from_torch_nn,
-    to_char_rnn,
-    to_haste,
-    to_keras,
-    to_onnx_weights,
-    to_torch_nn,
+_CONVERT_NAMES = (
+    "from_char_rnn",
+    "from_haste",
+    "from_keras",
+    "from_onnx_weights",
+    "from_torch_nn",
+    "to_char_rnn",
+    "to_haste",
+    "to_keras",
+    "to_onnx_weights",
+    "to_torch_nn",
 )
 
 _ONNX_NAMES = ("ExportError", "to_onnx", "translation_table")
@@ -39,6 +39,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name in _CONVERT_NAMES:
+        from rnnlab.export import convert
+
+        return getattr(convert, name)
     if name in _ONNX_NAMES:
         try:
             from rnnlab.export import onnx as _onnx

@@ -2,7 +2,9 @@
 
 ``build_report(RUN)`` works on a comparison or a single training run; everything but
 the gate heatmaps and gradient norms (which ``rnnlab.inspect`` recomputes from the
-saved weights and stores in metrics.json) is redrawn from ``metrics.json`` alone.
+saved weights and stores in metrics.json) is redrawn from ``metrics.json`` alone. Those
+are drawn only when missing or older than the weights (``inspect.figures_current``):
+after ``rnnlab inspect`` the report takes them as they are.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 
 from rnnlab._io import read_json, write_bytes_atomic, write_json
 from rnnlab.report.html import render
-from rnnlab.report.plots import save_curves, save_forecast, save_gates
+from rnnlab.report.plots import save_curves, save_forecast
 
 
 def as_comparison(metrics: dict) -> dict:
@@ -35,11 +37,16 @@ def as_comparison(metrics: dict) -> dict:
 
 
 def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
-    """(Re)draw every figure of ``run_dir`` and write ``report.html``; return its path."""
-    from rnnlab.inspect import cell_runs, inspect_run, load_run
+    """(Re)draw the figures of ``run_dir`` and write ``report.html``; return its path.
+
+    ``probe``: draw the gate and gradient figures too where they are not current (False:
+    take whatever is there).
+    """
+    from rnnlab.inspect import cell_runs, figures_current, inspect_run, load_run
 
     run_dir = Path(run_dir)
-    probes = inspect_run(run_dir) if probe else {}
+    if probe and not figures_current(run_dir):
+        inspect_run(run_dir)
     metrics = read_json(run_dir / "metrics.json")
     view = as_comparison(metrics)
     save_curves(run_dir / "curves.png", view)
@@ -53,9 +60,6 @@ def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
             continue
         seen.add(cell)
         extras[cell] = task.extras(model, torch.Generator().manual_seed(0))
-        marks = task.probe_marks()
-        if marks and folder.name in probes:  # redrawn with the task's marked steps
-            save_gates(run_dir / f"gates_{cell}.png", cell, probes[folder.name].gates, marks)
     if any(extras.values()):
         metrics["extras"] = extras
         write_json(run_dir / "metrics.json", metrics)

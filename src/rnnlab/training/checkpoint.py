@@ -40,13 +40,10 @@ from safetensors.torch import load, load_file, save, save_file
 
 from rnnlab._io import InputError, RunWarning, fsync_dir, sha256_file, to_json, write_bytes_atomic
 from rnnlab._version import __version__
-from rnnlab.training.distributed import die_if_asked
 
 KEEP = 2
 FILES = ("carry.safetensors", "model.safetensors", "optimizer.safetensors", "state.json")
 _DIGEST = "sha256"  # the safetensors header field holding the SHA-256 of the tensor data
-# Test-only fault hook: SIGKILL after the temporary folder is complete, before its rename.
-_KILL_ENV = "RNNLAB_TEST_KILL_BEFORE_RENAME"
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -143,7 +140,6 @@ def save_checkpoint(root: Path, step: int, model, optimizer, carry, state: dict)
     }
     write_bytes_atomic(tmp / "manifest.json", to_json(manifest).encode())
     fsync_dir(tmp)
-    die_if_asked(_KILL_ENV, step)
     final = ckdir / name
     if final.exists():
         shutil.rmtree(final)

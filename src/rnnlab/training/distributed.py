@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 from dataclasses import dataclass
 
 import torch
@@ -43,19 +42,6 @@ def launched_by_torchrun() -> bool:
 def restart_count() -> int:
     """How many times torchrun has restarted this job's workers (0: the first attempt)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-
-
-def die_if_asked(hook: str, step: int) -> None:
-    """Test-only fault injection: SIGKILL this process when env ``hook`` names ``step``.
-
-    It fires on the first attempt only (a job restarted by torchrun runs on), and with
-    ``RNNLAB_TEST_KILL_RANK`` set only on that rank (default: every rank).
-    """
-    if os.environ.get(hook) != str(step) or restart_count() > 0:
-        return
-    rank = os.environ.get("RNNLAB_TEST_KILL_RANK")
-    if rank is None or rank == os.environ.get("RANK", "0"):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _backend() -> str:

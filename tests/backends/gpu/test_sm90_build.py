@@ -153,12 +153,23 @@ def _assert_fits_registers(report: dict) -> None:
         report["registers"] < 255 and report["spill_bytes"] <= 16), report
 
 
-def _build(cases: list[dict], tmp_path: Path) -> dict[str, dict]:
+@pytest.fixture
+def triton_cache(request, tmp_path) -> Path:
+    """Triton's compile cache for these builds: kept between runs in pytest's cache folder
+    (like the cpu backend's kernels), else a fresh one. Triton keys each entry by the
+    kernel's source and everything it calls, the options and its own version, so an
+    edited kernel compiles again; ptxas reads the PTX anew on every run, so spills and
+    barrier instructions are checked every time."""
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    return cache.mkdir("triton-sm90") if cache is not None else tmp_path / "triton-cache"
+
+
+def _build(cases: list[dict], tmp_path: Path, triton_cache: Path) -> dict[str, dict]:
     spec = tmp_path / "cases.json"
     spec.write_text(json.dumps(cases))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RNNLAB_", "TRITON_"))}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"  # Triton 3.9's default, without its warning
-    env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")
+    env["TRITON_CACHE_DIR"] = str(triton_cache)
     done = subprocess.run([sys.executable, str(HERE / "sm90" / "compile_sm90.py"), str(spec)],
                           env=env, capture_output=True, text=True, timeout=900)
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -170,9 +181,9 @@ def _build(cases: list[dict], tmp_path: Path) -> dict[str, dict]:
     return built
 
 
-def test_cooperative_kernels_build_without_spills_and_keep_their_barrier(tmp_path):
+def test_cooperative_kernels_build_without_spills_and_keep_their_barrier(tmp_path, triton_cache):
     cases = _cooperative_cases()
-    built = _build(cases, tmp_path)
+    built = _build(cases, tmp_path, triton_cache)
     for case in cases:
         report = built[case["name"]]
         _assert_fits_registers(report)
@@ -184,18 +195,18 @@ def test_cooperative_kernels_build_without_spills_and_keep_their_barrier(tmp_pat
     assert any("-held" in case["name"] for case in cases), "no case holds its weights"
 
 
-def test_persistent_kernels_build_without_spills(tmp_path):
+def test_persistent_kernels_build_without_spills(tmp_path, triton_cache):
     cases = _persistent_cases()
-    built = _build(cases, tmp_path)
+    built = _build(cases, tmp_path, triton_cache)
     for case in cases:
         report = built[case["name"]]
         _assert_fits_registers(report)
         assert report["release_adds"] == 0, "the persistent path never synchronises programs"
 
 
-def test_tiled_kernels_build_without_spills(tmp_path):
+def test_tiled_kernels_build_without_spills(tmp_path, triton_cache):
     cases = _tiled_cases()
     assert len(cases) == 2 * 10, "a tiled kernel was added or lost: update this count"
-    built = _build(cases, tmp_path)
+    built = _build(cases, tmp_path, triton_cache)
     for case in cases:
         _assert_fits_registers(built[case["name"]])
