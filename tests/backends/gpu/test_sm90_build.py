@@ -39,8 +39,8 @@ def _cooperative_cases() -> list[dict]:
     cases = []
     for family in ("rnn", "lstm", "gru"):
         for dtype in DTYPES:
-            for B, H in ((1, 1024), (16, 768), (16, 256), (32, 512), (64, 1024), (64, 256),
-                         (16, 2048), (1, 4096)):  # the last two: wide slices (BH 16, 32)
+            # one batch of 1, a small and a large layer, and a wide slice (BH 32)
+            for B, H in ((1, 1024), (16, 256), (64, 1024), (1, 4096)):
                 lay = X.layout(B, H, SLOTS[family], SMS)
                 assert lay is not None, (family, B, H)
                 for direction, k_size, n_size in (("fwd", H, SLOTS[family] * lay.BH),
