@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-cpu-isa docs lint bench-cpu clean clean-kernels
+.PHONY: demo test test-suite test-fast test-cpu-isa docs lint bench-cpu clean clean-kernels
 
 # torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
 # build of several GB); rnnlab itself declares only the range it supports.
@@ -28,12 +28,17 @@ demo: $(STAMP)
 # float32 conformance on its register tiles with each other kernel variant forced.
 # --dist worksteal: a worker that runs out of tests takes queued ones from the other, so a
 # long test near the end does not leave a core idle.
+# The site's build (one process, mostly executing the tutorials) runs beside the suite,
+# on the core that two pytest workers leave idle between tests; each one's output is
+# printed when it ends.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 --dist worksteal -q
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite docs
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 --dist worksteal -q tests/nn tests/ops
-	$(MAKE) test-cpu-isa
-	$(MAKE) docs
+	$(MAKE) --no-print-directory test-cpu-isa
+
+test-suite: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 # test_cpu_tile.py and test_cpu_isa.py run every variant the CPU has in one process; this
 # runs a conformance subset once more per variant forced through RNNLAB_CPU_ISA (the
