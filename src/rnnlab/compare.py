@@ -255,9 +255,12 @@ def _compare(config: CompareConfig, run_dir, force, resume, progress, report,
     if run_dir is None:
         run_dir = Path("runs") / f"compare-{config.train.task}"
     run_dir = Path(run_dir)
-    resuming = resume and holds_run(run_dir)
+    ranks = world()  # under torchrun: rank 0 alone reads and writes the comparison's files
+    # Decided on rank 0 before anything is written: another rank asking the file system
+    # itself could already see the folder rank 0 is creating and take a different path.
+    resuming = ranks.on_main(lambda: resume and holds_run(run_dir))
     if resuming:
-        _check_resumable(run_dir, read_compare_config(run_dir), config)
+        ranks.on_main(lambda: _check_resumable(run_dir, read_compare_config(run_dir), config))
     task = get_task(config.train.task, config.train.task_options)
     task.check(config.train)
     widths = config.widths(task)
@@ -266,7 +269,6 @@ def _compare(config: CompareConfig, run_dir, force, resume, progress, report,
             cell=cell, hidden=widths[cell], seed=config.train.seed + k)
         for cell in config.cells for k in range(config.seeds)
     }
-    ranks = world()  # under torchrun: rank 0 alone writes the comparison's files
     if resuming:  # every started cell is checked before any trains
         ranks.on_main(lambda: check_compare_resume(run_dir, plan))
 

@@ -165,9 +165,10 @@ def saved_folder(kw: dict) -> Path | None:
     if not kw.get("resume"):
         return None
     folder = kw.get("out") or (Path("runs") / kw["name"] if kw.get("name") else None)
-    if folder is None or not holds_run(folder):
+    if folder is None:
         return None  # (a default-named folder is found by run_dir, checked by the library)
-    return folder
+    # under torchrun: rank 0's answer, asked before any rank writes there
+    return folder if world().broadcast(holds_run(folder)) else None
 
 
 def check_resume(kw: dict, folder: Path) -> None:
