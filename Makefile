@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-suite test-fast test-cpu-isa docs lint bench-cpu clean clean-kernels
+.PHONY: demo test test-suite test-fast test-cpu-isa test-cpu-switches docs lint bench-cpu clean clean-kernels
 
 # torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
 # build of several GB); rnnlab itself declares only the range it supports.
@@ -36,6 +36,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite docs
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 --dist worksteal -q tests/nn tests/ops
 	$(MAKE) --no-print-directory test-cpu-isa
+	$(MAKE) --no-print-directory test-cpu-switches
 
 test-suite: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist worksteal -q
@@ -47,6 +48,14 @@ test-cpu-isa: $(STAMP)
 	for isa in $$($(BIN)/python -c "from rnnlab.backends.cpu._isa import runnable; \
 	                               print(*(i.name for i in runnable()[1:]))"); do \
 	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "cpu-f32 or register_tiles" \
+	    tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py || exit 1; \
+	done
+
+# The cpu backend's conformance subset once more per optional piece switched off
+# (backends/cpu/_switches.py): no split across threads, no register tiles.
+test-cpu-switches: $(STAMP)
+	for switch in RNNLAB_CPU_THREADS=1 RNNLAB_CPU_TILES=0; do \
+	  env $$switch $(BIN)/python -m pytest -n 2 -q -k "cpu-f32 or cpu-f64 or larger_shapes" \
 	    tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py || exit 1; \
 	done
 

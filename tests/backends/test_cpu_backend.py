@@ -4,7 +4,11 @@ of compiled kernels: test_cpu_isa.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import ops
 from rnnlab.backends import cpu, select
-from rnnlab.backends.cpu import _blas, _common, _parallel, _tuning
+from rnnlab.backends.cpu import _common, _parallel, _switches, _sync, _tuning
 
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
 
@@ -67,7 +71,8 @@ def _run(variant, backend, B, dtype, *, T=12, I=24, H=40, P=16, lengths=True, re
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_larger_shapes_match_portable(variant, B, dtype, reverse, monkeypatch):
-    """B = 1 runs the vectorised loop, B > 1 MKL (packed in float32): both against the
+    """B = 1 runs the vectorised loop, B > 1 the tiles (float32, widths not multiples of
+    16: padded panels) or the loop per row (float64): both against the
     portable backend, with every gradient and the gradient probe; backward in several
     time blocks (T = 30 in blocks of 8)."""
     monkeypatch.setattr(_tuning, "BLOCK_ROWS", 1)
@@ -79,43 +84,76 @@ def test_larger_shapes_match_portable(variant, B, dtype, reverse, monkeypatch):
         assert_rel_close(got[name], value, tol, name)
 
 
-def test_step_product_threads_follow_size_and_torch_setting():
-    assert _blas.gemm_threads(1, 512, 128) == 1
-    assert _blas.gemm_threads(16, 1024, 256) == 1  # one sync per step is not worth it
+_NO_TORCH_LIBRARIES = textwrap.dedent("""
+    import ctypes
+    import llvmlite.binding as llvm
+    import torch
+
+    def guard(opener):
+        def open_library(*args, **kwargs):
+            path = str(args[1] if opener is real_cdll else args[0])
+            if "torch" in path or "omp" in path:
+                raise AssertionError(f"the cpu backend opened {path}")
+            return opener(*args, **kwargs)
+        return open_library
+
+    real_cdll, real_load = ctypes.CDLL.__init__, llvm.load_library_permanently
+    ctypes.CDLL.__init__ = guard(real_cdll)
+    llvm.load_library_permanently = guard(real_load)
+    import rnnlab.nn
+    from rnnlab.backends import available_backends
+    from rnnlab.backends.cpu import _tuning
+    assert "cpu" in available_backends()
+    torch.set_num_threads(2)
+    _tuning.MIN_PART_FLOPS = 0  # split even this small batch by samples
+    lstm = rnnlab.nn.LSTM(5, 24, num_layers=2)
+    x = torch.randn(7, 6, 5)
+    with torch.no_grad():
+        with rnnlab.use_backend("cpu"):
+            got = lstm(x)[0], lstm(x[:, :1])[0]
+        with rnnlab.use_backend("portable"):
+            want = lstm(x)[0], lstm(x[:, :1])[0]
+    for a, b in zip(got, want):
+        assert (a - b).abs().max() < 1e-5, (a - b).abs().max()
+    print("ok")
+""")
+
+
+def test_the_backend_opens_no_torch_or_openmp_library():
+    """In a fresh process whose ctypes and llvmlite refuse to open any library of torch's
+    or an OpenMP runtime once torch is imported, the backend loads and agrees with
+    portable (batch split, tiles at a width not a multiple of 16, B = 1)."""
+    done = subprocess.run([sys.executable, "-c", _NO_TORCH_LIBRARIES], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_calls_change_no_process_wide_setting(monkeypatch):
+    """torch's thread setting, as every thread of the process sees it, stays the caller's
+    throughout a call (read inside the call, where the parts run), for a small call and
+    a large one."""
+    seen = []
+    real = _parallel.run_parts
+
+    def spy(part, rows):
+        seen.append(torch.get_num_threads())
+        return real(part, rows)
+
+    for module in (cpu.rnn, cpu.lstm, cpu.gru):
+        monkeypatch.setattr(module, "run_parts", spy)
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert _blas.gemm_threads(64, 2048, 512) == 2
-        torch.set_num_threads(1)
-        assert _blas.gemm_threads(64, 2048, 512) == 1  # never more than torch's setting
-    finally:
-        torch.set_num_threads(saved)
-
-
-def test_outer_threads_drops_to_one_for_small_work_and_restores():
-    saved = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        with _common.outer_threads(1e6):
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-        with _common.outer_threads(1e12):
-            assert torch.get_num_threads() == 2
-        with pytest.raises(RuntimeError), _common.outer_threads(1e6):
-            raise RuntimeError("boom")
-        assert torch.get_num_threads() == 2
-        with _common.outer_threads(1e6):  # nested (as concurrent callers would be)
-            with _common.outer_threads(1e6):
-                assert torch.get_num_threads() == 1
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
+        for variant in ("lstm", "gru", "rnn_tanh"):
+            _run(variant, "cpu", 3, torch.float32, T=4, I=4, H=8)
+        assert seen and set(seen) == {2}, seen
     finally:
         torch.set_num_threads(saved)
 
 
 def test_kernels_leave_thread_settings_as_they_found_them():
-    """After a call with a threaded per-step product, torch's and MKL's settings are
-    unchanged, and a two-thread run equals a one-thread run."""
+    """After a large call, torch's setting is unchanged, and a two-thread run equals a
+    one-thread run."""
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -124,7 +162,6 @@ def test_kernels_leave_thread_settings_as_they_found_them():
         with torch.no_grad(), rnnlab.use_backend("cpu"):
             two = lstm(x)[0]
             assert torch.get_num_threads() == 2
-            assert _blas.set_blas_threads(0) == 0  # no thread-local MKL setting left behind
             torch.set_num_threads(1)
             one = lstm(x)[0]
         assert_rel_close(two, one, 1e-5, "2 threads vs 1")
@@ -175,24 +212,35 @@ def test_row_parts_order_longest_first_and_balance_work():
         3, 3, 2, 2, 1, 1, 0]
 
 
-def test_part_count_follows_torch_threads_batch_and_work():
+def test_part_count_follows_torch_threads_the_switch_batch_and_work(monkeypatch):
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         assert _parallel.part_count(16, 200, 2.0 * 1024 * 256) == 2
         assert _parallel.part_count(1, 1000, 2.0 * 1024 * 256) == 1  # one sample
         assert _parallel.part_count(4, 2, 2.0 * 16 * 16) == 1  # too little work
+        assert _parallel.split_units(1, 1000, 256, 2.0 * 1024 * 384) == 2
+        monkeypatch.setattr(_switches, "THREAD_CAP", 1)  # RNNLAB_CPU_THREADS=1
+        assert _parallel.part_count(16, 200, 2.0 * 1024 * 256) == 1
+        assert _parallel.split_units(1, 1000, 256, 2.0 * 1024 * 384) == 1
+        monkeypatch.setattr(_switches, "THREAD_CAP", None)
         torch.set_num_threads(1)
         assert _parallel.part_count(16, 200, 2.0 * 1024 * 256) == 1
-        torch.set_num_threads(2)
-        with _common.outer_threads(1.0):  # torch's operations on one thread for this call
-            assert _parallel.part_count(16, 200, 2.0 * 1024 * 256) == 2
     finally:
         torch.set_num_threads(saved)
 
 
+def test_switches_take_only_their_values():
+    assert _switches._threads(None) is None and _switches._threads(" 3 ") == 3
+    assert _switches._tiles(None) and _switches._tiles("1") and not _switches._tiles("0")
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(_switches.SwitchError, match="RNNLAB_CPU_THREADS="):
+            _switches._threads(bad)
+    with pytest.raises(_switches.SwitchError, match=r"RNNLAB_CPU_TILES=.off. is not a switch"):
+        _switches._tiles("off")
+
+
 def test_run_parts_runs_every_part_at_once_and_reraises_errors():
-    assert _parallel._OPENMP is not None  # torch's libgomp on this platform
     barrier = threading.Barrier(2, timeout=10)  # passes only if both parts run at once
     threads = []
 
@@ -278,7 +326,7 @@ def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
     monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
     monkeypatch.setattr(_tuning, "MIN_UNITS", 16)
     monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
-    monkeypatch.setattr(cpu.lstm, "note_unit_split", lambda waited, total: None)
+    monkeypatch.setattr(_parallel, "note_unit_split", lambda waited, total: None)
     calls = []
     real = cpu.lstm._infer_units
     monkeypatch.setattr(cpu.lstm, "_infer_units", lambda *a: (calls.append(a[10]), real(*a))[1])
@@ -335,26 +383,49 @@ def test_split_by_units_pauses_when_its_threads_wait_and_comes_back(monkeypatch)
 
 
 
-def test_run_parts_without_an_openmp_runtime_uses_plain_threads(monkeypatch):
-    """Where torch's OpenMP runtime cannot be called (another build), the parts run on
-    plain threads, concurrently, with the same error handling."""
-    monkeypatch.setattr(_parallel, "_OPENMP", None)
-    barrier = threading.Barrier(2, timeout=10)  # both parts must be running at once
-    seen = []
+def test_a_wait_past_its_bound_abandons_the_call():
+    flags = _sync.step_flags(2)
+    flags[2 * _sync.STRIDE + 1] = 0  # the bound: no wait at all past the first polls
+    assert _sync.finish_step(flags, 0, 2, 1) == _sync.ABANDONED  # part 1 never arrives
+    assert _sync.abandoned(flags)
+    flags[_sync.STRIDE] = 5  # part 1 arrives late, and stops at its next wait
+    assert _sync.finish_step(flags, 1, 2, 6) == _sync.ABANDONED
 
-    def part(rows):
-        barrier.wait()
-        seen.append(int(rows[0]))
 
-    _parallel.run_parts(part, [np.array([0]), np.array([1])])
-    assert sorted(seen) == [0, 1]
+def test_split_by_units_with_a_late_partner_reruns_on_one_thread(monkeypatch):
+    """A partner that starts after the other part's bound (forced tiny): the call is
+    abandoned, runs again on one thread from the initial state (the same results as
+    portable's), and the split pauses."""
+    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
+    monkeypatch.setattr(_tuning, "MIN_UNITS", 16)
+    monkeypatch.setattr(_tuning, "WAIT_BOUND", 0)
+    monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
+    real = cpu.lstm._infer_units
 
-    def failing(rows):
-        if rows[0] == 1:
-            raise ValueError("part failed")
+    def late(*args):
+        if args[10] == 1:  # part 1
+            time.sleep(0.05)
+        real(*args)
 
-    with pytest.raises(ValueError, match="part failed"):
-        _parallel.run_parts(failing, [np.array([0]), np.array([1])])
+    monkeypatch.setattr(cpu.lstm, "_infer_units", late)
+    g = torch.Generator().manual_seed(0)
+    T, I, H = 9, 3, 32
+    x, h0, c0 = (torch.randn(s, generator=g) * 0.4 for s in ((T, 1, I), (1, H), (1, H)))
+    w_ih, w_hh, b_ih = (torch.randn(s, generator=g) * 0.4 for s in ((4 * H, I), (4 * H, H),
+                                                                        (4 * H,)))
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _parallel.split_units(1, T, H, 1.0) == 2
+        with rnnlab.use_backend("cpu"):
+            got = ops.lstm_infer(x, h0, c0, w_ih, w_hh, b_ih, None, None, None, False)
+        assert _parallel._unit_split_paused_until > time.monotonic()  # it was abandoned
+    finally:
+        torch.set_num_threads(saved)
+    with rnnlab.use_backend("portable"):
+        want = ops.lstm(x, h0, c0, w_ih, w_hh, b_ih, None, None, None, None, False)[:3]
+    for name, a, b in zip(("y", "h_n", "c_n"), got, want, strict=True):
+        assert_rel_close(a, b, OUT_TOL[torch.float32], name)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -3,17 +3,12 @@ GEMMs around them (the input projection and the weight gradients, outside the lo
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import threading
-from collections.abc import Callable, Iterator
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from rnnlab.backends._host import weight_grad
-from rnnlab.backends.cpu import _tuning
+from rnnlab.backends.cpu import _switches, _tuning
 
 
 def as_array(t: Tensor) -> np.ndarray:
@@ -107,55 +102,22 @@ class RecurrentWeightGrad:
         return dw if self.dw is None else dw.add_(self.dw)
 
 
-_one_thread_lock = threading.Lock()
-_one_thread_users = 0
-_threads_before = 1
-
-
-@contextlib.contextmanager
-def outer_threads(flops: float) -> Iterator[None]:
-    """Run the block on one torch thread if its GEMMs are small, else unchanged.
-
-    Never more threads than ``torch.get_num_threads()``. torch's thread count is global,
-    so concurrent calls share one switch: the first to enter saves the setting, the last
-    to leave restores it.
-    """
-    global _one_thread_users, _threads_before
-    if flops >= _tuning.PARALLEL_FLOPS:
-        yield
-        return
-    with _one_thread_lock:
-        if _one_thread_users == 0:
-            _threads_before = torch.get_num_threads()
-            if _threads_before != 1:
-                torch.set_num_threads(1)
-        _one_thread_users += 1
-    try:
-        yield
-    finally:
-        with _one_thread_lock:
-            _one_thread_users -= 1
-            if _one_thread_users == 0 and _threads_before != 1:
-                torch.set_num_threads(_threads_before)
+def project_into(x: np.ndarray, w: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
+    """out (M, N) = x (M, K) · wᵀ + bias, one torch GEMM (on torch's threads); ``out``
+    may be a column slice of a wider buffer (rows contiguous, any row stride)."""
+    torch.addmm(torch.from_numpy(bias), torch.from_numpy(x), torch.from_numpy(w).t(),
+                out=torch.from_numpy(out))
 
 
 def configured_threads() -> int:
-    """torch's thread setting as the caller made it (:func:`outer_threads` may have
-    lowered it to one for the torch operations of the running call)."""
-    with _one_thread_lock:
-        if _one_thread_users > 0:
-            return _threads_before
-    return torch.get_num_threads()
+    """Threads a call may use: torch's setting (``torch.get_num_threads()``, as the
+    caller made it), at most ``RNNLAB_CPU_THREADS`` (:mod:`._switches`).
 
-
-def threads_by_size(entry: Callable) -> Callable:
-    """Decorate a backend entry point ``(self, w, seq, ...)`` (the contract's order) to
-    run inside :func:`outer_threads`, sized by the input x (T, B, I) and W_ih (G, I)."""
-
-    @functools.wraps(entry)
-    def run(self, w, seq, *rest):
-        x, w_ih = seq.x, w.w_ih
-        with outer_threads(2.0 * x.shape[0] * x.shape[1] * w_ih.shape[0] * w_ih.shape[1]):
-            return entry(self, w, seq, *rest)
-
-    return run
+    The torch operations around the kernels (the input projection, the weight
+    gradients) run on torch's threads as the caller set them: the backend changes no
+    process-wide setting, not even for the duration of a call. (It used to drop torch to
+    one thread around small calls, which every other thread of the process saw.)
+    """
+    threads = torch.get_num_threads()
+    cap = _switches.THREAD_CAP
+    return threads if cap is None else min(threads, cap)

@@ -145,7 +145,7 @@ def clear_ran() -> None:
         _RAN[k] = 0
 
 
-def _external(module: ir.Module, name: str, typ: ir.Type) -> ir.GlobalVariable:
+def external_symbol(module: ir.Module, name: str, typ: ir.Type) -> ir.GlobalVariable:
     """The module's declaration of a process symbol (declared once per module)."""
     if name in module.globals:
         return module.globals[name]
@@ -161,7 +161,7 @@ def selected_isa(typingctx):
     """The index of the variant to run (compiled code)."""
 
     def codegen(context, builder, signature, args):
-        value = _external(builder.module, _SELECTED_SYMBOL, _I32)
+        value = external_symbol(builder.module, _SELECTED_SYMBOL, _I32)
         return builder.sext(builder.load_atomic(value, "monotonic", 4), ir.IntType(64))
 
     return types.intp(), codegen
@@ -173,7 +173,7 @@ def note_ran(typingctx, index):
     only the first time."""
 
     def codegen(context, builder, signature, args):
-        flags = _external(builder.module, _RAN_SYMBOL, ir.ArrayType(_I8, len(BY_NAME)))
+        flags = external_symbol(builder.module, _RAN_SYMBOL, ir.ArrayType(_I8, len(BY_NAME)))
         flag = builder.gep(flags, [ir.Constant(_I32, 0), args[0]])
         unset = builder.icmp_unsigned("==", builder.load_atomic(flag, "monotonic", 1),
                                       ir.Constant(_I8, 0))

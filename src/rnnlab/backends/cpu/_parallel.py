@@ -5,7 +5,7 @@ take the batch rows they own (``rows``, an index array) and each part runs the w
 time loop for its rows on its own thread, with no synchronisation until the call ends.
 Nothing waits per step: when another process holds a core, a descheduled part delays
 the call by its own share of the work, never by a per-step barrier (which is what makes
-a parallel region per step collapse under load, see :func:`._blas.gemm_threads`).
+a parallel region per step collapse under load: benchmarks/results/cpu-tuning.md).
 
 Within a part, rows are ordered longest sequence first. At step t the rows still inside
 their sequence are then a prefix of the part, and the per-step product runs over that
@@ -13,27 +13,31 @@ prefix only: padded steps of variable-length batches (packed sequences) cost not
 Kernels keep the rows that feed a matrix product (h_{t-1}, the gate gradients) in this
 order in their own buffers, and read and write the caller's (T, B, ·) tensors by index.
 
-Thread count: torch's setting (``torch.get_num_threads()``, as the caller made it), at
-most one part per sample, and only parts with enough work to pay for a thread hand-off.
-The parts run as one parallel region of torch's own OpenMP team (:func:`run_parts`).
+Thread count: torch's setting (``torch.get_num_threads()``, as the caller made it; at
+most ``RNNLAB_CPU_THREADS``, see :func:`._common.configured_threads`), at most one part
+per sample, and only parts with enough work to pay for a thread hand-off. The calling
+thread runs the first part and a small pool of Python threads the others
+(:func:`run_parts`); the compiled kernels release the GIL, and parts never meet until
+the end, so a plain pool is all it takes — no OpenMP runtime is called.
 
 One sample (B = 1) cannot be split this way; LSTM inference then splits each step's
-hidden units instead (:func:`split_units`), whose threads meet every step.
+hidden units instead (:func:`split_units`), whose threads meet every step, each wait
+bounded (:mod:`._sync`: past the bound the call is abandoned and runs again on one
+thread, and the split pauses).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-import torch
 
-from rnnlab.backends.cpu import _tuning
-from rnnlab.backends.cpu._blas import gemm_nt, gemm_threads, matmul, set_blas_threads
+from rnnlab.backends.cpu import _sync, _tuning
+from rnnlab.backends.cpu._blas import matmul
 from rnnlab.backends.cpu._common import configured_threads
 from rnnlab.backends.cpu._jit import kernel
 
@@ -79,14 +83,32 @@ def note_unit_split(long_wait_cycles: int, call_cycles: int) -> None:
     of their time waiting for a partner off its core are strikes; ``STRIKES`` in a row
     pause the split (one thread runs meanwhile). After the pause it is tried again, so
     the fast path comes back when the load goes."""
-    global _unit_split_paused_until, _strikes
+    global _strikes
     if long_wait_cycles <= _tuning.LONG_WAIT_SHARE * call_cycles:
         _strikes = 0
         return
     _strikes += 1
     if _strikes >= _tuning.STRIKES:
-        _strikes = 0
-        _unit_split_paused_until = time.monotonic() + _tuning.PAUSE_SECONDS
+        _pause_unit_split()
+
+
+def _pause_unit_split() -> None:
+    global _unit_split_paused_until, _strikes
+    _strikes = 0
+    _unit_split_paused_until = time.monotonic() + _tuning.PAUSE_SECONDS
+
+
+def unit_split_finished(flags: np.ndarray, timing: np.ndarray) -> bool:
+    """After a split by units ran (``flags`` from :func:`._sync.step_flags`, ``timing``
+    (parts, 2) as the kernel fills it): True if it finished, its long waits noted
+    (:func:`note_unit_split`); False if it was abandoned (a wait passed its bound, see
+    :mod:`._sync`): its results are incomplete, the caller must run the call again from
+    its inputs, and the split pauses at once."""
+    if _sync.abandoned(flags):
+        _pause_unit_split()
+        return False
+    note_unit_split(int(timing[:, 0].max()), int(timing[:, 1].max()))
+    return True
 
 
 @kernel(nogil=True)
@@ -112,129 +134,65 @@ def row_parts(lengths: np.ndarray, parts: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(order[k::parts]) for k in range(parts)]
 
 
-def plan(lengths: np.ndarray, T: int, row_step_flops: float, N: int, K: int
-         ) -> tuple[list[np.ndarray], int]:
-    """Rows of each part, and the BLAS threads each part uses, for a call with per-sample
-    ``lengths``, T steps, ``row_step_flops`` recurrent FLOPs per sample and step, and a
-    per-step product (B, K)·(K, N). One part may still use BLAS threads inside a very
-    long step (:func:`._blas.gemm_threads`); split parts use one each."""
-    B = lengths.shape[0]
-    rows = row_parts(lengths, part_count(B, T, row_step_flops))
-    return rows, (gemm_threads(B, N, K) if len(rows) == 1 else 1)
+def plan(lengths: np.ndarray, T: int, row_step_flops: float) -> list[np.ndarray]:
+    """Rows of each part for a call with per-sample ``lengths``, T steps and
+    ``row_step_flops`` recurrent FLOPs per sample and step."""
+    return row_parts(lengths, part_count(lengths.shape[0], T, row_step_flops))
 
 
-def _openmp_runtime() -> ctypes.CDLL | None:
-    """The OpenMP runtime torch runs its own parallel regions on, if it has the GNU
-    entry point we call (libgomp on Linux; LLVM's libomp provides it too)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "/" in line}
-    except OSError:
-        paths = set()
-    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
-    if os.path.isdir(lib_dir):
-        paths |= {os.path.join(lib_dir, name) for name in os.listdir(lib_dir)}
-    for path in sorted(paths):
-        name = os.path.basename(path)
-        if not name.startswith(("libgomp", "libomp", "libiomp5")) or ".so" not in name:
-            continue
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        if hasattr(lib, "GOMP_parallel") and hasattr(lib, "omp_get_thread_num"):
-            lib.GOMP_parallel.argtypes = [_TEAM_FN, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-            lib.GOMP_parallel.restype = None
-            lib.omp_get_thread_num.restype = ctypes.c_int
-            lib.omp_get_num_threads.restype = ctypes.c_int
-            return lib
-    return None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_pid = 0
 
 
-_TEAM_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-_OPENMP = _openmp_runtime()
-_job: tuple[Callable[[np.ndarray], None], list[np.ndarray], list[BaseException]] | None = None
-
-
-def _team_member(_data) -> None:
-    """Body of the parallel region: team member k runs part k (errors are kept). A team
-    smaller than asked for (a call from inside another parallel region) runs nothing and
-    says so, and the caller runs the parts itself."""
-    part, rows, errors = _job
-    if _OPENMP.omp_get_num_threads() != len(rows):
-        if _OPENMP.omp_get_thread_num() == 0:
-            errors.append(_TeamTooSmall())
-        return
-    try:
-        part(rows[_OPENMP.omp_get_thread_num()])
-    except BaseException as error:  # re-raised by run_parts
-        errors.append(error)
-
-
-class _TeamTooSmall(RuntimeError):
-    pass
-
-
-_TEAM_MEMBER = _TEAM_FN(_team_member)
-
-
-def _in_threads(part: Callable[[np.ndarray], None], rows: list[np.ndarray],
-                errors: list[BaseException]) -> None:
-    """Fallback without a usable OpenMP runtime: plain threads."""
-
-    def run(r):
-        try:
-            part(r)
-        except BaseException as error:  # re-raised by run_parts
-            errors.append(error)
-
-    others = [threading.Thread(target=run, args=(r,)) for r in rows[1:]]
-    for thread in others:
-        thread.start()
-    run(rows[0])
-    for thread in others:
-        thread.join()
+def _workers(size: int) -> ThreadPoolExecutor:
+    """A pool of at least ``size`` threads for the parts other than the caller's: made
+    on first use, its threads started as needed (never more than the most parts other
+    than the caller's that ran at once), idle between calls; a new one when more are
+    needed, and in a forked child (which inherits the object, not its threads)."""
+    global _pool, _pool_size, _pool_pid
+    if _pool is None or _pool_pid != os.getpid() or _pool_size < size:
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.shutdown(wait=False)
+        _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="rnnlab-cpu")
+        _pool_size, _pool_pid = size, os.getpid()
+    return _pool
 
 
 def run_parts(part: Callable[[np.ndarray], None], rows: list[np.ndarray]) -> None:
     """Call ``part(rows[k])`` for every k, concurrently, and return when all are done
-    (re-raising the first error).
-
-    The parts run as one parallel region of torch's own OpenMP thread team: the very
-    threads torch's operations use, so the kernels never compete with them for cores
-    (a second pool would, against torch's workers still spinning after its last
-    operation: measured 2x slower). The compiled kernels release the GIL. If another
-    split call is running, this one runs its parts one after the other instead."""
+    (re-raising the first error). If another split call is running, this one runs its
+    parts one after the other instead."""
     if not run_together(part, rows):
         for r in rows:
             part(r)
 
 
 def run_together(part: Callable[[np.ndarray], None], rows: list[np.ndarray]) -> bool:
-    """Run every part on its own thread, all at once, and return True; or return False,
-    having run nothing, where that cannot be had (another split call running, or a team
-    smaller than asked for, as inside another parallel region)."""
-    global _job
+    """Run every part on its own thread, all at once — the first on the calling thread,
+    the others on the pool — and return True; or return False, having run nothing, while
+    another split call holds the pool (its parts could otherwise wait for threads that
+    are busy with that call's)."""
     if len(rows) == 1:
         part(rows[0])
         return True
     if not _busy.acquire(blocking=False):
         return False
-    errors: list[BaseException] = []
     try:
-        if _OPENMP is not None:
-            _job = (part, rows, errors)
-            try:
-                _OPENMP.GOMP_parallel(_TEAM_MEMBER, None, len(rows), 0)
-            finally:
-                _job = None
-        else:
-            _in_threads(part, rows, errors)
+        pool = _workers(len(rows) - 1)
+        others: list[Future] = [pool.submit(part, r) for r in rows[1:]]
+        errors: list[BaseException] = []
+        try:
+            part(rows[0])
+        except BaseException as error:  # re-raised once every part has stopped
+            errors.append(error)
+        for future in others:
+            error = future.exception()
+            if error is not None:
+                errors.append(error)
     finally:
         _busy.release()
     if errors:
-        if isinstance(errors[0], _TeamTooSmall):
-            return False
         raise errors[0]
     return True
 
@@ -270,15 +228,14 @@ def gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start):
 
 
 @kernel(nogil=True)
-def project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start,
-                  scratch):
+def project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start):
     """The input pre-activations x·W_ihᵀ + bias of steps s0 .. s0+steps-1 (processing
     order) for the rows still inside their sequence: pre[start[i] + k] is row k of step
     i (:func:`gather_inputs`, then one product with ``ih_op`` = ``prepare(W_ih, rows,
     True)``, see :func:`._blas.matmul`)."""
     gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
     if start[steps] > 0:
-        matmul(x_buf[: start[steps]], ih_op, pre[: start[steps]], scratch)
+        matmul(x_buf[: start[steps]], ih_op, pre[: start[steps]])
         add_bias(pre[: start[steps]], bias)
 
 
@@ -290,12 +247,3 @@ def add_bias(a, bias):
         for j in range(bias.shape[0]):
             row[j] += bias[j]
 
-
-@kernel(nogil=True)
-def project_into(x, w, bias, out, threads):
-    """out (M, N) = x (M, K) · wᵀ + bias, on ``threads`` BLAS threads; ``out`` may be a
-    column slice of a wider buffer (rows contiguous, any row stride)."""
-    set_blas_threads(threads)
-    gemm_nt(x, w, out, 0, (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=out.dtype)))
-    set_blas_threads(0)
-    add_bias(out, bias)

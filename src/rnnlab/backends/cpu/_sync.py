@@ -7,10 +7,17 @@ at least s: one release store and a poll per step, the least a step can cost her
 (a cache line crossing cores: see benchmarks/results/cpu-tuning.md).
 Waiting spins briefly, then yields its core at every poll: when another process holds
 a core, spinning would burn the very core the partner thread is waiting for.
+
+Every wait is bounded: past ``_tuning.WAIT_BOUND`` cycles (stored in the flags by
+:func:`step_flags` when the call starts) the waiting part marks the call abandoned and
+stops, and so does every other part at its next wait; the caller then runs the call
+again on one thread (:func:`abandoned`). A partner that never arrives (its thread never
+scheduled) costs one bound, not a hang.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -64,16 +71,43 @@ def cycles(typingctx):
     return types.int64(), codegen
 
 
+def step_flags(parts: int) -> np.ndarray:
+    """The flags of a call split ``parts`` ways: one cache line per part, then one for
+    the call (its abandoned mark, and the bound of a wait in cycles, read now from
+    ``_tuning.WAIT_BOUND``)."""
+    flags = np.zeros((parts + 1) * STRIDE, dtype=np.int64)
+    flags[parts * STRIDE + 1] = _tuning.WAIT_BOUND
+    return flags
+
+
+def abandoned(flags: np.ndarray) -> bool:
+    """Whether a part of the call gave up waiting (:func:`finish_step` returned
+    ``ABANDONED``): its results are incomplete and the call must run again."""
+    return bool(flags[-STRIDE])
+
+
+ABANDONED = -1
+
+
 @kernel(nogil=True)
 def finish_step(flags, part, parts, step):
     """Publish that ``part`` has finished ``step`` (its writes before this call become
-    visible to the others) and wait until all ``parts`` have. Returns the cycles waited."""
+    visible to the others) and wait until all ``parts`` have. Returns the cycles waited,
+    or ``ABANDONED`` when a wait passed the call's bound (this part then marks the call
+    abandoned) or another part has marked it: the part must stop."""
     _store_release(flags, part * STRIDE, step)
+    call = parts * STRIDE
+    bound = flags[call + 1]
     started = cycles()
     for q in range(parts):
         polls = 0
         while _load_acquire(flags, q * STRIDE) < step:
+            if _load_acquire(flags, call) != 0:
+                return ABANDONED
             polls += 1
             if polls > SPINS:
                 _sched_yield()
+                if cycles() - started > bound:
+                    _store_release(flags, call, 1)
+                    return ABANDONED
     return cycles() - started

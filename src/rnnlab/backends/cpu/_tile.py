@@ -28,10 +28,21 @@ All variants are compiled into every kernel and :func:`panel_matmul` picks one p
 (``_isa.selected_isa``); they share the packed panels and sum each element of C in the
 same order (k ascending, one FMA per k), so they give bitwise the same results.
 
-float32 only, N a multiple of 16, A's and C's rows contiguous; C is overwritten.
+Any N: the last panel of a width that is not a multiple of 16 is padded with zero
+columns, its tiles write a (M, 16) ``tail`` buffer, and the N mod 16 real columns are
+copied from it into C. float32 only; A's and C's rows contiguous; C is overwritten.
+
+``RNNLAB_CPU_TILES=0`` (:mod:`._switches`) turns the tiles off: :func:`tiles_enabled`,
+which compiled code reads from a process symbol (like the variant, so a kernel from the
+disk cache follows this process's setting), is then false and :mod:`._blas` takes its
+plain loop instead.
 """
 
 from __future__ import annotations
+
+import contextlib
+import ctypes
+from collections.abc import Iterator
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -40,7 +51,17 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from rnnlab.backends.cpu._isa import AVX2, AVX512, COMPILED, PORTABLE, Isa, note_ran, selected_isa
+from rnnlab.backends.cpu import _switches
+from rnnlab.backends.cpu._isa import (
+    AVX2,
+    AVX512,
+    COMPILED,
+    PORTABLE,
+    Isa,
+    external_symbol,
+    note_ran,
+    selected_isa,
+)
 from rnnlab.backends.cpu._jit import kernel
 
 LANES = 16  # columns per panel: one AVX-512 register of floats, two AVX2 ones
@@ -57,6 +78,36 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 # tile(a, lda, panel, K, c, ldc): a → A[m0], panel → panels[p], c → C[m0, 16p].
 _TILE_TYPE = ir.FunctionType(ir.VoidType(), [_PTR, _I64, _PTR, _I64, _PTR, _I64])
+
+
+# Whether the tiles run (1) or the plain loop (0): a process symbol compiled code reads.
+_TILES = ctypes.c_int32(int(_switches.TILES))
+_TILES_SYMBOL = "rnnlab_cpu_tiles"
+llvm.add_symbol(_TILES_SYMBOL, ctypes.addressof(_TILES))
+
+
+@contextlib.contextmanager
+def use_tiles(on: bool) -> Iterator[None]:
+    """Run the block's kernels with the tiles on or off (process-wide, as
+    ``RNNLAB_CPU_TILES`` sets it: for tests and benchmarks)."""
+    before = _TILES.value
+    _TILES.value = int(on)
+    try:
+        yield
+    finally:
+        _TILES.value = before
+
+
+@intrinsic
+def tiles_enabled(typingctx):
+    """Whether the per-step product may use the tiles (compiled code)."""
+
+    def codegen(context, builder, signature, args):
+        value = external_symbol(builder.module, _TILES_SYMBOL, _I32)
+        flag = builder.load_atomic(value, "monotonic", 4)
+        return builder.icmp_signed("!=", flag, ir.Constant(_I32, 0))
+
+    return types.boolean(), codegen
 
 
 class _TargetAttributes(ir.FunctionAttributes):
@@ -191,47 +242,62 @@ def _tile(typingctx, isa, rows, width, A, panels, C, m0, p):
 @kernel()
 def pack_panels(W, transpose):
     """Panels of op(W) (N, K columns of 16): W (N, K) with ``transpose`` (C = A Wᵀ), else
-    W (K, N) (C = A W). N must be a multiple of 16."""
+    W (K, N) (C = A W). A last panel of fewer than 16 columns is padded with zeros."""
     if transpose:
         N, K = W.shape
     else:
         K, N = W.shape
-    panels = np.empty((N // LANES, K, LANES), dtype=np.float32)
-    for q in range(N // LANES):
+    panels = np.zeros((-(-N // LANES), K, LANES), dtype=np.float32)
+    for q in range(panels.shape[0]):
         for k in range(K):
-            for j in range(LANES):
+            for j in range(min(LANES, N - q * LANES)):
                 panels[q, k, j] = W[q * LANES + j, k] if transpose else W[k, q * LANES + j]
     return panels
 
 
 @kernel()
-def panel_matmul(A, panels, C):
+def _panel(isa, A, panels, C, p):
+    """C[:, 16p : 16p+16] = A · panel p, in tiles of the variant's ``ROWS`` rows: a last
+    partial tile overlaps the one before it when M ≥ ROWS (recomputing some rows, harmless
+    when overwriting), else is a smaller tile."""
+    rows = _ROWS[isa]
+    M = A.shape[0]
+    if M < rows:
+        _tile(isa, M, 1, A, panels, C, 0, p)
+        return
+    for m0 in range(0, M - rows + 1, rows):
+        _tile(isa, rows, 1, A, panels, C, m0, p)
+    if M % rows:
+        _tile(isa, rows, 1, A, panels, C, M - rows, p)
+
+
+@kernel()
+def panel_matmul(A, panels, C, tail):
     """C (M, N) = A (M, K) · op(W), op(W) packed by :func:`pack_panels`; C overwritten;
-    on the tiles of the selected variant (:mod:`._isa`).
+    on the tiles of the selected variant (:mod:`._isa`). ``tail`` (≥ M, 16) float32,
+    contiguous: where N is not a multiple of 16, the last panel's result before its
+    N mod 16 columns are copied into C (unused otherwise).
 
     Panels outer, rows inner: a panel (K × 16 floats) is loaded into L1 once and serves
-    every row. Rows in tiles of the variant's ``ROWS``; a last partial tile overlaps the
-    one before it when M ≥ ROWS (recomputing some rows, harmless when overwriting), else
-    is a smaller tile; up to ``WIDE_ROWS`` rows take two panels per tile, for enough
-    independent accumulators to keep both FMA pipes busy (AVX-512 measured 2 rows: 60 →
-    97 GFLOP/s, 3 rows: 86 → 104-108; 4 rows gain nothing, at 115 already).
+    every row (:func:`_panel`); up to ``WIDE_ROWS`` rows take two panels per tile, for
+    enough independent accumulators to keep both FMA pipes busy (AVX-512 measured 2 rows:
+    60 → 97 GFLOP/s, 3 rows: 86 → 104-108; 4 rows gain nothing, at 115 already).
     """
     isa = selected_isa()
     note_ran(isa)
-    rows = _ROWS[isa]
-    M = A.shape[0]
-    P = panels.shape[0]
+    M, N = C.shape
+    full = N // LANES
     if M <= _WIDE_ROWS[isa]:  # few rows: two panels per tile, for enough accumulators
-        for p in range(0, P - 1, 2):
+        for p in range(0, full - 1, 2):
             _tile(isa, M, 2, A, panels, C, 0, p)
-        if P % 2:
-            _tile(isa, M, 1, A, panels, C, 0, P - 1)
-        return
-    for p in range(P):
-        if M < rows:
-            _tile(isa, M, 1, A, panels, C, 0, p)
-            continue
-        for m0 in range(0, M - rows + 1, rows):
-            _tile(isa, rows, 1, A, panels, C, m0, p)
-        if M % rows:
-            _tile(isa, rows, 1, A, panels, C, M - rows, p)
+        if full % 2:
+            _tile(isa, M, 1, A, panels, C, 0, full - 1)
+    else:
+        for p in range(full):
+            _panel(isa, A, panels, C, p)
+    rest = N - full * LANES
+    if rest:
+        _panel(isa, A, panels[full:], tail[:M], 0)
+        for i in range(M):
+            for j in range(rest):
+                C[i, full * LANES + j] = tail[i, j]

@@ -3,7 +3,8 @@ and the measurement that set it (the timings themselves are in
 benchmarks/results/cpu-tuning.md, with the machine they come from).
 
 Read as ``_tuning.NAME`` at call time (tests lower them to reach rare paths); the
-compiled kernels take ``LONG_WAIT`` and ``SPINS`` as constants when they compile.
+compiled kernels take ``LONG_WAIT`` and ``SPINS`` as constants when they compile
+(``WAIT_BOUND`` travels in each call's step flags).
 """
 
 # Threads (_parallel.py) ---------------------------------------------------------------
@@ -28,11 +29,6 @@ PAUSE_SECONDS = 2.0
 # cpu_speed.py inference rows.
 CHUNK_ROWS = 256
 
-# Multiply-adds per step from which the per-step product runs on torch's threads (B = 64,
-# H = 512 LSTM or GRU); below, a parallel region per step loses more to waits for a time
-# slice under load than it gains. Set by: cpu_speed.py --under-load, "B64 T100".
-GEMM_SPLIT_MULTIPLY_ADDS = 1 << 25
-
 # Around the kernels (_common.py) ------------------------------------------------------
 
 # Backward's time blocks, in rows of T·B: the pre-activation gradients exist for one block
@@ -40,16 +36,17 @@ GEMM_SPLIT_MULTIPLY_ADDS = 1 << 25
 # rows and the training-step peak memory.
 BLOCK_ROWS = 1024
 
-# Below this many FLOPs per large GEMM, the torch operations around a kernel run on one
-# thread (a parallel region's wake-up can cost ms under load). Set by: cpu_speed.py
-# --under-load.
-PARALLEL_FLOPS = 1 << 28
-
 # Step flags (_sync.py) ----------------------------------------------------------------
 
 # Polls before a wait starts yielding its core (~10 µs): spinning longer burns the core a
 # descheduled partner needs. Set by: cpu_speed.py --under-load, split by units.
 SPINS = 4000
+
+# Cycles after which one wait gives up (~30 ms at 3 GHz, thousands of steps at B = 1): the
+# call is abandoned and runs again on one thread (_sync.py). Only a partner that never
+# arrives (its thread not scheduled for that long) reaches it; long waits pause the
+# split well before (LONG_WAIT, STRIKES). Read when a call starts.
+WAIT_BOUND = 100_000_000
 
 # Cycles of one wait beyond which it counts as long (~30 µs, ten steps at B = 1): a
 # partner off its core. Set by: cpu_speed.py --under-load, split by units.

@@ -30,7 +30,7 @@ from rnnlab.backends.contract import (
     GRUWeights,
     Sequence,
 )
-from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     add_input_grads,
@@ -38,7 +38,7 @@ from rnnlab.backends.cpu._common import (
     bias_array,
     lengths_array,
     optional_array,
-    threads_by_size,
+    project_into,
     time_blocks,
 )
 from rnnlab.backends.cpu._jit import kernel
@@ -47,7 +47,6 @@ from rnnlab.backends.cpu._parallel import (
     inference_chunk,
     plan,
     project_chunk,
-    project_into,
     run_parts,
     valid_prefix,
 )
@@ -108,7 +107,7 @@ def _update(act, h, probe, y):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows, threads):
+def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
     gates (T,B,4H) holds x·W_ihᵀ + b_ih in [..., :3H] on entry, the gates [r, z, n, hn]
     on exit; y (T,B,H) ← outputs; h (B,H) holds h0 on entry and h_n on exit. b_hh is
@@ -118,7 +117,6 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
     G = 3 * H
     n = rows.shape[0]
     dtype = gates.dtype
-    set_blas_threads(threads)
     bias = np.zeros(G, dtype=dtype)
     if b_hh.shape[0] > 0:
         bias[:] = b_hh
@@ -134,7 +132,6 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
     rh = np.empty((n, H), dtype=dtype)  # r ⊙ h_{t-1} (reset before)
     hn_buf = np.empty((n, H), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
@@ -144,7 +141,7 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
             y[t, b, :] = 0
         if m == 0:
             continue
-        matmul(h_rows[:m], hh_op, gh[:m], scratch)
+        matmul(h_rows[:m], hh_op, gh[:m])
         for k in range(m):
             b = rows[k]
             _rz(gh[k], bias, gates[t, b])
@@ -153,7 +150,7 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
             else:
                 _reset_times_state(gates[t, b], h_rows[k], rh[k])
         if not reset_after:
-            matmul(rh[:m], hn_op, hn_buf[:m], scratch)  # W_hn (r ⊙ h)
+            matmul(rh[:m], hn_op, hn_buf[:m])  # W_hn (r ⊙ h)
             for k in range(m):
                 _candidate(hn_buf[k], bias, gates[t, rows[k]], False)
         for k in range(m):
@@ -162,12 +159,10 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, reverse, reset_after, rows
                     y[t, b])
     for k in range(n):
         h[rows[k]] = h_rows[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 @kernel(**KERNEL_OPTIONS)
-def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows, chunk,
-           threads):
+def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows, chunk):
     """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
     holds h0 on entry and h_n on exit. The input projection runs here, ``chunk`` steps
     at a time (see :func:`.lstm._infer`); no activation is kept."""
@@ -176,7 +171,6 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     H = G // 3
     n = rows.shape[0]
     dtype = x.dtype
-    set_blas_threads(threads)
     if reset_after:
         hh_op = prepare(w_hh, n, True)
     else:
@@ -194,11 +188,9 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     rh = np.empty((n, H), dtype=dtype)
     hn_buf = np.empty((n, H), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b_ih, x_buf, pre, start,
-                      scratch)
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b_ih, x_buf, pre, start)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
             m = start[i + 1] - start[i]
@@ -206,7 +198,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
                 y[t, rows[k], :] = 0
             if m == 0:
                 continue
-            matmul(h_rows[:m], hh_op, gh[:m], scratch)
+            matmul(h_rows[:m], hh_op, gh[:m])
             for k in range(m):
                 act[k, :G] = pre[start[i] + k]
                 _rz(gh[k], b_hh, act[k])
@@ -215,14 +207,13 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
                 else:
                     _reset_times_state(act[k], h_rows[k], rh[k])
             if not reset_after:
-                matmul(rh[:m], hn_op, hn_buf[:m], scratch)
+                matmul(rh[:m], hn_op, hn_buf[:m])
                 for k in range(m):
                     _candidate(hn_buf[k], b_hh, act[k], False)
             for k in range(m):
                 _update(act[k], h_rows[k], no_probe, y[t, rows[k]])
     for k in range(n):
         h[rows[k]] = h_rows[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 @kernel(**KERNEL_OPTIONS)
@@ -276,7 +267,7 @@ def _state_backward(dh, z, dh_prev, drh, r, reset_after):
 
 @kernel(**KERNEL_OPTIONS)
 def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dgh, dh_seq,
-              t_begin, t_end, rows, threads):
+              t_begin, t_end, rows):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)
     holds the gradient flowing into the block on entry (dL/dh_n first) and out of it on
     exit (dL/dh0 after the last). Writes dgx (t_end - t_begin, B, 3H), the gradients of
@@ -286,7 +277,6 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
     H = G // 3
     n = rows.shape[0]
     dtype = dgx.dtype
-    set_blas_threads(threads)
     if reset_after:
         hh_op = prepare(w_hh, n, False)  # g_h (n,3H) · W_hh
     else:
@@ -297,7 +287,6 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
     drh = np.zeros((n, H), dtype=dtype)
     dn_pre = np.zeros((n, H), dtype=dtype)
     d_rz = np.zeros((n, 2 * H), dtype=dtype)  # d(r, z) pre-activations (reset before)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
@@ -323,25 +312,23 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
             if reset_after:
                 dgh[i, b, :] = g_h[k]
         if reset_after:
-            matmul(g_h[:m], hh_op, dh_prev[:m], scratch)  # W_hh h_prev
+            matmul(g_h[:m], hh_op, dh_prev[:m])  # W_hh h_prev
         else:
-            matmul(dn_pre[:m], hn_op, drh[:m], scratch)  # W_hn (r ⊙ h)
+            matmul(dn_pre[:m], hn_op, drh[:m])  # W_hn (r ⊙ h)
             for k in range(m):
                 b = rows[k]
                 h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
                 _reset_backward(gates[t, b], drh[k], h_prev, dgx[i, b], d_rz[k])
-            matmul(d_rz[:m], hh_op, dh_prev[:m], scratch)
+            matmul(d_rz[:m], hh_op, dh_prev[:m])
         for k in range(m):
             b = rows[k]
             _state_backward(dh[b], gates[t, b, H : 2 * H], dh_prev[k], drh[k],
                             gates[t, b, :H], reset_after)
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 class CpuGRU:
     """GRU, compiled (:class:`rnnlab.backends.contract.GRUKernels`)."""
 
-    @threads_by_size
     def forward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
         reset_after: bool,
@@ -355,18 +342,17 @@ class CpuGRU:
         # (no copy of x): the kernel never reads them, and it zeroes their outputs.
         project_into(as_array(x).reshape(T * B, -1), as_array(w_ih),
                      bias_array(b_ih, 3 * H, x.dtype),
-                     gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H], torch.get_num_threads())
+                     gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H])
         y = x.new_empty(T, B, H)
         h_n = h0.detach().clone(memory_format=torch.contiguous_format)
         steps = lengths_array(lengths, T, B)
-        rows, threads = plan(steps, T, 2.0 * 3 * H * H, 3 * H, H)
+        rows = plan(steps, T, 2.0 * 3 * H * H)
         arrays = (gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
                   optional_array(b_hh, 1, x.dtype), steps, optional_array(h_probe, 3, x.dtype),
                   reverse, reset_after)
-        run_parts(lambda part: _forward(*arrays, part, threads), rows)
+        run_parts(lambda part: _forward(*arrays, part), rows)
         return GRUForward(y, h_n, gates)
 
-    @threads_by_size
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
         dh_n: Tensor, reset_after: bool, need_dh: bool,
@@ -379,7 +365,7 @@ class CpuGRU:
         dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
         dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
         steps = lengths_array(lengths, T, B)
-        rows, threads = plan(steps, T, 2.0 * G * H, H, G)
+        rows = plan(steps, T, 2.0 * G * H)
         arrays = (as_array(dy), dh0.numpy(), as_array(y), as_array(h0), as_array(gates),
                   as_array(w_hh), steps, reverse, reset_after)
         blocks = time_blocks(T, B, reverse)
@@ -399,7 +385,7 @@ class CpuGRU:
                 d = dgx_block[: t1 - t0]
                 g = dgh_block[: t1 - t0] if reset_after else dgh_block
                 block_arrays = (*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1)
-                run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
+                run_parts(lambda part, a=block_arrays: _backward(*a, part), rows)
                 add_input_grads(d, x, w_ih, dx, dw_ih, db_ih, t0, t1)
                 if reset_after:
                     dw_rec.add(g, t0, t1)
@@ -415,7 +401,6 @@ class CpuGRU:
                 db_hh.copy_(db_ih)
         return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq if need_dh else empty_grad(y))
 
-    @threads_by_size
     def infer(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
     ) -> tuple[Tensor, Tensor]:
@@ -426,8 +411,8 @@ class CpuGRU:
         y = x.new_empty(T, B, H)
         h_n = h0.detach().clone(memory_format=torch.contiguous_format)
         steps = lengths_array(lengths, T, B)
-        rows, threads = plan(steps, T, 2.0 * G * (H + I), G, H)
+        rows = plan(steps, T, 2.0 * G * (H + I))
         arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih), bias_array(b_ih, G, x.dtype),
                   as_array(w_hh), bias_array(b_hh, G, x.dtype), steps, reverse, reset_after)
-        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0])), rows)
         return y, h_n

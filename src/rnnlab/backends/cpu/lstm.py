@@ -31,7 +31,7 @@ from rnnlab.backends.contract import (
     LSTMWeights,
     Sequence,
 )
-from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     add_input_grads,
@@ -39,14 +39,12 @@ from rnnlab.backends.cpu._common import (
     bias_array,
     lengths_array,
     optional_array,
-    threads_by_size,
     time_blocks,
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
     inference_chunk,
-    note_unit_split,
     plan,
     project_chunk,
     row_parts,
@@ -54,9 +52,10 @@ from rnnlab.backends.cpu._parallel import (
     run_together,
     split_units,
     unit_range,
+    unit_split_finished,
     valid_prefix,
 )
-from rnnlab.backends.cpu._sync import LONG_WAIT, STRIDE, cycles, finish_step
+from rnnlab.backends.cpu._sync import ABANDONED, LONG_WAIT, cycles, finish_step, step_flags
 
 
 # The per-sample passes are separate compiled functions, not inlined into the batch loop:
@@ -98,7 +97,7 @@ def _emit(h_t, probe, y, h):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, threads):
+def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
     gates (T,B,4H) holds x·W_ihᵀ + b on entry, the activated gates on exit; h (B,P)
     and c (B,H) hold the initial state on entry, the final state on exit."""
@@ -108,7 +107,6 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, t
     n = rows.shape[0]
     dtype = gates.dtype
     projected = w_hr.shape[0] > 0
-    set_blas_threads(threads)
     hh_op = prepare(w_hh, n, True)  # h (n,P) · W_hhᵀ
     hr_op = prepare(w_hr, n, True)  # m (n,H) · W_hrᵀ
     h_rows = np.empty((n, P), dtype=dtype)  # h_{t-1} of the part's rows, in their order
@@ -118,7 +116,6 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, t
     m = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c_t)
     h_proj = np.empty((n, P), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(T):
         t = T - 1 - s if reverse else s
         live = valid_prefix(lengths, rows, t)  # rows[:live] are inside their sequence
@@ -129,24 +126,23 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows, t
             y[t, b, :] = 0
         if live == 0:
             continue
-        matmul(h_rows[:live], hh_op, rec[:live], scratch)
+        matmul(h_rows[:live], hh_op, rec[:live])
         for k in range(live):
             b = rows[k]
             _cell(gates[t, b], rec[k], c[b], c_seq[t, b], m[k])
         h_t = m
         if projected:
-            matmul(m[:live], hr_op, h_proj[:live], scratch)  # (live, P)
+            matmul(m[:live], hr_op, h_proj[:live])  # (live, P)
             h_t = h_proj
         for k in range(live):
             b = rows[k]
             _emit(h_t[k], probe[t, b] if probe.shape[0] > 0 else no_probe, y[t, b], h_rows[k])
     for k in range(n):
         h[rows[k]] = h_rows[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 @kernel(**KERNEL_OPTIONS)
-def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, threads):
+def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk):
     """Inference over batch rows ``rows`` (longest first): y (T,B,P) ← the outputs; h (B,P)
     and c (B,H) hold the initial state on entry, the final state on exit.
 
@@ -159,7 +155,6 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     n = rows.shape[0]
     dtype = x.dtype
     projected = w_hr.shape[0] > 0
-    set_blas_threads(threads)
     hh_op = prepare(w_hh, n, True)
     hr_op = prepare(w_hr, n, True)
     h_rows = np.empty((n, P), dtype=dtype)
@@ -176,11 +171,9 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
     c_out = np.empty(H, dtype=dtype)  # (c_t again: an alias of c_rows would stop vectorising)
     h_proj = np.empty((n, P), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start,
-                      scratch)
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
             live = start[i + 1] - start[i]
@@ -188,24 +181,23 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk, th
                 y[t, rows[k], :] = 0
             if live == 0:
                 continue
-            matmul(h_rows[:live], hh_op, rec[:live], scratch)
+            matmul(h_rows[:live], hh_op, rec[:live])
             for k in range(live):
                 _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, m[k])
             h_t = m
             if projected:
-                matmul(m[:live], hr_op, h_proj[:live], scratch)
+                matmul(m[:live], hr_op, h_proj[:live])
                 h_t = h_proj
             for k in range(live):
                 _emit(h_t[k], no_probe, y[t, rows[k]], h_rows[k])
     for k in range(n):
         h[rows[k]] = h_rows[k]
         c[rows[k]] = c_rows[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 @kernel(**KERNEL_OPTIONS)
 def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, parts, flags,
-                 h_buf, timing, chunk, threads):
+                 h_buf, timing, chunk):
     """Inference in which the threads split each step's hidden units (LSTM without
     projection): thread ``part`` of ``parts`` owns units [j0, j1) — its rows of W_ih and
     W_hh, its share of every product — for all samples ``rows`` (longest first).
@@ -214,7 +206,8 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     by the caller for the first step; each step every thread writes its units of the
     next slot and waits at :func:`._sync.finish_step` for the others. timing[part] ←
     (cycles spent in long waits, cycles of the whole call). Used at B = 1, which a split by
-    samples cannot divide (see :func:`._parallel.split_units`).
+    samples cannot divide (see :func:`._parallel.split_units`). A wait past its bound
+    abandons the call (:mod:`._sync`): the part stops and the caller runs it again.
     """
     began = cycles()
     T, I = x.shape[0], x.shape[2]
@@ -232,7 +225,6 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
         wi[gate * u : (gate + 1) * u] = w_ih[gate * H + j0 : gate * H + j1]
         wh[gate * u : (gate + 1) * u] = w_hh[gate * H + j0 : gate * H + j1]
         b[gate * u : (gate + 1) * u] = bias[gate * H + j0 : gate * H + j1]
-    set_blas_threads(threads)
     hh_op = prepare(wh, n, True)
     c_rows = np.empty((n, u), dtype=dtype)
     for k in range(n):
@@ -244,12 +236,10 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     rec = np.empty((n, 4 * u), dtype=dtype)
     m = np.empty((n, u), dtype=dtype)
     c_out = np.empty(u, dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     done = 0  # steps finished
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b, x_buf, pre, start,
-                      scratch)
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b, x_buf, pre, start)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
             live = start[i + 1] - start[i]
@@ -259,20 +249,21 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
                 nxt[k, j0:j1] = cur[k, j0:j1]
                 y[t, rows[k], j0:j1] = 0
             if live > 0:
-                matmul(cur[:live], hh_op, rec[:live], scratch)
+                matmul(cur[:live], hh_op, rec[:live])
                 for k in range(live):
                     _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, m[k])
                     nxt[k, j0:j1] = m[k]
                     y[t, rows[k], j0:j1] = m[k]
             done += 1
             waited = finish_step(flags, part, parts, done)
+            if waited == ABANDONED:  # the caller runs the call again on one thread
+                return
             if waited > LONG_WAIT:
                 long_waits += waited
     last = h_buf[done % 2]
     for k in range(n):
         h[rows[k], j0:j1] = last[k, j0:j1]
         c[rows[k], j0:j1] = c_rows[k]
-    set_blas_threads(0)  # back to the global (torch) setting
     timing[part, 0] = long_waits
     timing[part, 1] = cycles() - began
 
@@ -304,7 +295,7 @@ def _cell_backward(act, c_t, c_prev, dm, dc, dpre):
 
 @kernel(**KERNEL_OPTIONS)
 def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates, dh_seq,
-              t_begin, t_end, rows, threads):
+              t_begin, t_end, rows):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,P),
     dc (B,H): the gradients flowing into the block (dL/dh_n, dL/dc_n for the first block)
     on entry, out of it on exit (dL/dh0, dL/dc0 after the last). Writes the block's
@@ -316,14 +307,12 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
     n = rows.shape[0]
     dtype = gates.dtype
     projected = w_hr.shape[0] > 0
-    set_blas_threads(threads)
     hh_op = prepare(w_hh, n, False)  # dpre (n,4H) · W_hh
     hr_op = prepare(w_hr, n, False)  # dh (n,P) · W_hr
     dh_total = np.empty((n, P), dtype=dtype)
     dm = np.empty((n, H), dtype=dtype)
     dpre = np.empty((n, G), dtype=dtype)
     dh_prev = np.empty((n, P), dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
@@ -343,23 +332,21 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
                 dh_seq[t, b, :] = dh_total[k]
         d_m = dh_total
         if projected:
-            matmul(dh_total[:live], hr_op, dm[:live], scratch)  # h = W_hr m
+            matmul(dh_total[:live], hr_op, dm[:live])  # h = W_hr m
             d_m = dm
         for k in range(live):
             b = rows[k]
             c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
             _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_m[k], dc[b], dpre[k])
             dgates[t - t_begin, b, :] = dpre[k]
-        matmul(dpre[:live], hh_op, dh_prev[:live], scratch)  # W_hh h_{t-1}
+        matmul(dpre[:live], hh_op, dh_prev[:live])  # W_hh h_{t-1}
         for k in range(live):
             dh[rows[k]] = dh_prev[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 class CpuLSTM:
     """LSTM, compiled (:class:`rnnlab.backends.contract.LSTMKernels`)."""
 
-    @threads_by_size
     def forward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
     ) -> LSTMForward:
@@ -377,13 +364,12 @@ class CpuLSTM:
         steps = lengths_array(lengths, T, B)
         flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
         probe = optional_array(h_probe, 3, x.dtype)
-        rows, threads = plan(steps, T, flops, 4 * H, P)
+        rows = plan(steps, T, flops)
         arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
                   as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
-        run_parts(lambda part: _forward(*arrays, part, threads), rows)
+        run_parts(lambda part: _forward(*arrays, part), rows)
         return LSTMForward(y, h_n, c_n, gates, c_seq)
 
-    @threads_by_size
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
         d_state: LSTMState, need_dh: bool,
@@ -399,7 +385,7 @@ class CpuLSTM:
         dc0 = dc_n.detach().clone(memory_format=torch.contiguous_format)
         steps = lengths_array(lengths, T, B)
         P = h0.shape[-1]
-        rows, threads = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)), P, G)
+        rows = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)))
         arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
                   as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
         blocks = time_blocks(T, B, reverse)
@@ -412,7 +398,7 @@ class CpuLSTM:
             for t0, t1 in blocks:
                 d = block[: t1 - t0]
                 block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
-                run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
+                run_parts(lambda part, a=block_arrays: _backward(*a, part), rows)
                 add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
                 dw_hh.add(d, t0, t1)
             if w_hr is not None:
@@ -423,7 +409,6 @@ class CpuLSTM:
         dh_out = dh_seq if need_dh else empty_grad(y)
         return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh.result(), db, dw_hr, dh_out)
 
-    @threads_by_size
     def infer(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -444,16 +429,18 @@ class CpuLSTM:
             h_buf[0] = h_n.numpy()[order]
             arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
                       as_array(w_hh), steps, reverse, order)
-            flags = np.zeros(parts * STRIDE, dtype=np.int64)
+            flags = step_flags(parts)
             timing = np.zeros((parts, 2), dtype=np.int64)
             chunk = inference_chunk(B)
             if run_together(lambda part: _infer_units(*arrays, int(part[0]), parts, flags, h_buf,
-                                                       timing, chunk, 1),
+                                                       timing, chunk),
                             [np.array([p]) for p in range(parts)]):
-                note_unit_split(int(timing[:, 0].max()), int(timing[:, 1].max()))
-                return y, h_n, c_n
-        rows, threads = plan(steps, T, flops, G, P)
+                if unit_split_finished(flags, timing):
+                    return y, h_n, c_n
+                h_n.copy_(h0.detach())  # abandoned: again from the initial state, one thread
+                c_n.copy_(c0.detach())
+        rows = plan(steps, T, flops)
         arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
                   as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0])), rows)
         return y, h_n, c_n

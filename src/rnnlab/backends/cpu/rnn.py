@@ -27,7 +27,7 @@ from rnnlab.backends.contract import (
     RNNWeights,
     Sequence,
 )
-from rnnlab.backends.cpu._blas import matmul, prepare, set_blas_threads
+from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import (
     RecurrentWeightGrad,
     add_input_grads,
@@ -35,7 +35,6 @@ from rnnlab.backends.cpu._common import (
     bias_array,
     lengths_array,
     optional_array,
-    threads_by_size,
     time_blocks,
 )
 from rnnlab.backends.cpu._jit import kernel
@@ -89,20 +88,18 @@ def _activate_backward(a, dh, da, relu):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
+def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
     a_seq (T,B,H) holds x·W_ihᵀ + b on entry, the pre-activations on exit; h (B,H)
     holds h0 on entry and h_n on exit."""
     T, H = a_seq.shape[0], a_seq.shape[2]
     n = rows.shape[0]
     dtype = a_seq.dtype
-    set_blas_threads(threads)
     hh_op = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ
     h_rows = np.empty((n, H), dtype=dtype)  # h_{t-1} of the part's rows, in their order
     for k in range(n):
         h_rows[k] = h[rows[k]]
     rec = np.empty((n, H), dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
@@ -112,7 +109,7 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
             y[t, b, :] = 0
         if m == 0:
             continue
-        matmul(h_rows[:m], hh_op, rec[:m], scratch)  # (m, H)
+        matmul(h_rows[:m], hh_op, rec[:m])  # (m, H)
         for k in range(m):
             b = rows[k]
             _activate(a_seq[t, b], rec[k], h_rows[k], relu)
@@ -121,11 +118,10 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows, threads):
             y[t, b, :] = h_rows[k]
     for k in range(n):
         h[rows[k]] = h_rows[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 @kernel(**KERNEL_OPTIONS)
-def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threads):
+def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk):
     """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
     holds h0 on entry and h_n on exit. The input projection runs here, ``chunk`` steps
     at a time (see :func:`.lstm._infer`); no activation is kept."""
@@ -133,7 +129,6 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
     H = w_ih.shape[0]
     n = rows.shape[0]
     dtype = x.dtype
-    set_blas_threads(threads)
     hh_op = prepare(w_hh, n, True)
     h_rows = np.empty((n, H), dtype=dtype)
     for k in range(n):
@@ -143,11 +138,9 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
     pre = np.empty((chunk * n, H), dtype=dtype)  # x·W_ihᵀ + b of the chunk's valid rows
     start = np.zeros(chunk + 1, dtype=np.int64)
     rec = np.empty((n, H), dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start,
-                      scratch)
+        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start)
         for i in range(steps):
             t = T - 1 - (s0 + i) if reverse else s0 + i
             m = start[i + 1] - start[i]
@@ -155,18 +148,17 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk, threa
                 y[t, rows[k], :] = 0
             if m == 0:
                 continue
-            matmul(h_rows[:m], hh_op, rec[:m], scratch)
+            matmul(h_rows[:m], hh_op, rec[:m])
             for k in range(m):
                 _activate(pre[start[i] + k], rec[k], h_rows[k], relu)
                 y[t, rows[k], :] = h_rows[k]
     for k in range(n):
         h[rows[k]] = h_rows[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 @kernel(**KERNEL_OPTIONS)
 def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_begin, t_end,
-              rows, threads):
+              rows):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)
     holds the gradient flowing into the block on entry (dL/dh_n first) and out of it on
     exit (dL/dh0 after the last). Writes da_seq (t_end - t_begin, B, H), the gradients
@@ -174,11 +166,9 @@ def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
     H = a_seq.shape[2]
     n = rows.shape[0]
     dtype = a_seq.dtype
-    set_blas_threads(threads)
     hh_op = prepare(w_hh, n, False)  # da (n,H) · W_hh
     da = np.empty((n, H), dtype=dtype)
     dh_prev = np.empty((n, H), dtype=dtype)
-    scratch = (np.zeros(8, dtype=np.int32), np.zeros(2, dtype=dtype))
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         m = valid_prefix(lengths, rows, t)
@@ -196,16 +186,14 @@ def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
                 dh_seq[t, b, :] = dh[b]
             _activate_backward(a_seq[t, b], dh[b], da[k], relu)
             da_seq[t - t_begin, b, :] = da[k]
-        matmul(da[:m], hh_op, dh_prev[:m], scratch)  # W_hh h_{t-1}
+        matmul(da[:m], hh_op, dh_prev[:m])  # W_hh h_{t-1}
         for k in range(m):
             dh[rows[k]] = dh_prev[k]
-    set_blas_threads(0)  # back to the global (torch) setting
 
 
 class CpuRNN:
     """Elman RNN, compiled (:class:`rnnlab.backends.contract.RNNKernels`)."""
 
-    @threads_by_size
     def forward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
     ) -> RNNForward:
@@ -219,13 +207,12 @@ class CpuRNN:
         y = torch.empty_like(a_seq)
         h_n = h0.detach().clone(memory_format=torch.contiguous_format)
         steps = lengths_array(lengths, T, B)
-        rows, threads = plan(steps, T, 2.0 * H * H, H, H)
+        rows = plan(steps, T, 2.0 * H * H)
         arrays = (a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), steps,
                   optional_array(h_probe, 3, x.dtype), reverse, relu)
-        run_parts(lambda part: _forward(*arrays, part, threads), rows)
+        run_parts(lambda part: _forward(*arrays, part), rows)
         return RNNForward(y, h_n, a_seq)
 
-    @threads_by_size
     def backward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
         dh_n: Tensor, relu: bool, need_dh: bool,
@@ -237,7 +224,7 @@ class CpuRNN:
         dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
         dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
         steps = lengths_array(lengths, T, B)
-        rows, threads = plan(steps, T, 2.0 * H * H, H, H)
+        rows = plan(steps, T, 2.0 * H * H)
         arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh), steps, reverse, relu)
         blocks = time_blocks(T, B, reverse)
         block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, H)  # pre-activation gradients
@@ -249,12 +236,11 @@ class CpuRNN:
             for t0, t1 in blocks:
                 d = block[: t1 - t0]
                 block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
-                run_parts(lambda part, a=block_arrays: _backward(*a, part, threads), rows)
+                run_parts(lambda part, a=block_arrays: _backward(*a, part), rows)
                 add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
                 dw_hh.add(d, t0, t1)
         return RNNGrads(dx, dh0, dw_ih, dw_hh.result(), db, dh_seq if need_dh else empty_grad(y))
 
-    @threads_by_size
     def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
         (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, I = x.shape
@@ -262,9 +248,9 @@ class CpuRNN:
         y = x.new_empty(T, B, H)
         h_n = h0.detach().clone(memory_format=torch.contiguous_format)
         steps = lengths_array(lengths, T, B)
-        rows, threads = plan(steps, T, 2.0 * H * (H + I), H, H)
+        rows = plan(steps, T, 2.0 * H * (H + I))
         arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih),
                   bias_array(sum_bias(b_ih, b_hh), H, x.dtype), as_array(w_hh), steps, reverse,
                   relu)
-        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0]), threads), rows)
+        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0])), rows)
         return y, h_n
