@@ -261,14 +261,20 @@ def test_every_option_has_help():
                 assert param.help, (cmd, param.name)
 
 
-def test_a_bad_cpu_isa_is_one_line_from_the_command_run_as_a_module(tmp_path):
-    # A new process: the cpu backend reads RNNLAB_CPU_ISA once, as it loads.
-    env = {**os.environ, "RNNLAB_CPU_ISA": "sse9"}
+@pytest.mark.parametrize(("var", "value", "message"), [
+    ("RNNLAB_CPU_ISA", "sse9", "RNNLAB_CPU_ISA='sse9' is not a kernel variant; expected one of "
+                               "avx512, avx2, portable, auto"),
+    ("RNNLAB_CPU_TILES", "off", "RNNLAB_CPU_TILES='off' is not a switch; expected 0 (the plain "
+                                "compiled loop) or 1 (the register tiles, the default)"),
+], ids=["isa", "tiles"])
+def test_a_bad_cpu_switch_is_one_line_from_the_command_run_as_a_module(tmp_path, var, value,
+                                                                       message):
+    # A new process: the cpu backend reads its switches once, as it loads.
+    env = {**os.environ, var: value}
     r = subprocess.run([sys.executable, "-m", "rnnlab", "compare", "--steps", "1", "--out",
                         str(tmp_path / "c")], capture_output=True, text=True, env=env)
     assert (r.returncode, r.stdout) == (2, "")
-    assert r.stderr == ("Error: RNNLAB_CPU_ISA='sse9' is not a kernel variant; expected one of "
-                        "avx512, avx2, portable, auto\n")
+    assert r.stderr == f"Error: {message}\n"
     assert not (tmp_path / "c").exists()
 
 

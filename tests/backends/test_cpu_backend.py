@@ -24,6 +24,13 @@ from rnnlab.backends.cpu import _common, _parallel, _switches, _sync, _tuning
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
 
 
+@pytest.fixture
+def threads_on(monkeypatch):
+    """The split across threads allowed, whatever ``RNNLAB_CPU_THREADS`` says (for the
+    tests of the split itself)."""
+    monkeypatch.setattr(_switches, "THREAD_CAP", None)
+
+
 def test_automatic_choice_is_cpu_for_float32_and_float64_only():
     for dtype in (torch.float32, torch.float64):
         assert select(torch.device("cpu"), dtype) is cpu.KERNELS
@@ -128,6 +135,7 @@ def test_the_backend_opens_no_torch_or_openmp_library():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
+@pytest.mark.usefixtures("threads_on")
 def test_calls_change_no_process_wide_setting(monkeypatch):
     """torch's thread setting, as every thread of the process sees it, stays the caller's
     throughout a call (read inside the call, where the parts run), for a small call and
@@ -169,6 +177,7 @@ def test_kernels_leave_thread_settings_as_they_found_them():
         torch.set_num_threads(saved)
 
 
+@pytest.mark.usefixtures("threads_on")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
@@ -212,6 +221,7 @@ def test_row_parts_order_longest_first_and_balance_work():
         3, 3, 2, 2, 1, 1, 0]
 
 
+@pytest.mark.usefixtures("threads_on")
 def test_part_count_follows_torch_threads_the_switch_batch_and_work(monkeypatch):
     saved = torch.get_num_threads()
     try:
@@ -318,6 +328,7 @@ def test_inference_kernels_match_portable(variant, dtype, threads, monkeypatch):
         torch.set_num_threads(saved)
 
 
+@pytest.mark.usefixtures("threads_on")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
     """B = 1, two threads sharing every step's hidden units (uneven shares: 32 + 8 of
@@ -358,6 +369,7 @@ def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
     assert sorted(calls) == [0, 0, 0, 1, 1, 1]  # both threads, every call
 
 
+@pytest.mark.usefixtures("threads_on")
 def test_split_by_units_pauses_when_its_threads_wait_and_comes_back(monkeypatch):
     saved = torch.get_num_threads()
     monkeypatch.setattr(_parallel, "_unit_split_paused_until", 0.0)
@@ -392,6 +404,7 @@ def test_a_wait_past_its_bound_abandons_the_call():
     assert _sync.finish_step(flags, 1, 2, 6) == _sync.ABANDONED
 
 
+@pytest.mark.usefixtures("threads_on")
 def test_split_by_units_with_a_late_partner_reruns_on_one_thread(monkeypatch):
     """A partner that starts after the other part's bound (forced tiny): the call is
     abandoned, runs again on one thread from the initial state (the same results as

@@ -61,8 +61,18 @@ def test_every_variant_gives_the_same_bits():
             assert np.array_equal(C, results[0]), f"{variant.name} vs {variants[0].name}, M={M}"
 
 
-def test_prepare_uses_tiles_for_float32_batches_unless_switched_off(cpu_isa):
+@pytest.mark.usefixtures("cpu_isa")
+def test_prepare_uses_tiles_for_float32_batches_unless_switched_off():
     rng = np.random.default_rng(1)
+    with use_tiles(True):  # whatever RNNLAB_CPU_TILES says
+        _check_tiled_products(rng)
+    W = rng.standard_normal((40, 24))
+    assert _blas.prepare(W, 5, True)[1].shape[0] == 0  # float64: the plain loop
+    W = W.astype(np.float32)
+    assert _blas.prepare(W, 1, True)[1].shape[0] == 0  # one row: the vector loop
+
+
+def _check_tiled_products(rng):
     for N in (64, 40):
         W = rng.standard_normal((N, 24)).astype(np.float32)
         _dense, panels, tail = op = _blas.prepare(W, 5, True)
@@ -71,10 +81,6 @@ def test_prepare_uses_tiles_for_float32_batches_unless_switched_off(cpu_isa):
         C = np.full((5, N), np.nan, dtype=np.float32)
         _blas.matmul(A, op, C)
         np.testing.assert_allclose(C, A @ W.T, rtol=1e-5, atol=1e-4)
-    W = rng.standard_normal((40, 24))
-    assert _blas.prepare(W, 5, True)[1].shape[0] == 0  # float64: the plain loop
-    W = W.astype(np.float32)
-    assert _blas.prepare(W, 1, True)[1].shape[0] == 0  # one row: the vector loop
 
 
 def test_tiles_switched_off_run_the_plain_loop():

@@ -1,6 +1,6 @@
 """The environment variables that choose how models run, checked before a command starts.
 
-A bad ``RNNLAB_BACKEND`` or ``RNNLAB_CPU_ISA`` is one ``Error:`` line naming the variable,
+A bad ``RNNLAB_BACKEND`` or ``RNNLAB_CPU_*`` switch is one ``Error:`` line naming the variable,
 its value and the valid ones (exit 2), before the command writes anything — not a
 traceback from the first model call, halfway into a new run folder.
 """
@@ -18,6 +18,8 @@ from rnnlab._io import InputError
 # What the commands' models run on (training, inspection, sampling, export).
 DEVICE, DTYPE = torch.device("cpu"), torch.float32
 CPU_ISA_VAR = "RNNLAB_CPU_ISA"  # read by rnnlab.backends.cpu._isa, which cannot load with a bad one
+# Read by rnnlab.backends.cpu._switches likewise.
+CPU_SWITCH_VARS = (CPU_ISA_VAR, "RNNLAB_CPU_THREADS", "RNNLAB_CPU_TILES")
 
 
 def _check_backend() -> None:
@@ -35,17 +37,19 @@ def _check_backend() -> None:
 
 
 def _check_cpu_isa() -> None:
-    """The cpu backend reads ``RNNLAB_CPU_ISA`` once per process, as it loads."""
+    """The cpu backend reads its switches (``RNNLAB_CPU_ISA``, ...) once per process, as
+    it loads."""
     try:
         import_module("rnnlab.backends.cpu")
     except ImportError:  # no cpu backend here (Numba or torch's MKL missing): nothing to check
         return
-    except ValueError as err:  # rnnlab.backends.cpu._isa.IsaError: a bad value
+    except ValueError as err:  # IsaError or SwitchError: a bad value
         raise InputError(str(err)) from None
 
 
 def check_environment() -> None:
-    """InputError when ``RNNLAB_CPU_ISA`` or ``RNNLAB_BACKEND`` holds a value that cannot run."""
-    if CPU_ISA_VAR in os.environ:
+    """InputError when a ``RNNLAB_CPU_*`` switch or ``RNNLAB_BACKEND`` holds a value that
+    cannot run."""
+    if any(var in os.environ for var in CPU_SWITCH_VARS):
         _check_cpu_isa()  # first: checking a forced cpu backend loads it
     _check_backend()
