@@ -68,7 +68,7 @@ def test_each_variant_is_compiled_for_its_own_instruction_set():
     portable tiles the host's widest (zmm only where the host has AVX-512)."""
     fresh = njit(_tile.panel_matmul.py_func)  # not from the disk cache, so it can be read
     fresh(np.ones((2, 4), np.float32), _tile.pack_panels(np.ones((16, 4), np.float32), True),
-          np.empty((2, 16), np.float32))
+          np.empty((2, 16), np.float32), np.empty((2, 16), np.float32))
     asm = fresh.inspect_asm(fresh.signatures[0])
     bodies = dict(re.findall(r"\n(rnnlab_tile_\w+):(.*?)\.Lfunc_end", asm, re.S))
     host_avx512 = bool(llvm_features().get("avx512f"))
