@@ -94,7 +94,7 @@ def _load_cpu() -> BackendKernels:
 
 @functools.cache
 def _cpu_loads() -> bool:
-    """Whether the cpu backend can run here (Numba installed, MKL exported by torch)."""
+    """Whether the cpu backend can run here (Numba installed)."""
     try:
         _load_cpu()
     except ImportError:
@@ -116,7 +116,7 @@ _REGISTRY: dict[str, _Backend] = {
         supports=lambda device, dtype: (
             device.type == "cpu" and dtype in (torch.float32, torch.float64) and _cpu_loads()
         ),
-        description="fused compiled loop over time (Numba + MKL); CPU float32/float64",
+        description="fused compiled loop over time (Numba); CPU float32/float64",
         priority=10,
         requires=("numba",),
     ),

@@ -41,7 +41,7 @@ def _check_cpu_isa() -> None:
     it loads."""
     try:
         import_module("rnnlab.backends.cpu")
-    except ImportError:  # no cpu backend here (Numba or torch's MKL missing): nothing to check
+    except ImportError:  # no cpu backend here (Numba missing): nothing to check
         return
     except ValueError as err:  # IsaError or SwitchError: a bad value
         raise InputError(str(err)) from None
