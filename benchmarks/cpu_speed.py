@@ -45,13 +45,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+_TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
 _MEMORY_FLAG = "--memory-of"
 if __name__ == "__main__" and _MEMORY_FLAG in sys.argv and os.environ.get(_MMAP_ENV) is None:
-    # The memory child: serve every block >= 64 KiB by mmap so that freed tensors leave
-    # the RSS, and the peak RSS of one step measures that step's own memory. Set before
-    # start-up, and only here: the speed figures come from a process with glibc's
-    # defaults, where this setting would add a page fault per 4 KiB to every large buffer.
+    # The memory child: serve every block >= 64 KiB by mmap and give the heap's free top
+    # back at once, so that freed tensors leave the RSS and the peak RSS of one step
+    # measures that step's own memory (without the trim, the many small per-step tensors
+    # of torch.nn's packed path stayed resident after the warm-up step and a step's rise
+    # missed them). Set before start-up, and only here: the speed figures come from a
+    # process with glibc's defaults, where these settings add page faults to every buffer.
     os.environ[_MMAP_ENV] = "65536"
+    os.environ[_TRIM_ENV] = "0"
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
 import llvmlite.binding as llvm  # noqa: E402
