@@ -45,13 +45,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
+_TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
 _MEMORY_FLAG = "--memory-of"
 if __name__ == "__main__" and _MEMORY_FLAG in sys.argv and os.environ.get(_MMAP_ENV) is None:
-    # The memory child: serve every block >= 64 KiB by mmap so that freed tensors leave
-    # the RSS, and the peak RSS of one step measures that step's own memory. Set before
-    # start-up, and only here: the speed figures come from a process with glibc's
-    # defaults, where this setting would add a page fault per 4 KiB to every large buffer.
+    # The memory child: serve every block >= 64 KiB by mmap and give the heap's free top
+    # back at once, so that freed tensors leave the RSS and the peak RSS of one step
+    # measures that step's own memory (without the trim, the many small per-step tensors
+    # of torch.nn's packed path stayed resident after the warm-up step and a step's rise
+    # missed them). Set before start-up, and only here: the speed figures come from a
+    # process with glibc's defaults, where these settings add page faults to every buffer.
     os.environ[_MMAP_ENV] = "65536"
+    os.environ[_TRIM_ENV] = "0"
     os.execv(sys.executable, [sys.executable, *sys.argv])
 
 import llvmlite.binding as llvm  # noqa: E402
@@ -324,6 +328,52 @@ def memory_child(point: str) -> None:
     ref, ours, x = make_pair(cell, cfg)
     print(json.dumps({"rnnlab_mib": step_peak_mib(training(ours, x)),
                       "torch_mib": step_peak_mib(training(ref, x))}))
+
+
+def memory_run(only: list[str] | None) -> dict:
+    """Only the training-step peak memory, every grid point (or those ``only`` names)."""
+    memory = []
+    for cfg in GRID:
+        for cell in cfg.cells:
+            if only and not any(o in f"{cell} {cfg.name}" for o in only):
+                continue
+            memory.append({"cell": cell, "config": cfg.name, **memory_in_child(cell, cfg.name)})
+            print(f"{cell:5s} {cfg.name:32s} training-step peak memory: rnnlab "
+                  f"{memory[-1]['rnnlab_mib']:.1f} MiB, torch {memory[-1]['torch_mib']:.1f} MiB",
+                  flush=True)
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": {"cpu_model": cpu_model(), "vector_features": vector_features(),
+                        "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                        "rnnlab": rnnlab.__version__},
+            "memory": memory}
+
+
+def memory_markdown(result: dict) -> str:
+    """The memory table; with ``result["before"]`` (an earlier ``--memory-only`` run),
+    that run's rnnlab figure next to this one's."""
+    m = result["machine"]
+    before = result.get("before")
+    earlier = {(r["cell"], r["config"]): r["rnnlab_mib"] for r in (before or {}).get("memory", [])}
+    lines = ["# Training-step peak memory, rnnlab vs torch.nn (CPU)", "",
+             f"{result['date']}; {m['cpu_model']}, vector features: "
+             f"{' '.join(m['vector_features'])}; {m['cpu_count']} CPUs; torch {m['torch']}.",
+             "Rise of the peak RSS during one training step (forward + backward of "
+             "`output.sum()`), the smallest of three after two warm-up steps, in a child "
+             "process per point (see the module docstring).", ""]
+    head = "| cell | configuration | "
+    if before:
+        lines.append(f"Before: {before['label']} ({before['date']}).")
+        lines += ["", head + "rnnlab MiB before | rnnlab MiB | torch MiB |",
+                  "|---|---|---|---|---|"]
+    else:
+        lines += [head + "rnnlab MiB | torch MiB |", "|---|---|---|---|"]
+    for r in result["memory"]:
+        was = earlier.get((r["cell"], r["config"]))
+        row = [r["cell"], r["config"]] + ([] if not before else
+                                          ["n/a" if was is None else f"{was:.1f}"])
+        row += [f"{r['rnnlab_mib']:.1f}", f"{r['torch_mib']:.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -624,6 +674,9 @@ def main(argv: list[str] | None = None) -> None:
                         "'all' that this CPU runs (default: the automatic choice)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the training-step memory (a child process per point)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the training-step memory (with --before: an earlier "
+                        "--memory-only run's JSON)")
     parser.add_argument("--compile", action="store_true",
                         help="also time eager vs torch.compile(fullgraph=True) rnnlab layers")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
@@ -637,6 +690,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.memory_only:
+        result = memory_run(args.only)
+        if args.before:
+            earlier = json.loads(Path(args.before[0]).read_text())
+            result["before"] = {"label": args.before[1], "date": earlier.get("date", "undated"),
+                                "memory": earlier["memory"]}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{args.name}.md").write_text(memory_markdown(result))
+        print(f"wrote {args.out / args.name}.json and .md")
+        return
     result = run(args.repeats, args.under_load, args.only, kernel_variants(args.variants),
                  with_memory=not args.no_memory, compile_rows=args.compile)
     if args.before:

@@ -67,6 +67,21 @@ def _if_wanted(grad: Tensor, wanted: bool) -> Tensor | None:
     return grad if wanted else None
 
 
+def _keep_grads_unmaterialised(ctx) -> None:
+    """Gradients of outputs the loss does not use reach backward as None, not as zeros:
+    the saved activations (gates, cell states: (T, B, 4H) and more) are outputs marked
+    non-differentiable, and materialising their zero gradients would double a training
+    step's memory. :func:`_dense` turns the None of a differentiable output into zeros."""
+    ctx.set_materialize_grads(False)
+
+
+def _dense(grad: Tensor | None, like: Tensor) -> Tensor:
+    """A contiguous gradient for an output shaped as ``like`` (zeros for None)."""
+    if grad is None:
+        return torch.zeros_like(like, memory_format=torch.contiguous_format)
+    return grad.contiguous()
+
+
 def _recomputed_grads(ctx, outputs_of, inputs: tuple, grads: tuple[Tensor, ...]) -> tuple:
     """The op's input gradients as a differentiable graph, for a recorded backward.
 
@@ -161,6 +176,7 @@ def _rnn_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu = inputs
     y, _, a = output
     ctx.mark_non_differentiable(a)
+    _keep_grads_unmaterialised(ctx)
     ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, a)
     ctx.flags = (reverse, relu)
 
@@ -168,12 +184,13 @@ def _rnn_setup(ctx, inputs, output):
 def _rnn_grad(ctx, dy, dh_n, _da):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, a = ctx.saved_tensors
     reverse, relu = ctx.flags
+    dy, dh_n = _dense(dy, y), _dense(dh_n, h0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
         return _recomputed_grads(ctx, differentiable.rnn_outputs, inputs, (dy, dh_n))
     has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dw_ih, dw_hh, db, dh = rnn_backward(
-        dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, a, lengths, reverse, relu,
+        dy, dh_n, x, h0, w_ih, w_hh, y, a, lengths, reverse, relu,
         has_probe,
     )
     return (
@@ -274,6 +291,7 @@ def _lstm_setup(ctx, inputs, output):
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse = inputs
     y, _, _, gates, c = output
     ctx.mark_non_differentiable(gates, c)
+    _keep_grads_unmaterialised(ctx)
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, y, gates, c)
     ctx.reverse = reverse
 
@@ -281,12 +299,13 @@ def _lstm_setup(ctx, inputs, output):
 def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dc):
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, y, gates, c = ctx.saved_tensors
     reverse = ctx.reverse
+    dy, dh_n, dc_n = _dense(dy, y), _dense(dh_n, h0), _dense(dc_n, c0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse)
         return _recomputed_grads(ctx, differentiable.lstm_outputs, inputs, (dy, dh_n, dc_n))
     has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh = lstm_backward(
-        dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, w_hr,
+        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr,
         y, gates, c, lengths, reverse, has_probe,
     )
     return (
@@ -374,6 +393,7 @@ def _gru_setup(ctx, inputs, output):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after = inputs
     y, _, gates = output
     ctx.mark_non_differentiable(gates)
+    _keep_grads_unmaterialised(ctx)
     ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, gates)
     ctx.flags = (reverse, reset_after)
 
@@ -381,12 +401,13 @@ def _gru_setup(ctx, inputs, output):
 def _gru_grad(ctx, dy, dh_n, _dgates):
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, gates = ctx.saved_tensors
     reverse, reset_after = ctx.flags
+    dy, dh_n = _dense(dy, y), _dense(dh_n, h0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after)
         return _recomputed_grads(ctx, differentiable.gru_outputs, inputs, (dy, dh_n))
     has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh = gru_backward(
-        dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, lengths, reverse,
+        dy, dh_n, x, h0, w_ih, w_hh, y, gates, lengths, reverse,
         reset_after, has_probe,
     )
     return (

@@ -19,7 +19,7 @@ import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import ops
 from rnnlab.backends import cpu, select
-from rnnlab.backends.cpu import _common, _parallel, _switches, _sync, _tuning
+from rnnlab.backends.cpu import _common, _host, _parallel, _switches, _sync, _tuning
 
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
 
@@ -147,8 +147,7 @@ def test_calls_change_no_process_wide_setting(monkeypatch):
         seen.append(torch.get_num_threads())
         return real(part, rows)
 
-    for module in (cpu.rnn, cpu.lstm, cpu.gru):
-        monkeypatch.setattr(module, "run_parts", spy)
+    monkeypatch.setattr(_host, "run_parts", spy)  # the cells' runner
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -194,8 +193,7 @@ def test_batch_split_across_threads_matches_portable(variant, dtype, lengths, mo
         real = _parallel.run_parts
         monkeypatch.setattr(_parallel, "run_parts", lambda part, rows: (
             calls.append(len(rows)), real(part, rows))[1])
-        for module in (cpu.rnn, cpu.lstm, cpu.gru):
-            monkeypatch.setattr(module, "run_parts", _parallel.run_parts)
+        monkeypatch.setattr(_host, "run_parts", _parallel.run_parts)  # the cells' runner
         for reverse in (False, True):
             got = _run(variant, "cpu", 7, dtype, T=20, lengths=lengths, reverse=reverse)
             want = _run(variant, "portable", 7, dtype, T=20, lengths=lengths, reverse=reverse)

@@ -256,7 +256,7 @@ class Streamer(Protocol):
 
     ``h`` (L, P) and ``c`` (L, H) (zeros for RNN and GRU) are the carried state, updated
     in place by every call; the caller may write them (reset). The inputs are trusted:
-    (I,) or (T, I) tensors of the stack's dtype and device, no autograd.
+    (I,) or (T, I) contiguous tensors of the stack's dtype and device, no autograd.
     """
 
     h: Tensor

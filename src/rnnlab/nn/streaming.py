@@ -135,6 +135,7 @@ class Stream:
             and x.shape == self._one_step
             and x.dtype is self._dtype
             and not x.requires_grad
+            and x.is_contiguous()
             and (x.is_cpu if self._on_cpu else x.device == self._device)
         ):  # one step, the common case: as little Python as possible
             return self._step_one(x)
@@ -150,7 +151,7 @@ class Stream:
                 f"Stream.step takes one step (I,) or a chunk (T, I) with I = input_size = "
                 f"{self.layer.input_size}, got shape {tuple(shape)}"
             )
-        x = x.detach()
+        x = x.detach().contiguous()
         return self._streamer.advance(x) if ndim == 2 else self._step_one(x)
 
 

@@ -19,9 +19,7 @@ from torch import Tensor
 from rnnlab.backends._host import (
     empty_grad,
     previous_states,
-    valid_mask,
     weight_grad,
-    zero_padding,
 )
 from rnnlab.backends.contract import (
     GRUForward,
@@ -30,24 +28,20 @@ from rnnlab.backends.contract import (
     GRUWeights,
     Sequence,
 )
+from rnnlab.backends.cpu import _host
 from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import (
-    RecurrentWeightGrad,
-    add_input_grads,
     as_array,
     bias_array,
     lengths_array,
     optional_array,
     project_into,
-    time_blocks,
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
-    inference_chunk,
     plan,
     project_chunk,
-    run_parts,
     valid_prefix,
 )
 
@@ -344,13 +338,12 @@ class CpuGRU:
                      bias_array(b_ih, 3 * H, x.dtype),
                      gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H])
         y = x.new_empty(T, B, H)
-        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)
-        rows = plan(steps, T, 2.0 * 3 * H * H)
         arrays = (gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
                   optional_array(b_hh, 1, x.dtype), steps, optional_array(h_probe, 3, x.dtype),
                   reverse, reset_after)
-        run_parts(lambda part: _forward(*arrays, part), rows)
+        _host.run_kernel(_forward, arrays, plan(steps, T, 2.0 * 3 * H * H))
         return GRUForward(y, h_n, gates)
 
     def backward(
@@ -358,48 +351,44 @@ class CpuGRU:
         dh_n: Tensor, reset_after: bool, need_dh: bool,
     ) -> GRUGrads:
         (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
-        T, B, I = x.shape
+        T, B, _ = x.shape
         H = h0.shape[-1]
         G = 3 * H
-        x = zero_padding(x, valid_mask(lengths, T))
-        dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
-        dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+        dh_seq = torch.empty_like(y) if need_dh else _host.no_dh(y)
+        dh0 = _host.state_copy(dh_n)
         steps = lengths_array(lengths, T, B)
         rows = plan(steps, T, 2.0 * G * H)
         arrays = (as_array(dy), dh0.numpy(), as_array(y), as_array(h0), as_array(gates),
                   as_array(w_hh), steps, reverse, reset_after)
-        blocks = time_blocks(T, B, reverse)
-        size = max(t1 - t0 for t0, t1 in blocks)
-        dgx_block = x.new_empty(size, B, G)  # input pre-activation gradients
-        dgh_block = x.new_empty(size, B, G) if reset_after else x.new_empty(0, 0, 0)
-        dx = torch.empty_like(x)
-        dw_ih = w_ih.new_zeros(G, I)
-        db_ih = w_ih.new_zeros(G)
         db_hh = w_ih.new_zeros(G)
-        dw_rec = RecurrentWeightGrad(y, h0, lengths, reverse)  # reset before: the r, z rows
-        with torch.no_grad():
-            if not reset_after:
+        if not reset_after:
+            with torch.no_grad():
                 dw_n = w_hh.new_zeros(H, H)
                 h_prev_seq = previous_states(y, h0, lengths, reverse)
-            for t0, t1 in blocks:
-                d = dgx_block[: t1 - t0]
-                g = dgh_block[: t1 - t0] if reset_after else dgh_block
-                block_arrays = (*arrays, d.numpy(), g.numpy(), dh_seq.numpy(), t0, t1)
-                run_parts(lambda part, a=block_arrays: _backward(*a, part), rows)
-                add_input_grads(d, x, w_ih, dx, dw_ih, db_ih, t0, t1)
-                if reset_after:
-                    dw_rec.add(g, t0, t1)
-                    db_hh += g.view(-1, G).sum(dim=0)
-                else:
-                    dw_rec.add(d[..., : 2 * H], t0, t1)
-                    rh = gates[t0:t1, :, :H] * h_prev_seq[t0:t1]  # W_hn reads r ⊙ h_prev
-                    dw_n += weight_grad(d[..., 2 * H :], rh)
+
+        def recurrent(buffers: list[Tensor]) -> Tensor:
+            """Gradients of the h_{t-1} products: all three (reset after), else r and z."""
+            d, g = buffers
+            return g if reset_after else d[..., : 2 * H]
+
+        def after_block(buffers: list[Tensor], t0: int, t1: int) -> None:
+            d, g = buffers  # input and (reset after) recurrent pre-activation gradients
             if reset_after:
-                dw_hh = dw_rec.result()
+                db_hh.add_(g.view(-1, G).sum(dim=0))
             else:
-                dw_hh = torch.cat([dw_rec.result(), dw_n], dim=0)
-                db_hh.copy_(db_ih)
-        return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_seq if need_dh else empty_grad(y))
+                rh = gates[t0:t1, :, :H] * h_prev_seq[t0:t1]  # W_hn reads r ⊙ h_prev
+                dw_n.add_(weight_grad(d[..., 2 * H :], rh))
+
+        widths = (G, G if reset_after else 0)
+        sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, (y, h0), widths,
+                                        dh_seq, recurrent, after_block)
+        if reset_after:
+            dw_hh = sums.dw_hh
+        else:
+            dw_hh = torch.cat([sums.dw_hh, dw_n], dim=0)
+            db_hh.copy_(sums.db)
+        return GRUGrads(sums.dx, dh0, sums.dw_ih, dw_hh, sums.db, db_hh,
+                        dh_seq if need_dh else empty_grad(y))
 
     def infer(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
@@ -409,10 +398,9 @@ class CpuGRU:
         H = h0.shape[-1]
         G = 3 * H
         y = x.new_empty(T, B, H)
-        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)
-        rows = plan(steps, T, 2.0 * G * (H + I))
         arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih), bias_array(b_ih, G, x.dtype),
                   as_array(w_hh), bias_array(b_hh, G, x.dtype), steps, reverse, reset_after)
-        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0])), rows)
+        _host.run_infer(_infer, arrays, plan(steps, T, 2.0 * G * (H + I)))
         return y, h_n

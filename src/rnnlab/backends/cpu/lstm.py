@@ -15,14 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnlab.backends._host import (
-    empty_grad,
-    project_inputs,
-    sum_bias,
-    valid_mask,
-    weight_grad,
-    zero_padding,
-)
+from rnnlab.backends._host import empty_grad, project_inputs, sum_bias, weight_grad
 from rnnlab.backends.contract import (
     LSTMForward,
     LSTMGrads,
@@ -31,15 +24,13 @@ from rnnlab.backends.contract import (
     LSTMWeights,
     Sequence,
 )
+from rnnlab.backends.cpu import _host
 from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import (
-    RecurrentWeightGrad,
-    add_input_grads,
     as_array,
     bias_array,
     lengths_array,
     optional_array,
-    time_blocks,
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
@@ -48,7 +39,6 @@ from rnnlab.backends.cpu._parallel import (
     plan,
     project_chunk,
     row_parts,
-    run_parts,
     run_together,
     split_units,
     unit_range,
@@ -359,15 +349,13 @@ class CpuLSTM:
             gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
         y = x.new_empty(T, B, P)
         c_seq = x.new_empty(T, B, H)
-        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-        c_n = c0.detach().clone(memory_format=torch.contiguous_format)
+        h_n, c_n = _host.state_copy(h0), _host.state_copy(c0)
         steps = lengths_array(lengths, T, B)
         flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
         probe = optional_array(h_probe, 3, x.dtype)
-        rows = plan(steps, T, flops)
         arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
                   as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
-        run_parts(lambda part: _forward(*arrays, part), rows)
+        _host.run_kernel(_forward, arrays, plan(steps, T, flops))
         return LSTMForward(y, h_n, c_n, gates, c_seq)
 
     def backward(
@@ -376,38 +364,26 @@ class CpuLSTM:
     ) -> LSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
         (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
-        T, B, I = x.shape
-        H = c0.shape[-1]
-        G = 4 * H
-        x = zero_padding(x, valid_mask(lengths, T))
-        dh_seq = torch.empty_like(y) if (need_dh or w_hr is not None) else y.new_empty(0, 0, 0)
-        dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
-        dc0 = dc_n.detach().clone(memory_format=torch.contiguous_format)
+        T, B, _ = x.shape
+        H, P = c0.shape[-1], h0.shape[-1]
+        projected = w_hr is not None
+        dh_seq = torch.empty_like(y) if (need_dh or projected) else _host.no_dh(y)
+        dh0, dc0 = _host.state_copy(dh_n), _host.state_copy(dc_n)
         steps = lengths_array(lengths, T, B)
-        P = h0.shape[-1]
-        rows = plan(steps, T, 2.0 * (G * P + (H * P if w_hr is not None else 0)))
+        rows = plan(steps, T, 2.0 * (4 * H * P + (H * P if projected else 0)))
         arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
                   as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-        blocks = time_blocks(T, B, reverse)
-        block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, G)  # pre-activation gradients
-        dx = torch.empty_like(x)
-        dw_ih = w_ih.new_zeros(G, I)
-        db = w_ih.new_zeros(G)
-        dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
-        with torch.no_grad():
-            for t0, t1 in blocks:
-                d = block[: t1 - t0]
-                block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
-                run_parts(lambda part, a=block_arrays: _backward(*a, part), rows)
-                add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
-                dw_hh.add(d, t0, t1)
-            if w_hr is not None:
-                o_seq = gates[..., 3 * H :]
-                dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
-            else:
-                dw_hr = empty_grad(y)
+        dw_hr = torch.zeros_like(w_hr) if projected else empty_grad(y)
+
+        def add_dw_hr(buffers: list[Tensor], t0: int, t1: int) -> None:
+            # W_hr reads m_t = o ⊙ tanh(c_t), made one block at a time
+            m = gates[t0:t1, :, 3 * H :] * torch.tanh(c_seq[t0:t1])
+            dw_hr.add_(weight_grad(dh_seq[t0:t1], m))
+
+        sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, (y, h0), (4 * H,),
+                                        dh_seq, _host.first, add_dw_hr if projected else None)
         dh_out = dh_seq if need_dh else empty_grad(y)
-        return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh.result(), db, dw_hr, dh_out)
+        return LSTMGrads(sums.dx, dh0, dc0, sums.dw_ih, sums.dw_hh, sums.db, dw_hr, dh_out)
 
     def infer(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState
@@ -416,8 +392,7 @@ class CpuLSTM:
         T, B, _ = x.shape
         H, P = c0.shape[-1], h0.shape[-1]
         y = x.new_empty(T, B, P)
-        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
-        c_n = c0.detach().clone(memory_format=torch.contiguous_format)
+        h_n, c_n = _host.state_copy(h0), _host.state_copy(c0)
         steps = lengths_array(lengths, T, B)
         G, I = 4 * H, x.shape[2]
         flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
@@ -439,8 +414,7 @@ class CpuLSTM:
                     return y, h_n, c_n
                 h_n.copy_(h0.detach())  # abandoned: again from the initial state, one thread
                 c_n.copy_(c0.detach())
-        rows = plan(steps, T, flops)
         arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
                   as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0])), rows)
+        _host.run_infer(_infer, arrays, plan(steps, T, flops))
         return y, h_n, c_n

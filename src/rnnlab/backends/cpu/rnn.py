@@ -17,8 +17,6 @@ from rnnlab.backends._host import (
     empty_grad,
     project_inputs,
     sum_bias,
-    valid_mask,
-    zero_padding,
 )
 from rnnlab.backends.contract import (
     RNNForward,
@@ -27,25 +25,17 @@ from rnnlab.backends.contract import (
     RNNWeights,
     Sequence,
 )
+from rnnlab.backends.cpu import _host
 from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import (
-    RecurrentWeightGrad,
-    add_input_grads,
     as_array,
     bias_array,
     lengths_array,
     optional_array,
-    time_blocks,
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
-from rnnlab.backends.cpu._parallel import (
-    inference_chunk,
-    plan,
-    project_chunk,
-    run_parts,
-    valid_prefix,
-)
+from rnnlab.backends.cpu._parallel import plan, project_chunk, valid_prefix
 
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
@@ -205,12 +195,11 @@ class CpuRNN:
         with torch.no_grad():
             a_seq = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
         y = torch.empty_like(a_seq)
-        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)
-        rows = plan(steps, T, 2.0 * H * H)
         arrays = (a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), steps,
                   optional_array(h_probe, 3, x.dtype), reverse, relu)
-        run_parts(lambda part: _forward(*arrays, part), rows)
+        _host.run_kernel(_forward, arrays, plan(steps, T, 2.0 * H * H))
         return RNNForward(y, h_n, a_seq)
 
     def backward(
@@ -218,39 +207,27 @@ class CpuRNN:
         dh_n: Tensor, relu: bool, need_dh: bool,
     ) -> RNNGrads:
         (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
-        T, B, I = x.shape
+        T, B, _ = x.shape
         H = h0.shape[-1]
-        x = zero_padding(x, valid_mask(lengths, T))
-        dh_seq = torch.empty_like(y) if need_dh else y.new_empty(0, 0, 0)
-        dh0 = dh_n.detach().clone(memory_format=torch.contiguous_format)
+        dh_seq = torch.empty_like(y) if need_dh else _host.no_dh(y)
+        dh0 = _host.state_copy(dh_n)
         steps = lengths_array(lengths, T, B)
         rows = plan(steps, T, 2.0 * H * H)
         arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh), steps, reverse, relu)
-        blocks = time_blocks(T, B, reverse)
-        block = x.new_empty(max(t1 - t0 for t0, t1 in blocks), B, H)  # pre-activation gradients
-        dx = torch.empty_like(x)
-        dw_ih = w_ih.new_zeros(H, I)
-        db = w_ih.new_zeros(H)
-        dw_hh = RecurrentWeightGrad(y, h0, lengths, reverse)
-        with torch.no_grad():
-            for t0, t1 in blocks:
-                d = block[: t1 - t0]
-                block_arrays = (*arrays, d.numpy(), dh_seq.numpy(), t0, t1)
-                run_parts(lambda part, a=block_arrays: _backward(*a, part), rows)
-                add_input_grads(d, x, w_ih, dx, dw_ih, db, t0, t1)
-                dw_hh.add(d, t0, t1)
-        return RNNGrads(dx, dh0, dw_ih, dw_hh.result(), db, dh_seq if need_dh else empty_grad(y))
+        sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, (y, h0), (H,), dh_seq,
+                                        _host.first)
+        return RNNGrads(sums.dx, dh0, sums.dw_ih, sums.dw_hh, sums.db,
+                        dh_seq if need_dh else empty_grad(y))
 
     def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
         (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
         T, B, I = x.shape
         H = h0.shape[-1]
         y = x.new_empty(T, B, H)
-        h_n = h0.detach().clone(memory_format=torch.contiguous_format)
+        h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)
-        rows = plan(steps, T, 2.0 * H * (H + I))
         arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih),
                   bias_array(sum_bias(b_ih, b_hh), H, x.dtype), as_array(w_hh), steps, reverse,
                   relu)
-        run_parts(lambda part: _infer(*arrays, part, inference_chunk(part.shape[0])), rows)
+        _host.run_infer(_infer, arrays, plan(steps, T, 2.0 * H * (H + I)))
         return y, h_n

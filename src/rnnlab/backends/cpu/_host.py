@@ -1,0 +1,109 @@
+"""Host code the cpu cell kernels (rnn.py, lstm.py, gru.py) share around their compiled
+loops: the carried-state copies, running a kernel over the parts of a batch, and the
+backward in blocks of time steps with the GEMMs that turn each block's pre-activation
+gradients into dx, dW_ih, db (and, through the cell's own callback, dW_hh)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnlab.backends._host import valid_mask, zero_padding
+from rnnlab.backends.contract import Sequence
+from rnnlab.backends.cpu._common import RecurrentWeightGrad, add_input_grads, time_blocks
+from rnnlab.backends.cpu._parallel import inference_chunk, run_parts
+
+
+def state_copy(t: Tensor) -> Tensor:
+    """A contiguous copy of a state (B, ·), for a kernel to update in place."""
+    return t.detach().clone(memory_format=torch.contiguous_format)
+
+
+def no_dh(y: Tensor) -> Tensor:
+    """The (0, 0, 0) stand-in for dL/dh_t (T, B, P) when it is not asked for."""
+    return y.new_empty(0, 0, 0)
+
+
+def run_kernel(kernel: Callable, arrays: tuple, rows: list[np.ndarray]) -> None:
+    """``kernel(*arrays, part)`` for every part of the batch (``rows``, from
+    :func:`._parallel.plan`), the parts in parallel."""
+    run_parts(lambda part: kernel(*arrays, part), rows)
+
+
+class InputGrads:
+    """dx, dW_ih and db of a cell, summed block by block from the gradients d of the
+    input pre-activations x·W_ihᵀ + b. The padding steps of x are zeroed once (d is zero
+    there, but padding may hold anything, NaN included)."""
+
+    def __init__(self, seq: Sequence, w_ih: Tensor) -> None:
+        x = seq.x
+        G, I = w_ih.shape
+        self.x = zero_padding(x, valid_mask(seq.lengths, x.shape[0]))
+        self.w_ih = w_ih
+        self.dx = torch.empty_like(x)
+        self.dw_ih = w_ih.new_zeros(G, I)
+        self.db = w_ih.new_zeros(G)
+
+    def add(self, d: Tensor, t0: int, t1: int) -> None:
+        add_input_grads(d, self.x, self.w_ih, self.dx, self.dw_ih, self.db, t0, t1)
+
+
+class BlockSums(NamedTuple):
+    """What :func:`backward_in_blocks` sums over the blocks: dx (T, B, I), dW_ih (G, I),
+    db (G,) and the recurrent weight's gradient Σ_t d_tᵀ · h_{t-1}."""
+
+    dx: Tensor
+    dw_ih: Tensor
+    db: Tensor
+    dw_hh: Tensor
+
+
+def backward_in_blocks(
+    kernel: Callable, arrays: tuple, rows: list[np.ndarray], seq: Sequence,
+    w_ih: Tensor, states: tuple[Tensor, Tensor], widths: tuple[int, ...], dh_seq: Tensor,
+    recurrent: Callable[[list[Tensor]], Tensor],
+    after_block: Callable[[list[Tensor], int, int], None] | None = None,
+) -> BlockSums:
+    """Run a cell's backward kernel over the time blocks of :func:`._common.time_blocks`.
+
+    Per block [t0, t1): ``kernel(*arrays, *buffers, dh_seq, t0, t1, part)``
+    writes one (t1 - t0, B, width) buffer per entry of ``widths`` (the first: the input
+    pre-activation gradients; a width of 0 passes an empty one); the first folds into
+    dx, dW_ih, db, ``recurrent(buffers)`` (the gradients of h_{t-1}·W_hhᵀ) into the
+    recurrent weight's gradient against the states ``states`` = (y, h0), and
+    ``after_block(buffers, t0, t1)`` takes the rest. Only one block of gradients exists
+    at a time. ``rows``: the parts of :func:`._parallel.plan`.
+    """
+    x = seq.x
+    T, B = x.shape[0], x.shape[1]
+    inputs = InputGrads(seq, w_ih)
+    dw_hh = RecurrentWeightGrad(*states, seq.lengths, seq.reverse)
+    blocks = time_blocks(T, B, seq.reverse)
+    size = max(t1 - t0 for t0, t1 in blocks)
+    whole = [x.new_empty(size, B, width) for width in widths]
+    with torch.no_grad():
+        for t0, t1 in blocks:
+            buffers = [buffer[: t1 - t0] for buffer in whole]
+            block_arrays = (*arrays, *(b.numpy() for b in buffers), dh_seq.numpy(), t0, t1)
+            run_kernel(kernel, block_arrays, rows)
+            inputs.add(buffers[0], t0, t1)
+            dw_hh.add(recurrent(buffers), t0, t1)
+            if after_block is not None:
+                after_block(buffers, t0, t1)
+    return BlockSums(inputs.dx, inputs.dw_ih, inputs.db, dw_hh.result())
+
+
+def first(buffers: list[Tensor]) -> Tensor:
+    """The first buffer: for RNN and LSTM the input and the recurrent pre-activations have
+    the same gradient."""
+    return buffers[0]
+
+
+def run_infer(kernel: Callable, arrays: tuple, rows: list[np.ndarray]) -> None:
+    """``kernel(*arrays, part, chunk)`` for every part, ``chunk`` the steps each part
+    projects at a time (:func:`._parallel.inference_chunk` of its rows)."""
+    run_parts(lambda part: kernel(*arrays, part, inference_chunk(part.shape[0])), rows)
