@@ -30,6 +30,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from rnnlab.backends.gpu import _tuning
+
 if TYPE_CHECKING:
     from rnnlab.backends.gpu._coop import Layout
 
@@ -43,14 +45,6 @@ PATHS = ("auto", "persistent", "cooperative", "tiled")
 HARDWARE_VERIFIED = False
 DEFAULT_PATH = "auto" if HARDWARE_VERIFIED else "tiled"
 GRAPHS_VAR = "RNNLAB_GPU_GRAPHS"
-MAX_GRAPHS = 4  # captured tiled loops kept (each holds its inputs and outputs), LRU
-# Bytes of padded recurrent weights one persistent program keeps in registers: 32 KiB is
-# 16K bf16 / 8K fp32 values, 32 registers a thread at 8 warps. Larger fp32 blocks spill
-# on sm_90 (ptxas, tests/backends/gpu/test_sm90_build.py).
-ON_CHIP_BYTES = 32768
-BLOCK_B = 16  # batch rows per persistent program: tl.dot needs M >= 16
-TILE_B = 16  # pointwise tiles of the tiled path
-TILE_H = 64
 
 
 def interpreting(device: torch.device) -> bool:
@@ -84,7 +78,7 @@ def choose_path(weight_bytes: int | None, coop: Layout | None) -> str:
         return "persistent" if weight_bytes is not None else "tiled"
     if forced == "tiled":
         return "tiled"
-    if weight_bytes is not None and weight_bytes <= ON_CHIP_BYTES:
+    if weight_bytes is not None and weight_bytes <= _tuning.ON_CHIP_BYTES:
         return "persistent"
     return "cooperative" if coop is not None and coop.NR == 1 else "tiled"
 
@@ -119,7 +113,8 @@ def on_chip_bytes(weight_elements: int, x: Tensor) -> int | None:
 
 def num_warps(weight_bytes: int) -> int:
     """Warps of a persistent program holding this many bytes of weights in registers."""
-    return 8 if weight_bytes > 8192 else 4
+    wide = weight_bytes > _tuning.WIDE_WEIGHT_BYTES
+    return _tuning.WIDE_WARPS if wide else _tuning.NARROW_WARPS
 
 
 def full_lengths(lengths: Tensor | None, T: int, B: int, device: torch.device) -> Tensor:
@@ -155,7 +150,7 @@ def run_tiled(
         with torch.cuda.graph(graph):
             outputs = body(*static, **flags)
         entry = _graphs[key] = (graph, static, outputs)
-        if len(_graphs) > MAX_GRAPHS:
+        if len(_graphs) > _tuning.MAX_GRAPHS:
             _graphs.popitem(last=False)
     _graphs.move_to_end(key)
     graph, static, outputs = entry
@@ -170,11 +165,16 @@ _graphs: OrderedDict[tuple, tuple] = OrderedDict()
 
 
 def launch_grid(B: int) -> tuple[int]:
-    return (triton.cdiv(B, BLOCK_B),)
+    return (triton.cdiv(B, _tuning.BLOCK_B),)
 
 
 def tile_grid(B: int, H: int) -> tuple[int, int]:
-    return (triton.cdiv(B, TILE_B), triton.cdiv(H, TILE_H))
+    return (triton.cdiv(B, _tuning.TILE_B), triton.cdiv(H, _tuning.TILE_H))
+
+
+def tile_sizes() -> dict[str, int]:
+    """The tile of the tiled path's pointwise kernels, as their launch constexprs."""
+    return dict(TILE_B=_tuning.TILE_B, TILE_H=_tuning.TILE_H)
 
 
 # ----------------------------------------------------------------- device functions

@@ -32,6 +32,7 @@ from rnnlab.backends.contract import (
 )
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
+from rnnlab.backends.gpu import _tuning
 
 
 @triton.jit
@@ -427,7 +428,7 @@ def _tiled_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse, reset_after):
     h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
     mm_dtype = dict(dtype=w.dtype, device=gx.device)
     grid = C.tile_grid(B, H)
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     step = dict(HAS_PROBE=h_probe is not None, RESET_AFTER=reset_after, **flags)
     if reset_after:
         gh = torch.empty(B, G, **mm_dtype)
@@ -485,7 +486,7 @@ def _tiled_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, reset_afte
     dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
     mm_dtype = dict(dtype=w.dtype, device=gates.device)
     grid = C.tile_grid(B, H)
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next minus the GEMM part
     rec = torch.zeros(B, H, **mm_dtype)  # the last step's dpre·W
     dpre_mm = torch.empty(B, (3 if reset_after else 2) * H, **mm_dtype)
@@ -543,7 +544,7 @@ class GpuGRU(GRUInferByForward):
         _gru_fwd_persistent[C.launch_grid(B)](
             gx, h0.contiguous(), w, bias if bias is not None else w, lens,
             probe if probe is not None else y, y, h_n, gates, T, B, H,
-            HP=HP, BLOCK_B=C.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
+            HP=HP, BLOCK_B=_tuning.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
             HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
             PRECISION=precision, num_warps=C.num_warps(n_w),
         )
@@ -580,7 +581,7 @@ class GpuGRU(GRUInferByForward):
             precision, upcast = C.dot_settings(x)
             _gru_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
-                HP=HP, BLOCK_B=C.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
+                HP=HP, BLOCK_B=_tuning.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
                 REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
                 num_warps=C.num_warps(n_w),
             )

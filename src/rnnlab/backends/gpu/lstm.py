@@ -35,6 +35,7 @@ from rnnlab.backends.contract import (
 )
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
+from rnnlab.backends.gpu import _tuning
 
 
 @triton.jit
@@ -468,7 +469,7 @@ def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
     gh = torch.empty(B, G, **mm_dtype)
     m_mm = torch.empty(B, H, **mm_dtype) if proj else gh
     hp = torch.empty(B, P, **mm_dtype) if proj else gh
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, HAS_PROBE=h_probe is not None,
+    flags = dict(**C.tile_sizes(), HAS_PROBE=h_probe is not None,
                  REVERSE=reverse)
     for s in range(T):
         torch.mm(h_mm, w.t(), out=gh)
@@ -520,7 +521,7 @@ def _tiled_backward(dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens, *, r
     dpre_mm = torch.empty(B, G, **mm_dtype)
     dh_mm = torch.empty(B, P, **mm_dtype) if proj else rec
     dm = torch.empty(B, H, **mm_dtype) if proj else rec
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     for s in range(T - 1, -1, -1):
         if proj:
             _dh_tile[C.tile_grid(B, P)](s, dy, rec, dh_dir, lens, dh_mm, dh_seq, B, P, **flags)
@@ -568,7 +569,7 @@ class GpuLSTM(LSTMInferByForward):
         _lstm_fwd_persistent[C.launch_grid(B)](
             gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
             probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
-            HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=w_r is not None,
+            HP=C.pad(H), PP=C.pad(P), BLOCK_B=_tuning.BLOCK_B, HAS_PROJ=w_r is not None,
             HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
             PRECISION=precision, num_warps=C.num_warps(n_w),
         )
@@ -611,7 +612,7 @@ class GpuLSTM(LSTMInferByForward):
             _lstm_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
                 c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,
-                HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
+                HP=C.pad(H), PP=C.pad(P), BLOCK_B=_tuning.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
                 REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
             )
         elif path == "tiled":

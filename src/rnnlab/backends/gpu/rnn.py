@@ -34,6 +34,7 @@ from rnnlab.backends.contract import (
 )
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
+from rnnlab.backends.gpu import _tuning
 
 
 @triton.jit
@@ -278,7 +279,7 @@ def _tiled_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
         torch.mm(h_mm, w_t, out=gh)
         _rnn_fwd_tile[C.tile_grid(B, H)](
             s, ax, gh, h_state, h_mm, lens, probe, y, a_seq, B, H,
-            TILE_B=C.TILE_B, TILE_H=C.TILE_H, RELU=relu, HAS_PROBE=h_probe is not None,
+            **C.tile_sizes(), RELU=relu, HAS_PROBE=h_probe is not None,
             REVERSE=reverse,
         )
     return y, h_state.to(ax.dtype), a_seq
@@ -313,7 +314,7 @@ def _tiled_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):
     for s in range(T - 1, -1, -1):
         _rnn_bwd_tile[C.tile_grid(B, H)](
             s, dy, rec, dh_dir, a_seq, lens, da_seq, da_mm, dh_seq, B, H,
-            TILE_B=C.TILE_B, TILE_H=C.TILE_H, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
+            **C.tile_sizes(), RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
         )
         torch.mm(da_mm, w, out=rec)
     return da_seq, (dh_dir + rec.float()).to(dh_n.dtype), dh_seq
@@ -351,7 +352,7 @@ class GpuRNN(RNNInferByForward):
         precision, upcast = C.dot_settings(x)
         _rnn_fwd_persistent[C.launch_grid(B)](
             ax, h0.contiguous(), w, lens, probe if probe is not None else y, y, h_n, a_seq, T, B, H,
-            HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
+            HP=HP, BLOCK_B=_tuning.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
             REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
         )
         return RNNForward(y, h_n, a_seq)
@@ -386,7 +387,7 @@ class GpuRNN(RNNInferByForward):
             precision, upcast = C.dot_settings(x)
             _rnn_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
-                HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
+                HP=HP, BLOCK_B=_tuning.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
                 UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
             )
         elif path == "tiled":
