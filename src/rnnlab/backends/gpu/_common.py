@@ -192,6 +192,27 @@ def step_time(s, lens, REVERSE: tl.constexpr):
 
 
 @triton.jit
+def persistent_rows(lens_ptr, B, BLOCK_B: tl.constexpr):
+    """This persistent program's batch rows, which of them exist, and their lengths."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    return rows, row_ok, tl.load(lens_ptr + rows, mask=row_ok, other=0)
+
+
+@triton.jit
+def gate_block(w, g, units, units_ok, inputs, inputs_ok, H, K, TRANSPOSED: tl.constexpr):
+    """Gate g's block of a (G·H, K) weight as a padded on-chip block, zero outside
+    (units, inputs): [k, j] = w[g·H + j, k] when TRANSPOSED (for h·Wᵀ), else [j, k]."""
+    if TRANSPOSED:
+        ofs = units[None, :] * K + inputs[:, None]
+        mask = inputs_ok[:, None] & units_ok[None, :]
+    else:
+        ofs = units[:, None] * K + inputs[None, :]
+        mask = units_ok[:, None] & inputs_ok[None, :]
+    return tl.load(w + g * H * K + ofs, mask=mask, other=0.0)
+
+
+@triton.jit
 def tile_step(s, lens_ptr, B, N, TILE_B: tl.constexpr, TILE_H: tl.constexpr,
               REVERSE: tl.constexpr):
     """This program's (TILE_B, TILE_H) tile of a (B, N) step of the tiled path: its rows,

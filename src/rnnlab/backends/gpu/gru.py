@@ -74,17 +74,13 @@ def _gru_fwd_persistent(
     HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hhᵀ per gate (HP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
-    wm = col_ok[:, None] & col_ok[None, :]
-    w_ofs = cols[None, :] * H + cols[:, None]
-    w_r = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_z = tl.load(w_hh + H * H + w_ofs, mask=wm, other=0.0)
-    w_n = tl.load(w_hh + 2 * H * H + w_ofs, mask=wm, other=0.0)
+    w_r = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, True)
+    w_z = C.gate_block(w_hh, 1, cols, col_ok, cols, col_ok, H, H, True)
+    w_n = C.gate_block(w_hh, 2, cols, col_ok, cols, col_ok, H, H, True)
     b_r, b_z, b_n = _recurrent_bias(b_hh, cols, col_ok, H, HP, HAS_BIAS)
     m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
@@ -123,17 +119,13 @@ def _gru_bwd_persistent(
     STORE_DH: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hh per gate (HP, HP), on chip: [j, k] = W_hh[gH + j, k]
-    wm = col_ok[:, None] & col_ok[None, :]
-    w_ofs = cols[:, None] * H + cols[None, :]
-    w_r = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_z = tl.load(w_hh + H * H + w_ofs, mask=wm, other=0.0)
-    w_n = tl.load(w_hh + 2 * H * H + w_ofs, mask=wm, other=0.0)
+    w_r = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, False)
+    w_z = C.gate_block(w_hh, 1, cols, col_ok, cols, col_ok, H, H, False)
+    w_n = C.gate_block(w_hh, 2, cols, col_ok, cols, col_ok, H, H, False)
     m2 = row_ok[:, None] & col_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
     for k in range(T):

@@ -101,25 +101,19 @@ def _lstm_fwd_persistent(
     HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     hc = tl.arange(0, HP)
     pc = tl.arange(0, PP)
-    row_ok = rows < B
     h_ok = hc < H
     p_ok = pc < P
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hhᵀ per gate (PP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
-    wm = p_ok[:, None] & h_ok[None, :]
-    w_ofs = hc[None, :] * P + pc[:, None]
-    w_i = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_f = tl.load(w_hh + H * P + w_ofs, mask=wm, other=0.0)
-    w_g = tl.load(w_hh + 2 * H * P + w_ofs, mask=wm, other=0.0)
-    w_o = tl.load(w_hh + 3 * H * P + w_ofs, mask=wm, other=0.0)
+    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, True)
+    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, True)
+    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, True)
+    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, True)
     if HAS_PROJ:
         # W_hrᵀ (HP, PP): [j, p] = W_hr[p, j]
-        w_r = tl.load(
-            w_hr + pc[None, :] * H + hc[:, None], mask=h_ok[:, None] & p_ok[None, :], other=0.0
-        )
+        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, True)
     mh = row_ok[:, None] & h_ok[None, :]
     mp = row_ok[:, None] & p_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * P + pc[None, :], mp)  # (BLOCK_B, PP) fp32
@@ -162,25 +156,19 @@ def _lstm_bwd_persistent(
     STORE_DH: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     hc = tl.arange(0, HP)
     pc = tl.arange(0, PP)
-    row_ok = rows < B
     h_ok = hc < H
     p_ok = pc < P
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hh per gate (HP, PP), on chip: [j, k] = W_hh[gH + j, k]
-    wm = h_ok[:, None] & p_ok[None, :]
-    w_ofs = hc[:, None] * P + pc[None, :]
-    w_i = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_f = tl.load(w_hh + H * P + w_ofs, mask=wm, other=0.0)
-    w_g = tl.load(w_hh + 2 * H * P + w_ofs, mask=wm, other=0.0)
-    w_o = tl.load(w_hh + 3 * H * P + w_ofs, mask=wm, other=0.0)
+    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, False)
+    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, False)
+    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, False)
+    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, False)
     if HAS_PROJ:
         # W_hr (PP, HP): [p, j] = W_hr[p, j]
-        w_r = tl.load(
-            w_hr + pc[:, None] * H + hc[None, :], mask=p_ok[:, None] & h_ok[None, :], other=0.0
-        )
+        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, False)
     mh = row_ok[:, None] & h_ok[None, :]
     mp = row_ok[:, None] & p_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * P + pc[None, :], mp)

@@ -67,15 +67,11 @@ def _rnn_fwd_persistent(
     HP: tl.constexpr, BLOCK_B: tl.constexpr, RELU: tl.constexpr, HAS_PROBE: tl.constexpr,
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hhᵀ (HP, HP), on chip for the whole sequence: element [k, j] = W_hh[j, k]
-    w_t = tl.load(
-        w_hh + cols[None, :] * H + cols[:, None], mask=col_ok[:, None] & col_ok[None, :], other=0.0
-    )
+    w_t = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, True)
     m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
     for s in range(T):
@@ -99,15 +95,11 @@ def _rnn_bwd_persistent(
     HP: tl.constexpr, BLOCK_B: tl.constexpr, RELU: tl.constexpr, STORE_DH: tl.constexpr,
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hh (HP, HP), on chip: element [j, k] = W_hh[j, k]
-    w = tl.load(
-        w_hh + cols[:, None] * H + cols[None, :], mask=col_ok[:, None] & col_ok[None, :], other=0.0
-    )
+    w = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, False)
     m2 = row_ok[:, None] & col_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
     for k in range(T):
