@@ -216,6 +216,26 @@ def from_torch_nn(module: nn.RNNBase) -> RNNBase:
 # --------------------------------------------------------------------------- Keras
 
 
+def _kernels(layer: RNNBase, suffix: str, order) -> dict[str, np.ndarray]:
+    """The "kernel" and "recurrent_kernel" of one layer and direction in the Keras form
+    (Keras, Haste): W_ih and W_hh with their gate blocks in ``order``, transposed."""
+    return {
+        "kernel": _blocks(_get(layer, "weight_ih" + suffix), order, 0).T.copy(),
+        "recurrent_kernel": _blocks(_get(layer, "weight_hh" + suffix), order, 0).T.copy(),
+    }
+
+
+def _load_kernels(layer: RNNBase, suffix: str, entry, order, fmt: str, index: int) -> str:
+    """Set W_ih and W_hh of one layer and direction from an entry in the Keras form (the
+    inverse of :func:`_kernels`, ``order`` inverted); returns the entry's name for errors."""
+    what = f"{fmt} weights #{index}"
+    kernel = _key(entry, "kernel", fmt, index)
+    recurrent = _key(entry, "recurrent_kernel", fmt, index)
+    _set(layer, "weight_ih" + suffix, _blocks(kernel.T, order, 0), f"{what} kernel.T")
+    _set(layer, "weight_hh" + suffix, _blocks(recurrent.T, order, 0), f"{what} recurrent_kernel.T")
+    return what
+
+
 def to_keras(layer: RNNBase) -> list[dict[str, np.ndarray]]:
     """Keras LSTM / GRU / SimpleRNN weights, one dict per layer and direction.
 
@@ -228,10 +248,7 @@ def to_keras(layer: RNNBase) -> list[dict[str, np.ndarray]]:
     family = _family(layer)
     out = []
     for suffix in _suffixes(layer):
-        entry = {
-            "kernel": _blocks(_get(layer, "weight_ih" + suffix), order, 0).T.copy(),
-            "recurrent_kernel": _blocks(_get(layer, "weight_hh" + suffix), order, 0).T.copy(),
-        }
+        entry = _kernels(layer, suffix, order)
         if layer.bias:
             b_ih = _blocks(_get(layer, "bias_ih" + suffix), order, 0)
             b_hh = _blocks(_get(layer, "bias_hh" + suffix), order, 0)
@@ -255,12 +272,7 @@ def from_keras(layer: RNNBase, weights) -> RNNBase:
     suffixes = _suffixes(layer)
     entries = _entries(weights, len(suffixes), "Keras")
     for index, (suffix, entry) in enumerate(zip(suffixes, entries, strict=True)):
-        what = f"Keras weights #{index}"
-        kernel = _key(entry, "kernel", "Keras", index)
-        recurrent = _key(entry, "recurrent_kernel", "Keras", index)
-        _set(layer, "weight_ih" + suffix, _blocks(kernel.T, order, 0), f"{what} kernel.T")
-        _set(layer, "weight_hh" + suffix, _blocks(recurrent.T, order, 0),
-             f"{what} recurrent_kernel.T")
+        what = _load_kernels(layer, suffix, entry, order, "Keras", index)
         if "bias" not in entry:
             if layer.bias:
                 for stem in ("bias_ih", "bias_hh"):
@@ -366,10 +378,7 @@ def to_haste(layer: RNNBase) -> list[dict[str, np.ndarray]]:
         raise ValueError("Haste's GRU resets after the matmul; the layer has reset_after=False")
     out = []
     for suffix in _suffixes(layer):
-        entry = {
-            "kernel": _blocks(_get(layer, "weight_ih" + suffix), order, 0).T.copy(),
-            "recurrent_kernel": _blocks(_get(layer, "weight_hh" + suffix), order, 0).T.copy(),
-        }
+        entry = _kernels(layer, suffix, order)
         b_ih, b_hh = _biases(layer, suffix)
         if family == "lstm":
             entry["bias"] = _blocks(b_ih + b_hh, order, 0)
@@ -389,12 +398,7 @@ def from_haste(layer: RNNBase, weights) -> RNNBase:
     suffixes = _suffixes(layer)
     entries = _entries(weights, len(suffixes), "Haste")
     for index, (suffix, entry) in enumerate(zip(suffixes, entries, strict=True)):
-        what = f"Haste weights #{index}"
-        kernel = _key(entry, "kernel", "Haste", index)
-        recurrent = _key(entry, "recurrent_kernel", "Haste", index)
-        _set(layer, "weight_ih" + suffix, _blocks(kernel.T, order, 0), f"{what} kernel.T")
-        _set(layer, "weight_hh" + suffix, _blocks(recurrent.T, order, 0),
-             f"{what} recurrent_kernel.T")
+        what = _load_kernels(layer, suffix, entry, order, "Haste", index)
         bias = _blocks(_key(entry, "bias", "Haste", index), order, 0)
         if family == "lstm":
             _load_single_bias(layer, suffix, bias, f"{what} bias")
