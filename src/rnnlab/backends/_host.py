@@ -99,3 +99,16 @@ def gru_parameter_grads(
         )
         db_hh = db_ih.clone()
     return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+def advance(
+    new: Tensor, old: Tensor, valid: Tensor | None, t: int, h_probe: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(state after step t, output of step t) from the step's new state (plus the probe's
+    step t, when given): a padding step keeps the old state and outputs 0. Out of place."""
+    if h_probe is not None:
+        new = new + h_probe[t]
+    if valid is None:
+        return new, new
+    m = valid[t]
+    return torch.where(m, new, old), torch.where(m, new, 0.0)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlab.backends._host import sum_bias, time_steps, valid_mask, zero_padding
+from rnnlab.backends._host import advance, sum_bias, time_steps, valid_mask, zero_padding
 from rnnlab.backends.contract import GRUWeights, LSTMState, LSTMWeights, RNNWeights, Sequence
 
 
@@ -64,19 +64,6 @@ def _projected(seq: Sequence, w_ih: Tensor, bias: Tensor | None) -> tuple[Tensor
     return F.linear(zero_padding(seq.x, valid), w_ih, bias), valid
 
 
-def _advance(
-    new: Tensor, old: Tensor, valid: Tensor | None, t: int, h_probe: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """(state after step t, output of step t) from the step's new state (plus the probe):
-    padding steps keep the state and output 0."""
-    if h_probe is not None:
-        new = new + h_probe[t]
-    if valid is None:
-        return new, new
-    m = valid[t]
-    return torch.where(m, new, old), torch.where(m, new, 0.0)
-
-
 def _in_time_order(outputs: list[Tensor], reverse: bool) -> Tensor:
     """The per-step outputs, collected in processing order, stacked as (T, B, ·)."""
     return torch.stack(outputs[::-1] if reverse else outputs)
@@ -90,7 +77,7 @@ def rnn_outputs(
     act = torch.relu if relu else torch.tanh
     h, ys = h0, []
     for t in time_steps(seq.x.shape[0], seq.reverse):
-        h, y_t = _advance(act(ax[t] + h @ w.w_hh.t()), h, valid, t, h_probe)
+        h, y_t = advance(act(ax[t] + h @ w.w_hh.t()), h, valid, t, h_probe)
         ys.append(y_t)
     return _in_time_order(ys, seq.reverse), h
 
@@ -105,9 +92,9 @@ def lstm_outputs(
         i, f, g, o = (gx[t] + h @ w.w_hh.t()).chunk(4, dim=1)
         c_t = f.sigmoid() * c + i.sigmoid() * g.tanh()
         m = o.sigmoid() * c_t.tanh()
-        h, y_t = _advance(m if w.w_hr is None else m @ w.w_hr.t(), h, valid, t, h_probe)
+        h, y_t = advance(m if w.w_hr is None else m @ w.w_hr.t(), h, valid, t, h_probe)
         ys.append(y_t)
-        c, _ = _advance(c_t, c, valid, t)
+        c, _ = advance(c_t, c, valid, t)
     return _in_time_order(ys, seq.reverse), h, c
 
 
@@ -128,6 +115,6 @@ def gru_outputs(
         else:
             r, z = (gx[t, :, : 2 * H] + F.linear(h, w_rz, b_rz)).sigmoid().chunk(2, dim=1)
             n = torch.tanh(gx[t, :, 2 * H :] + F.linear(r * h, w_n, b_n))
-        h, y_t = _advance(n + z * (h - n), h, valid, t, h_probe)
+        h, y_t = advance(n + z * (h - n), h, valid, t, h_probe)
         ys.append(y_t)
     return _in_time_order(ys, seq.reverse), h

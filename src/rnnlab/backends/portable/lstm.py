@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.backends._host import (
+    advance,
     empty_grad,
     input_grad,
     previous_states,
@@ -60,19 +61,10 @@ class PortableLSTM(LSTMInferByForward):
             c_t = f * c + i * g
             m_t = o * torch.tanh(c_t)
             h_t = m_t @ w_hr.t() if w_hr is not None else m_t  # (B, P)
-            if h_probe is not None:
-                h_t = h_t + h_probe[t]
-            if valid is None:
-                h, c = h_t, c_t
-                y[t] = h_t
-                c_seq[t] = c_t
-            else:
-                m = valid[t]
-                h = torch.where(m, h_t, h)
-                c = torch.where(m, c_t, c)
-                y[t] = torch.where(m, h_t, 0.0)
-                c_seq[t] = torch.where(m, c_t, 0.0)
-                act.masked_fill_(~m, 0.0)
+            h, y[t] = advance(h_t, h, valid, t, h_probe)
+            c, c_seq[t] = advance(c_t, c, valid, t)
+            if valid is not None:
+                act.masked_fill_(~valid[t], 0.0)
         return LSTMForward(y, h.clone(), c.clone(), gates, c_seq)
 
     def backward(

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.backends._host import (
+    advance,
     empty_grad,
     input_grad,
     previous_states,
@@ -46,18 +47,8 @@ class PortableRNN(RNNInferByForward):
         h = h0
         for t in time_steps(T, reverse):
             a = torch.addmm(ax[t], h, w_hh.t())  # (B, H)
-            h_t = act(a)
-            if h_probe is not None:
-                h_t = h_t + h_probe[t]
-            if valid is None:
-                h = h_t
-                a_seq[t] = a
-                y[t] = h_t
-            else:
-                m = valid[t]
-                h = torch.where(m, h_t, h)
-                a_seq[t] = torch.where(m, a, 0.0)
-                y[t] = torch.where(m, h_t, 0.0)
+            h, y[t] = advance(act(a), h, valid, t, h_probe)
+            a_seq[t] = a if valid is None else torch.where(valid[t], a, 0.0)
         return RNNForward(y, h.clone(), a_seq)
 
     def backward(
