@@ -1,10 +1,9 @@
 """GRU, Triton backend, both placements of the reset gate.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
-
-Saved for backward: gates (T,B,4H) = [r, z, n, hn] with hn the recurrent term of the
-candidate, zero at padding steps. b_ih goes into the input projection; b_hh is added
-inside the recurrence (it sits inside r ⊙ (·) with the reset after).
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`; what the
+forward saves, :class:`rnnlab.backends.contract.GRUForward`. b_ih goes into the input
+projection; b_hh is added inside the recurrence (it sits inside r ⊙ (·) with the reset
+after).
 """
 
 from __future__ import annotations

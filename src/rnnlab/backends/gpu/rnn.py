@@ -1,10 +1,9 @@
 """Elman RNN, Triton backend.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
-
-The input projection (all steps) and the weight gradients are GEMMs outside the
-recurrence; the kernels run the serial part. Saved for backward: a (T,B,H), zero at
-padding steps.
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`; what the
+forward saves, :class:`rnnlab.backends.contract.RNNForward`. The input projection (all
+steps) and the weight gradients are GEMMs outside the recurrence; the kernels run the
+serial part.
 """
 
 from __future__ import annotations

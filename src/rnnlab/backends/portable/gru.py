@@ -1,9 +1,7 @@
 """GRU, portable backend, both placements of the reset gate.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
-
-Saved for backward: gates (T,B,4H) = [r, z, n, hn] with hn the recurrent term of the
-candidate (W_hn h_{t-1} + b_hn, or W_hn (r ⊙ h_{t-1}) + b_hn), zero at padding steps.
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`; what the
+forward saves, :class:`rnnlab.backends.contract.GRUForward`.
 """
 
 from __future__ import annotations

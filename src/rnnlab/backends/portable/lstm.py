@@ -1,10 +1,7 @@
 """LSTM (with optional projection), portable backend.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
-output before the projection).
-
-Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
-and the cell states c_t (T,B,H), zero at padding steps.
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm`; what the
+forward saves, :class:`rnnlab.backends.contract.LSTMForward`.
 """
 
 from __future__ import annotations
