@@ -111,6 +111,18 @@ def on_chip_bytes(weight_elements: int, x: Tensor) -> int | None:
     return weight_elements * x.element_size()
 
 
+def dot_flags(x: Tensor) -> dict[str, str | bool]:
+    """:func:`dot_settings` as the launch constexprs PRECISION and UPCAST."""
+    precision, upcast = dot_settings(x)
+    return dict(PRECISION=precision, UPCAST=upcast)
+
+
+def persistent_settings(x: Tensor, weight_bytes: int) -> dict[str, str | bool | int]:
+    """The launch settings every persistent kernel takes: its batch rows per program,
+    :func:`dot_flags` and the warps for this many bytes of weights held in registers."""
+    return dict(BLOCK_B=_tuning.BLOCK_B, num_warps=num_warps(weight_bytes), **dot_flags(x))
+
+
 def num_warps(weight_bytes: int) -> int:
     """Warps of a persistent program holding this many bytes of weights in registers."""
     wide = weight_bytes > _tuning.WIDE_WEIGHT_BYTES

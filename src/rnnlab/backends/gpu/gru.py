@@ -31,7 +31,6 @@ from rnnlab.backends.contract import (
 )
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
-from rnnlab.backends.gpu import _tuning
 
 
 @triton.jit
@@ -396,13 +395,12 @@ def _coop_forward(gx, h0, w, b_hh, lens, h_probe, lay, *, reverse):
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
     hx = torch.empty(2, B, H, dtype=w.dtype, device=gx.device)  # exchange of h_{t-1}
     hx[0] = h0
-    precision, upcast = C.dot_settings(gx)
     X.run(
         _gru_fwd_coop, lay, T,
         (gx, hx, X.pack_forward(w, 4, lay), b_hh if b_hh is not None else w, h_state, lens,
          h_probe if h_probe is not None else y, y, gates),
         k_size=H, n_size=4 * lay.BH, B=B, H=H, HAS_BIAS=b_hh is not None,
-        HAS_PROBE=h_probe is not None, REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        HAS_PROBE=h_probe is not None, REVERSE=reverse, **C.dot_flags(gx),
     )
     return y, h_state.to(gx.dtype), gates
 
@@ -457,12 +455,11 @@ def _coop_backward(dy, dh_n, w, gates, h_prev_seq, lens, lay, *, reverse, need_d
     dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
     dpx = torch.zeros(2, B, 3 * H, dtype=w.dtype, device=gates.device)  # exchange
     carry = dh_n.to(torch.float32, copy=True).contiguous()
-    precision, upcast = C.dot_settings(gates)
     X.run(
         _gru_bwd_coop, lay, T + 1,
         (dy, dpx, X.pack_backward(w, lay), carry, gates, h_prev_seq, lens, dgx, dh_seq),
         k_size=3 * H, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, STORE_DH=need_dh, REVERSE=reverse,
-        UPCAST=upcast, PRECISION=precision,
+        **C.dot_flags(gates),
     )
     return dgx, carry.to(dh_n.dtype), dh_seq
 
@@ -531,13 +528,11 @@ class GpuGRU(GRUInferByForward):
         y = x.new_empty(T, B, H)
         gates = x.new_empty(T, B, 4 * H)
         h_n = x.new_empty(B, H)
-        precision, upcast = C.dot_settings(x)
         _gru_fwd_persistent[C.launch_grid(B)](
             gx, h0.contiguous(), w, bias if bias is not None else w, lens,
             probe if probe is not None else y, y, h_n, gates, T, B, H,
-            HP=HP, BLOCK_B=_tuning.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
-            HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
-            PRECISION=precision, num_warps=C.num_warps(n_w),
+            HP=HP, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
+            HAS_PROBE=probe is not None, REVERSE=reverse, **C.persistent_settings(x, n_w),
         )
         return GRUForward(y, h_n, gates)
 
@@ -569,12 +564,10 @@ class GpuGRU(GRUInferByForward):
             dgx = x.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
             dh_seq = torch.empty_like(y) if need_dh else dgx
             dh0 = torch.empty_like(h0)
-            precision, upcast = C.dot_settings(x)
             _gru_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
-                HP=HP, BLOCK_B=_tuning.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
-                REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
-                num_warps=C.num_warps(n_w),
+                HP=HP, RESET_AFTER=reset_after, STORE_DH=need_dh,
+                REVERSE=reverse, **C.persistent_settings(x, n_w),
             )
         elif path == "tiled":
             dgx, dh0, dh_seq = C.run_tiled(

@@ -13,12 +13,12 @@ from torch import Tensor
 
 from rnnlab.backends._host import (
     empty_grad,
-    input_grad,
+    parameter_grads,
     previous_states,
     project_inputs,
+    projection_grad,
     sum_bias,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -32,7 +32,6 @@ from rnnlab.backends.contract import (
 )
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
-from rnnlab.backends.gpu import _tuning
 
 
 @triton.jit
@@ -426,13 +425,12 @@ def _coop_forward(gx, h0, c0, w, lens, h_probe, lay, *, reverse):
     c_state = c0.to(torch.float32, copy=True).contiguous()
     hx = torch.empty(2, B, H, dtype=w.dtype, device=gx.device)  # exchange of h_{t-1}
     hx[0] = h0
-    precision, upcast = C.dot_settings(gx)
     X.run(
         _lstm_fwd_coop, lay, T,
         (gx, hx, X.pack_forward(w, 4, lay), h_state, c_state, lens,
          h_probe if h_probe is not None else y, y, gates, c_seq),
         k_size=H, n_size=4 * lay.BH, B=B, H=H, HAS_PROBE=h_probe is not None,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        REVERSE=reverse, **C.dot_flags(gx),
     )
     return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq
 
@@ -479,13 +477,12 @@ def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, lay, *, re
     dpx = torch.zeros(2, B, G, dtype=w.dtype, device=gates.device)  # exchange of dpre
     carry = dh_n.to(torch.float32, copy=True).contiguous()
     dc_state = dc_n.to(torch.float32, copy=True).contiguous()
-    precision, upcast = C.dot_settings(gates)
     X.run(
         _lstm_bwd_coop, lay, T + 1,
         (dy, dpx, X.pack_backward(w, lay), carry, dc_state, gates, c_seq, c_prev_seq, lens,
          dgates, dh_seq),
         k_size=G, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, STORE_DH=store_dh, REVERSE=reverse,
-        UPCAST=upcast, PRECISION=precision,
+        **C.dot_flags(gates),
     )
     return dgates, carry.to(dh_n.dtype), dc_state.to(dc_n.dtype), dh_seq
 
@@ -550,13 +547,11 @@ class GpuLSTM(LSTMInferByForward):
         gates = torch.empty_like(gx)
         c_seq = x.new_empty(T, B, H)
         h_n, c_n = x.new_empty(B, P), x.new_empty(B, H)
-        precision, upcast = C.dot_settings(x)
         _lstm_fwd_persistent[C.launch_grid(B)](
             gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
             probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
-            HP=C.pad(H), PP=C.pad(P), BLOCK_B=_tuning.BLOCK_B, HAS_PROJ=w_r is not None,
-            HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
-            PRECISION=precision, num_warps=C.num_warps(n_w),
+            HP=C.pad(H), PP=C.pad(P), HAS_PROJ=w_r is not None,
+            HAS_PROBE=probe is not None, REVERSE=reverse, **C.persistent_settings(x, n_w),
         )
         return LSTMForward(y, h_n, c_n, gates, c_seq)
 
@@ -593,12 +588,11 @@ class GpuLSTM(LSTMInferByForward):
             dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
             dh_seq = torch.empty_like(y) if store_dh else dgates
             dh0, dc0 = torch.empty_like(h0), torch.empty_like(c0)
-            precision, upcast = C.dot_settings(x)
             _lstm_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
                 c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,
-                HP=C.pad(H), PP=C.pad(P), BLOCK_B=_tuning.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
-                REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+                HP=C.pad(H), PP=C.pad(P), HAS_PROJ=proj, STORE_DH=store_dh,
+                REVERSE=reverse, **C.persistent_settings(x, n_w),
             )
         elif path == "tiled":
             dgates, dh0, dc0, dh_seq = C.run_tiled(
@@ -606,15 +600,7 @@ class GpuLSTM(LSTMInferByForward):
                 (dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens),
                 reverse=reverse, store_dh=store_dh,
             )
-        h_prev_seq = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(dgates, w_ih)
-        dw_ih = weight_grad(dgates, x)
-        dw_hh = weight_grad(dgates, h_prev_seq)
-        db = dgates.sum(dim=(0, 1))
-        if proj:
-            o_seq = gates[..., 3 * H :]
-            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
-        else:
-            dw_hr = empty_grad(y)
+        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse)
+        dw_hr = projection_grad(dh_seq, gates, c_seq) if proj else empty_grad(y)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out)

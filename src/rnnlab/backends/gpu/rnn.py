@@ -15,12 +15,10 @@ from torch import Tensor
 
 from rnnlab.backends._host import (
     empty_grad,
-    input_grad,
-    previous_states,
+    parameter_grads,
     project_inputs,
     sum_bias,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -33,7 +31,6 @@ from rnnlab.backends.contract import (
 )
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
-from rnnlab.backends.gpu import _tuning
 
 
 @triton.jit
@@ -245,13 +242,12 @@ def _coop_forward(ax, h0, w, lens, h_probe, lay, *, relu, reverse):
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
     hx = torch.empty(2, B, H, dtype=w.dtype, device=ax.device)  # exchange of h_{t-1}
     hx[0] = h0
-    precision, upcast = C.dot_settings(ax)
     X.run(
         _rnn_fwd_coop, lay, T,
         (ax, hx, X.pack_forward(w, 1, lay), h_state, lens,
          h_probe if h_probe is not None else y, y, a_seq),
         k_size=H, n_size=lay.BH, B=B, H=H, RELU=relu, HAS_PROBE=h_probe is not None,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        REVERSE=reverse, **C.dot_flags(ax),
     )
     return y, h_state.to(ax.dtype), a_seq
 
@@ -284,12 +280,11 @@ def _coop_backward(dy, dh_n, w, a_seq, lens, lay, *, relu, reverse, need_dh):
     dh_seq = torch.empty_like(a_seq) if need_dh else da_seq
     dax = torch.zeros(2, B, H, dtype=w.dtype, device=a_seq.device)  # exchange of da
     carry = dh_n.to(torch.float32, copy=True).contiguous()
-    precision, upcast = C.dot_settings(a_seq)
     X.run(
         _rnn_bwd_coop, lay, T + 1,
         (dy, dax, X.pack_backward(w, lay), carry, a_seq, lens, da_seq, dh_seq),
         k_size=H, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, RELU=relu, STORE_DH=need_dh,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        REVERSE=reverse, **C.dot_flags(a_seq),
     )
     return da_seq, carry.to(dh_n.dtype), dh_seq
 
@@ -340,11 +335,10 @@ class GpuRNN(RNNInferByForward):
         y = torch.empty_like(ax)
         a_seq = torch.empty_like(ax)
         h_n = x.new_empty(B, H)
-        precision, upcast = C.dot_settings(x)
         _rnn_fwd_persistent[C.launch_grid(B)](
             ax, h0.contiguous(), w, lens, probe if probe is not None else y, y, h_n, a_seq, T, B, H,
-            HP=HP, BLOCK_B=_tuning.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
-            REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+            HP=HP, RELU=relu, HAS_PROBE=probe is not None,
+            REVERSE=reverse, **C.persistent_settings(x, n_w),
         )
         return RNNForward(y, h_n, a_seq)
 
@@ -375,21 +369,16 @@ class GpuRNN(RNNInferByForward):
             da_seq = torch.empty_like(a_seq)
             dh_seq = torch.empty_like(y) if need_dh else da_seq
             dh0 = torch.empty_like(h0)
-            precision, upcast = C.dot_settings(x)
             _rnn_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
-                HP=HP, BLOCK_B=_tuning.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
-                UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+                HP=HP, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
+                **C.persistent_settings(x, n_w),
             )
         elif path == "tiled":
             da_seq, dh0, dh_seq = C.run_tiled(
                 "rnn_backward", _tiled_backward, (dy, dh_n, w, a_seq, lens),
                 relu=relu, reverse=reverse, need_dh=need_dh,
             )
-        h_prev = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(da_seq, w_ih)
-        dw_ih = weight_grad(da_seq, x)
-        dw_hh = weight_grad(da_seq, h_prev)
-        db = da_seq.sum(dim=(0, 1))
+        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return RNNGrads(dx, dh0, dw_ih, dw_hh, db, dh_out)

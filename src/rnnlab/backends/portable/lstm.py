@@ -12,13 +12,13 @@ from torch import Tensor
 from rnnlab.backends._host import (
     advance,
     empty_grad,
-    input_grad,
+    parameter_grads,
     previous_states,
     project_inputs,
+    projection_grad,
     sum_bias,
     time_steps,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -112,15 +112,7 @@ class PortableLSTM(LSTMInferByForward):
                 dc_next = torch.where(m, dc_prev, dc_next)
                 if dh_seq is not None:
                     dh_seq[t] = torch.where(m, dh, 0.0)
-        h_prev_seq = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(dgates, w_ih)
-        dw_ih = weight_grad(dgates, x)
-        dw_hh = weight_grad(dgates, h_prev_seq)
-        db = dgates.sum(dim=(0, 1))
-        if w_hr is not None:
-            o_seq = gates[..., 3 * c0.shape[-1] :]
-            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
-        else:
-            dw_hr = empty_grad(y)
+        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse)
+        dw_hr = projection_grad(dh_seq, gates, c_seq) if w_hr is not None else empty_grad(y)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return LSTMGrads(dx, dh_next.clone(), dc_next.clone(), dw_ih, dw_hh, db, dw_hr, dh_out)

@@ -11,13 +11,11 @@ from torch import Tensor
 from rnnlab.backends._host import (
     advance,
     empty_grad,
-    input_grad,
-    previous_states,
+    parameter_grads,
     project_inputs,
     sum_bias,
     time_steps,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -81,10 +79,6 @@ class PortableRNN(RNNInferByForward):
                 dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
                 if dh_seq is not None:
                     dh_seq[t] = torch.where(m, dh, 0.0)
-        h_prev = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(da_seq, w_ih)
-        dw_ih = weight_grad(da_seq, x)
-        dw_hh = weight_grad(da_seq, h_prev)
-        db = da_seq.sum(dim=(0, 1))
+        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse)
         dh_out = dh_seq if dh_seq is not None else empty_grad(y)
         return RNNGrads(dx, dh_next.clone(), dw_ih, dw_hh, db, dh_out)
