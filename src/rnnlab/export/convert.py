@@ -178,38 +178,29 @@ def to_torch_nn(layer: RNNBase) -> nn.RNNBase:
             "torch.nn.GRU has no reset-before variant; cannot convert a GRU built with "
             "reset_after=False"
         )
-    kwargs = dict(
-        num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
-        dropout=layer.dropout, bidirectional=layer.bidirectional,
-    )
-    if family == "rnn":
-        kwargs["nonlinearity"] = _nonlinearity(layer)
-    if family == "lstm":
-        kwargs["proj_size"] = layer.proj_size
-    ref = next(layer.parameters())
-    module = _TORCH_CLASSES[family](
-        layer.input_size, layer.hidden_size, device=ref.device, dtype=ref.dtype, **kwargs
-    )
-    module.load_state_dict(layer.state_dict())
-    return module
+    return _same_layer(layer, _TORCH_CLASSES[family])
 
 
 def from_torch_nn(module: nn.RNNBase) -> RNNBase:
     """An rnnlab layer with the configuration and weights of a torch.nn RNN/LSTM/GRU."""
-    family = _family(module)
+    return _same_layer(module, _RNNLAB_CLASSES[_family(module)])
+
+
+def _same_layer(source: nn.Module, cls: type[nn.Module]) -> nn.Module:
+    """A ``cls`` layer (torch.nn's or rnnlab's) with the configuration and weights of
+    ``source`` (the other's): the two share parameter names and layouts."""
+    family = _family(source)
     kwargs = dict(
-        num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
-        dropout=module.dropout, bidirectional=module.bidirectional,
+        num_layers=source.num_layers, bias=source.bias, batch_first=source.batch_first,
+        dropout=source.dropout, bidirectional=source.bidirectional,
     )
     if family == "rnn":
-        kwargs["nonlinearity"] = module.nonlinearity
+        kwargs["nonlinearity"] = _nonlinearity(source)
     if family == "lstm":
-        kwargs["proj_size"] = module.proj_size
-    ref = next(module.parameters())
-    layer = _RNNLAB_CLASSES[family](
-        module.input_size, module.hidden_size, device=ref.device, dtype=ref.dtype, **kwargs
-    )
-    layer.load_state_dict(module.state_dict())
+        kwargs["proj_size"] = source.proj_size
+    ref = next(source.parameters())
+    layer = cls(source.input_size, source.hidden_size, device=ref.device, dtype=ref.dtype, **kwargs)
+    layer.load_state_dict(source.state_dict())
     return layer
 
 
