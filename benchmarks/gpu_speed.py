@@ -110,11 +110,11 @@ def _persistent_bytes(cell: str, H: int, dtype: torch.dtype) -> int | None:
 def _path_fits(path: str, cell: str, H: int, dtype: torch.dtype) -> bool:
     """The persistent path keeps W_hh in one program's registers: only up to the library's
     budget and not for exact fp32 (forcing it there would time the tiled fallback)."""
-    from rnnlab.backends.gpu import _common
+    from rnnlab.backends.gpu import _tuning
 
     weight_bytes = _persistent_bytes(cell, H, dtype)
     return path != "persistent" or (weight_bytes is not None
-                                    and weight_bytes <= _common.ON_CHIP_BYTES)
+                                    and weight_bytes <= _tuning.ON_CHIP_BYTES)
 
 
 def _auto_path(cell: str, B: int, H: int, dtype: torch.dtype) -> str:

@@ -82,34 +82,13 @@ def _dense(grad: Tensor | None, like: Tensor) -> Tensor:
     return grad.contiguous()
 
 
-def _recomputed_grads(ctx, outputs_of, inputs: tuple, grads: tuple[Tensor, ...]) -> tuple:
-    """The op's input gradients as a differentiable graph, for a recorded backward.
-
-    ``outputs_of`` recomputes the op's differentiable outputs from ``inputs`` (the op's
-    arguments, in order); ``grads`` are the gradients of those outputs. Each input that
-    needs a gradient enters the recomputation as a fresh view, so the gradient is this
-    call's own and the graph still reaches the input. Returns one entry per input.
-    """
-    wanted = [
-        isinstance(a, Tensor) and needed and a.requires_grad
-        for a, needed in zip(inputs, ctx.needs_input_grad, strict=True)
-    ]
-    views = [
-        a.view_as(a) if want else a.detach() if isinstance(a, Tensor) else a
-        for a, want in zip(inputs, wanted, strict=True)
-    ]
-    with torch.enable_grad():
-        outputs = outputs_of(*views)
-    found = iter(
-        torch.autograd.grad(
-            outputs,
-            [v for v, want in zip(views, wanted, strict=True) if want],
-            grads,
-            create_graph=True,
-            materialize_grads=True,
-        )
+def _recomputed(ctx, outputs_of, entry, inputs: tuple, grads: tuple[Tensor, ...]) -> tuple:
+    """The input gradients for a recorded backward: ``outputs_of`` (a forward of
+    :mod:`rnnlab.backends.differentiable`) on the bundles that ``entry`` makes of the op's
+    arguments ``inputs``, differentiated by ``differentiable.recomputed_grads``."""
+    return differentiable.recomputed_grads(
+        ctx.needs_input_grad, lambda *args: outputs_of(*entry(*args)), inputs, grads
     )
-    return tuple(next(found) if want else None for want in wanted)
 
 
 # --------------------------------------------------------------------------- RNN
@@ -129,12 +108,17 @@ def rnn(
     relu: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Elman RNN over a sequence: returns (y (T,B,H), h_n (B,H), a (T,B,H) pre-activations)."""
-    w, seq = RNNWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
-    return tuple(_backend(x).rnn.forward(w, seq, h0, h_probe, relu))
+    args = _rnn_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
+    return tuple(_backend(x).rnn.forward(*args))
+
+
+def _rnn_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu):
+    """The arguments of the contract's ``forward`` (its bundles) from those of :func:`rnn`."""
+    return RNNWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse), h0, h_probe, relu
 
 
 @rnn.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu):
+def _rnn_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu):
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[0]
     return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, H)
 
@@ -187,7 +171,7 @@ def _rnn_grad(ctx, dy, dh_n, _da):
     dy, dh_n = _dense(dy, y), _dense(dh_n, h0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
-        return _recomputed_grads(ctx, differentiable.rnn_outputs, inputs, (dy, dh_n))
+        return _recomputed(ctx, differentiable.rnn_outputs, _rnn_entry, inputs, (dy, dh_n))
     has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dw_ih, dw_hh, db, dh = rnn_backward(
         dy, dh_n, x, h0, w_ih, w_hh, y, a, lengths, reverse, relu,
@@ -229,12 +213,18 @@ def lstm(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM over a sequence: returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H)
     activated in the order i, f, g, o, and c (T,B,H) the cell state of every step."""
+    args = _lstm_entry(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse)
+    return tuple(_backend(x).lstm.forward(*args))
+
+
+def _lstm_entry(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse):
+    """The arguments of the contract's ``forward`` (its bundles) from those of :func:`lstm`."""
     w, seq = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr), Sequence(x, lengths, reverse)
-    return tuple(_backend(x).lstm.forward(w, seq, LSTMState(h0, c0), h_probe))
+    return w, seq, LSTMState(h0, c0), h_probe
 
 
 @lstm.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse):
+def _lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse):
     T, B = x.shape[0], x.shape[1]
     H, P = c0.shape[-1], h0.shape[-1]
     return (
@@ -302,7 +292,7 @@ def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dc):
     dy, dh_n, dc_n = _dense(dy, y), _dense(dh_n, h0), _dense(dc_n, c0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse)
-        return _recomputed_grads(ctx, differentiable.lstm_outputs, inputs, (dy, dh_n, dc_n))
+        return _recomputed(ctx, differentiable.lstm_outputs, _lstm_entry, inputs, (dy, dh_n, dc_n))
     has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh = lstm_backward(
         dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr,
@@ -344,12 +334,18 @@ def gru(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """GRU over a sequence: returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = r, z, n and
     the candidate's recurrent term hn."""
+    args = _gru_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after)
+    return tuple(_backend(x).gru.forward(*args))
+
+
+def _gru_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after):
+    """The arguments of the contract's ``forward`` (its bundles) from those of :func:`gru`."""
     w, seq = GRUWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
-    return tuple(_backend(x).gru.forward(w, seq, h0, h_probe, reset_after))
+    return w, seq, h0, h_probe, reset_after
 
 
 @gru.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after):
+def _gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after):
     T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
     return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, 4 * H)
 
@@ -404,7 +400,7 @@ def _gru_grad(ctx, dy, dh_n, _dgates):
     dy, dh_n = _dense(dy, y), _dense(dh_n, h0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after)
-        return _recomputed_grads(ctx, differentiable.gru_outputs, inputs, (dy, dh_n))
+        return _recomputed(ctx, differentiable.gru_outputs, _gru_entry, inputs, (dy, dh_n))
     has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh = gru_backward(
         dy, dh_n, x, h0, w_ih, w_hh, y, gates, lengths, reverse,
@@ -455,8 +451,7 @@ def rnn_infer(
 
 @rnn_infer.register_fake
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu):
-    T, B, H = x.shape[0], x.shape[1], w_hh.shape[0]
-    return x.new_empty(T, B, H), x.new_empty(B, H)
+    return _rnn_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, relu)[:2]
 
 
 @torch.library.custom_op("rnnlab::lstm_infer", mutates_args=())
@@ -479,9 +474,7 @@ def lstm_infer(
 
 @lstm_infer.register_fake
 def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
-    T, B = x.shape[0], x.shape[1]
-    H, P = c0.shape[-1], h0.shape[-1]
-    return x.new_empty(T, B, P), x.new_empty(B, P), x.new_empty(B, H)
+    return _lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, None, reverse)[:3]
 
 
 @torch.library.custom_op("rnnlab::gru_infer", mutates_args=())
@@ -503,8 +496,7 @@ def gru_infer(
 
 @gru_infer.register_fake
 def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after):
-    T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
-    return x.new_empty(T, B, H), x.new_empty(B, H)
+    return _gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, reset_after)[:2]
 
 
 # --------------------------------------------------------------------------- streaming

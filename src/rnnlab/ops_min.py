@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnlab.backends import differentiable
 from rnnlab.scan import linear_scan
 
 __all__ = ["GATE_BLOCKS", "mingru", "mingru_backward", "minlstm", "minlstm_backward"]
@@ -211,8 +212,11 @@ def _define(family: str):
         x, h0, w_ih, b_ih, lengths, h_probe, y, u = ctx.saved_tensors
         reverse, parallel = ctx.flags
         if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-            inputs = (x, h0, w_ih, b_ih, lengths, h_probe)
-            return _recomputed_grads(family, ctx, inputs, (reverse, parallel), (dy, dh_n))
+            inputs = (x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel)
+            return differentiable.recomputed_grads(
+                ctx.needs_input_grad, lambda *args: _forward(family, *args)[:2], inputs,
+                (dy, dh_n),
+            )
         dx, dh0, dw_ih, db, dh = backward(
             dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, y, u, lengths, reverse, parallel,
             h_probe is not None,
@@ -224,26 +228,6 @@ def _define(family: str):
 
     op.register_autograd(grad, setup_context=setup_context)
     return op, backward
-
-
-def _recomputed_grads(family, ctx, inputs, flags, grads):
-    """The input gradients as a differentiable graph: the forward recomputed with torch
-    ops on fresh views of the inputs, differentiated with ``create_graph=True``."""
-    wanted = [
-        isinstance(t, Tensor) and need and t.requires_grad
-        for t, need in zip(inputs, ctx.needs_input_grad, strict=False)
-    ]
-    views = [
-        t.view_as(t) if want else (t.detach() if isinstance(t, Tensor) else t)
-        for t, want in zip(inputs, wanted, strict=True)
-    ]
-    with torch.enable_grad():
-        y, h_n, _ = _forward(family, *views, *flags)
-    found = iter(torch.autograd.grad(
-        (y, h_n), [v for v, want in zip(views, wanted, strict=True) if want], grads,
-        create_graph=True, materialize_grads=True,
-    ))
-    return (*(next(found) if want else None for want in wanted), None, None)
 
 
 mingru, mingru_backward = _define("mingru")

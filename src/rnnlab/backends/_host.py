@@ -99,3 +99,34 @@ def gru_parameter_grads(
         )
         db_hh = db_ih.clone()
     return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+def advance(
+    new: Tensor, old: Tensor, valid: Tensor | None, t: int, h_probe: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(state after step t, output of step t) from the step's new state (plus the probe's
+    step t, when given): a padding step keeps the old state and outputs 0. Out of place."""
+    if h_probe is not None:
+        new = new + h_probe[t]
+    if valid is None:
+        return new, new
+    m = valid[t]
+    return torch.where(m, new, old), torch.where(m, new, 0.0)
+
+
+def parameter_grads(
+    d: Tensor, x: Tensor, w_ih: Tensor, y: Tensor, h0: Tensor, lengths: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """dx, dW_ih, dW_hh, db of a recurrence whose pre-activations are x·W_ihᵀ + h_{t-1}·W_hhᵀ
+    + b (RNN, LSTM), from their gradients d (T,B,G) of every step: single GEMMs over all
+    steps, after the recurrence (h_{t-1} recovered from y and h0)."""
+    h_prev = previous_states(y, h0, lengths, reverse)
+    return input_grad(d, w_ih), weight_grad(d, x), weight_grad(d, h_prev), d.sum(dim=(0, 1))
+
+
+def projection_grad(dh: Tensor, gates: Tensor, c: Tensor) -> Tensor:
+    """dW_hr = Σ_t dh_t m_tᵀ of an LSTM projection, with m_t = o ⊙ tanh(c_t) rebuilt from
+    the saved gates (T,B,4H) and cell states (T,B,H)."""
+    o = gates[..., 3 * c.shape[-1] :]
+    return weight_grad(dh, o * torch.tanh(c))

@@ -28,9 +28,10 @@ Conventions every backend keeps (the tests hold each against the reference):
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -51,6 +52,8 @@ __all__ = [
     "LSTMState",
     "LSTMWeights",
     "LayerwiseStream",
+    "OneStateInferByForward",
+    "OneStateKernels",
     "RNNForward",
     "RNNGrads",
     "RNNInferByForward",
@@ -61,6 +64,7 @@ __all__ = [
     "StreamKernels",
     "StreamSpec",
     "Streamer",
+    "StreamerByChunks",
     "layer_stack",
 ]
 
@@ -71,6 +75,44 @@ class Sequence(NamedTuple):
     x: Tensor  # (T, B, I)
     lengths: Tensor | None  # (B,) int64 valid steps per sample; None: all T
     reverse: bool  # process each sample's valid span from its end
+
+
+# --------------------------------------------------------------------------- one state
+
+W = TypeVar("W", contravariant=True)  # a family's weights bundle
+Fwd = TypeVar("Fwd", covariant=True)  # its forward's results
+Sv = TypeVar("Sv", contravariant=True)  # what its backward reads of the forward's outputs
+G = TypeVar("G", covariant=True)  # its gradients
+
+
+class OneStateKernels(Protocol[W, Fwd, Sv, G]):
+    """The entry points of a family whose state is one tensor h (B, H) and that takes one
+    bool option (RNN ``relu``, GRU ``reset_after``): :class:`RNNKernels` and
+    :class:`GRUKernels` are this protocol over their bundles. The arguments are
+    positional, so each implementation names the option after its family."""
+
+    def forward(
+        self, w: W, seq: Sequence, h0: Tensor, h_probe: Tensor | None, option: bool, /
+    ) -> Fwd: ...
+
+    def backward(
+        self, w: W, seq: Sequence, h0: Tensor, saved: Sv, dy: Tensor, dh_n: Tensor,
+        option: bool, need_dh: bool, /,
+    ) -> G: ...
+
+    def infer(self, w: W, seq: Sequence, h0: Tensor, option: bool, /) -> tuple[Tensor, Tensor]:
+        """(y, h_n), keeping no activation."""
+        ...
+
+
+class OneStateInferByForward:
+    """Declares that a one-state family (:class:`OneStateKernels`) has no dedicated
+    inference path: ``infer`` is its forward without probe, the saved activations
+    dropped."""
+
+    def infer(self, w, seq: Sequence, h0: Tensor, option: bool):
+        y, h_n, _ = self.forward(w, seq, h0, None, option)
+        return y, h_n
 
 
 # --------------------------------------------------------------------------- RNN
@@ -105,21 +147,8 @@ class RNNGrads(NamedTuple):
     dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
 
 
-class RNNKernels(Protocol):
-    """Elman RNN (:mod:`rnnlab.reference.rnn`); ``relu`` picks relu over tanh."""
-
-    def forward(
-        self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
-    ) -> RNNForward: ...
-
-    def backward(
-        self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
-        dh_n: Tensor, relu: bool, need_dh: bool,
-    ) -> RNNGrads: ...
-
-    def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
-        """(y, h_n), keeping no activation."""
-        ...
+class RNNKernels(OneStateKernels[RNNWeights, RNNForward, RNNSaved, RNNGrads], Protocol):
+    """Elman RNN (:mod:`rnnlab.reference.rnn`); the option ``relu`` picks relu over tanh."""
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -216,25 +245,9 @@ class GRUGrads(NamedTuple):
     dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
 
 
-class GRUKernels(Protocol):
-    """GRU (:mod:`rnnlab.reference.gru`); ``reset_after`` places the reset gate as
-    torch.nn does (after the recurrent product), else as Cho et al. (before it)."""
-
-    def forward(
-        self, w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
-        reset_after: bool,
-    ) -> GRUForward: ...
-
-    def backward(
-        self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, reset_after: bool, need_dh: bool,
-    ) -> GRUGrads: ...
-
-    def infer(
-        self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
-    ) -> tuple[Tensor, Tensor]:
-        """(y, h_n), keeping no activation."""
-        ...
+class GRUKernels(OneStateKernels[GRUWeights, GRUForward, GRUSaved, GRUGrads], Protocol):
+    """GRU (:mod:`rnnlab.reference.gru`); the option ``reset_after`` places the reset gate
+    as torch.nn does (after the recurrent product), else as Cho et al. (before it)."""
 
 
 # --------------------------------------------------------------------------- streaming
@@ -271,6 +284,22 @@ class Streamer(Protocol):
         ...
 
 
+class StreamerByChunks(ABC):
+    """A :class:`Streamer` whose step is a chunk of one step: a subclass writes
+    ``advance``. The carried state starts as a copy of the one it is opened with."""
+
+    def __init__(self, h: Tensor, c: Tensor) -> None:
+        self.h = h.detach().clone(memory_format=torch.contiguous_format)
+        self.c = c.detach().clone(memory_format=torch.contiguous_format)
+
+    def step(self, x: Tensor) -> Tensor:
+        return self.advance(x.unsqueeze(0))[0]
+
+    @abstractmethod
+    def advance(self, x: Tensor) -> Tensor:
+        """A chunk: x (T, I) -> the top layer's h_t of every step (T, P)."""
+
+
 class StreamKernels(Protocol):
     def open(self, spec: StreamSpec, h: Tensor, c: Tensor) -> Streamer:
         """A streamer for ``spec`` starting from state h (L, P), c (L, H) (copied)."""
@@ -292,13 +321,13 @@ class BackendKernels:
     stream: StreamKernels
 
 
-class RNNInferByForward:
+class RNNInferByForward(OneStateInferByForward):
     """Declares that an RNN family has no dedicated inference path: ``infer`` is its
     forward without probe, the saved activations dropped."""
 
-    def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool):
-        y, h_n, _ = self.forward(w, seq, h0, None, relu)
-        return y, h_n
+
+class GRUInferByForward(OneStateInferByForward):
+    """As :class:`RNNInferByForward`, for a GRU family."""
 
 
 class LSTMInferByForward:
@@ -307,14 +336,6 @@ class LSTMInferByForward:
     def infer(self, w: LSTMWeights, seq: Sequence, state: LSTMState):
         y, h_n, c_n, _, _ = self.forward(w, seq, state, None)
         return y, h_n, c_n
-
-
-class GRUInferByForward:
-    """As :class:`RNNInferByForward`, for a GRU family."""
-
-    def infer(self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool):
-        y, h_n, _ = self.forward(w, seq, h0, None, reset_after)
-        return y, h_n
 
 
 class LayerwiseStream:
@@ -329,18 +350,14 @@ class LayerwiseStream:
         return _LayerwiseStreamer(self._families[spec.family], spec, h, c)
 
 
-class _LayerwiseStreamer:
+class _LayerwiseStreamer(StreamerByChunks):
     def __init__(self, family, spec: StreamSpec, h: Tensor, c: Tensor) -> None:
+        super().__init__(h, c)
         self._family = family
         self._family_name, self._option = spec.family, spec.option
         self._layers = tuple(  # copies: the stream runs the weights it was opened with
             type(w)(*(None if t is None else t.detach().clone() for t in w)) for w in spec.layers
         )
-        self.h = h.detach().clone(memory_format=torch.contiguous_format)
-        self.c = c.detach().clone(memory_format=torch.contiguous_format)
-
-    def step(self, x: Tensor) -> Tensor:
-        return self.advance(x.unsqueeze(0))[0]
 
     @torch.no_grad()
     def advance(self, x: Tensor) -> Tensor:

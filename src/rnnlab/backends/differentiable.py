@@ -1,30 +1,67 @@
-"""The three recurrences written with out-of-place torch operations only.
+"""Double backward: the three recurrences written with out-of-place torch operations only,
+and the gradient of a recomputation as a differentiable graph.
 
-The same equations as the portable forward functions (see their modules), but every
-step builds new tensors instead of writing into preallocated buffers, so autograd can
-differentiate the result to any order. :mod:`rnnlab.ops` runs them only when a backward
-pass is itself being recorded (``create_graph=True``: double backward, gradient
-penalties, Hessian-vector products); the first-order backward never uses them.
-
-Each function takes its op's arguments in the op's order and returns the op's
-differentiable outputs: y and the final state(s).
+The forward functions take the contract's bundles (:mod:`rnnlab.backends.contract`) as a
+family's ``forward`` entry point does, and follow the same equations (those of
+:mod:`rnnlab.reference`), but every step builds new tensors instead of writing into
+preallocated buffers, so autograd can differentiate the result to any order. They return
+the op's differentiable outputs only: y and the final state(s). :mod:`rnnlab.ops` and
+:mod:`rnnlab.ops_min` call :func:`recomputed_grads` only when a backward pass is itself
+being recorded (``create_graph=True``: double backward, gradient penalties,
+Hessian-vector products); the first-order backward never uses them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlab.backends._host import sum_bias, time_steps, valid_mask, zero_padding
+from rnnlab.backends._host import advance, sum_bias, time_steps, valid_mask, zero_padding
+from rnnlab.backends.contract import GRUWeights, LSTMState, LSTMWeights, RNNWeights, Sequence
 
 
-def _advance(new: Tensor, old: Tensor, valid: Tensor | None, t: int) -> tuple[Tensor, Tensor]:
-    """(state after step t, output of step t): padding steps keep the state, output 0."""
-    if valid is None:
-        return new, new
-    m = valid[t]
-    return torch.where(m, new, old), torch.where(m, new, 0.0)
+def recomputed_grads(
+    needs_input_grad: tuple[bool, ...], outputs_of: Callable, inputs: tuple,
+    grads: tuple[Tensor, ...],
+) -> tuple:
+    """An op's input gradients as a differentiable graph, for a recorded backward.
+
+    ``outputs_of`` recomputes the op's differentiable outputs from ``inputs`` (the op's
+    arguments, in order; ``needs_input_grad`` is autograd's flag for each); ``grads`` are
+    the gradients of those outputs. Each input that needs a gradient enters the
+    recomputation as a fresh view, so the gradient is this call's own (an input that
+    depends on the same weights, as a cell's state in a loop does, is not followed back)
+    and the graph still reaches the input. Returns one entry per input.
+    """
+    wanted = [
+        isinstance(a, Tensor) and needed and a.requires_grad
+        for a, needed in zip(inputs, needs_input_grad, strict=True)
+    ]
+    views = [
+        a.view_as(a) if want else a.detach() if isinstance(a, Tensor) else a
+        for a, want in zip(inputs, wanted, strict=True)
+    ]
+    with torch.enable_grad():
+        outputs = outputs_of(*views)
+    found = iter(
+        torch.autograd.grad(
+            outputs,
+            [v for v, want in zip(views, wanted, strict=True) if want],
+            grads,
+            create_graph=True,
+            materialize_grads=True,
+        )
+    )
+    return tuple(next(found) if want else None for want in wanted)
+
+
+def _projected(seq: Sequence, w_ih: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The input projection of every step (padding zeroed first) and the step mask."""
+    valid = valid_mask(seq.lengths, seq.x.shape[0])
+    return F.linear(zero_padding(seq.x, valid), w_ih, bias), valid
 
 
 def _in_time_order(outputs: list[Tensor], reverse: bool) -> Tensor:
@@ -33,95 +70,51 @@ def _in_time_order(outputs: list[Tensor], reverse: bool) -> Tensor:
 
 
 def rnn_outputs(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-    relu: bool,
+    w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
 ) -> tuple[Tensor, Tensor]:
     """y (T,B,H) and h_n (B,H) of the Elman RNN."""
-    T = x.shape[0]
-    valid = valid_mask(lengths, T)
-    ax = F.linear(zero_padding(x, valid), w_ih, sum_bias(b_ih, b_hh))  # (T, B, H)
+    ax, valid = _projected(seq, w.w_ih, sum_bias(w.b_ih, w.b_hh))  # (T, B, H)
     act = torch.relu if relu else torch.tanh
     h, ys = h0, []
-    for t in time_steps(T, reverse):
-        h_t = act(ax[t] + h @ w_hh.t())
-        if h_probe is not None:
-            h_t = h_t + h_probe[t]
-        h, y_t = _advance(h_t, h, valid, t)
+    for t in time_steps(seq.x.shape[0], seq.reverse):
+        h, y_t = advance(act(ax[t] + h @ w.w_hh.t()), h, valid, t, h_probe)
         ys.append(y_t)
-    return _in_time_order(ys, reverse), h
+    return _in_time_order(ys, seq.reverse), h
 
 
 def lstm_outputs(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
+    w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """y (T,B,P), h_n (B,P) and c_n (B,H) of the LSTM (with optional projection)."""
-    T = x.shape[0]
-    valid = valid_mask(lengths, T)
-    gx = F.linear(zero_padding(x, valid), w_ih, sum_bias(b_ih, b_hh))  # (T, B, 4H)
-    h, c, ys = h0, c0, []
-    for t in time_steps(T, reverse):
-        i, f, g, o = (gx[t] + h @ w_hh.t()).chunk(4, dim=1)
+    gx, valid = _projected(seq, w.w_ih, sum_bias(w.b_ih, w.b_hh))  # (T, B, 4H)
+    (h, c), ys = state, []
+    for t in time_steps(seq.x.shape[0], seq.reverse):
+        i, f, g, o = (gx[t] + h @ w.w_hh.t()).chunk(4, dim=1)
         c_t = f.sigmoid() * c + i.sigmoid() * g.tanh()
-        h_t = o.sigmoid() * c_t.tanh()
-        if w_hr is not None:
-            h_t = h_t @ w_hr.t()
-        if h_probe is not None:
-            h_t = h_t + h_probe[t]
-        h, y_t = _advance(h_t, h, valid, t)
+        m = o.sigmoid() * c_t.tanh()
+        h, y_t = advance(m if w.w_hr is None else m @ w.w_hr.t(), h, valid, t, h_probe)
         ys.append(y_t)
-        c, _ = _advance(c_t, c, valid, t)
-    return _in_time_order(ys, reverse), h, c
+        c, _ = advance(c_t, c, valid, t)
+    return _in_time_order(ys, seq.reverse), h, c
 
 
 def gru_outputs(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
+    w: GRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, reset_after: bool
 ) -> tuple[Tensor, Tensor]:
     """y (T,B,H) and h_n (B,H) of the GRU, reset gate after or before W_hn."""
-    T = x.shape[0]
     H = h0.shape[-1]
-    valid = valid_mask(lengths, T)
-    gx = F.linear(zero_padding(x, valid), w_ih, b_ih)  # (T, B, 3H)
-    w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
-    b_rz, b_n = (b_hh[: 2 * H], b_hh[2 * H :]) if b_hh is not None else (None, None)
+    gx, valid = _projected(seq, w.w_ih, w.b_ih)  # (T, B, 3H)
+    w_rz, w_n = w.w_hh[: 2 * H], w.w_hh[2 * H :]
+    b_rz, b_n = (w.b_hh[: 2 * H], w.b_hh[2 * H :]) if w.b_hh is not None else (None, None)
     h, ys = h0, []
-    for t in time_steps(T, reverse):
+    for t in time_steps(seq.x.shape[0], seq.reverse):
         if reset_after:
-            gh = F.linear(h, w_hh, b_hh)  # (B, 3H)
+            gh = F.linear(h, w.w_hh, w.b_hh)  # (B, 3H)
             r, z = (gx[t, :, : 2 * H] + gh[:, : 2 * H]).sigmoid().chunk(2, dim=1)
             n = torch.tanh(gx[t, :, 2 * H :] + r * gh[:, 2 * H :])
         else:
             r, z = (gx[t, :, : 2 * H] + F.linear(h, w_rz, b_rz)).sigmoid().chunk(2, dim=1)
             n = torch.tanh(gx[t, :, 2 * H :] + F.linear(r * h, w_n, b_n))
-        h_t = n + z * (h - n)
-        if h_probe is not None:
-            h_t = h_t + h_probe[t]
-        h, y_t = _advance(h_t, h, valid, t)
+        h, y_t = advance(n + z * (h - n), h, valid, t, h_probe)
         ys.append(y_t)
-    return _in_time_order(ys, reverse), h
+    return _in_time_order(ys, seq.reverse), h

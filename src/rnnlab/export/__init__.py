@@ -21,21 +21,7 @@ _CONVERT_NAMES = (
 
 _ONNX_NAMES = ("ExportError", "to_onnx", "translation_table")
 
-__all__ = [
-    "ExportError",
-    "from_char_rnn",
-    "from_haste",
-    "from_keras",
-    "from_onnx_weights",
-    "from_torch_nn",
-    "to_char_rnn",
-    "to_haste",
-    "to_keras",
-    "to_onnx",
-    "to_onnx_weights",
-    "to_torch_nn",
-    "translation_table",
-]
+__all__ = [*_ONNX_NAMES, *_CONVERT_NAMES]
 
 
 def __getattr__(name: str):

@@ -178,42 +178,53 @@ def to_torch_nn(layer: RNNBase) -> nn.RNNBase:
             "torch.nn.GRU has no reset-before variant; cannot convert a GRU built with "
             "reset_after=False"
         )
-    kwargs = dict(
-        num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
-        dropout=layer.dropout, bidirectional=layer.bidirectional,
-    )
-    if family == "rnn":
-        kwargs["nonlinearity"] = _nonlinearity(layer)
-    if family == "lstm":
-        kwargs["proj_size"] = layer.proj_size
-    ref = next(layer.parameters())
-    module = _TORCH_CLASSES[family](
-        layer.input_size, layer.hidden_size, device=ref.device, dtype=ref.dtype, **kwargs
-    )
-    module.load_state_dict(layer.state_dict())
-    return module
+    return _same_layer(layer, _TORCH_CLASSES[family])
 
 
 def from_torch_nn(module: nn.RNNBase) -> RNNBase:
     """An rnnlab layer with the configuration and weights of a torch.nn RNN/LSTM/GRU."""
-    family = _family(module)
+    return _same_layer(module, _RNNLAB_CLASSES[_family(module)])
+
+
+def _same_layer(source: nn.Module, cls: type[nn.Module]) -> nn.Module:
+    """A ``cls`` layer (torch.nn's or rnnlab's) with the configuration and weights of
+    ``source`` (the other's): the two share parameter names and layouts."""
+    family = _family(source)
     kwargs = dict(
-        num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
-        dropout=module.dropout, bidirectional=module.bidirectional,
+        num_layers=source.num_layers, bias=source.bias, batch_first=source.batch_first,
+        dropout=source.dropout, bidirectional=source.bidirectional,
     )
     if family == "rnn":
-        kwargs["nonlinearity"] = module.nonlinearity
+        kwargs["nonlinearity"] = _nonlinearity(source)
     if family == "lstm":
-        kwargs["proj_size"] = module.proj_size
-    ref = next(module.parameters())
-    layer = _RNNLAB_CLASSES[family](
-        module.input_size, module.hidden_size, device=ref.device, dtype=ref.dtype, **kwargs
-    )
-    layer.load_state_dict(module.state_dict())
+        kwargs["proj_size"] = source.proj_size
+    ref = next(source.parameters())
+    layer = cls(source.input_size, source.hidden_size, device=ref.device, dtype=ref.dtype, **kwargs)
+    layer.load_state_dict(source.state_dict())
     return layer
 
 
 # --------------------------------------------------------------------------- Keras
+
+
+def _kernels(layer: RNNBase, suffix: str, order) -> dict[str, np.ndarray]:
+    """The "kernel" and "recurrent_kernel" of one layer and direction in the Keras form
+    (Keras, Haste): W_ih and W_hh with their gate blocks in ``order``, transposed."""
+    return {
+        "kernel": _blocks(_get(layer, "weight_ih" + suffix), order, 0).T.copy(),
+        "recurrent_kernel": _blocks(_get(layer, "weight_hh" + suffix), order, 0).T.copy(),
+    }
+
+
+def _load_kernels(layer: RNNBase, suffix: str, entry, order, fmt: str, index: int) -> str:
+    """Set W_ih and W_hh of one layer and direction from an entry in the Keras form (the
+    inverse of :func:`_kernels`, ``order`` inverted); returns the entry's name for errors."""
+    what = f"{fmt} weights #{index}"
+    kernel = _key(entry, "kernel", fmt, index)
+    recurrent = _key(entry, "recurrent_kernel", fmt, index)
+    _set(layer, "weight_ih" + suffix, _blocks(kernel.T, order, 0), f"{what} kernel.T")
+    _set(layer, "weight_hh" + suffix, _blocks(recurrent.T, order, 0), f"{what} recurrent_kernel.T")
+    return what
 
 
 def to_keras(layer: RNNBase) -> list[dict[str, np.ndarray]]:
@@ -228,10 +239,7 @@ def to_keras(layer: RNNBase) -> list[dict[str, np.ndarray]]:
     family = _family(layer)
     out = []
     for suffix in _suffixes(layer):
-        entry = {
-            "kernel": _blocks(_get(layer, "weight_ih" + suffix), order, 0).T.copy(),
-            "recurrent_kernel": _blocks(_get(layer, "weight_hh" + suffix), order, 0).T.copy(),
-        }
+        entry = _kernels(layer, suffix, order)
         if layer.bias:
             b_ih = _blocks(_get(layer, "bias_ih" + suffix), order, 0)
             b_hh = _blocks(_get(layer, "bias_hh" + suffix), order, 0)
@@ -255,12 +263,7 @@ def from_keras(layer: RNNBase, weights) -> RNNBase:
     suffixes = _suffixes(layer)
     entries = _entries(weights, len(suffixes), "Keras")
     for index, (suffix, entry) in enumerate(zip(suffixes, entries, strict=True)):
-        what = f"Keras weights #{index}"
-        kernel = _key(entry, "kernel", "Keras", index)
-        recurrent = _key(entry, "recurrent_kernel", "Keras", index)
-        _set(layer, "weight_ih" + suffix, _blocks(kernel.T, order, 0), f"{what} kernel.T")
-        _set(layer, "weight_hh" + suffix, _blocks(recurrent.T, order, 0),
-             f"{what} recurrent_kernel.T")
+        what = _load_kernels(layer, suffix, entry, order, "Keras", index)
         if "bias" not in entry:
             if layer.bias:
                 for stem in ("bias_ih", "bias_hh"):
@@ -366,10 +369,7 @@ def to_haste(layer: RNNBase) -> list[dict[str, np.ndarray]]:
         raise ValueError("Haste's GRU resets after the matmul; the layer has reset_after=False")
     out = []
     for suffix in _suffixes(layer):
-        entry = {
-            "kernel": _blocks(_get(layer, "weight_ih" + suffix), order, 0).T.copy(),
-            "recurrent_kernel": _blocks(_get(layer, "weight_hh" + suffix), order, 0).T.copy(),
-        }
+        entry = _kernels(layer, suffix, order)
         b_ih, b_hh = _biases(layer, suffix)
         if family == "lstm":
             entry["bias"] = _blocks(b_ih + b_hh, order, 0)
@@ -389,12 +389,7 @@ def from_haste(layer: RNNBase, weights) -> RNNBase:
     suffixes = _suffixes(layer)
     entries = _entries(weights, len(suffixes), "Haste")
     for index, (suffix, entry) in enumerate(zip(suffixes, entries, strict=True)):
-        what = f"Haste weights #{index}"
-        kernel = _key(entry, "kernel", "Haste", index)
-        recurrent = _key(entry, "recurrent_kernel", "Haste", index)
-        _set(layer, "weight_ih" + suffix, _blocks(kernel.T, order, 0), f"{what} kernel.T")
-        _set(layer, "weight_hh" + suffix, _blocks(recurrent.T, order, 0),
-             f"{what} recurrent_kernel.T")
+        what = _load_kernels(layer, suffix, entry, order, "Haste", index)
         bias = _blocks(_key(entry, "bias", "Haste", index), order, 0)
         if family == "lstm":
             _load_single_bias(layer, suffix, bias, f"{what} bias")

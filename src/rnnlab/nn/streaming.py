@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from rnnlab import ops
-from rnnlab.backends.contract import StreamSpec, layer_stack
+from rnnlab.backends.contract import StreamerByChunks, StreamSpec, layer_stack
 from rnnlab.nn.modules import RNNBase
 
 __all__ = ["Stream"]
@@ -158,18 +158,14 @@ class Stream:
 _CONTRACT_FAMILIES = ("rnn", "lstm", "gru")
 
 
-class _LayerStreamer:
+class _LayerStreamer(StreamerByChunks):
     """The stream of a layer whose family has no entry in the backend contract: a copy of
     the layer (taken when opened) called on each chunk as a sequence of batch 1."""
 
     def __init__(self, layer: RNNBase, h: Tensor, c: Tensor) -> None:
+        super().__init__(h, c)
         self._layer = copy.deepcopy(layer).eval()
         self._time_dim = 1 if layer.batch_first else 0
-        self.h = h.detach().clone(memory_format=torch.contiguous_format)
-        self.c = c.detach().clone(memory_format=torch.contiguous_format)
-
-    def step(self, x: Tensor) -> Tensor:
-        return self.advance(x.unsqueeze(0))[0]
 
     @torch.no_grad()
     def advance(self, x: Tensor) -> Tensor:

@@ -1,7 +1,4 @@
-"""GRU in float64 NumPy: forward over a sequence and backpropagation through time.
-
-Shape legend:  T time steps · B batch · I input size · H hidden size
-"""
+"""GRU in float64 NumPy: forward over a sequence and backpropagation through time."""
 
 from __future__ import annotations
 
@@ -66,14 +63,12 @@ def gru_forward(
         y_t = h_t
 
     reset_after=True is torch.nn.GRU and cuDNN; reset_after=False is Cho et al. (2014).
-    A padding step t ≥ lengths[b] keeps the state (h_t = h_{t-1}) and outputs y_t = 0.
-    With reverse=True the steps run T-1 … 0: each sample's span runs lengths[b]-1 … 0
-    starting from h0, outputs stay at their own index t, and h_n is the state after step 0.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x        (T, B, I)      w_ih  (3H, I)     b_ih  (3H,) or None (no bias)
         h0       (B, H)         w_hh  (3H, H)     b_hh  (3H,) or None
-        lengths  (B,) integers in [1, T], or None: every sample runs all T steps
+        lengths  (B,) or None
 
     Returns (y, h_n, cache):
         y        (T, B, H)  outputs, 0 at padding steps
@@ -122,9 +117,7 @@ def gru_forward(
 def gru_backward(dy, dh_n, cache: GRUCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for gru_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n (dy or dh_n None: that term is absent).
-    Walking the steps in the opposite order to the forward pass, with "t+1" the step
-    processed after t (t-1 when reverse) and dh_t the total gradient ∂L/∂h_t:
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward):
 
         dh_t  = dy_t + (what h_t gave step t+1)       (dh_n at the last step)
         dn_t  = dh_t ⊙ (1 - z_t)      dz_t = dh_t ⊙ (h_{t-1} - n_t)
@@ -142,11 +135,8 @@ def gru_backward(dy, dh_n, cache: GRUCache) -> dict[str, np.ndarray | None]:
         dh_{t-1} gets z_t ⊙ dh_t + W_hrᵀ dar_t + W_hzᵀ daz_t + the n path:
             W_hnᵀ dhn_t (reset_after)  or  r_t ⊙ W_hnᵀ dhn_t
 
-    A padding step hands the state gradient through unchanged and takes none itself.
-
     Shapes: dy (T, B, H) or None, dh_n (B, H) or None.
-    Returns gradients shaped like the inputs: "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"
-    (None for an absent bias), and "h": (T, B, H) the total ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh" and "h".
     """
     if not isinstance(cache, GRUCache):
         raise TypeError(f"cache must be the GRUCache from gru_forward; got {type(cache).__name__}")

@@ -1,8 +1,5 @@
-"""LSTM (optionally with a projection) in float64 NumPy: forward and backpropagation through time.
-
-Shape legend:  T time steps · B batch · I input size · H hidden (cell) size
-               P output size: the projection size with w_hr, else H
-"""
+"""LSTM (optionally with a projection) in float64 NumPy: forward and backpropagation
+through time."""
 
 from __future__ import annotations
 
@@ -72,16 +69,13 @@ def lstm_forward(
         h_t = W_hr m_t        (with the projection w_hr, Sak et al. 2014; else h_t = m_t)
         y_t = h_t
 
-    A padding step t ≥ lengths[b] keeps both states and outputs y_t = 0.
-    With reverse=True the steps run T-1 … 0: each sample's span runs lengths[b]-1 … 0
-    starting from (h0, c0), outputs stay at their own index t, and the final states are
-    those after step 0.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x   (T, B, I)    w_ih  (4H, I)    b_ih  (4H,) or None (no bias)
         h0  (B, P)       w_hh  (4H, P)    b_hh  (4H,) or None
         c0  (B, H)       w_hr  (P, H) or None (no projection: P = H)
-        lengths  (B,) integers in [1, T], or None: every sample runs all T steps
+        lengths  (B,) or None
 
     Returns (y, (h_n, c_n), cache):
         y     (T, B, P)  outputs, 0 at padding steps
@@ -131,9 +125,8 @@ def lstm_forward(
 def lstm_backward(dy, dh_n, dc_n, cache: LSTMCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for lstm_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n + Σ dc_n ⊙ c_n (a None gradient: no such term).
-    Walking the steps in the opposite order to the forward pass, with "t+1" the step
-    processed after t (t-1 when reverse), dh_t = ∂L/∂h_t and dc_t = ∂L/∂c_t in total:
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward), dc_t = ∂L/∂c_t
+    in total:
 
         dh_t  = dy_t + W_hhᵀ da_{t+1}                  (dh_n at the last step)
         dm_t  = W_hrᵀ dh_t                             (dh_t without the projection)
@@ -146,12 +139,8 @@ def lstm_backward(dy, dh_n, dc_n, cache: LSTMCache) -> dict[str, np.ndarray | No
         dW_hr = Σ_t dh_t m_tᵀ
         dh0   = W_hhᵀ da, dc0 = f ⊙ dc at the first processed step
 
-    A padding step hands both state gradients through unchanged and takes none itself.
-
     Shapes: dy (T, B, P), dh_n (B, P), dc_n (B, H); each may be None.
-    Returns gradients shaped like the inputs: "x", "h0", "c0", "w_ih", "w_hh", "b_ih",
-    "b_hh", "w_hr" (None for an absent bias or projection), and "h": (T, B, P) the total
-    ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr" and "h".
     """
     if not isinstance(cache, LSTMCache):
         raise TypeError(

@@ -1,7 +1,4 @@
-"""minGRU (Feng et al. 2024) in float64 NumPy: forward over a sequence and BPTT.
-
-Shape legend:  T time steps · B batch · I input size · H hidden size
-"""
+"""minGRU (Feng et al. 2024) in float64 NumPy: forward over a sequence and BPTT."""
 
 from __future__ import annotations
 
@@ -54,12 +51,12 @@ def mingru_forward(
     This is the paper's minGRU in its plain ("sequential mode") form, without the
     log-space g(·) variant. The gates never read h_{t-1}, so h_t = a_t ⊙ h_{t-1} + b_t
     with a_t = 1 - z_t ∈ (0, 1) and b_t = z_t ⊙ h̃_t: a linear recurrence that the ops
-    solve with a parallel scan. A padding step t ≥ lengths[b] keeps the state and
-    outputs 0; reverse=True runs the steps T-1 … 0 (as the classic cells do).
+    solve with a parallel scan. Lengths, padding steps and reverse: as every forward
+    (:mod:`rnnlab.reference`).
 
     Shapes:
         x        (T, B, I)      w_ih  (2H, I)     b_ih  (2H,) or None (no bias)
-        h0       (B, H)         lengths  (B,) integers in [1, T], or None
+        h0       (B, H)         lengths  (B,) or None
 
     Returns (y (T, B, H), h_n (B, H), cache); cache.gates holds "z" and "h_tilde".
     """
@@ -95,8 +92,7 @@ def mingru_forward(
 def mingru_backward(dy, dh_n, cache: MinGRUCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for mingru_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n. Walking the steps in the opposite order to
-    the forward pass, with dh_t the total gradient ∂L/∂h_t:
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward):
 
         dh_t   = dy_t + (1 - z_{t+1}) ⊙ dh_{t+1}        (dh_n at the last step)
         dz_t   = dh_t ⊙ (h̃_t - h_{t-1})      daz_t = dz_t ⊙ z_t(1 - z_t)
@@ -105,9 +101,7 @@ def mingru_backward(dy, dh_n, cache: MinGRUCache) -> dict[str, np.ndarray | None
         dW_·   = Σ_t da·_t x_tᵀ             db_· = Σ_t da·_t              (· = z, h)
         dh_0   = (1 - z) ⊙ dh at the first processed step
 
-    A padding step hands the state gradient through unchanged and takes none itself.
-    Returns "x", "h0", "w_ih", "b_ih" (None without bias) and "h": (T, B, H) the total
-    ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "w_ih", "b_ih" and "h".
     """
     if not isinstance(cache, MinGRUCache):
         raise TypeError(

@@ -1,7 +1,4 @@
-"""minLSTM (Feng et al. 2024) in float64 NumPy: forward over a sequence and BPTT.
-
-Shape legend:  T time steps · B batch · I input size · H hidden size
-"""
+"""minLSTM (Feng et al. 2024) in float64 NumPy: forward over a sequence and BPTT."""
 
 from __future__ import annotations
 
@@ -56,13 +53,12 @@ def minlstm_forward(
     This is the paper's minLSTM with its normalised (time-independent scale) gates, in
     the plain form without the log-space g(·) variant. f'_t + i'_t = 1 and
     f'_t = σ(log f_t - log i_t) ∈ (0, 1), so h_t = a_t ⊙ h_{t-1} + b_t with a_t = f'_t and
-    b_t = i'_t ⊙ h̃_t: a linear recurrence that the ops solve with a parallel scan. A
-    padding step t ≥ lengths[b] keeps the state and outputs 0; reverse=True runs the
-    steps T-1 … 0.
+    b_t = i'_t ⊙ h̃_t: a linear recurrence that the ops solve with a parallel scan.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x        (T, B, I)      w_ih  (3H, I)     b_ih  (3H,) or None (no bias)
-        h0       (B, H)         lengths  (B,) integers in [1, T], or None
+        h0       (B, H)         lengths  (B,) or None
 
     Returns (y (T, B, H), h_n (B, H), cache); cache.gates holds "f", "i" and "h_tilde".
     """
@@ -99,8 +95,8 @@ def minlstm_forward(
 def minlstm_backward(dy, dh_n, cache: MinLSTMCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for minlstm_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n. Walking the steps in the opposite order to
-    the forward pass, with dh_t the total gradient ∂L/∂h_t and s_t = f_t + i_t:
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward), with
+    s_t = f_t + i_t:
 
         dh_t   = dy_t + f'_{t+1} ⊙ dh_{t+1}            (dh_n at the last step)
         df'_t  = dh_t ⊙ h_{t-1}            di'_t = dh_t ⊙ h̃_t
@@ -112,9 +108,7 @@ def minlstm_backward(dy, dh_n, cache: MinLSTMCache) -> dict[str, np.ndarray | No
         dW_·   = Σ_t da·_t x_tᵀ             db_· = Σ_t da·_t            (· = f, i, h)
         dh_0   = f' ⊙ dh at the first processed step
 
-    A padding step hands the state gradient through unchanged and takes none itself.
-    Returns "x", "h0", "w_ih", "b_ih" (None without bias) and "h": (T, B, H) the total
-    ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "w_ih", "b_ih" and "h".
     """
     if not isinstance(cache, MinLSTMCache):
         raise TypeError(

@@ -1,7 +1,4 @@
-"""Elman RNN in float64 NumPy: forward over a sequence and backpropagation through time.
-
-Shape legend:  T time steps · B batch · I input size · H hidden size
-"""
+"""Elman RNN in float64 NumPy: forward over a sequence and backpropagation through time."""
 
 from __future__ import annotations
 
@@ -77,14 +74,12 @@ def rnn_forward(
         h_t = act(a_t)                                  act = tanh or relu
         y_t = h_t
 
-    A padding step t ≥ lengths[b] keeps the state (h_t = h_{t-1}) and outputs y_t = 0.
-    With reverse=True the steps run T-1 … 0: each sample's span runs lengths[b]-1 … 0
-    starting from h0, outputs stay at their own index t, and h_n is the state after step 0.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x        (T, B, I)      w_ih  (H, I)      b_ih  (H,) or None (no bias)
         h0       (B, H)         w_hh  (H, H)      b_hh  (H,) or None
-        lengths  (B,) integers in [1, T], or None: every sample runs all T steps
+        lengths  (B,) or None
 
     Returns (y, h_n, cache):
         y        (T, B, H)  outputs, 0 at padding steps
@@ -126,9 +121,7 @@ def rnn_forward(
 def rnn_backward(dy, dh_n, cache: RNNCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for rnn_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n (dy or dh_n None: that term is absent).
-    Walking the steps in the opposite order to the forward pass, with "t+1" the step
-    processed after t (t-1 when reverse) and dh_t the total gradient ∂L/∂h_t:
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward):
 
         dh_t  = dy_t + W_hhᵀ da_{t+1}        (dh_n in place of W_hhᵀ da_{t+1} at the last step)
         da_t  = dh_t ⊙ act'(a_t)             tanh' = 1 - tanh², relu' = [a > 0]
@@ -136,11 +129,8 @@ def rnn_backward(dy, dh_n, cache: RNNCache) -> dict[str, np.ndarray | None]:
         dW_ih = Σ_t da_t x_tᵀ     dW_hh = Σ_t da_t h_{t-1}ᵀ     db_ih = db_hh = Σ_t da_t
         dh0   = W_hhᵀ da at the first processed step
 
-    A padding step hands the state gradient through unchanged and takes none itself.
-
     Shapes: dy (T, B, H) or None, dh_n (B, H) or None.
-    Returns gradients shaped like the inputs: "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"
-    (None for an absent bias), and "h": (T, B, H) the total ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh" and "h".
     """
     if not isinstance(cache, RNNCache):
         raise TypeError(f"cache must be the RNNCache from rnn_forward; got {type(cache).__name__}")

@@ -76,16 +76,17 @@ def _cooperative_cases() -> list[dict]:
 
 def _largest_persistent(family: str, dtype: str) -> int:
     """The largest padded H the dispatcher still sends to the persistent path."""
-    from rnnlab.backends.gpu import _common as C
+    from rnnlab.backends.gpu import _tuning
 
     HP = 16
-    while GATES[family] * (2 * HP) ** 2 * DTYPES[dtype] <= C.ON_CHIP_BYTES:
+    while GATES[family] * (2 * HP) ** 2 * DTYPES[dtype] <= _tuning.ON_CHIP_BYTES:
         HP *= 2
     return HP
 
 
 def _persistent_cases() -> list[dict]:
     from rnnlab.backends.gpu import _common as C
+    from rnnlab.backends.gpu import _tuning
 
     cases = []
     for family in ("rnn", "lstm", "gru"):
@@ -103,7 +104,7 @@ def _persistent_cases() -> list[dict]:
                 weight_bytes = (GATES[family] * HP * PP + HP * PP * variant.get("HAS_PROJ", 0)
                                 ) * DTYPES[dtype]
                 for direction in ("fwd", "bwd"):
-                    consts = {"HP": HP, "BLOCK_B": C.BLOCK_B, "REVERSE": False,
+                    consts = {"HP": HP, "BLOCK_B": _tuning.BLOCK_B, "REVERSE": False,
                               "UPCAST": False, "PRECISION": precision, **variant}
                     if direction == "fwd":
                         consts["HAS_PROBE"] = True
@@ -127,7 +128,7 @@ def _tiled_cases() -> list[dict]:
     """Every pointwise kernel of the tiled path, every flag on (they have no products)."""
     import importlib
 
-    from rnnlab.backends.gpu import _common as C
+    from rnnlab.backends.gpu import _tuning
 
     cases = []
     for family in ("rnn", "lstm", "gru"):
@@ -137,7 +138,7 @@ def _tiled_cases() -> list[dict]:
         for name in kernels:
             fn = getattr(module, name)
             consts = {fn.arg_names[i]: True for i in fn.constexprs}
-            consts.update(TILE_B=C.TILE_B, TILE_H=C.TILE_H)
+            consts.update(TILE_B=_tuning.TILE_B, TILE_H=_tuning.TILE_H)
             for dtype in DTYPES:
                 cases.append({"name": f"{family}-{name}-{dtype}", "module": family,
                               "kernel": name, "dtype": dtype, "constexprs": consts,

@@ -17,7 +17,7 @@ persistent   One program per tile of 16 samples loops over all T steps inside th
              registers for the whole sequence; h and c never leave the program. The
              hidden dimension is not split — a program owns every unit of its rows — so
              programs never synchronise. Chosen while the padded weights fit
-             ``ON_CHIP_BYTES`` (32 KiB: bf16 RNN H ≤ 128, LSTM/GRU H ≤ 64). fp32 only
+             ``_tuning.ON_CHIP_BYTES`` (32 KiB: bf16 RNN H ≤ 128, LSTM/GRU H ≤ 64). fp32 only
              with TF32-class products allowed (torch's matmul precision "high" or
              "medium": RNN H ≤ 64, LSTM/GRU H ≤ 32); exact fp32 takes the cooperative
              kernel (see ``_common.on_chip_bytes``). Per step: one (16 × P)·(P × G)

@@ -30,6 +30,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from rnnlab.backends.gpu import _tuning
+
 if TYPE_CHECKING:
     from rnnlab.backends.gpu._coop import Layout
 
@@ -43,14 +45,6 @@ PATHS = ("auto", "persistent", "cooperative", "tiled")
 HARDWARE_VERIFIED = False
 DEFAULT_PATH = "auto" if HARDWARE_VERIFIED else "tiled"
 GRAPHS_VAR = "RNNLAB_GPU_GRAPHS"
-MAX_GRAPHS = 4  # captured tiled loops kept (each holds its inputs and outputs), LRU
-# Bytes of padded recurrent weights one persistent program keeps in registers: 32 KiB is
-# 16K bf16 / 8K fp32 values, 32 registers a thread at 8 warps. Larger fp32 blocks spill
-# on sm_90 (ptxas, tests/backends/gpu/test_sm90_build.py).
-ON_CHIP_BYTES = 32768
-BLOCK_B = 16  # batch rows per persistent program: tl.dot needs M >= 16
-TILE_B = 16  # pointwise tiles of the tiled path
-TILE_H = 64
 
 
 def interpreting(device: torch.device) -> bool:
@@ -84,7 +78,7 @@ def choose_path(weight_bytes: int | None, coop: Layout | None) -> str:
         return "persistent" if weight_bytes is not None else "tiled"
     if forced == "tiled":
         return "tiled"
-    if weight_bytes is not None and weight_bytes <= ON_CHIP_BYTES:
+    if weight_bytes is not None and weight_bytes <= _tuning.ON_CHIP_BYTES:
         return "persistent"
     return "cooperative" if coop is not None and coop.NR == 1 else "tiled"
 
@@ -117,9 +111,22 @@ def on_chip_bytes(weight_elements: int, x: Tensor) -> int | None:
     return weight_elements * x.element_size()
 
 
+def dot_flags(x: Tensor) -> dict[str, str | bool]:
+    """:func:`dot_settings` as the launch constexprs PRECISION and UPCAST."""
+    precision, upcast = dot_settings(x)
+    return dict(PRECISION=precision, UPCAST=upcast)
+
+
+def persistent_settings(x: Tensor, weight_bytes: int) -> dict[str, str | bool | int]:
+    """The launch settings every persistent kernel takes: its batch rows per program,
+    :func:`dot_flags` and the warps for this many bytes of weights held in registers."""
+    return dict(BLOCK_B=_tuning.BLOCK_B, num_warps=num_warps(weight_bytes), **dot_flags(x))
+
+
 def num_warps(weight_bytes: int) -> int:
     """Warps of a persistent program holding this many bytes of weights in registers."""
-    return 8 if weight_bytes > 8192 else 4
+    wide = weight_bytes > _tuning.WIDE_WEIGHT_BYTES
+    return _tuning.WIDE_WARPS if wide else _tuning.NARROW_WARPS
 
 
 def full_lengths(lengths: Tensor | None, T: int, B: int, device: torch.device) -> Tensor:
@@ -155,7 +162,7 @@ def run_tiled(
         with torch.cuda.graph(graph):
             outputs = body(*static, **flags)
         entry = _graphs[key] = (graph, static, outputs)
-        if len(_graphs) > MAX_GRAPHS:
+        if len(_graphs) > _tuning.MAX_GRAPHS:
             _graphs.popitem(last=False)
     _graphs.move_to_end(key)
     graph, static, outputs = entry
@@ -170,11 +177,16 @@ _graphs: OrderedDict[tuple, tuple] = OrderedDict()
 
 
 def launch_grid(B: int) -> tuple[int]:
-    return (triton.cdiv(B, BLOCK_B),)
+    return (triton.cdiv(B, _tuning.BLOCK_B),)
 
 
 def tile_grid(B: int, H: int) -> tuple[int, int]:
-    return (triton.cdiv(B, TILE_B), triton.cdiv(H, TILE_H))
+    return (triton.cdiv(B, _tuning.TILE_B), triton.cdiv(H, _tuning.TILE_H))
+
+
+def tile_sizes() -> dict[str, int]:
+    """The tile of the tiled path's pointwise kernels, as their launch constexprs."""
+    return dict(TILE_B=_tuning.TILE_B, TILE_H=_tuning.TILE_H)
 
 
 # ----------------------------------------------------------------- device functions
@@ -189,6 +201,27 @@ def step_time(s, lens, REVERSE: tl.constexpr):
     else:
         t = lens * 0 + s
     return t.to(tl.int64), valid
+
+
+@triton.jit
+def persistent_rows(lens_ptr, B, BLOCK_B: tl.constexpr):
+    """This persistent program's batch rows, which of them exist, and their lengths."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_ok = rows < B
+    return rows, row_ok, tl.load(lens_ptr + rows, mask=row_ok, other=0)
+
+
+@triton.jit
+def gate_block(w, g, units, units_ok, inputs, inputs_ok, H, K, TRANSPOSED: tl.constexpr):
+    """Gate g's block of a (G·H, K) weight as a padded on-chip block, zero outside
+    (units, inputs): [k, j] = w[g·H + j, k] when TRANSPOSED (for h·Wᵀ), else [j, k]."""
+    if TRANSPOSED:
+        ofs = units[None, :] * K + inputs[:, None]
+        mask = inputs_ok[:, None] & units_ok[None, :]
+    else:
+        ofs = units[:, None] * K + inputs[None, :]
+        mask = units_ok[:, None] & inputs_ok[None, :]
+    return tl.load(w + g * H * K + ofs, mask=mask, other=0.0)
 
 
 @triton.jit

@@ -1,10 +1,9 @@
 """GRU, Triton backend, both placements of the reset gate.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
-
-Saved for backward: gates (T,B,4H) = [r, z, n, hn] with hn the recurrent term of the
-candidate, zero at padding steps. b_ih goes into the input projection; b_hh is added
-inside the recurrence (it sits inside r ⊙ (·) with the reset after).
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`; what the
+forward saves, :class:`rnnlab.backends.contract.GRUForward`. b_ih goes into the input
+projection; b_hh is added inside the recurrence (it sits inside r ⊙ (·) with the reset
+after).
 """
 
 from __future__ import annotations
@@ -73,17 +72,13 @@ def _gru_fwd_persistent(
     HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hhᵀ per gate (HP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
-    wm = col_ok[:, None] & col_ok[None, :]
-    w_ofs = cols[None, :] * H + cols[:, None]
-    w_r = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_z = tl.load(w_hh + H * H + w_ofs, mask=wm, other=0.0)
-    w_n = tl.load(w_hh + 2 * H * H + w_ofs, mask=wm, other=0.0)
+    w_r = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, True)
+    w_z = C.gate_block(w_hh, 1, cols, col_ok, cols, col_ok, H, H, True)
+    w_n = C.gate_block(w_hh, 2, cols, col_ok, cols, col_ok, H, H, True)
     b_r, b_z, b_n = _recurrent_bias(b_hh, cols, col_ok, H, HP, HAS_BIAS)
     m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
@@ -122,17 +117,13 @@ def _gru_bwd_persistent(
     STORE_DH: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hh per gate (HP, HP), on chip: [j, k] = W_hh[gH + j, k]
-    wm = col_ok[:, None] & col_ok[None, :]
-    w_ofs = cols[:, None] * H + cols[None, :]
-    w_r = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_z = tl.load(w_hh + H * H + w_ofs, mask=wm, other=0.0)
-    w_n = tl.load(w_hh + 2 * H * H + w_ofs, mask=wm, other=0.0)
+    w_r = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, False)
+    w_z = C.gate_block(w_hh, 1, cols, col_ok, cols, col_ok, H, H, False)
+    w_n = C.gate_block(w_hh, 2, cols, col_ok, cols, col_ok, H, H, False)
     m2 = row_ok[:, None] & col_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
     for k in range(T):
@@ -404,13 +395,12 @@ def _coop_forward(gx, h0, w, b_hh, lens, h_probe, lay, *, reverse):
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
     hx = torch.empty(2, B, H, dtype=w.dtype, device=gx.device)  # exchange of h_{t-1}
     hx[0] = h0
-    precision, upcast = C.dot_settings(gx)
     X.run(
         _gru_fwd_coop, lay, T,
         (gx, hx, X.pack_forward(w, 4, lay), b_hh if b_hh is not None else w, h_state, lens,
          h_probe if h_probe is not None else y, y, gates),
         k_size=H, n_size=4 * lay.BH, B=B, H=H, HAS_BIAS=b_hh is not None,
-        HAS_PROBE=h_probe is not None, REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        HAS_PROBE=h_probe is not None, REVERSE=reverse, **C.dot_flags(gx),
     )
     return y, h_state.to(gx.dtype), gates
 
@@ -427,7 +417,7 @@ def _tiled_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse, reset_after):
     h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
     mm_dtype = dict(dtype=w.dtype, device=gx.device)
     grid = C.tile_grid(B, H)
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     step = dict(HAS_PROBE=h_probe is not None, RESET_AFTER=reset_after, **flags)
     if reset_after:
         gh = torch.empty(B, G, **mm_dtype)
@@ -465,12 +455,11 @@ def _coop_backward(dy, dh_n, w, gates, h_prev_seq, lens, lay, *, reverse, need_d
     dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
     dpx = torch.zeros(2, B, 3 * H, dtype=w.dtype, device=gates.device)  # exchange
     carry = dh_n.to(torch.float32, copy=True).contiguous()
-    precision, upcast = C.dot_settings(gates)
     X.run(
         _gru_bwd_coop, lay, T + 1,
         (dy, dpx, X.pack_backward(w, lay), carry, gates, h_prev_seq, lens, dgx, dh_seq),
         k_size=3 * H, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, STORE_DH=need_dh, REVERSE=reverse,
-        UPCAST=upcast, PRECISION=precision,
+        **C.dot_flags(gates),
     )
     return dgx, carry.to(dh_n.dtype), dh_seq
 
@@ -485,7 +474,7 @@ def _tiled_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, reset_afte
     dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
     mm_dtype = dict(dtype=w.dtype, device=gates.device)
     grid = C.tile_grid(B, H)
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next minus the GEMM part
     rec = torch.zeros(B, H, **mm_dtype)  # the last step's dpre·W
     dpre_mm = torch.empty(B, (3 if reset_after else 2) * H, **mm_dtype)
@@ -539,13 +528,11 @@ class GpuGRU(GRUInferByForward):
         y = x.new_empty(T, B, H)
         gates = x.new_empty(T, B, 4 * H)
         h_n = x.new_empty(B, H)
-        precision, upcast = C.dot_settings(x)
         _gru_fwd_persistent[C.launch_grid(B)](
             gx, h0.contiguous(), w, bias if bias is not None else w, lens,
             probe if probe is not None else y, y, h_n, gates, T, B, H,
-            HP=HP, BLOCK_B=C.BLOCK_B, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
-            HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
-            PRECISION=precision, num_warps=C.num_warps(n_w),
+            HP=HP, HAS_BIAS=bias is not None, RESET_AFTER=reset_after,
+            HAS_PROBE=probe is not None, REVERSE=reverse, **C.persistent_settings(x, n_w),
         )
         return GRUForward(y, h_n, gates)
 
@@ -577,12 +564,10 @@ class GpuGRU(GRUInferByForward):
             dgx = x.new_empty(T, B, 3 * H)  # gradients of the input pre-activations
             dh_seq = torch.empty_like(y) if need_dh else dgx
             dh0 = torch.empty_like(h0)
-            precision, upcast = C.dot_settings(x)
             _gru_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), w, gates, h_prev_seq, lens, dgx, dh_seq, dh0, T, B, H,
-                HP=HP, BLOCK_B=C.BLOCK_B, RESET_AFTER=reset_after, STORE_DH=need_dh,
-                REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
-                num_warps=C.num_warps(n_w),
+                HP=HP, RESET_AFTER=reset_after, STORE_DH=need_dh,
+                REVERSE=reverse, **C.persistent_settings(x, n_w),
             )
         elif path == "tiled":
             dgx, dh0, dh_seq = C.run_tiled(

@@ -1,10 +1,7 @@
 """LSTM (with optional projection), Triton backend.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
-output before the projection).
-
-Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
-and the cell states c_t (T,B,H), zero at padding steps.
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm`; what the
+forward saves, :class:`rnnlab.backends.contract.LSTMForward`.
 """
 
 from __future__ import annotations
@@ -16,12 +13,12 @@ from torch import Tensor
 
 from rnnlab.backends._host import (
     empty_grad,
-    input_grad,
+    parameter_grads,
     previous_states,
     project_inputs,
+    projection_grad,
     sum_bias,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -100,25 +97,19 @@ def _lstm_fwd_persistent(
     HAS_PROBE: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     hc = tl.arange(0, HP)
     pc = tl.arange(0, PP)
-    row_ok = rows < B
     h_ok = hc < H
     p_ok = pc < P
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hhᵀ per gate (PP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
-    wm = p_ok[:, None] & h_ok[None, :]
-    w_ofs = hc[None, :] * P + pc[:, None]
-    w_i = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_f = tl.load(w_hh + H * P + w_ofs, mask=wm, other=0.0)
-    w_g = tl.load(w_hh + 2 * H * P + w_ofs, mask=wm, other=0.0)
-    w_o = tl.load(w_hh + 3 * H * P + w_ofs, mask=wm, other=0.0)
+    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, True)
+    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, True)
+    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, True)
+    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, True)
     if HAS_PROJ:
         # W_hrᵀ (HP, PP): [j, p] = W_hr[p, j]
-        w_r = tl.load(
-            w_hr + pc[None, :] * H + hc[:, None], mask=h_ok[:, None] & p_ok[None, :], other=0.0
-        )
+        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, True)
     mh = row_ok[:, None] & h_ok[None, :]
     mp = row_ok[:, None] & p_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * P + pc[None, :], mp)  # (BLOCK_B, PP) fp32
@@ -161,25 +152,19 @@ def _lstm_bwd_persistent(
     STORE_DH: tl.constexpr, REVERSE: tl.constexpr, UPCAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     hc = tl.arange(0, HP)
     pc = tl.arange(0, PP)
-    row_ok = rows < B
     h_ok = hc < H
     p_ok = pc < P
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hh per gate (HP, PP), on chip: [j, k] = W_hh[gH + j, k]
-    wm = h_ok[:, None] & p_ok[None, :]
-    w_ofs = hc[:, None] * P + pc[None, :]
-    w_i = tl.load(w_hh + w_ofs, mask=wm, other=0.0)
-    w_f = tl.load(w_hh + H * P + w_ofs, mask=wm, other=0.0)
-    w_g = tl.load(w_hh + 2 * H * P + w_ofs, mask=wm, other=0.0)
-    w_o = tl.load(w_hh + 3 * H * P + w_ofs, mask=wm, other=0.0)
+    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, False)
+    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, False)
+    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, False)
+    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, False)
     if HAS_PROJ:
         # W_hr (PP, HP): [p, j] = W_hr[p, j]
-        w_r = tl.load(
-            w_hr + pc[:, None] * H + hc[None, :], mask=p_ok[:, None] & h_ok[None, :], other=0.0
-        )
+        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, False)
     mh = row_ok[:, None] & h_ok[None, :]
     mp = row_ok[:, None] & p_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * P + pc[None, :], mp)
@@ -440,13 +425,12 @@ def _coop_forward(gx, h0, c0, w, lens, h_probe, lay, *, reverse):
     c_state = c0.to(torch.float32, copy=True).contiguous()
     hx = torch.empty(2, B, H, dtype=w.dtype, device=gx.device)  # exchange of h_{t-1}
     hx[0] = h0
-    precision, upcast = C.dot_settings(gx)
     X.run(
         _lstm_fwd_coop, lay, T,
         (gx, hx, X.pack_forward(w, 4, lay), h_state, c_state, lens,
          h_probe if h_probe is not None else y, y, gates, c_seq),
         k_size=H, n_size=4 * lay.BH, B=B, H=H, HAS_PROBE=h_probe is not None,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        REVERSE=reverse, **C.dot_flags(gx),
     )
     return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq
 
@@ -468,7 +452,7 @@ def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
     gh = torch.empty(B, G, **mm_dtype)
     m_mm = torch.empty(B, H, **mm_dtype) if proj else gh
     hp = torch.empty(B, P, **mm_dtype) if proj else gh
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, HAS_PROBE=h_probe is not None,
+    flags = dict(**C.tile_sizes(), HAS_PROBE=h_probe is not None,
                  REVERSE=reverse)
     for s in range(T):
         torch.mm(h_mm, w.t(), out=gh)
@@ -493,13 +477,12 @@ def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, lay, *, re
     dpx = torch.zeros(2, B, G, dtype=w.dtype, device=gates.device)  # exchange of dpre
     carry = dh_n.to(torch.float32, copy=True).contiguous()
     dc_state = dc_n.to(torch.float32, copy=True).contiguous()
-    precision, upcast = C.dot_settings(gates)
     X.run(
         _lstm_bwd_coop, lay, T + 1,
         (dy, dpx, X.pack_backward(w, lay), carry, dc_state, gates, c_seq, c_prev_seq, lens,
          dgates, dh_seq),
         k_size=G, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, STORE_DH=store_dh, REVERSE=reverse,
-        UPCAST=upcast, PRECISION=precision,
+        **C.dot_flags(gates),
     )
     return dgates, carry.to(dh_n.dtype), dc_state.to(dc_n.dtype), dh_seq
 
@@ -520,7 +503,7 @@ def _tiled_backward(dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens, *, r
     dpre_mm = torch.empty(B, G, **mm_dtype)
     dh_mm = torch.empty(B, P, **mm_dtype) if proj else rec
     dm = torch.empty(B, H, **mm_dtype) if proj else rec
-    flags = dict(TILE_B=C.TILE_B, TILE_H=C.TILE_H, REVERSE=reverse)
+    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     for s in range(T - 1, -1, -1):
         if proj:
             _dh_tile[C.tile_grid(B, P)](s, dy, rec, dh_dir, lens, dh_mm, dh_seq, B, P, **flags)
@@ -564,13 +547,11 @@ class GpuLSTM(LSTMInferByForward):
         gates = torch.empty_like(gx)
         c_seq = x.new_empty(T, B, H)
         h_n, c_n = x.new_empty(B, P), x.new_empty(B, H)
-        precision, upcast = C.dot_settings(x)
         _lstm_fwd_persistent[C.launch_grid(B)](
             gx, h0.contiguous(), c0.contiguous(), w, w_r if w_r is not None else w, lens,
             probe if probe is not None else y, y, h_n, c_n, gates, c_seq, T, B, H, P,
-            HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=w_r is not None,
-            HAS_PROBE=probe is not None, REVERSE=reverse, UPCAST=upcast,
-            PRECISION=precision, num_warps=C.num_warps(n_w),
+            HP=C.pad(H), PP=C.pad(P), HAS_PROJ=w_r is not None,
+            HAS_PROBE=probe is not None, REVERSE=reverse, **C.persistent_settings(x, n_w),
         )
         return LSTMForward(y, h_n, c_n, gates, c_seq)
 
@@ -607,12 +588,11 @@ class GpuLSTM(LSTMInferByForward):
             dgates = torch.empty_like(gates)  # gradients of the pre-activations (T, B, 4H)
             dh_seq = torch.empty_like(y) if store_dh else dgates
             dh0, dc0 = torch.empty_like(h0), torch.empty_like(c0)
-            precision, upcast = C.dot_settings(x)
             _lstm_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), dc_n.contiguous(), w, w_r if proj else w, gates, c_seq,
                 c_prev_seq, lens, dgates, dh_seq, dh0, dc0, T, B, H, P,
-                HP=C.pad(H), PP=C.pad(P), BLOCK_B=C.BLOCK_B, HAS_PROJ=proj, STORE_DH=store_dh,
-                REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+                HP=C.pad(H), PP=C.pad(P), HAS_PROJ=proj, STORE_DH=store_dh,
+                REVERSE=reverse, **C.persistent_settings(x, n_w),
             )
         elif path == "tiled":
             dgates, dh0, dc0, dh_seq = C.run_tiled(
@@ -620,15 +600,7 @@ class GpuLSTM(LSTMInferByForward):
                 (dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens),
                 reverse=reverse, store_dh=store_dh,
             )
-        h_prev_seq = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(dgates, w_ih)
-        dw_ih = weight_grad(dgates, x)
-        dw_hh = weight_grad(dgates, h_prev_seq)
-        db = dgates.sum(dim=(0, 1))
-        if proj:
-            o_seq = gates[..., 3 * H :]
-            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
-        else:
-            dw_hr = empty_grad(y)
+        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse)
+        dw_hr = projection_grad(dh_seq, gates, c_seq) if proj else empty_grad(y)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out)

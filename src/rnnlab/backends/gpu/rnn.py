@@ -1,10 +1,9 @@
 """Elman RNN, Triton backend.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
-
-The input projection (all steps) and the weight gradients are GEMMs outside the
-recurrence; the kernels run the serial part. Saved for backward: a (T,B,H), zero at
-padding steps.
+The equations and their symbols are those of :mod:`rnnlab.reference.rnn`; what the
+forward saves, :class:`rnnlab.backends.contract.RNNForward`. The input projection (all
+steps) and the weight gradients are GEMMs outside the recurrence; the kernels run the
+serial part.
 """
 
 from __future__ import annotations
@@ -16,12 +15,10 @@ from torch import Tensor
 
 from rnnlab.backends._host import (
     empty_grad,
-    input_grad,
-    previous_states,
+    parameter_grads,
     project_inputs,
     sum_bias,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -66,15 +63,11 @@ def _rnn_fwd_persistent(
     HP: tl.constexpr, BLOCK_B: tl.constexpr, RELU: tl.constexpr, HAS_PROBE: tl.constexpr,
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hhᵀ (HP, HP), on chip for the whole sequence: element [k, j] = W_hh[j, k]
-    w_t = tl.load(
-        w_hh + cols[None, :] * H + cols[:, None], mask=col_ok[:, None] & col_ok[None, :], other=0.0
-    )
+    w_t = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, True)
     m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
     for s in range(T):
@@ -98,15 +91,11 @@ def _rnn_bwd_persistent(
     HP: tl.constexpr, BLOCK_B: tl.constexpr, RELU: tl.constexpr, STORE_DH: tl.constexpr,
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
     cols = tl.arange(0, HP)
-    row_ok = rows < B
     col_ok = cols < H
-    lens = tl.load(lens_ptr + rows, mask=row_ok, other=0)
     # W_hh (HP, HP), on chip: element [j, k] = W_hh[j, k]
-    w = tl.load(
-        w_hh + cols[:, None] * H + cols[None, :], mask=col_ok[:, None] & col_ok[None, :], other=0.0
-    )
+    w = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, False)
     m2 = row_ok[:, None] & col_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
     for k in range(T):
@@ -253,13 +242,12 @@ def _coop_forward(ax, h0, w, lens, h_probe, lay, *, relu, reverse):
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
     hx = torch.empty(2, B, H, dtype=w.dtype, device=ax.device)  # exchange of h_{t-1}
     hx[0] = h0
-    precision, upcast = C.dot_settings(ax)
     X.run(
         _rnn_fwd_coop, lay, T,
         (ax, hx, X.pack_forward(w, 1, lay), h_state, lens,
          h_probe if h_probe is not None else y, y, a_seq),
         k_size=H, n_size=lay.BH, B=B, H=H, RELU=relu, HAS_PROBE=h_probe is not None,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        REVERSE=reverse, **C.dot_flags(ax),
     )
     return y, h_state.to(ax.dtype), a_seq
 
@@ -278,7 +266,7 @@ def _tiled_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
         torch.mm(h_mm, w_t, out=gh)
         _rnn_fwd_tile[C.tile_grid(B, H)](
             s, ax, gh, h_state, h_mm, lens, probe, y, a_seq, B, H,
-            TILE_B=C.TILE_B, TILE_H=C.TILE_H, RELU=relu, HAS_PROBE=h_probe is not None,
+            **C.tile_sizes(), RELU=relu, HAS_PROBE=h_probe is not None,
             REVERSE=reverse,
         )
     return y, h_state.to(ax.dtype), a_seq
@@ -292,12 +280,11 @@ def _coop_backward(dy, dh_n, w, a_seq, lens, lay, *, relu, reverse, need_dh):
     dh_seq = torch.empty_like(a_seq) if need_dh else da_seq
     dax = torch.zeros(2, B, H, dtype=w.dtype, device=a_seq.device)  # exchange of da
     carry = dh_n.to(torch.float32, copy=True).contiguous()
-    precision, upcast = C.dot_settings(a_seq)
     X.run(
         _rnn_bwd_coop, lay, T + 1,
         (dy, dax, X.pack_backward(w, lay), carry, a_seq, lens, da_seq, dh_seq),
         k_size=H, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, RELU=relu, STORE_DH=need_dh,
-        REVERSE=reverse, UPCAST=upcast, PRECISION=precision,
+        REVERSE=reverse, **C.dot_flags(a_seq),
     )
     return da_seq, carry.to(dh_n.dtype), dh_seq
 
@@ -313,7 +300,7 @@ def _tiled_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):
     for s in range(T - 1, -1, -1):
         _rnn_bwd_tile[C.tile_grid(B, H)](
             s, dy, rec, dh_dir, a_seq, lens, da_seq, da_mm, dh_seq, B, H,
-            TILE_B=C.TILE_B, TILE_H=C.TILE_H, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
+            **C.tile_sizes(), RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
         )
         torch.mm(da_mm, w, out=rec)
     return da_seq, (dh_dir + rec.float()).to(dh_n.dtype), dh_seq
@@ -348,11 +335,10 @@ class GpuRNN(RNNInferByForward):
         y = torch.empty_like(ax)
         a_seq = torch.empty_like(ax)
         h_n = x.new_empty(B, H)
-        precision, upcast = C.dot_settings(x)
         _rnn_fwd_persistent[C.launch_grid(B)](
             ax, h0.contiguous(), w, lens, probe if probe is not None else y, y, h_n, a_seq, T, B, H,
-            HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, HAS_PROBE=probe is not None,
-            REVERSE=reverse, UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+            HP=HP, RELU=relu, HAS_PROBE=probe is not None,
+            REVERSE=reverse, **C.persistent_settings(x, n_w),
         )
         return RNNForward(y, h_n, a_seq)
 
@@ -383,21 +369,16 @@ class GpuRNN(RNNInferByForward):
             da_seq = torch.empty_like(a_seq)
             dh_seq = torch.empty_like(y) if need_dh else da_seq
             dh0 = torch.empty_like(h0)
-            precision, upcast = C.dot_settings(x)
             _rnn_bwd_persistent[C.launch_grid(B)](
                 dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
-                HP=HP, BLOCK_B=C.BLOCK_B, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
-                UPCAST=upcast, PRECISION=precision, num_warps=C.num_warps(n_w),
+                HP=HP, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
+                **C.persistent_settings(x, n_w),
             )
         elif path == "tiled":
             da_seq, dh0, dh_seq = C.run_tiled(
                 "rnn_backward", _tiled_backward, (dy, dh_n, w, a_seq, lens),
                 relu=relu, reverse=reverse, need_dh=need_dh,
             )
-        h_prev = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(da_seq, w_ih)
-        dw_ih = weight_grad(da_seq, x)
-        dw_hh = weight_grad(da_seq, h_prev)
-        db = da_seq.sum(dim=(0, 1))
+        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return RNNGrads(dx, dh0, dw_ih, dw_hh, db, dh_out)

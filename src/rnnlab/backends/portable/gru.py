@@ -1,9 +1,7 @@
 """GRU, portable backend, both placements of the reset gate.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.gru`.
-
-Saved for backward: gates (T,B,4H) = [r, z, n, hn] with hn the recurrent term of the
-candidate (W_hn h_{t-1} + b_hn, or W_hn (r ⊙ h_{t-1}) + b_hn), zero at padding steps.
+The equations and their symbols are those of :mod:`rnnlab.reference.gru`; what the
+forward saves, :class:`rnnlab.backends.contract.GRUForward`.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import torch
 from torch import Tensor
 
 from rnnlab.backends._host import (
+    advance,
     empty_grad,
     gru_parameter_grads,
     previous_states,
@@ -66,17 +65,9 @@ class PortableGRU(GRUInferByForward):
                 else:
                     torch.mm(rh, w_n.t(), out=hn)
                 torch.tanh(gx[t, :, 2 * H :] + hn, out=n)
-            h_t = n + z * (h - n)
-            if h_probe is not None:
-                h_t = h_t + h_probe[t]
-            if valid is None:
-                h = h_t
-                y[t] = h_t
-            else:
-                m = valid[t]
-                h = torch.where(m, h_t, h)
-                y[t] = torch.where(m, h_t, 0.0)
-                act.masked_fill_(~m, 0.0)
+            h, y[t] = advance(n + z * (h - n), h, valid, t, h_probe)
+            if valid is not None:
+                act.masked_fill_(~valid[t], 0.0)
         return GRUForward(y, h.clone(), gates)
 
     def backward(

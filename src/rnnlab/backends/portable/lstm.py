@@ -1,10 +1,7 @@
 """LSTM (with optional projection), portable backend.
 
-The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
-output before the projection).
-
-Saved for backward (and exposed for gate recording): the activated gates (T,B,4H)
-and the cell states c_t (T,B,H), zero at padding steps.
+The equations and their symbols are those of :mod:`rnnlab.reference.lstm`; what the
+forward saves, :class:`rnnlab.backends.contract.LSTMForward`.
 """
 
 from __future__ import annotations
@@ -13,14 +10,15 @@ import torch
 from torch import Tensor
 
 from rnnlab.backends._host import (
+    advance,
     empty_grad,
-    input_grad,
+    parameter_grads,
     previous_states,
     project_inputs,
+    projection_grad,
     sum_bias,
     time_steps,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -60,19 +58,10 @@ class PortableLSTM(LSTMInferByForward):
             c_t = f * c + i * g
             m_t = o * torch.tanh(c_t)
             h_t = m_t @ w_hr.t() if w_hr is not None else m_t  # (B, P)
-            if h_probe is not None:
-                h_t = h_t + h_probe[t]
-            if valid is None:
-                h, c = h_t, c_t
-                y[t] = h_t
-                c_seq[t] = c_t
-            else:
-                m = valid[t]
-                h = torch.where(m, h_t, h)
-                c = torch.where(m, c_t, c)
-                y[t] = torch.where(m, h_t, 0.0)
-                c_seq[t] = torch.where(m, c_t, 0.0)
-                act.masked_fill_(~m, 0.0)
+            h, y[t] = advance(h_t, h, valid, t, h_probe)
+            c, c_seq[t] = advance(c_t, c, valid, t)
+            if valid is not None:
+                act.masked_fill_(~valid[t], 0.0)
         return LSTMForward(y, h.clone(), c.clone(), gates, c_seq)
 
     def backward(
@@ -123,15 +112,7 @@ class PortableLSTM(LSTMInferByForward):
                 dc_next = torch.where(m, dc_prev, dc_next)
                 if dh_seq is not None:
                     dh_seq[t] = torch.where(m, dh, 0.0)
-        h_prev_seq = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(dgates, w_ih)
-        dw_ih = weight_grad(dgates, x)
-        dw_hh = weight_grad(dgates, h_prev_seq)
-        db = dgates.sum(dim=(0, 1))
-        if w_hr is not None:
-            o_seq = gates[..., 3 * c0.shape[-1] :]
-            dw_hr = weight_grad(dh_seq, o_seq * torch.tanh(c_seq))  # m_t = o ⊙ tanh(c_t)
-        else:
-            dw_hr = empty_grad(y)
+        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse)
+        dw_hr = projection_grad(dh_seq, gates, c_seq) if w_hr is not None else empty_grad(y)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return LSTMGrads(dx, dh_next.clone(), dc_next.clone(), dw_ih, dw_hh, db, dw_hr, dh_out)

@@ -9,14 +9,13 @@ import torch
 from torch import Tensor
 
 from rnnlab.backends._host import (
+    advance,
     empty_grad,
-    input_grad,
-    previous_states,
+    parameter_grads,
     project_inputs,
     sum_bias,
     time_steps,
     valid_mask,
-    weight_grad,
     zero_padding,
 )
 from rnnlab.backends.contract import (
@@ -46,18 +45,8 @@ class PortableRNN(RNNInferByForward):
         h = h0
         for t in time_steps(T, reverse):
             a = torch.addmm(ax[t], h, w_hh.t())  # (B, H)
-            h_t = act(a)
-            if h_probe is not None:
-                h_t = h_t + h_probe[t]
-            if valid is None:
-                h = h_t
-                a_seq[t] = a
-                y[t] = h_t
-            else:
-                m = valid[t]
-                h = torch.where(m, h_t, h)
-                a_seq[t] = torch.where(m, a, 0.0)
-                y[t] = torch.where(m, h_t, 0.0)
+            h, y[t] = advance(act(a), h, valid, t, h_probe)
+            a_seq[t] = a if valid is None else torch.where(valid[t], a, 0.0)
         return RNNForward(y, h.clone(), a_seq)
 
     def backward(
@@ -90,10 +79,6 @@ class PortableRNN(RNNInferByForward):
                 dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
                 if dh_seq is not None:
                     dh_seq[t] = torch.where(m, dh, 0.0)
-        h_prev = previous_states(y, h0, lengths, reverse)
-        dx = input_grad(da_seq, w_ih)
-        dw_ih = weight_grad(da_seq, x)
-        dw_hh = weight_grad(da_seq, h_prev)
-        db = da_seq.sum(dim=(0, 1))
+        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse)
         dh_out = dh_seq if dh_seq is not None else empty_grad(y)
         return RNNGrads(dx, dh_next.clone(), dw_ih, dw_hh, db, dh_out)

@@ -23,6 +23,7 @@ from helpers import assert_rel_close
 from rnnlab import backends, ops
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
+from rnnlab.backends.gpu import _tuning
 
 DEVICE = torch.device(os.environ.get("RNNLAB_GPU_TEST_DEVICE", "cpu"))
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
@@ -160,7 +161,7 @@ def test_cooperative_row_tiles_and_wide_slices(variant, hold, monkeypatch):
     the narrowest (BH doubles until the grid fits); weights held and streamed."""
     monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
     monkeypatch.setenv("RNNLAB_GPU_HOLD", hold)
-    monkeypatch.setattr(X, "MAX_ROWS", 16)
+    monkeypatch.setattr(_tuning, "COOP_MAX_ROWS", 16)
     monkeypatch.setattr(X, "INTERPRETER_PROGRAMS", 4)
     H = 40
     lay = X.plan(19, H, X_SLOTS[variant], DEVICE)
@@ -179,7 +180,7 @@ def test_barrier_timeout_warns_and_recomputes_on_the_tiled_path(monkeypatch):
     and returns the tiled path's correct result."""
     monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
     monkeypatch.setattr(X, "grid_sync_enabled", lambda device: True)
-    monkeypatch.setattr(X, "MAX_POLLS", triton.language.constexpr(3))
+    monkeypatch.setattr(X, "BARRIER_POLLS", triton.language.constexpr(3))
     monkeypatch.setattr(X, "_disabled", [])
     p, lens = _problem("lstm", T=3, B=2, I=3, H=12, seed=17, lengths=False)  # 3 slices
     with pytest.warns(RuntimeWarning, match="did not all reach a barrier"):
@@ -208,7 +209,7 @@ def test_cooperative_layout_rules():
     assert (lay.BB, lay.BH, lay.NS) == (64, 16, 64)
     lay = X.layout(B=200, H=1024, slots=4, programs=132)  # 4 row tiles: wider slices
     assert (lay.NR, lay.BH, lay.NS) == (4, 32, 32) and lay.NS * lay.NR <= 132
-    assert X.layout(B=4096, H=4096, slots=4, programs=132) is None  # slices past MAX_UNITS
+    assert X.layout(B=4096, H=4096, slots=4, programs=132) is None  # slices past COOP_MAX_UNITS
 
 
 @pytest.mark.parametrize("slots,gates", [(1, 1), (4, 4), (4, 3)])
@@ -242,17 +243,17 @@ def test_default_path_until_verified_on_hardware(monkeypatch):
             monkeypatch.delenv("RNNLAB_GPU_PATH", raising=False)
         else:
             monkeypatch.setenv("RNNLAB_GPU_PATH", unset)
-        assert C.choose_path(C.ON_CHIP_BYTES, lay_one_tile) == "tiled"
-        assert C.choose_path(C.ON_CHIP_BYTES + 1, lay_one_tile) == "tiled"
+        assert C.choose_path(_tuning.ON_CHIP_BYTES, lay_one_tile) == "tiled"
+        assert C.choose_path(_tuning.ON_CHIP_BYTES + 1, lay_one_tile) == "tiled"
 
 
 def test_path_rules(monkeypatch):
     lay_one_tile = X.layout(B=8, H=512, slots=4, programs=132)
     lay_two_tiles = X.layout(B=100, H=512, slots=4, programs=132)
     monkeypatch.setenv("RNNLAB_GPU_PATH", "auto")
-    assert C.choose_path(C.ON_CHIP_BYTES, lay_one_tile) == "persistent"
-    assert C.choose_path(C.ON_CHIP_BYTES + 1, lay_one_tile) == "cooperative"
-    assert C.choose_path(C.ON_CHIP_BYTES + 1, lay_two_tiles) == "tiled"
+    assert C.choose_path(_tuning.ON_CHIP_BYTES, lay_one_tile) == "persistent"
+    assert C.choose_path(_tuning.ON_CHIP_BYTES + 1, lay_one_tile) == "cooperative"
+    assert C.choose_path(_tuning.ON_CHIP_BYTES + 1, lay_two_tiles) == "tiled"
     assert C.choose_path(None, None) == "tiled"
     monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
     assert C.choose_path(1, lay_two_tiles) == "cooperative"
@@ -431,7 +432,7 @@ def test_cooperative_barrier_with_programs_running_at_once(variant, monkeypatch)
     through the real counters, targets and double-buffered exchange."""
     monkeypatch.setenv("RNNLAB_GPU_PATH", "cooperative")
     monkeypatch.setattr(X, "grid_sync_enabled", lambda device: True)
-    monkeypatch.setattr(X, "MAX_ROWS", 16)
+    monkeypatch.setattr(_tuning, "COOP_MAX_ROWS", 16)
     H = 40 if variant.startswith("rnn") else 12  # 3 slices (BH 16 or 4)
     p, lens = _problem(variant, T=4, B=19, I=3, H=H, seed=23, lengths=True)
     interval = sys.getswitchinterval()
