@@ -4,12 +4,13 @@ Each family has a forward over a time-major sequence, returning its outputs, fin
 a cache, and a backward that takes the loss gradients of those outputs and final state and
 returns the gradient of every input and weight, plus the total ∂L/∂h_t of every step.
 Weights use torch.nn's layout and gate order (LSTM i, f, g, o; GRU r, z, n;
-minGRU z, h̃; minLSTM f, i, h̃). Variable
+minGRU z, h̃; minLSTM f, i, h̃; the layer-normalised LSTM i, f, g, o). Variable
 lengths follow torch.nn's PackedSequence: padding steps output 0 and leave the state alone.
 The tests of every backend hold them against these functions.
 """
 
 from .gru import GRUCache, gru_backward, gru_forward
+from .lnlstm import LNLSTMCache, lnlstm_backward, lnlstm_forward
 from .lstm import LSTMCache, lstm_backward, lstm_forward
 from .mingru import MinGRUCache, mingru_backward, mingru_forward
 from .minlstm import MinLSTMCache, minlstm_backward, minlstm_forward
@@ -17,12 +18,15 @@ from .rnn import RNNCache, rnn_backward, rnn_forward
 
 __all__ = [
     "GRUCache",
+    "LNLSTMCache",
     "LSTMCache",
     "MinGRUCache",
     "MinLSTMCache",
     "RNNCache",
     "gru_backward",
     "gru_forward",
+    "lnlstm_backward",
+    "lnlstm_forward",
     "lstm_backward",
     "lstm_forward",
     "mingru_backward",
