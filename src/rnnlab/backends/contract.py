@@ -43,6 +43,9 @@ __all__ = [
     "GRUKernels",
     "GRUSaved",
     "GRUWeights",
+    "LNLSTMGrads",
+    "LNLSTMKernels",
+    "LNLSTMWeights",
     "LSTMForward",
     "LSTMGrads",
     "LSTMInferByForward",
@@ -184,6 +187,59 @@ class LSTMKernels(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- LayerNorm LSTM
+
+
+class LNLSTMWeights(NamedTuple):
+    """The layer-normalised LSTM's weights (:mod:`rnnlab.reference.lnlstm`); P = H."""
+
+    w_ih: Tensor  # (4H, I)
+    w_hh: Tensor  # (4H, H)
+    b_ih: Tensor | None  # (4H,) the β of LN(W_ih x)
+    b_hh: Tensor | None  # (4H,) the β of LN(W_hh h)
+    gamma_ih: Tensor  # (4H,) gain of LN(W_ih x)
+    gamma_hh: Tensor  # (4H,) gain of LN(W_hh h)
+    gamma_c: Tensor  # (H,) gain of LN(c)
+    beta_c: Tensor | None  # (H,) bias of LN(c)
+
+
+class LNLSTMGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dc0: Tensor
+    dw_ih: Tensor
+    dw_hh: Tensor
+    db: Tensor  # the gradient of b_ih and of b_hh (they enter as a sum)
+    dgamma_ih: Tensor
+    dgamma_hh: Tensor
+    dgamma_c: Tensor
+    dbeta_c: Tensor  # (H,) even when beta_c is None (then unused)
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class LNLSTMKernels(Protocol):
+    """Layer-normalised LSTM (:mod:`rnnlab.reference.lnlstm`). Forward returns and backward
+    reads the LSTM's bundles (activated gates i, f, g, o and the cell states c_t, which
+    are not normalised); backward recomputes the normalisations from them, x and y."""
+
+    def forward(
+        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+    ) -> LSTMForward: ...
+
+    def backward(
+        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool,
+    ) -> LNLSTMGrads:
+        """``w`` without b_ih, b_hh (beta_c is needed: tanh(LN(c_t)) is recomputed)."""
+        ...
+
+    def infer(
+        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(y, h_n, c_n), keeping no activation."""
+        ...
+
+
 # --------------------------------------------------------------------------- GRU
 
 
@@ -290,6 +346,7 @@ class BackendKernels:
     lstm: LSTMKernels
     gru: GRUKernels
     stream: StreamKernels
+    lnlstm: LNLSTMKernels
 
 
 class RNNInferByForward:
@@ -302,9 +359,9 @@ class RNNInferByForward:
 
 
 class LSTMInferByForward:
-    """As :class:`RNNInferByForward`, for an LSTM family."""
+    """As :class:`RNNInferByForward`, for an LSTM family (the layer-normalised one too)."""
 
-    def infer(self, w: LSTMWeights, seq: Sequence, state: LSTMState):
+    def infer(self, w: LSTMWeights | LNLSTMWeights, seq: Sequence, state: LSTMState):
         y, h_n, c_n, _, _ = self.forward(w, seq, state, None)
         return y, h_n, c_n
 

@@ -1,4 +1,4 @@
-"""The three recurrences written with out-of-place torch operations only.
+"""The recurrences written with out-of-place torch operations only.
 
 The same equations as the portable forward functions (see their modules), but every
 step builds new tensors instead of writing into preallocated buffers, so autograd can
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.backends._host import sum_bias, time_steps, valid_mask, zero_padding
+from rnnlab.backends._layer_norm import EPS
 
 
 def _advance(new: Tensor, old: Tensor, valid: Tensor | None, t: int) -> tuple[Tensor, Tensor]:
@@ -83,6 +84,42 @@ def lstm_outputs(
         h_t = o.sigmoid() * c_t.tanh()
         if w_hr is not None:
             h_t = h_t @ w_hr.t()
+        if h_probe is not None:
+            h_t = h_t + h_probe[t]
+        h, y_t = _advance(h_t, h, valid, t)
+        ys.append(y_t)
+        c, _ = _advance(c_t, c, valid, t)
+    return _in_time_order(ys, reverse), h, c
+
+
+def lnlstm_outputs(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    gamma_c: Tensor,
+    beta_c: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """y (T,B,H), h_n (B,H) and c_n (B,H) of the layer-normalised LSTM."""
+    T, H = x.shape[0], c0.shape[-1]
+    valid = valid_mask(lengths, T)
+    gx = F.layer_norm(  # (T, B, 4H)
+        F.linear(zero_padding(x, valid), w_ih), (4 * H,), gamma_ih, sum_bias(b_ih, b_hh), EPS
+    )
+    h, c, ys = h0, c0, []
+    for t in time_steps(T, reverse):
+        a = gx[t] + F.layer_norm(h @ w_hh.t(), (4 * H,), gamma_hh, None, EPS)
+        i, f, g, o = a.chunk(4, dim=1)
+        c_t = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        h_t = o.sigmoid() * F.layer_norm(c_t, (H,), gamma_c, beta_c, EPS).tanh()
         if h_probe is not None:
             h_t = h_t + h_probe[t]
         h, y_t = _advance(h_t, h, valid, t)

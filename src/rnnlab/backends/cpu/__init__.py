@@ -33,7 +33,12 @@ from rnnlab.backends.cpu.lstm import CpuLSTM
 from rnnlab.backends.cpu.rnn import CpuRNN
 from rnnlab.backends.cpu.stream import CpuStream
 
+# The layer-normalised LSTM has no compiled kernel yet: the portable one serves it.
+from rnnlab.backends.portable.lnlstm import PortableLNLSTM
+
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
-KERNELS = BackendKernels(name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream())
+KERNELS = BackendKernels(
+    name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(), lnlstm=PortableLNLSTM()
+)

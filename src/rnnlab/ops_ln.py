@@ -1,0 +1,183 @@
+"""The layer-normalised LSTM's custom ops: ``rnnlab::lnlstm``, ``lnlstm_backward``,
+``lnlstm_infer`` (the equations: :mod:`rnnlab.reference.lnlstm`).
+
+Like the classic ops of :mod:`rnnlab.ops` (whose conventions they keep: one direction of
+one layer over the whole sequence, time-major; the saved activations are outputs; the
+probe; double backward by a differentiable recomputation), dispatched to the backend's
+``lnlstm`` family (:class:`rnnlab.backends.contract.LNLSTMKernels`)::
+
+    lnlstm(x, h0, c0, w_ih (4H, I), w_hh (4H, H), b_ih?, b_hh?, gamma_ih (4H,),
+           gamma_hh (4H,), gamma_c (H,), beta_c?, lengths?, h_probe?, reverse)
+        -> y (T,B,H), h_n (B,H), c_n (B,H), gates (T,B,4H) activated i, f, g, o, c (T,B,H)
+
+The gates and cell states have the LSTM's layout, so recording reads them as it reads
+the LSTM's. No ONNX translation: ONNX's LSTM has no normalisation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rnnlab.backends import differentiable
+from rnnlab.backends.contract import LNLSTMWeights, LSTMSaved, LSTMState, Sequence
+from rnnlab.ops import _backend, _if_wanted, _recomputed_grads
+
+__all__ = ["lnlstm", "lnlstm_backward", "lnlstm_infer"]
+
+
+@torch.library.custom_op("rnnlab::lnlstm", mutates_args=())
+def lnlstm(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    gamma_c: Tensor,
+    beta_c: Tensor | None,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Layer-normalised LSTM over a sequence: returns y (T,B,H), h_n (B,H), c_n (B,H),
+    gates (T,B,4H) activated in the order i, f, g, o, and c (T,B,H) every step's cell state."""
+    w = LNLSTMWeights(w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c)
+    seq = Sequence(x, lengths, reverse)
+    return tuple(_backend(x).lnlstm.forward(w, seq, LSTMState(h0, c0), h_probe))
+
+
+@lnlstm.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c, lengths, h_probe,
+      reverse):
+    T, B, H = x.shape[0], x.shape[1], c0.shape[-1]
+    return (
+        x.new_empty(T, B, H),
+        x.new_empty(B, H),
+        x.new_empty(B, H),
+        x.new_empty(T, B, 4 * H),
+        x.new_empty(T, B, H),
+    )
+
+
+@torch.library.custom_op("rnnlab::lnlstm_backward", mutates_args=())
+def lnlstm_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    dc_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    gamma_c: Tensor,
+    beta_c: Tensor | None,
+    y: Tensor,
+    gates: Tensor,
+    c: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT of :func:`lnlstm`: dx, dh0, dc0, dW_ih, dW_hh, db, dγ_ih, dγ_hh, dγ_c, dβ_c,
+    dh (empty unless need_dh)."""
+    w = LNLSTMWeights(w_ih, w_hh, None, None, gamma_ih, gamma_hh, gamma_c, beta_c)
+    seq, saved = Sequence(x, lengths, reverse), LSTMSaved(y, gates, c)
+    d_state = LSTMState(dh_n, dc_n)
+    return tuple(
+        _backend(x).lnlstm.backward(w, seq, LSTMState(h0, c0), saved, dy, d_state, need_dh)
+    )
+
+
+@lnlstm_backward.register_fake
+def _(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, gamma_ih, gamma_hh, gamma_c, beta_c, y, gates, c,
+      lengths, reverse, need_dh):
+    return (
+        torch.empty_like(x),
+        torch.empty_like(h0),
+        torch.empty_like(c0),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_hh.new_empty(w_hh.shape[0]),
+        torch.empty_like(gamma_ih),
+        torch.empty_like(gamma_hh),
+        torch.empty_like(gamma_c),
+        torch.empty_like(gamma_c),
+        torch.empty_like(y) if need_dh else y.new_empty(0),
+    )
+
+
+def _setup(ctx, inputs, output):
+    *tensors, reverse = inputs
+    _, _, _, gates, c = output
+    ctx.mark_non_differentiable(gates, c)
+    ctx.save_for_backward(*tensors, output[0], gates, c)
+    ctx.reverse = reverse
+
+
+def _grad(ctx, dy, dh_n, dc_n, _dgates, _dc):
+    *tensors, y, gates, c = ctx.saved_tensors
+    (x, h0, c0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c, lengths,
+     h_probe) = tensors
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+        inputs = (*tensors, ctx.reverse)
+        return _recomputed_grads(ctx, differentiable.lnlstm_outputs, inputs, (dy, dh_n, dc_n))
+    has_probe = h_probe is not None
+    dx, dh0, dc0, dw_ih, dw_hh, db, dgamma_ih, dgamma_hh, dgamma_c, dbeta_c, dh = (
+        lnlstm_backward(
+            dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh,
+            gamma_ih, gamma_hh, gamma_c, beta_c, y, gates, c, lengths, ctx.reverse, has_probe,
+        )
+    )
+    return (
+        dx,
+        dh0,
+        dc0,
+        dw_ih,
+        dw_hh,
+        _if_wanted(db, b_ih is not None),
+        _if_wanted(db.clone(), b_hh is not None),  # a separate tensor: .grad must not alias
+        dgamma_ih,
+        dgamma_hh,
+        dgamma_c,
+        _if_wanted(dbeta_c, beta_c is not None),
+        None,
+        _if_wanted(dh, has_probe),
+        None,
+    )
+
+
+lnlstm.register_autograd(_grad, setup_context=_setup)
+
+
+@torch.library.custom_op("rnnlab::lnlstm_infer", mutates_args=())
+def lnlstm_infer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    gamma_c: Tensor,
+    beta_c: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`lnlstm` without saved activations: returns (y (T,B,H), h_n (B,H), c_n (B,H))."""
+    w = LNLSTMWeights(w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c)
+    seq = Sequence(x, lengths, reverse)
+    return tuple(_backend(x).lnlstm.infer(w, seq, LSTMState(h0, c0)))
+
+
+@lnlstm_infer.register_fake
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c, lengths, reverse):
+    T, B, H = x.shape[0], x.shape[1], c0.shape[-1]
+    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(B, H)
