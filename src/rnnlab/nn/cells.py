@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab import ops
-from rnnlab.nn import _checks
+from rnnlab.nn import _checks, _layer_norm
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
 
@@ -47,10 +47,13 @@ class _CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H) (H = 0: none to draw)."""
+        """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H) (H = 0: none to draw);
+        an LSTMCell's layer-normalisation gains 1, biases 0."""
         bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name, weight in self.named_parameters():
+            if not _layer_norm.is_layer_norm_parameter(name):
+                nn.init.uniform_(weight, -bound, bound)
+        _layer_norm.reset(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -133,12 +136,24 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step: (h', c') from x and (h, c); gates i, f, g, o as in :class:`LSTM`."""
+    """One LSTM step: (h', c') from x and (h, c); gates i, f, g, o as in :class:`LSTM`.
+
+    ``layer_norm=True``: the layer-normalised step of :class:`rnnlab.nn.LSTM` with
+    ``layer_norm=True``, parameters ``gamma_ih``, ``gamma_hh``, ``gamma_c``, ``beta_c``."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+        *, layer_norm: bool = False,
     ) -> None:
         super().__init__("lstm", input_size, hidden_size, bias, device, dtype)
+        self.layer_norm = _checks.layer_norm(layer_norm, "lstm", 0)
+        if self.layer_norm:
+            for name, shape in _layer_norm.parameter_shapes(self.hidden_size, self.bias):
+                setattr(self, name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+            _layer_norm.reset(self)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", layer_norm=True" if self.layer_norm else "")
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -154,6 +169,14 @@ class LSTMCell(_CellBase):
         x, states, batched = self._prepare(input, [("h", h), ("c", c)])
 
         def op(x, h, c, w_ih, w_hh, b_ih, b_hh):
+            if self.layer_norm:
+                names = [stem for stem, _ in _layer_norm.parameter_shapes(0, self.bias)]
+                weights = [w for w in (w_ih, w_hh, b_ih, b_hh) if w is not None]
+                weights += [getattr(self, name) for name in names]
+                _, h_n, c_n, _ = _layer_norm.run(
+                    x, h, c, weights, self.bias, None, None, False, infer=False
+                )
+                return [h_n, c_n]
             _, h_n, c_n, _, _ = ops.lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, None, None, None, False)
             return [h_n, c_n]
 
