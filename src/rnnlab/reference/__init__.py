@@ -10,6 +10,7 @@ The tests of every backend hold them against these functions.
 """
 
 from .gru import GRUCache, gru_backward, gru_forward
+from .lngru import LNGRUCache, lngru_backward, lngru_forward
 from .lnlstm import LNLSTMCache, lnlstm_backward, lnlstm_forward
 from .lstm import LSTMCache, lstm_backward, lstm_forward
 from .mingru import MinGRUCache, mingru_backward, mingru_forward
@@ -18,6 +19,7 @@ from .rnn import RNNCache, rnn_backward, rnn_forward
 
 __all__ = [
     "GRUCache",
+    "LNGRUCache",
     "LNLSTMCache",
     "LSTMCache",
     "MinGRUCache",
@@ -25,6 +27,8 @@ __all__ = [
     "RNNCache",
     "gru_backward",
     "gru_forward",
+    "lngru_backward",
+    "lngru_forward",
     "lnlstm_backward",
     "lnlstm_forward",
     "lstm_backward",
