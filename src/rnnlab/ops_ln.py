@@ -1,17 +1,22 @@
-"""The layer-normalised LSTM's custom ops: ``rnnlab::lnlstm``, ``lnlstm_backward``,
-``lnlstm_infer`` (the equations: :mod:`rnnlab.reference.lnlstm`).
+"""The layer-normalised cells' custom ops: ``rnnlab::lnlstm``, ``lnlstm_backward``,
+``lnlstm_infer`` (the equations: :mod:`rnnlab.reference.lnlstm`) and ``rnnlab::lngru``,
+``lngru_backward``, ``lngru_infer`` (:mod:`rnnlab.reference.lngru`).
 
 Like the classic ops of :mod:`rnnlab.ops` (whose conventions they keep: one direction of
 one layer over the whole sequence, time-major; the saved activations are outputs; the
 probe; double backward by a differentiable recomputation), dispatched to the backend's
-``lnlstm`` family (:class:`rnnlab.backends.contract.LNLSTMKernels`)::
+``lnlstm`` and ``lngru`` families (:class:`rnnlab.backends.contract.LNLSTMKernels`,
+:class:`~rnnlab.backends.contract.LNGRUKernels`)::
 
     lnlstm(x, h0, c0, w_ih (4H, I), w_hh (4H, H), b_ih?, b_hh?, gamma_ih (4H,),
            gamma_hh (4H,), gamma_c (H,), beta_c?, lengths?, h_probe?, reverse)
         -> y (T,B,H), h_n (B,H), c_n (B,H), gates (T,B,4H) activated i, f, g, o, c (T,B,H)
+    lngru(x, h0, w_ih (3H, I), w_hh (3H, H), b_ih?, b_hh?, gamma_ih (3H,), gamma_hh (3H,),
+          lengths?, h_probe?, reverse)
+        -> y (T,B,H), h_n (B,H), gates (T,B,4H) r, z, n and hn
 
-The gates and cell states have the LSTM's layout, so recording reads them as it reads
-the LSTM's. No ONNX translation: ONNX's LSTM has no normalisation.
+The saved activations have the LSTM's and the GRU's layouts, so recording reads them as
+it reads theirs. No ONNX translation: ONNX's LSTM and GRU have no normalisation.
 """
 
 from __future__ import annotations
@@ -20,10 +25,19 @@ import torch
 from torch import Tensor
 
 from rnnlab.backends import differentiable
-from rnnlab.backends.contract import LNLSTMWeights, LSTMSaved, LSTMState, Sequence
+from rnnlab.backends.contract import (
+    GRUSaved,
+    LNGRUWeights,
+    LNLSTMWeights,
+    LSTMSaved,
+    LSTMState,
+    Sequence,
+)
 from rnnlab.ops import _backend, _if_wanted, _recomputed_grads
 
-__all__ = ["lnlstm", "lnlstm_backward", "lnlstm_infer"]
+__all__ = [
+    "lngru", "lngru_backward", "lngru_infer", "lnlstm", "lnlstm_backward", "lnlstm_infer",
+]
 
 
 @torch.library.custom_op("rnnlab::lnlstm", mutates_args=())
@@ -181,3 +195,132 @@ def lnlstm_infer(
 def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c, lengths, reverse):
     T, B, H = x.shape[0], x.shape[1], c0.shape[-1]
     return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(B, H)
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+@torch.library.custom_op("rnnlab::lngru", mutates_args=())
+def lngru(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Layer-normalised GRU over a sequence: returns y (T,B,H), h_n (B,H) and gates
+    (T,B,4H) = r, z, n and the candidate's recurrent term hn."""
+    w = LNGRUWeights(w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh)
+    return tuple(_backend(x).lngru.forward(w, Sequence(x, lengths, reverse), h0, h_probe))
+
+
+@lngru.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, lengths, h_probe, reverse):
+    T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
+    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, 4 * H)
+
+
+@torch.library.custom_op("rnnlab::lngru_backward", mutates_args=())
+def lngru_backward(
+    dy: Tensor,
+    dh_n: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    y: Tensor,
+    gates: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+    need_dh: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """BPTT of :func:`lngru`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh, dγ_ih, dγ_hh, dh (empty
+    unless need_dh)."""
+    w = LNGRUWeights(w_ih, w_hh, None, None, gamma_ih, gamma_hh)
+    seq, saved = Sequence(x, lengths, reverse), GRUSaved(y, gates)
+    return tuple(_backend(x).lngru.backward(w, seq, h0, saved, dy, dh_n, need_dh))
+
+
+@lngru_backward.register_fake
+def _(dy, dh_n, x, h0, w_ih, w_hh, gamma_ih, gamma_hh, y, gates, lengths, reverse, need_dh):
+    G = w_hh.shape[0]
+    return (
+        torch.empty_like(x),
+        torch.empty_like(h0),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_hh.new_empty(G),
+        w_hh.new_empty(G),
+        torch.empty_like(gamma_ih),
+        torch.empty_like(gamma_hh),
+        torch.empty_like(y) if need_dh else y.new_empty(0),
+    )
+
+
+def _gru_setup(ctx, inputs, output):
+    *tensors, reverse = inputs
+    y, _, gates = output
+    ctx.mark_non_differentiable(gates)
+    ctx.save_for_backward(*tensors, y, gates)
+    ctx.reverse = reverse
+
+
+def _gru_grad(ctx, dy, dh_n, _dgates):
+    *tensors, y, gates = ctx.saved_tensors
+    x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, lengths, h_probe = tensors
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+        inputs = (*tensors, ctx.reverse)
+        return _recomputed_grads(ctx, differentiable.lngru_outputs, inputs, (dy, dh_n))
+    has_probe = h_probe is not None
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dgamma_ih, dgamma_hh, dh = lngru_backward(
+        dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, gamma_ih, gamma_hh, y, gates,
+        lengths, ctx.reverse, has_probe,
+    )
+    return (
+        dx,
+        dh0,
+        dw_ih,
+        dw_hh,
+        _if_wanted(db_ih, b_ih is not None),
+        _if_wanted(db_hh, b_hh is not None),
+        dgamma_ih,
+        dgamma_hh,
+        None,
+        _if_wanted(dh, has_probe),
+        None,
+    )
+
+
+lngru.register_autograd(_gru_grad, setup_context=_gru_setup)
+
+
+@torch.library.custom_op("rnnlab::lngru_infer", mutates_args=())
+def lngru_infer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    lengths: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor]:
+    """:func:`lngru` without saved activations: returns (y (T,B,H), h_n (B,H))."""
+    w = LNGRUWeights(w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh)
+    return tuple(_backend(x).lngru.infer(w, Sequence(x, lengths, reverse), h0))
+
+
+@lngru_infer.register_fake
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, lengths, reverse):
+    T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
+    return x.new_empty(T, B, H), x.new_empty(B, H)

@@ -22,7 +22,8 @@ CASES = [
     for key, dtype in DTYPES.items()
     if backends.can_run(name, torch.device("cpu"), dtype)
 ]
-VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before", "lnlstm"]
+VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before", "lnlstm",
+            "lngru"]
 LN_NAMES = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh", "gamma_c",
             "beta_c"]
 
@@ -46,7 +47,7 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
     d = _draw(variant, seed)
     family = variant.split("_")[0]
     T, B, I, H, P = d["T"], d["B"], d["I"], d["H"], d["P"]
-    G = {"rnn": 1, "lstm": 4, "gru": 3, "lnlstm": 4}[family] * H
+    G = {"rnn": 1, "lstm": 4, "gru": 3, "lnlstm": 4, "lngru": 3}[family] * H
     rs = np.random.default_rng(seed)
     arrays = {
         "x": rs.normal(size=(T, B, I)), "h0": rs.normal(size=(B, P)),
@@ -54,8 +55,9 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
     }
     if family in ("lstm", "lnlstm"):
         arrays["c0"] = rs.normal(size=(B, H))
-    if family == "lnlstm":
+    if family in ("lnlstm", "lngru"):
         arrays["gamma_ih"], arrays["gamma_hh"] = 1 + rs.normal(size=(2, G)) * 0.3
+    if family == "lnlstm":
         arrays["gamma_c"] = 1 + rs.normal(size=H) * 0.3
         if d["bias"]:
             arrays["beta_c"] = rs.normal(size=H) * 0.3
@@ -80,6 +82,11 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
         )
         grads_ref = reference.lnlstm_backward(dy, dh_n, dc_n, cache)
         finals_ref = [h_ref, c_ref]
+    elif family == "lngru":
+        names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh"]
+        y_ref, h_ref, cache = reference.lngru_forward(*(arrays.get(n) for n in names), **common)
+        grads_ref = reference.lngru_backward(dy, dh_n, cache)
+        finals_ref = [h_ref]
     elif family == "lstm":
         names = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"]
         y_ref, (h_ref, c_ref), cache = reference.lstm_forward(
@@ -111,13 +118,13 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
             finals = [h, c]
             i, f, g, o = gates.split(H, dim=2)
             recorded = {"i": i, "f": f, "g": g, "o": o, "c": cells}
-        elif family == "gru":
-            y, h, gates = ops.gru(
-                *(t.get(n) for n in names), lens, probe, d["reverse"], variant == "gru"
-            )
+        elif family in ("gru", "lngru"):
+            option = () if family == "lngru" else (variant == "gru",)
+            op = ops_ln.lngru if family == "lngru" else ops.gru
+            y, h, gates = op(*(t.get(n) for n in names), lens, probe, d["reverse"], *option)
             finals = [h]
-            r, z, n, _ = gates.split(H, dim=2)
-            recorded = {"r": r, "z": z, "n": n}
+            r, z, n, hn = gates.split(H, dim=2)
+            recorded = {"r": r, "z": z, "n": n, "hn": hn}
         else:
             y, h, a = ops.rnn(
                 *(t.get(n) for n in names), lens, probe, d["reverse"], variant == "rnn_relu"

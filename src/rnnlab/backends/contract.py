@@ -43,6 +43,10 @@ __all__ = [
     "GRUKernels",
     "GRUSaved",
     "GRUWeights",
+    "LNGRUGrads",
+    "LNGRUInferByForward",
+    "LNGRUKernels",
+    "LNGRUWeights",
     "LNLSTMGrads",
     "LNLSTMKernels",
     "LNLSTMWeights",
@@ -293,6 +297,51 @@ class GRUKernels(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- LayerNorm GRU
+
+
+class LNGRUWeights(NamedTuple):
+    """The layer-normalised GRU's weights (:mod:`rnnlab.reference.lngru`)."""
+
+    w_ih: Tensor  # (3H, I)
+    w_hh: Tensor  # (3H, H)
+    b_ih: Tensor | None  # (3H,) the β of LN(W_ih x)
+    b_hh: Tensor | None  # (3H,) the β of LN(W_hh h); b_hn sits inside the reset product
+    gamma_ih: Tensor  # (3H,) gain of LN(W_ih x)
+    gamma_hh: Tensor  # (3H,) gain of LN(W_hh h)
+
+
+class LNGRUGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dw_ih: Tensor
+    dw_hh: Tensor
+    db_ih: Tensor
+    db_hh: Tensor
+    dgamma_ih: Tensor
+    dgamma_hh: Tensor
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class LNGRUKernels(Protocol):
+    """Layer-normalised GRU (:mod:`rnnlab.reference.lngru`; reset after the recurrent
+    product). Forward returns and backward reads the GRU's bundles (gates r, z, n, hn);
+    backward recomputes the normalisations from x and y and needs no bias."""
+
+    def forward(
+        self, w: LNGRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None
+    ) -> GRUForward: ...
+
+    def backward(
+        self, w: LNGRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
+        dh_n: Tensor, need_dh: bool,
+    ) -> LNGRUGrads: ...
+
+    def infer(self, w: LNGRUWeights, seq: Sequence, h0: Tensor) -> tuple[Tensor, Tensor]:
+        """(y, h_n), keeping no activation."""
+        ...
+
+
 # --------------------------------------------------------------------------- streaming
 
 
@@ -347,6 +396,7 @@ class BackendKernels:
     gru: GRUKernels
     stream: StreamKernels
     lnlstm: LNLSTMKernels
+    lngru: LNGRUKernels
 
 
 class RNNInferByForward:
@@ -371,6 +421,14 @@ class GRUInferByForward:
 
     def infer(self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool):
         y, h_n, _ = self.forward(w, seq, h0, None, reset_after)
+        return y, h_n
+
+
+class LNGRUInferByForward:
+    """As :class:`RNNInferByForward`, for a layer-normalised GRU family."""
+
+    def infer(self, w: LNGRUWeights, seq: Sequence, h0: Tensor):
+        y, h_n, _ = self.forward(w, seq, h0, None)
         return y, h_n
 
 

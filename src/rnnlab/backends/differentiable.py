@@ -128,6 +128,36 @@ def lnlstm_outputs(
     return _in_time_order(ys, reverse), h, c
 
 
+def lngru_outputs(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    gamma_ih: Tensor,
+    gamma_hh: Tensor,
+    lengths: Tensor | None,
+    h_probe: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor]:
+    """y (T,B,H) and h_n (B,H) of the layer-normalised GRU."""
+    T, H = x.shape[0], h0.shape[-1]
+    valid = valid_mask(lengths, T)
+    gx = F.layer_norm(F.linear(zero_padding(x, valid), w_ih), (3 * H,), gamma_ih, b_ih, EPS)
+    h, ys = h0, []
+    for t in time_steps(T, reverse):
+        gh = F.layer_norm(h @ w_hh.t(), (3 * H,), gamma_hh, b_hh, EPS)
+        r, z = (gx[t, :, : 2 * H] + gh[:, : 2 * H]).sigmoid().chunk(2, dim=1)
+        n = torch.tanh(gx[t, :, 2 * H :] + r * gh[:, 2 * H :])
+        h_t = n + z * (h - n)
+        if h_probe is not None:
+            h_t = h_t + h_probe[t]
+        h, y_t = _advance(h_t, h, valid, t)
+        ys.append(y_t)
+    return _in_time_order(ys, reverse), h
+
+
 def gru_outputs(
     x: Tensor,
     h0: Tensor,

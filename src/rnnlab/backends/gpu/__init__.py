@@ -56,7 +56,8 @@ from rnnlab.backends.gpu.gru import GpuGRU
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
 
-# The layer-normalised LSTM has no Triton kernel yet: the portable one serves it.
+# The layer-normalised cells have no Triton kernels yet: the portable ones serve them.
+from rnnlab.backends.portable.lngru import PortableLNGRU
 from rnnlab.backends.portable.lnlstm import PortableLNLSTM
 
 __all__ = ["KERNELS"]
@@ -65,5 +66,5 @@ _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 # Streaming: one launch of the forward per layer and chunk (no dedicated kernel).
 KERNELS = BackendKernels(
     name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
-    lnlstm=PortableLNLSTM(),
+    lnlstm=PortableLNLSTM(), lngru=PortableLNGRU(),
 )
