@@ -105,11 +105,12 @@ def lengths(value: object, batch: int, steps: int, device: torch.device) -> Tens
 
 
 def layer_norm(value: object, family: str, proj_size: int) -> bool:
-    """``layer_norm``: a bool, only for the LSTM, and not with a projection."""
+    """``layer_norm``: a bool, only for the LSTM and the GRU, and not with a projection."""
     value = boolean("layer_norm", value)
-    if value and family != "lstm":
+    if value and family not in ("lstm", "gru"):
         raise ArgumentError(
-            f"layer_norm=True is only supported by LSTM (and LSTMCell), not {family.upper()}"
+            f"layer_norm=True is only supported by LSTM and GRU (and their cells), not "
+            f"{family.upper()}"
         )
     if value and proj_size:
         raise ArgumentError(

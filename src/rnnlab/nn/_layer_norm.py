@@ -1,14 +1,15 @@
-"""The ``layer_norm=True`` option of :class:`rnnlab.nn.LSTM` and :class:`rnnlab.nn.LSTMCell`:
-its parameters, their initialisation and the op call (equations:
-:mod:`rnnlab.reference.lnlstm`).
+"""The ``layer_norm=True`` option of :class:`rnnlab.nn.LSTM`, :class:`rnnlab.nn.GRU` and their
+cells: its parameters, their initialisation and the op call (equations:
+:mod:`rnnlab.reference.lnlstm`, :mod:`rnnlab.reference.lngru`).
 
 Parameters per layer and direction (suffix ``_l{k}[_reverse]`` on a layer, none on a
-cell), after torch.nn's ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``:
+cell), after torch.nn's ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``
+(G = 4 gate blocks for the LSTM, 3 for the GRU):
 
-    gamma_ih  (4H,)  gain of LN(W_ih x_t), gate blocks i, f, g, o     initialised to 1
-    gamma_hh  (4H,)  gain of LN(W_hh h_{t-1})                         initialised to 1
-    gamma_c   (H,)   gain of LN(c_t)                                  initialised to 1
-    beta_c    (H,)   bias of LN(c_t), only with bias=True             initialised to 0
+    gamma_ih  (G·H,)  gain of LN(W_ih x_t), torch.nn's gate blocks    initialised to 1
+    gamma_hh  (G·H,)  gain of LN(W_hh h_{t-1})                        initialised to 1
+    gamma_c   (H,)    gain of LN(c_t), LSTM only                      initialised to 1
+    beta_c    (H,)    bias of LN(c_t), LSTM with bias=True only       initialised to 0
 
 ``bias_ih`` and ``bias_hh`` are the β of the two gate normalisations.
 """
@@ -23,13 +24,18 @@ from rnnlab import ops_ln
 __all__ = ["is_layer_norm_parameter", "parameter_shapes", "reset", "run"]
 
 _STEMS = ("gamma_ih", "gamma_hh", "gamma_c", "beta_c")
+_GATES = {"lstm": 4, "gru": 3}
 
 
-def parameter_shapes(hidden_size: int, bias: bool) -> list[tuple[str, tuple[int, ...]]]:
+def parameter_shapes(family: str, hidden_size: int, bias: bool) -> list[tuple[str, tuple]]:
     """(stem, shape) of the normalisations' parameters of one layer and direction."""
-    H = hidden_size
-    shapes = [("gamma_ih", (4 * H,)), ("gamma_hh", (4 * H,)), ("gamma_c", (H,))]
-    return [*shapes, ("beta_c", (H,))] if bias else shapes
+    H, G = hidden_size, _GATES[family]
+    shapes = [("gamma_ih", (G * H,)), ("gamma_hh", (G * H,))]
+    if family == "lstm":
+        shapes.append(("gamma_c", (H,)))
+        if bias:
+            shapes.append(("beta_c", (H,)))
+    return shapes
 
 
 def is_layer_norm_parameter(name: str) -> bool:
@@ -45,19 +51,28 @@ def reset(module: nn.Module) -> None:
             parameter.fill_(1.0 if name.startswith("gamma") else 0.0)
 
 
-def run(x, h0, c0, weights: list[Tensor], bias: bool, lengths, probe, reverse: bool, infer: bool):
-    """One direction of one layer: (y, h_n, c_n, {gate name: (T, B, H)}), as the LSTM's
-    ``_run_direction``. ``weights`` is the row w_ih, w_hh, [b_ih, b_hh], γ_ih, γ_hh, γ_c,
-    [β_c]."""
+def run(family: str, x, h0, c0, weights: list[Tensor], bias: bool, lengths, probe,
+        reverse: bool, infer: bool):
+    """One direction of one layer: (y, h_n, c_n or None, {gate name: (T, B, H)}), as the
+    layers' ``_run_direction``. ``weights`` is the row w_ih, w_hh, [b_ih, b_hh], then the
+    parameters of :func:`parameter_shapes` in order."""
     w_ih, w_hh = weights[0], weights[1]
     b_ih, b_hh = (weights[2], weights[3]) if bias else (None, None)
     ln = weights[4:] if bias else weights[2:]
-    gamma_ih, gamma_hh, gamma_c = ln[:3]
+    H = h0.shape[-1]
+    if family == "gru":
+        args = (x, h0, w_ih, w_hh, b_ih, b_hh, ln[0], ln[1], lengths)
+        if infer:
+            y, h = ops_ln.lngru_infer(*args, reverse)
+            return y, h, None, {}
+        y, h, gates = ops_ln.lngru(*args, probe, reverse)
+        r, z, n, _ = gates.split(H, dim=2)
+        return y, h, None, {"r": r, "z": z, "n": n}
     beta_c = ln[3] if bias else None
-    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c, lengths)
+    args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln[0], ln[1], ln[2], beta_c, lengths)
     if infer:
         y, h, c = ops_ln.lnlstm_infer(*args, reverse)
         return y, h, c, {}
     y, h, c, gates, cells = ops_ln.lnlstm(*args, probe, reverse)
-    i, f, g, o = gates.split(c0.shape[-1], dim=2)
+    i, f, g, o = gates.split(H, dim=2)
     return y, h, c, {"i": i, "f": f, "g": g, "o": o, "c": cells}

@@ -46,11 +46,11 @@ class RNNBase(nn.Module):
 
     ``family`` is ``"rnn"``, ``"lstm"`` or ``"gru"``. Beyond torch.nn's arguments:
     ``nonlinearity`` (RNN), ``proj_size`` (LSTM), ``reset_after`` (GRU),
-    ``forget_bias`` (LSTM), ``layer_norm`` (LSTM: :mod:`rnnlab.nn._layer_norm`) and
+    ``forget_bias`` (LSTM), ``layer_norm`` (LSTM, GRU: :mod:`rnnlab.nn._layer_norm`) and
     ``check_finite`` (reject NaN/Inf inputs).
     """
 
-    layer_norm = False  # the layer-normalised LSTM (set by LSTM(layer_norm=True))
+    layer_norm = False  # the layer-normalised cells (set by LSTM/GRU(layer_norm=True))
 
     def __init__(
         self,
@@ -86,6 +86,11 @@ class RNNBase(nn.Module):
         self.proj_size = _checks.positive_int("proj_size", proj_size, minimum=0)
         self.check_finite = _checks.boolean("check_finite", check_finite)
         self.layer_norm = _checks.layer_norm(layer_norm, family, self.proj_size)
+        if self.layer_norm and not reset_after:
+            raise ArgumentError(
+                "layer_norm=True needs reset_after=True (the layer-normalised GRU resets "
+                "after the recurrent product, as Haste's); got reset_after=False"
+            )
         if self.proj_size and family != "lstm":
             raise ValueError(
                 f"proj_size is only supported by LSTM, not {family.upper()}; got "
@@ -132,7 +137,7 @@ class RNNBase(nn.Module):
                 if self.proj_size:
                     shapes.append(("weight_hr", (self.proj_size, self.hidden_size)))
                 if self.layer_norm:
-                    shapes += _layer_norm.parameter_shapes(self.hidden_size, self.bias)
+                    shapes += _layer_norm.parameter_shapes(family, self.hidden_size, self.bias)
                 names = []
                 for stem, shape in shapes:
                     name = stem + suffix
@@ -412,7 +417,9 @@ class RNNBase(nn.Module):
         b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
         H = self.hidden_size
         if self.layer_norm:
-            return _layer_norm.run(x, h0, c0, weights, self.bias, lengths, probe, reverse, infer)
+            return _layer_norm.run(
+                self.family, x, h0, c0, weights, self.bias, lengths, probe, reverse, infer
+            )
         if self.family == "lstm":
             w_hr = weights[-1] if self.proj_size else None
             if infer:
@@ -555,6 +562,12 @@ class GRU(RNNBase):
     ``weight_ih_l{k}`` (3H, I) stacks r, z, n as torch.nn. With ``reset_after=False``
     (rnnlab extension) the reset gate acts before the recurrent matmul, as in the
     original paper: n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn).
+
+    ``layer_norm=True`` (rnnlab extension; Haste's LayerNormGRU, ε = 1e-5) normalises each
+    projection over its 3H entries: the step above with W_ih x_t + b_ih replaced by
+    LN(W_ih x_t; γ_ih) + b_ih and W_hh h_{t-1} + b_hh by LN(W_hh h_{t-1}; γ_hh) + b_hh.
+    Extra parameters ``gamma_ih_l{k}``, ``gamma_hh_l{k}`` (3H,), starting at 1. Not with
+    ``reset_after=False``.
     """
 
     def __init__(
@@ -572,9 +585,10 @@ class GRU(RNNBase):
         proj_size: int = 0,
         reset_after: bool = True,
         check_finite: bool = False,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__(
             "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, device, dtype, reset_after=reset_after,
-            check_finite=check_finite,
+            check_finite=check_finite, layer_norm=layer_norm,
         )

@@ -1,6 +1,6 @@
-"""LSTM(layer_norm=True) and LSTMCell(layer_norm=True) against the reference stack
-(outputs, final states, every parameter's gradient) on random configurations; the cell
-as one step of the layer; Stream; recording; parameters; errors."""
+"""LSTM, GRU and their cells with layer_norm=True against the reference stack (outputs,
+final states, every parameter's gradient) on chosen configurations; the cell as one step
+of the layer; Stream; recording; parameters; errors."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ STEMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "gamma_ih", "gamma_hh",
 REFERENCE_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh", "gamma_c", "beta_c")
 
 
+def _reference_direction(layer, inp, h0, c0, weights, lengths, reverse):
+    """One direction by the reference: y, h_n, c_n (None for the GRU), backward(dy, dh, dc)."""
+    if layer.family == "gru":
+        weights = {k: v for k, v in weights.items() if k not in ("gamma_c", "beta_c")}
+        y, h, cache = reference.lngru_forward(inp, h0, **weights, lengths=lengths,
+                                              reverse=reverse)
+        return y, h, None, lambda dy, dh, dc: reference.lngru_backward(dy, dh, cache)
+    y, (h, c), cache = reference.lnlstm_forward(inp, h0, c0, **weights, lengths=lengths,
+                                                reverse=reverse)
+    return y, h, c, lambda dy, dh, dc: reference.lnlstm_backward(dy, dh, dc, cache)
+
+
 def _reference_stack(layer, x, h0, c0, lengths, dy, dh_n, dc_n):
     """y, h_n, c_n and every parameter's gradient by the reference, layer by layer."""
     L, D, H = layer.num_layers, layer.num_directions, layer.hidden_size
@@ -28,11 +40,11 @@ def _reference_stack(layer, x, h0, c0, lengths, dy, dh_n, dc_n):
             suffix = f"_l{k}" + ("_reverse" if d else "")
             weights = {r: params.get(s + suffix)
                        for s, r in zip(STEMS, REFERENCE_NAMES, strict=True)}
-            y, (h, c), cache = reference.lnlstm_forward(
-                inp, h0[k * D + d], c0[k * D + d], **weights, lengths=lengths, reverse=bool(d)
+            y, h, c, backward = _reference_direction(
+                layer, inp, h0[k * D + d], c0[k * D + d], weights, lengths, bool(d)
             )
             outs.append(y)
-            caches.append((suffix, cache))
+            caches.append((suffix, backward))
             h_n.append(h)
             c_n.append(c)
         inp = np.concatenate(outs, axis=2)
@@ -40,15 +52,13 @@ def _reference_stack(layer, x, h0, c0, lengths, dy, dh_n, dc_n):
     for k in reversed(range(L)):
         d_in = 0.0
         for d in range(D):
-            suffix, cache = caches[k * D + d]
-            g = reference.lnlstm_backward(
-                d_out[..., d * H:(d + 1) * H], dh_n[k * D + d], dc_n[k * D + d], cache
-            )
+            suffix, backward = caches[k * D + d]
+            g = backward(d_out[..., d * H:(d + 1) * H], dh_n[k * D + d], dc_n[k * D + d])
             d_in = d_in + g["x"]
             grads.update({s + suffix: g[r] for s, r in zip(STEMS, REFERENCE_NAMES, strict=True)
-                          if g[r] is not None})
+                          if g.get(r) is not None})
         d_out = d_in
-    return inp, np.stack(h_n), np.stack(c_n), grads
+    return inp, np.stack(h_n), (np.stack(c_n) if layer.family == "lstm" else None), grads
 
 
 CONFIGS = [  # each covers what the others do not
@@ -61,13 +71,16 @@ CONFIGS = [  # each covers what the others do not
 ]
 
 
+@pytest.mark.parametrize("family", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("seed", range(len(CONFIGS)))
-def test_layer_matches_reference_stack(seed, dtype):
+def test_layer_matches_reference_stack(seed, dtype, family):
     c = CONFIGS[seed]
     torch.manual_seed(seed)
-    layer = rnn.LSTM(c["I"], c["H"], c["num_layers"], c["bias"], c["batch_first"],
-                     bidirectional=c["bidirectional"], dtype=dtype, layer_norm=True)
+    layer = (rnn.LSTM if family == "lstm" else rnn.GRU)(
+        c["I"], c["H"], c["num_layers"], c["bias"], c["batch_first"],
+        bidirectional=c["bidirectional"], dtype=dtype, layer_norm=True,
+    )
     with torch.no_grad():  # gains and β away from their initial 1 and 0
         for name, p in layer.named_parameters():
             if name.startswith(("gamma", "beta")):
@@ -87,38 +100,50 @@ def test_layer_matches_reference_stack(seed, dtype):
         return t.transpose(0, 1) if c["batch_first"] else t
 
     lengths = None if c["lengths"] is None else torch.tensor(c["lengths"])
-    y, (h, cell) = layer(as_input(x), (torch.tensor(h0, dtype=dtype),
-                                       torch.tensor(c0, dtype=dtype)), lengths=lengths)
+    state = torch.tensor(h0, dtype=dtype)
+    if family == "lstm":
+        y, (h, cell) = layer(as_input(x), (state, torch.tensor(c0, dtype=dtype)), lengths=lengths)
+    else:
+        y, h = layer(as_input(x), state, lengths=lengths)
     tol, gtol = OUT_TOL[dtype], GRAD_TOL[dtype]
     y = y.transpose(0, 1) if c["batch_first"] else y
     assert_rel_close(y, torch.from_numpy(y_ref), tol, "y")
     assert_rel_close(h, torch.from_numpy(h_ref), tol, "h_n")
-    assert_rel_close(cell, torch.from_numpy(c_ref), tol, "c_n")
     loss = (y * torch.tensor(dy, dtype=dtype)).sum() + (h * torch.tensor(dh_n, dtype=dtype)).sum()
-    (loss + (cell * torch.tensor(dc_n, dtype=dtype)).sum()).backward()
+    if family == "lstm":
+        assert_rel_close(cell, torch.from_numpy(c_ref), tol, "c_n")
+        loss = loss + (cell * torch.tensor(dc_n, dtype=dtype)).sum()
+    loss.backward()
     assert set(grads_ref) == {name for name, _ in layer.named_parameters()}
     for name, p in layer.named_parameters():
         assert_rel_close(p.grad, torch.from_numpy(grads_ref[name]), gtol, name)
 
 
-def test_cell_is_one_step_of_the_layer_and_stream_equals_the_layer():
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_cell_is_one_step_of_the_layer_and_stream_equals_the_layer(family):
     torch.manual_seed(0)
-    layer = rnn.LSTM(3, 4, num_layers=2, layer_norm=True, dtype=torch.float64)
-    cell = rnn.LSTMCell(3, 4, layer_norm=True, dtype=torch.float64)
+    Layer, Cell = (rnn.LSTM, rnn.LSTMCell) if family == "lstm" else (rnn.GRU, rnn.GRUCell)
+    layer = Layer(3, 4, num_layers=2, layer_norm=True, dtype=torch.float64)
+    cell = Cell(3, 4, layer_norm=True, dtype=torch.float64)
     with torch.no_grad():
         for name, p in cell.named_parameters():
             p.copy_(getattr(layer, name + "_l0") + 0.2 * torch.randn_like(p))
             getattr(layer, name + "_l0").copy_(p)
     x = torch.randn(5, 2, 3, dtype=torch.float64)
-    state = (torch.randn(2, 2, 4, dtype=torch.float64), torch.randn(2, 2, 4, dtype=torch.float64))
-    first = rnn.LSTM(3, 4, layer_norm=True, dtype=torch.float64)
+    first = Layer(3, 4, layer_norm=True, dtype=torch.float64)
     first.load_state_dict({k: v for k, v in layer.state_dict().items() if k.endswith("_l0")})
-    y, (_, c) = first(x, (state[0][:1], state[1][:1]))
-    hc = (state[0][0], state[1][0])
+    h0, c0 = torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    if family == "lstm":
+        y, (_, c) = first(x, (h0[None], c0[None]))
+        state = (h0, c0)
+    else:
+        y, _ = first(x, h0[None])
+        state = h0
     for t in range(5):
-        hc = cell(x[t], hc)
-        assert_rel_close(hc[0], y[t], 1e-12, f"cell step {t}")
-    assert_rel_close(hc[1], c[0], 1e-12, "cell state")
+        state = cell(x[t], state)
+        assert_rel_close(state[0] if family == "lstm" else state, y[t], 1e-12, f"cell step {t}")
+    if family == "lstm":
+        assert_rel_close(state[1], c[0], 1e-12, "cell state")
 
     stream = rnn.Stream(layer.eval())
     with torch.no_grad():
@@ -170,3 +195,8 @@ def test_parameters_initialisation_and_errors():
         rnn.LSTM(2, 3, proj_size=2, layer_norm=True)
     with pytest.raises(TypeError, match="layer_norm must be a bool"):
         rnn.LSTMCell(2, 3, layer_norm=1)
+    with pytest.raises(ValueError, match="layer_norm=True needs reset_after=True"):
+        rnn.GRU(2, 3, layer_norm=True, reset_after=False)
+    assert [k for k in rnn.GRU(2, 3, layer_norm=True).state_dict()][-2:] == [
+        "gamma_ih_l0", "gamma_hh_l0"
+    ]
