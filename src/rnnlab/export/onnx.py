@@ -281,9 +281,9 @@ def _check_layers(model: torch.nn.Module) -> None:
             )
         if isinstance(module, RNNBase) and module.layer_norm:
             raise ExportError(
-                f"{name or 'model'} is an LSTM with layer_norm=True, which ONNX export does "
-                "not support (ONNX's LSTM operator has no normalisation). Export an LSTM "
-                "without layer_norm."
+                f"{name or 'model'} is a {module.mode} with layer_norm=True, which ONNX export "
+                "does not support (ONNX's LSTM and GRU operators have no normalisation). "
+                "Export a layer without layer_norm."
             )
         if isinstance(module, RNNBase) and module.proj_size:
             raise ExportError(

@@ -20,9 +20,9 @@ from torch import nn
 import rnnlab.nn as rnn_nn
 from rnnlab._io import InputError
 
-CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "lnlstm")
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "lnlstm", "lngru")
 CLASSIC_CELLS = ("rnn", "lstm", "gru")  # what a comparison runs unless told
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3, "lnlstm": 4}
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3, "lnlstm": 4, "lngru": 3}
 _MIN_LAYERS = {"mingru": rnn_nn.MinGRU, "minlstm": rnn_nn.MinLSTM}
 
 
@@ -96,6 +96,8 @@ class ModelConfig:
                 n += D * (G * H * (layer_in + H) + 2 * G * H)
             if self.cell == "lnlstm":  # γ_ih, γ_hh (4H each), γ_c, β_c (H each)
                 n += D * (2 * G * H + 2 * H)
+            if self.cell == "lngru":  # γ_ih, γ_hh (3H each)
+                n += D * 2 * G * H
             layer_in = D * H
         if self.embed_dim:
             n += self.input_size * self.embed_dim
@@ -117,7 +119,7 @@ def match_hidden(config: ModelConfig, target_params: int) -> int:
 
 
 class SequenceModel(nn.Module):
-    """Embedding/features → RNN | LSTM (layer_norm for lnlstm) | GRU | MinGRU | MinLSTM
+    """Embedding/features → RNN | LSTM | GRU (layer_norm for lnlstm, lngru) | MinGRU | MinLSTM
     (rnnlab.nn) → linear head."""
 
     def __init__(self, config: ModelConfig):
@@ -135,8 +137,8 @@ class SequenceModel(nn.Module):
         if c.cell in ("lstm", "lnlstm"):
             self.rnn = rnn_nn.LSTM(layer_in, c.hidden_size, forget_bias=c.forget_bias,
                                    layer_norm=c.cell == "lnlstm", **common)
-        elif c.cell == "gru":
-            self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, **common)
+        elif c.cell in ("gru", "lngru"):
+            self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, layer_norm=c.cell == "lngru", **common)
         elif c.cell in _MIN_LAYERS:
             self.rnn = _MIN_LAYERS[c.cell](layer_in, c.hidden_size, **common)
         else:
