@@ -5,9 +5,9 @@ LSTM or GRU): a Python loop over time steps of ``nn.Linear`` projections and
 ``nn.LayerNorm`` modules around the gate math, the same function as rnnlab's
 ``LSTM(layer_norm=True)`` / ``GRU(layer_norm=True)`` (Haste's form; checked equal on the
 first 20 steps before timing). rnnlab runs these cells on its portable (torch-op) kernel
-on every backend for now, so this measures the op structure (one op per layer and direction, the input
-projection and its normalisation for all steps at once, a hand-derived backward that
-recomputes the normalisations), not a fused kernel.
+on every backend for now, so this measures the op structure (one op per layer and
+direction, the input projection and its normalisation for all steps at once, a
+hand-derived backward that recomputes the normalisations), not a fused kernel.
 
 One layer, float32, 2 threads; inference (``torch.no_grad``) and a training step
 (forward + backward of Σ g ⊙ y); the two implementations interleaved per round, median
