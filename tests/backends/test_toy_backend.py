@@ -57,7 +57,8 @@ def toy(monkeypatch):
     base = portable.KERNELS
     families = [_Counting(name, getattr(base, name), calls) for name in ("rnn", "lstm", "gru")]
     kernels = BackendKernels(
-        "toy", *families, stream=_CountingStream(LayerwiseStream(*families), calls)
+        "toy", *families, stream=_CountingStream(LayerwiseStream(*families), calls),
+        lnlstm=_Counting("lnlstm", base.lnlstm, calls), lngru=_Counting("lngru", base.lngru, calls),
     )
     backends.register(
         "toy", lambda: kernels, lambda device, dtype: dtype.is_floating_point, "a test's toy"

@@ -11,7 +11,7 @@ import torch
 
 import rnnlab
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
-from rnnlab import backends, ops, reference
+from rnnlab import backends, ops, ops_ln, reference
 
 DTYPES = {"f64": torch.float64, "f32": torch.float32}
 # Every installed backend, in every dtype it runs on CPU tensors here (the gpu backend
@@ -22,7 +22,10 @@ CASES = [
     for key, dtype in DTYPES.items()
     if backends.can_run(name, torch.device("cpu"), dtype)
 ]
-VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before", "lnlstm",
+            "lngru"]
+LN_NAMES = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh", "gamma_c",
+            "beta_c"]
 
 
 def _draw(variant: str, seed: int):
@@ -44,14 +47,20 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
     d = _draw(variant, seed)
     family = variant.split("_")[0]
     T, B, I, H, P = d["T"], d["B"], d["I"], d["H"], d["P"]
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[family] * H
+    G = {"rnn": 1, "lstm": 4, "gru": 3, "lnlstm": 4, "lngru": 3}[family] * H
     rs = np.random.default_rng(seed)
     arrays = {
         "x": rs.normal(size=(T, B, I)), "h0": rs.normal(size=(B, P)),
         "w_ih": rs.normal(size=(G, I)) * 0.6, "w_hh": rs.normal(size=(G, P)) * 0.6,
     }
-    if family == "lstm":
+    if family in ("lstm", "lnlstm"):
         arrays["c0"] = rs.normal(size=(B, H))
+    if family in ("lnlstm", "lngru"):
+        arrays["gamma_ih"], arrays["gamma_hh"] = 1 + rs.normal(size=(2, G)) * 0.3
+    if family == "lnlstm":
+        arrays["gamma_c"] = 1 + rs.normal(size=H) * 0.3
+        if d["bias"]:
+            arrays["beta_c"] = rs.normal(size=H) * 0.3
         if variant == "lstm_proj":
             arrays["w_hr"] = rs.normal(size=(P, H)) * 0.6
     if d["bias"]:
@@ -66,7 +75,19 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
     # Reference, float64.
     common = {"lengths": None if lengths is None else np.array(lengths), "reverse": d["reverse"]}
     names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"]
-    if family == "lstm":
+    if family == "lnlstm":
+        names = LN_NAMES
+        y_ref, (h_ref, c_ref), cache = reference.lnlstm_forward(
+            *(arrays.get(n) for n in names), **common
+        )
+        grads_ref = reference.lnlstm_backward(dy, dh_n, dc_n, cache)
+        finals_ref = [h_ref, c_ref]
+    elif family == "lngru":
+        names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh"]
+        y_ref, h_ref, cache = reference.lngru_forward(*(arrays.get(n) for n in names), **common)
+        grads_ref = reference.lngru_backward(dy, dh_n, cache)
+        finals_ref = [h_ref]
+    elif family == "lstm":
         names = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"]
         y_ref, (h_ref, c_ref), cache = reference.lstm_forward(
             *(arrays.get(n) for n in names), **common
@@ -91,20 +112,19 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
     probe = torch.zeros(T, B, P, dtype=dtype, requires_grad=True)
     lens = None if lengths is None else torch.tensor(lengths)
     with rnnlab.use_backend(backend):
-        if family == "lstm":
-            y, h, c, gates, cells = ops.lstm(
-                *(t.get(n) for n in names), lens, probe, d["reverse"]
-            )
+        if family in ("lstm", "lnlstm"):
+            op = ops_ln.lnlstm if family == "lnlstm" else ops.lstm
+            y, h, c, gates, cells = op(*(t.get(n) for n in names), lens, probe, d["reverse"])
             finals = [h, c]
             i, f, g, o = gates.split(H, dim=2)
             recorded = {"i": i, "f": f, "g": g, "o": o, "c": cells}
-        elif family == "gru":
-            y, h, gates = ops.gru(
-                *(t.get(n) for n in names), lens, probe, d["reverse"], variant == "gru"
-            )
+        elif family in ("gru", "lngru"):
+            option = () if family == "lngru" else (variant == "gru",)
+            op = ops_ln.lngru if family == "lngru" else ops.gru
+            y, h, gates = op(*(t.get(n) for n in names), lens, probe, d["reverse"], *option)
             finals = [h]
-            r, z, n, _ = gates.split(H, dim=2)
-            recorded = {"r": r, "z": z, "n": n}
+            r, z, n, hn = gates.split(H, dim=2)
+            recorded = {"r": r, "z": z, "n": n, "hn": hn}
         else:
             y, h, a = ops.rnn(
                 *(t.get(n) for n in names), lens, probe, d["reverse"], variant == "rnn_relu"
@@ -113,7 +133,7 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
             recorded = {"a": a}
         loss = (y * torch.tensor(dy, dtype=dtype)).sum()
         loss = loss + (h * torch.tensor(dh_n, dtype=dtype)).sum()
-        if family == "lstm":
+        if family in ("lstm", "lnlstm"):
             loss = loss + (c * torch.tensor(dc_n, dtype=dtype)).sum()
         loss.backward()
 

@@ -44,6 +44,13 @@ __all__ = [
     "GRUKernels",
     "GRUSaved",
     "GRUWeights",
+    "LNGRUGrads",
+    "LNGRUInferByForward",
+    "LNGRUKernels",
+    "LNGRUWeights",
+    "LNLSTMGrads",
+    "LNLSTMKernels",
+    "LNLSTMWeights",
     "LSTMForward",
     "LSTMGrads",
     "LSTMInferByForward",
@@ -213,6 +220,59 @@ class LSTMKernels(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- LayerNorm LSTM
+
+
+class LNLSTMWeights(NamedTuple):
+    """The layer-normalised LSTM's weights (:mod:`rnnlab.reference.lnlstm`); P = H."""
+
+    w_ih: Tensor  # (4H, I)
+    w_hh: Tensor  # (4H, H)
+    b_ih: Tensor | None  # (4H,) the β of LN(W_ih x)
+    b_hh: Tensor | None  # (4H,) the β of LN(W_hh h)
+    gamma_ih: Tensor  # (4H,) gain of LN(W_ih x)
+    gamma_hh: Tensor  # (4H,) gain of LN(W_hh h)
+    gamma_c: Tensor  # (H,) gain of LN(c)
+    beta_c: Tensor | None  # (H,) bias of LN(c)
+
+
+class LNLSTMGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dc0: Tensor
+    dw_ih: Tensor
+    dw_hh: Tensor
+    db: Tensor  # the gradient of b_ih and of b_hh (they enter as a sum)
+    dgamma_ih: Tensor
+    dgamma_hh: Tensor
+    dgamma_c: Tensor
+    dbeta_c: Tensor  # (H,) even when beta_c is None (then unused)
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class LNLSTMKernels(Protocol):
+    """Layer-normalised LSTM (:mod:`rnnlab.reference.lnlstm`). Forward returns and backward
+    reads the LSTM's bundles (activated gates i, f, g, o and the cell states c_t, which
+    are not normalised); backward recomputes the normalisations from them, x and y."""
+
+    def forward(
+        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+    ) -> LSTMForward: ...
+
+    def backward(
+        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool,
+    ) -> LNLSTMGrads:
+        """``w`` without b_ih, b_hh (beta_c is needed: tanh(LN(c_t)) is recomputed)."""
+        ...
+
+    def infer(
+        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(y, h_n, c_n), keeping no activation."""
+        ...
+
+
 # --------------------------------------------------------------------------- GRU
 
 
@@ -248,6 +308,51 @@ class GRUGrads(NamedTuple):
 class GRUKernels(OneStateKernels[GRUWeights, GRUForward, GRUSaved, GRUGrads], Protocol):
     """GRU (:mod:`rnnlab.reference.gru`); the option ``reset_after`` places the reset gate
     as torch.nn does (after the recurrent product), else as Cho et al. (before it)."""
+
+
+# --------------------------------------------------------------------------- LayerNorm GRU
+
+
+class LNGRUWeights(NamedTuple):
+    """The layer-normalised GRU's weights (:mod:`rnnlab.reference.lngru`)."""
+
+    w_ih: Tensor  # (3H, I)
+    w_hh: Tensor  # (3H, H)
+    b_ih: Tensor | None  # (3H,) the β of LN(W_ih x)
+    b_hh: Tensor | None  # (3H,) the β of LN(W_hh h); b_hn sits inside the reset product
+    gamma_ih: Tensor  # (3H,) gain of LN(W_ih x)
+    gamma_hh: Tensor  # (3H,) gain of LN(W_hh h)
+
+
+class LNGRUGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dw_ih: Tensor
+    dw_hh: Tensor
+    db_ih: Tensor
+    db_hh: Tensor
+    dgamma_ih: Tensor
+    dgamma_hh: Tensor
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class LNGRUKernels(Protocol):
+    """Layer-normalised GRU (:mod:`rnnlab.reference.lngru`; reset after the recurrent
+    product). Forward returns and backward reads the GRU's bundles (gates r, z, n, hn);
+    backward recomputes the normalisations from x and y and needs no bias."""
+
+    def forward(
+        self, w: LNGRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None
+    ) -> GRUForward: ...
+
+    def backward(
+        self, w: LNGRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
+        dh_n: Tensor, need_dh: bool,
+    ) -> LNGRUGrads: ...
+
+    def infer(self, w: LNGRUWeights, seq: Sequence, h0: Tensor) -> tuple[Tensor, Tensor]:
+        """(y, h_n), keeping no activation."""
+        ...
 
 
 # --------------------------------------------------------------------------- streaming
@@ -319,6 +424,8 @@ class BackendKernels:
     lstm: LSTMKernels
     gru: GRUKernels
     stream: StreamKernels
+    lnlstm: LNLSTMKernels
+    lngru: LNGRUKernels
 
 
 class RNNInferByForward(OneStateInferByForward):
@@ -331,11 +438,19 @@ class GRUInferByForward(OneStateInferByForward):
 
 
 class LSTMInferByForward:
-    """As :class:`RNNInferByForward`, for an LSTM family."""
+    """As :class:`RNNInferByForward`, for an LSTM family (the layer-normalised one too)."""
 
-    def infer(self, w: LSTMWeights, seq: Sequence, state: LSTMState):
+    def infer(self, w: LSTMWeights | LNLSTMWeights, seq: Sequence, state: LSTMState):
         y, h_n, c_n, _, _ = self.forward(w, seq, state, None)
         return y, h_n, c_n
+
+
+class LNGRUInferByForward:
+    """As :class:`RNNInferByForward`, for a layer-normalised GRU family."""
+
+    def infer(self, w: LNGRUWeights, seq: Sequence, h0: Tensor):
+        y, h_n, _ = self.forward(w, seq, h0, None)
+        return y, h_n
 
 
 class LayerwiseStream:

@@ -20,7 +20,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnlab.backends._host import advance, sum_bias, time_steps, valid_mask, zero_padding
-from rnnlab.backends.contract import GRUWeights, LSTMState, LSTMWeights, RNNWeights, Sequence
+from rnnlab.backends._layer_norm import EPS
+from rnnlab.backends.contract import (
+    GRUWeights,
+    LNGRUWeights,
+    LNLSTMWeights,
+    LSTMState,
+    LSTMWeights,
+    RNNWeights,
+    Sequence,
+)
 
 
 def recomputed_grads(
@@ -96,6 +105,42 @@ def lstm_outputs(
         ys.append(y_t)
         c, _ = advance(c_t, c, valid, t)
     return _in_time_order(ys, seq.reverse), h, c
+
+
+def lnlstm_outputs(
+    w: LNLSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """y (T,B,H), h_n (B,H) and c_n (B,H) of the layer-normalised LSTM."""
+    (h, c), ys = state, []
+    H = c.shape[-1]
+    x, valid = _projected(seq, w.w_ih, None)
+    gx = F.layer_norm(x, (4 * H,), w.gamma_ih, sum_bias(w.b_ih, w.b_hh), EPS)  # (T, B, 4H)
+    for t in time_steps(seq.x.shape[0], seq.reverse):
+        a = gx[t] + F.layer_norm(h @ w.w_hh.t(), (4 * H,), w.gamma_hh, None, EPS)
+        i, f, g, o = a.chunk(4, dim=1)
+        c_t = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        m = o.sigmoid() * F.layer_norm(c_t, (H,), w.gamma_c, w.beta_c, EPS).tanh()
+        h, y_t = advance(m, h, valid, t, h_probe)
+        ys.append(y_t)
+        c, _ = advance(c_t, c, valid, t)
+    return _in_time_order(ys, seq.reverse), h, c
+
+
+def lngru_outputs(
+    w: LNGRUWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """y (T,B,H) and h_n (B,H) of the layer-normalised GRU."""
+    h, ys = h0, []
+    H = h0.shape[-1]
+    x, valid = _projected(seq, w.w_ih, None)
+    gx = F.layer_norm(x, (3 * H,), w.gamma_ih, w.b_ih, EPS)  # (T, B, 3H)
+    for t in time_steps(seq.x.shape[0], seq.reverse):
+        gh = F.layer_norm(h @ w.w_hh.t(), (3 * H,), w.gamma_hh, w.b_hh, EPS)
+        r, z = (gx[t, :, : 2 * H] + gh[:, : 2 * H]).sigmoid().chunk(2, dim=1)
+        n = torch.tanh(gx[t, :, 2 * H :] + r * gh[:, 2 * H :])
+        h, y_t = advance(n + z * (h - n), h, valid, t, h_probe)
+        ys.append(y_t)
+    return _in_time_order(ys, seq.reverse), h
 
 
 def gru_outputs(

@@ -36,7 +36,7 @@ def _cells(text: str) -> tuple[str, ...]:
 
 @click.command("compare")
 @click.option("--cells", help="Comma-separated cells to compare, of rnn,lstm,gru,mingru,"
-                              "minlstm (default: rnn,lstm,gru).")
+                              "minlstm,lnlstm,lngru (default: rnn,lstm,gru).")
 @click.option("--seeds", type=int,
               help="Repeat each cell with this many seeds; mean and spread reported (default 1).")
 @click.option("--hidden", type=int, help="Fix every cell's width instead of matching parameters.")

@@ -27,6 +27,11 @@ ONNX       per layer W (D,G·H,I), R (D,G·H,H), B (D,2·G·H) = [Wb, Rb]; gates
 Haste      LSTM kernel (I,4H), recurrent_kernel (H,4H), gates i,g,f,o, one bias (4H,).
            GRU kernel (I,3H), recurrent_kernel (H,3H), gates z,r,h, bias and
            recurrent_bias (3H,) (reset after the matmul, like torch).
+           LayerNormLSTM (rnnlab's ``LSTM(layer_norm=True)``): the LSTM's kernel,
+           recurrent_kernel and bias, gamma (2,4H) = [γ_ih; γ_hh] in the gate order
+           i,g,f,o, gamma_h = γ_c and beta_h = β_c (H,). LayerNormGRU (``GRU(layer_norm=
+           True)``): the GRU's, and gamma (2,3H) in z,r,h. Each of Haste's layers is one
+           direction of one layer.
 char-rnn   Karpathy's LSTM.lua: i2h = Linear(I,4H), h2h = Linear(H,4H), torch-style
            (out, in) weights, gates i,f,o,g; ``h2h.bias`` is optional (some versions
            have none).
@@ -49,11 +54,15 @@ from rnnlab.nn.modules import GRU, LSTM, RNN, RNNBase
 __all__ = [
     "from_char_rnn",
     "from_haste",
+    "from_haste_layer_norm_gru",
+    "from_haste_layer_norm_lstm",
     "from_keras",
     "from_onnx_weights",
     "from_torch_nn",
     "to_char_rnn",
     "to_haste",
+    "to_haste_layer_norm_gru",
+    "to_haste_layer_norm_lstm",
     "to_keras",
     "to_onnx_weights",
     "to_torch_nn",
@@ -74,6 +83,11 @@ _RNNLAB_CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 def _family(layer: nn.Module) -> str:
     """'lstm', 'gru' or 'rnn' for an rnnlab or torch.nn recurrent layer."""
+    if isinstance(layer, RNNBase) and layer.layer_norm:
+        raise ValueError(
+            "the layer has layer_norm=True, which only Haste's LayerNorm layouts hold: use "
+            "to_/from_haste_layer_norm_lstm or to_/from_haste_layer_norm_gru"
+        )
     if isinstance(layer, RNNBase) and layer.family in _RNNLAB_CLASSES:
         return layer.family  # not MinGRU/MinLSTM: no converter knows their layout yet
     if isinstance(layer, nn.RNNBase):
@@ -401,6 +415,108 @@ def from_haste(layer: RNNBase, weights) -> RNNBase:
         elif np.any(bias != 0) or np.any(recurrent_bias != 0):
             raise ValueError(f"{what} has non-zero biases but the layer has bias=False")
     return layer
+
+
+_LN_CLASSES = {"lstm": LSTM, "gru": GRU}
+
+
+def _require_layer_norm(layer, family: str) -> tuple[int, ...]:
+    cls = _LN_CLASSES[family]
+    if not (isinstance(layer, cls) and layer.layer_norm):
+        got = type(layer).__name__ + (" without layer_norm" if isinstance(layer, cls) else "")
+        raise TypeError(
+            f"layer must be an rnnlab.nn.{cls.__name__} with layer_norm=True, got {got}"
+        )
+    return _HASTE[family]
+
+
+def _to_haste_layer_norm(layer, family: str) -> list[dict[str, np.ndarray]]:
+    order = _require_layer_norm(layer, family)
+    out = []
+    for suffix in _suffixes(layer):
+        b_ih, b_hh = _biases(layer, suffix)
+        entry = {
+            "kernel": _blocks(_get(layer, "weight_ih" + suffix), order, 0).T.copy(),
+            "recurrent_kernel": _blocks(_get(layer, "weight_hh" + suffix), order, 0).T.copy(),
+        }
+        if family == "lstm":
+            entry["bias"] = _blocks(b_ih + b_hh, order, 0)
+        else:
+            entry["bias"] = _blocks(b_ih, order, 0)
+            entry["recurrent_bias"] = _blocks(b_hh, order, 0)
+        entry["gamma"] = np.stack([_blocks(_get(layer, stem + suffix), order, 0)
+                                   for stem in ("gamma_ih", "gamma_hh")])
+        if family == "lstm":
+            entry["gamma_h"] = _get(layer, "gamma_c" + suffix)
+            entry["beta_h"] = (_get(layer, "beta_c" + suffix) if layer.bias
+                               else np.zeros_like(entry["gamma_h"]))
+        out.append(entry)
+    return out
+
+
+def _from_haste_layer_norm(layer, weights, family: str):
+    order = _inverse(_require_layer_norm(layer, family))
+    fmt = "Haste LayerNormLSTM" if family == "lstm" else "Haste LayerNormGRU"
+    suffixes = _suffixes(layer)
+    entries = _entries(weights, len(suffixes), fmt)
+    for index, (suffix, entry) in enumerate(zip(suffixes, entries, strict=True)):
+        what = f"{fmt} weights #{index}"
+
+        def key(name, entry=entry, index=index):
+            return _key(entry, name, fmt, index)
+
+        _set(layer, "weight_ih" + suffix, _blocks(key("kernel").T, order, 0), f"{what} kernel.T")
+        _set(layer, "weight_hh" + suffix, _blocks(key("recurrent_kernel").T, order, 0),
+             f"{what} recurrent_kernel.T")
+        bias = _blocks(key("bias"), order, 0)
+        if family == "lstm":
+            _load_single_bias(layer, suffix, bias, f"{what} bias")
+        else:
+            recurrent_bias = _blocks(key("recurrent_bias"), order, 0)
+            if layer.bias:
+                _set(layer, "bias_ih" + suffix, bias, f"{what} bias")
+                _set(layer, "bias_hh" + suffix, recurrent_bias, f"{what} recurrent_bias")
+            elif np.any(bias != 0) or np.any(recurrent_bias != 0):
+                raise ValueError(f"{what} has non-zero biases but the layer has bias=False")
+        gamma = key("gamma")
+        if gamma.ndim != 2 or gamma.shape[0] != 2:
+            raise ValueError(f"{what} gamma has shape {gamma.shape}, expected (2, G·H)")
+        for row, stem in enumerate(("gamma_ih", "gamma_hh")):
+            _set(layer, stem + suffix, _blocks(gamma[row], order, 0), f"{what} gamma[{row}]")
+        if family == "gru":
+            continue
+        _set(layer, "gamma_c" + suffix, key("gamma_h"), f"{what} gamma_h")
+        beta_h = key("beta_h")
+        if layer.bias:
+            _set(layer, "beta_c" + suffix, beta_h, f"{what} beta_h")
+        elif np.any(beta_h != 0):
+            raise ValueError(f"{what} beta_h is non-zero but the layer was built with bias=False")
+    return layer
+
+
+def to_haste_layer_norm_lstm(layer: LSTM) -> list[dict[str, np.ndarray]]:
+    """Haste LayerNormLSTM weights of an ``LSTM(layer_norm=True)``, one dict per layer and
+    direction: kernel, recurrent_kernel, bias (b_ih + b_hh), gamma, gamma_h, beta_h.
+    The normalisations run over all 4H entries, so reordering the gate blocks is exact."""
+    return _to_haste_layer_norm(layer, "lstm")
+
+
+def from_haste_layer_norm_lstm(layer: LSTM, weights) -> LSTM:
+    """Load Haste LayerNormLSTM weights (dicts as from :func:`to_haste_layer_norm_lstm`)
+    into an ``LSTM(layer_norm=True)`` in place; the bias goes to bias_ih, zeros to bias_hh."""
+    return _from_haste_layer_norm(layer, weights, "lstm")
+
+
+def to_haste_layer_norm_gru(layer: GRU) -> list[dict[str, np.ndarray]]:
+    """Haste LayerNormGRU weights of a ``GRU(layer_norm=True)``, one dict per layer and
+    direction: kernel, recurrent_kernel, bias, recurrent_bias, gamma (gates z, r, h)."""
+    return _to_haste_layer_norm(layer, "gru")
+
+
+def from_haste_layer_norm_gru(layer: GRU, weights) -> GRU:
+    """Load Haste LayerNormGRU weights (dicts as from :func:`to_haste_layer_norm_gru`) into
+    a ``GRU(layer_norm=True)`` in place."""
+    return _from_haste_layer_norm(layer, weights, "gru")
 
 
 def _biases(layer: nn.Module, suffix: str) -> tuple[np.ndarray, np.ndarray]:

@@ -279,6 +279,12 @@ def _check_layers(model: torch.nn.Module) -> None:
                 "support yet (ONNX has no operator for its scan; the translations cover "
                 "rnnlab's RNN, LSTM and GRU). Export a model built on those layers."
             )
+        if isinstance(module, RNNBase) and module.layer_norm:
+            raise ExportError(
+                f"{name or 'model'} is a {module.mode} with layer_norm=True, which ONNX export "
+                "does not support (ONNX's LSTM and GRU operators have no normalisation). "
+                "Export a layer without layer_norm."
+            )
         if isinstance(module, RNNBase) and module.proj_size:
             raise ExportError(
                 f"{name or 'model'} is an LSTM with proj_size={module.proj_size}: the LSTM "

@@ -102,3 +102,19 @@ def lengths(value: object, batch: int, steps: int, device: torch.device) -> Tens
                 f"[{lo}, {hi}]"
             )
     return t.to(device=device, dtype=torch.int64)
+
+
+def layer_norm(value: object, family: str, proj_size: int) -> bool:
+    """``layer_norm``: a bool, only for the LSTM and the GRU, and not with a projection."""
+    value = boolean("layer_norm", value)
+    if value and family not in ("lstm", "gru"):
+        raise ArgumentError(
+            f"layer_norm=True is only supported by LSTM and GRU (and their cells), not "
+            f"{family.upper()}"
+        )
+    if value and proj_size:
+        raise ArgumentError(
+            f"layer_norm=True does not support proj_size > 0 (got proj_size={proj_size}): "
+            "the layer-normalised LSTM has no projection; use proj_size=0"
+        )
+    return value

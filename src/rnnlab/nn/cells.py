@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab import ops
-from rnnlab.nn import _checks
+from rnnlab.nn import _checks, _layer_norm
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
 
@@ -47,16 +47,40 @@ class _CellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H) (H = 0: none to draw)."""
+        """torch.nn's initialisation: every parameter ~ U(-1/√H, 1/√H) (H = 0: none to draw);
+        an LSTMCell's layer-normalisation gains 1, biases 0."""
         bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name, weight in self.named_parameters():
+            if not _layer_norm.is_layer_norm_parameter(name):
+                nn.init.uniform_(weight, -bound, bound)
+        _layer_norm.reset(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             s += ", bias=False"
+        if getattr(self, "layer_norm", False):
+            s += ", layer_norm=True"
         return s
+
+    def _add_layer_norm(self, layer_norm, device, dtype) -> None:
+        """The ``layer_norm`` option: its parameters (:mod:`rnnlab.nn._layer_norm`)."""
+        self.layer_norm = _checks.layer_norm(layer_norm, self.family, 0)
+        if self.layer_norm:
+            for name, shape in _layer_norm.parameter_shapes(self.family, self.hidden_size,
+                                                            self.bias):
+                setattr(self, name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+            _layer_norm.reset(self)
+
+    def _layer_norm_step(self, x, states, weights) -> list[Tensor]:
+        """One layer-normalised step from x (1, B, I) and states (B, H): the new states."""
+        names = [stem for stem, _ in _layer_norm.parameter_shapes(self.family, 0, self.bias)]
+        row = [w for w in weights if w is not None] + [getattr(self, n) for n in names]
+        c = states[1] if len(states) == 2 else None
+        _, h_n, c_n, _ = _layer_norm.run(
+            self.family, x, states[0], c, row, self.bias, None, None, False, infer=False
+        )
+        return [h_n] if c_n is None else [h_n, c_n]
 
     def _prepare(self, input: Tensor, states: list[tuple[str, Tensor | None]]):
         """Validate; return x (1, B, I), the states as (B, H) and whether input was batched."""
@@ -133,12 +157,17 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step: (h', c') from x and (h, c); gates i, f, g, o as in :class:`LSTM`."""
+    """One LSTM step: (h', c') from x and (h, c); gates i, f, g, o as in :class:`LSTM`.
+
+    ``layer_norm=True``: the layer-normalised step of :class:`rnnlab.nn.LSTM` with
+    ``layer_norm=True``, parameters ``gamma_ih``, ``gamma_hh``, ``gamma_c``, ``beta_c``."""
 
     def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+        *, layer_norm: bool = False,
     ) -> None:
         super().__init__("lstm", input_size, hidden_size, bias, device, dtype)
+        self._add_layer_norm(layer_norm, device, dtype)
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -154,6 +183,8 @@ class LSTMCell(_CellBase):
         x, states, batched = self._prepare(input, [("h", h), ("c", c)])
 
         def op(x, h, c, w_ih, w_hh, b_ih, b_hh):
+            if self.layer_norm:
+                return self._layer_norm_step(x, [h, c], [w_ih, w_hh, b_ih, b_hh])
             _, h_n, c_n, _, _ = ops.lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, None, None, None, False)
             return [h_n, c_n]
 
@@ -162,7 +193,9 @@ class LSTMCell(_CellBase):
 
 
 class GRUCell(_CellBase):
-    """One GRU step; ``reset_after=False`` gives the reset-before variant of Cho et al."""
+    """One GRU step; ``reset_after=False`` gives the reset-before variant of Cho et al.;
+    ``layer_norm=True`` the layer-normalised step of :class:`rnnlab.nn.GRU`, parameters
+    ``gamma_ih``, ``gamma_hh``."""
 
     def __init__(
         self,
@@ -173,9 +206,13 @@ class GRUCell(_CellBase):
         dtype=None,
         *,
         reset_after: bool = True,
+        layer_norm: bool = False,
     ) -> None:
         self.reset_after = _checks.boolean("reset_after", reset_after)
         super().__init__("gru", input_size, hidden_size, bias, device, dtype)
+        if layer_norm is True and not self.reset_after:
+            raise ArgumentError("layer_norm=True needs reset_after=True; got reset_after=False")
+        self._add_layer_norm(layer_norm, device, dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
@@ -185,6 +222,8 @@ class GRUCell(_CellBase):
         x, states, batched = self._prepare(input, [("hx", hx)])
 
         def op(x, h, w_ih, w_hh, b_ih, b_hh):
+            if self.layer_norm:
+                return self._layer_norm_step(x, [h], [w_ih, w_hh, b_ih, b_hh])
             return [ops.gru(x, h, w_ih, w_hh, b_ih, b_hh, None, None, False, self.reset_after)[1]]
 
         return self._step(op, x, states, batched)[0]

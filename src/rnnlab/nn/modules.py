@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import ops
-from rnnlab.nn import _checks
+from rnnlab.nn import _checks, _layer_norm
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
 
@@ -46,8 +46,11 @@ class RNNBase(nn.Module):
 
     ``family`` is ``"rnn"``, ``"lstm"`` or ``"gru"``. Beyond torch.nn's arguments:
     ``nonlinearity`` (RNN), ``proj_size`` (LSTM), ``reset_after`` (GRU),
-    ``forget_bias`` (LSTM) and ``check_finite`` (reject NaN/Inf inputs).
+    ``forget_bias`` (LSTM), ``layer_norm`` (LSTM, GRU: :mod:`rnnlab.nn._layer_norm`) and
+    ``check_finite`` (reject NaN/Inf inputs).
     """
+
+    layer_norm = False  # the layer-normalised cells (set by LSTM/GRU(layer_norm=True))
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class RNNBase(nn.Module):
         reset_after: bool = True,
         forget_bias: float | None = None,
         check_finite: bool = False,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if family not in _GATES:
@@ -81,6 +85,12 @@ class RNNBase(nn.Module):
         self.bidirectional = _checks.boolean("bidirectional", bidirectional)
         self.proj_size = _checks.positive_int("proj_size", proj_size, minimum=0)
         self.check_finite = _checks.boolean("check_finite", check_finite)
+        self.layer_norm = _checks.layer_norm(layer_norm, family, self.proj_size)
+        if self.layer_norm and not reset_after:
+            raise ArgumentError(
+                "layer_norm=True needs reset_after=True (the layer-normalised GRU resets "
+                "after the recurrent product, as Haste's); got reset_after=False"
+            )
         if self.proj_size and family != "lstm":
             raise ValueError(
                 f"proj_size is only supported by LSTM, not {family.upper()}; got "
@@ -126,6 +136,8 @@ class RNNBase(nn.Module):
                     shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
                 if self.proj_size:
                     shapes.append(("weight_hr", (self.proj_size, self.hidden_size)))
+                if self.layer_norm:
+                    shapes += _layer_norm.parameter_shapes(family, self.hidden_size, self.bias)
                 names = []
                 for stem, shape in shapes:
                     name = stem + suffix
@@ -166,10 +178,14 @@ class RNNBase(nn.Module):
         With ``forget_bias`` set (LSTM), the forget-gate slice of ``bias_ih`` is set to
         ``forget_bias`` and that of ``bias_hh`` to 0, so the gate starts at
         σ(forget_bias + W·[x, h]).
+        With ``layer_norm``, the normalisations' gains are 1 and their biases 0 (the other
+        parameters draw the same numbers as without).
         """
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name, weight in self.named_parameters():
+            if not _layer_norm.is_layer_norm_parameter(name):
+                nn.init.uniform_(weight, -bound, bound)
+        _layer_norm.reset(self)
         if self.forget_bias is not None and self.bias and self.family == "lstm":
             H = self.hidden_size
             with torch.no_grad():
@@ -202,6 +218,8 @@ class RNNBase(nn.Module):
             s += ", reset_after=False"
         if self.forget_bias is not None:
             s += f", forget_bias={self.forget_bias}"
+        if self.layer_norm:
+            s += ", layer_norm=True"
         return s
 
     # ------------------------------------------------------------------ forward
@@ -398,6 +416,10 @@ class RNNBase(nn.Module):
         w_ih, w_hh = weights[0], weights[1]
         b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
         H = self.hidden_size
+        if self.layer_norm:
+            return _layer_norm.run(
+                self.family, x, h0, c0, weights, self.bias, lengths, probe, reverse, infer
+            )
         if self.family == "lstm":
             w_hr = weights[-1] if self.proj_size else None
             if infer:
@@ -489,6 +511,18 @@ class LSTM(RNNBase):
     ``weight_ih_l{k}`` (4H, I) stacks the gates in the order i, f, g, o, as torch.nn.
     ``forget_bias`` (rnnlab extension) initialises the forget-gate bias, e.g. 1.0 as
     recommended by Gers et al. (2000) and Jozefowicz et al. (2015).
+
+    ``layer_norm=True`` (rnnlab extension; Ba, Kiros & Hinton 2016, in Haste's
+    LayerNormLSTM form, ε = 1e-5) normalises the two projections over all 4H gate
+    entries and the cell state's read-out::
+
+        a_t = LN(W_ih x_t; γ_ih) + b_ih + LN(W_hh h_{t-1}; γ_hh) + b_hh   (gates i, f, g, o)
+        c_t = f ⊙ c_{t-1} + i ⊙ g,      h_t = o ⊙ tanh(LN(c_t; γ_c, β_c))
+
+    with the extra parameters ``gamma_ih_l{k}`` (4H,), ``gamma_hh_l{k}`` (4H,),
+    ``gamma_c_l{k}`` (H,) and, with ``bias``, ``beta_c_l{k}`` (H,) (``_reverse`` for the
+    backward direction; gains start at 1, β_c at 0). Not with ``proj_size``.
+    :func:`rnnlab.export.convert.from_haste_layer_norm_lstm` reads Haste's weights.
     """
 
     def __init__(
@@ -506,11 +540,12 @@ class LSTM(RNNBase):
         *,
         forget_bias: float | None = None,
         check_finite: bool = False,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__(
             "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, device, dtype, forget_bias=forget_bias,
-            check_finite=check_finite,
+            check_finite=check_finite, layer_norm=layer_norm,
         )
 
 
@@ -527,6 +562,12 @@ class GRU(RNNBase):
     ``weight_ih_l{k}`` (3H, I) stacks r, z, n as torch.nn. With ``reset_after=False``
     (rnnlab extension) the reset gate acts before the recurrent matmul, as in the
     original paper: n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn).
+
+    ``layer_norm=True`` (rnnlab extension; Haste's LayerNormGRU, ε = 1e-5) normalises each
+    projection over its 3H entries: the step above with W_ih x_t + b_ih replaced by
+    LN(W_ih x_t; γ_ih) + b_ih and W_hh h_{t-1} + b_hh by LN(W_hh h_{t-1}; γ_hh) + b_hh.
+    Extra parameters ``gamma_ih_l{k}``, ``gamma_hh_l{k}`` (3H,), starting at 1. Not with
+    ``reset_after=False``.
     """
 
     def __init__(
@@ -544,9 +585,10 @@ class GRU(RNNBase):
         proj_size: int = 0,
         reset_after: bool = True,
         check_finite: bool = False,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__(
             "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, device, dtype, reset_after=reset_after,
-            check_finite=check_finite,
+            check_finite=check_finite, layer_norm=layer_norm,
         )

@@ -23,8 +23,8 @@ is not applied (as in ``eval()``). The backend is chosen when the stream is crea
 reloaded), by the registry like every op: :func:`rnnlab.use_backend` and
 ``RNNLAB_BACKEND`` apply, a CUDA layer streams on the gpu backend, and a backend without
 a dedicated streaming kernel runs its inference on each chunk, layer after layer.
-:class:`~rnnlab.nn.MinGRU` and :class:`~rnnlab.nn.MinLSTM` are not families of the backend
-contract yet: their stream runs a copy of the layer on each chunk.
+:class:`~rnnlab.nn.MinGRU`, :class:`~rnnlab.nn.MinLSTM` and an LSTM with ``layer_norm=True``
+have no streaming kernel yet: their stream runs a copy of the layer on each chunk.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Stream:
         self.reset(state)
 
     def _open(self, h: Tensor, c: Tensor):
-        if self.layer.family in _CONTRACT_FAMILIES:
+        if self.layer.family in _CONTRACT_FAMILIES and not self.layer.layer_norm:
             return ops.open_stream(self._spec(), h, c)
         return _LayerStreamer(self.layer, h, c)
 
@@ -159,7 +159,7 @@ _CONTRACT_FAMILIES = ("rnn", "lstm", "gru")
 
 
 class _LayerStreamer(StreamerByChunks):
-    """The stream of a layer whose family has no entry in the backend contract: a copy of
+    """The stream of a layer that no streaming kernel serves: a copy of
     the layer (taken when opened) called on each chunk as a sequence of batch 1."""
 
     def __init__(self, layer: RNNBase, h: Tensor, c: Tensor) -> None:
@@ -170,6 +170,10 @@ class _LayerStreamer(StreamerByChunks):
     @torch.no_grad()
     def advance(self, x: Tensor) -> Tensor:
         batch_of_one = x.unsqueeze(1 - self._time_dim)  # (T, 1, I), or (1, T, I)
-        y, h_n = self._layer(batch_of_one, self.h.unsqueeze(1))
+        if self._layer.family == "lstm":
+            y, (h_n, c_n) = self._layer(batch_of_one, (self.h.unsqueeze(1), self.c.unsqueeze(1)))
+            self.c.copy_(c_n[:, 0])
+        else:
+            y, h_n = self._layer(batch_of_one, self.h.unsqueeze(1))
         self.h.copy_(h_n[:, 0])
         return y.squeeze(1 - self._time_dim)

@@ -4,7 +4,8 @@ Each family has a forward over a time-major sequence, returning its outputs, fin
 a cache, and a backward that takes the loss gradients of those outputs and final state and
 returns the gradient of every input and weight, plus the total ∂L/∂h_t of every step.
 Weights use torch.nn's layout and gate order (LSTM i, f, g, o; GRU r, z, n;
-minGRU z, h̃; minLSTM f, i, h̃). The tests
+minGRU z, h̃; minLSTM f, i, h̃; the layer-normalised LSTM i, f, g, o and GRU r, z,
+n). The tests
 of every backend hold them against these functions.
 
 Each family's module writes its equations once, in the docstrings of ``<cell>_forward``
@@ -32,6 +33,8 @@ steps.
 """
 
 from .gru import GRUCache, gru_backward, gru_forward
+from .lngru import LNGRUCache, lngru_backward, lngru_forward
+from .lnlstm import LNLSTMCache, lnlstm_backward, lnlstm_forward
 from .lstm import LSTMCache, lstm_backward, lstm_forward
 from .mingru import MinGRUCache, mingru_backward, mingru_forward
 from .minlstm import MinLSTMCache, minlstm_backward, minlstm_forward
@@ -39,12 +42,18 @@ from .rnn import RNNCache, rnn_backward, rnn_forward
 
 __all__ = [
     "GRUCache",
+    "LNGRUCache",
+    "LNLSTMCache",
     "LSTMCache",
     "MinGRUCache",
     "MinLSTMCache",
     "RNNCache",
     "gru_backward",
     "gru_forward",
+    "lngru_backward",
+    "lngru_forward",
+    "lnlstm_backward",
+    "lnlstm_forward",
     "lstm_backward",
     "lstm_forward",
     "mingru_backward",

@@ -17,6 +17,7 @@ import torch
 from rnnlab._io import read_json, write_bytes_atomic, write_json
 from rnnlab.report.html import render
 from rnnlab.report.plots import save_curves, save_forecast
+from rnnlab.tasks.model import CELLS
 
 
 def as_comparison(metrics: dict) -> dict:
@@ -68,7 +69,7 @@ def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
     if forecasts:
         save_forecast(run_dir / "forecast.png", forecasts)
         images.append(("forecast.png", "Forecast vs truth"))
-    for cell in ("rnn", "lstm", "gru"):
+    for cell in CELLS:  # the cells of this run (the others' files do not exist)
         images.append((f"gates_{cell}.png", f"{cell.upper()} gates on a sample sequence"))
     if "config" not in view and (run_dir / "config.json").is_file():  # a single run
         view = {**view, "config": read_json(run_dir / "config.json")}

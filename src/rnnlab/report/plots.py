@@ -9,7 +9,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c", "mingru": "#9467bd",
-          "minlstm": "#ff7f0e"}
+          "minlstm": "#ff7f0e", "lnlstm": "#e377c2",
+          "lngru": "#98df8a"}
 # Baselines in grey and brown: the cells own the saturated colours.
 BASELINE_COLORS = ("#7f7f7f", "#8c564b", "#bcbd22", "#17becf")
 GATE_TITLES = {
@@ -19,7 +20,8 @@ GATE_TITLES = {
     "f_norm": "normalised forget gate f' = f/(f+i)",
 }
 GATE_ORDER = {"lstm": ["f", "i", "o", "c"], "gru": ["z", "r", "n"], "rnn": ["a"],
-              "mingru": ["z", "h_tilde"], "minlstm": ["f_norm", "f", "i", "h_tilde"]}
+              "mingru": ["z", "h_tilde"], "minlstm": ["f_norm", "f", "i", "h_tilde"],
+              "lnlstm": ["f", "i", "o", "c"], "lngru": ["z", "r", "n"]}
 
 
 def _save(fig: Figure, path: Path) -> None:

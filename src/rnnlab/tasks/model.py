@@ -20,9 +20,9 @@ from torch import nn
 import rnnlab.nn as rnn_nn
 from rnnlab._io import InputError
 
-CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm")
+CELLS = ("rnn", "lstm", "gru", "mingru", "minlstm", "lnlstm", "lngru")
 CLASSIC_CELLS = ("rnn", "lstm", "gru")  # what a comparison runs unless told
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3}
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3, "lnlstm": 4, "lngru": 3}
 _MIN_LAYERS = {"mingru": rnn_nn.MinGRU, "minlstm": rnn_nn.MinLSTM}
 
 
@@ -47,7 +47,7 @@ class ModelConfig:
     bidirectional: bool = False
     embed_dim: int = 0  # 0: raw float features; > 0: token ids through an nn.Embedding
     readout: str = "last"  # "last" (one prediction per sequence) or "all" (one per step)
-    forget_bias: float = 1.0  # LSTM only
+    forget_bias: float = 1.0  # LSTM and layer-normalised LSTM only
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -94,6 +94,10 @@ class ModelConfig:
                 n += D * (G * H * layer_in + G * H)
             else:
                 n += D * (G * H * (layer_in + H) + 2 * G * H)
+            if self.cell == "lnlstm":  # γ_ih, γ_hh (4H each), γ_c, β_c (H each)
+                n += D * (2 * G * H + 2 * H)
+            if self.cell == "lngru":  # γ_ih, γ_hh (3H each)
+                n += D * 2 * G * H
             layer_in = D * H
         if self.embed_dim:
             n += self.input_size * self.embed_dim
@@ -115,7 +119,8 @@ def match_hidden(config: ModelConfig, target_params: int) -> int:
 
 
 class SequenceModel(nn.Module):
-    """Embedding/features → RNN | LSTM | GRU | MinGRU | MinLSTM (rnnlab.nn) → linear head."""
+    """Embedding/features → RNN | LSTM | GRU (layer_norm for lnlstm, lngru) | MinGRU | MinLSTM
+    (rnnlab.nn) → linear head."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -129,10 +134,11 @@ class SequenceModel(nn.Module):
             dropout=c.dropout if c.num_layers > 1 else 0.0,
             bidirectional=c.bidirectional,
         )
-        if c.cell == "lstm":
-            self.rnn = rnn_nn.LSTM(layer_in, c.hidden_size, forget_bias=c.forget_bias, **common)
-        elif c.cell == "gru":
-            self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, **common)
+        if c.cell in ("lstm", "lnlstm"):
+            self.rnn = rnn_nn.LSTM(layer_in, c.hidden_size, forget_bias=c.forget_bias,
+                                   layer_norm=c.cell == "lnlstm", **common)
+        elif c.cell in ("gru", "lngru"):
+            self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, layer_norm=c.cell == "lngru", **common)
         elif c.cell in _MIN_LAYERS:
             self.rnn = _MIN_LAYERS[c.cell](layer_in, c.hidden_size, **common)
         else:

@@ -39,7 +39,14 @@ from rnnlab.backends.cpu.lstm import CpuLSTM
 from rnnlab.backends.cpu.rnn import CpuRNN
 from rnnlab.backends.cpu.stream import CpuStream
 
+# The layer-normalised cells have no compiled kernels yet: the portable ones serve them.
+from rnnlab.backends.portable.lngru import PortableLNGRU
+from rnnlab.backends.portable.lnlstm import PortableLNLSTM
+
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
-KERNELS = BackendKernels(name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream())
+KERNELS = BackendKernels(
+    name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(), lnlstm=PortableLNLSTM(),
+    lngru=PortableLNGRU(),
+)

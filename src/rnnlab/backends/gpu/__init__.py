@@ -56,10 +56,15 @@ from rnnlab.backends.gpu.gru import GpuGRU
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
 
+# The layer-normalised cells have no Triton kernels yet: the portable ones serve them.
+from rnnlab.backends.portable.lngru import PortableLNGRU
+from rnnlab.backends.portable.lnlstm import PortableLNLSTM
+
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 # Streaming: one launch of the forward per layer and chunk (no dedicated kernel).
 KERNELS = BackendKernels(
-    name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru)
+    name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
+    lnlstm=PortableLNLSTM(), lngru=PortableLNGRU(),
 )

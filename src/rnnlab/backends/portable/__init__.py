@@ -11,6 +11,8 @@ inference on each chunk (:class:`~rnnlab.backends.contract.LayerwiseStream`).
 
 from rnnlab.backends.contract import BackendKernels, LayerwiseStream
 from rnnlab.backends.portable.gru import PortableGRU
+from rnnlab.backends.portable.lngru import PortableLNGRU
+from rnnlab.backends.portable.lnlstm import PortableLNLSTM
 from rnnlab.backends.portable.lstm import PortableLSTM
 from rnnlab.backends.portable.rnn import PortableRNN
 
@@ -18,5 +20,6 @@ __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = PortableRNN(), PortableLSTM(), PortableGRU()
 KERNELS = BackendKernels(
-    name="portable", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru)
+    name="portable", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
+    lnlstm=PortableLNLSTM(), lngru=PortableLNGRU(),
 )

@@ -1,0 +1,201 @@
+"""Layer-normalised LSTM/GRU on the CPU: rnnlab's layer against the common user solution.
+
+The user solution is what one writes without a fused layer (torch.nn has no LayerNorm
+LSTM or GRU): a Python loop over time steps of ``nn.Linear`` projections and
+``nn.LayerNorm`` modules around the gate math, the same function as rnnlab's
+``LSTM(layer_norm=True)`` / ``GRU(layer_norm=True)`` (Haste's form; checked equal on the
+first 20 steps before timing). rnnlab runs these cells on its portable (torch-op) kernel
+on every backend for now, so this measures the op structure (one op per layer and
+direction, the input projection and its normalisation for all steps at once, a
+hand-derived backward that recomputes the normalisations), not a fused kernel.
+
+One layer, float32, 2 threads; inference (``torch.no_grad``) and a training step
+(forward + backward of Σ g ⊙ y); the two implementations interleaved per round, median
+of the rounds. Grid: the first three points of ``benchmarks/cpu_speed.py``.
+
+    python benchmarks/layer_norm.py          # writes results/layer-norm-avx2.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import rnnlab.nn as rnn
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRID = (  # (name, B, T, I, H): cpu_speed.py's first three points
+    ("B1 T1000 I64 H128", 1, 1000, 64, 128),
+    ("B16 T200 I128 H256", 16, 200, 128, 256),
+    ("B64 T100 I256 H512", 64, 100, 256, 512),
+)
+ROUNDS = 5
+
+
+class LoopLayerNormLSTM(nn.Module):
+    """The common user solution: Linear + LayerNorm modules, a Python loop over steps
+    (the input side, which needs no loop, projected and normalised for all steps at once)."""
+
+    def __init__(self, I: int, H: int):
+        super().__init__()
+        self.ih, self.hh = nn.Linear(I, 4 * H, bias=False), nn.Linear(H, 4 * H, bias=False)
+        self.ln_ih = nn.LayerNorm(4 * H, bias=False)
+        self.ln_hh = nn.LayerNorm(4 * H)  # its β is the gates' bias
+        self.ln_c = nn.LayerNorm(H)
+
+    def forward(self, x):
+        B, H = x.shape[1], self.ln_c.normalized_shape[0]
+        h = c = x.new_zeros(B, H)
+        u_all = self.ln_ih(self.ih(x))  # the input side for all steps at once
+        ys = []
+        for u in u_all:
+            a = u + self.ln_hh(self.hh(h))
+            i, f, g, o = a.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
+            ys.append(h)
+        return torch.stack(ys)
+
+
+class LoopLayerNormGRU(nn.Module):
+    """The GRU counterpart of :class:`LoopLayerNormLSTM`."""
+
+    def __init__(self, I: int, H: int):
+        super().__init__()
+        self.ih, self.hh = nn.Linear(I, 3 * H, bias=False), nn.Linear(H, 3 * H, bias=False)
+        self.ln_ih, self.ln_hh = nn.LayerNorm(3 * H), nn.LayerNorm(3 * H)
+        self.H = H
+
+    def forward(self, x):
+        H = self.H
+        h = x.new_zeros(x.shape[1], H)
+        u_all = self.ln_ih(self.ih(x))
+        ys = []
+        for u in u_all:
+            v = self.ln_hh(self.hh(h))
+            r, z = torch.sigmoid(u[:, : 2 * H] + v[:, : 2 * H]).chunk(2, dim=1)
+            n = torch.tanh(u[:, 2 * H :] + r * v[:, 2 * H :])
+            h = n + z * (h - n)
+            ys.append(h)
+        return torch.stack(ys)
+
+
+def _pair(cell: str, I: int, H: int):
+    """rnnlab's layer and the loop with the same weights."""
+    torch.manual_seed(0)
+    if cell == "lnlstm":
+        ours, loop = rnn.LSTM(I, H, layer_norm=True), LoopLayerNormLSTM(I, H)
+        copies = {"ih.weight": "weight_ih_l0", "ln_ih.weight": "gamma_ih_l0",
+                  "ln_hh.weight": "gamma_hh_l0", "ln_c.weight": "gamma_c_l0",
+                  "ln_c.bias": "beta_c_l0"}
+        with torch.no_grad():
+            loop.ln_hh.bias.copy_(ours.bias_ih_l0 + ours.bias_hh_l0)
+    else:
+        ours, loop = rnn.GRU(I, H, layer_norm=True), LoopLayerNormGRU(I, H)
+        copies = {"ih.weight": "weight_ih_l0", "ln_ih.weight": "gamma_ih_l0",
+                  "ln_ih.bias": "bias_ih_l0", "ln_hh.weight": "gamma_hh_l0",
+                  "ln_hh.bias": "bias_hh_l0"}
+    copies["hh.weight"] = "weight_hh_l0"
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if name.startswith(("gamma", "beta")):
+                p.add_(0.1 * torch.randn_like(p))
+        for theirs, mine in copies.items():
+            loop.get_parameter(theirs).copy_(getattr(ours, mine))
+    return ours, loop
+
+
+def _run(layer, x, g, train: bool) -> None:
+    if not train:
+        with torch.no_grad():
+            layer(x)
+        return
+    layer.zero_grad(set_to_none=True)
+    y = layer(x)
+    (y[0] if isinstance(y, tuple) else y).mul(g).sum().backward()
+
+
+def measure(cell: str, B: int, T: int, I: int, H: int) -> dict:
+    ours, loop = _pair(cell, I, H)
+    x, g = torch.randn(T, B, I), torch.randn(T, B, H)
+    with torch.no_grad():  # the first 20 steps: over hundreds, these random weights'
+        # chaotic recurrence amplifies float32 rounding into O(1) differences
+        error = (ours(x[:20])[0] - loop(x[:20])).abs().max().item()
+    assert error < 1e-4, f"{cell}: the loop and rnnlab differ by {error}"
+    out = {"max_abs_difference": error}
+    for mode in ("inference", "training"):
+        train = mode == "training"
+        times = {"rnnlab": [], "loop": []}
+        for layer in (ours, loop):  # warm up
+            _run(layer, x, g, train)
+        for _ in range(ROUNDS):
+            for name, layer in (("rnnlab", ours), ("loop", loop)):
+                start = time.perf_counter()
+                _run(layer, x, g, train)
+                times[name].append(time.perf_counter() - start)
+        mine, theirs = (statistics.median(times[k]) for k in ("rnnlab", "loop"))
+        out[mode] = {"rnnlab_ms": 1e3 * mine, "loop_ms": 1e3 * theirs, "speedup": theirs / mine}
+    return out
+
+
+def run() -> dict:
+    torch.set_num_threads(2)
+    points = []
+    for name, B, T, I, H in GRID:
+        for cell in ("lnlstm", "lngru"):
+            points.append({"config": name, "cell": cell, **measure(cell, B, T, I, H)})
+            print(points[-1], flush=True)
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}"
+                   f" with {torch.get_num_threads()} threads",
+        "load_average": os.getloadavg(),
+        "points": points,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Layer-normalised LSTM / GRU (CPU): rnnlab vs a Python loop of nn.Linear + nn.LayerNorm",
+        "",
+        f"{result['when']}; {result['machine']}; load average at the end "
+        f"{', '.join(f'{v:.1f}' for v in result['load_average'])} (a shared machine: "
+        "read the ratios, not the times). One layer, float32; speed-up = loop time / rnnlab "
+        "time (median of interleaved rounds). rnnlab runs its portable torch-op kernel "
+        "here (no fused cpu kernel for these cells yet).",
+        "",
+        "| config | cell | inference rnnlab ms | loop ms | speed-up | training rnnlab ms "
+        "| loop ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in result["points"]:
+        inf, tr = p["inference"], p["training"]
+        lines.append(
+            f"| {p['config']} | {p['cell']} | {inf['rnnlab_ms']:.1f} | {inf['loop_ms']:.1f} | "
+            f"{inf['speedup']:.2f} | {tr['rnnlab_ms']:.1f} | {tr['loop_ms']:.1f} | "
+            f"{tr['speedup']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(RESULTS / "layer-norm-avx2"),
+                        help="results path without extension (.json and .md are written)")
+    out = Path(parser.parse_args().out)
+    result = run()
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

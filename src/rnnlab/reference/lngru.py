@@ -1,0 +1,211 @@
+"""Layer-normalised GRU in float64 NumPy: forward and backpropagation through time.
+
+Shape legend:  T time steps · B batch · I input size · H hidden size
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._common import (
+    as_float64,
+    grad_or_zeros,
+    hidden_size,
+    optional_float64,
+    sigmoid,
+    step_mask,
+    time_steps,
+)
+from .lnlstm import _normalise, _normalise_backward
+
+
+@dataclass(frozen=True, eq=False)
+class LNGRUCache:
+    """What lngru_backward needs from lngru_forward.
+
+    x, h_prev, valid as in :class:`~rnnlab.reference.gru.GRUCache`
+    norm    {"ih", "hh": the normalised projections v̂ (T, B, 3H)}
+    rstd    {"ih", "hh": 1 / √(σ² + ε) of each normalisation, (T, B, 1)}
+    gates   {"r", "z", "n": the gates after σ / tanh, "hn": the candidate's recurrent
+            term}, each (T, B, H) and 0 at padding steps
+    """
+
+    x: np.ndarray
+    h_prev: np.ndarray
+    valid: np.ndarray
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    gamma_ih: np.ndarray
+    gamma_hh: np.ndarray
+    reverse: bool
+    norm: dict[str, np.ndarray]
+    rstd: dict[str, np.ndarray]
+    gates: dict[str, np.ndarray]
+
+
+def lngru_forward(
+    x,
+    h0,
+    w_ih,
+    w_hh,
+    b_ih=None,
+    b_hh=None,
+    gamma_ih=None,
+    gamma_hh=None,
+    *,
+    lengths=None,
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, LNGRUCache]:
+    """Run one direction of a single-layer layer-normalised GRU over a sequence.
+
+    LN(v; γ) = γ ⊙ (v - μ) / √(σ² + ε) with μ, σ² the mean and (biased) variance of v's
+    entries and ε = 1e-5, as in :func:`~rnnlab.reference.lnlstm_forward`. At every valid
+    step t of sample b, the gate blocks of W, b and γ in the order r, z, n (as Haste's
+    LayerNormGRU, with its z, r, h blocks reordered):
+
+        u_t = LN(W_ih x_t; γ_ih) + b_ih          v_t = LN(W_hh h_{t-1}; γ_hh) + b_hh   (B, 3H)
+        r_t = σ(u_r + v_r)    z_t = σ(u_z + v_z)
+        n_t = tanh(u_n + r_t ⊙ v_n)              (hn_t = v_n, the candidate's recurrent term)
+        h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+        y_t = h_t
+
+    Each projection is normalised over all 3H entries at once (Haste); b_ih and b_hh are
+    the β of the two normalisations. It is torch.nn's GRU (reset after the recurrent
+    product) with both projections normalised.
+    A padding step t ≥ lengths[b] keeps the state and outputs y_t = 0; reverse as in
+    :func:`~rnnlab.reference.gru_forward`.
+
+    Shapes:
+        x   (T, B, I)    w_ih  (3H, I)    b_ih  (3H,) or None    gamma_ih (3H,)
+        h0  (B, H)       w_hh  (3H, H)    b_hh  (3H,) or None    gamma_hh (3H,)
+        lengths  (B,) integers in [1, T], or None: every sample runs all T steps
+    The gains default to ones (None).
+
+    Returns (y, h_n, cache):
+        y     (T, B, H)  outputs, 0 at padding steps
+        h_n   (B, H)     the state after each sample's last step
+        cache LNGRUCache for lngru_backward; cache.gates holds "r", "z", "n", "hn"
+    """
+    H = hidden_size(w_hh, 3, "(3H, H)")
+    x = as_float64("x", x, "(T, B, I)", (None, None, None))
+    T, B, I = x.shape
+    h0 = as_float64("h0", h0, "(B, H)", (B, H))
+    w_ih = as_float64("w_ih", w_ih, "(3H, I)", (3 * H, I))
+    w_hh = as_float64("w_hh", w_hh, "(3H, H)", (3 * H, H))
+    b_ih = optional_float64("b_ih", b_ih, "(3H,)", (3 * H,))
+    b_hh = optional_float64("b_hh", b_hh, "(3H,)", (3 * H,))
+    gamma_ih = as_float64("gamma_ih", np.ones(3 * H) if gamma_ih is None else gamma_ih,
+                          "(3H,)", (3 * H,))
+    gamma_hh = as_float64("gamma_hh", np.ones(3 * H) if gamma_hh is None else gamma_hh,
+                          "(3H,)", (3 * H,))
+    valid = step_mask(lengths, T, B)
+    x = np.where(valid, x, 0.0)
+    shift_ih = 0.0 if b_ih is None else b_ih
+    shift_hh = 0.0 if b_hh is None else b_hh
+
+    y = np.zeros((T, B, H))
+    h_prev = np.zeros((T, B, H))
+    gates = {name: np.zeros((T, B, H)) for name in ("r", "z", "n", "hn")}
+    norm = {"ih": np.zeros((T, B, 3 * H)), "hh": np.zeros((T, B, 3 * H))}
+    rstd = {key: np.zeros((T, B, 1)) for key in norm}
+    h = h0
+    for t in time_steps(T, reverse):
+        keep = valid[t]                                   # (B, 1)
+        h_prev[t] = h
+        v_ih, r_ih = _normalise(x[t] @ w_ih.T)            # (B, 3H)
+        v_hh, r_hh = _normalise(h @ w_hh.T)
+        u = gamma_ih * v_ih + shift_ih
+        v = gamma_hh * v_hh + shift_hh
+        r = sigmoid(u[:, :H] + v[:, :H])
+        z = sigmoid(u[:, H:2 * H] + v[:, H:2 * H])
+        hn = v[:, 2 * H:]
+        n = np.tanh(u[:, 2 * H:] + r * hn)
+        h_t = (1.0 - z) * n + z * h
+        h = np.where(keep, h_t, h)                        # padding steps keep the state
+        y[t] = np.where(keep, h, 0.0)
+        for name, value in (("r", r), ("z", z), ("n", n), ("hn", hn)):
+            gates[name][t] = np.where(keep, value, 0.0)
+        for key, v_hat, rs in (("ih", v_ih, r_ih), ("hh", v_hh, r_hh)):
+            norm[key][t], rstd[key][t] = np.where(keep, v_hat, 0.0), np.where(keep, rs, 0.0)
+
+    cache = LNGRUCache(x, h_prev, valid, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, reverse,
+                       norm, rstd, gates)
+    return y, h, cache
+
+
+def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
+    """Backpropagation through time for lngru_forward.
+
+    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n (a None gradient: no such term). Walking the
+    steps in the opposite order to the forward pass, with LN⁻¹'(d; v̂, rstd) = rstd ⊙
+    (d - mean(d) - v̂ ⊙ mean(d ⊙ v̂)) the gradient through a normalisation:
+
+        dh_t  = dy_t + z_{t+1} ⊙ dh_{t+1} + W_hhᵀ dp^hh_{t+1}      (dh_n at the last step)
+        dn    = dh_t ⊙ (1 - z)     dz = dh_t ⊙ (h_{t-1} - n)
+        da_n  = dn ⊙ (1 - n²)      dr = da_n ⊙ hn
+        du_t  = [dr ⊙ r(1-r), dz ⊙ z(1-z), da_n]       dv_t = [du_r, du_z, da_n ⊙ r]   (B, 3H)
+        dp^ih_t = LN⁻¹'(γ_ih ⊙ du_t; v̂^ih_t)    dp^hh_t = LN⁻¹'(γ_hh ⊙ dv_t; v̂^hh_t)
+        dx_t  = W_ihᵀ dp^ih_t
+        dW_ih = Σ_t dp^ih_t x_tᵀ    dW_hh = Σ_t dp^hh_t h_{t-1}ᵀ
+        db_ih = Σ_t du_t            db_hh = Σ_t dv_t
+        dγ_ih = Σ_t du_t ⊙ v̂^ih_t   dγ_hh = Σ_t dv_t ⊙ v̂^hh_t
+
+    A padding step hands the state gradient through unchanged and takes none itself.
+
+    Shapes: dy (T, B, H), dh_n (B, H); each may be None.
+    Returns gradients shaped like the inputs: "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"
+    (None for an absent bias), "gamma_ih", "gamma_hh", and "h": (T, B, H) the total
+    ∂L/∂h_t, 0 at padding steps.
+    """
+    if not isinstance(cache, LNGRUCache):
+        raise TypeError(
+            f"cache must be the LNGRUCache from lngru_forward; got {type(cache).__name__}"
+        )
+    x, w_ih, w_hh, norm, rstd = cache.x, cache.w_ih, cache.w_hh, cache.norm, cache.rstd
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
+    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
+
+    dx = np.zeros_like(x)
+    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
+    db_ih, db_hh = np.zeros(3 * H), np.zeros(3 * H)
+    dgamma_ih, dgamma_hh = np.zeros(3 * H), np.zeros(3 * H)
+    dh_record = np.zeros((T, B, H))
+    for t in reversed(time_steps(T, cache.reverse)):
+        keep = cache.valid[t]
+        r, z, n, hn = (cache.gates[name][t] for name in ("r", "z", "n", "hn"))
+        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
+        dn = dh * (1.0 - z)                           # h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+        dz = dh * (cache.h_prev[t] - n)
+        da_n = dn * (1.0 - n**2)                      # n = tanh(u_n + r ⊙ hn)
+        dr = da_n * hn
+        du = np.concatenate([dr * r * (1.0 - r), dz * z * (1.0 - z), da_n], axis=1)
+        dv = np.concatenate([du[:, :2 * H], da_n * r], axis=1)
+        db_ih += du.sum(axis=0)                       # u = γ_ih ⊙ v̂^ih + b_ih
+        db_hh += dv.sum(axis=0)                       # v = γ_hh ⊙ v̂^hh + b_hh
+        dgamma_ih += (du * norm["ih"][t]).sum(axis=0)
+        dgamma_hh += (dv * norm["hh"][t]).sum(axis=0)
+        dp_ih = _normalise_backward(cache.gamma_ih * du, norm["ih"][t], rstd["ih"][t])
+        dp_hh = _normalise_backward(cache.gamma_hh * dv, norm["hh"][t], rstd["hh"][t])
+        dx[t] = dp_ih @ w_ih                          # p^ih_t = W_ih x_t
+        dw_ih += dp_ih.T @ x[t]
+        dw_hh += dp_hh.T @ cache.h_prev[t]            # p^hh_t = W_hh h_{t-1}
+        dh_next = dh * z + dp_hh @ w_hh + np.where(keep, 0.0, dh_next)  # padding passes through
+        dh_record[t] = dh
+
+    return {
+        "x": dx,
+        "h0": dh_next,
+        "w_ih": dw_ih,
+        "w_hh": dw_hh,
+        "b_ih": None if cache.b_ih is None else db_ih,
+        "b_hh": None if cache.b_hh is None else db_hh,
+        "gamma_ih": dgamma_ih,
+        "gamma_hh": dgamma_hh,
+        "h": dh_record,
+    }
