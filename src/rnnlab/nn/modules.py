@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import ops
-from rnnlab.nn import _checks
+from rnnlab.nn import _checks, regularise
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
 
@@ -46,8 +46,12 @@ class RNNBase(nn.Module):
 
     ``family`` is ``"rnn"``, ``"lstm"`` or ``"gru"``. Beyond torch.nn's arguments:
     ``nonlinearity`` (RNN), ``proj_size`` (LSTM), ``reset_after`` (GRU),
-    ``forget_bias`` (LSTM) and ``check_finite`` (reject NaN/Inf inputs).
+    ``forget_bias`` (LSTM), ``check_finite`` (reject NaN/Inf inputs) and the LSTM/GRU
+    regularisers ``weight_drop``, ``recurrent_dropout``, ``zoneout``
+    (:mod:`rnnlab.nn.regularise`, held in ``regularisers``).
     """
+
+    regularisers = regularise.NONE
 
     def __init__(
         self,
@@ -67,6 +71,9 @@ class RNNBase(nn.Module):
         reset_after: bool = True,
         forget_bias: float | None = None,
         check_finite: bool = False,
+        weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
     ) -> None:
         super().__init__()
         if family not in _GATES:
@@ -81,6 +88,7 @@ class RNNBase(nn.Module):
         self.bidirectional = _checks.boolean("bidirectional", bidirectional)
         self.proj_size = _checks.positive_int("proj_size", proj_size, minimum=0)
         self.check_finite = _checks.boolean("check_finite", check_finite)
+        self.regularisers = regularise.check(family, weight_drop, recurrent_dropout, zoneout)
         if self.proj_size and family != "lstm":
             raise ValueError(
                 f"proj_size is only supported by LSTM, not {family.upper()}; got "
@@ -202,7 +210,7 @@ class RNNBase(nn.Module):
             s += ", reset_after=False"
         if self.forget_bias is not None:
             s += f", forget_bias={self.forget_bias}"
-        return s
+        return s + self.regularisers.extra_repr()
 
     # ------------------------------------------------------------------ forward
 
@@ -395,6 +403,9 @@ class RNNBase(nn.Module):
     def _run_direction(self, x, h0, c0, weights, lengths, probe, reverse, infer=False):
         """One op call: returns (y, h_n, c_n or None, {gate name: (T, B, H)}); with
         ``infer``, the inference op, and no gates."""
+        weights = regularise.training_weights(self, weights)
+        if self.regularisers.masked:
+            return regularise.run_masked(self, x, h0, c0, weights, lengths, probe, reverse)
         w_ih, w_hh = weights[0], weights[1]
         b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
         H = self.hidden_size
@@ -489,6 +500,12 @@ class LSTM(RNNBase):
     ``weight_ih_l{k}`` (4H, I) stacks the gates in the order i, f, g, o, as torch.nn.
     ``forget_bias`` (rnnlab extension) initialises the forget-gate bias, e.g. 1.0 as
     recommended by Gers et al. (2000) and Jozefowicz et al. (2015).
+
+    Regularisers (rnnlab extensions, off by default, combinable; :mod:`rnnlab.nn.regularise`):
+    ``weight_drop=p`` drops W_hh's entries (one mask per call, training only),
+    ``recurrent_dropout=p`` drops h_{t-1} inside W_hh h_{t-1} (one mask per sequence,
+    training only), ``zoneout=p`` or ``(p_h, p_c)`` keeps each unit of h (and c) at its
+    previous value with probability p (a fresh mask per step; in eval the expectation).
     """
 
     def __init__(
@@ -506,11 +523,15 @@ class LSTM(RNNBase):
         *,
         forget_bias: float | None = None,
         check_finite: bool = False,
+        weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
     ) -> None:
         super().__init__(
             "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, device, dtype, forget_bias=forget_bias,
-            check_finite=check_finite,
+            check_finite=check_finite, weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout,
         )
 
 
@@ -527,6 +548,9 @@ class GRU(RNNBase):
     ``weight_ih_l{k}`` (3H, I) stacks r, z, n as torch.nn. With ``reset_after=False``
     (rnnlab extension) the reset gate acts before the recurrent matmul, as in the
     original paper: n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_{t-1}) + b_hn).
+
+    Regularisers ``weight_drop``, ``recurrent_dropout`` and ``zoneout=p`` as for
+    :class:`LSTM` (the GRU's zoneout is one p: it has no cell state).
     """
 
     def __init__(
@@ -544,9 +568,13 @@ class GRU(RNNBase):
         proj_size: int = 0,
         reset_after: bool = True,
         check_finite: bool = False,
+        weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
     ) -> None:
         super().__init__(
             "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, device, dtype, reset_after=reset_after,
-            check_finite=check_finite,
+            check_finite=check_finite, weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout,
         )
