@@ -57,7 +57,9 @@ def toy(monkeypatch):
     base = portable.KERNELS
     families = [_Counting(name, getattr(base, name), calls) for name in ("rnn", "lstm", "gru")]
     kernels = BackendKernels(
-        "toy", *families, stream=_CountingStream(LayerwiseStream(*families), calls)
+        "toy", *families, stream=_CountingStream(LayerwiseStream(*families), calls),
+        masked_lstm=_Counting("masked_lstm", base.masked_lstm, calls),
+        masked_gru=_Counting("masked_gru", base.masked_gru, calls),
     )
     backends.register(
         "toy", lambda: kernels, lambda device, dtype: dtype.is_floating_point, "a test's toy"

@@ -404,8 +404,9 @@ class RNNBase(nn.Module):
         """One op call: returns (y, h_n, c_n or None, {gate name: (T, B, H)}); with
         ``infer``, the inference op, and no gates."""
         weights = regularise.training_weights(self, weights)
-        if self.regularisers.masked:
-            return regularise.run_masked(self, x, h0, c0, weights, lengths, probe, reverse)
+        masks = regularise.draw_masks(self, x, h0)
+        if masks is not None:
+            return regularise.run_masked(self, x, h0, c0, weights, lengths, probe, reverse, masks)
         w_ih, w_hh = weights[0], weights[1]
         b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
         H = self.hidden_size

@@ -32,8 +32,13 @@ from rnnlab.backends.cpu.gru import CpuGRU
 from rnnlab.backends.cpu.lstm import CpuLSTM
 from rnnlab.backends.cpu.rnn import CpuRNN
 from rnnlab.backends.cpu.stream import CpuStream
+from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
-KERNELS = BackendKernels(name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream())
+# Recurrent dropout and zoneout run on the portable backend's torch ops for now.
+KERNELS = BackendKernels(
+    name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(),
+    masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
+)

@@ -55,11 +55,14 @@ from rnnlab.backends.contract import BackendKernels, LayerwiseStream
 from rnnlab.backends.gpu.gru import GpuGRU
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
+from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 # Streaming: one launch of the forward per layer and chunk (no dedicated kernel).
+# Recurrent dropout and zoneout: the portable backend's torch ops (CUDA tensors) for now.
 KERNELS = BackendKernels(
-    name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru)
+    name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
+    masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
 )

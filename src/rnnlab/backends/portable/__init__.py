@@ -12,11 +12,13 @@ inference on each chunk (:class:`~rnnlab.backends.contract.LayerwiseStream`).
 from rnnlab.backends.contract import BackendKernels, LayerwiseStream
 from rnnlab.backends.portable.gru import PortableGRU
 from rnnlab.backends.portable.lstm import PortableLSTM
+from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 from rnnlab.backends.portable.rnn import PortableRNN
 
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = PortableRNN(), PortableLSTM(), PortableGRU()
 KERNELS = BackendKernels(
-    name="portable", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru)
+    name="portable", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
+    masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
 )
