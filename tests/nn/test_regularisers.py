@@ -7,13 +7,15 @@ recurrence (tests/ops/test_masked_ops.py holds the ops themselves).
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnlab
 import rnnlab.nn as rnn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
-from rnnlab import backends
+from rnnlab import backends, reference
 
 BACKENDS = [
     name for name in sorted(rnnlab.available_backends())
@@ -65,3 +67,141 @@ def test_weight_drop_in_eval_is_the_plain_layer(family):
     layer.eval()
     x = torch.randn(6, 2, 3)
     torch.testing.assert_close(layer(x)[0], plain(x)[0], rtol=0, atol=0)
+
+
+# ------------------------------------------------ recurrent dropout and zoneout vs reference
+
+
+def _replayed_masks(layer, shapes, training: bool):
+    """The masks the layer draws for one direction (after seeding torch alike), in its
+    order: weight-drop, recurrent dropout, zoneout of h, zoneout of c."""
+    reg = layer.regularisers
+    p_h, p_c = reg.zoneout_shares
+    w_hh_shape, (T, B, P, H) = shapes
+    f64 = {"dtype": torch.float64}
+    keep_w = drop = None
+    if reg.weight_drop and training:
+        keep_w = torch.empty(w_hh_shape, **f64).bernoulli_(1 - reg.weight_drop)
+        keep_w = (keep_w / (1 - reg.weight_drop)).numpy()
+    if reg.recurrent_dropout and training:
+        drop = (torch.empty(B, P, **f64).bernoulli_(1 - reg.recurrent_dropout)
+                / (1 - reg.recurrent_dropout)).numpy()
+
+    def zoneout(p, shape):
+        if not p:
+            return None
+        return torch.empty(shape, **f64).bernoulli_(p).numpy() if training else np.full(shape, p)
+
+    keep_h = zoneout(p_h, (T, B, P))
+    keep_c = zoneout(p_c, (T, B, H)) if layer.family == "lstm" else None
+    return keep_w, {"drop_h": drop, "keep_h": keep_h, "keep_c": keep_c}
+
+
+def _reference_stack(layer, x, lengths, dy, training):
+    """The layer's output and parameter gradients (loss Σ dy ⊙ y) by the masked reference,
+    layer by layer and direction by direction, the masks replayed from torch's RNG."""
+    T, B, _ = x.shape
+    H, P = layer.hidden_size, layer.proj_size or layer.hidden_size
+    lstm = layer.family == "lstm"
+    params = {name: value.detach().numpy() for name, value in layer.named_parameters()}
+    layer_input, caches = x, []
+    for k in range(layer.num_layers):
+        outputs = []
+        for direction in range(layer.num_directions):
+            sfx = f"_l{k}" + ("_reverse" if direction else "")
+            w_hh = params["weight_hh" + sfx]
+            keep_w, masks = _replayed_masks(layer, (w_hh.shape, (T, B, P, H)), training)
+            w_hh = w_hh if keep_w is None else w_hh * keep_w
+            args = [layer_input, np.zeros((B, P))]
+            args += [np.zeros((B, H))] if lstm else []
+            args += [params["weight_ih" + sfx], w_hh, params["bias_ih" + sfx],
+                     params["bias_hh" + sfx]]
+            common = {"lengths": lengths, "reverse": bool(direction)}
+            if lstm:
+                args.append(params.get("weight_hr" + sfx))
+                y, _, cache = reference.lstm_masked_forward(*args, **masks, **common)
+            else:
+                masks.pop("keep_c")
+                y, _, cache = reference.gru_masked_forward(
+                    *args, **masks, reset_after=layer.reset_after, **common
+                )
+            outputs.append(y)
+            caches.append((sfx, cache, keep_w))
+        layer_input = np.concatenate(outputs, axis=2)
+    out = layer_input
+    grads, dy_layer = {}, dy
+    for k in reversed(range(layer.num_layers)):
+        dx = 0.0
+        for direction in range(layer.num_directions):
+            sfx, cache, keep_w = caches[k * layer.num_directions + direction]
+            dy_dir = dy_layer[..., direction * P:(direction + 1) * P]
+            if lstm:
+                g = reference.lstm_masked_backward(dy_dir, None, None, cache)
+            else:
+                g = reference.gru_masked_backward(dy_dir, None, cache)
+            dx = dx + g["x"]
+            grads["weight_ih" + sfx], grads["bias_ih" + sfx] = g["w_ih"], g["b_ih"]
+            grads["bias_hh" + sfx] = g["b_hh"]
+            grads["weight_hh" + sfx] = g["w_hh"] if keep_w is None else g["w_hh"] * keep_w
+            if lstm and layer.proj_size:
+                grads["weight_hr" + sfx] = g["w_hr"]
+        dy_layer = dx
+    return out, grads
+
+
+STACKS = {
+    "lstm": lambda: rnn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2,
+                             weight_drop=0.3, recurrent_dropout=0.4, zoneout=(0.3, 0.5),
+                             dtype=torch.float64),
+    "gru": lambda: rnn.GRU(3, 4, num_layers=2, bidirectional=True, reset_after=False,
+                           weight_drop=0.3, recurrent_dropout=0.4, zoneout=0.3,
+                           dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_stacked_bidirectional_packed_layer_matches_the_reference(family, training):
+    """All three options at once, stacked and bidirectional, packed input of unequal
+    lengths: output and every parameter gradient equal the masked reference's."""
+    layer = STACKS[family]().train(training)
+    T, B = 5, 3
+    lengths = np.array([3, 5, 1])
+    x = torch.randn(T, B, 3, dtype=torch.float64)
+    packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+    torch.manual_seed(11)
+    out_packed, _ = layer(packed)
+    y, _ = pad_packed_sequence(out_packed, total_length=T)
+    dy = torch.randn_like(y)
+    (y * dy).sum().backward()
+    torch.manual_seed(11)
+    y_ref, grads_ref = _reference_stack(layer, x.numpy(), lengths, dy.numpy(), training)
+    assert_rel_close(y, y_ref, OUT_TOL[torch.float64], "y")
+    for name, value in layer.named_parameters():
+        assert_rel_close(value.grad, grads_ref[name], GRAD_TOL[torch.float64], name)
+
+
+# ------------------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 2])
+@pytest.mark.parametrize("name", ["weight_drop", "recurrent_dropout", "zoneout"])
+def test_probability_outside_0_1_is_one_precise_error(name, value):
+    with pytest.raises(ValueError, match=rf"^{name} must be a probability in \[0, 1\), got "):
+        rnn.LSTM(3, 4, **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: rnn.GRU(3, 4, weight_drop="0.5"), r"^weight_drop must be a probability"),
+        (lambda: rnn.LSTM(3, 4, zoneout=(0.1, 1.0)), r"^zoneout p_c must be a probability in"),
+        (lambda: rnn.LSTM(3, 4, zoneout=(0.1,)), r"^zoneout of LSTM .* or a pair \(p_h, p_c\)"),
+        (lambda: rnn.GRU(3, 4, zoneout=(0.1, 0.2)), r"^zoneout of GRU .* one p \(a GRU has no c\)"),
+        (lambda: rnn.RNN(3, 4, weight_drop=0.1), r"unexpected keyword"),
+    ],
+    ids=["type", "p_c", "pair-length", "gru-pair", "rnn"],
+)
+def test_bad_regulariser_arguments(make, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        make()
