@@ -205,3 +205,22 @@ def test_probability_outside_0_1_is_one_precise_error(name, value):
 def test_bad_regulariser_arguments(make, match):
     with pytest.raises((TypeError, ValueError), match=match):
         make()
+
+
+def test_onnx_export_refuses_zoneout():
+    pytest.importorskip("onnxscript")
+    from rnnlab.export import ExportError, to_onnx
+
+    with pytest.raises(ExportError, match=r"zoneout=0.2: in eval it computes"):
+        to_onnx(rnn.GRU(3, 4, zoneout=0.2), (torch.randn(5, 2, 3),), None)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_stream_of_a_zoneout_layer_is_its_eval_form(family):
+    """Stream runs the layer's eval recurrence (the zoneout expectation), chunk by chunk."""
+    layer = LAYERS[family][0](3, 4, num_layers=2, zoneout=0.3, recurrent_dropout=0.2).eval()
+    x = torch.randn(7, 3)
+    expected, _ = layer(x)
+    stream = rnn.Stream(layer)
+    got = torch.cat([stream.step(x[:4]), stream.step(x[4])[None], stream.step(x[5:])])
+    assert_rel_close(got, expected, OUT_TOL[torch.float32], "stream")

@@ -71,7 +71,8 @@ class Stream:
         self.reset(state)
 
     def _open(self, h: Tensor, c: Tensor):
-        if self.layer.family in _CONTRACT_FAMILIES:
+        zoneout = any(self.layer.regularisers.zoneout_shares)  # eval changes the recurrence
+        if self.layer.family in _CONTRACT_FAMILIES and not zoneout:
             return ops.open_stream(self._spec(), h, c)
         return _LayerStreamer(self.layer, h, c)
 
@@ -158,8 +159,9 @@ _CONTRACT_FAMILIES = ("rnn", "lstm", "gru")
 
 
 class _LayerStreamer:
-    """The stream of a layer whose family has no entry in the backend contract: a copy of
-    the layer (taken when opened) called on each chunk as a sequence of batch 1."""
+    """The stream of a layer whose family has no entry in the backend contract (or whose
+    zoneout changes the recurrence): a copy of the layer (taken when opened, in eval mode)
+    called on each chunk as a sequence of batch 1."""
 
     def __init__(self, layer: RNNBase, h: Tensor, c: Tensor) -> None:
         self._layer = copy.deepcopy(layer).eval()
@@ -173,6 +175,10 @@ class _LayerStreamer:
     @torch.no_grad()
     def advance(self, x: Tensor) -> Tensor:
         batch_of_one = x.unsqueeze(1 - self._time_dim)  # (T, 1, I), or (1, T, I)
-        y, h_n = self._layer(batch_of_one, self.h.unsqueeze(1))
+        if self._layer.family == "lstm":
+            y, (h_n, c_n) = self._layer(batch_of_one, (self.h.unsqueeze(1), self.c.unsqueeze(1)))
+            self.c.copy_(c_n[:, 0])
+        else:
+            y, h_n = self._layer(batch_of_one, self.h.unsqueeze(1))
         self.h.copy_(h_n[:, 0])
         return y.squeeze(1 - self._time_dim)
