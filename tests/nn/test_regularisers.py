@@ -224,3 +224,41 @@ def test_stream_of_a_zoneout_layer_is_its_eval_form(family):
     stream = rnn.Stream(layer)
     got = torch.cat([stream.step(x[:4]), stream.step(x[4])[None], stream.step(x[5:])])
     assert_rel_close(got, expected, OUT_TOL[torch.float32], "stream")
+
+
+CELLS = {"lstm": (rnn.LSTMCell, (0.3, 0.5)), "gru": (rnn.GRUCell, 0.3)}
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_cell_zoneout_is_one_step_of_the_layer(family):
+    """Eval: a loop of the cell equals the layer (the expectation); training: the cell
+    mixes the plain cell's state with the previous one by masks replayed from the seed."""
+    cell_cls, zoneout = CELLS[family]
+    cell = cell_cls(3, 4, zoneout=zoneout, dtype=torch.float64).eval()
+    layer = LAYERS[family][0](3, 4, zoneout=zoneout, dtype=torch.float64).eval()
+    layer.load_state_dict({f"{name}_l0": value for name, value in cell.state_dict().items()})
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    state = None
+    for t in range(5):
+        state = cell(x[t], state)
+    expected = layer(x)[1]
+    finals = [state[0], state[1]] if family == "lstm" else [state]
+    expected = [expected[0][0], expected[1][0]] if family == "lstm" else [expected[0]]
+    for got, want in zip(finals, expected, strict=True):
+        assert_rel_close(got, want, OUT_TOL[torch.float64], "eval loop")
+
+    cell.train()
+    plain = cell_cls(3, 4, dtype=torch.float64)
+    plain.load_state_dict(cell.state_dict())
+    previous = (torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64))
+    previous = previous if family == "lstm" else previous[0]
+    torch.manual_seed(5)
+    got = cell(x[0], previous)
+    torch.manual_seed(5)
+    shares = zoneout if family == "lstm" else (zoneout,)
+    news = plain(x[0], previous)
+    pairs = zip(shares, previous, news, strict=True) if family == "lstm" else [
+        (zoneout, previous, news)]
+    for (p, before, after), value in zip(pairs, got if family == "lstm" else [got], strict=True):
+        keep = torch.empty_like(after).bernoulli_(p)
+        assert_rel_close(value, keep * before + (1 - keep) * after, OUT_TOL[torch.float64], "train")

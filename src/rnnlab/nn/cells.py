@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab import ops
-from rnnlab.nn import _checks
+from rnnlab.nn import _checks, regularise
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
 
@@ -133,12 +133,21 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step: (h', c') from x and (h, c); gates i, f, g, o as in :class:`LSTM`."""
+    """One LSTM step: (h', c') from x and (h, c); gates i, f, g, o as in :class:`LSTM`.
+
+    ``zoneout=p`` or ``(p_h, p_c)`` (rnnlab extension): h' = k ⊙ h + (1 - k) ⊙ h̃ (and c'
+    likewise), k ~ Bernoulli(p) drawn at every call in training, k = p in eval.
+    """
 
     def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
+        *, zoneout: float | tuple[float, float] = 0.0,
     ) -> None:
+        self.regularisers = regularise.check("lstm", 0.0, 0.0, zoneout)
         super().__init__("lstm", input_size, hidden_size, bias, device, dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self.regularisers.extra_repr()
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -155,14 +164,15 @@ class LSTMCell(_CellBase):
 
         def op(x, h, c, w_ih, w_hh, b_ih, b_hh):
             _, h_n, c_n, _, _ = ops.lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, None, None, None, False)
-            return [h_n, c_n]
+            return regularise.zoneout_step(self, [h, c], [h_n, c_n])
 
         h_n, c_n = self._step(op, x, states, batched)
         return h_n, c_n
 
 
 class GRUCell(_CellBase):
-    """One GRU step; ``reset_after=False`` gives the reset-before variant of Cho et al."""
+    """One GRU step; ``reset_after=False`` gives the reset-before variant of Cho et al.;
+    ``zoneout=p`` as for :class:`LSTMCell`."""
 
     def __init__(
         self,
@@ -173,18 +183,22 @@ class GRUCell(_CellBase):
         dtype=None,
         *,
         reset_after: bool = True,
+        zoneout: float = 0.0,
     ) -> None:
         self.reset_after = _checks.boolean("reset_after", reset_after)
+        self.regularisers = regularise.check("gru", 0.0, 0.0, zoneout)
         super().__init__("gru", input_size, hidden_size, bias, device, dtype)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
+        s = super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
+        return s + self.regularisers.extra_repr()
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         """h' from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,), zeros if omitted."""
         x, states, batched = self._prepare(input, [("hx", hx)])
 
         def op(x, h, w_ih, w_hh, b_ih, b_hh):
-            return [ops.gru(x, h, w_ih, w_hh, b_ih, b_hh, None, None, False, self.reset_after)[1]]
+            h_n = ops.gru(x, h, w_ih, w_hh, b_ih, b_hh, None, None, False, self.reset_after)[1]
+            return regularise.zoneout_step(self, [h], [h_n])
 
         return self._step(op, x, states, batched)[0]

@@ -30,7 +30,7 @@ from rnnlab.nn.errors import ArgumentError
 
 __all__ = [
     "NONE", "Regularisers", "check", "draw_masks", "drop_weight", "run_masked",
-    "training_weights",
+    "training_weights", "zoneout_step",
 ]
 
 
@@ -146,7 +146,7 @@ def draw_masks(layer, x: Tensor, h0: Tensor) -> Masks | None:
     return Masks(drop, keep_h, keep_c)
 
 
-def _zoneout(p: float, shape: tuple[int, int, int], like: Tensor, training: bool
+def _zoneout(p: float, shape: tuple[int, ...], like: Tensor, training: bool
              ) -> Tensor | None:
     if not p:
         return None
@@ -175,3 +175,14 @@ def run_masked(layer, x, h0, c0, weights, lengths, probe, reverse, masks: Masks)
     )
     r, z, n, _ = gates.split(H, dim=2)
     return y, h, None, {"r": r, "z": z, "n": n}
+
+
+def zoneout_step(cell, previous: list[Tensor], new: list[Tensor]) -> list[Tensor]:
+    """A cell's zoneout: each state k ⊙ previous + (1 - k) ⊙ new, k ~ Bernoulli(p) drawn
+    now in training (h, then c), k = p in eval; the states unchanged without zoneout. One
+    step of the layer's zoneout, whose masks are drawn per step likewise."""
+    out = []
+    for p, before, after in zip(cell.regularisers.zoneout_shares, previous, new, strict=False):
+        keep = _zoneout(p, tuple(after.shape), after, cell.training)
+        out.append(after if keep is None else keep * before + (1 - keep) * after)
+    return out
