@@ -43,18 +43,18 @@ __all__ = ["PortableMaskedGRU", "PortableMaskedLSTM"]
 
 
 def _zone(keep: Tensor | None, t: int, previous: Tensor, new: Tensor) -> Tensor:
-    """k_t ⊙ previous + (1 - k_t) ⊙ new (new itself without zoneout)."""
-    return new if keep is None else keep[t] * previous + (1 - keep[t]) * new
+    """k_t ⊙ previous + (1 - k_t) ⊙ new, as new + k_t ⊙ (previous - new) in one op (new
+    itself without zoneout)."""
+    return new if keep is None else torch.lerp(new, previous, keep[t])
 
 
-def _unzone(keep: Tensor | None, t: int, grad: Tensor) -> Tensor:
-    """(1 - k_t) ⊙ grad: the share of a state's gradient that reaches its candidate."""
-    return grad if keep is None else (1 - keep[t]) * grad
-
-
-def _carry(keep: Tensor | None, t: int, grad: Tensor) -> Tensor | float:
-    """k_t ⊙ grad: the share that reaches the previous state directly."""
-    return 0.0 if keep is None else keep[t] * grad
+def _unzone(keep: Tensor | None, t: int, grad: Tensor) -> tuple[Tensor, Tensor | float]:
+    """A state's gradient split into the shares that reach its candidate, (1 - k_t) ⊙ grad,
+    and the previous state directly, k_t ⊙ grad (all and nothing without zoneout)."""
+    if keep is None:
+        return grad, 0.0
+    carried = keep[t] * grad
+    return grad - carried, carried
 
 
 def _dropped(drop: Tensor | None, h: Tensor) -> Tensor:
@@ -83,7 +83,7 @@ class PortableMaskedLSTM:
                 dim=1,
             )
             i, f, g, o = act.chunk(4, dim=1)
-            c_tilde = f * c + i * g
+            c_tilde = torch.addcmul(f * c, i, g)
             m_t = o * torch.tanh(c_tilde)
             h_tilde = m_t @ w_hr.t() if w_hr is not None else m_t  # (B, P)
             c_t = _zone(keep_c, t, c, c_tilde)
@@ -122,11 +122,12 @@ class PortableMaskedLSTM:
             i, f, g, o = gates[t].chunk(4, dim=1)
             dh = dy[t] + dh_next  # total ∂L/∂h_t: from the output and from step t+1
             dc = dc_next
-            dh_tilde = _unzone(keep_h, t, dh)
+            dh_tilde, dh_carried = _unzone(keep_h, t, dh)
+            dc_tilde, dc_carried = _unzone(keep_c, t, dc)
             dm = dh_tilde @ w_hr if w_hr is not None else dh_tilde
             tanh_c = torch.tanh(c_tilde_seq[t])
             do = dm * tanh_c  # m = o ⊙ tanh(c̃)
-            dc_tilde = _unzone(keep_c, t, dc) + dm * o * (1 - tanh_c * tanh_c)
+            dc_tilde = dc_tilde + dm * o * (1 - tanh_c * tanh_c)
             di, dg, df = dc_tilde * g, dc_tilde * i, dc_tilde * c_prev_seq[t]
             dpre = dgates[t]
             torch.cat(
@@ -134,8 +135,8 @@ class PortableMaskedLSTM:
                 dim=1,
                 out=dpre,
             )
-            dh_prev = _dropped(drop, dpre @ w_hh) + _carry(keep_h, t, dh)
-            dc_prev = f * dc_tilde + _carry(keep_c, t, dc)
+            dh_prev = _dropped(drop, dpre @ w_hh) + dh_carried
+            dc_prev = f * dc_tilde + dc_carried
             if valid is not None:
                 v = valid[t]
                 dpre.masked_fill_(~v, 0.0)
@@ -189,7 +190,7 @@ class PortableMaskedGRU:
                 r, z = torch.sigmoid(gx[t, :, : 2 * H] + g_rz).chunk(2, dim=1)
                 hn = (r * u) @ w_n.t() if b_n is None else torch.addmm(b_n, r * u, w_n.t())
                 n = torch.tanh(gx[t, :, 2 * H :] + hn)
-            h_t = _zone(keep_h, t, h, n + z * (h - n))  # h̃ = (1 - z) ⊙ n + z ⊙ h_{t-1}
+            h_t = _zone(keep_h, t, h, torch.lerp(n, h, z))  # h̃ = (1 - z) ⊙ n + z ⊙ h_{t-1}
             if h_probe is not None:
                 h_t = h_t + h_probe[t]
             act = torch.cat([r, z, n, hn], dim=1)
@@ -221,7 +222,7 @@ class PortableMaskedGRU:
             r, z, n, hn = gates[t].chunk(4, dim=1)
             h_prev, u = h_prev_seq[t], u_seq[t]
             dh = dy[t] + dh_next
-            dh_tilde = _unzone(keep_h, t, dh)
+            dh_tilde, dh_carried = _unzone(keep_h, t, dh)
             dn_pre = dh_tilde * (1 - z) * (1 - n * n)
             dz_pre = dh_tilde * (h_prev - n) * z * (1 - z)
             if reset_after:
@@ -231,7 +232,7 @@ class PortableMaskedGRU:
                 dru = dn_pre @ w_n  # n = tanh(... + W_hn (r ⊙ u) + b_hn)
                 dr_pre = dru * u * r * (1 - r)
                 du = torch.cat([dr_pre, dz_pre], dim=1) @ w_rz + dru * r
-            dh_prev = dh_tilde * z + _dropped(drop, du) + _carry(keep_h, t, dh)
+            dh_prev = dh_tilde * z + _dropped(drop, du) + dh_carried
             dgx_t = dgx[t]
             torch.cat([dr_pre, dz_pre, dn_pre], dim=1, out=dgx_t)
             if valid is not None:
