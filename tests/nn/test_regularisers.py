@@ -7,6 +7,8 @@ recurrence (tests/ops/test_masked_ops.py holds the ops themselves).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -38,7 +40,8 @@ def test_weight_drop_is_torch_nn_on_the_dropped_weight(family, backend):
     theirs = torch_cls(**kwargs)
     x = torch.randn(T, B, 3, dtype=torch.float64)
     torch.manual_seed(7)
-    with backends.use_backend(backend):
+    with backends.use_backend(backend), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no flatten_parameters (or any) warning
         y, state = ours(x)
     torch.manual_seed(7)
     keeps = {}
