@@ -7,6 +7,7 @@ recurrence (tests/ops/test_masked_ops.py holds the ops themselves).
 
 from __future__ import annotations
 
+import random
 import warnings
 
 import numpy as np
@@ -117,8 +118,8 @@ def _reference_stack(layer, x, lengths, dy, training):
             w_hh = w_hh if keep_w is None else w_hh * keep_w
             args = [layer_input, np.zeros((B, P))]
             args += [np.zeros((B, H))] if lstm else []
-            args += [params["weight_ih" + sfx], w_hh, params["bias_ih" + sfx],
-                     params["bias_hh" + sfx]]
+            args += [params["weight_ih" + sfx], w_hh, params.get("bias_ih" + sfx),
+                     params.get("bias_hh" + sfx)]
             common = {"lengths": lengths, "reverse": bool(direction)}
             if lstm:
                 args.append(params.get("weight_hr" + sfx))
@@ -143,8 +144,8 @@ def _reference_stack(layer, x, lengths, dy, training):
             else:
                 g = reference.gru_masked_backward(dy_dir, None, cache)
             dx = dx + g["x"]
-            grads["weight_ih" + sfx], grads["bias_ih" + sfx] = g["w_ih"], g["b_ih"]
-            grads["bias_hh" + sfx] = g["b_hh"]
+            grads["weight_ih" + sfx] = g["w_ih"]
+            grads["bias_ih" + sfx], grads["bias_hh" + sfx] = g["b_ih"], g["b_hh"]
             grads["weight_hh" + sfx] = g["w_hh"] if keep_w is None else g["w_hh"] * keep_w
             if lstm and layer.proj_size:
                 grads["weight_hr" + sfx] = g["w_hr"]
@@ -180,6 +181,52 @@ def test_stacked_bidirectional_packed_layer_matches_the_reference(family, traini
     torch.manual_seed(11)
     y_ref, grads_ref = _reference_stack(layer, x.numpy(), lengths, dy.numpy(), training)
     assert_rel_close(y, y_ref, OUT_TOL[torch.float64], "y")
+    for name, value in layer.named_parameters():
+        assert_rel_close(value.grad, grads_ref[name], GRAD_TOL[torch.float64], name)
+
+
+def _draw(seed: int):
+    """A random layer (family, depth, directions, bias, projection or reset placement,
+    each option on or off), input form and mode."""
+    rng = random.Random(f"regularisers-{seed}")
+    family = rng.choice(["lstm", "gru"])
+    H = rng.randint(2, 5)
+    kwargs = {"input_size": rng.randint(1, 4), "hidden_size": H,
+              "num_layers": rng.choice([1, 2]), "bias": rng.random() < 0.8,
+              "batch_first": rng.random() < 0.5, "bidirectional": rng.random() < 0.5,
+              "weight_drop": rng.choice([0.0, 0.3]),
+              "recurrent_dropout": rng.choice([0.0, 0.4]), "dtype": torch.float64}
+    if family == "lstm":
+        kwargs["proj_size"] = rng.choice([0, rng.randint(1, H - 1)])
+        kwargs["zoneout"] = rng.choice([0.0, 0.2, (0.3, 0.1)])
+    else:
+        kwargs["reset_after"] = rng.random() < 0.5
+        kwargs["zoneout"] = rng.choice([0.0, 0.2])
+    form = rng.choice(["padded", "lengths", "packed"])
+    return family, kwargs, form, rng.random() < 0.7
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_regularised_layers_match_the_reference(seed):
+    family, kwargs, form, training = _draw(seed)
+    layer = LAYERS[family][0](**kwargs).train(training)
+    T, B = 4, 3
+    lengths = np.array([4, 2, 3]) if form != "padded" else None
+    x = torch.randn(T, B, kwargs["input_size"], dtype=torch.float64)
+    given = x.transpose(0, 1) if kwargs["batch_first"] else x
+    torch.manual_seed(seed)
+    if form == "packed":
+        packed = pack_padded_sequence(given, torch.tensor(lengths), kwargs["batch_first"],
+                                      enforce_sorted=False)
+        y = pad_packed_sequence(layer(packed)[0], kwargs["batch_first"], total_length=T)[0]
+    else:
+        y = layer(given, lengths=None if lengths is None else torch.tensor(lengths))[0]
+    y = y.transpose(0, 1) if kwargs["batch_first"] else y
+    dy = torch.randn_like(y)
+    (y * dy).sum().backward()
+    torch.manual_seed(seed)
+    y_ref, grads_ref = _reference_stack(layer, x.numpy(), lengths, dy.numpy(), training)
+    assert_rel_close(y, y_ref, OUT_TOL[torch.float64], f"y {kwargs}")
     for name, value in layer.named_parameters():
         assert_rel_close(value.grad, grads_ref[name], GRAD_TOL[torch.float64], name)
 
