@@ -21,8 +21,7 @@ def test_train_flags_reach_the_layer(tmp_path):
     given = (config["weight_drop"], config["recurrent_dropout"], config["zoneout"])
     assert given == (0.2, 0.3, 0.1)
     layer = load_model(open_train_run(out)).rnn
-    options = layer.regularisers
-    assert (options.weight_drop, options.recurrent_dropout, options.zoneout) == (0.2, 0.3, 0.1)
+    assert (layer.weight_drop, layer.recurrent_dropout, layer.zoneout) == (0.2, 0.3, 0.1)
 
 
 def test_a_bad_p_is_one_error_line(tmp_path):

@@ -19,6 +19,7 @@ import rnnlab
 import rnnlab.nn as rnn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import backends, reference
+from rnnlab.nn import regularise
 
 BACKENDS = [
     name for name in sorted(rnnlab.available_backends())
@@ -79,8 +80,8 @@ def test_weight_drop_in_eval_is_the_plain_layer(family):
 def _replayed_masks(layer, shapes, training: bool):
     """The masks the layer draws for one direction (after seeding torch alike), in its
     order: weight-drop, recurrent dropout, zoneout of h, zoneout of c."""
-    reg = layer.regularisers
-    p_h, p_c = reg.zoneout_shares
+    reg = layer
+    p_h, p_c = regularise.zoneout_shares(layer)
     w_hh_shape, (T, B, P, H) = shapes
     f64 = {"dtype": torch.float64}
     keep_w = drop = None

@@ -143,11 +143,11 @@ class LSTMCell(_CellBase):
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
         *, zoneout: float | tuple[float, float] = 0.0,
     ) -> None:
-        self.regularisers = regularise.check("lstm", 0.0, 0.0, zoneout)
+        self.zoneout = regularise.check("lstm", 0.0, 0.0, zoneout)[2]
         super().__init__("lstm", input_size, hidden_size, bias, device, dtype)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + self.regularisers.extra_repr()
+        return super().extra_repr() + regularise.describe(self)
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -186,12 +186,12 @@ class GRUCell(_CellBase):
         zoneout: float = 0.0,
     ) -> None:
         self.reset_after = _checks.boolean("reset_after", reset_after)
-        self.regularisers = regularise.check("gru", 0.0, 0.0, zoneout)
+        self.zoneout = regularise.check("gru", 0.0, 0.0, zoneout)[2]
         super().__init__("gru", input_size, hidden_size, bias, device, dtype)
 
     def extra_repr(self) -> str:
         s = super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
-        return s + self.regularisers.extra_repr()
+        return s + regularise.describe(self)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         """h' from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,), zeros if omitted."""

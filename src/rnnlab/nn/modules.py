@@ -48,10 +48,10 @@ class RNNBase(nn.Module):
     ``nonlinearity`` (RNN), ``proj_size`` (LSTM), ``reset_after`` (GRU),
     ``forget_bias`` (LSTM), ``check_finite`` (reject NaN/Inf inputs) and the LSTM/GRU
     regularisers ``weight_drop``, ``recurrent_dropout``, ``zoneout``
-    (:mod:`rnnlab.nn.regularise`, held in ``regularisers``).
+    (:mod:`rnnlab.nn.regularise`), kept as attributes of those names.
     """
 
-    regularisers = regularise.NONE
+    weight_drop = recurrent_dropout = zoneout = 0.0  # (layers that set none: the min cells)
 
     def __init__(
         self,
@@ -88,7 +88,9 @@ class RNNBase(nn.Module):
         self.bidirectional = _checks.boolean("bidirectional", bidirectional)
         self.proj_size = _checks.positive_int("proj_size", proj_size, minimum=0)
         self.check_finite = _checks.boolean("check_finite", check_finite)
-        self.regularisers = regularise.check(family, weight_drop, recurrent_dropout, zoneout)
+        self.weight_drop, self.recurrent_dropout, self.zoneout = regularise.check(
+            family, weight_drop, recurrent_dropout, zoneout
+        )
         if self.proj_size and family != "lstm":
             raise ValueError(
                 f"proj_size is only supported by LSTM, not {family.upper()}; got "
@@ -210,7 +212,7 @@ class RNNBase(nn.Module):
             s += ", reset_after=False"
         if self.forget_bias is not None:
             s += f", forget_bias={self.forget_bias}"
-        return s + self.regularisers.extra_repr()
+        return s + regularise.describe(self)
 
     # ------------------------------------------------------------------ forward
 

@@ -29,45 +29,25 @@ from rnnlab.backends.contract import Masks
 from rnnlab.nn.errors import ArgumentError
 
 __all__ = [
-    "NONE", "Regularisers", "check", "draw_masks", "drop_weight", "run_masked",
-    "training_weights", "zoneout_step",
+    "check", "describe", "draw_masks", "drop_weight", "run_masked", "training_weights",
+    "zoneout_shares", "zoneout_step",
 ]
 
 
-class Regularisers:
-    """The validated options of one layer: ``weight_drop`` and ``recurrent_dropout`` (p),
-    ``zoneout`` as given (p, or the LSTM's (p_h, p_c)) and ``zoneout_shares`` (p_h, p_c),
-    p_c = 0 for the GRU. All 0 is the plain layer."""
-
-    __slots__ = ("recurrent_dropout", "weight_drop", "zoneout", "zoneout_shares")
-
-    def __init__(self, weight_drop: float, recurrent_dropout: float,
-                 zoneout: float | tuple[float, float], zoneout_shares: tuple[float, float]
-                 ) -> None:
-        self.weight_drop = weight_drop
-        self.recurrent_dropout = recurrent_dropout
-        self.zoneout = zoneout
-        self.zoneout_shares = zoneout_shares
-
-    @property
-    def masked(self) -> bool:
-        """Whether the recurrence itself changes (recurrent dropout or zoneout): the
-        masked ops must run."""
-        return bool(self.recurrent_dropout or any(self.zoneout_shares))
-
-    def extra_repr(self) -> str:
-        """The options that are on, as the layer's repr shows them."""
-        parts = []
-        if self.weight_drop:
-            parts.append(f"weight_drop={self.weight_drop}")
-        if self.recurrent_dropout:
-            parts.append(f"recurrent_dropout={self.recurrent_dropout}")
-        if any(self.zoneout_shares):
-            parts.append(f"zoneout={self.zoneout}")
-        return "".join(", " + part for part in parts)
+def zoneout_shares(module) -> tuple[float, float]:
+    """(p_h, p_c) of a layer's or cell's ``zoneout`` (p alone: p_c = p for the LSTM, 0
+    for the GRU, which has no c)."""
+    if isinstance(module.zoneout, tuple):
+        return module.zoneout
+    return module.zoneout, (module.zoneout if module.family == "lstm" else 0.0)
 
 
-NONE = Regularisers(0.0, 0.0, 0.0, (0.0, 0.0))
+def describe(module) -> str:
+    """The options that are on, as the module's repr shows them."""
+    parts = [f"{name}={getattr(module, name)}"
+             for name in ("weight_drop", "recurrent_dropout", "zoneout")
+             if getattr(module, name, 0.0)]
+    return "".join(", " + part for part in parts)
 
 
 def _probability(name: str, value: object) -> float:
@@ -79,9 +59,11 @@ def _probability(name: str, value: object) -> float:
 
 
 def check(family: str, weight_drop: object, recurrent_dropout: object, zoneout: object
-          ) -> Regularisers:
+          ) -> tuple[float, float, float | tuple[float, float]]:
     """Validate the options of a ``family`` layer ("rnn", "lstm", "gru"): each p in
-    [0, 1); ``zoneout`` a p or, for the LSTM, a pair (p_h, p_c)."""
+    [0, 1); ``zoneout`` a p or, for the LSTM, a pair (p_h, p_c). Returns them as floats
+    (the layer keeps them as plain attributes, so ``torch.load(weights_only=True)`` of a
+    whole model needs no class of this module)."""
     weight_drop = _probability("weight_drop", weight_drop)
     recurrent_dropout = _probability("recurrent_dropout", recurrent_dropout)
     if isinstance(zoneout, (tuple, list)):
@@ -93,16 +75,13 @@ def check(family: str, weight_drop: object, recurrent_dropout: object, zoneout: 
             )
         zoneout = (_probability("zoneout p_h", zoneout[0]),
                    _probability("zoneout p_c", zoneout[1]))
-        shares = zoneout
     else:
         zoneout = _probability("zoneout", zoneout)
-        shares = (zoneout, zoneout if family == "lstm" else 0.0)
-    options = Regularisers(weight_drop, recurrent_dropout, zoneout, shares)
-    if family == "rnn" and (weight_drop or options.masked):
+    if family == "rnn" and (weight_drop or recurrent_dropout or zoneout):
         raise ArgumentError(
             "weight_drop, recurrent_dropout and zoneout are options of LSTM and GRU, not RNN"
         )
-    return options
+    return weight_drop, recurrent_dropout, zoneout
 
 
 def drop_weight(w_hh: Tensor, p: float) -> Tensor:
@@ -115,7 +94,7 @@ def drop_weight(w_hh: Tensor, p: float) -> Tensor:
 def training_weights(layer, weights: list[Tensor]) -> list[Tensor]:
     """One direction's weights as the op receives them: with ``weight_drop`` in training,
     W_hh (``weights[1]``) replaced by its dropped copy; otherwise unchanged."""
-    p = layer.regularisers.weight_drop
+    p = layer.weight_drop
     if not (p and layer.training):
         return weights
     return [weights[0], drop_weight(weights[1], p), *weights[2:]]
@@ -130,17 +109,16 @@ def draw_masks(layer, x: Tensor, h0: Tensor) -> Masks | None:
     k^c ~ Bernoulli(p_c) (T, B, H). Eval: no d; k^h = p_h, k^c = p_c (the expectation),
     broadcast views of one number.
     """
-    reg = layer.regularisers
-    p_h, p_c = reg.zoneout_shares
-    if not (p_h or p_c or (reg.recurrent_dropout and layer.training)):
+    p_h, p_c = zoneout_shares(layer)
+    p_drop = layer.recurrent_dropout if layer.training else 0.0
+    if not (p_h or p_c or p_drop):
         return None
     T, B = x.shape[0], x.shape[1]
     state_h = (T, B, h0.shape[-1])
     state_c = (T, B, layer.hidden_size)
     drop = None
-    if reg.recurrent_dropout and layer.training:
-        drop = h0.new_empty(B, h0.shape[-1]).bernoulli_(1 - reg.recurrent_dropout)
-        drop.div_(1 - reg.recurrent_dropout)
+    if p_drop:
+        drop = h0.new_empty(B, h0.shape[-1]).bernoulli_(1 - p_drop).div_(1 - p_drop)
     keep_h = _zoneout(p_h, state_h, h0, layer.training)
     keep_c = _zoneout(p_c, state_c, h0, layer.training) if layer.family == "lstm" else None
     return Masks(drop, keep_h, keep_c)
@@ -182,7 +160,7 @@ def zoneout_step(cell, previous: list[Tensor], new: list[Tensor]) -> list[Tensor
     now in training (h, then c), k = p in eval; the states unchanged without zoneout. One
     step of the layer's zoneout, whose masks are drawn per step likewise."""
     out = []
-    for p, before, after in zip(cell.regularisers.zoneout_shares, previous, new, strict=False):
+    for p, before, after in zip(zoneout_shares(cell), previous, new, strict=False):
         keep = _zoneout(p, tuple(after.shape), after, cell.training)
         out.append(after if keep is None else keep * before + (1 - keep) * after)
     return out

@@ -71,7 +71,7 @@ class Stream:
         self.reset(state)
 
     def _open(self, h: Tensor, c: Tensor):
-        zoneout = any(self.layer.regularisers.zoneout_shares)  # eval changes the recurrence
+        zoneout = self.layer.zoneout  # its eval form changes the recurrence
         if self.layer.family in _CONTRACT_FAMILIES and not zoneout:
             return ops.open_stream(self._spec(), h, c)
         return _LayerStreamer(self.layer, h, c)
