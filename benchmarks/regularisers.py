@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -77,13 +78,14 @@ def main() -> None:
     if args.quick:
         return
     meta = {"B": B, "T": T, "dtype": "float32", "threads": torch.get_num_threads(),
+            "load_average": round(os.getloadavg()[0], 1),
             "machine": platform.processor() or platform.machine(), "torch": torch.__version__}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "regularisers.json").write_text(json.dumps({"meta": meta, "rows": rows},
                                                           indent=1) + "\n")
     lines = [
         f"# Regularisers vs the plain layer (training step, B = {B}, T = {T}, float32, "
-        f"{meta['threads']} threads)", "",
+        f"{meta['threads']} threads, load average {meta['load_average']} at the end)", "",
         "| cell | H | option | ms / step | × plain |", "|---|---|---|---|---|",
     ]
     lines += [f"| {r['cell']} | {r['H']} | {r['option']} | {r['ms']:.2f} | {r['ratio']:.2f} |"
