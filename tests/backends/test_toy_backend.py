@@ -59,6 +59,8 @@ def toy(monkeypatch):
     kernels = BackendKernels(
         "toy", *families, stream=_CountingStream(LayerwiseStream(*families), calls),
         lnlstm=_Counting("lnlstm", base.lnlstm, calls), lngru=_Counting("lngru", base.lngru, calls),
+        masked_lstm=_Counting("masked_lstm", base.masked_lstm, calls),
+        masked_gru=_Counting("masked_gru", base.masked_gru, calls),
     )
     backends.register(
         "toy", lambda: kernels, lambda device, dtype: dtype.is_floating_point, "a test's toy"

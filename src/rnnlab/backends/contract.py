@@ -59,6 +59,11 @@ __all__ = [
     "LSTMState",
     "LSTMWeights",
     "LayerwiseStream",
+    "MaskedGRUKernels",
+    "MaskedLSTMForward",
+    "MaskedLSTMKernels",
+    "MaskedLSTMSaved",
+    "Masks",
     "OneStateInferByForward",
     "OneStateKernels",
     "RNNForward",
@@ -355,6 +360,65 @@ class LNGRUKernels(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- masked LSTM, GRU
+
+
+class Masks(NamedTuple):
+    """Recurrent dropout and zoneout of one direction of one layer: the symbols of
+    :mod:`rnnlab.reference.lstm_masked` and :mod:`rnnlab.reference.gru_masked`."""
+
+    drop_h: Tensor | None  # (B, P) d: h_{t-1} enters W_hh (d ⊙ h_{t-1}); None: d = 1
+    keep_h: Tensor | None  # (T, B, P) k^h: h_t = k^h h_{t-1} + (1 - k^h) h̃_t; None: 0
+    keep_c: Tensor | None  # (T, B, H) k^c of the LSTM's cell state; None: 0
+
+
+class MaskedLSTMForward(NamedTuple):
+    y: Tensor  # (T, B, P)
+    h_n: Tensor  # (B, P)
+    c_n: Tensor  # (B, H)
+    gates: Tensor  # (T, B, 4H) activated i, f, g, o
+    c: Tensor  # (T, B, H) the cell state c_t of every step (after zoneout)
+    c_tilde: Tensor  # (T, B, H) c̃_t = f ⊙ c_{t-1} + i ⊙ g (before zoneout)
+
+
+class MaskedLSTMSaved(NamedTuple):
+    y: Tensor
+    gates: Tensor
+    c: Tensor
+    c_tilde: Tensor
+
+
+class MaskedLSTMKernels(Protocol):
+    """LSTM with recurrent dropout and zoneout (:mod:`rnnlab.reference.lstm_masked`).
+    The masks are constants: no gradient reaches them."""
+
+    def forward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
+        h_probe: Tensor | None,
+    ) -> MaskedLSTMForward: ...
+
+    def backward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
+        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+    ) -> LSTMGrads: ...
+
+
+class MaskedGRUKernels(Protocol):
+    """GRU with recurrent dropout and zoneout (:mod:`rnnlab.reference.gru_masked`;
+    ``masks.keep_c`` is None). Saves what the plain GRU saves, with hn = W_hn (d ⊙ h_{t-1})
+    + b_hn (or W_hn (r ⊙ d ⊙ h_{t-1}) + b_hn)."""
+
+    def forward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, h_probe: Tensor | None,
+        reset_after: bool,
+    ) -> GRUForward: ...
+
+    def backward(
+        self, w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, saved: GRUSaved,
+        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool,
+    ) -> GRUGrads: ...
+
+
 # --------------------------------------------------------------------------- streaming
 
 
@@ -426,6 +490,8 @@ class BackendKernels:
     stream: StreamKernels
     lnlstm: LNLSTMKernels
     lngru: LNGRUKernels
+    masked_lstm: MaskedLSTMKernels  # recurrent dropout / zoneout (rnnlab.ops_masked)
+    masked_gru: MaskedGRUKernels
 
 
 class RNNInferByForward(OneStateInferByForward):

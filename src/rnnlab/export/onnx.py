@@ -292,6 +292,13 @@ def _check_layers(model: torch.nn.Module) -> None:
                 "decomposition would need a Loop over time steps. Export an LSTM without "
                 "proj_size."
             )
+        if isinstance(module, RNNBase) and module.zoneout:
+            raise ExportError(
+                f"{name or 'model'} has zoneout={module.zoneout}: in eval it "
+                "computes p·h_{t-1} + (1-p)·h̃_t, which ONNX's LSTM/GRU cannot express. "
+                "Export a copy without zoneout (weight_drop and recurrent_dropout export: "
+                "they are off in eval)."
+            )
 
 
 def _auto_dynamic_shapes(model: torch.nn.Module, args: tuple, kwargs: dict) -> dict:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab import ops
-from rnnlab.nn import _checks, _layer_norm
+from rnnlab.nn import _checks, _layer_norm, regularise
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
 
@@ -160,14 +160,22 @@ class LSTMCell(_CellBase):
     """One LSTM step: (h', c') from x and (h, c); gates i, f, g, o as in :class:`LSTM`.
 
     ``layer_norm=True``: the layer-normalised step of :class:`rnnlab.nn.LSTM` with
-    ``layer_norm=True``, parameters ``gamma_ih``, ``gamma_hh``, ``gamma_c``, ``beta_c``."""
+    ``layer_norm=True``, parameters ``gamma_ih``, ``gamma_hh``, ``gamma_c``, ``beta_c``.
+
+    ``zoneout=p`` or ``(p_h, p_c)`` (rnnlab extension): h' = k ⊙ h + (1 - k) ⊙ h̃ (and c'
+    likewise), k ~ Bernoulli(p) drawn at every call in training, k = p in eval.
+    """
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None,
-        *, layer_norm: bool = False,
+        *, layer_norm: bool = False, zoneout: float | tuple[float, float] = 0.0,
     ) -> None:
+        self.zoneout = regularise.check("lstm", 0.0, 0.0, zoneout)[2]
         super().__init__("lstm", input_size, hidden_size, bias, device, dtype)
         self._add_layer_norm(layer_norm, device, dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + regularise.describe(self)
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -184,9 +192,11 @@ class LSTMCell(_CellBase):
 
         def op(x, h, c, w_ih, w_hh, b_ih, b_hh):
             if self.layer_norm:
-                return self._layer_norm_step(x, [h, c], [w_ih, w_hh, b_ih, b_hh])
-            _, h_n, c_n, _, _ = ops.lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, None, None, None, False)
-            return [h_n, c_n]
+                h_n, c_n = self._layer_norm_step(x, [h, c], [w_ih, w_hh, b_ih, b_hh])
+            else:
+                _, h_n, c_n, _, _ = ops.lstm(x, h, c, w_ih, w_hh, b_ih, b_hh, None, None, None,
+                                             False)
+            return regularise.zoneout_step(self, [h, c], [h_n, c_n])
 
         h_n, c_n = self._step(op, x, states, batched)
         return h_n, c_n
@@ -195,7 +205,7 @@ class LSTMCell(_CellBase):
 class GRUCell(_CellBase):
     """One GRU step; ``reset_after=False`` gives the reset-before variant of Cho et al.;
     ``layer_norm=True`` the layer-normalised step of :class:`rnnlab.nn.GRU`, parameters
-    ``gamma_ih``, ``gamma_hh``."""
+    ``gamma_ih``, ``gamma_hh``; ``zoneout=p`` as for :class:`LSTMCell`."""
 
     def __init__(
         self,
@@ -207,15 +217,18 @@ class GRUCell(_CellBase):
         *,
         reset_after: bool = True,
         layer_norm: bool = False,
+        zoneout: float = 0.0,
     ) -> None:
         self.reset_after = _checks.boolean("reset_after", reset_after)
+        self.zoneout = regularise.check("gru", 0.0, 0.0, zoneout)[2]
         super().__init__("gru", input_size, hidden_size, bias, device, dtype)
         if layer_norm is True and not self.reset_after:
             raise ArgumentError("layer_norm=True needs reset_after=True; got reset_after=False")
         self._add_layer_norm(layer_norm, device, dtype)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
+        s = super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
+        return s + regularise.describe(self)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         """h' from ``input`` (B, I) or (I,) and ``hx`` (B, H) or (H,), zeros if omitted."""
@@ -223,7 +236,9 @@ class GRUCell(_CellBase):
 
         def op(x, h, w_ih, w_hh, b_ih, b_hh):
             if self.layer_norm:
-                return self._layer_norm_step(x, [h], [w_ih, w_hh, b_ih, b_hh])
-            return [ops.gru(x, h, w_ih, w_hh, b_ih, b_hh, None, None, False, self.reset_after)[1]]
+                h_n = self._layer_norm_step(x, [h], [w_ih, w_hh, b_ih, b_hh])[0]
+            else:
+                h_n = ops.gru(x, h, w_ih, w_hh, b_ih, b_hh, None, None, False, self.reset_after)[1]
+            return regularise.zoneout_step(self, [h], [h_n])
 
         return self._step(op, x, states, batched)[0]

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnlab import ops
-from rnnlab.nn import _checks, _layer_norm
+from rnnlab.nn import _checks, _layer_norm, regularise
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
 
@@ -46,11 +46,14 @@ class RNNBase(nn.Module):
 
     ``family`` is ``"rnn"``, ``"lstm"`` or ``"gru"``. Beyond torch.nn's arguments:
     ``nonlinearity`` (RNN), ``proj_size`` (LSTM), ``reset_after`` (GRU),
-    ``forget_bias`` (LSTM), ``layer_norm`` (LSTM, GRU: :mod:`rnnlab.nn._layer_norm`) and
-    ``check_finite`` (reject NaN/Inf inputs).
+    ``forget_bias`` (LSTM), ``layer_norm`` (LSTM, GRU: :mod:`rnnlab.nn._layer_norm`),
+    ``check_finite`` (reject NaN/Inf inputs) and the LSTM/GRU regularisers
+    ``weight_drop``, ``recurrent_dropout``, ``zoneout`` (:mod:`rnnlab.nn.regularise`), kept
+    as attributes of those names.
     """
 
     layer_norm = False  # the layer-normalised cells (set by LSTM/GRU(layer_norm=True))
+    weight_drop = recurrent_dropout = zoneout = 0.0  # (layers that set none: the min cells)
 
     def __init__(
         self,
@@ -71,6 +74,9 @@ class RNNBase(nn.Module):
         forget_bias: float | None = None,
         check_finite: bool = False,
         layer_norm: bool = False,
+        weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
     ) -> None:
         super().__init__()
         if family not in _GATES:
@@ -90,6 +96,15 @@ class RNNBase(nn.Module):
             raise ArgumentError(
                 "layer_norm=True needs reset_after=True (the layer-normalised GRU resets "
                 "after the recurrent product, as Haste's); got reset_after=False"
+            )
+        self.weight_drop, self.recurrent_dropout, self.zoneout = regularise.check(
+            family, weight_drop, recurrent_dropout, zoneout
+        )
+        if self.layer_norm and (self.recurrent_dropout or self.zoneout):
+            raise ArgumentError(
+                "layer_norm=True combines with weight_drop, not (yet) with recurrent_dropout "
+                "or zoneout (there is no layer-normalised masked op); got recurrent_dropout="
+                f"{self.recurrent_dropout}, zoneout={self.zoneout}"
             )
         if self.proj_size and family != "lstm":
             raise ValueError(
@@ -220,7 +235,7 @@ class RNNBase(nn.Module):
             s += f", forget_bias={self.forget_bias}"
         if self.layer_norm:
             s += ", layer_norm=True"
-        return s
+        return s + regularise.describe(self)
 
     # ------------------------------------------------------------------ forward
 
@@ -413,6 +428,10 @@ class RNNBase(nn.Module):
     def _run_direction(self, x, h0, c0, weights, lengths, probe, reverse, infer=False):
         """One op call: returns (y, h_n, c_n or None, {gate name: (T, B, H)}); with
         ``infer``, the inference op, and no gates."""
+        weights = regularise.training_weights(self, weights)
+        masks = regularise.draw_masks(self, x, h0)
+        if masks is not None:
+            return regularise.run_masked(self, x, h0, c0, weights, lengths, probe, reverse, masks)
         w_ih, w_hh = weights[0], weights[1]
         b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
         H = self.hidden_size
@@ -523,6 +542,13 @@ class LSTM(RNNBase):
     ``gamma_c_l{k}`` (H,) and, with ``bias``, ``beta_c_l{k}`` (H,) (``_reverse`` for the
     backward direction; gains start at 1, β_c at 0). Not with ``proj_size``.
     :func:`rnnlab.export.convert.from_haste_layer_norm_lstm` reads Haste's weights.
+
+    Regularisers (rnnlab extensions, off by default, combinable;
+    :mod:`rnnlab.nn.regularise`): ``weight_drop=p`` drops W_hh's entries (one mask per
+    call, training only), ``recurrent_dropout=p`` drops h_{t-1} inside W_hh h_{t-1} (one
+    mask per sequence, training only), ``zoneout=p`` or ``(p_h, p_c)`` keeps each unit of
+    h (and c) at its previous value with probability p (a fresh mask per step; in eval
+    the expectation). With ``layer_norm``, only ``weight_drop`` (for now).
     """
 
     def __init__(
@@ -541,11 +567,15 @@ class LSTM(RNNBase):
         forget_bias: float | None = None,
         check_finite: bool = False,
         layer_norm: bool = False,
+        weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
     ) -> None:
         super().__init__(
             "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, device, dtype, forget_bias=forget_bias,
-            check_finite=check_finite, layer_norm=layer_norm,
+            check_finite=check_finite, layer_norm=layer_norm, weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout,
         )
 
 
@@ -568,6 +598,9 @@ class GRU(RNNBase):
     LN(W_ih x_t; γ_ih) + b_ih and W_hh h_{t-1} + b_hh by LN(W_hh h_{t-1}; γ_hh) + b_hh.
     Extra parameters ``gamma_ih_l{k}``, ``gamma_hh_l{k}`` (3H,), starting at 1. Not with
     ``reset_after=False``.
+
+    Regularisers ``weight_drop``, ``recurrent_dropout`` and ``zoneout=p`` as for
+    :class:`LSTM` (the GRU's zoneout is one p: it has no cell state).
     """
 
     def __init__(
@@ -586,9 +619,13 @@ class GRU(RNNBase):
         reset_after: bool = True,
         check_finite: bool = False,
         layer_norm: bool = False,
+        weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
     ) -> None:
         super().__init__(
             "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, device, dtype, reset_after=reset_after,
-            check_finite=check_finite, layer_norm=layer_norm,
+            check_finite=check_finite, layer_norm=layer_norm, weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout,
         )

@@ -71,7 +71,8 @@ class Stream:
         self.reset(state)
 
     def _open(self, h: Tensor, c: Tensor):
-        if self.layer.family in _CONTRACT_FAMILIES and not self.layer.layer_norm:
+        zoneout = self.layer.zoneout  # its eval form changes the recurrence
+        if self.layer.family in _CONTRACT_FAMILIES and not self.layer.layer_norm and not zoneout:
             return ops.open_stream(self._spec(), h, c)
         return _LayerStreamer(self.layer, h, c)
 
@@ -159,8 +160,9 @@ _CONTRACT_FAMILIES = ("rnn", "lstm", "gru")
 
 
 class _LayerStreamer(StreamerByChunks):
-    """The stream of a layer that no streaming kernel serves: a copy of
-    the layer (taken when opened) called on each chunk as a sequence of batch 1."""
+    """The stream of a layer that no streaming kernel serves (the layer-normalised cells, or
+    a zoneout that changes the recurrence): a copy of the layer (taken when opened, in eval mode)
+    called on each chunk as a sequence of batch 1."""
 
     def __init__(self, layer: RNNBase, h: Tensor, c: Tensor) -> None:
         super().__init__(h, c)

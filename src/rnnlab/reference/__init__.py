@@ -5,8 +5,8 @@ a cache, and a backward that takes the loss gradients of those outputs and final
 returns the gradient of every input and weight, plus the total ∂L/∂h_t of every step.
 Weights use torch.nn's layout and gate order (LSTM i, f, g, o; GRU r, z, n;
 minGRU z, h̃; minLSTM f, i, h̃; the layer-normalised LSTM i, f, g, o and GRU r, z,
-n). The tests
-of every backend hold them against these functions.
+n). The tests of every backend hold them against these functions. The ``*_masked`` LSTM and
+GRU take the masks of recurrent dropout and zoneout as arrays.
 
 Each family's module writes its equations once, in the docstrings of ``<cell>_forward``
 and ``<cell>_backward``; what every family shares is written here, and those docstrings
@@ -33,29 +33,37 @@ steps.
 """
 
 from .gru import GRUCache, gru_backward, gru_forward
+from .gru_masked import GRUMaskedCache, gru_masked_backward, gru_masked_forward
 from .lngru import LNGRUCache, lngru_backward, lngru_forward
 from .lnlstm import LNLSTMCache, lnlstm_backward, lnlstm_forward
 from .lstm import LSTMCache, lstm_backward, lstm_forward
+from .lstm_masked import LSTMMaskedCache, lstm_masked_backward, lstm_masked_forward
 from .mingru import MinGRUCache, mingru_backward, mingru_forward
 from .minlstm import MinLSTMCache, minlstm_backward, minlstm_forward
 from .rnn import RNNCache, rnn_backward, rnn_forward
 
 __all__ = [
     "GRUCache",
+    "GRUMaskedCache",
     "LNGRUCache",
     "LNLSTMCache",
     "LSTMCache",
+    "LSTMMaskedCache",
     "MinGRUCache",
     "MinLSTMCache",
     "RNNCache",
     "gru_backward",
     "gru_forward",
+    "gru_masked_backward",
+    "gru_masked_forward",
     "lngru_backward",
     "lngru_forward",
     "lnlstm_backward",
     "lnlstm_forward",
     "lstm_backward",
     "lstm_forward",
+    "lstm_masked_backward",
+    "lstm_masked_forward",
     "mingru_backward",
     "mingru_forward",
     "minlstm_backward",

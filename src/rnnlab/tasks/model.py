@@ -48,6 +48,9 @@ class ModelConfig:
     embed_dim: int = 0  # 0: raw float features; > 0: token ids through an nn.Embedding
     readout: str = "last"  # "last" (one prediction per sequence) or "all" (one per step)
     forget_bias: float = 1.0  # LSTM and layer-normalised LSTM only
+    weight_drop: float = 0.0  # LSTM and GRU only (rnnlab.nn.regularise)
+    recurrent_dropout: float = 0.0
+    zoneout: float = 0.0
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -63,6 +66,10 @@ class ModelConfig:
             raise InputError(f"bidirectional must be true or false, got {self.bidirectional!r}")
         if not _is_number(self.forget_bias):
             raise InputError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
+        for name in ("weight_drop", "recurrent_dropout", "zoneout"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.0 <= value < 1.0:
+                raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
         if self.readout not in ("last", "all"):
             raise InputError(f"readout must be 'last' or 'all', got {self.readout!r}")
         if self.readout == "all" and self.bidirectional:
@@ -134,11 +141,14 @@ class SequenceModel(nn.Module):
             dropout=c.dropout if c.num_layers > 1 else 0.0,
             bidirectional=c.bidirectional,
         )
+        regularisers = dict(weight_drop=c.weight_drop, recurrent_dropout=c.recurrent_dropout,
+                            zoneout=c.zoneout)
         if c.cell in ("lstm", "lnlstm"):
             self.rnn = rnn_nn.LSTM(layer_in, c.hidden_size, forget_bias=c.forget_bias,
-                                   layer_norm=c.cell == "lnlstm", **common)
+                                   layer_norm=c.cell == "lnlstm", **common, **regularisers)
         elif c.cell in ("gru", "lngru"):
-            self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, layer_norm=c.cell == "lngru", **common)
+            self.rnn = rnn_nn.GRU(layer_in, c.hidden_size, layer_norm=c.cell == "lngru", **common,
+                                  **regularisers)
         elif c.cell in _MIN_LAYERS:
             self.rnn = _MIN_LAYERS[c.cell](layer_in, c.hidden_size, **common)
         else:

@@ -47,6 +47,9 @@ class TrainConfig:
     dropout: float = 0.0
     bidirectional: bool = False
     forget_bias: float = 1.0
+    weight_drop: float = 0.0  # LSTM, GRU (rnnlab.nn.regularise)
+    recurrent_dropout: float = 0.0
+    zoneout: float = 0.0
     steps: int = 2000
     seconds: float | None = None
     batch_size: int = 64
@@ -75,6 +78,8 @@ class TrainConfig:
         _int("layers", self.layers, 1)
         _num("dropout", self.dropout, 0.0, 1.0, open_high=True)
         _num("forget_bias", self.forget_bias)
+        for name in ("weight_drop", "recurrent_dropout", "zoneout"):
+            _num(name, getattr(self, name), 0.0, 1.0, open_high=True)
         _int("steps", self.steps, 1)
         if self.seconds is not None:
             _num("seconds", self.seconds, 0.0, open_low=True)

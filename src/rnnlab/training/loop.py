@@ -122,6 +122,8 @@ def build_model(config: TrainConfig, task: Task) -> SequenceModel:
     mc = task.model_config(
         config.cell, hidden, num_layers=config.layers, dropout=config.dropout,
         bidirectional=config.bidirectional, forget_bias=config.forget_bias,
+        weight_drop=config.weight_drop, recurrent_dropout=config.recurrent_dropout,
+        zoneout=config.zoneout,
     )
     torch.manual_seed(config.seed)
     return SequenceModel(mc)

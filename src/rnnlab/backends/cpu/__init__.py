@@ -42,11 +42,15 @@ from rnnlab.backends.cpu.stream import CpuStream
 # The layer-normalised cells have no compiled kernels yet: the portable ones serve them.
 from rnnlab.backends.portable.lngru import PortableLNGRU
 from rnnlab.backends.portable.lnlstm import PortableLNLSTM
+from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
+# Recurrent dropout and zoneout, and the layer-normalised cells, run on the portable
+# backend's torch ops for now.
 KERNELS = BackendKernels(
     name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(), lnlstm=PortableLNLSTM(),
     lngru=PortableLNGRU(),
+    masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
 )

@@ -14,6 +14,7 @@ from rnnlab.backends.portable.gru import PortableGRU
 from rnnlab.backends.portable.lngru import PortableLNGRU
 from rnnlab.backends.portable.lnlstm import PortableLNLSTM
 from rnnlab.backends.portable.lstm import PortableLSTM
+from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 from rnnlab.backends.portable.rnn import PortableRNN
 
 __all__ = ["KERNELS"]
@@ -22,4 +23,5 @@ _rnn, _lstm, _gru = PortableRNN(), PortableLSTM(), PortableGRU()
 KERNELS = BackendKernels(
     name="portable", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
     lnlstm=PortableLNLSTM(), lngru=PortableLNGRU(),
+    masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
 )
