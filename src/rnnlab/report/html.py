@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shlex
 from pathlib import Path
 
 STYLE = """
@@ -105,6 +106,18 @@ def _shown_config(config: dict) -> dict:
     return config
 
 
+def _explore_link(run_dir: Path) -> str:
+    """A link to the folder's explorer page where it exists, else the command that writes it."""
+    command = f"<code>{html.escape(shlex.join(['rnnlab', 'explore', str(run_dir)]))}</code>"
+    head = ("<p>Explore the trained cells interactively — gates over the text, matching "
+            "spans, the cell diagram step by step, what each prediction remembers: ")
+    if (run_dir / "explore.html").is_file():
+        return head + f'<a href="explore.html">explore.html</a> in this folder ({command} ' \
+                      "redraws it).</p>"
+    return head + f"{command} writes explore.html in this folder, and this page then links " \
+                  "it.</p>"
+
+
 def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
     """The page: summary, table, figures (``images``: (file name, heading)), extras, config."""
     title = f"rnnlab — {metrics['task']}"
@@ -119,10 +132,7 @@ def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
         + (f", target {_fmt(metrics['target'])}" if metrics.get("target") is not None else "")
         + ". Every cell had the same data, seeds, optimiser and budget.</p>",
         "<h2>Results</h2>", _table(metrics), forecast_scores(metrics),
-        "<p>Explore the trained cells interactively — gates over the text, matching spans, "
-        "the cell diagram step by step, what each prediction remembers: "
-        '<a href="explore.html">explore.html</a> in this folder, written by '
-        f"<code>rnnlab explore {html.escape(str(run_dir))}</code>.</p>",
+        _explore_link(run_dir),
     ]
     for name, heading in images:
         path = run_dir / name
