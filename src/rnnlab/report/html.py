@@ -52,7 +52,7 @@ def _table(metrics: dict) -> str:
     return "\n".join(out)
 
 
-SCORES = ("mae", "rmse", "smape", "mase")
+SCORES = ("mae", "rmse", "mape", "smape", "mase")
 
 
 def forecast_verdict(cells: dict[str, dict], baselines: dict[str, dict]) -> str:
@@ -71,7 +71,8 @@ def forecast_verdict(cells: dict[str, dict], baselines: dict[str, dict]) -> str:
 
 
 def forecast_scores(metrics: dict) -> str:
-    """The backtest's table: every cell and classical baseline on MAE, RMSE, sMAPE, MASE."""
+    """The backtest's table: every cell and classical baseline on MAE, RMSE, MAPE, sMAPE and
+    MASE (a score a run's metrics.json predates shows as –)."""
     views = {c: e["forecast_view"] for c, e in (metrics.get("extras") or {}).items()
              if "scores" in e.get("forecast_view", {})}
     if not views:
@@ -79,7 +80,7 @@ def forecast_scores(metrics: dict) -> str:
     first = next(iter(views.values()))
     cells = {c: v["scores"] for c, v in views.items()}
     baselines = first["baselines"]
-    head = ["model", "MAE", "RMSE", "sMAPE %", "MASE", "note"]
+    head = ["model", "MAE", "RMSE", "MAPE %", "sMAPE %", "MASE", "note"]
     out = ["<h2>Backtest against classical baselines</h2>",
            f"<p>{len(first['origins'])} forecast origins, {first['horizon']} rows each, "
            f"season {first['season']}; every model forecasts from the rows before each origin "
@@ -90,7 +91,7 @@ def forecast_scores(metrics: dict) -> str:
     rows += [(n, b["scores"], b["note"] or ("" if b["scores"] else "failed"))
              for n, b in baselines.items()]
     for name, s, note in rows:
-        values = [_fmt(s[k]) if s else "–" for k in SCORES]
+        values = [_fmt(s.get(k)) if s else "–" for k in SCORES]
         out.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{v}</td>" for v in values)
                    + f"<td>{html.escape(note or '')}</td></tr>")
     out.append("</table>")
