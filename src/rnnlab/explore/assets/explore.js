@@ -244,6 +244,7 @@
       list.appendChild(li);
     }
     await drawCells();
+    if ($("group").value === "matched") await drawDiagrams(); // the diagram shows them
   }
 
   // ----------------------------------------------------------------------- view 3
