@@ -370,7 +370,7 @@ class Killed(BaseException):
 
 
 @pytest.fixture(scope="module")
-def killed_sweep(tmp_path_factory, monkeypatch_module):
+def killed_sweep(tmp_path_factory):
     """A sweep over length=4,6 killed during step 3 of its second value (checkpoint at 2)."""
     from rnnlab.compare import CompareConfig
     from rnnlab.sweep import SweepConfig, sweep
@@ -389,17 +389,10 @@ def killed_sweep(tmp_path_factory, monkeypatch_module):
             raise Killed
 
     folder = tmp_path_factory.mktemp("sweep") / "s"
-    monkeypatch_module.setattr(World, "check_replicas", check_then_die)
-    with pytest.raises(Killed):
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(Killed):
+        mp.setattr(World, "check_replicas", check_then_die)
         sweep(config, folder, progress="none")
-    monkeypatch_module.undo()
     return folder
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 def _resume_sweep(folder: Path) -> tuple[int, list[str]]:
