@@ -39,6 +39,11 @@ def test_scores_by_hand():
     assert s["mae"] == pytest.approx(3.0) and s["rmse"] == pytest.approx(np.sqrt(10.0))
     assert s["smape"] == pytest.approx(50 * (4 / 22 + 8 / 36))
     assert s["mase"] == pytest.approx(3.0 / 2.0)
+    assert s["mape"] == pytest.approx(50 * (2 / 10 + 4 / 20))
+    # MAPE skips a truth of 0 (sMAPE and the rest keep it); all zeros: not a number
+    zero = scores(np.array([[0.0], [20.0]]), forecast, train, season=2)
+    assert zero["mape"] == pytest.approx(100 * 4 / 20)
+    assert np.isnan(scores(np.zeros((2, 1)), forecast, train, season=2)["mape"])
 
 
 def test_statsmodels_fits_continue_a_trend_with_a_season():
@@ -66,12 +71,22 @@ def test_backtest_origins_and_its_bad_inputs():
     assert task.origins == [126, 132, 138] and task.season == 12
     with pytest.raises(InputError, match=r"backtest 5 needs 5 × horizon 6 = 30 held-out rows; "
                                          r"the validation split has 29"):
-        get_task("forecast", {"path": "airpassengers", "window": 12, "horizon": 6,
-                              "backtest": 5})
+        get_task("forecast", {"path": "airpassengers", "val_fraction": 0.2, "backtest": 5})
     with pytest.raises(InputError, match=r"season 60 needs at least two seasons \(120 rows\) "
                                          r"of training data, got 115"):
-        get_task("forecast", {"path": "airpassengers", "window": 12, "horizon": 6,
-                              "season": 60})
+        get_task("forecast", {"path": "airpassengers", "val_fraction": 0.2, "season": 60})
+
+
+def test_airpassengers_alone_is_darts_protocol_and_given_options_win():
+    task = get_task("forecast", {"path": "airpassengers"})
+    assert (task.options.window, task.options.horizon) == (12, 6)
+    assert task.n_train == 120 and task.origins == [120, 126, 132, 138]  # 1959-01 .. 1960-07
+    assert get_task("forecast", {"path": "airpassengers", "window": 18}).options.window == 18
+    with pytest.raises(InputError, match=r"144 rows are too few for window 48 \+ horizon 12: "
+                                         r".*; the data set 'airpassengers' fits its defaults "
+                                         r"\(window=12, horizon=6, val_fraction=0.1667\): "
+                                         r"leave those options out"):
+        get_task("forecast", {"path": "airpassengers", "window": 48, "horizon": 12})
 
 
 def _view(mase: dict, baselines: dict) -> dict:
@@ -90,6 +105,8 @@ def test_the_report_says_where_a_baseline_wins():
     page = forecast_scores(metrics)
     assert "The best recurrent cell on MASE is lstm (0.8); holt-winters (0.5) beats it." in page
     assert "ARIMA fit failed: singular" in page and page.count("<tr>") == 6
+    # no MAPE in the 4 rows made up here, and the failed arima's 5 scores
+    assert "<th>MAPE %</th>" in page and page.count("<td>–</td>") == 4 + 5
     cells = {"lstm": {"mase": 0.4}}
     assert forecast_verdict(cells, _view(0.4, base)["forecast_view"]["baselines"]).endswith(
         "it beats every classical baseline.")

@@ -7,7 +7,9 @@ import re
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from rnnlab.cli import main
 from rnnlab.compare import CompareConfig, compare
 from rnnlab.inspect import inspect_run
 from rnnlab.report import as_comparison, build_report, plots
@@ -34,9 +36,25 @@ def test_report_is_redrawn_from_metrics_json_alone(run):
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     sources = re.findall(r'src="([^"]+)"', html)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    # The one link out: the explorer page of the same folder (rnnlab explore writes it).
+    assert not re.search(r'(href|src)="(?!data:)', html)  # no link out: no explorer yet
+
+
+def test_the_report_links_the_explorer_once_rnnlab_explore_wrote_it(run):
+    """Before: the command that writes explore.html, no link; after: the link, live."""
+    html = (run / "report.html").read_text()
+    assert "explore.html" in html and 'href="explore.html"' not in html
+    assert f"<code>rnnlab explore {run}</code> writes explore.html" in html
+    result = CliRunner().invoke(main, ["explore", str(run), "--steps", "6",
+                                       "--connect-steps", "2", "--window", "3"])
+    assert result.exit_code == 0, result.output
+    assert (run / "explore.html").is_file()
+    html = (run / "report.html").read_text()
+    # The one link out: the explorer page of the same folder.
     assert not re.search(r'(href|src)="(?!data:|explore\.html")', html)
-    assert '<a href="explore.html">' in html
+    assert '<a href="explore.html">explore.html</a> in this folder' in html
+    (run / "explore.html").unlink()
+    build_report(run, probe=False)
+    assert 'href="explore.html"' not in (run / "report.html").read_text()
 
 
 def test_table_holds_every_cell_and_the_chance_level(run):

@@ -360,3 +360,102 @@ def test_export_prints_one_line_and_no_warnings_of_other_packages(built, tmp_pat
                                    "model in onnxruntime)"]
     assert not [r.getMessage() for r in records.records if r.levelno >= logging.WARNING]
     assert not [str(w.message) for w in caught]
+
+
+# --------------------------------------------------------------------------- a sweep
+
+
+class Killed(BaseException):
+    """What SIGKILL leaves: nothing of the step in progress is written, nothing cleans up."""
+
+
+@pytest.fixture(scope="module")
+def killed_sweep(tmp_path_factory):
+    """A sweep over length=4,6 killed during step 3 of its second value (checkpoint at 2)."""
+    from rnnlab.compare import CompareConfig
+    from rnnlab.sweep import SweepConfig, sweep
+    from rnnlab.training import TrainConfig
+    from rnnlab.training.distributed import World
+
+    train = TrainConfig(task="adding", task_options={"length": 4, "val_size": 8}, steps=STEPS,
+                        batch_size=4, eval_every=2, checkpoint_every=2, hidden=6)
+    config = SweepConfig("length", (4, 6), CompareConfig(train=train, cells=("gru",)))
+    check, calls = World.check_replicas, []
+
+    def check_then_die(self, model, step):
+        check(self, model, step)
+        calls.append(step)
+        if len(calls) == STEPS + 3:
+            raise Killed
+
+    folder = tmp_path_factory.mktemp("sweep") / "s"
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(Killed):
+        mp.setattr(World, "check_replicas", check_then_die)
+        sweep(config, folder, progress="none")
+    return folder
+
+
+def _resume_sweep(folder: Path) -> tuple[int, list[str]]:
+    """``compare --resume`` on a sweep's folder: it continues the sweep the folder holds."""
+    return invoke("compare", "--resume", "--out", folder, "--progress", "none")
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(killed_sweep, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep") / "s"
+    shutil.copytree(killed_sweep, folder)
+    code, lines = _resume_sweep(folder)
+    assert code == 0, lines
+    return folder
+
+
+def test_resume_continues_a_killed_sweep(killed_sweep, finished_sweep):
+    assert not (killed_sweep / "metrics.json").exists()  # killed before the sweep's metrics
+    kept = "length=4/gru-seed0/model.safetensors"
+    assert (finished_sweep / kept).read_bytes() == (killed_sweep / kept).read_bytes()
+    metrics = json.loads((finished_sweep / "metrics.json").read_text())
+    assert [p["folder"] for p in metrics["points"]] == ["length=4", "length=6"]
+    second = json.loads((finished_sweep / "length=6/gru-seed0/metrics.json").read_text())
+    assert [h["step"] for h in second["history"]] == [2, 4]
+    assert (finished_sweep / "report.html").is_file()
+    # the second value continued from its checkpoint of step 2 (kept, not written again)
+    step2 = "length=6/gru-seed0/checkpoints/step-00000002/manifest.json"
+    assert (finished_sweep / step2).stat().st_mtime_ns == (killed_sweep / step2).stat(
+        ).st_mtime_ns
+
+
+@pytest.mark.parametrize(("damaged", "message"), [
+    ("run.json", "/run.json' is damaged: not valid JSON"),
+    ("length=4/config.json", "/length=4/config.json' is damaged: not valid JSON"),
+    ("length=6", "length=6' exists and is not a folder"),  # a file where a value's folder was
+    ("metrics.json", None),  # the sweep's own: redrawn from its values' folders
+    ("length=4/metrics.json", None),  # a value's: rebuilt from its cells
+])
+def test_a_damaged_sweep_is_one_line_or_resumes(finished_sweep, tmp_path, damaged, message):
+    folder = tmp_path / "s"
+    shutil.copytree(finished_sweep, folder)
+    path = folder / damaged
+    if path.is_dir():
+        shutil.rmtree(path)
+        path.write_text("not a folder")
+    else:
+        damage(path, "truncated")
+    before = snapshot(folder)
+    code, lines = _resume_sweep(folder)
+    if message is None:
+        assert code == 0, lines
+        assert json.loads(path.read_text())["kind"] in ("sweep", "compare")
+        return
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), lines
+    assert message in lines[0], lines
+    assert snapshot(folder) == before  # nothing written, nothing lost
+
+
+def test_a_sweep_missing_a_values_folder_trains_it_again(finished_sweep, tmp_path):
+    folder = tmp_path / "s"
+    shutil.copytree(finished_sweep, folder)
+    shutil.rmtree(folder / "length=4")
+    code, lines = _resume_sweep(folder)
+    assert code == 0, lines
+    assert (folder / "length=4/gru-seed0/model.safetensors").read_bytes() == (
+        finished_sweep / "length=4/gru-seed0/model.safetensors").read_bytes()

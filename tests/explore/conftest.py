@@ -39,6 +39,16 @@ def compare_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bidirectional_run(tmp_path_factory):
+    """A two-layer bidirectional GRU: its reverse direction's h is rebuilt from t + 1."""
+    root = tmp_path_factory.mktemp("explore")
+    train(run_dir=root / "bi", task="adding", task_options={"length": 20, "val_size": 4},
+          cell="gru", hidden=6, layers=2, bidirectional=True, steps=2, batch_size=4,
+          eval_every=2, progress="none")
+    return root / "bi"
+
+
+@pytest.fixture(scope="session")
 def browser():
     """One Chromium for the whole session; in CI a missing Chromium fails, elsewhere skips."""
     path = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)

@@ -230,3 +230,74 @@ def test_a_large_served_page_redraws_within_100_ms(browser):
         assert p.errors == []
     finally:
         server.shutdown()
+
+
+def _ranked(p, m, layer, q, rank):
+    values = p.explorer.page.meta["models"][m]["layers"][layer]["stats"][q][rank]
+    return sorted(range(len(values)), key=lambda u: -values[u])  # stable, as the page's sort
+
+
+def _diagram_waits_for(p, text):
+    p.tab.wait_for_function("t => document.querySelector('#diagram-title-0').textContent"
+                            ".includes(t)", arg=text)
+
+
+def test_the_diagram_shows_a_group_of_units(char_page):
+    p = char_page
+    p.tab.select_option("#quantity", "f")
+    p.js("rnnlabExplorer.setStep(11)")
+    p.tab.select_option("#group", "top")
+    p.tab.fill("#group-k", "4")
+    _diagram_waits_for(p, "mean of 4 units")
+    s = p.js("rnnlabExplorer.state")
+    units = _ranked(p, 0, 0, "f", s["rank"])[:4]
+    assert f"({', '.join(map(str, units))})" in p.tab.text_content("#diagram-title-0")
+    for q in ("f", "i", "c"):  # the node: the group's mean; its strip: each unit
+        group = p.rows(0, 0, q)[units, 11]
+        assert float(p.tab.text_content(f"#dg-0-{q}")) == pytest.approx(group.mean(), abs=2e-3)
+        strip = p.js(f"[...document.querySelectorAll('#dg-0-{q}-strip rect')]"
+                     ".map(r => +r.dataset.value)")
+        np.testing.assert_allclose(strip, group, atol=2e-3)
+    # the units view 2 finds on: select a span, match, show them
+    p.tab.fill("#span-from", "40")
+    p.tab.fill("#span-to", "41")
+    p.tab.fill("#threshold", "0")
+    p.tab.click("#match")
+    p.tab.wait_for_function("rnnlabExplorer.state.matchUnits.length > 0")
+    on = p.js("rnnlabExplorer.state.matchUnits")
+    f = p.rows(0, 0, "f")
+    assert on == [u for u in range(len(f)) if np.all(f[u, 40:42] > 0)]
+    p.tab.select_option("#group", "matched")
+    _diagram_waits_for(p, f"mean of {len(on)} units" if len(on) > 1 else f"unit {on[0]},")
+    assert float(p.tab.text_content("#dg-0-f")) == pytest.approx(f[on, 11].mean(), abs=2e-3)
+    p.tab.select_option("#group", "unit")
+    p.tab.select_option("#quantity", "h")
+
+
+def test_a_bidirectional_run_shows_its_reverse_direction(browser, bidirectional_run,
+                                                         tmp_path_factory):
+    p = _open(browser, tmp_path_factory, bidirectional_run, connect_steps=0)
+    assert p.tab.is_visible("#direction-choice")
+    assert p.js("[...document.querySelector('#direction').options].map(o => o.value)") == [
+        "forward", "reverse"]
+    p.tab.select_option("#layer", "1")
+    p.tab.select_option("#direction", "reverse")
+    _diagram_waits_for(p, "layer 1 (reverse)")
+    assert p.js("rnnlabExplorer.state.l") == 3  # forward l0, l1, then reverse l0, l1
+    p.js("rnnlabExplorer.setStep(5)")
+    _diagram_waits_for(p, "step 5")
+    unit = p.js("rnnlabExplorer.state.unit")
+    h = p.rows(0, 3, "h")
+    assert p.tab.text_content("#dg-0-h_prev-label") == "h(t+1)"  # the reverse's previous step
+    assert float(p.tab.text_content("#dg-0-h_prev")) == pytest.approx(h[unit, 6], abs=2e-3)
+    assert float(p.tab.text_content("#dg-0-z")) == pytest.approx(
+        p.rows(0, 3, "z")[unit, 5], abs=2e-3)
+    canvas = p.tab.locator("#series")  # view 1 reads the reverse direction too
+    box = canvas.bounding_box()
+    p.tab.hover("#series", position={"x": box["width"] * 0.5, "y": box["height"] / 2})
+    p.tab.wait_for_function("document.querySelector('#readout').textContent.includes('=')")
+    readout = p.tab.text_content("#readout")
+    t = int(readout.split()[1])
+    assert float(readout.rsplit("=", 1)[1]) == pytest.approx(h[unit, t], abs=1e-3)
+    assert "layer 1 (reverse)" in p.tab.text_content("#stats")
+    assert p.errors == []

@@ -35,6 +35,22 @@ def test_trace_h_is_the_layer_output_and_connectivity_is_autograd(compare_run, c
         assert np.all(conn[t, :W - (t - lo + 1)] == 0)
 
 
+def test_a_bidirectional_trace_holds_both_directions_of_every_layer(bidirectional_run):
+    run = pick_run(bidirectional_run)
+    model = load_model(run)
+    inp = explore_input(run)
+    layers = trace(model, inp.x)
+    assert [lt.key for lt in layers] == ["l0", "l1", "l0_reverse", "l1_reverse"]
+    out, _ = model.rnn(inp.x)  # (1, T, 2H): the top layer, forward then reverse
+    H = model.config.hidden_size
+    np.testing.assert_allclose(layers[1].values["h"], out[0, :, :H].detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(layers[3].values["h"], out[0, :, H:].detach().numpy(), atol=1e-6)
+    meta = explore(bidirectional_run, connect_steps=5).page.meta["models"][0]
+    assert [(x["layer"], x["direction"]) for x in meta["layers"]] == [
+        (0, "forward"), (1, "forward"), (0, "reverse"), (1, "reverse")]
+    assert meta["connectivity"] is None
+
+
 def test_quantised_rows_are_within_half_a_level():
     v = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
     v[:, 2] = 0.25  # a constant unit

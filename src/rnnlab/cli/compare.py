@@ -62,7 +62,10 @@ def command(cells, seeds, hidden, params, sweep, **kw):
     if saved is None:
         base = CompareConfig()
     elif run_kind(saved) == "sweep":
-        base = read_sweep_config(saved).compare
+        saved_sweep = read_sweep_config(saved)
+        base = saved_sweep.compare
+        if sweep is None:  # resuming a sweep's folder continues the sweep it holds
+            sweep = f"{saved_sweep.key}={','.join(map(str, saved_sweep.values))}"
     else:
         base = read_compare_config(saved)
     given = {"cells": _cells(cells) if cells is not None else None, "seeds": seeds,

@@ -8,6 +8,7 @@ import click
 
 from rnnlab._io import InputError
 from rnnlab.explore import explore
+from rnnlab.report import write_page
 
 
 @click.command("explore")
@@ -50,3 +51,5 @@ def command(run, text, data, steps, connect_steps, window, out, force, serve, po
     path = explorer.save(out if out is not None else Path(run) / "explore.html",
                          force=force or out is None)
     click.echo(f"wrote {path}")
+    if out is None and (Path(run) / "report.html").is_file():
+        click.echo(f"wrote {write_page(run)} (it now links the explorer)")

@@ -26,6 +26,12 @@ class ModelData:
     layers: list[dict[str, np.ndarray]]  # per layer: quantity -> (T, H) float32
     connectivity: np.ndarray | None  # (N, W) or None (bidirectional: not causal)
     weights: dict[str, np.ndarray] | None = None  # charlm: what the page's sampler runs
+    # each entry of ``layers`` as rnnlab.nn.record names it ("l0", "l0_reverse", ...);
+    # None: "l0", "l1", ... (one direction)
+    keys: list[str] | None = None
+
+    def layer_keys(self) -> list[str]:
+        return self.keys if self.keys is not None else [f"l{k}" for k in range(len(self.layers))]
 
 
 @dataclass
@@ -68,8 +74,9 @@ def collect(run_dir: str | os.PathLike, *, text: str | None = None,
 def _model_data(run, model, inp: ExploreInput, connect_steps, window, notes) -> ModelData:
     config = model.config
     if config.bidirectional:
-        notes.append(f"{run.path.name} reads both ways: its backward direction and its "
-                     f"connectivity are not shown")
+        notes.append(f"{run.path.name} reads both ways (the direction switch shows each); "
+                     f"its connectivity is not shown: a prediction that reads the whole "
+                     f"input has no 'earlier steps'")
     layers = trace(model, inp.x)
     classes = config.output_size > 1 and run.task["name"] in ("charlm", "copy", "classify")
     conn = None
@@ -79,4 +86,5 @@ def _model_data(run, model, inp: ExploreInput, connect_steps, window, notes) -> 
     if run.task["name"] == "charlm" and not config.bidirectional:
         weights = {k: v.detach().numpy().astype(np.float32)
                    for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
-    return ModelData(run.path.name, config.cell, [lt.values for lt in layers], conn, weights)
+    return ModelData(run.path.name, config.cell, [lt.values for lt in layers], conn, weights,
+                     [lt.key for lt in layers])

@@ -6,7 +6,9 @@ unit's row only when a view needs it. Embedded, each row is a base64 string insi
 ``<script type="application/octet-stream">`` block; served (``--serve``), the page
 fetches ``data/<model>/<layer>/<quantity>/<unit>`` from the server instead. The
 connectivity rows are scaled per target step (each row's maximum is 255); charlm models
-carry their weights as float32 for the page's sampler.
+carry their weights as float32 for the page's sampler. ``<layer>`` indexes a model's
+traced layers: the forward direction's, then a bidirectional model's reverse ones (each
+layer's metadata names its ``layer`` number and ``direction``).
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ class Page:
 
     def _model(self, m, k: int, features) -> dict:
         layers = []
-        for l_index, layer in enumerate(m.layers):
+        for l_index, (layer, key) in enumerate(zip(m.layers, m.layer_keys(), strict=True)):
             info = {"quantities": list(layer), "hidden": next(iter(layer.values())).shape[1],
+                    "layer": int(key[1:].removesuffix("_reverse")),
+                    "direction": "reverse" if key.endswith("_reverse") else "forward",
                     "lo": {}, "hi": {}, "stats": {}, "saturation": {}, "histogram": {}}
             for q, v in layer.items():
                 self.rows[f"{k}/{l_index}/{q}"], info["lo"][q], info["hi"][q] = quantise(v)

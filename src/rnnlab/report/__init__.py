@@ -19,6 +19,13 @@ from rnnlab.report.html import render
 from rnnlab.report.plots import save_curves, save_forecast
 from rnnlab.tasks.model import CELLS
 
+# The figures a report shows where their files exist: (file name, heading).
+IMAGES = [("curves.png", "Learning curves"),
+          ("gradients.png", "Vanishing gradients: ‖∂L/∂h_t‖ over t"),
+          ("forecast.png", "Forecast vs truth"),
+          *((f"gates_{cell}.png", f"{cell.upper()} gates on a sample sequence")
+            for cell in CELLS)]  # every cell's: a run holds the files of its own cells
+
 
 def as_comparison(metrics: dict) -> dict:
     """View the metrics of one training run in the comparison's shape (one cell)."""
@@ -49,10 +56,7 @@ def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
     if probe and not figures_current(run_dir):
         inspect_run(run_dir)
     metrics = read_json(run_dir / "metrics.json")
-    view = as_comparison(metrics)
-    save_curves(run_dir / "curves.png", view)
-    images = [("curves.png", "Learning curves"),
-              ("gradients.png", "Vanishing gradients: ‖∂L/∂h_t‖ over t")]
+    save_curves(run_dir / "curves.png", as_comparison(metrics))
     extras, seen = {}, set()
     for folder in cell_runs(run_dir):
         model, task = load_run(folder)
@@ -64,15 +68,22 @@ def build_report(run_dir: str | os.PathLike, *, probe: bool = True) -> Path:
     if any(extras.values()):
         metrics["extras"] = extras
         write_json(run_dir / "metrics.json", metrics)
-        view = as_comparison(metrics)
     forecasts = {c: e["forecast_view"] for c, e in extras.items() if "forecast_view" in e}
     if forecasts:
         save_forecast(run_dir / "forecast.png", forecasts)
-        images.append(("forecast.png", "Forecast vs truth"))
-    for cell in CELLS:  # the cells of this run (the others' files do not exist)
-        images.append((f"gates_{cell}.png", f"{cell.upper()} gates on a sample sequence"))
+    return write_page(run_dir)
+
+
+def write_page(run_dir: str | os.PathLike) -> Path:
+    """Write ``report.html`` from metrics.json and the figures already in ``run_dir``.
+
+    Draws nothing: cheap enough to rerun whenever the folder gains a page the report links
+    (``rnnlab explore`` calls it after writing ``explore.html``).
+    """
+    run_dir = Path(run_dir)
+    view = as_comparison(read_json(run_dir / "metrics.json"))
     if "config" not in view and (run_dir / "config.json").is_file():  # a single run
         view = {**view, "config": read_json(run_dir / "config.json")}
     page = run_dir / "report.html"
-    write_bytes_atomic(page, render(run_dir, view, images).encode())
+    write_bytes_atomic(page, render(run_dir, view, IMAGES).encode())
     return page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shlex
 from pathlib import Path
 
 STYLE = """
@@ -51,7 +52,7 @@ def _table(metrics: dict) -> str:
     return "\n".join(out)
 
 
-SCORES = ("mae", "rmse", "smape", "mase")
+SCORES = ("mae", "rmse", "mape", "smape", "mase")
 
 
 def forecast_verdict(cells: dict[str, dict], baselines: dict[str, dict]) -> str:
@@ -70,7 +71,8 @@ def forecast_verdict(cells: dict[str, dict], baselines: dict[str, dict]) -> str:
 
 
 def forecast_scores(metrics: dict) -> str:
-    """The backtest's table: every cell and classical baseline on MAE, RMSE, sMAPE, MASE."""
+    """The backtest's table: every cell and classical baseline on MAE, RMSE, MAPE, sMAPE and
+    MASE (a score a run's metrics.json predates shows as –)."""
     views = {c: e["forecast_view"] for c, e in (metrics.get("extras") or {}).items()
              if "scores" in e.get("forecast_view", {})}
     if not views:
@@ -78,7 +80,7 @@ def forecast_scores(metrics: dict) -> str:
     first = next(iter(views.values()))
     cells = {c: v["scores"] for c, v in views.items()}
     baselines = first["baselines"]
-    head = ["model", "MAE", "RMSE", "sMAPE %", "MASE", "note"]
+    head = ["model", "MAE", "RMSE", "MAPE %", "sMAPE %", "MASE", "note"]
     out = ["<h2>Backtest against classical baselines</h2>",
            f"<p>{len(first['origins'])} forecast origins, {first['horizon']} rows each, "
            f"season {first['season']}; every model forecasts from the rows before each origin "
@@ -89,7 +91,7 @@ def forecast_scores(metrics: dict) -> str:
     rows += [(n, b["scores"], b["note"] or ("" if b["scores"] else "failed"))
              for n, b in baselines.items()]
     for name, s, note in rows:
-        values = [_fmt(s[k]) if s else "–" for k in SCORES]
+        values = [_fmt(s.get(k)) if s else "–" for k in SCORES]
         out.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{v}</td>" for v in values)
                    + f"<td>{html.escape(note or '')}</td></tr>")
     out.append("</table>")
@@ -103,6 +105,18 @@ def _shown_config(config: dict) -> dict:
         return {"cells": config["cells"], **{k: v for k, v in config.items() if k != "cells"},
                 "train": train}
     return config
+
+
+def _explore_link(run_dir: Path) -> str:
+    """A link to the folder's explorer page where it exists, else the command that writes it."""
+    command = f"<code>{html.escape(shlex.join(['rnnlab', 'explore', str(run_dir)]))}</code>"
+    head = ("<p>Explore the trained cells interactively — gates over the text, matching "
+            "spans, the cell diagram step by step, what each prediction remembers: ")
+    if (run_dir / "explore.html").is_file():
+        return head + f'<a href="explore.html">explore.html</a> in this folder ({command} ' \
+                      "redraws it).</p>"
+    return head + f"{command} writes explore.html in this folder, and this page then links " \
+                  "it.</p>"
 
 
 def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
@@ -119,10 +133,7 @@ def render(run_dir: Path, metrics: dict, images: list[tuple[str, str]]) -> str:
         + (f", target {_fmt(metrics['target'])}" if metrics.get("target") is not None else "")
         + ". Every cell had the same data, seeds, optimiser and budget.</p>",
         "<h2>Results</h2>", _table(metrics), forecast_scores(metrics),
-        "<p>Explore the trained cells interactively — gates over the text, matching spans, "
-        "the cell diagram step by step, what each prediction remembers: "
-        '<a href="explore.html">explore.html</a> in this folder, written by '
-        f"<code>rnnlab explore {html.escape(str(run_dir))}</code>.</p>",
+        _explore_link(run_dir),
     ]
     for name, heading in images:
         path = run_dir / name

@@ -14,9 +14,10 @@ backtest):
   later origins the longer history is filtered with them (statsmodels' ``apply``), since
   a seasonal fit costs seconds and a backtest has many origins.
 
-Scores (``scores``): MAE and RMSE in data units, sMAPE in percent
-(100 · mean 2|y − ŷ| / (|y| + |ŷ|)), and MASE (MAE over the in-sample MAE of the
-seasonal naive forecast on the training rows; seasonal period 1 without a season).
+Scores (``scores``): MAE and RMSE in data units, MAPE in percent (100 · mean |y − ŷ| / |y|
+over the rows where y ≠ 0), sMAPE in percent (100 · mean 2|y − ŷ| / (|y| + |ŷ|)), and
+MASE (MAE over the in-sample MAE of the seasonal naive forecast on the training rows;
+seasonal period 1 without a season).
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def backtest(values: np.ndarray, origins: list[int], horizon: int, season: int) 
 
 
 def scores(truth: np.ndarray, forecast: np.ndarray, train: np.ndarray, season: int) -> dict:
-    """MAE, RMSE, sMAPE (%) and MASE of ``forecast`` (rows, columns), means over columns.
+    """MAE, RMSE, MAPE (%), sMAPE (%) and MASE of ``forecast`` (rows, columns), means over
+    columns (MAPE: over the entries whose truth is not 0; NaN where every one is).
 
     MASE scales each column's MAE by the in-sample MAE of the seasonal naive forecast
     over ``train`` (that column's training rows).
@@ -138,5 +140,8 @@ def scores(truth: np.ndarray, forecast: np.ndarray, train: np.ndarray, season: i
     scale = np.mean(np.abs(train[season:] - train[:-season]), axis=0)
     mae_cols = np.mean(np.abs(err), axis=0)
     mase = np.divide(mae_cols, scale, out=np.full_like(mae_cols, np.nan), where=scale > 0)
+    nonzero = truth != 0
+    mape = (float(100 * np.mean(np.abs(err[nonzero]) / np.abs(truth[nonzero])))
+            if nonzero.any() else float("nan"))
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
-            "smape": float(100 * np.mean(ratio)), "mase": float(np.mean(mase))}
+            "mape": mape, "smape": float(100 * np.mean(ratio)), "mase": float(np.mean(mase))}

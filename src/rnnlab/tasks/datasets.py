@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,9 @@ class Dataset:
     licence: str
     load: Callable[[], tuple[list, object]]
     season: int = 1  # forecast: the seasonal period (1: none)
+    # forecast: the task options this set is meant with, used where the user gives none
+    # (a default window of 48 rows does not fit a 144-row series' hold-out)
+    options: dict = field(default_factory=dict)
 
 
 def _statsmodels(module: str):
@@ -98,7 +101,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("airpassengers", "forecast",
             "monthly airline passengers (thousands), 1949-1960, 144 rows; season 12",
             "Box & Jenkins (1976), series G; stored in rnnlab", "public domain",
-            _airpassengers, season=12),
+            _airpassengers, season=12,
+            # Darts' protocol: 6-month forecasts backtested over 1959-1960 (24 rows held out)
+            options={"window": 12, "horizon": 6, "val_fraction": 24 / 144}),
     Dataset("sunspots", "forecast", "yearly sunspot activity, 1700-2008, 309 rows",
             "statsmodels.datasets.sunspots (NOAA NGDC)", "public domain", _sunspots),
     Dataset("co2", "forecast",
@@ -106,7 +111,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             "season 12", "statsmodels.datasets.co2 (Keeling & Whorf, CDIAC)",
             "public domain", _co2, season=12),
     Dataset("nile", "forecast", "yearly Nile flow at Aswan, 1871-1970, 100 rows",
-            "statsmodels.datasets.nile (Cobb 1978)", "public domain", _nile),
+            "statsmodels.datasets.nile (Cobb 1978)", "public domain", _nile,
+            options={"window": 10, "horizon": 5}),
     Dataset("digits", "classify",
             "8x8 handwritten digits read pixel by pixel: 1797 sequences of 64 steps, "
             "10 classes", "scikit-learn's bundled copy of the UCI optical digits test set "
@@ -142,12 +148,19 @@ def builtin(path: str | None, task: str) -> Dataset | None:
     return None
 
 
+def shown_options(options: dict) -> str:
+    """``window=12, horizon=6, ...`` (fractions to 4 digits), as ``-o`` takes them."""
+    return ", ".join(f"{k}={round(v, 4) if isinstance(v, float) else v}"
+                     for k, v in options.items())
+
+
 def describe_datasets(task: str) -> list[str]:
     """Lines for ``rnnlab tasks``: each built-in set of ``task`` and its source."""
     lines = []
     for d in DATASETS.values():
         if d.task == task:
+            own = f" Defaults: {shown_options(d.options)}." if d.options else ""
             lines += textwrap.wrap(f"{d.name}: {d.description}. Source: {d.source}; licence: "
-                                   f"{d.licence}", width=90, initial_indent="    ",
+                                   f"{d.licence}.{own}", width=90, initial_indent="    ",
                                    subsequent_indent="      ")
     return lines

@@ -14,7 +14,7 @@ The report adds a backtest over the held-out rows: at ``backtest`` origins, ``ho
 rows apart and ending at the last row, each cell forecasts the next ``horizon`` rows from
 the ``window`` before the origin, next to the classical baselines (naive, seasonal
 naive, Holt-Winters, ARIMA; ``rnnlab.tasks.baselines``) refit on every row before it;
-all are scored in data units by MAE, RMSE, sMAPE and MASE.
+all are scored in data units by MAE, RMSE, MAPE, sMAPE and MASE.
 
 Data (``--data FILE``): a CSV with a header row and one row per time step, oldest
 first; every numeric column is forecast unless ``-o columns=a,b`` names some. Example:
@@ -42,7 +42,7 @@ from rnnlab.tasks.base import (
     text_list,
 )
 from rnnlab.tasks.baselines import backtest, scores
-from rnnlab.tasks.datasets import builtin
+from rnnlab.tasks.datasets import builtin, shown_options
 from rnnlab.tasks.model import ModelConfig
 
 
@@ -66,7 +66,8 @@ class ForecastOptions:
               "generated Mackey-Glass series")
     columns: tuple = option(
         (), "columns to forecast, comma-separated (default: every numeric column)")
-    window: int = option(48, "rows the model sees")
+    window: int = option(48, "rows the model sees (a built-in data set may bring its own "
+                             "window, horizon and val_fraction: see its defaults below)")
     horizon: int = option(12, "rows it predicts")
     val_fraction: float = option(0.2, "the last rows, held out for validation")
     series_length: int = option(3000, "rows of the generated series")
@@ -133,6 +134,15 @@ class Forecast(Task):
         "steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 100,
     }
 
+    @classmethod
+    def options_from_dict(cls, d: dict | None) -> ForecastOptions:
+        """The options, a built-in data set's own (``Dataset.options``) where none is given."""
+        if isinstance(d, dict) and isinstance(d.get("path"), str):
+            dataset = builtin(d["path"], "forecast")
+            if dataset is not None:
+                d = {**dataset.options, **d}
+        return super().options_from_dict(d)
+
     def __init__(self, options: ForecastOptions):
         super().__init__(options)
         self.columns, values = load_series(options)
@@ -140,13 +150,17 @@ class Forecast(Task):
         n = len(values)
         n_train = round(n * (1 - options.val_fraction))
         need, val = W + Hz, options.val_fraction
+        dataset = builtin(options.path, "forecast")
         if n_train < need or n - n_train < need:
+            fix = (f"the data set {dataset.name!r} fits its defaults "
+                   f"({shown_options(dataset.options)}): leave those options out"
+                   if dataset is not None and dataset.options else
+                   f"give at least {math.ceil(need / min(val, 1 - val))} rows or shrink the "
+                   "window")
             raise InputError(
                 f"{n} rows are too few for window {W} + horizon {Hz}: each split (train "
-                f"{n_train} rows, validation {n - n_train}) needs at least {need}; "
-                f"give at least {math.ceil(need / min(val, 1 - val))} rows or shrink the window"
+                f"{n_train} rows, validation {n - n_train}) needs at least {need}; {fix}"
             )
-        dataset = builtin(options.path, "forecast")
         self.season = options.season or (dataset.season if dataset is not None else 1)
         if self.season > 1 and n_train < 2 * self.season:
             raise InputError(

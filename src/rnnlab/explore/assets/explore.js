@@ -9,7 +9,7 @@
   const SIGNED = new Set(["h", "g", "n", "c"]);
   const timings = []; // {view, ms} of every redraw, read by the browser tests
   const state = { m: 0, l: 0, q: "h", rank: "variance", unit: 0, t: 0, hover: null,
-    matches: [], drawnStart: -1, target: null };
+    matches: [], matchUnits: [], drawnStart: -1, target: null };
 
   function timed(view, draw) {
     const t0 = performance.now();
@@ -54,6 +54,18 @@
     return row;
   }
   const layerOf = () => META.models[state.m].layers[state.l];
+  // A model's traced layers: the forward direction's, then a bidirectional model's reverse
+  // ones; each names its layer number and direction. Views address them by index.
+  const reversed = (m, l) => META.models[m].layers[l].direction === "reverse";
+  function layerIndex(m, layer, direction) {
+    const layers = META.models[m].layers;
+    const n = Math.min(layer, Math.max(...layers.map((x) => x.layer)));
+    const at = (d) => layers.findIndex((x) => x.layer === n && x.direction === d);
+    const k = at(direction);
+    return k >= 0 ? k : at("forward");
+  }
+  const layerName = (info) => `layer ${info.layer}` +
+    (info.direction === "reverse" ? " (reverse)" : "");
 
   // ----------------------------------------------------------------------- colours
   // Colours by 1/100 of the range, built once: a redraw only indexes them.
@@ -86,8 +98,17 @@
     state.unit = ranked[0][0];
     $("units").value = String(state.unit);
   }
+  function fillLayerChoices() { // the selected model's layer numbers and directions
+    const layers = META.models[state.m].layers;
+    const numbers = [...new Set(layers.map((x) => x.layer))];
+    fillSelect($("layer"), numbers.map((k) => [k, `layer ${k}`]));
+    const directions = [...new Set(layers.map((x) => x.direction))];
+    fillSelect($("direction"), directions.map((d) => [d, d]));
+    $("direction-choice").hidden = directions.length < 2;
+  }
   function fillLayer() {
     const layer = layerOf();
+    state.matchUnits = [];
     fillSelect($("quantity"), layer.quantities.map((q) => [q, q]));
     if (!layer.quantities.includes(state.q)) state.q = "h";
     $("quantity").value = state.q;
@@ -192,6 +213,7 @@
     const list = $("matches");
     list.replaceChildren();
     state.matches = [];
+    state.matchUnits = on;
     if (!on.length) {
       $("match-units").textContent =
         `No unit of ${state.q} is above ${thr} at every step ${a}..${b}; lower the threshold.`;
@@ -222,6 +244,7 @@
       list.appendChild(li);
     }
     await drawCells();
+    if ($("group").value === "matched") await drawDiagrams(); // the diagram shows them
   }
 
   // ----------------------------------------------------------------------- view 3
@@ -256,12 +279,28 @@
     if (parent) parent.appendChild(e);
     return e;
   }
-  function diagramUnit(m) {
-    if (m === state.m) return state.unit;
-    const layers = META.models[m].layers, l = Math.min(state.l, layers.length - 1);
-    const q = layers[l].quantities.includes(state.q) ? state.q : "h";
-    const rank = state.rank in layers[l].stats[q] ? state.rank : "variance";
-    return rankedUnits(m, l, q, rank)[0][0];
+  // The layer each model's diagram shows: the selected model's own, for the others the
+  // same layer number and direction where they have it.
+  function diagramLayer(m) {
+    if (m === state.m) return state.l;
+    return layerIndex(m, layerOf().layer, layerOf().direction);
+  }
+  function ranking(m, l) {
+    const layer = META.models[m].layers[l];
+    const q = layer.quantities.includes(state.q) ? state.q : "h";
+    const rank = state.rank in layer.stats[q] ? state.rank : "variance";
+    return rankedUnits(m, l, q, rank).map(([u]) => u);
+  }
+  // The units a diagram shows: the chosen unit (another model: its first by the same
+  // ranking), the first k of the ranking, or the units view 2 found on (another model:
+  // as many of its first by the ranking).
+  function diagramUnits(m, l) {
+    const group = $("group").value, k = Math.max(1, Math.floor(Number($("group-k").value)));
+    if (group === "unit") return [m === state.m ? state.unit : ranking(m, l)[0]];
+    if (group === "matched" && state.matchUnits.length) {
+      return m === state.m ? state.matchUnits : ranking(m, l).slice(0, state.matchUnits.length);
+    }
+    return ranking(m, l).slice(0, k);
   }
   function buildDiagrams() {
     const box = $("diagrams");
@@ -282,37 +321,60 @@
         const g = svg("g", {}, root);
         svg("rect", { x: x - 34, y: y - 17, width: 68, height: 34, rx: 6, fill: "#fff",
           stroke: "#444", id: `dg-${m}-${name}-box` }, g);
-        svg("text", { x, y: y - 3, "text-anchor": "middle", "font-size": 11 }, g)
-          .textContent = label;
+        svg("text", { x, y: y - 3, "text-anchor": "middle", "font-size": 11,
+          id: `dg-${m}-${name}-label` }, g).textContent = label;
         svg("text", { x, y: y + 11, "text-anchor": "middle", "font-size": 11,
           "font-family": "monospace", id: `dg-${m}-${name}` }, g);
+        // small multiples: one cell per unit of the group, below the node
+        svg("g", { id: `dg-${m}-${name}-strip`, transform: `translate(${x - 34},${y + 18})` },
+          g);
       }
       box.appendChild(div);
     });
   }
+  const STRIP = 32; // units drawn as small multiples at most (the mean covers them all)
   async function drawDiagrams() {
     const values = [];
     for (const [m, model] of META.models.entries()) {
-      const l = Math.min(state.l, model.layers.length - 1), u = diagramUnit(m);
-      const v = {};
+      const l = diagramLayer(m), units = diagramUnits(m, l);
+      // the previous step in this direction's own order: t + 1 when it runs in reverse
+      const prev = state.t + (reversed(m, l) ? 1 : -1);
+      const each = {}; // node name -> the group's values
       for (const q of model.layers[l].quantities) {
-        const row = await unitRow(m, l, q, u);
-        v[q] = row[state.t];
-        if (q === "h" || q === "c") v[q + "_prev"] = state.t > 0 ? row[state.t - 1] : 0;
+        each[q] = [];
+        if (q === "h" || q === "c") each[q + "_prev"] = [];
+        for (const u of units) {
+          const row = await unitRow(m, l, q, u);
+          each[q].push(row[state.t]);
+          if (q === "h" || q === "c") each[q + "_prev"].push(prev >= 0 && prev < T ? row[prev] : 0);
+        }
       }
-      values.push([m, model, l, u, v]);
+      values.push([m, model, l, units, each]);
     }
     timed("diagram", () => {
-      for (const [m, model, l, u, v] of values) {
+      for (const [m, model, l, units, each] of values) {
+        const info = model.layers[l];
+        const who = units.length === 1 ? `unit ${units[0]}` : `mean of ${units.length} units ` +
+          `(${units.slice(0, 12).join(", ")}${units.length > 12 ? ", …" : ""})`;
         $(`diagram-title-${m}`).textContent =
-          `${model.name}: layer ${l}, unit ${u}, step ${state.t}`;
-        if (model.cell === "rnn") v.a = v.h;
-        for (const [name] of DIAGRAMS[model.cell].nodes) {
-          const text = $(`dg-${m}-${name}`);
-          if (!(name in v)) { text.textContent = ""; continue; }
-          text.textContent = v[name].toFixed(3);
+          `${model.name}: ${layerName(info)}, ${who}, step ${state.t}`;
+        if (model.cell === "rnn") each.a = each.h;
+        const later = info.direction === "reverse";
+        for (const [name, , , label] of DIAGRAMS[model.cell].nodes) {
+          $(`dg-${m}-${name}-label`).textContent = later ? label.replace("t-1", "t+1") : label;
+          const text = $(`dg-${m}-${name}`), strip = $(`dg-${m}-${name}-strip`);
+          strip.replaceChildren();
+          if (!(name in each)) { text.textContent = ""; continue; }
+          const vs = each[name], mean = vs.reduce((a, b) => a + b, 0) / vs.length;
+          text.textContent = mean.toFixed(3);
           const q = name.replace("_prev", "") === "a" ? "h" : name.replace("_prev", "");
-          $(`dg-${m}-${name}-box`).setAttribute("fill", colour(q, v[name]));
+          $(`dg-${m}-${name}-box`).setAttribute("fill", colour(q, mean));
+          if (vs.length < 2) continue;
+          const n = Math.min(vs.length, STRIP), w = 68 / n;
+          for (let k = 0; k < n; k++) {
+            svg("rect", { x: k * w, y: 0, width: w, height: 6, fill: colour(q, vs[k]),
+              "data-value": vs[k].toFixed(4) }, strip);
+          }
         }
       }
     });
@@ -406,7 +468,7 @@
       model.layers.forEach((layer, l) => {
         const div = document.createElement("div");
         const head = document.createElement("h3");
-        head.textContent = `${model.name}, layer ${l}`;
+        head.textContent = `${model.name}, ${layerName(layer)}`;
         div.appendChild(head);
         for (const [q, sat] of Object.entries(layer.saturation)) {
           div.appendChild(scatter(`stats-${m}-${l}-${q}`, q, sat));
@@ -604,18 +666,26 @@
     $("input").hidden = META.text === null;
     $("series").hidden = META.text !== null;
     fillSelect($("model"), META.models.map((m, k) => [k, `${m.name} (${m.cell})`]));
-    fillSelect($("layer"), META.models[0].layers.map((_, k) => [k, `layer ${k}`]));
+    fillLayerChoices();
     fillLayer();
     $("slider").max = String(T - 1);
     const redraw = () => Promise.all([drawCells(), drawDiagrams()]).catch(fail);
     $("model").onchange = () => {
       state.m = Number($("model").value);
       state.l = 0;
-      fillSelect($("layer"), META.models[state.m].layers.map((_, k) => [k, `layer ${k}`]));
+      fillLayerChoices();
       fillLayer();
       redraw();
     };
-    $("layer").onchange = () => { state.l = Number($("layer").value); fillLayer(); redraw(); };
+    const chooseLayer = () => {
+      state.l = layerIndex(state.m, Number($("layer").value), $("direction").value);
+      fillLayer();
+      redraw();
+    };
+    $("layer").onchange = chooseLayer;
+    $("direction").onchange = chooseLayer;
+    $("group").onchange = () => drawDiagrams().catch(fail);
+    $("group-k").oninput = () => drawDiagrams().catch(fail);
     $("quantity").onchange = () => { state.q = $("quantity").value; fillLayer(); redraw(); };
     $("rank").onchange = () => { state.rank = $("rank").value; fillUnits(); redraw(); };
     $("units").onchange = () => { state.unit = Number($("units").value); redraw(); };
