@@ -28,3 +28,20 @@ def test_a_bad_p_is_one_error_line(tmp_path):
     result = CliRunner().invoke(main, ["train", *TINY, "--zoneout", "1", "--out", tmp_path / "r"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == ["Error: zoneout must be < 1, got 1.0"]
+
+
+def test_layer_normalised_cells_refuse_recurrence_changing_regularisers_before_writing(tmp_path):
+    """lnlstm/lngru take --weight-drop only: train and compare say so in one line, exit 2,
+    and write nothing."""
+    out = tmp_path / "r"
+    runs = [["train", "--cell", "lngru", *TINY, "--recurrent-dropout", "0.1", "--out", out],
+            ["compare", "--cells", "gru,lnlstm", *TINY, "--zoneout", "0.2", "--out", out]]
+    for args, cell, options in zip(runs, ("lngru", "lnlstm"), ("0.1, zoneout=0.0",
+                                                                 "0.0, zoneout=0.2"), strict=True):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines() == [
+            f"Error: the cell {cell} (layer-normalised) takes weight_drop but not (yet) "
+            f"recurrent_dropout or zoneout; got recurrent_dropout={options}"
+        ]
+        assert not out.exists()

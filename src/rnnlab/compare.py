@@ -18,6 +18,7 @@ from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write
 from rnnlab._version import __version__
 from rnnlab.runs import check_compare_resume, holds_run, read_compare_config
 from rnnlab.tasks import CELLS, CLASSIC_CELLS, Task, get_task, match_hidden
+from rnnlab.tasks.model import check_regularisers
 from rnnlab.training import TrainConfig, TrainResult, train
 from rnnlab.training.distributed import world
 from rnnlab.training.threads import thread_policy
@@ -54,6 +55,7 @@ class CompareConfig:
         for c in cells:
             if c not in CELLS:
                 raise InputError(f"unknown cell {c!r}; expected some of {', '.join(CELLS)}")
+            check_regularisers(c, self.train.recurrent_dropout, self.train.zoneout)
         if len(set(cells)) != len(cells):
             raise InputError(f"cells lists a cell twice: {','.join(cells)}")
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:

@@ -313,3 +313,60 @@ def test_cell_zoneout_is_one_step_of_the_layer(family):
     for (p, before, after), value in zip(pairs, got if family == "lstm" else [got], strict=True):
         keep = torch.empty_like(after).bernoulli_(p)
         assert_rel_close(value, keep * before + (1 - keep) * after, OUT_TOL[torch.float64], "train")
+
+
+# ------------------------------------------------ with layer_norm
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_weight_drop_with_layer_norm_is_the_normalised_layer_on_the_dropped_weight(family):
+    """weight_drop acts on the weight handed to the op, so it combines with layer_norm: the
+    result equals the layer-normalised layer run on W_hh ⊙ M / (1 - p), M replayed from
+    the seed, and W_hh's gradient is M / (1 - p) ⊙ the dropped weight's."""
+    cls, p = LAYERS[family][0], 0.3
+    kwargs = {"input_size": 3, "hidden_size": 4, "num_layers": 2, "bidirectional": True,
+              "layer_norm": True, "dtype": torch.float64}
+    ours, plain = cls(**kwargs, weight_drop=p), cls(**kwargs)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    torch.manual_seed(11)
+    y, _ = ours(x)
+    torch.manual_seed(11)
+    keeps = {name: torch.empty_like(value).bernoulli_(1 - p) / (1 - p)
+             for name, value in ours.named_parameters() if name.startswith("weight_hh")}
+    with torch.no_grad():
+        for name, value in ours.named_parameters():
+            getattr(plain, name).copy_(value * keeps.get(name, 1.0))
+    y_ref, _ = plain(x)
+    assert_rel_close(y, y_ref, OUT_TOL[torch.float64], "y")
+    y.square().sum().backward()
+    y_ref.square().sum().backward()
+    for name, value in ours.named_parameters():
+        expected = getattr(plain, name).grad * keeps.get(name, 1.0)
+        assert_rel_close(value.grad, expected, GRAD_TOL[torch.float64], name)
+
+
+@pytest.mark.parametrize("option", [{"recurrent_dropout": 0.2}, {"zoneout": 0.1}],
+                         ids=["recurrent_dropout", "zoneout"])
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_layer_norm_refuses_recurrence_changing_regularisers_by_name(family, option):
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=rf"^layer_norm=True combines with weight_drop, not "
+                                         rf"\(yet\) with recurrent_dropout or zoneout.*{name}="):
+        LAYERS[family][0](3, 4, layer_norm=True, **option)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_layer_norm_cell_with_zoneout_mixes_the_normalised_step(family):
+    """The cells take both: in eval, h' = p ⊙ h + (1 - p) ⊙ (the layer-normalised step)."""
+    cls = rnn.LSTMCell if family == "lstm" else rnn.GRUCell
+    both = cls(3, 4, layer_norm=True, zoneout=0.25, dtype=torch.float64).eval()
+    step = cls(3, 4, layer_norm=True, dtype=torch.float64).eval()
+    step.load_state_dict(both.state_dict())
+    x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    if family == "lstm":
+        c = torch.randn(2, 4, dtype=torch.float64)
+        got, want = both(x, (h, c)), step(x, (h, c))
+        for g, w, before in zip(got, want, (h, c), strict=True):
+            assert_rel_close(g, 0.25 * before + 0.75 * w, OUT_TOL[torch.float64], "state")
+    else:
+        assert_rel_close(both(x, h), 0.25 * h + 0.75 * step(x, h), OUT_TOL[torch.float64], "h")

@@ -38,10 +38,10 @@ _TRAIN_OPTIONS = [
     ("weight_drop", ["--weight-drop"], dict(type=float, help="LSTM/GRU: DropConnect p on the "
                                                              "recurrent weight (default 0).")),
     ("recurrent_dropout", ["--recurrent-dropout"],
-     dict(type=float, help="LSTM/GRU: dropout p on h_{t-1} in the recurrent product, one mask "
-                           "per sequence (default 0).")),
-    ("zoneout", ["--zoneout"], dict(type=float, help="LSTM/GRU: zoneout p of the state "
-                                                     "(default 0).")),
+     dict(type=float, help="LSTM/GRU (not lnlstm/lngru): dropout p on h_{t-1} in the "
+                           "recurrent product, one mask per sequence (default 0).")),
+    ("zoneout", ["--zoneout"], dict(type=float, help="LSTM/GRU (not lnlstm/lngru): zoneout p "
+                                                     "of the state (default 0).")),
     ("steps", ["--steps"], dict(type=int, help="Training steps per run.")),
     ("seconds", ["--seconds"], dict(type=float, help="Wall-clock budget per run in seconds; a "
                                                      "run stops at whichever budget ends first.")),

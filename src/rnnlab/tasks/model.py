@@ -34,6 +34,17 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def check_regularisers(cell: str, recurrent_dropout: float, zoneout: float) -> None:
+    """Refuse, by name, regularisers a ``cell`` cannot combine: the layer-normalised cells
+    take weight_drop only (no layer-normalised masked op exists yet)."""
+    if cell in ("lnlstm", "lngru") and (recurrent_dropout or zoneout):
+        raise InputError(
+            f"the cell {cell} (layer-normalised) takes weight_drop but not (yet) "
+            f"recurrent_dropout or zoneout; got recurrent_dropout={recurrent_dropout}, "
+            f"zoneout={zoneout}"
+        )
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a task model; saved as ``model.json`` beside its weights."""
@@ -49,8 +60,8 @@ class ModelConfig:
     readout: str = "last"  # "last" (one prediction per sequence) or "all" (one per step)
     forget_bias: float = 1.0  # LSTM and layer-normalised LSTM only
     weight_drop: float = 0.0  # LSTM and GRU only (rnnlab.nn.regularise)
-    recurrent_dropout: float = 0.0
-    zoneout: float = 0.0
+    recurrent_dropout: float = 0.0  # LSTM and GRU, not their layer-normalised forms
+    zoneout: float = 0.0  # likewise
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -70,6 +81,7 @@ class ModelConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value < 1.0:
                 raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
+        check_regularisers(self.cell, self.recurrent_dropout, self.zoneout)
         if self.readout not in ("last", "all"):
             raise InputError(f"readout must be 'last' or 'all', got {self.readout!r}")
         if self.readout == "all" and self.bidirectional:
