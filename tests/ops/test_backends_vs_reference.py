@@ -61,8 +61,8 @@ def test_backend_matches_reference(backend, variant, seed, dtype):
         arrays["gamma_c"] = 1 + rs.normal(size=H) * 0.3
         if d["bias"]:
             arrays["beta_c"] = rs.normal(size=H) * 0.3
-        if variant == "lstm_proj":
-            arrays["w_hr"] = rs.normal(size=(P, H)) * 0.6
+    if variant == "lstm_proj":
+        arrays["w_hr"] = rs.normal(size=(P, H)) * 0.6
     if d["bias"]:
         arrays["b_ih"], arrays["b_hh"] = rs.normal(size=G), rs.normal(size=G)
     lengths = d["lengths"]
