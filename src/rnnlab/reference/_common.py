@@ -144,6 +144,14 @@ def walk_back(step, dy: np.ndarray, d_final: tuple, valid: np.ndarray, reverse: 
     return dh_record, d_next
 
 
+def input_backward(da, x_t, w_ih, dw_ih, db_ih) -> np.ndarray:
+    """Through a_t = W_ih x_t + b_ih (every block of W_ih at once): adds da_t x_tᵀ into dw_ih
+    and Σ da_t into db_ih; returns dx_t = W_ihᵀ da_t."""
+    dw_ih += da.T @ x_t
+    db_ih += da.sum(axis=0)
+    return da @ w_ih
+
+
 @dataclass(frozen=True, eq=False)
 class SequenceCache:
     """What every family's backward needs from its forward; each family's cache adds its own.
