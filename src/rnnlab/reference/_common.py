@@ -170,6 +170,21 @@ class SequenceCache:
     gates: dict[str, np.ndarray]
 
 
+def loss_grads(cache, dy, *d_final, P: str = "H") -> tuple[np.ndarray, tuple]:
+    """A backward's loss gradients, checked against its forward's shapes, None as zeros:
+    dy (T, B, P), then dh_n (B, P) and, for the LSTMs, dc_n (B, H). `P` names the output
+    size in errors ("P" where the LSTM may project). Returns (dy, final-state gradients)."""
+    T, B, size = cache.h_prev.shape
+    dy = grad_or_zeros("dy", dy, f"(T, B, {P})", (T, B, size))
+    named = [("dh_n", f"(B, {P})", size)]
+    if len(d_final) == 2:
+        named.append(("dc_n", "(B, H)", cache.c_prev.shape[2]))
+    return dy, tuple(
+        grad_or_zeros(name, d, legend, (B, width))
+        for (name, legend, width), d in zip(named, d_final, strict=True)
+    )
+
+
 def check_cache(cache, cls: type, forward: str) -> None:
     """A backward's one check of its cache: the `cls` that `forward` returned, else TypeError.
 

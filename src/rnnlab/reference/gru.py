@@ -12,8 +12,8 @@ from ._common import (
     as_float64,
     bias_grads,
     check_cache,
-    grad_or_zeros,
     hidden_size,
+    loss_grads,
     optional_float64,
     sequence,
     sigmoid,
@@ -204,17 +204,13 @@ def gru_backward(dy, dh_n, cache: GRUCache) -> dict[str, np.ndarray | None]:
     """
     check_cache(cache, GRUCache, "gru_forward")
     x = cache.x
-    T, B, _ = x.shape
-    H = cache.w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-    dx = np.zeros_like(x)
-    grads = gru_grads(cache)
+    dy, d_final = loss_grads(cache, dy, dh_n)
+    dx, grads = np.zeros_like(x), gru_grads(cache)
 
     def step(t, dh):
         dx[t], dh_prev_via_gates = gru_cell_backward(t, dh, cache.h_prev[t], cache, grads)
         return (dh * cache.gates["z"][t] + dh_prev_via_gates,)   # every path from h_{t-1}
 
-    dh, (dh0,) = walk_back(step, dy, (dh_n,), cache.valid, cache.reverse)
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "w_ih": grads["w_ih"], "w_hh": grads["w_hh"],
             **bias_grads(cache, grads["b_ih"], grads["b_hh"]), "h": dh}

@@ -12,7 +12,7 @@ from ._common import (
     as_float64,
     bias_grads,
     check_cache,
-    grad_or_zeros,
+    loss_grads,
     step_record,
     walk,
     walk_back,
@@ -118,18 +118,14 @@ def gru_masked_backward(dy, dh_n, cache: GRUMaskedCache) -> dict[str, np.ndarray
     """
     check_cache(cache, GRUMaskedCache, "gru_masked_forward")
     x, d, k = cache.x, cache.drop_h, cache.keep_h
-    T, B, _ = x.shape
-    H = cache.w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-    dx = np.zeros_like(x)
-    grads = gru_grads(cache)
+    dy, d_final = loss_grads(cache, dy, dh_n)
+    dx, grads = np.zeros_like(x), gru_grads(cache)
 
     def step(t, dh):
         dh_tilde = (1.0 - k[t]) * dh                  # h_t = k h_{t-1} + (1 - k) h̃_t
         dx[t], du = gru_cell_backward(t, dh_tilde, d * cache.h_prev[t], cache, grads)
         return (k[t] * dh + cache.gates["z"][t] * dh_tilde + d * du,)
 
-    dh, (dh0,) = walk_back(step, dy, (dh_n,), cache.valid, cache.reverse)
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "w_ih": grads["w_ih"], "w_hh": grads["w_hh"],
             **bias_grads(cache, grads["b_ih"], grads["b_hh"]), "h": dh}

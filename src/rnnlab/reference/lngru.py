@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._common import bias_grads, check_cache, grad_or_zeros, sigmoid, step_record, walk, walk_back
+from ._common import (
+    bias_grads,
+    check_cache,
+    loss_grads,
+    sigmoid,
+    step_record,
+    walk,
+    walk_back,
+)
 from .gru import GRUCache, gru_arguments
 from .lnlstm import _normalise, _normalise_backward, gain
 
@@ -132,11 +140,8 @@ def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
     """
     check_cache(cache, LNGRUCache, "lngru_forward")
     x, w_ih, w_hh, norm, rstd = cache.x, cache.w_ih, cache.w_hh, cache.norm, cache.rstd
-    T, B, _ = x.shape
+    dy, d_final = loss_grads(cache, dy, dh_n)
     H = w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db_ih, db_hh = np.zeros(3 * H), np.zeros(3 * H)
@@ -162,6 +167,6 @@ def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
         dw_hh += dp_hh.T @ cache.h_prev[t]            # p^hh_t = W_hh h_{t-1}
         return (dh * z + dp_hh @ w_hh,)
 
-    dh, (dh0,) = walk_back(step, dy, (dh_n,), cache.valid, cache.reverse)
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh, **bias_grads(cache, db_ih, db_hh),
             "gamma_ih": dgamma_ih, "gamma_hh": dgamma_hh, "h": dh}

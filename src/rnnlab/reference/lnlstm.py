@@ -12,14 +12,14 @@ from ._common import (
     as_float64,
     bias_grads,
     check_cache,
-    grad_or_zeros,
+    loss_grads,
     optional_float64,
     step_record,
     summed_bias,
     walk,
     walk_back,
 )
-from .lstm import LSTMCache, lstm_arguments, lstm_cell, lstm_cell_backward
+from .lstm import LSTMCache, lstm_arguments, lstm_cell, lstm_cell_backward, lstm_sums
 
 LN_EPS = 1e-5  # ε of every layer normalisation (Haste's and torch.nn.LayerNorm's)
 
@@ -180,19 +180,12 @@ def lnlstm_backward(dy, dh_n, dc_n, cache: LNLSTMCache) -> dict[str, np.ndarray 
     "h": (T, B, H) the total ∂L/∂h_t, 0 at padding steps.
     """
     check_cache(cache, LNLSTMCache, "lnlstm_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n, dc_n)
     x, w_ih, w_hh, norm, rstd = cache.x, cache.w_ih, cache.w_hh, cache.norm, cache.rstd
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-    dc_n = grad_or_zeros("dc_n", dc_n, "(B, H)", (B, H))
     shift_c = 0.0 if cache.beta_c is None else cache.beta_c
-
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    db = np.zeros(4 * H)
-    dgamma_ih, dgamma_hh = np.zeros(4 * H), np.zeros(4 * H)
-    dgamma_c, dbeta_c = np.zeros(H), np.zeros(H)
+    dx, dw_ih, dw_hh, _, db = lstm_sums(cache)
+    dgamma_ih, dgamma_hh = np.zeros_like(cache.gamma_ih), np.zeros_like(cache.gamma_hh)
+    dgamma_c, dbeta_c = np.zeros_like(cache.gamma_c), np.zeros_like(cache.gamma_c)
 
     def step(t, dh, dc):
         nonlocal dw_ih, dw_hh, db, dgamma_ih, dgamma_hh, dgamma_c, dbeta_c  # sums over steps
@@ -216,7 +209,7 @@ def lnlstm_backward(dy, dh_n, dc_n, cache: LNLSTMCache) -> dict[str, np.ndarray 
         dw_hh += dp_hh.T @ cache.h_prev[t]            # p^hh_t = W_hh h_{t-1}
         return dp_hh @ w_hh, dc * f
 
-    dh, (dh0, dc0) = walk_back(step, dy, (dh_n, dc_n), cache.valid, cache.reverse)
+    dh, (dh0, dc0) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {
         "x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh, **bias_grads(cache, db),
         "gamma_ih": dgamma_ih, "gamma_hh": dgamma_hh, "gamma_c": dgamma_c,

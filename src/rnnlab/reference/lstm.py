@@ -13,8 +13,9 @@ from ._common import (
     as_float64,
     bias_grads,
     check_cache,
-    grad_or_zeros,
     hidden_size,
+    input_backward,
+    loss_grads,
     optional_float64,
     sequence,
     sigmoid,
@@ -101,6 +102,14 @@ def project_backward(dh, m, w_hr, dw_hr) -> np.ndarray:
     return dh @ w_hr
 
 
+def lstm_sums(cache) -> tuple:
+    """Zero sums of an LSTM backward: (dx, dW_ih, dW_hh, dW_hr or None, db), shaped as the
+    cache's x, weights and biases (4H,)."""
+    return (np.zeros_like(cache.x), np.zeros_like(cache.w_ih), np.zeros_like(cache.w_hh),
+            None if cache.w_hr is None else np.zeros_like(cache.w_hr),
+            np.zeros(cache.w_hh.shape[0]))
+
+
 def lstm_forward(
     x,
     h0,
@@ -180,31 +189,21 @@ def lstm_backward(dy, dh_n, dc_n, cache: LSTMCache) -> dict[str, np.ndarray | No
     Returns the gradients "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr" and "h".
     """
     check_cache(cache, LSTMCache, "lstm_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n, dc_n, P="P")
     x, w_ih, w_hh, w_hr = cache.x, cache.w_ih, cache.w_hh, cache.w_hr
-    T, B, _ = x.shape
-    H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, P)", (T, B, P))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, P)", (B, P))
-    dc_n = grad_or_zeros("dc_n", dc_n, "(B, H)", (B, H))
-
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
-    db = np.zeros(4 * H)
+    dx, dw_ih, dw_hh, dw_hr, db = lstm_sums(cache)
 
     def step(t, dh, dc):
-        nonlocal dw_ih, dw_hh, db                     # the sums over steps
+        nonlocal dw_hh                                # the sums over steps
         i, f, g, o, c = (cache.gates[name][t] for name in ("i", "f", "g", "o", "c"))
         tanh_c = np.tanh(c)
         dm = project_backward(dh, o * tanh_c, w_hr, dw_hr)  # h_t = W_hr m_t
         dc = dc + dm * o * (1.0 - tanh_c**2)          # c_t feeds c_{t+1} and m_t
         da = lstm_cell_backward(dc, dm * tanh_c, i, f, g, o, cache.c_prev[t])
-        dx[t] = da @ w_ih                             # a_t = W_ih x_t + ...
-        dw_ih += da.T @ x[t]
-        dw_hh += da.T @ cache.h_prev[t]               # ... + W_hh h_{t-1}
-        db += da.sum(axis=0)                          # ... + b_ih + b_hh
+        dx[t] = input_backward(da, x[t], w_ih, dw_ih, db)  # a_t = W_ih x_t + b_ih + b_hh
+        dw_hh += da.T @ cache.h_prev[t]               #       + W_hh h_{t-1}
         return da @ w_hh, dc * f
 
-    dh, (dh0, dc0) = walk_back(step, dy, (dh_n, dc_n), cache.valid, cache.reverse)
+    dh, (dh0, dc0) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh,
             **bias_grads(cache, db), "w_hr": dw_hr, "h": dh}

@@ -12,7 +12,8 @@ from ._common import (
     as_float64,
     bias_grads,
     check_cache,
-    grad_or_zeros,
+    input_backward,
+    loss_grads,
     step_record,
     summed_bias,
     walk,
@@ -23,6 +24,7 @@ from .lstm import (
     lstm_arguments,
     lstm_cell,
     lstm_cell_backward,
+    lstm_sums,
     project,
     project_backward,
 )
@@ -136,33 +138,23 @@ def lstm_masked_backward(dy, dh_n, dc_n, cache: LSTMMaskedCache) -> dict[str, np
     "h": (T, B, P) the total ∂L/∂h_t, 0 at padding steps.
     """
     check_cache(cache, LSTMMaskedCache, "lstm_masked_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n, dc_n, P="P")
     x, w_ih, w_hh, w_hr = cache.x, cache.w_ih, cache.w_hh, cache.w_hr
     d, k_h, k_c = cache.drop_h, cache.keep_h, cache.keep_c
-    T, B, _ = x.shape
-    H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, P)", (T, B, P))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, P)", (B, P))
-    dc_n = grad_or_zeros("dc_n", dc_n, "(B, H)", (B, H))
-
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
-    db = np.zeros(4 * H)
+    dx, dw_ih, dw_hh, dw_hr, db = lstm_sums(cache)
 
     def step(t, dh, dc):
-        nonlocal dw_ih, dw_hh, db                     # the sums over steps
+        nonlocal dw_hh                                # the sums over steps
         i, f, g, o, c_tilde = (cache.gates[n][t] for n in ("i", "f", "g", "o", "c_tilde"))
         tanh_c = np.tanh(c_tilde)
         dh_tilde = (1.0 - k_h[t]) * dh                # h_t = k^h h_{t-1} + (1 - k^h) h̃_t
         dm = project_backward(dh_tilde, o * tanh_c, w_hr, dw_hr)  # h̃_t = W_hr m_t
         dc_tilde = (1.0 - k_c[t]) * dc + dm * o * (1.0 - tanh_c**2)
         da = lstm_cell_backward(dc_tilde, dm * tanh_c, i, f, g, o, cache.c_prev[t])
-        dx[t] = da @ w_ih
-        dw_ih += da.T @ x[t]
+        dx[t] = input_backward(da, x[t], w_ih, dw_ih, db)
         dw_hh += da.T @ (d * cache.h_prev[t])         # a_t = ... + W_hh (d ⊙ h_{t-1})
-        db += da.sum(axis=0)
         return k_h[t] * dh + d * (da @ w_hh), k_c[t] * dc + f * dc_tilde
 
-    dh, (dh0, dc0) = walk_back(step, dy, (dh_n, dc_n), cache.valid, cache.reverse)
+    dh, (dh0, dc0) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh,
             **bias_grads(cache, db), "w_hr": dw_hr, "h": dh}

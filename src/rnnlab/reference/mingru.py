@@ -10,9 +10,9 @@ from ._common import (
     SequenceCache,
     as_float64,
     check_cache,
-    grad_or_zeros,
     hidden_size,
     input_backward,
+    loss_grads,
     optional_float64,
     sequence,
     sigmoid,
@@ -107,12 +107,8 @@ def mingru_backward(dy, dh_n, cache: MinGRUCache) -> dict[str, np.ndarray | None
     """
     check_cache(cache, MinGRUCache, "mingru_forward")
     x = cache.x
-    T, B, _ = x.shape
-    H = cache.w_ih.shape[0] // 2
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-    dx = np.zeros_like(x)
-    dw_ih, db_ih = np.zeros_like(cache.w_ih), np.zeros(2 * H)
+    dy, d_final = loss_grads(cache, dy, dh_n)
+    dx, dw_ih, db_ih = np.zeros_like(x), np.zeros_like(cache.w_ih), np.zeros(cache.w_ih.shape[0])
 
     def step(t, dh):
         z, h_tilde = cache.gates["z"][t], cache.gates["h_tilde"][t]
@@ -122,6 +118,6 @@ def mingru_backward(dy, dh_n, cache: MinGRUCache) -> dict[str, np.ndarray | None
         dx[t] = input_backward(da, x[t], cache.w_ih, dw_ih, db_ih)
         return (dh * (1.0 - z),)
 
-    dh, (dh0,) = walk_back(step, dy, (dh_n,), cache.valid, cache.reverse)
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "w_ih": dw_ih, "b_ih": None if cache.b_ih is None else db_ih,
             "h": dh}

@@ -9,8 +9,8 @@ import numpy as np
 from ._common import (
     SequenceCache,
     check_cache,
-    grad_or_zeros,
     input_backward,
+    loss_grads,
     sigmoid,
     step_record,
     walk,
@@ -97,12 +97,8 @@ def minlstm_backward(dy, dh_n, cache: MinLSTMCache) -> dict[str, np.ndarray | No
     """
     check_cache(cache, MinLSTMCache, "minlstm_forward")
     x = cache.x
-    T, B, _ = x.shape
-    H = cache.w_ih.shape[0] // 3
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-    dx = np.zeros_like(x)
-    dw_ih, db_ih = np.zeros_like(cache.w_ih), np.zeros(3 * H)
+    dy, d_final = loss_grads(cache, dy, dh_n)
+    dx, dw_ih, db_ih = np.zeros_like(x), np.zeros_like(cache.w_ih), np.zeros(cache.w_ih.shape[0])
 
     def step(t, dh):
         f, i, h_tilde = (cache.gates[name][t] for name in ("f", "i", "h_tilde"))
@@ -116,6 +112,6 @@ def minlstm_backward(dy, dh_n, cache: MinLSTMCache) -> dict[str, np.ndarray | No
         dx[t] = input_backward(da, x[t], cache.w_ih, dw_ih, db_ih)
         return (dh * f / s,)
 
-    dh, (dh0,) = walk_back(step, dy, (dh_n,), cache.valid, cache.reverse)
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "w_ih": dw_ih, "b_ih": None if cache.b_ih is None else db_ih,
             "h": dh}

@@ -11,8 +11,9 @@ from ._common import (
     as_float64,
     bias_grads,
     check_cache,
-    grad_or_zeros,
     hidden_size,
+    input_backward,
+    loss_grads,
     optional_float64,
     sequence,
     summed_bias,
@@ -125,25 +126,19 @@ def rnn_backward(dy, dh_n, cache: RNNCache) -> dict[str, np.ndarray | None]:
     Returns the gradients "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh" and "h".
     """
     check_cache(cache, RNNCache, "rnn_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n)
     x, w_ih, w_hh = cache.x, cache.w_ih, cache.w_hh
-    T, B, _ = x.shape
-    H = w_hh.shape[0]
     _, act_grad = _ACTIVATIONS[cache.nonlinearity]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_n = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    db = np.zeros(H)
+    db = np.zeros(w_hh.shape[0])
 
     def step(t, dh):
-        nonlocal dw_ih, dw_hh, db                     # the sums over steps
+        nonlocal dw_hh                                # the sums over steps
         da = dh * act_grad(cache.gates["a"][t])       # h_t = act(a_t)
-        dx[t] = da @ w_ih                             # a_t = W_ih x_t + ...
-        dw_ih += da.T @ x[t]
-        dw_hh += da.T @ cache.h_prev[t]               # ... + W_hh h_{t-1}
-        db += da.sum(axis=0)                          # ... + b_ih + b_hh
+        dx[t] = input_backward(da, x[t], w_ih, dw_ih, db)  # a_t = W_ih x_t + b_ih + b_hh
+        dw_hh += da.T @ cache.h_prev[t]               #       + W_hh h_{t-1}
         return (da @ w_hh,)
 
-    dh, (dh0,) = walk_back(step, dy, (dh_n,), cache.valid, cache.reverse)
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {"x": dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh, **bias_grads(cache, db), "h": dh}
