@@ -44,6 +44,12 @@ def optional_float64(name: str, value, legend: str, shape: tuple[int, ...]) -> n
     return None if value is None else as_float64(name, value, legend, shape)
 
 
+def float64_or(name: str, value, default: float, legend: str, shape: tuple[int, ...]):
+    """Like as_float64, with None meaning the constant `default` at every entry (a gain of 1,
+    a dropout multiplier of 1, a zoneout share of 0)."""
+    return as_float64(name, np.full(shape, default) if value is None else value, legend, shape)
+
+
 def grad_or_zeros(name: str, value, legend: str, shape: tuple[int, ...]) -> np.ndarray:
     """An incoming gradient of the expected shape; None means the loss does not depend on it."""
     return np.zeros(shape) if value is None else as_float64(name, value, legend, shape)

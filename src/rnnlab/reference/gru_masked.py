@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
     bias_grads,
     check_cache,
+    float64_or,
     loss_grads,
     step_record,
     walk,
@@ -53,10 +53,7 @@ def gru_masked_forward(
     recurrent dropout multiplier d (B, H), u_{t-1} = d ⊙ h_{t-1}, and the zoneout share
     k_t (B, H):
 
-        r_t = σ(W_ir x_t + b_ir + W_hr u_{t-1} + b_hr)
-        z_t = σ(W_iz x_t + b_iz + W_hz u_{t-1} + b_hz)
-        n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn u_{t-1} + b_hn))      reset_after=True
-        n_t = tanh(W_in x_t + b_in + W_hn (r_t ⊙ u_{t-1}) + b_hn)      reset_after=False
+        r_t, z_t, n_t   as in gru_forward, with u_{t-1} for h_{t-1} in W_h· h_{t-1}
         h̃_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
         h_t = k_t ⊙ h_{t-1} + (1 - k_t) ⊙ h̃_t                           zoneout
         y_t = h_t
@@ -75,9 +72,8 @@ def gru_masked_forward(
     x, valid, h0, w_ih, w_hh, b_ih, b_hh = gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     T, B, _ = x.shape
     H = h0.shape[1]
-    d = np.ones((B, H)) if drop_h is None else as_float64("drop_h", drop_h, "(B, H)", (B, H))
-    k = np.zeros((T, B, H)) if keep_h is None else as_float64(
-        "keep_h", keep_h, "(T, B, H)", (T, B, H))
+    d = float64_or("drop_h", drop_h, 1.0, "(B, H)", (B, H))
+    k = float64_or("keep_h", keep_h, 0.0, "(T, B, H)", (T, B, H))
 
     def step(t, h):
         r, z, n = gru_cell(x[t], d * h, w_ih, w_hh, b_ih, b_hh, reset_after)  # u = d ⊙ h
@@ -97,24 +93,14 @@ def gru_masked_forward(
 def gru_masked_backward(dy, dh_n, cache: GRUMaskedCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for gru_masked_forward (the masks are constants).
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n. Walking the steps in the opposite order to
-    the forward pass, with dh_t the total ∂L/∂h_t and u_{t-1} = d ⊙ h_{t-1}:
+    As :func:`rnnlab.reference.gru_backward` (dh_t the total ∂L/∂h_t; shapes and returns
+    the same), from dh̃_t and with u_{t-1} = d ⊙ h_{t-1} in the recurrent products; the
+    lines that differ:
 
-        dh_t  = dy_t + (what h_t gave step t+1)       (dh_n at the last step)
-        dh̃_t = (1 - k_t) ⊙ dh_t
-        dn_t  = dh̃_t ⊙ (1 - z_t)     dz_t = dh̃_t ⊙ (h_{t-1} - n_t)     dan_t = dn_t ⊙ (1 - n_t²)
-      reset_after=True:   dhn_t = dan_t ⊙ r_t   dr_t = dan_t ⊙ (W_hn u_{t-1} + b_hn)
-                          du_t gets W_hnᵀ dhn_t        dW_hn = Σ_t dhn_t u_{t-1}ᵀ
-      reset_after=False:  dhn_t = dan_t   dr_t = (W_hnᵀ dan_t) ⊙ u_{t-1}
-                          du_t gets r_t ⊙ W_hnᵀ dhn_t  dW_hn = Σ_t dhn_t (r_t ⊙ u_{t-1})ᵀ
-        dar_t = dr_t ⊙ r_t(1 - r_t)    daz_t = dz_t ⊙ z_t(1 - z_t)
-        du_t gets W_hrᵀ dar_t + W_hzᵀ daz_t;   dW_hr = Σ_t dar_t u_{t-1}ᵀ, dW_hz likewise
-        dx_t, dW_i·, db_i·, db_h· as in :func:`rnnlab.reference.gru_backward`
+        dh̃_t = (1 - k_t) ⊙ dh_t;   dn_t … dx_t as there, from dh̃_t, with u_{t-1} for
+                h_{t-1} in dr_t, dW_h· and the products' gradient du_t (there: the
+                W_h·ᵀ terms of dh_{t-1})
         dh_{t-1} gets k_t ⊙ dh_t + z_t ⊙ dh̃_t + d ⊙ du_t
-
-    A padding step hands the state gradient through unchanged and takes none itself.
-    Returns "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh" (None when absent) and "h": (T, B, H)
-    the total ∂L/∂h_t, 0 at padding steps.
     """
     check_cache(cache, GRUMaskedCache, "gru_masked_forward")
     x, d, k = cache.x, cache.drop_h, cache.keep_h

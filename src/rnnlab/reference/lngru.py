@@ -11,6 +11,7 @@ import numpy as np
 from ._common import (
     bias_grads,
     check_cache,
+    float64_or,
     loss_grads,
     sigmoid,
     step_record,
@@ -18,7 +19,7 @@ from ._common import (
     walk_back,
 )
 from .gru import GRUCache, gru_arguments
-from .lnlstm import _normalise, _normalise_backward, gain
+from .lnlstm import _normalise, _normalise_backward
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,8 +69,7 @@ def lngru_forward(
     Each projection is normalised over all 3H entries at once (Haste); b_ih and b_hh are
     the β of the two normalisations. It is torch.nn's GRU (reset after the recurrent
     product) with both projections normalised.
-    A padding step t ≥ lengths[b] keeps the state and outputs y_t = 0; reverse as in
-    :func:`~rnnlab.reference.gru_forward`.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x   (T, B, I)    w_ih  (3H, I)    b_ih  (3H,) or None    gamma_ih (3H,)
@@ -85,8 +85,8 @@ def lngru_forward(
     x, valid, h0, w_ih, w_hh, b_ih, b_hh = gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     T, B, _ = x.shape
     H = h0.shape[1]
-    gamma_ih = gain("gamma_ih", gamma_ih, 3 * H, "(3H,)")
-    gamma_hh = gain("gamma_hh", gamma_hh, 3 * H, "(3H,)")
+    gamma_ih = float64_or("gamma_ih", gamma_ih, 1.0, "(3H,)", (3 * H,))
+    gamma_hh = float64_or("gamma_hh", gamma_hh, 1.0, "(3H,)", (3 * H,))
     shift_ih = 0.0 if b_ih is None else b_ih
     shift_hh = 0.0 if b_hh is None else b_hh
 
@@ -117,9 +117,8 @@ def lngru_forward(
 def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for lngru_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n (a None gradient: no such term). Walking the
-    steps in the opposite order to the forward pass, with LN⁻¹'(d; v̂, rstd) = rstd ⊙
-    (d - mean(d) - v̂ ⊙ mean(d ⊙ v̂)) the gradient through a normalisation:
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward), with
+    LN⁻¹'(d; v̂, rstd) the gradient through a normalisation (as in lnlstm_backward):
 
         dh_t  = dy_t + z_{t+1} ⊙ dh_{t+1} + W_hhᵀ dp^hh_{t+1}      (dh_n at the last step)
         dn    = dh_t ⊙ (1 - z)     dz = dh_t ⊙ (h_{t-1} - n)
@@ -131,12 +130,9 @@ def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
         db_ih = Σ_t du_t            db_hh = Σ_t dv_t
         dγ_ih = Σ_t du_t ⊙ v̂^ih_t   dγ_hh = Σ_t dv_t ⊙ v̂^hh_t
 
-    A padding step hands the state gradient through unchanged and takes none itself.
-
     Shapes: dy (T, B, H), dh_n (B, H); each may be None.
-    Returns gradients shaped like the inputs: "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"
-    (None for an absent bias), "gamma_ih", "gamma_hh", and "h": (T, B, H) the total
-    ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh"
+    and "h".
     """
     check_cache(cache, LNGRUCache, "lngru_forward")
     x, w_ih, w_hh, norm, rstd = cache.x, cache.w_ih, cache.w_hh, cache.norm, cache.rstd

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
     bias_grads,
     check_cache,
+    float64_or,
     loss_grads,
     optional_float64,
     step_record,
@@ -40,11 +40,6 @@ class LNLSTMCache(LSTMCache):
     beta_c: np.ndarray | None
     norm: dict[str, np.ndarray]
     rstd: dict[str, np.ndarray]
-
-
-def gain(name: str, value, size: int, legend: str) -> np.ndarray:
-    """A normalisation's gain γ as a float64 (size,) array; ones when None."""
-    return as_float64(name, np.ones(size) if value is None else value, legend, (size,))
 
 
 def _normalise(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +85,7 @@ def lnlstm_forward(
     (as Haste's LayerNormLSTM, with its i, g, f, o blocks reordered):
 
         a_t = LN(W_ih x_t; γ_ih) + b_ih + LN(W_hh h_{t-1}; γ_hh) + b_hh     (B, 4H)
-        i_t = σ(a_i)   f_t = σ(a_f)   g_t = tanh(a_g)   o_t = σ(a_o)
-        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        i_t, f_t, g_t, o_t, c_t   from a_t, as in lstm_forward
         h_t = o_t ⊙ tanh(LN(c_t; γ_c, β_c))
         y_t = h_t
 
@@ -100,10 +94,7 @@ def lnlstm_forward(
     normalisations (a separate β would only add to them). The carried cell state c_t is
     not normalised; only its read-out is.
 
-    A padding step t ≥ lengths[b] keeps both states and outputs y_t = 0.
-    With reverse=True the steps run T-1 … 0: each sample's span runs lengths[b]-1 … 0
-    starting from (h0, c0), outputs stay at their own index t, and the final states are
-    those after step 0.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x   (T, B, I)    w_ih  (4H, I)    b_ih  (4H,) or None    gamma_ih (4H,)
@@ -122,9 +113,9 @@ def lnlstm_forward(
     )
     T, B, _ = x.shape
     H = h0.shape[1]
-    gamma_ih = gain("gamma_ih", gamma_ih, 4 * H, "(4H,)")
-    gamma_hh = gain("gamma_hh", gamma_hh, 4 * H, "(4H,)")
-    gamma_c = gain("gamma_c", gamma_c, H, "(H,)")
+    gamma_ih = float64_or("gamma_ih", gamma_ih, 1.0, "(4H,)", (4 * H,))
+    gamma_hh = float64_or("gamma_hh", gamma_hh, 1.0, "(4H,)", (4 * H,))
+    gamma_c = float64_or("gamma_c", gamma_c, 1.0, "(H,)", (H,))
     beta_c = optional_float64("beta_c", beta_c, "(H,)", (H,))
     bias = summed_bias(b_ih, b_hh)
     shift_c = 0.0 if beta_c is None else beta_c
@@ -154,17 +145,15 @@ def lnlstm_forward(
 def lnlstm_backward(dy, dh_n, dc_n, cache: LNLSTMCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for lnlstm_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n + Σ dc_n ⊙ c_n (a None gradient: no such term).
-    Walking the steps in the opposite order to the forward pass, with "t+1" the step
-    processed after t (t-1 when reverse), n_t = LN(c_t; γ_c, β_c), ĉ_t, v̂^ih_t, v̂^hh_t the
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward), with
+    n_t = LN(c_t; γ_c, β_c), ĉ_t, v̂^ih_t, v̂^hh_t the
     normalised values and LN⁻¹'(d; v̂, rstd) = rstd ⊙ (d - mean(d) - v̂ ⊙ mean(d ⊙ v̂))
     the gradient through a normalisation (means over its entries):
 
         dh_t  = dy_t + W_hhᵀ dp^hh_{t+1}                (dh_n at the last step)
         dn_t  = dh_t ⊙ o_t ⊙ (1 - tanh²(n_t))           do_t = dh_t ⊙ tanh(n_t)
         dc_t  = f_{t+1} ⊙ dc_{t+1} + LN⁻¹'(γ_c ⊙ dn_t; ĉ_t)   (dc_n at the last step)
-        di_t  = dc_t ⊙ g_t     dg_t = dc_t ⊙ i_t     df_t = dc_t ⊙ c_{t-1}
-        da_t  = [di ⊙ i(1-i), df ⊙ f(1-f), dg ⊙ (1-g²), do ⊙ o(1-o)]   (B, 4H)
+        di_t, dg_t, df_t, da_t   from dc_t and do_t, as in lstm_backward
         dp^ih_t = LN⁻¹'(γ_ih ⊙ da_t; v̂^ih_t)    dp^hh_t = LN⁻¹'(γ_hh ⊙ da_t; v̂^hh_t)
         dx_t  = W_ihᵀ dp^ih_t
         dW_ih = Σ_t dp^ih_t x_tᵀ    dW_hh = Σ_t dp^hh_t h_{t-1}ᵀ    db_ih = db_hh = Σ_t da_t
@@ -172,12 +161,9 @@ def lnlstm_backward(dy, dh_n, dc_n, cache: LNLSTMCache) -> dict[str, np.ndarray 
         dγ_c  = Σ_t dn_t ⊙ ĉ_t      dβ_c  = Σ_t dn_t
         dh0   = W_hhᵀ dp^hh, dc0 = f ⊙ dc at the first processed step
 
-    A padding step hands both state gradients through unchanged and takes none itself.
-
     Shapes: dy (T, B, H), dh_n (B, H), dc_n (B, H); each may be None.
-    Returns gradients shaped like the inputs: "x", "h0", "c0", "w_ih", "w_hh", "b_ih",
-    "b_hh", "gamma_ih", "gamma_hh", "gamma_c", "beta_c" (None for an absent bias), and
-    "h": (T, B, H) the total ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih",
+    "gamma_hh", "gamma_c", "beta_c" and "h".
     """
     check_cache(cache, LNLSTMCache, "lnlstm_forward")
     dy, d_final = loss_grads(cache, dy, dh_n, dc_n)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
     bias_grads,
     check_cache,
+    float64_or,
     input_backward,
     loss_grads,
     step_record,
@@ -68,7 +68,7 @@ def lstm_masked_forward(
     k^h_t (B, P), k^c_t (B, H):
 
         a_t  = W_ih x_t + b_ih + W_hh (d ⊙ h_{t-1}) + b_hh      recurrent dropout
-        i_t, f_t, o_t = σ(a_t blocks i, f, o)     g_t = tanh(a_t block g)
+        i_t, f_t, g_t, o_t   from a_t, as in lstm_forward
         c̃_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
         h̃_t = W_hr (o_t ⊙ tanh(c̃_t))             (without w_hr: o_t ⊙ tanh(c̃_t))
         c_t  = k^c_t ⊙ c_{t-1} + (1 - k^c_t) ⊙ c̃_t                zoneout
@@ -92,11 +92,9 @@ def lstm_masked_forward(
     )
     T, B, _ = x.shape
     H, P = c0.shape[1], h0.shape[1]
-    d = np.ones((B, P)) if drop_h is None else as_float64("drop_h", drop_h, "(B, P)", (B, P))
-    k_h = np.zeros((T, B, P)) if keep_h is None else as_float64(
-        "keep_h", keep_h, "(T, B, P)", (T, B, P))
-    k_c = np.zeros((T, B, H)) if keep_c is None else as_float64(
-        "keep_c", keep_c, "(T, B, H)", (T, B, H))
+    d = float64_or("drop_h", drop_h, 1.0, "(B, P)", (B, P))
+    k_h = float64_or("keep_h", keep_h, 0.0, "(T, B, P)", (T, B, P))
+    k_c = float64_or("keep_c", keep_c, 0.0, "(T, B, H)", (T, B, H))
     bias = summed_bias(b_ih, b_hh)
 
     def step(t, h, c):
@@ -119,23 +117,15 @@ def lstm_masked_forward(
 def lstm_masked_backward(dy, dh_n, dc_n, cache: LSTMMaskedCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for lstm_masked_forward (the masks are constants).
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n + Σ dc_n ⊙ c_n. Walking the steps in the
-    opposite order to the forward pass, with dh_t = ∂L/∂h_t and dc_t = ∂L/∂c_t in total:
+    As :func:`rnnlab.reference.lstm_backward` (dh_t, dc_t the totals; shapes and returns
+    the same), with c̃_t in the place of c_t inside the cell; the lines that differ:
 
-        dh_t  = dy_t + (what h_t gave step t+1)        (dh_n at the last step)
         dh̃_t = (1 - k^h_t) ⊙ dh_t                     dm_t = W_hrᵀ dh̃_t (dh̃_t without w_hr)
         dc̃_t = (1 - k^c_t) ⊙ dc_t + dm_t ⊙ o_t ⊙ (1 - tanh²(c̃_t))
-        do_t = dm_t ⊙ tanh(c̃_t)   di_t = dc̃_t ⊙ g_t   dg_t = dc̃_t ⊙ i_t   df_t = dc̃_t ⊙ c_{t-1}
-        da_t  = [di ⊙ i(1-i), df ⊙ f(1-f), dg ⊙ (1-g²), do ⊙ o(1-o)]        (B, 4H)
-        dx_t  = W_ihᵀ da_t
-        dW_ih = Σ_t da_t x_tᵀ   dW_hh = Σ_t da_t (d ⊙ h_{t-1})ᵀ   db_ih = db_hh = Σ_t da_t
-        dW_hr = Σ_t dh̃_t (o_t ⊙ tanh(c̃_t))ᵀ
+        do_t = dm_t ⊙ tanh(c̃_t);   di_t … dx_t as there, from dc̃_t
+        dW_hh = Σ_t da_t (d ⊙ h_{t-1})ᵀ    dW_hr = Σ_t dh̃_t (o_t ⊙ tanh(c̃_t))ᵀ
         dh_{t-1} gets k^h_t ⊙ dh_t + d ⊙ (W_hhᵀ da_t)
         dc_{t-1} gets k^c_t ⊙ dc_t + f_t ⊙ dc̃_t
-
-    A padding step hands both state gradients through unchanged and takes none itself.
-    Returns "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr" (None when absent) and
-    "h": (T, B, P) the total ∂L/∂h_t, 0 at padding steps.
     """
     check_cache(cache, LSTMMaskedCache, "lstm_masked_forward")
     dy, d_final = loss_grads(cache, dy, dh_n, dc_n, P="P")
