@@ -1,9 +1,11 @@
 """GRU in float64 NumPy: forward over a sequence and backpropagation through time. The
-cell's pieces (`gru_arguments`, `gru_cell`, `gru_cell_backward`) also serve the masked GRU."""
+cell's pieces (`gru_arguments`, `gru_blocks`, `gru_cell`, `gru_cell_backward`) also serve
+the masked GRU."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,50 +59,66 @@ def gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths) -> tuple:
     )
 
 
-def gru_cell(x_t, u, w_ih, w_hh, b_ih, b_hh, reset_after: bool) -> tuple[np.ndarray, ...]:
+class GRUBlocks(NamedTuple):
+    """The gate blocks (r, z, n) of W_ih, W_hh, b_ih, b_hh: views, 0.0 for an absent bias."""
+
+    w_ir: np.ndarray
+    w_iz: np.ndarray
+    w_in: np.ndarray
+    w_hr: np.ndarray
+    w_hz: np.ndarray
+    w_hn: np.ndarray
+    b_ir: np.ndarray | float
+    b_iz: np.ndarray | float
+    b_in: np.ndarray | float
+    b_hr: np.ndarray | float
+    b_hz: np.ndarray | float
+    b_hn: np.ndarray | float
+
+
+def gru_blocks(w_ih, w_hh, b_ih, b_hh) -> GRUBlocks:
+    """Split the GRU's weights (or their gradient sums: adding into a block fills the whole)."""
+    no_bias = (0.0, 0.0, 0.0)
+    return GRUBlocks(
+        *np.split(w_ih, 3), *np.split(w_hh, 3),
+        *(no_bias if b_ih is None else np.split(b_ih, 3)),
+        *(no_bias if b_hh is None else np.split(b_hh, 3)),
+    )
+
+
+def gru_cell(x_t, u, w: GRUBlocks, reset_after: bool) -> tuple[np.ndarray, ...]:
     """The gates of one step: gru_forward's r_t, z_t, n_t with the recurrent products reading
     u (h_{t-1}; the masked GRU's d ⊙ h_{t-1}). Returns (r, z, n)."""
-    w_ir, w_iz, w_in = np.split(w_ih, 3)
-    w_hr, w_hz, w_hn = np.split(w_hh, 3)
-    b_ir, b_iz, b_in = (0.0, 0.0, 0.0) if b_ih is None else np.split(b_ih, 3)
-    b_hr, b_hz, b_hn = (0.0, 0.0, 0.0) if b_hh is None else np.split(b_hh, 3)
-    r = sigmoid(x_t @ w_ir.T + b_ir + u @ w_hr.T + b_hr)
-    z = sigmoid(x_t @ w_iz.T + b_iz + u @ w_hz.T + b_hz)
+    r = sigmoid(x_t @ w.w_ir.T + w.b_ir + u @ w.w_hr.T + w.b_hr)
+    z = sigmoid(x_t @ w.w_iz.T + w.b_iz + u @ w.w_hz.T + w.b_hz)
     if reset_after:
-        n = np.tanh(x_t @ w_in.T + b_in + r * (u @ w_hn.T + b_hn))
+        n = np.tanh(x_t @ w.w_in.T + w.b_in + r * (u @ w.w_hn.T + w.b_hn))
     else:
-        n = np.tanh(x_t @ w_in.T + b_in + (r * u) @ w_hn.T + b_hn)
+        n = np.tanh(x_t @ w.w_in.T + w.b_in + (r * u) @ w.w_hn.T + w.b_hn)
     return r, z, n
 
 
-def gru_cell_backward(t: int, dh_tilde, u, cache, grads: dict) -> tuple[np.ndarray, np.ndarray]:
+def gru_cell_backward(t: int, dh_tilde, u, cache, w: GRUBlocks, sums: GRUBlocks):
     """Step t of gru_backward from dn_t to dx_t, given dh̃_t, the gradient of
     h̃_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1} (h_t itself in the plain GRU), and u, what the
-    recurrent products read (h_{t-1}; the masked GRU's d ⊙ h_{t-1}). Adds into grads
-    "w_ih", "w_hh", "b_ih", "b_hh"; returns (dx_t, du): what u gets through the products.
+    recurrent products read (h_{t-1}; the masked GRU's d ⊙ h_{t-1}). Adds into `sums`,
+    the blocks of the weight and bias gradients; returns (dx_t, du): what u gets through
+    the products.
     """
     r, z, n = (cache.gates[name][t] for name in ("r", "z", "n"))
     h_prev, x_t = cache.h_prev[t], cache.x[t]
-    H = r.shape[1]
-    w_ir, w_iz, w_in = np.split(cache.w_ih, 3)
-    w_hr, w_hz, w_hn = np.split(cache.w_hh, 3)
-    b_hn = 0.0 if cache.b_hh is None else cache.b_hh[2 * H:]
-    # per-gate views: adding into dw_ir, … fills grads["w_ih"], …
-    dw_ir, dw_iz, dw_in = np.split(grads["w_ih"], 3)
-    dw_hr, dw_hz, dw_hn = np.split(grads["w_hh"], 3)
-    db_ir, db_iz, db_in = np.split(grads["b_ih"], 3)
-    db_hr, db_hz, db_hn = np.split(grads["b_hh"], 3)
+    dw_ir, dw_iz, dw_in, dw_hr, dw_hz, dw_hn, db_ir, db_iz, db_in, db_hr, db_hz, db_hn = sums
     dn = dh_tilde * (1.0 - z)                         # h̃_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
     dz = dh_tilde * (h_prev - n)
     dan = dn * (1.0 - n**2)                           # n_t = tanh(an_t)
     if cache.reset_after:                             # an_t = … + r_t ⊙ (W_hn u + b_hn)
         dhn = dan * r
-        dr = dan * (u @ w_hn.T + b_hn)
+        dr = dan * (u @ w.w_hn.T + w.b_hn)
         dw_hn += dhn.T @ u
-        du_via_n = dhn @ w_hn
+        du_via_n = dhn @ w.w_hn
     else:                                             # an_t = … + W_hn (r_t ⊙ u) + b_hn
         dhn = dan
-        dru = dhn @ w_hn                              # ∂L/∂(r_t ⊙ u)
+        dru = dhn @ w.w_hn                            # ∂L/∂(r_t ⊙ u)
         dr = dru * u
         dw_hn += dhn.T @ (r * u)
         du_via_n = dru * r
@@ -117,12 +135,12 @@ def gru_cell_backward(t: int, dh_tilde, u, cache, grads: dict) -> tuple[np.ndarr
     db_hr += dar.sum(axis=0)
     db_hz += daz.sum(axis=0)
     db_hn += dhn.sum(axis=0)
-    dx_t = dar @ w_ir + daz @ w_iz + dan @ w_in
-    return dx_t, dar @ w_hr + daz @ w_hz + du_via_n
+    dx_t = dar @ w.w_ir + daz @ w.w_iz + dan @ w.w_in
+    return dx_t, dar @ w.w_hr + daz @ w.w_hz + du_via_n
 
 
 def gru_grads(cache) -> dict[str, np.ndarray]:
-    """Zero sums of the GRU's weight and bias gradients, for gru_cell_backward."""
+    """Zero sums of the GRU's weight and bias gradients ("w_ih", "w_hh", "b_ih", "b_hh")."""
     H = cache.w_hh.shape[1]
     return {"w_ih": np.zeros_like(cache.w_ih), "w_hh": np.zeros_like(cache.w_hh),
             "b_ih": np.zeros(3 * H), "b_hh": np.zeros(3 * H)}
@@ -167,8 +185,10 @@ def gru_forward(
     x, valid, h0, w_ih, w_hh, b_ih, b_hh = gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     T, B, _ = x.shape
 
+    w = gru_blocks(w_ih, w_hh, b_ih, b_hh)
+
     def step(t, h):
-        r, z, n = gru_cell(x[t], h, w_ih, w_hh, b_ih, b_hh, reset_after)
+        r, z, n = gru_cell(x[t], h, w, reset_after)
         return ((1.0 - z) * n + z * h,), {"r": r, "z": z, "n": n}
 
     gates = step_record(T, B, dict.fromkeys("rzn", h0.shape[1]))
@@ -206,9 +226,10 @@ def gru_backward(dy, dh_n, cache: GRUCache) -> dict[str, np.ndarray | None]:
     x = cache.x
     dy, d_final = loss_grads(cache, dy, dh_n)
     dx, grads = np.zeros_like(x), gru_grads(cache)
+    w, sums = gru_blocks(cache.w_ih, cache.w_hh, cache.b_ih, cache.b_hh), gru_blocks(**grads)
 
     def step(t, dh):
-        dx[t], dh_prev_via_gates = gru_cell_backward(t, dh, cache.h_prev[t], cache, grads)
+        dx[t], dh_prev_via_gates = gru_cell_backward(t, dh, cache.h_prev[t], cache, w, sums)
         return (dh * cache.gates["z"][t] + dh_prev_via_gates,)   # every path from h_{t-1}
 
     dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)

@@ -17,7 +17,7 @@ from ._common import (
     walk,
     walk_back,
 )
-from .gru import GRUCache, gru_arguments, gru_cell, gru_cell_backward, gru_grads
+from .gru import GRUCache, gru_arguments, gru_blocks, gru_cell, gru_cell_backward, gru_grads
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,8 +75,10 @@ def gru_masked_forward(
     d = float64_or("drop_h", drop_h, 1.0, "(B, H)", (B, H))
     k = float64_or("keep_h", keep_h, 0.0, "(T, B, H)", (T, B, H))
 
+    w = gru_blocks(w_ih, w_hh, b_ih, b_hh)
+
     def step(t, h):
-        r, z, n = gru_cell(x[t], d * h, w_ih, w_hh, b_ih, b_hh, reset_after)  # u = d ⊙ h
+        r, z, n = gru_cell(x[t], d * h, w, reset_after)   # u = d ⊙ h_{t-1}
         h_tilde = (1.0 - z) * n + z * h
         h_t = k[t] * h + (1.0 - k[t]) * h_tilde           # zoneout
         return (h_t,), {"r": r, "z": z, "n": n}
@@ -106,10 +108,11 @@ def gru_masked_backward(dy, dh_n, cache: GRUMaskedCache) -> dict[str, np.ndarray
     x, d, k = cache.x, cache.drop_h, cache.keep_h
     dy, d_final = loss_grads(cache, dy, dh_n)
     dx, grads = np.zeros_like(x), gru_grads(cache)
+    w, sums = gru_blocks(cache.w_ih, cache.w_hh, cache.b_ih, cache.b_hh), gru_blocks(**grads)
 
     def step(t, dh):
         dh_tilde = (1.0 - k[t]) * dh                  # h_t = k h_{t-1} + (1 - k) h̃_t
-        dx[t], du = gru_cell_backward(t, dh_tilde, d * cache.h_prev[t], cache, grads)
+        dx[t], du = gru_cell_backward(t, dh_tilde, d * cache.h_prev[t], cache, w, sums)
         return (k[t] * dh + cache.gates["z"][t] * dh_tilde + d * du,)
 
     dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
