@@ -92,6 +92,25 @@ def sequence(x, lengths) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid, x, 0.0), valid
 
 
+def cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, gates: int) -> tuple:
+    """The checked float64 arguments of a one-state cell whose weights stack `gates` blocks
+    of H (the RNN 1, the GRUs 3): (x with its padding steps zeroed, valid, h0 (B, H),
+    w_ih (G·H, I), w_hh (G·H, H), b_ih, b_hh (G·H,) or None)."""
+    G = "" if gates == 1 else str(gates)
+    H = hidden_size(w_hh, gates, f"({G}H, H)")
+    x, valid = sequence(x, lengths)
+    B, I = x.shape[1:]
+    return (
+        x,
+        valid,
+        as_float64("h0", h0, "(B, H)", (B, H)),
+        as_float64("w_ih", w_ih, f"({G}H, I)", (gates * H, I)),
+        as_float64("w_hh", w_hh, f"({G}H, H)", (gates * H, H)),
+        optional_float64("b_ih", b_ih, f"({G}H,)", (gates * H,)),
+        optional_float64("b_hh", b_hh, f"({G}H,)", (gates * H,)),
+    )
+
+
 def summed_bias(b_ih: np.ndarray | None, b_hh: np.ndarray | None) -> np.ndarray | float:
     """b_ih + b_hh, an absent bias counting 0: the cells that add both to one pre-activation."""
     return (0.0 if b_ih is None else b_ih) + (0.0 if b_hh is None else b_hh)

@@ -1,5 +1,5 @@
 """GRU in float64 NumPy: forward over a sequence and backpropagation through time. The
-cell's pieces (`gru_arguments`, `gru_blocks`, `gru_cell`, `gru_cell_backward`) also serve
+cell's pieces (`gru_blocks`, `gru_cell`, `gru_cell_backward`) also serve
 the masked GRU."""
 
 from __future__ import annotations
@@ -11,13 +11,10 @@ import numpy as np
 
 from ._common import (
     SequenceCache,
-    as_float64,
     bias_grads,
+    cell_arguments,
     check_cache,
-    hidden_size,
     loss_grads,
-    optional_float64,
-    sequence,
     sigmoid,
     step_record,
     walk,
@@ -40,23 +37,6 @@ class GRUCache(SequenceCache):
     b_ih: np.ndarray | None
     b_hh: np.ndarray | None
     reset_after: bool
-
-
-def gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths) -> tuple:
-    """The checked float64 arguments of a GRU forward, shaped as gru_forward's:
-    (x with its padding steps zeroed, valid, h0, w_ih, w_hh, b_ih, b_hh)."""
-    H = hidden_size(w_hh, 3, "(3H, H)")
-    x, valid = sequence(x, lengths)
-    B, I = x.shape[1:]
-    return (
-        x,
-        valid,
-        as_float64("h0", h0, "(B, H)", (B, H)),
-        as_float64("w_ih", w_ih, "(3H, I)", (3 * H, I)),
-        as_float64("w_hh", w_hh, "(3H, H)", (3 * H, H)),
-        optional_float64("b_ih", b_ih, "(3H,)", (3 * H,)),
-        optional_float64("b_hh", b_hh, "(3H,)", (3 * H,)),
-    )
 
 
 class GRUBlocks(NamedTuple):
@@ -182,7 +162,7 @@ def gru_forward(
         h_n      (B, H)     the state after each sample's last step
         cache    GRUCache   for gru_backward; cache.gates holds "r", "z", "n"
     """
-    x, valid, h0, w_ih, w_hh, b_ih, b_hh = gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    x, valid, h0, w_ih, w_hh, b_ih, b_hh = cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, 3)
     T, B, _ = x.shape
 
     w = gru_blocks(w_ih, w_hh, b_ih, b_hh)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._common import (
     bias_grads,
+    cell_arguments,
     check_cache,
     float64_or,
     loss_grads,
@@ -17,7 +18,7 @@ from ._common import (
     walk,
     walk_back,
 )
-from .gru import GRUCache, gru_arguments, gru_blocks, gru_cell, gru_cell_backward, gru_grads
+from .gru import GRUCache, gru_blocks, gru_cell, gru_cell_backward, gru_grads
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +70,7 @@ def gru_masked_forward(
 
     Returns (y (T, B, H), h_n (B, H), cache).
     """
-    x, valid, h0, w_ih, w_hh, b_ih, b_hh = gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    x, valid, h0, w_ih, w_hh, b_ih, b_hh = cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, 3)
     T, B, _ = x.shape
     H = h0.shape[1]
     d = float64_or("drop_h", drop_h, 1.0, "(B, H)", (B, H))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._common import (
     bias_grads,
+    cell_arguments,
     check_cache,
     float64_or,
     loss_grads,
@@ -18,7 +19,7 @@ from ._common import (
     walk,
     walk_back,
 )
-from .gru import GRUCache, gru_arguments
+from .gru import GRUCache
 from .lnlstm import _normalise, _normalise_backward
 
 
@@ -82,7 +83,7 @@ def lngru_forward(
         h_n   (B, H)     the state after each sample's last step
         cache LNGRUCache for lngru_backward; cache.gates holds "r", "z", "n", "hn"
     """
-    x, valid, h0, w_ih, w_hh, b_ih, b_hh = gru_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    x, valid, h0, w_ih, w_hh, b_ih, b_hh = cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, 3)
     T, B, _ = x.shape
     H = h0.shape[1]
     gamma_ih = float64_or("gamma_ih", gamma_ih, 1.0, "(3H,)", (3 * H,))

@@ -8,14 +8,11 @@ import numpy as np
 
 from ._common import (
     SequenceCache,
-    as_float64,
     bias_grads,
+    cell_arguments,
     check_cache,
-    hidden_size,
     input_backward,
     loss_grads,
-    optional_float64,
-    sequence,
     summed_bias,
     walk,
     walk_back,
@@ -90,14 +87,9 @@ def rnn_forward(
     if nonlinearity not in _ACTIVATIONS:
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
     act, _ = _ACTIVATIONS[nonlinearity]
-    H = hidden_size(w_hh, 1, "(H, H)")
-    x, valid = sequence(x, lengths)
-    T, B, I = x.shape
-    h0 = as_float64("h0", h0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(H, I)", (H, I))
-    w_hh = as_float64("w_hh", w_hh, "(H, H)", (H, H))
-    b_ih = optional_float64("b_ih", b_ih, "(H,)", (H,))
-    b_hh = optional_float64("b_hh", b_hh, "(H,)", (H,))
+    x, valid, h0, w_ih, w_hh, b_ih, b_hh = cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, 1)
+    T, B, _ = x.shape
+    H = h0.shape[1]
     bias = summed_bias(b_ih, b_hh)
 
     def step(t, h):
