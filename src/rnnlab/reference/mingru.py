@@ -35,18 +35,18 @@ class MinGRUCache(SequenceCache):
     b_ih: np.ndarray | None
 
 
-def min_arguments(x, h0, w_ih, b_ih, lengths, blocks: int, rows: str) -> tuple:
-    """The checked float64 arguments of a min cell's forward, its W_ih `blocks` blocks of H
-    (`rows` names its shape): (x with its padding steps zeroed, valid, h0, w_ih, b_ih)."""
-    H = hidden_size(w_ih, blocks, rows)
+def min_arguments(x, h0, w_ih, b_ih, lengths, blocks: int) -> tuple:
+    """The checked float64 arguments of a min cell's forward, W_ih stacking `blocks` blocks
+    of H (minGRU 2, minLSTM 3): (x with its padding steps zeroed, valid, h0, w_ih, b_ih)."""
+    H = hidden_size(w_ih, blocks, f"({blocks}H, I)")
     x, valid = sequence(x, lengths)
     B, I = x.shape[1:]
     return (
         x,
         valid,
         as_float64("h0", h0, "(B, H)", (B, H)),
-        as_float64("w_ih", w_ih, rows, (blocks * H, I)),
-        optional_float64("b_ih", b_ih, f"({rows[1:3]},)", (blocks * H,)),
+        as_float64("w_ih", w_ih, f"({blocks}H, I)", (blocks * H, I)),
+        optional_float64("b_ih", b_ih, f"({blocks}H,)", (blocks * H,)),
     )
 
 
@@ -74,7 +74,7 @@ def mingru_forward(
 
     Returns (y (T, B, H), h_n (B, H), cache); cache.gates holds "z" and "h_tilde".
     """
-    x, valid, h0, w_ih, b_ih = min_arguments(x, h0, w_ih, b_ih, lengths, 2, "(2H, I)")
+    x, valid, h0, w_ih, b_ih = min_arguments(x, h0, w_ih, b_ih, lengths, 2)
     T, B, _ = x.shape
     w_z, w_h = np.split(w_ih, 2)
     b_z, b_h = (0.0, 0.0) if b_ih is None else np.split(b_ih, 2)
