@@ -15,12 +15,13 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-a))
 
 
-def hidden_size(w_hh, n_gates: int, legend: str) -> int:
-    """H read off the recurrent weight, whose rows are n_gates blocks of H."""
-    shape = np.shape(w_hh)
+def hidden_size(name: str, weight, n_gates: int, legend: str) -> int:
+    """H read off a weight (`name`: the recurrent one, or a min cell's W_ih) whose rows are
+    n_gates blocks of H."""
+    shape = np.shape(weight)
     if len(shape) != 2 or shape[0] == 0 or shape[0] % n_gates:
         blocks = "" if n_gates == 1 else f", its rows {n_gates} gate blocks of H"
-        raise ValueError(f"w_hh must be a 2-D array of shape {legend}{blocks}; got shape {shape}")
+        raise ValueError(f"{name} must be a 2-D array of shape {legend}{blocks}; got shape {shape}")
     return shape[0] // n_gates
 
 
@@ -94,10 +95,14 @@ def sequence(x, lengths) -> tuple[np.ndarray, np.ndarray]:
 
 def cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, gates: int) -> tuple:
     """The checked float64 arguments of a one-state cell whose weights stack `gates` blocks
-    of H (the RNN 1, the GRUs 3): (x with its padding steps zeroed, valid, h0 (B, H),
-    w_ih (G·H, I), w_hh (G·H, H), b_ih, b_hh (G·H,) or None)."""
+    of H (the RNN 1, the GRUs 3, minGRU 2, minLSTM 3): (x with its padding steps zeroed,
+    valid, h0 (B, H), w_ih (G·H, I), w_hh (G·H, H), b_ih, b_hh (G·H,) or None). The min
+    cells pass w_hh = b_hh = None (they have no recurrent weight; H is read off w_ih)."""
     G = "" if gates == 1 else str(gates)
-    H = hidden_size(w_hh, gates, f"({G}H, H)")
+    if w_hh is None:
+        H = hidden_size("w_ih", w_ih, gates, f"({G}H, I)")
+    else:
+        H = hidden_size("w_hh", w_hh, gates, f"({G}H, H)")
     x, valid = sequence(x, lengths)
     B, I = x.shape[1:]
     return (
@@ -105,7 +110,7 @@ def cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, gates: int) -> tuple:
         valid,
         as_float64("h0", h0, "(B, H)", (B, H)),
         as_float64("w_ih", w_ih, f"({G}H, I)", (gates * H, I)),
-        as_float64("w_hh", w_hh, f"({G}H, H)", (gates * H, H)),
+        optional_float64("w_hh", w_hh, f"({G}H, H)", (gates * H, H)),
         optional_float64("b_ih", b_ih, f"({G}H,)", (gates * H,)),
         optional_float64("b_hh", b_hh, f"({G}H,)", (gates * H,)),
     )

@@ -49,7 +49,7 @@ def lstm_arguments(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, rows: str =
     """The checked float64 arguments of an LSTM forward, shaped as lstm_forward's:
     (x with its padding steps zeroed, valid, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr).
     `rows` names w_hh's shape in the error of a wrong one."""
-    H = hidden_size(w_hh, 4, rows)
+    H = hidden_size("w_hh", w_hh, 4, rows)
     x, valid = sequence(x, lengths)
     B, I = x.shape[1:]
     w_hr = optional_float64("w_hr", w_hr, "(P, H)", (None, H))

@@ -8,13 +8,10 @@ import numpy as np
 
 from ._common import (
     SequenceCache,
-    as_float64,
+    cell_arguments,
     check_cache,
-    hidden_size,
     input_backward,
     loss_grads,
-    optional_float64,
-    sequence,
     sigmoid,
     step_record,
     walk,
@@ -33,21 +30,6 @@ class MinGRUCache(SequenceCache):
 
     w_ih: np.ndarray
     b_ih: np.ndarray | None
-
-
-def min_arguments(x, h0, w_ih, b_ih, lengths, blocks: int) -> tuple:
-    """The checked float64 arguments of a min cell's forward, W_ih stacking `blocks` blocks
-    of H (minGRU 2, minLSTM 3): (x with its padding steps zeroed, valid, h0, w_ih, b_ih)."""
-    H = hidden_size(w_ih, blocks, f"({blocks}H, I)")
-    x, valid = sequence(x, lengths)
-    B, I = x.shape[1:]
-    return (
-        x,
-        valid,
-        as_float64("h0", h0, "(B, H)", (B, H)),
-        as_float64("w_ih", w_ih, f"({blocks}H, I)", (blocks * H, I)),
-        optional_float64("b_ih", b_ih, f"({blocks}H,)", (blocks * H,)),
-    )
 
 
 def mingru_forward(
@@ -74,7 +56,7 @@ def mingru_forward(
 
     Returns (y (T, B, H), h_n (B, H), cache); cache.gates holds "z" and "h_tilde".
     """
-    x, valid, h0, w_ih, b_ih = min_arguments(x, h0, w_ih, b_ih, lengths, 2)
+    x, valid, h0, w_ih, _, b_ih, _ = cell_arguments(x, h0, w_ih, None, b_ih, None, lengths, 2)
     T, B, _ = x.shape
     w_z, w_h = np.split(w_ih, 2)
     b_z, b_h = (0.0, 0.0) if b_ih is None else np.split(b_ih, 2)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ._common import (
     SequenceCache,
+    cell_arguments,
     check_cache,
     input_backward,
     loss_grads,
@@ -16,7 +17,6 @@ from ._common import (
     walk,
     walk_back,
 )
-from .mingru import min_arguments
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +58,7 @@ def minlstm_forward(
 
     Returns (y (T, B, H), h_n (B, H), cache); cache.gates holds "f", "i" and "h_tilde".
     """
-    x, valid, h0, w_ih, b_ih = min_arguments(x, h0, w_ih, b_ih, lengths, 3)
+    x, valid, h0, w_ih, _, b_ih, _ = cell_arguments(x, h0, w_ih, None, b_ih, None, lengths, 3)
     T, B, _ = x.shape
     w_f, w_i, w_h = np.split(w_ih, 3)
     b_f, b_i, b_h = (0.0, 0.0, 0.0) if b_ih is None else np.split(b_ih, 3)
