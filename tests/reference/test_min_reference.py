@@ -115,8 +115,9 @@ def test_reference_matches_central_differences(family):
 def test_bad_arguments_name_the_argument_and_its_shape(family):
     forward, _, blocks = REFERENCE[family]
     good = {"x": np.zeros((2, 1, 3)), "h0": np.zeros((1, 2)), "w_ih": np.zeros((2 * blocks, 3))}
-    with pytest.raises(ValueError, match=rf"w_ih must be a 2-D array of shape \({blocks}H, I\), "
-                                         rf"its rows {blocks} gate blocks of H; got shape \(5, 3\)"):
+    message = (rf"w_ih must be a 2-D array of shape \({blocks}H, I\), its rows {blocks} gate "
+               r"blocks of H; got shape \(5, 3\)")
+    with pytest.raises(ValueError, match=message):
         forward(**{**good, "w_ih": np.zeros((5, 3))})
     with pytest.raises(ValueError, match=rf"b_ih must have shape \({blocks}H,\) = "
                                          rf"\({2 * blocks},\); got shape \(3,\)"):
