@@ -1,6 +1,5 @@
 """GRU in float64 NumPy: forward over a sequence and backpropagation through time. The
-cell's pieces (`gru_blocks`, `gru_cell`, `gru_cell_backward`) also serve
-the masked GRU."""
+cell's pieces (`gru_blocks`, `gru_cell`, `gru_cell_backward`) also serve the masked GRU."""
 
 from __future__ import annotations
 
