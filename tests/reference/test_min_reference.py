@@ -109,3 +109,18 @@ def test_reference_matches_central_differences(family):
         step[k] = eps
         numeric = (loss(w_ih, b_ih + step) - loss(w_ih, b_ih - step)) / (2 * eps)
         assert abs(numeric - grads["b_ih"][k]) < 1e-7, k
+
+
+@pytest.mark.parametrize("family", REFERENCE)
+def test_bad_arguments_name_the_argument_and_its_shape(family):
+    forward, _, blocks = REFERENCE[family]
+    good = {"x": np.zeros((2, 1, 3)), "h0": np.zeros((1, 2)), "w_ih": np.zeros((2 * blocks, 3))}
+    message = (rf"w_ih must be a 2-D array of shape \({blocks}H, I\), its rows {blocks} gate "
+               r"blocks of H; got shape \(5, 3\)")
+    with pytest.raises(ValueError, match=message):
+        forward(**{**good, "w_ih": np.zeros((5, 3))})
+    with pytest.raises(ValueError, match=rf"b_ih must have shape \({blocks}H,\) = "
+                                         rf"\({2 * blocks},\); got shape \(3,\)"):
+        forward(**good, b_ih=np.zeros(3))
+    with pytest.raises(ValueError, match=r"h0 must have shape \(B, H\) = \(1, 2\)"):
+        forward(**{**good, "h0": np.zeros((1, 3))})

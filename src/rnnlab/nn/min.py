@@ -15,8 +15,6 @@ initialised ~ U(-1/√H, 1/√H), as torch.nn does.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor, nn
 
@@ -32,15 +30,16 @@ _MODES = {"mingru": "MinGRU", "minlstm": "MinLSTM"}
 
 
 class MinRNNBase(RNNBase):
-    """Shared machinery of :class:`MinGRU` and :class:`MinLSTM`.
+    """Shared machinery of :class:`MinGRU` and :class:`MinLSTM` (each names its ``family``).
 
     ``parallel_scan=False`` (rnnlab extension) runs the recurrence as a loop over the
     steps instead of the parallel scan: the same function, for comparison.
     """
 
+    family: str  # "mingru" or "minlstm", set by the subclass
+
     def __init__(
         self,
-        family: str,
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
@@ -57,45 +56,25 @@ class MinRNNBase(RNNBase):
         # RNNBase's constructor builds the classic cells' recurrent weights; a min cell
         # has none, so this one sets the same attributes with its own parameters.
         nn.Module.__init__(self)
-        self.family = family
-        self.input_size = _checks.positive_int("input_size", input_size)
-        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
-        self.num_layers = _checks.positive_int("num_layers", num_layers)
-        self.bias = _checks.boolean("bias", bias)
-        self.batch_first = _checks.boolean("batch_first", batch_first)
-        self.dropout = _checks.probability("dropout", dropout)
-        self.bidirectional = _checks.boolean("bidirectional", bidirectional)
+        self._check_layer_arguments(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
+        )
         self.parallel_scan = _checks.boolean("parallel_scan", parallel_scan)
         self.check_finite = _checks.boolean("check_finite", check_finite)
         self.proj_size = 0
         self.nonlinearity = "tanh"
         self.reset_after = True
         self.forget_bias = None
-        if self.dropout > 0 and self.num_layers == 1:
-            warnings.warn(
-                "dropout is applied between stacked layers, so it has no effect with "
-                f"num_layers=1 (got dropout={self.dropout})",
-                stacklevel=3,
-            )
-        gate_size = ops_min.GATE_BLOCKS[family] * self.hidden_size
-        factory = {"device": device, "dtype": dtype}
-        self._flat_weights_names: list[str] = []
-        self._all_weights: list[list[str]] = []
-        for layer in range(self.num_layers):
-            for direction in range(self.num_directions):
-                layer_in = self.input_size if layer == 0 else self.hidden_size * self.num_directions
-                suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = [("weight_ih", (gate_size, layer_in))]
-                if self.bias:
-                    shapes.append(("bias_ih", (gate_size,)))
-                names = []
-                for stem, shape in shapes:
-                    setattr(self, stem + suffix, nn.Parameter(torch.empty(shape, **factory)))
-                    names.append(stem + suffix)
-                self._flat_weights_names.extend(names)
-                self._all_weights.append(names)
-        self.reset_parameters()
-        self._recording = None  # set by rnnlab.nn.record
+        self._warn_unused_dropout(stacklevel=3)
+        gate_size = ops_min.GATE_BLOCKS[self.family] * self.hidden_size
+
+        def shapes(layer_in: int) -> list[tuple[str, tuple[int, ...]]]:
+            named = [("weight_ih", (gate_size, layer_in))]
+            if self.bias:
+                named.append(("bias_ih", (gate_size,)))
+            return named
+
+        self._make_parameters(shapes, self.hidden_size, device, dtype)
 
     @property
     def mode(self) -> str:
@@ -168,25 +147,7 @@ class MinGRU(MinRNNBase):
     ``z`` and ``h_tilde``.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        parallel_scan: bool = True,
-        check_finite: bool = False,
-    ) -> None:
-        super().__init__(
-            "mingru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, device, dtype, parallel_scan=parallel_scan, check_finite=check_finite,
-        )
+    family = "mingru"
 
 
 class MinLSTM(MinRNNBase):
@@ -204,22 +165,4 @@ class MinLSTM(MinRNNBase):
     (f') and ``h_tilde``. The state is h alone: h_0/h_n (L·D, B, H), not an (h, c) pair.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        parallel_scan: bool = True,
-        check_finite: bool = False,
-    ) -> None:
-        super().__init__(
-            "minlstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-            bidirectional, device, dtype, parallel_scan=parallel_scan, check_finite=check_finite,
-        )
+    family = "minlstm"

@@ -82,13 +82,9 @@ class RNNBase(nn.Module):
         if family not in _GATES:
             raise ValueError(f"family must be one of {sorted(_GATES)}, got {family!r}")
         self.family = family
-        self.input_size = _checks.positive_int("input_size", input_size)
-        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
-        self.num_layers = _checks.positive_int("num_layers", num_layers)
-        self.bias = _checks.boolean("bias", bias)
-        self.batch_first = _checks.boolean("batch_first", batch_first)
-        self.dropout = _checks.probability("dropout", dropout)
-        self.bidirectional = _checks.boolean("bidirectional", bidirectional)
+        self._check_layer_arguments(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
+        )
         self.proj_size = _checks.positive_int("proj_size", proj_size, minimum=0)
         self.check_finite = _checks.boolean("check_finite", check_finite)
         self.layer_norm = _checks.layer_norm(layer_norm, family, self.proj_size)
@@ -127,39 +123,66 @@ class RNNBase(nn.Module):
         ):
             raise TypeError(f"forget_bias must be a number or None, got {forget_bias!r}")
         self.forget_bias = None if forget_bias is None else float(forget_bias)
+        self._warn_unused_dropout(stacklevel=4)
+
+        gate_size = _GATES[family] * self.hidden_size
+        real_hidden = self.proj_size or self.hidden_size
+
+        def shapes(layer_in: int) -> list[tuple[str, tuple[int, ...]]]:
+            named = [("weight_ih", (gate_size, layer_in)), ("weight_hh", (gate_size, real_hidden))]
+            if self.bias:
+                named += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
+            if self.proj_size:
+                named.append(("weight_hr", (self.proj_size, self.hidden_size)))
+            if self.layer_norm:
+                named += _layer_norm.parameter_shapes(family, self.hidden_size, self.bias)
+            return named
+
+        self._make_parameters(shapes, real_hidden, device, dtype)
+
+    def _check_layer_arguments(
+        self, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
+    ) -> None:
+        """Check and set torch.nn's arguments that every rnnlab layer takes."""
+        self.input_size = _checks.positive_int("input_size", input_size)
+        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
+        self.num_layers = _checks.positive_int("num_layers", num_layers)
+        self.bias = _checks.boolean("bias", bias)
+        self.batch_first = _checks.boolean("batch_first", batch_first)
+        self.dropout = _checks.probability("dropout", dropout)
+        self.bidirectional = _checks.boolean("bidirectional", bidirectional)
+
+    def _warn_unused_dropout(self, stacklevel: int) -> None:
+        """Warn, as torch.nn does, that dropout between layers does nothing with one layer
+        (`stacklevel`: the frames from here up to the user's constructor call)."""
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn(
                 "dropout is applied between stacked layers, so it has no effect with "
                 f"num_layers=1 (got dropout={self.dropout})",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
-        gate_size = _GATES[family] * self.hidden_size
-        real_hidden = self.proj_size or self.hidden_size
-        factory = {"device": device, "dtype": dtype}
-        self._flat_weights_names: list[str] = []
-        self._all_weights: list[list[str]] = []
+    def _layers_and_directions(self):
+        """(layer, direction, parameter name suffix ``_l{k}[_reverse]``) in torch.nn's order."""
         for layer in range(self.num_layers):
             for direction in range(self.num_directions):
-                layer_in = self.input_size if layer == 0 else real_hidden * self.num_directions
-                suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = [
-                    ("weight_ih", (gate_size, layer_in)),
-                    ("weight_hh", (gate_size, real_hidden)),
-                ]
-                if self.bias:
-                    shapes += [("bias_ih", (gate_size,)), ("bias_hh", (gate_size,))]
-                if self.proj_size:
-                    shapes.append(("weight_hr", (self.proj_size, self.hidden_size)))
-                if self.layer_norm:
-                    shapes += _layer_norm.parameter_shapes(family, self.hidden_size, self.bias)
-                names = []
-                for stem, shape in shapes:
-                    name = stem + suffix
-                    setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
-                    names.append(name)
-                self._flat_weights_names.extend(names)
-                self._all_weights.append(names)
+                yield layer, direction, f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _make_parameters(self, shapes, layer_out: int, device, dtype) -> None:
+        """Create every layer and direction's parameters, ``shapes(layer_in)`` giving their
+        (stem, shape) in order (layer_in: input_size for layer 0, else D·layer_out), then
+        initialise them (:meth:`reset_parameters`)."""
+        self._flat_weights_names: list[str] = []
+        self._all_weights: list[list[str]] = []
+        for layer, _, suffix in self._layers_and_directions():
+            layer_in = self.input_size if layer == 0 else layer_out * self.num_directions
+            names = []
+            for stem, shape in shapes(layer_in):
+                name = stem + suffix
+                setattr(self, name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+                names.append(name)
+            self._flat_weights_names.extend(names)
+            self._all_weights.append(names)
         self.reset_parameters()
         self._recording = None  # set by rnnlab.nn.record
 
@@ -204,11 +227,9 @@ class RNNBase(nn.Module):
         if self.forget_bias is not None and self.bias and self.family == "lstm":
             H = self.hidden_size
             with torch.no_grad():
-                for layer in range(self.num_layers):
-                    for direction in range(self.num_directions):
-                        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                        getattr(self, "bias_ih" + suffix)[H : 2 * H].fill_(self.forget_bias)
-                        getattr(self, "bias_hh" + suffix)[H : 2 * H].zero_()
+                for _, _, suffix in self._layers_and_directions():
+                    getattr(self, "bias_ih" + suffix)[H : 2 * H].fill_(self.forget_bias)
+                    getattr(self, "bias_hh" + suffix)[H : 2 * H].zero_()
 
     def flatten_parameters(self) -> None:
         """No-op, kept for torch.nn compatibility (rnnlab needs no flat weight buffer)."""

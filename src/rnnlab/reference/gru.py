@@ -1,42 +1,128 @@
-"""GRU in float64 NumPy: forward over a sequence and backpropagation through time."""
+"""GRU in float64 NumPy: forward over a sequence and backpropagation through time. The
+cell's pieces (`gru_blocks`, `gru_cell`, `gru_cell_backward`) also serve the masked GRU."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ._common import (
-    as_float64,
-    grad_or_zeros,
-    hidden_size,
-    optional_float64,
+    SequenceCache,
+    bias_grads,
+    cell_arguments,
+    check_cache,
+    loss_grads,
     sigmoid,
-    step_mask,
-    time_steps,
+    step_record,
+    walk,
+    walk_back,
 )
 
 
 @dataclass(frozen=True, eq=False)
-class GRUCache:
+class GRUCache(SequenceCache):
     """What gru_backward needs from gru_forward.
 
-    x       (T, B, I)  the inputs, 0 at padding steps (padding never reaches the math)
-    h_prev  (T, B, H)  h_{t-1}, the state entering step t
-    valid   (T, B, 1)  True where t < lengths[b]
+    The fields of every cache (x, h_prev (T, B, H), valid, reverse, gates), and
+    w_ih, w_hh, b_ih, b_hh   the weights as checked (None: absent)
+    reset_after              the candidate's form
     gates   {"r", "z", "n"}: the gates after σ / tanh, each (T, B, H), 0 at padding steps
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    valid: np.ndarray
     w_ih: np.ndarray
     w_hh: np.ndarray
     b_ih: np.ndarray | None
     b_hh: np.ndarray | None
     reset_after: bool
-    reverse: bool
-    gates: dict[str, np.ndarray]
+
+
+class GRUBlocks(NamedTuple):
+    """The gate blocks (r, z, n) of W_ih, W_hh, b_ih, b_hh: views, 0.0 for an absent bias."""
+
+    w_ir: np.ndarray
+    w_iz: np.ndarray
+    w_in: np.ndarray
+    w_hr: np.ndarray
+    w_hz: np.ndarray
+    w_hn: np.ndarray
+    b_ir: np.ndarray | float
+    b_iz: np.ndarray | float
+    b_in: np.ndarray | float
+    b_hr: np.ndarray | float
+    b_hz: np.ndarray | float
+    b_hn: np.ndarray | float
+
+
+def gru_blocks(w_ih, w_hh, b_ih, b_hh) -> GRUBlocks:
+    """Split the GRU's weights (or their gradient sums: adding into a block fills the whole)."""
+    no_bias = (0.0, 0.0, 0.0)
+    return GRUBlocks(
+        *np.split(w_ih, 3), *np.split(w_hh, 3),
+        *(no_bias if b_ih is None else np.split(b_ih, 3)),
+        *(no_bias if b_hh is None else np.split(b_hh, 3)),
+    )
+
+
+def gru_cell(x_t, u, w: GRUBlocks, reset_after: bool) -> tuple[np.ndarray, ...]:
+    """The gates of one step: gru_forward's r_t, z_t, n_t with the recurrent products reading
+    u (h_{t-1}; the masked GRU's d ⊙ h_{t-1}). Returns (r, z, n)."""
+    r = sigmoid(x_t @ w.w_ir.T + w.b_ir + u @ w.w_hr.T + w.b_hr)
+    z = sigmoid(x_t @ w.w_iz.T + w.b_iz + u @ w.w_hz.T + w.b_hz)
+    if reset_after:
+        n = np.tanh(x_t @ w.w_in.T + w.b_in + r * (u @ w.w_hn.T + w.b_hn))
+    else:
+        n = np.tanh(x_t @ w.w_in.T + w.b_in + (r * u) @ w.w_hn.T + w.b_hn)
+    return r, z, n
+
+
+def gru_cell_backward(t: int, dh_tilde, u, cache, w: GRUBlocks, sums: GRUBlocks):
+    """Step t of gru_backward from dn_t to dx_t, given dh̃_t, the gradient of
+    h̃_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1} (h_t itself in the plain GRU), and u, what the
+    recurrent products read (h_{t-1}; the masked GRU's d ⊙ h_{t-1}). Adds into `sums`,
+    the blocks of the weight and bias gradients; returns (dx_t, du): what u gets through
+    the products.
+    """
+    r, z, n = (cache.gates[name][t] for name in ("r", "z", "n"))
+    h_prev, x_t = cache.h_prev[t], cache.x[t]
+    dw_ir, dw_iz, dw_in, dw_hr, dw_hz, dw_hn, db_ir, db_iz, db_in, db_hr, db_hz, db_hn = sums
+    dn = dh_tilde * (1.0 - z)                         # h̃_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+    dz = dh_tilde * (h_prev - n)
+    dan = dn * (1.0 - n**2)                           # n_t = tanh(an_t)
+    if cache.reset_after:                             # an_t = … + r_t ⊙ (W_hn u + b_hn)
+        dhn = dan * r
+        dr = dan * (u @ w.w_hn.T + w.b_hn)
+        dw_hn += dhn.T @ u
+        du_via_n = dhn @ w.w_hn
+    else:                                             # an_t = … + W_hn (r_t ⊙ u) + b_hn
+        dhn = dan
+        dru = dhn @ w.w_hn                            # ∂L/∂(r_t ⊙ u)
+        dr = dru * u
+        dw_hn += dhn.T @ (r * u)
+        du_via_n = dru * r
+    dar = dr * r * (1.0 - r)                          # r_t = σ(ar_t)
+    daz = dz * z * (1.0 - z)                          # z_t = σ(az_t)
+    dw_ir += dar.T @ x_t                              # W_i· x_t in every gate
+    dw_iz += daz.T @ x_t
+    dw_in += dan.T @ x_t
+    dw_hr += dar.T @ u                                # W_h· u in r and z
+    dw_hz += daz.T @ u
+    db_ir += dar.sum(axis=0)
+    db_iz += daz.sum(axis=0)
+    db_in += dan.sum(axis=0)
+    db_hr += dar.sum(axis=0)
+    db_hz += daz.sum(axis=0)
+    db_hn += dhn.sum(axis=0)
+    dx_t = dar @ w.w_ir + daz @ w.w_iz + dan @ w.w_in
+    return dx_t, dar @ w.w_hr + daz @ w.w_hz + du_via_n
+
+
+def gru_grads(cache) -> dict[str, np.ndarray]:
+    """Zero sums of the GRU's weight and bias gradients ("w_ih", "w_hh", "b_ih", "b_hh")."""
+    H = cache.w_hh.shape[1]
+    return {"w_ih": np.zeros_like(cache.w_ih), "w_hh": np.zeros_like(cache.w_hh),
+            "b_ih": np.zeros(3 * H), "b_hh": np.zeros(3 * H)}
 
 
 def gru_forward(
@@ -75,42 +161,19 @@ def gru_forward(
         h_n      (B, H)     the state after each sample's last step
         cache    GRUCache   for gru_backward; cache.gates holds "r", "z", "n"
     """
-    H = hidden_size(w_hh, 3, "(3H, H)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    h0 = as_float64("h0", h0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(3H, I)", (3 * H, I))
-    w_hh = as_float64("w_hh", w_hh, "(3H, H)", (3 * H, H))
-    b_ih = optional_float64("b_ih", b_ih, "(3H,)", (3 * H,))
-    b_hh = optional_float64("b_hh", b_hh, "(3H,)", (3 * H,))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
-    w_ir, w_iz, w_in = np.split(w_ih, 3)
-    w_hr, w_hz, w_hn = np.split(w_hh, 3)
-    b_ir, b_iz, b_in = (0.0, 0.0, 0.0) if b_ih is None else np.split(b_ih, 3)
-    b_hr, b_hz, b_hn = (0.0, 0.0, 0.0) if b_hh is None else np.split(b_hh, 3)
+    x, valid, h0, w_ih, w_hh, b_ih, b_hh = cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, 3)
+    T, B, _ = x.shape
 
-    y = np.zeros((T, B, H))
-    h_prev = np.zeros((T, B, H))
-    gates = {name: np.zeros((T, B, H)) for name in ("r", "z", "n")}
-    h = h0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t] = h
-        x_t = x[t]                                        # (B, I)
-        r = sigmoid(x_t @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
-        z = sigmoid(x_t @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
-        if reset_after:
-            n = np.tanh(x_t @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
-        else:
-            n = np.tanh(x_t @ w_in.T + b_in + (r * h) @ w_hn.T + b_hn)
-        h_t = (1.0 - z) * n + z * h                       # (B, H)
-        h = np.where(keep, h_t, h)                        # padding steps keep the state
-        y[t] = np.where(keep, h, 0.0)
-        for name, value in (("r", r), ("z", z), ("n", n)):
-            gates[name][t] = np.where(keep, value, 0.0)
+    w = gru_blocks(w_ih, w_hh, b_ih, b_hh)
 
-    cache = GRUCache(x, h_prev, valid, w_ih, w_hh, b_ih, b_hh, reset_after, reverse, gates)
+    def step(t, h):
+        r, z, n = gru_cell(x[t], h, w, reset_after)
+        return ((1.0 - z) * n + z * h,), {"r": r, "z": z, "n": n}
+
+    gates = step_record(T, B, dict.fromkeys("rzn", h0.shape[1]))
+    y, (h,), (h_prev,) = walk(step, (h0,), valid, reverse, gates)
+    cache = GRUCache(x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates, w_ih=w_ih,
+                     w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, reset_after=reset_after)
     return y, h, cache
 
 
@@ -138,71 +201,16 @@ def gru_backward(dy, dh_n, cache: GRUCache) -> dict[str, np.ndarray | None]:
     Shapes: dy (T, B, H) or None, dh_n (B, H) or None.
     Returns the gradients "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh" and "h".
     """
-    if not isinstance(cache, GRUCache):
-        raise TypeError(f"cache must be the GRUCache from gru_forward; got {type(cache).__name__}")
+    check_cache(cache, GRUCache, "gru_forward")
     x = cache.x
-    T, B, _ = x.shape
-    H = cache.w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))  # ∂L/∂(state after step t) from later
-    w_ir, w_iz, w_in = np.split(cache.w_ih, 3)
-    w_hr, w_hz, w_hn = np.split(cache.w_hh, 3)
-    b_hn = 0.0 if cache.b_hh is None else cache.b_hh[2 * H:]
+    dy, d_final = loss_grads(cache, dy, dh_n)
+    dx, grads = np.zeros_like(x), gru_grads(cache)
+    w, sums = gru_blocks(cache.w_ih, cache.w_hh, cache.b_ih, cache.b_hh), gru_blocks(**grads)
 
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(cache.w_ih), np.zeros_like(cache.w_hh)
-    db_ih, db_hh = np.zeros(3 * H), np.zeros(3 * H)
-    # per-gate views: adding into dw_ir, … fills dw_ih, …
-    dw_ir, dw_iz, dw_in = np.split(dw_ih, 3)
-    dw_hr, dw_hz, dw_hn = np.split(dw_hh, 3)
-    db_ir, db_iz, db_in = np.split(db_ih, 3)
-    db_hr, db_hz, db_hn = np.split(db_hh, 3)
-    dh_record = np.zeros((T, B, H))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
-        r, z, n = (cache.gates[name][t] for name in ("r", "z", "n"))
-        h_prev, x_t = cache.h_prev[t], x[t]
-        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
-        dn = dh * (1.0 - z)                           # h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
-        dz = dh * (h_prev - n)
-        dan = dn * (1.0 - n**2)                       # n_t = tanh(an_t)
-        if cache.reset_after:                         # an_t = … + r_t ⊙ (W_hn h_{t-1} + b_hn)
-            dhn = dan * r
-            dr = dan * (h_prev @ w_hn.T + b_hn)
-            dw_hn += dhn.T @ h_prev
-            dh_prev_via_n = dhn @ w_hn
-        else:                                         # an_t = … + W_hn (r_t ⊙ h_{t-1}) + b_hn
-            dhn = dan
-            drh = dhn @ w_hn                          # ∂L/∂(r_t ⊙ h_{t-1})
-            dr = drh * h_prev
-            dw_hn += dhn.T @ (r * h_prev)
-            dh_prev_via_n = drh * r
-        dar = dr * r * (1.0 - r)                      # r_t = σ(ar_t)
-        daz = dz * z * (1.0 - z)                      # z_t = σ(az_t)
-        dx[t] = dar @ w_ir + daz @ w_iz + dan @ w_in  # W_i· x_t in every gate
-        dw_ir += dar.T @ x_t
-        dw_iz += daz.T @ x_t
-        dw_in += dan.T @ x_t
-        dw_hr += dar.T @ h_prev                       # W_h· h_{t-1} in r and z
-        dw_hz += daz.T @ h_prev
-        db_ir += dar.sum(axis=0)
-        db_iz += daz.sum(axis=0)
-        db_in += dan.sum(axis=0)
-        db_hr += dar.sum(axis=0)
-        db_hz += daz.sum(axis=0)
-        db_hn += dhn.sum(axis=0)
-        dh_next = (
-            dh * z + dar @ w_hr + daz @ w_hz + dh_prev_via_n  # every path from h_{t-1}
-            + np.where(keep, 0.0, dh_next)                  # padding passes it through
-        )
-        dh_record[t] = dh
+    def step(t, dh):
+        dx[t], dh_prev_via_gates = gru_cell_backward(t, dh, cache.h_prev[t], cache, w, sums)
+        return (dh * cache.gates["z"][t] + dh_prev_via_gates,)   # every path from h_{t-1}
 
-    return {
-        "x": dx,
-        "h0": dh_next,
-        "w_ih": dw_ih,
-        "w_hh": dw_hh,
-        "b_ih": None if cache.b_ih is None else db_ih,
-        "b_hh": None if cache.b_hh is None else db_hh,
-        "h": dh_record,
-    }
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
+    return {"x": dx, "h0": dh0, "w_ih": grads["w_ih"], "w_hh": grads["w_hh"],
+            **bias_grads(cache, grads["b_ih"], grads["b_hh"]), "h": dh}

@@ -1,7 +1,6 @@
-"""Layer-normalised GRU in float64 NumPy: forward and backpropagation through time.
-
-Shape legend:  T time steps · B batch · I input size · H hidden size
-"""
+"""Layer-normalised GRU in float64 NumPy: forward and backpropagation through time; the
+GRU (:mod:`rnnlab.reference.gru`) with its two projections normalised as in
+:mod:`rnnlab.reference.lnlstm`."""
 
 from __future__ import annotations
 
@@ -10,41 +9,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
-    grad_or_zeros,
-    hidden_size,
-    optional_float64,
+    bias_grads,
+    cell_arguments,
+    check_cache,
+    float64_or,
+    loss_grads,
     sigmoid,
-    step_mask,
-    time_steps,
+    step_record,
+    walk,
+    walk_back,
 )
+from .gru import GRUCache
 from .lnlstm import _normalise, _normalise_backward
 
 
 @dataclass(frozen=True, eq=False)
-class LNGRUCache:
+class LNGRUCache(GRUCache):
     """What lngru_backward needs from lngru_forward.
 
-    x, h_prev, valid as in :class:`~rnnlab.reference.gru.GRUCache`
+    The fields of :class:`~rnnlab.reference.GRUCache` (reset_after True), and
+    gamma_ih, gamma_hh   the normalisations' gains
     norm    {"ih", "hh": the normalised projections v̂ (T, B, 3H)}
     rstd    {"ih", "hh": 1 / √(σ² + ε) of each normalisation, (T, B, 1)}
     gates   {"r", "z", "n": the gates after σ / tanh, "hn": the candidate's recurrent
             term}, each (T, B, H) and 0 at padding steps
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    valid: np.ndarray
-    w_ih: np.ndarray
-    w_hh: np.ndarray
-    b_ih: np.ndarray | None
-    b_hh: np.ndarray | None
     gamma_ih: np.ndarray
     gamma_hh: np.ndarray
-    reverse: bool
     norm: dict[str, np.ndarray]
     rstd: dict[str, np.ndarray]
-    gates: dict[str, np.ndarray]
 
 
 def lngru_forward(
@@ -76,8 +70,7 @@ def lngru_forward(
     Each projection is normalised over all 3H entries at once (Haste); b_ih and b_hh are
     the β of the two normalisations. It is torch.nn's GRU (reset after the recurrent
     product) with both projections normalised.
-    A padding step t ≥ lengths[b] keeps the state and outputs y_t = 0; reverse as in
-    :func:`~rnnlab.reference.gru_forward`.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x   (T, B, I)    w_ih  (3H, I)    b_ih  (3H,) or None    gamma_ih (3H,)
@@ -90,32 +83,15 @@ def lngru_forward(
         h_n   (B, H)     the state after each sample's last step
         cache LNGRUCache for lngru_backward; cache.gates holds "r", "z", "n", "hn"
     """
-    H = hidden_size(w_hh, 3, "(3H, H)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    h0 = as_float64("h0", h0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(3H, I)", (3 * H, I))
-    w_hh = as_float64("w_hh", w_hh, "(3H, H)", (3 * H, H))
-    b_ih = optional_float64("b_ih", b_ih, "(3H,)", (3 * H,))
-    b_hh = optional_float64("b_hh", b_hh, "(3H,)", (3 * H,))
-    gamma_ih = as_float64("gamma_ih", np.ones(3 * H) if gamma_ih is None else gamma_ih,
-                          "(3H,)", (3 * H,))
-    gamma_hh = as_float64("gamma_hh", np.ones(3 * H) if gamma_hh is None else gamma_hh,
-                          "(3H,)", (3 * H,))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
+    x, valid, h0, w_ih, w_hh, b_ih, b_hh = cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, 3)
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    gamma_ih = float64_or("gamma_ih", gamma_ih, 1.0, "(3H,)", (3 * H,))
+    gamma_hh = float64_or("gamma_hh", gamma_hh, 1.0, "(3H,)", (3 * H,))
     shift_ih = 0.0 if b_ih is None else b_ih
     shift_hh = 0.0 if b_hh is None else b_hh
 
-    y = np.zeros((T, B, H))
-    h_prev = np.zeros((T, B, H))
-    gates = {name: np.zeros((T, B, H)) for name in ("r", "z", "n", "hn")}
-    norm = {"ih": np.zeros((T, B, 3 * H)), "hh": np.zeros((T, B, 3 * H))}
-    rstd = {key: np.zeros((T, B, 1)) for key in norm}
-    h = h0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t] = h
+    def step(t, h):
         v_ih, r_ih = _normalise(x[t] @ w_ih.T)            # (B, 3H)
         v_hh, r_hh = _normalise(h @ w_hh.T)
         u = gamma_ih * v_ih + shift_ih
@@ -124,25 +100,26 @@ def lngru_forward(
         z = sigmoid(u[:, H:2 * H] + v[:, H:2 * H])
         hn = v[:, 2 * H:]
         n = np.tanh(u[:, 2 * H:] + r * hn)
-        h_t = (1.0 - z) * n + z * h
-        h = np.where(keep, h_t, h)                        # padding steps keep the state
-        y[t] = np.where(keep, h, 0.0)
-        for name, value in (("r", r), ("z", z), ("n", n), ("hn", hn)):
-            gates[name][t] = np.where(keep, value, 0.0)
-        for key, v_hat, rs in (("ih", v_ih, r_ih), ("hh", v_hh, r_hh)):
-            norm[key][t], rstd[key][t] = np.where(keep, v_hat, 0.0), np.where(keep, rs, 0.0)
+        return (((1.0 - z) * n + z * h,), {"r": r, "z": z, "n": n, "hn": hn},
+                {"ih": v_ih, "hh": v_hh}, {"ih": r_ih, "hh": r_hh})
 
-    cache = LNGRUCache(x, h_prev, valid, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, reverse,
-                       norm, rstd, gates)
+    gates = step_record(T, B, dict.fromkeys(("r", "z", "n", "hn"), H))
+    norm = step_record(T, B, {"ih": 3 * H, "hh": 3 * H})
+    rstd = step_record(T, B, dict.fromkeys(norm, 1))
+    y, (h,), (h_prev,) = walk(step, (h0,), valid, reverse, gates, norm, rstd)
+    cache = LNGRUCache(
+        x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates, w_ih=w_ih, w_hh=w_hh,
+        b_ih=b_ih, b_hh=b_hh, reset_after=True, gamma_ih=gamma_ih, gamma_hh=gamma_hh,
+        norm=norm, rstd=rstd,
+    )
     return y, h, cache
 
 
 def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for lngru_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n (a None gradient: no such term). Walking the
-    steps in the opposite order to the forward pass, with LN⁻¹'(d; v̂, rstd) = rstd ⊙
-    (d - mean(d) - v̂ ⊙ mean(d ⊙ v̂)) the gradient through a normalisation:
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward), with
+    LN⁻¹'(d; v̂, rstd) the gradient through a normalisation (as in lnlstm_backward):
 
         dh_t  = dy_t + z_{t+1} ⊙ dh_{t+1} + W_hhᵀ dp^hh_{t+1}      (dh_n at the last step)
         dn    = dh_t ⊙ (1 - z)     dz = dh_t ⊙ (h_{t-1} - n)
@@ -154,32 +131,22 @@ def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
         db_ih = Σ_t du_t            db_hh = Σ_t dv_t
         dγ_ih = Σ_t du_t ⊙ v̂^ih_t   dγ_hh = Σ_t dv_t ⊙ v̂^hh_t
 
-    A padding step hands the state gradient through unchanged and takes none itself.
-
     Shapes: dy (T, B, H), dh_n (B, H); each may be None.
-    Returns gradients shaped like the inputs: "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"
-    (None for an absent bias), "gamma_ih", "gamma_hh", and "h": (T, B, H) the total
-    ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh"
+    and "h".
     """
-    if not isinstance(cache, LNGRUCache):
-        raise TypeError(
-            f"cache must be the LNGRUCache from lngru_forward; got {type(cache).__name__}"
-        )
+    check_cache(cache, LNGRUCache, "lngru_forward")
     x, w_ih, w_hh, norm, rstd = cache.x, cache.w_ih, cache.w_hh, cache.norm, cache.rstd
-    T, B, _ = x.shape
+    dy, d_final = loss_grads(cache, dy, dh_n)
     H = w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))
-
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db_ih, db_hh = np.zeros(3 * H), np.zeros(3 * H)
     dgamma_ih, dgamma_hh = np.zeros(3 * H), np.zeros(3 * H)
-    dh_record = np.zeros((T, B, H))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
+
+    def step(t, dh):
+        nonlocal dw_ih, dw_hh, db_ih, db_hh, dgamma_ih, dgamma_hh  # the sums over steps
         r, z, n, hn = (cache.gates[name][t] for name in ("r", "z", "n", "hn"))
-        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
         dn = dh * (1.0 - z)                           # h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
         dz = dh * (cache.h_prev[t] - n)
         da_n = dn * (1.0 - n**2)                      # n = tanh(u_n + r ⊙ hn)
@@ -195,17 +162,8 @@ def lngru_backward(dy, dh_n, cache: LNGRUCache) -> dict[str, np.ndarray | None]:
         dx[t] = dp_ih @ w_ih                          # p^ih_t = W_ih x_t
         dw_ih += dp_ih.T @ x[t]
         dw_hh += dp_hh.T @ cache.h_prev[t]            # p^hh_t = W_hh h_{t-1}
-        dh_next = dh * z + dp_hh @ w_hh + np.where(keep, 0.0, dh_next)  # padding passes through
-        dh_record[t] = dh
+        return (dh * z + dp_hh @ w_hh,)
 
-    return {
-        "x": dx,
-        "h0": dh_next,
-        "w_ih": dw_ih,
-        "w_hh": dw_hh,
-        "b_ih": None if cache.b_ih is None else db_ih,
-        "b_hh": None if cache.b_hh is None else db_hh,
-        "gamma_ih": dgamma_ih,
-        "gamma_hh": dgamma_hh,
-        "h": dh_record,
-    }
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
+    return {"x": dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh, **bias_grads(cache, db_ih, db_hh),
+            "gamma_ih": dgamma_ih, "gamma_hh": dgamma_hh, "h": dh}

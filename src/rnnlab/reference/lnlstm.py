@@ -1,7 +1,6 @@
-"""Layer-normalised LSTM in float64 NumPy: forward and backpropagation through time.
-
-Shape legend:  T time steps · B batch · I input size · H hidden (cell) size
-"""
+"""Layer-normalised LSTM in float64 NumPy: forward and backpropagation through time; the
+LSTM's cell (:mod:`rnnlab.reference.lstm`) with its two projections and the cell state's
+read-out normalised. The normalisation's pieces here also serve the layer-normalised GRU."""
 
 from __future__ import annotations
 
@@ -10,45 +9,37 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
-    grad_or_zeros,
-    hidden_size,
+    bias_grads,
+    check_cache,
+    float64_or,
+    loss_grads,
     optional_float64,
-    sigmoid,
-    step_mask,
-    time_steps,
+    step_record,
+    summed_bias,
+    walk,
+    walk_back,
 )
+from .lstm import LSTMCache, lstm_arguments, lstm_cell, lstm_cell_backward, lstm_sums
 
 LN_EPS = 1e-5  # ε of every layer normalisation (Haste's and torch.nn.LayerNorm's)
 
 
 @dataclass(frozen=True, eq=False)
-class LNLSTMCache:
+class LNLSTMCache(LSTMCache):
     """What lnlstm_backward needs from lnlstm_forward.
 
-    x, h_prev, c_prev, valid as in :class:`~rnnlab.reference.lstm.LSTMCache` (P = H)
+    The fields of :class:`~rnnlab.reference.LSTMCache` (P = H, w_hr None), and
+    gamma_ih, gamma_hh, gamma_c, beta_c   the normalisations' gains and β_c (None: absent)
     norm    {"ih", "hh": the normalised projections v̂ (T, B, 4H); "c": ĉ_t (T, B, H)}
     rstd    {"ih", "hh", "c": 1 / √(σ² + ε) of each normalisation, (T, B, 1)}
-    gates   {"i", "f", "g", "o": the gates after σ / tanh, "c": the cell state c_t},
-            each (T, B, H) and 0 at padding steps
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    c_prev: np.ndarray
-    valid: np.ndarray
-    w_ih: np.ndarray
-    w_hh: np.ndarray
-    b_ih: np.ndarray | None
-    b_hh: np.ndarray | None
     gamma_ih: np.ndarray
     gamma_hh: np.ndarray
     gamma_c: np.ndarray
     beta_c: np.ndarray | None
-    reverse: bool
     norm: dict[str, np.ndarray]
     rstd: dict[str, np.ndarray]
-    gates: dict[str, np.ndarray]
 
 
 def _normalise(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +85,7 @@ def lnlstm_forward(
     (as Haste's LayerNormLSTM, with its i, g, f, o blocks reordered):
 
         a_t = LN(W_ih x_t; γ_ih) + b_ih + LN(W_hh h_{t-1}; γ_hh) + b_hh     (B, 4H)
-        i_t = σ(a_i)   f_t = σ(a_f)   g_t = tanh(a_g)   o_t = σ(a_o)
-        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        i_t, f_t, g_t, o_t, c_t   from a_t, as in lstm_forward
         h_t = o_t ⊙ tanh(LN(c_t; γ_c, β_c))
         y_t = h_t
 
@@ -104,10 +94,7 @@ def lnlstm_forward(
     normalisations (a separate β would only add to them). The carried cell state c_t is
     not normalised; only its read-out is.
 
-    A padding step t ≥ lengths[b] keeps both states and outputs y_t = 0.
-    With reverse=True the steps run T-1 … 0: each sample's span runs lengths[b]-1 … 0
-    starting from (h0, c0), outputs stay at their own index t, and the final states are
-    those after step 0.
+    Lengths, padding steps and reverse: as every forward (:mod:`rnnlab.reference`).
 
     Shapes:
         x   (T, B, I)    w_ih  (4H, I)    b_ih  (4H,) or None    gamma_ih (4H,)
@@ -121,56 +108,36 @@ def lnlstm_forward(
         h_n   (B, H)     c_n (B, H): the states after each sample's last step
         cache LNLSTMCache for lnlstm_backward; cache.gates holds "i", "f", "g", "o", "c"
     """
-    H = hidden_size(w_hh, 4, "(4H, H)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    h0 = as_float64("h0", h0, "(B, H)", (B, H))
-    c0 = as_float64("c0", c0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(4H, I)", (4 * H, I))
-    w_hh = as_float64("w_hh", w_hh, "(4H, H)", (4 * H, H))
-    b_ih = optional_float64("b_ih", b_ih, "(4H,)", (4 * H,))
-    b_hh = optional_float64("b_hh", b_hh, "(4H,)", (4 * H,))
-    gamma_ih = as_float64("gamma_ih", np.ones(4 * H) if gamma_ih is None else gamma_ih,
-                          "(4H,)", (4 * H,))
-    gamma_hh = as_float64("gamma_hh", np.ones(4 * H) if gamma_hh is None else gamma_hh,
-                          "(4H,)", (4 * H,))
-    gamma_c = as_float64("gamma_c", np.ones(H) if gamma_c is None else gamma_c, "(H,)", (H,))
+    x, valid, h0, c0, w_ih, w_hh, b_ih, b_hh, _ = lstm_arguments(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, None, lengths, rows="(4H, H)"
+    )
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    gamma_ih = float64_or("gamma_ih", gamma_ih, 1.0, "(4H,)", (4 * H,))
+    gamma_hh = float64_or("gamma_hh", gamma_hh, 1.0, "(4H,)", (4 * H,))
+    gamma_c = float64_or("gamma_c", gamma_c, 1.0, "(H,)", (H,))
     beta_c = optional_float64("beta_c", beta_c, "(H,)", (H,))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
-    bias = (0.0 if b_ih is None else b_ih) + (0.0 if b_hh is None else b_hh)
+    bias = summed_bias(b_ih, b_hh)
     shift_c = 0.0 if beta_c is None else beta_c
 
-    y = np.zeros((T, B, H))
-    h_prev, c_prev = np.zeros((T, B, H)), np.zeros((T, B, H))
-    gates = {name: np.zeros((T, B, H)) for name in ("i", "f", "g", "o", "c")}
-    norm = {"ih": np.zeros((T, B, 4 * H)), "hh": np.zeros((T, B, 4 * H)), "c": np.zeros((T, B, H))}
-    rstd = {key: np.zeros((T, B, 1)) for key in norm}
-    h, c = h0, c0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t], c_prev[t] = h, c
+    def step(t, h, c):
         v_ih, r_ih = _normalise(x[t] @ w_ih.T)            # (B, 4H): all four gates at once
         v_hh, r_hh = _normalise(h @ w_hh.T)
         a = gamma_ih * v_ih + gamma_hh * v_hh + bias      # (B, 4H)
-        i = sigmoid(a[:, 0 * H:1 * H])
-        f = sigmoid(a[:, 1 * H:2 * H])
-        g = np.tanh(a[:, 2 * H:3 * H])
-        o = sigmoid(a[:, 3 * H:4 * H])
-        c_t = f * c + i * g                               # (B, H)
+        i, f, g, o, c_t = lstm_cell(a, c)
         c_hat, r_c = _normalise(c_t)
         h_t = o * np.tanh(gamma_c * c_hat + shift_c)      # (B, H)
-        h = np.where(keep, h_t, h)                        # padding steps keep the state
-        c = np.where(keep, c_t, c)
-        y[t] = np.where(keep, h, 0.0)
-        for name, value in (("i", i), ("f", f), ("g", g), ("o", o), ("c", c_t)):
-            gates[name][t] = np.where(keep, value, 0.0)
-        for key, v_hat, r in (("ih", v_ih, r_ih), ("hh", v_hh, r_hh), ("c", c_hat, r_c)):
-            norm[key][t], rstd[key][t] = np.where(keep, v_hat, 0.0), np.where(keep, r, 0.0)
+        return ((h_t, c_t), {"i": i, "f": f, "g": g, "o": o, "c": c_t},
+                {"ih": v_ih, "hh": v_hh, "c": c_hat}, {"ih": r_ih, "hh": r_hh, "c": r_c})
 
+    gates = step_record(T, B, dict.fromkeys("ifgoc", H))
+    norm = step_record(T, B, {"ih": 4 * H, "hh": 4 * H, "c": H})
+    rstd = step_record(T, B, dict.fromkeys(norm, 1))
+    y, (h, c), (h_prev, c_prev) = walk(step, (h0, c0), valid, reverse, gates, norm, rstd)
     cache = LNLSTMCache(
-        x, h_prev, c_prev, valid, w_ih, w_hh, b_ih, b_hh, gamma_ih, gamma_hh, gamma_c, beta_c,
-        reverse, norm, rstd, gates,
+        x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates, c_prev=c_prev, w_ih=w_ih,
+        w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, w_hr=None, gamma_ih=gamma_ih, gamma_hh=gamma_hh,
+        gamma_c=gamma_c, beta_c=beta_c, norm=norm, rstd=rstd,
     )
     return y, (h, c), cache
 
@@ -178,17 +145,15 @@ def lnlstm_forward(
 def lnlstm_backward(dy, dh_n, dc_n, cache: LNLSTMCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for lnlstm_forward.
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n + Σ dc_n ⊙ c_n (a None gradient: no such term).
-    Walking the steps in the opposite order to the forward pass, with "t+1" the step
-    processed after t (t-1 when reverse), n_t = LN(c_t; γ_c, β_c), ĉ_t, v̂^ih_t, v̂^hh_t the
+    Walking the steps backward (:mod:`rnnlab.reference`, every backward), with
+    n_t = LN(c_t; γ_c, β_c), ĉ_t, v̂^ih_t, v̂^hh_t the
     normalised values and LN⁻¹'(d; v̂, rstd) = rstd ⊙ (d - mean(d) - v̂ ⊙ mean(d ⊙ v̂))
     the gradient through a normalisation (means over its entries):
 
         dh_t  = dy_t + W_hhᵀ dp^hh_{t+1}                (dh_n at the last step)
         dn_t  = dh_t ⊙ o_t ⊙ (1 - tanh²(n_t))           do_t = dh_t ⊙ tanh(n_t)
         dc_t  = f_{t+1} ⊙ dc_{t+1} + LN⁻¹'(γ_c ⊙ dn_t; ĉ_t)   (dc_n at the last step)
-        di_t  = dc_t ⊙ g_t     dg_t = dc_t ⊙ i_t     df_t = dc_t ⊙ c_{t-1}
-        da_t  = [di ⊙ i(1-i), df ⊙ f(1-f), dg ⊙ (1-g²), do ⊙ o(1-o)]   (B, 4H)
+        di_t, dg_t, df_t, da_t   from dc_t and do_t, as in lstm_backward
         dp^ih_t = LN⁻¹'(γ_ih ⊙ da_t; v̂^ih_t)    dp^hh_t = LN⁻¹'(γ_hh ⊙ da_t; v̂^hh_t)
         dx_t  = W_ihᵀ dp^ih_t
         dW_ih = Σ_t dp^ih_t x_tᵀ    dW_hh = Σ_t dp^hh_t h_{t-1}ᵀ    db_ih = db_hh = Σ_t da_t
@@ -196,51 +161,30 @@ def lnlstm_backward(dy, dh_n, dc_n, cache: LNLSTMCache) -> dict[str, np.ndarray 
         dγ_c  = Σ_t dn_t ⊙ ĉ_t      dβ_c  = Σ_t dn_t
         dh0   = W_hhᵀ dp^hh, dc0 = f ⊙ dc at the first processed step
 
-    A padding step hands both state gradients through unchanged and takes none itself.
-
     Shapes: dy (T, B, H), dh_n (B, H), dc_n (B, H); each may be None.
-    Returns gradients shaped like the inputs: "x", "h0", "c0", "w_ih", "w_hh", "b_ih",
-    "b_hh", "gamma_ih", "gamma_hh", "gamma_c", "beta_c" (None for an absent bias), and
-    "h": (T, B, H) the total ∂L/∂h_t, 0 at padding steps.
+    Returns the gradients "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih",
+    "gamma_hh", "gamma_c", "beta_c" and "h".
     """
-    if not isinstance(cache, LNLSTMCache):
-        raise TypeError(
-            f"cache must be the LNLSTMCache from lnlstm_forward; got {type(cache).__name__}"
-        )
+    check_cache(cache, LNLSTMCache, "lnlstm_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n, dc_n)
     x, w_ih, w_hh, norm, rstd = cache.x, cache.w_ih, cache.w_hh, cache.norm, cache.rstd
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))  # ∂L/∂(state after step t) from later
-    dc_next = grad_or_zeros("dc_n", dc_n, "(B, H)", (B, H))
     shift_c = 0.0 if cache.beta_c is None else cache.beta_c
+    dx, dw_ih, dw_hh, _, db = lstm_sums(cache)
+    dgamma_ih, dgamma_hh = np.zeros_like(cache.gamma_ih), np.zeros_like(cache.gamma_hh)
+    dgamma_c, dbeta_c = np.zeros_like(cache.gamma_c), np.zeros_like(cache.gamma_c)
 
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    db = np.zeros(4 * H)
-    dgamma_ih, dgamma_hh = np.zeros(4 * H), np.zeros(4 * H)
-    dgamma_c, dbeta_c = np.zeros(H), np.zeros(H)
-    dh_record = np.zeros((T, B, H))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
+    def step(t, dh, dc):
+        nonlocal dw_ih, dw_hh, db, dgamma_ih, dgamma_hh, dgamma_c, dbeta_c  # sums over steps
         i, f, g, o = (cache.gates[name][t] for name in ("i", "f", "g", "o"))
         tanh_n = np.tanh(cache.gamma_c * norm["c"][t] + shift_c)
-        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
         do = dh * tanh_n                              # h_t = o_t ⊙ tanh(n_t)
         dn = dh * o * (1.0 - tanh_n**2)
         dgamma_c += (dn * norm["c"][t]).sum(axis=0)   # n_t = γ_c ⊙ ĉ_t + β_c
         dbeta_c += dn.sum(axis=0)
-        dc = np.where(keep, dc_next, 0.0) + _normalise_backward(
+        dc = dc + _normalise_backward(
             cache.gamma_c * dn, norm["c"][t], rstd["c"][t]
         )                                             # c_t feeds c_{t+1} and n_t
-        di = dc * g                                   # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
-        dg = dc * i
-        df = dc * cache.c_prev[t]
-        da = np.concatenate(                          # through σ and tanh: (B, 4H)
-            [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g**2), do * o * (1.0 - o)],
-            axis=1,
-        )
-        da = np.where(keep, da, 0.0)
+        da = lstm_cell_backward(dc, do, i, f, g, o, cache.c_prev[t])
         db += da.sum(axis=0)                          # a_t = ... + b_ih + b_hh
         dgamma_ih += (da * norm["ih"][t]).sum(axis=0)  # a_t = γ_ih ⊙ v̂^ih_t + γ_hh ⊙ v̂^hh_t
         dgamma_hh += (da * norm["hh"][t]).sum(axis=0)
@@ -249,21 +193,11 @@ def lnlstm_backward(dy, dh_n, dc_n, cache: LNLSTMCache) -> dict[str, np.ndarray 
         dx[t] = dp_ih @ w_ih                          # p^ih_t = W_ih x_t
         dw_ih += dp_ih.T @ x[t]
         dw_hh += dp_hh.T @ cache.h_prev[t]            # p^hh_t = W_hh h_{t-1}
-        dh_next = dp_hh @ w_hh + np.where(keep, 0.0, dh_next)  # padding passes both through
-        dc_next = dc * f + np.where(keep, 0.0, dc_next)
-        dh_record[t] = dh
+        return dp_hh @ w_hh, dc * f
 
+    dh, (dh0, dc0) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
     return {
-        "x": dx,
-        "h0": dh_next,
-        "c0": dc_next,
-        "w_ih": dw_ih,
-        "w_hh": dw_hh,
-        "b_ih": None if cache.b_ih is None else db,
-        "b_hh": None if cache.b_hh is None else db.copy(),
-        "gamma_ih": dgamma_ih,
-        "gamma_hh": dgamma_hh,
-        "gamma_c": dgamma_c,
-        "beta_c": None if cache.beta_c is None else dbeta_c,
-        "h": dh_record,
+        "x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh, **bias_grads(cache, db),
+        "gamma_ih": dgamma_ih, "gamma_hh": dgamma_hh, "gamma_c": dgamma_c,
+        "beta_c": None if cache.beta_c is None else dbeta_c, "h": dh,
     }

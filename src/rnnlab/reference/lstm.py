@@ -1,5 +1,6 @@
 """LSTM (optionally with a projection) in float64 NumPy: forward and backpropagation
-through time."""
+through time. The cell's pieces (`lstm_arguments`, `lstm_cell`, `lstm_cell_backward`,
+`project`, `project_backward`) also serve the masked and layer-normalised LSTMs."""
 
 from __future__ import annotations
 
@@ -8,39 +9,105 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
+    SequenceCache,
     as_float64,
-    grad_or_zeros,
+    bias_grads,
+    check_cache,
     hidden_size,
+    input_backward,
+    loss_grads,
     optional_float64,
+    sequence,
     sigmoid,
-    step_mask,
-    time_steps,
+    step_record,
+    summed_bias,
+    walk,
+    walk_back,
 )
 
 
 @dataclass(frozen=True, eq=False)
-class LSTMCache:
+class LSTMCache(SequenceCache):
     """What lstm_backward needs from lstm_forward.
 
-    x       (T, B, I)  the inputs, 0 at padding steps (padding never reaches the math)
-    h_prev  (T, B, P)  h_{t-1}, the output state entering step t
+    The fields of every cache (x, h_prev (T, B, P), valid, reverse, gates), and
     c_prev  (T, B, H)  c_{t-1}, the cell state entering step t
-    valid   (T, B, 1)  True where t < lengths[b]
+    w_ih, w_hh, b_ih, b_hh, w_hr   the weights as checked (None: absent)
     gates   {"i", "f", "g", "o": the gates after σ / tanh, "c": the cell state c_t},
             each (T, B, H) and 0 at padding steps
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
     c_prev: np.ndarray
-    valid: np.ndarray
     w_ih: np.ndarray
     w_hh: np.ndarray
     b_ih: np.ndarray | None
     b_hh: np.ndarray | None
     w_hr: np.ndarray | None
-    reverse: bool
-    gates: dict[str, np.ndarray]
+
+
+def lstm_arguments(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, rows: str = "(4H, P)"):
+    """The checked float64 arguments of an LSTM forward, shaped as lstm_forward's:
+    (x with its padding steps zeroed, valid, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr).
+    `rows` names w_hh's shape in the error of a wrong one."""
+    H = hidden_size("w_hh", w_hh, 4, rows)
+    x, valid = sequence(x, lengths)
+    B, I = x.shape[1:]
+    w_hr = optional_float64("w_hr", w_hr, "(P, H)", (None, H))
+    P, P_name = (H, "H") if w_hr is None else (w_hr.shape[0], "P")
+    return (
+        x,
+        valid,
+        as_float64("h0", h0, f"(B, {P_name})", (B, P)),
+        as_float64("c0", c0, "(B, H)", (B, H)),
+        as_float64("w_ih", w_ih, "(4H, I)", (4 * H, I)),
+        as_float64("w_hh", w_hh, f"(4H, {P_name})", (4 * H, P)),
+        optional_float64("b_ih", b_ih, "(4H,)", (4 * H,)),
+        optional_float64("b_hh", b_hh, "(4H,)", (4 * H,)),
+        w_hr,
+    )
+
+
+def lstm_cell(a: np.ndarray, c_prev: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The gates and cell state of one step from its pre-activation a (B, 4H), blocks
+    i, f, g, o: lstm_forward's equations from i_t to c_t. Returns (i, f, g, o, c_t)."""
+    H = a.shape[1] // 4
+    i = sigmoid(a[:, 0 * H:1 * H])
+    f = sigmoid(a[:, 1 * H:2 * H])
+    g = np.tanh(a[:, 2 * H:3 * H])
+    o = sigmoid(a[:, 3 * H:4 * H])
+    return i, f, g, o, f * c_prev + i * g
+
+
+def lstm_cell_backward(dc, do, i, f, g, o, c_prev) -> np.ndarray:
+    """da_t (B, 4H) from dc_t (∂L/∂c_t in total) and do_t: lstm_backward's lines from
+    di_t to da_t, through c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t and the gates' σ / tanh."""
+    di = dc * g
+    dg = dc * i
+    df = dc * c_prev
+    return np.concatenate(
+        [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g**2), do * o * (1.0 - o)], axis=1
+    )
+
+
+def project(m: np.ndarray, w_hr: np.ndarray | None) -> np.ndarray:
+    """h_t = W_hr m_t with the projection, else m_t."""
+    return m if w_hr is None else m @ w_hr.T
+
+
+def project_backward(dh, m, w_hr, dw_hr) -> np.ndarray:
+    """dm_t = W_hrᵀ dh_t (dh_t without the projection); adds dh_t m_tᵀ into dw_hr."""
+    if w_hr is None:
+        return dh
+    dw_hr += dh.T @ m
+    return dh @ w_hr
+
+
+def lstm_sums(cache) -> tuple:
+    """Zero sums of an LSTM backward: (dx, dW_ih, dW_hh, dW_hr or None, db), shaped as the
+    cache's x, weights and biases (4H,)."""
+    return (np.zeros_like(cache.x), np.zeros_like(cache.w_ih), np.zeros_like(cache.w_hh),
+            None if cache.w_hr is None else np.zeros_like(cache.w_hr),
+            np.zeros(cache.w_hh.shape[0]))
 
 
 def lstm_forward(
@@ -82,43 +149,22 @@ def lstm_forward(
         h_n   (B, P)     c_n (B, H): the states after each sample's last step
         cache LSTMCache  for lstm_backward; cache.gates holds "i", "f", "g", "o", "c"
     """
-    H = hidden_size(w_hh, 4, "(4H, P)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    w_hr = optional_float64("w_hr", w_hr, "(P, H)", (None, H))
-    P, P_name = (H, "H") if w_hr is None else (w_hr.shape[0], "P")
-    h0 = as_float64("h0", h0, f"(B, {P_name})", (B, P))
-    c0 = as_float64("c0", c0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(4H, I)", (4 * H, I))
-    w_hh = as_float64("w_hh", w_hh, f"(4H, {P_name})", (4 * H, P))
-    b_ih = optional_float64("b_ih", b_ih, "(4H,)", (4 * H,))
-    b_hh = optional_float64("b_hh", b_hh, "(4H,)", (4 * H,))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
-    bias = (0.0 if b_ih is None else b_ih) + (0.0 if b_hh is None else b_hh)
+    x, valid, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = lstm_arguments(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths
+    )
+    T, B, _ = x.shape
+    bias = summed_bias(b_ih, b_hh)
 
-    y = np.zeros((T, B, P))
-    h_prev, c_prev = np.zeros((T, B, P)), np.zeros((T, B, H))
-    gates = {name: np.zeros((T, B, H)) for name in ("i", "f", "g", "o", "c")}
-    h, c = h0, c0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t], c_prev[t] = h, c
+    def step(t, h, c):
         a = x[t] @ w_ih.T + h @ w_hh.T + bias             # (B, 4H) all four gates at once
-        i = sigmoid(a[:, 0 * H:1 * H])
-        f = sigmoid(a[:, 1 * H:2 * H])
-        g = np.tanh(a[:, 2 * H:3 * H])
-        o = sigmoid(a[:, 3 * H:4 * H])
-        c_t = f * c + i * g                               # (B, H)
+        i, f, g, o, c_t = lstm_cell(a, c)
         m_t = o * np.tanh(c_t)                            # (B, H)
-        h_t = m_t if w_hr is None else m_t @ w_hr.T       # (B, P)
-        h = np.where(keep, h_t, h)                        # padding steps keep the state
-        c = np.where(keep, c_t, c)
-        y[t] = np.where(keep, h, 0.0)
-        for name, value in (("i", i), ("f", f), ("g", g), ("o", o), ("c", c_t)):
-            gates[name][t] = np.where(keep, value, 0.0)
+        return (project(m_t, w_hr), c_t), {"i": i, "f": f, "g": g, "o": o, "c": c_t}
 
-    cache = LSTMCache(x, h_prev, c_prev, valid, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, gates)
+    gates = step_record(T, B, dict.fromkeys("ifgoc", c0.shape[1]))
+    y, (h, c), (h_prev, c_prev) = walk(step, (h0, c0), valid, reverse, gates)
+    cache = LSTMCache(x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates,
+                      c_prev=c_prev, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, w_hr=w_hr)
     return y, (h, c), cache
 
 
@@ -142,57 +188,22 @@ def lstm_backward(dy, dh_n, dc_n, cache: LSTMCache) -> dict[str, np.ndarray | No
     Shapes: dy (T, B, P), dh_n (B, P), dc_n (B, H); each may be None.
     Returns the gradients "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr" and "h".
     """
-    if not isinstance(cache, LSTMCache):
-        raise TypeError(
-            f"cache must be the LSTMCache from lstm_forward; got {type(cache).__name__}"
-        )
+    check_cache(cache, LSTMCache, "lstm_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n, dc_n, P="P")
     x, w_ih, w_hh, w_hr = cache.x, cache.w_ih, cache.w_hh, cache.w_hr
-    T, B, _ = x.shape
-    H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, P)", (T, B, P))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, P)", (B, P))  # ∂L/∂(state after step t) from later
-    dc_next = grad_or_zeros("dc_n", dc_n, "(B, H)", (B, H))
+    dx, dw_ih, dw_hh, dw_hr, db = lstm_sums(cache)
 
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
-    db = np.zeros(4 * H)
-    dh_record = np.zeros((T, B, P))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
+    def step(t, dh, dc):
+        nonlocal dw_hh                                # the sums over steps
         i, f, g, o, c = (cache.gates[name][t] for name in ("i", "f", "g", "o", "c"))
         tanh_c = np.tanh(c)
-        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
-        if w_hr is None:
-            dm = dh                                   # h_t = m_t
-        else:
-            dw_hr += dh.T @ (o * tanh_c)              # h_t = W_hr m_t
-            dm = dh @ w_hr
-        dc = np.where(keep, dc_next, 0.0) + dm * o * (1.0 - tanh_c**2)  # c_t feeds c_{t+1}, m_t
-        do = dm * tanh_c                              # m_t = o_t ⊙ tanh(c_t)
-        di = dc * g                                   # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
-        dg = dc * i
-        df = dc * cache.c_prev[t]
-        da = np.concatenate(                          # through σ and tanh: (B, 4H)
-            [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g**2), do * o * (1.0 - o)],
-            axis=1,
-        )
-        dx[t] = da @ w_ih                             # a_t = W_ih x_t + ...
-        dw_ih += da.T @ x[t]
-        dw_hh += da.T @ cache.h_prev[t]               # ... + W_hh h_{t-1}
-        db += da.sum(axis=0)                          # ... + b_ih + b_hh
-        dh_next = da @ w_hh + np.where(keep, 0.0, dh_next)  # padding passes both through
-        dc_next = dc * f + np.where(keep, 0.0, dc_next)
-        dh_record[t] = dh
+        dm = project_backward(dh, o * tanh_c, w_hr, dw_hr)  # h_t = W_hr m_t
+        dc = dc + dm * o * (1.0 - tanh_c**2)          # c_t feeds c_{t+1} and m_t
+        da = lstm_cell_backward(dc, dm * tanh_c, i, f, g, o, cache.c_prev[t])
+        dx[t] = input_backward(da, x[t], w_ih, dw_ih, db)  # a_t = W_ih x_t + b_ih + b_hh
+        dw_hh += da.T @ cache.h_prev[t]               #       + W_hh h_{t-1}
+        return da @ w_hh, dc * f
 
-    return {
-        "x": dx,
-        "h0": dh_next,
-        "c0": dc_next,
-        "w_ih": dw_ih,
-        "w_hh": dw_hh,
-        "b_ih": None if cache.b_ih is None else db,
-        "b_hh": None if cache.b_hh is None else db.copy(),
-        "w_hr": dw_hr,
-        "h": dh_record,
-    }
+    dh, (dh0, dc0) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
+    return {"x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh,
+            **bias_grads(cache, db), "w_hr": dw_hr, "h": dh}

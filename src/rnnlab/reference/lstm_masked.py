@@ -1,9 +1,6 @@
 """LSTM with recurrent dropout and zoneout in float64 NumPy: forward and backpropagation
-through time, the masks given.
-
-Shape legend:  T time steps · B batch · I input size · H hidden (cell) size
-               P output size: the projection size with w_hr, else H
-"""
+through time, the masks given; the plain LSTM's cell (:mod:`rnnlab.reference.lstm`) with
+the masks' terms added."""
 
 from __future__ import annotations
 
@@ -12,43 +9,40 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
-    grad_or_zeros,
-    hidden_size,
-    optional_float64,
-    sigmoid,
-    step_mask,
-    time_steps,
+    bias_grads,
+    check_cache,
+    float64_or,
+    input_backward,
+    loss_grads,
+    step_record,
+    summed_bias,
+    walk,
+    walk_back,
+)
+from .lstm import (
+    LSTMCache,
+    lstm_arguments,
+    lstm_cell,
+    lstm_cell_backward,
+    lstm_sums,
+    project,
+    project_backward,
 )
 
 
 @dataclass(frozen=True, eq=False)
-class LSTMMaskedCache:
+class LSTMMaskedCache(LSTMCache):
     """What lstm_masked_backward needs from lstm_masked_forward.
 
-    x       (T, B, I)  the inputs, 0 at padding steps
-    h_prev  (T, B, P)  h_{t-1}, the output state entering step t
-    c_prev  (T, B, H)  c_{t-1}, the cell state entering step t
-    valid   (T, B, 1)  True where t < lengths[b]
+    The fields of :class:`~rnnlab.reference.LSTMCache`, with gates {"i", "f", "g", "o",
+    "c_tilde": c̃_t, "c": c_t}, and the masks:
     drop_h  (B, P)     the recurrent dropout multiplier d (ones without)
     keep_h  (T, B, P), keep_c (T, B, H): the zoneout shares k^h, k^c (zeros without)
-    gates   {"i", "f", "g", "o", "c_tilde": c̃_t, "c": c_t}, each (T, B, H), 0 at padding
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    c_prev: np.ndarray
-    valid: np.ndarray
-    w_ih: np.ndarray
-    w_hh: np.ndarray
-    b_ih: np.ndarray | None
-    b_hh: np.ndarray | None
-    w_hr: np.ndarray | None
     drop_h: np.ndarray
     keep_h: np.ndarray
     keep_c: np.ndarray
-    reverse: bool
-    gates: dict[str, np.ndarray]
 
 
 def lstm_masked_forward(
@@ -74,7 +68,7 @@ def lstm_masked_forward(
     k^h_t (B, P), k^c_t (B, H):
 
         a_t  = W_ih x_t + b_ih + W_hh (d ⊙ h_{t-1}) + b_hh      recurrent dropout
-        i_t, f_t, o_t = σ(a_t blocks i, f, o)     g_t = tanh(a_t block g)
+        i_t, f_t, g_t, o_t   from a_t, as in lstm_forward
         c̃_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
         h̃_t = W_hr (o_t ⊙ tanh(c̃_t))             (without w_hr: o_t ⊙ tanh(c̃_t))
         c_t  = k^c_t ⊙ c_{t-1} + (1 - k^c_t) ⊙ c̃_t                zoneout
@@ -93,131 +87,64 @@ def lstm_masked_forward(
 
     Returns (y, (h_n, c_n), cache): y (T, B, P), 0 at padding; h_n (B, P), c_n (B, H).
     """
-    H = hidden_size(w_hh, 4, "(4H, P)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    w_hr = optional_float64("w_hr", w_hr, "(P, H)", (None, H))
-    P, P_name = (H, "H") if w_hr is None else (w_hr.shape[0], "P")
-    h0 = as_float64("h0", h0, f"(B, {P_name})", (B, P))
-    c0 = as_float64("c0", c0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(4H, I)", (4 * H, I))
-    w_hh = as_float64("w_hh", w_hh, f"(4H, {P_name})", (4 * H, P))
-    b_ih = optional_float64("b_ih", b_ih, "(4H,)", (4 * H,))
-    b_hh = optional_float64("b_hh", b_hh, "(4H,)", (4 * H,))
-    d = np.ones((B, P)) if drop_h is None else as_float64("drop_h", drop_h, "(B, P)", (B, P))
-    k_h = np.zeros((T, B, P)) if keep_h is None else as_float64(
-        "keep_h", keep_h, "(T, B, P)", (T, B, P))
-    k_c = np.zeros((T, B, H)) if keep_c is None else as_float64(
-        "keep_c", keep_c, "(T, B, H)", (T, B, H))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
-    bias = (0.0 if b_ih is None else b_ih) + (0.0 if b_hh is None else b_hh)
+    x, valid, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = lstm_arguments(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths
+    )
+    T, B, _ = x.shape
+    H, P = c0.shape[1], h0.shape[1]
+    d = float64_or("drop_h", drop_h, 1.0, "(B, P)", (B, P))
+    k_h = float64_or("keep_h", keep_h, 0.0, "(T, B, P)", (T, B, P))
+    k_c = float64_or("keep_c", keep_c, 0.0, "(T, B, H)", (T, B, H))
+    bias = summed_bias(b_ih, b_hh)
 
-    y = np.zeros((T, B, P))
-    h_prev, c_prev = np.zeros((T, B, P)), np.zeros((T, B, H))
-    gates = {name: np.zeros((T, B, H)) for name in ("i", "f", "g", "o", "c_tilde", "c")}
-    h, c = h0, c0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t], c_prev[t] = h, c
+    def step(t, h, c):
         a = x[t] @ w_ih.T + (d * h) @ w_hh.T + bias       # (B, 4H)
-        i = sigmoid(a[:, 0 * H:1 * H])
-        f = sigmoid(a[:, 1 * H:2 * H])
-        g = np.tanh(a[:, 2 * H:3 * H])
-        o = sigmoid(a[:, 3 * H:4 * H])
-        c_tilde = f * c + i * g                           # (B, H)
-        m_t = o * np.tanh(c_tilde)
-        h_tilde = m_t if w_hr is None else m_t @ w_hr.T   # (B, P)
+        i, f, g, o, c_tilde = lstm_cell(a, c)
+        h_tilde = project(o * np.tanh(c_tilde), w_hr)     # (B, P)
         c_t = k_c[t] * c + (1.0 - k_c[t]) * c_tilde       # zoneout
         h_t = k_h[t] * h + (1.0 - k_h[t]) * h_tilde
-        h = np.where(keep, h_t, h)                        # padding steps keep the state
-        c = np.where(keep, c_t, c)
-        y[t] = np.where(keep, h, 0.0)
-        for name, value in (("i", i), ("f", f), ("g", g), ("o", o), ("c_tilde", c_tilde),
-                            ("c", c_t)):
-            gates[name][t] = np.where(keep, value, 0.0)
+        return (h_t, c_t), {"i": i, "f": f, "g": g, "o": o, "c_tilde": c_tilde, "c": c_t}
 
-    cache = LSTMMaskedCache(x, h_prev, c_prev, valid, w_ih, w_hh, b_ih, b_hh, w_hr, d, k_h,
-                            k_c, reverse, gates)
+    gates = step_record(T, B, dict.fromkeys(("i", "f", "g", "o", "c_tilde", "c"), H))
+    y, (h, c), (h_prev, c_prev) = walk(step, (h0, c0), valid, reverse, gates)
+    cache = LSTMMaskedCache(
+        x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates, c_prev=c_prev,
+        w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, w_hr=w_hr, drop_h=d, keep_h=k_h, keep_c=k_c,
+    )
     return y, (h, c), cache
 
 
 def lstm_masked_backward(dy, dh_n, dc_n, cache: LSTMMaskedCache) -> dict[str, np.ndarray | None]:
     """Backpropagation through time for lstm_masked_forward (the masks are constants).
 
-    The loss is L = Σ dy ⊙ y + Σ dh_n ⊙ h_n + Σ dc_n ⊙ c_n. Walking the steps in the
-    opposite order to the forward pass, with dh_t = ∂L/∂h_t and dc_t = ∂L/∂c_t in total:
+    As :func:`rnnlab.reference.lstm_backward` (dh_t, dc_t the totals; shapes and returns
+    the same), with c̃_t in the place of c_t inside the cell; the lines that differ:
 
-        dh_t  = dy_t + (what h_t gave step t+1)        (dh_n at the last step)
         dh̃_t = (1 - k^h_t) ⊙ dh_t                     dm_t = W_hrᵀ dh̃_t (dh̃_t without w_hr)
         dc̃_t = (1 - k^c_t) ⊙ dc_t + dm_t ⊙ o_t ⊙ (1 - tanh²(c̃_t))
-        do_t = dm_t ⊙ tanh(c̃_t)   di_t = dc̃_t ⊙ g_t   dg_t = dc̃_t ⊙ i_t   df_t = dc̃_t ⊙ c_{t-1}
-        da_t  = [di ⊙ i(1-i), df ⊙ f(1-f), dg ⊙ (1-g²), do ⊙ o(1-o)]        (B, 4H)
-        dx_t  = W_ihᵀ da_t
-        dW_ih = Σ_t da_t x_tᵀ   dW_hh = Σ_t da_t (d ⊙ h_{t-1})ᵀ   db_ih = db_hh = Σ_t da_t
-        dW_hr = Σ_t dh̃_t (o_t ⊙ tanh(c̃_t))ᵀ
+        do_t = dm_t ⊙ tanh(c̃_t);   di_t … dx_t as there, from dc̃_t
+        dW_hh = Σ_t da_t (d ⊙ h_{t-1})ᵀ    dW_hr = Σ_t dh̃_t (o_t ⊙ tanh(c̃_t))ᵀ
         dh_{t-1} gets k^h_t ⊙ dh_t + d ⊙ (W_hhᵀ da_t)
         dc_{t-1} gets k^c_t ⊙ dc_t + f_t ⊙ dc̃_t
-
-    A padding step hands both state gradients through unchanged and takes none itself.
-    Returns "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr" (None when absent) and
-    "h": (T, B, P) the total ∂L/∂h_t, 0 at padding steps.
     """
-    if not isinstance(cache, LSTMMaskedCache):
-        raise TypeError(
-            "cache must be the LSTMMaskedCache from lstm_masked_forward; got "
-            f"{type(cache).__name__}"
-        )
+    check_cache(cache, LSTMMaskedCache, "lstm_masked_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n, dc_n, P="P")
     x, w_ih, w_hh, w_hr = cache.x, cache.w_ih, cache.w_hh, cache.w_hr
     d, k_h, k_c = cache.drop_h, cache.keep_h, cache.keep_c
-    T, B, _ = x.shape
-    H, P = w_hh.shape[0] // 4, w_hh.shape[1]
-    dy = grad_or_zeros("dy", dy, "(T, B, P)", (T, B, P))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, P)", (B, P))
-    dc_next = grad_or_zeros("dc_n", dc_n, "(B, H)", (B, H))
+    dx, dw_ih, dw_hh, dw_hr, db = lstm_sums(cache)
 
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
-    db = np.zeros(4 * H)
-    dh_record = np.zeros((T, B, P))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
+    def step(t, dh, dc):
+        nonlocal dw_hh                                # the sums over steps
         i, f, g, o, c_tilde = (cache.gates[n][t] for n in ("i", "f", "g", "o", "c_tilde"))
         tanh_c = np.tanh(c_tilde)
-        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
-        dc = np.where(keep, dc_next, 0.0)             # c_t feeds the next step
         dh_tilde = (1.0 - k_h[t]) * dh                # h_t = k^h h_{t-1} + (1 - k^h) h̃_t
-        if w_hr is None:
-            dm = dh_tilde
-        else:
-            dw_hr += dh_tilde.T @ (o * tanh_c)        # h̃_t = W_hr m_t
-            dm = dh_tilde @ w_hr
+        dm = project_backward(dh_tilde, o * tanh_c, w_hr, dw_hr)  # h̃_t = W_hr m_t
         dc_tilde = (1.0 - k_c[t]) * dc + dm * o * (1.0 - tanh_c**2)
-        do = dm * tanh_c
-        di = dc_tilde * g                             # c̃_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
-        dg = dc_tilde * i
-        df = dc_tilde * cache.c_prev[t]
-        da = np.concatenate(
-            [di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g**2), do * o * (1.0 - o)],
-            axis=1,
-        )
-        dx[t] = da @ w_ih
-        dw_ih += da.T @ x[t]
+        da = lstm_cell_backward(dc_tilde, dm * tanh_c, i, f, g, o, cache.c_prev[t])
+        dx[t] = input_backward(da, x[t], w_ih, dw_ih, db)
         dw_hh += da.T @ (d * cache.h_prev[t])         # a_t = ... + W_hh (d ⊙ h_{t-1})
-        db += da.sum(axis=0)
-        dh_next = k_h[t] * dh + d * (da @ w_hh) + np.where(keep, 0.0, dh_next)
-        dc_next = k_c[t] * dc + f * dc_tilde + np.where(keep, 0.0, dc_next)
-        dh_record[t] = dh
+        return k_h[t] * dh + d * (da @ w_hh), k_c[t] * dc + f * dc_tilde
 
-    return {
-        "x": dx,
-        "h0": dh_next,
-        "c0": dc_next,
-        "w_ih": dw_ih,
-        "w_hh": dw_hh,
-        "b_ih": None if cache.b_ih is None else db,
-        "b_hh": None if cache.b_hh is None else db.copy(),
-        "w_hr": dw_hr,
-        "h": dh_record,
-    }
+    dh, (dh0, dc0) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
+    return {"x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh,
+            **bias_grads(cache, db), "w_hr": dw_hr, "h": dh}

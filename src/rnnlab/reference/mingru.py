@@ -7,33 +7,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
-    grad_or_zeros,
-    hidden_size,
-    optional_float64,
+    SequenceCache,
+    cell_arguments,
+    check_cache,
+    input_backward,
+    loss_grads,
     sigmoid,
-    step_mask,
-    time_steps,
+    step_record,
+    walk,
+    walk_back,
 )
 
 
 @dataclass(frozen=True, eq=False)
-class MinGRUCache:
+class MinGRUCache(SequenceCache):
     """What mingru_backward needs from mingru_forward.
 
-    x       (T, B, I)  the inputs, 0 at padding steps
-    h_prev  (T, B, H)  h_{t-1}, the state entering step t
-    valid   (T, B, 1)  True where t < lengths[b]
+    The fields of every cache (x, h_prev (T, B, H), valid, reverse, gates), and
+    w_ih, b_ih   the weights as checked (None: no bias)
     gates   {"z", "h_tilde"}: each (T, B, H), 0 at padding steps
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    valid: np.ndarray
     w_ih: np.ndarray
     b_ih: np.ndarray | None
-    reverse: bool
-    gates: dict[str, np.ndarray]
 
 
 def mingru_forward(
@@ -60,33 +56,21 @@ def mingru_forward(
 
     Returns (y (T, B, H), h_n (B, H), cache); cache.gates holds "z" and "h_tilde".
     """
-    H = hidden_size(w_ih, 2, "(2H, I)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    h0 = as_float64("h0", h0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(2H, I)", (2 * H, I))
-    b_ih = optional_float64("b_ih", b_ih, "(2H,)", (2 * H,))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
+    x, valid, h0, w_ih, _, b_ih, _ = cell_arguments(x, h0, w_ih, None, b_ih, None, lengths, 2)
+    T, B, _ = x.shape
     w_z, w_h = np.split(w_ih, 2)
     b_z, b_h = (0.0, 0.0) if b_ih is None else np.split(b_ih, 2)
 
-    y = np.zeros((T, B, H))
-    h_prev = np.zeros((T, B, H))
-    gates = {name: np.zeros((T, B, H)) for name in ("z", "h_tilde")}
-    h = h0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t] = h
+    def step(t, h):
         z = sigmoid(x[t] @ w_z.T + b_z)
         h_tilde = x[t] @ w_h.T + b_h
-        h_t = (1.0 - z) * h + z * h_tilde
-        h = np.where(keep, h_t, h)                        # padding steps keep the state
-        y[t] = np.where(keep, h, 0.0)
-        gates["z"][t] = np.where(keep, z, 0.0)
-        gates["h_tilde"][t] = np.where(keep, h_tilde, 0.0)
+        return ((1.0 - z) * h + z * h_tilde,), {"z": z, "h_tilde": h_tilde}
 
-    return y, h, MinGRUCache(x, h_prev, valid, w_ih, b_ih, reverse, gates)
+    gates = step_record(T, B, dict.fromkeys(("z", "h_tilde"), h0.shape[1]))
+    y, (h,), (h_prev,) = walk(step, (h0,), valid, reverse, gates)
+    cache = MinGRUCache(x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates,
+                        w_ih=w_ih, b_ih=b_ih)
+    return y, h, cache
 
 
 def mingru_backward(dy, dh_n, cache: MinGRUCache) -> dict[str, np.ndarray | None]:
@@ -103,42 +87,19 @@ def mingru_backward(dy, dh_n, cache: MinGRUCache) -> dict[str, np.ndarray | None
 
     Returns the gradients "x", "h0", "w_ih", "b_ih" and "h".
     """
-    if not isinstance(cache, MinGRUCache):
-        raise TypeError(
-            f"cache must be the MinGRUCache from mingru_forward; got {type(cache).__name__}"
-        )
+    check_cache(cache, MinGRUCache, "mingru_forward")
     x = cache.x
-    T, B, _ = x.shape
-    H = cache.w_ih.shape[0] // 2
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))  # ∂L/∂(state after step t)
-    w_z, w_h = np.split(cache.w_ih, 2)
+    dy, d_final = loss_grads(cache, dy, dh_n)
+    dx, dw_ih, db_ih = np.zeros_like(x), np.zeros_like(cache.w_ih), np.zeros(cache.w_ih.shape[0])
 
-    dx = np.zeros_like(x)
-    dw_ih = np.zeros_like(cache.w_ih)
-    db_ih = np.zeros(2 * H)
-    dw_z, dw_h = np.split(dw_ih, 2)                       # views: adding fills dw_ih
-    db_z, db_h = np.split(db_ih, 2)
-    dh_record = np.zeros((T, B, H))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
+    def step(t, dh):
         z, h_tilde = cache.gates["z"][t], cache.gates["h_tilde"][t]
-        h_prev, x_t = cache.h_prev[t], x[t]
-        dh = np.where(keep, dy[t] + dh_next, 0.0)        # h_t feeds y_t and the next step
-        daz = dh * (h_tilde - h_prev) * z * (1.0 - z)     # h_t = h_{t-1} + z_t ⊙ (h̃_t - h_{t-1})
-        dah = dh * z
-        dx[t] = daz @ w_z + dah @ w_h
-        dw_z += daz.T @ x_t
-        dw_h += dah.T @ x_t
-        db_z += daz.sum(axis=0)
-        db_h += dah.sum(axis=0)
-        dh_next = dh * (1.0 - z) + np.where(keep, 0.0, dh_next)
-        dh_record[t] = dh
+        daz = dh * (h_tilde - cache.h_prev[t]) * z * (1.0 - z)  # h_t = h_{t-1} + z_t(h̃_t - h_{t-1})
+        dah = dh * z                                      # h̃ is linear
+        da = np.concatenate([daz, dah], axis=1)
+        dx[t] = input_backward(da, x[t], cache.w_ih, dw_ih, db_ih)
+        return (dh * (1.0 - z),)
 
-    return {
-        "x": dx,
-        "h0": dh_next,
-        "w_ih": dw_ih,
-        "b_ih": None if cache.b_ih is None else db_ih,
-        "h": dh_record,
-    }
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
+    return {"x": dx, "h0": dh0, "w_ih": dw_ih, "b_ih": None if cache.b_ih is None else db_ih,
+            "h": dh}

@@ -7,33 +7,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
-    grad_or_zeros,
-    hidden_size,
-    optional_float64,
+    SequenceCache,
+    cell_arguments,
+    check_cache,
+    input_backward,
+    loss_grads,
     sigmoid,
-    step_mask,
-    time_steps,
+    step_record,
+    walk,
+    walk_back,
 )
 
 
 @dataclass(frozen=True, eq=False)
-class MinLSTMCache:
+class MinLSTMCache(SequenceCache):
     """What minlstm_backward needs from minlstm_forward.
 
-    x       (T, B, I)  the inputs, 0 at padding steps
-    h_prev  (T, B, H)  h_{t-1}, the state entering step t
-    valid   (T, B, 1)  True where t < lengths[b]
+    The fields of every cache (x, h_prev (T, B, H), valid, reverse, gates), and
+    w_ih, b_ih   the weights as checked (None: no bias)
     gates   {"f", "i", "h_tilde"}: each (T, B, H), 0 at padding steps
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    valid: np.ndarray
     w_ih: np.ndarray
     b_ih: np.ndarray | None
-    reverse: bool
-    gates: dict[str, np.ndarray]
 
 
 def minlstm_forward(
@@ -62,34 +58,23 @@ def minlstm_forward(
 
     Returns (y (T, B, H), h_n (B, H), cache); cache.gates holds "f", "i" and "h_tilde".
     """
-    H = hidden_size(w_ih, 3, "(3H, I)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    h0 = as_float64("h0", h0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(3H, I)", (3 * H, I))
-    b_ih = optional_float64("b_ih", b_ih, "(3H,)", (3 * H,))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
+    x, valid, h0, w_ih, _, b_ih, _ = cell_arguments(x, h0, w_ih, None, b_ih, None, lengths, 3)
+    T, B, _ = x.shape
     w_f, w_i, w_h = np.split(w_ih, 3)
     b_f, b_i, b_h = (0.0, 0.0, 0.0) if b_ih is None else np.split(b_ih, 3)
 
-    y = np.zeros((T, B, H))
-    h_prev = np.zeros((T, B, H))
-    gates = {name: np.zeros((T, B, H)) for name in ("f", "i", "h_tilde")}
-    h = h0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t] = h
+    def step(t, h):
         f = sigmoid(x[t] @ w_f.T + b_f)
         i = sigmoid(x[t] @ w_i.T + b_i)
         h_tilde = x[t] @ w_h.T + b_h
         h_t = (f * h + i * h_tilde) / (f + i)             # f'_t ⊙ h_{t-1} + i'_t ⊙ h̃_t
-        h = np.where(keep, h_t, h)                        # padding steps keep the state
-        y[t] = np.where(keep, h, 0.0)
-        for name, value in (("f", f), ("i", i), ("h_tilde", h_tilde)):
-            gates[name][t] = np.where(keep, value, 0.0)
+        return (h_t,), {"f": f, "i": i, "h_tilde": h_tilde}
 
-    return y, h, MinLSTMCache(x, h_prev, valid, w_ih, b_ih, reverse, gates)
+    gates = step_record(T, B, dict.fromkeys(("f", "i", "h_tilde"), h0.shape[1]))
+    y, (h,), (h_prev,) = walk(step, (h0,), valid, reverse, gates)
+    cache = MinLSTMCache(x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates,
+                         w_ih=w_ih, b_ih=b_ih)
+    return y, h, cache
 
 
 def minlstm_backward(dy, dh_n, cache: MinLSTMCache) -> dict[str, np.ndarray | None]:
@@ -110,48 +95,23 @@ def minlstm_backward(dy, dh_n, cache: MinLSTMCache) -> dict[str, np.ndarray | No
 
     Returns the gradients "x", "h0", "w_ih", "b_ih" and "h".
     """
-    if not isinstance(cache, MinLSTMCache):
-        raise TypeError(
-            f"cache must be the MinLSTMCache from minlstm_forward; got {type(cache).__name__}"
-        )
+    check_cache(cache, MinLSTMCache, "minlstm_forward")
     x = cache.x
-    T, B, _ = x.shape
-    H = cache.w_ih.shape[0] // 3
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))  # ∂L/∂(state after step t)
-    w_f, w_i, w_h = np.split(cache.w_ih, 3)
+    dy, d_final = loss_grads(cache, dy, dh_n)
+    dx, dw_ih, db_ih = np.zeros_like(x), np.zeros_like(cache.w_ih), np.zeros(cache.w_ih.shape[0])
 
-    dx = np.zeros_like(x)
-    dw_ih = np.zeros_like(cache.w_ih)
-    db_ih = np.zeros(3 * H)
-    dw_f, dw_i, dw_h = np.split(dw_ih, 3)                 # views: adding fills dw_ih
-    db_f, db_i, db_h = np.split(db_ih, 3)
-    dh_record = np.zeros((T, B, H))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
+    def step(t, dh):
         f, i, h_tilde = (cache.gates[name][t] for name in ("f", "i", "h_tilde"))
-        h_prev, x_t = cache.h_prev[t], x[t]
-        s = np.where(keep, f + i, 1.0)                    # padding rows: any nonzero value
-        dh = np.where(keep, dy[t] + dh_next, 0.0)        # h_t feeds y_t and the next step
-        d_fn = dh * h_prev                                # ∂L/∂f'_t
+        s = np.where(cache.valid[t], f + i, 1.0)          # padding rows: any nonzero value
+        d_fn = dh * cache.h_prev[t]                       # ∂L/∂f'_t
         d_in = dh * h_tilde                               # ∂L/∂i'_t
         daf = (d_fn - d_in) * i / s**2 * f * (1.0 - f)
         dai = (d_in - d_fn) * f / s**2 * i * (1.0 - i)
         dah = dh * i / s
-        dx[t] = daf @ w_f + dai @ w_i + dah @ w_h
-        dw_f += daf.T @ x_t
-        dw_i += dai.T @ x_t
-        dw_h += dah.T @ x_t
-        db_f += daf.sum(axis=0)
-        db_i += dai.sum(axis=0)
-        db_h += dah.sum(axis=0)
-        dh_next = dh * f / s + np.where(keep, 0.0, dh_next)
-        dh_record[t] = dh
+        da = np.concatenate([daf, dai, dah], axis=1)
+        dx[t] = input_backward(da, x[t], cache.w_ih, dw_ih, db_ih)
+        return (dh * f / s,)
 
-    return {
-        "x": dx,
-        "h0": dh_next,
-        "w_ih": dw_ih,
-        "b_ih": None if cache.b_ih is None else db_ih,
-        "h": dh_record,
-    }
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
+    return {"x": dx, "h0": dh0, "w_ih": dw_ih, "b_ih": None if cache.b_ih is None else db_ih,
+            "h": dh}

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._common import (
-    as_float64,
-    grad_or_zeros,
-    hidden_size,
-    optional_float64,
-    step_mask,
-    time_steps,
+    SequenceCache,
+    bias_grads,
+    cell_arguments,
+    check_cache,
+    input_backward,
+    loss_grads,
+    summed_bias,
+    walk,
+    walk_back,
 )
 
 
@@ -33,25 +36,20 @@ _ACTIVATIONS = {"tanh": (np.tanh, _tanh_grad), "relu": (_relu, _relu_grad)}
 
 
 @dataclass(frozen=True, eq=False)
-class RNNCache:
+class RNNCache(SequenceCache):
     """What rnn_backward needs from rnn_forward.
 
-    x       (T, B, I)  the inputs, 0 at padding steps (padding never reaches the math)
-    h_prev  (T, B, H)  h_{t-1}, the state entering step t
-    valid   (T, B, 1)  True where t < lengths[b]
+    The fields of every cache (x, h_prev (T, B, H), valid, reverse, gates), and
+    w_ih, w_hh, b_ih, b_hh   the weights as checked (None: absent)
+    nonlinearity             "tanh" or "relu"
     gates   {"a": (T, B, H)}  the pre-activation a_t of every step, 0 at padding steps
     """
 
-    x: np.ndarray
-    h_prev: np.ndarray
-    valid: np.ndarray
     w_ih: np.ndarray
     w_hh: np.ndarray
     b_ih: np.ndarray | None
     b_hh: np.ndarray | None
     nonlinearity: str
-    reverse: bool
-    gates: dict[str, np.ndarray]
 
 
 def rnn_forward(
@@ -89,32 +87,19 @@ def rnn_forward(
     if nonlinearity not in _ACTIVATIONS:
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
     act, _ = _ACTIVATIONS[nonlinearity]
-    H = hidden_size(w_hh, 1, "(H, H)")
-    x = as_float64("x", x, "(T, B, I)", (None, None, None))
-    T, B, I = x.shape
-    h0 = as_float64("h0", h0, "(B, H)", (B, H))
-    w_ih = as_float64("w_ih", w_ih, "(H, I)", (H, I))
-    w_hh = as_float64("w_hh", w_hh, "(H, H)", (H, H))
-    b_ih = optional_float64("b_ih", b_ih, "(H,)", (H,))
-    b_hh = optional_float64("b_hh", b_hh, "(H,)", (H,))
-    valid = step_mask(lengths, T, B)
-    x = np.where(valid, x, 0.0)
-    bias = (0.0 if b_ih is None else b_ih) + (0.0 if b_hh is None else b_hh)
+    x, valid, h0, w_ih, w_hh, b_ih, b_hh = cell_arguments(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, 1)
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    bias = summed_bias(b_ih, b_hh)
 
-    y = np.zeros((T, B, H))
-    h_prev = np.zeros((T, B, H))
-    a_record = np.zeros((T, B, H))
-    h = h0
-    for t in time_steps(T, reverse):
-        keep = valid[t]                                   # (B, 1)
-        h_prev[t] = h
+    def step(t, h):
         a = x[t] @ w_ih.T + h @ w_hh.T + bias             # (B, H)
-        h = np.where(keep, act(a), h)                     # padding steps keep the state
-        y[t] = np.where(keep, h, 0.0)
-        a_record[t] = np.where(keep, a, 0.0)
+        return (act(a),), {"a": a}
 
-    cache = RNNCache(x, h_prev, valid, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
-                     {"a": a_record})
+    gates = {"a": np.zeros((T, B, H))}
+    y, (h,), (h_prev,) = walk(step, (h0,), valid, reverse, gates)
+    cache = RNNCache(x=x, h_prev=h_prev, valid=valid, reverse=reverse, gates=gates, w_ih=w_ih,
+                     w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, nonlinearity=nonlinearity)
     return y, h, cache
 
 
@@ -132,36 +117,20 @@ def rnn_backward(dy, dh_n, cache: RNNCache) -> dict[str, np.ndarray | None]:
     Shapes: dy (T, B, H) or None, dh_n (B, H) or None.
     Returns the gradients "x", "h0", "w_ih", "w_hh", "b_ih", "b_hh" and "h".
     """
-    if not isinstance(cache, RNNCache):
-        raise TypeError(f"cache must be the RNNCache from rnn_forward; got {type(cache).__name__}")
+    check_cache(cache, RNNCache, "rnn_forward")
+    dy, d_final = loss_grads(cache, dy, dh_n)
     x, w_ih, w_hh = cache.x, cache.w_ih, cache.w_hh
-    T, B, _ = x.shape
-    H = w_hh.shape[0]
     _, act_grad = _ACTIVATIONS[cache.nonlinearity]
-    dy = grad_or_zeros("dy", dy, "(T, B, H)", (T, B, H))
-    dh_next = grad_or_zeros("dh_n", dh_n, "(B, H)", (B, H))  # ∂L/∂(state after step t) from later
-
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    db = np.zeros(H)
-    dh_record = np.zeros((T, B, H))
-    for t in reversed(time_steps(T, cache.reverse)):
-        keep = cache.valid[t]
-        dh = np.where(keep, dy[t] + dh_next, 0.0)     # h_t feeds y_t and the next step
-        da = dh * act_grad(cache.gates["a"][t])       # h_t = act(a_t)
-        dx[t] = da @ w_ih                             # a_t = W_ih x_t + ...
-        dw_ih += da.T @ x[t]
-        dw_hh += da.T @ cache.h_prev[t]               # ... + W_hh h_{t-1}
-        db += da.sum(axis=0)                          # ... + b_ih + b_hh
-        dh_next = da @ w_hh + np.where(keep, 0.0, dh_next)  # padding passes it through
-        dh_record[t] = dh
+    db = np.zeros(w_hh.shape[0])
 
-    return {
-        "x": dx,
-        "h0": dh_next,
-        "w_ih": dw_ih,
-        "w_hh": dw_hh,
-        "b_ih": None if cache.b_ih is None else db,
-        "b_hh": None if cache.b_hh is None else db.copy(),
-        "h": dh_record,
-    }
+    def step(t, dh):
+        nonlocal dw_hh                                # the sums over steps
+        da = dh * act_grad(cache.gates["a"][t])       # h_t = act(a_t)
+        dx[t] = input_backward(da, x[t], w_ih, dw_ih, db)  # a_t = W_ih x_t + b_ih + b_hh
+        dw_hh += da.T @ cache.h_prev[t]               #       + W_hh h_{t-1}
+        return (da @ w_hh,)
+
+    dh, (dh0,) = walk_back(step, dy, d_final, cache.valid, cache.reverse)
+    return {"x": dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh, **bias_grads(cache, db), "h": dh}
