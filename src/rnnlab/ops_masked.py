@@ -15,8 +15,8 @@ keep_c (T, B, H) are the zoneout shares (0/1 in training, p in eval). The masks 
 constants (no gradient); the layers draw them (:mod:`rnnlab.nn.regularise`), so a seed
 replays them and the reference can be handed the same arrays. They are separate ops so
 that the plain ops, and their fused kernels, stay exactly as they are. The backends
-serve them through the ``masked_lstm`` / ``masked_gru`` families of the contract; every
-backend points those at the portable kernels for now.
+serve them through the ``masked_lstm`` / ``masked_gru`` families of the contract: fused
+kernels on the cpu backend, the portable kernels elsewhere.
 
 Backward is a second custom op (the hand-derived BPTT of the reference). Double
 backward recomputes the forward with the portable kernels, which are written out of
