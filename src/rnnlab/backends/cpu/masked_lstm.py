@@ -5,8 +5,10 @@ The equations and their symbols are those of :mod:`rnnlab.reference.lstm_masked`
 recurrent dropout multiplier, k^h and k^c the zoneout shares, c̃_t the cell before
 zoneout, m_t = o ⊙ tanh(c̃_t)). The loops are :mod:`.lstm`'s with the masks added: per
 step one product (d ⊙ h_{t-1})·W_hhᵀ into the gate buffer, which already holds
-x_t·W_ihᵀ + b (one GEMM before the loop), the plain cell's pass (:func:`.lstm._cell`,
-giving c̃_t and m_t), then zoneout of c and h. Backward splits each state's gradient
+x_t·W_ihᵀ + b (one GEMM before the loop), one pass over the gates that is
+:func:`.lstm._cell` with zoneout of c added (c̃_t, c_t and m_t; one pass rather than the
+plain cell and a second over c: 3× fewer calls per sample and step), then zoneout of h
+and the output (:func:`.lstm._emit`). Backward splits each state's gradient
 into the shares of the candidate and of the previous state and runs the plain cell's
 backward pass on the first. A zoneout share is a (T, B, ·) array or, in the eval form,
 one constant p (:class:`._host.MaskArrays`). Saved: gates (T,B,4H), c_t and c̃_t
@@ -33,9 +35,9 @@ from rnnlab.backends.cpu import _host
 from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import as_array, lengths_array, optional_array
 from rnnlab.backends.cpu._jit import kernel
-from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one
+from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import plan, valid_prefix
-from rnnlab.backends.cpu.lstm import _cell, _cell_backward, _emit
+from rnnlab.backends.cpu.lstm import _cell_backward, _emit
 
 __all__ = ["CpuMaskedLSTM"]
 
@@ -59,6 +61,34 @@ def _zone(previous, new, keep, p, out):
     else:
         for j in range(new.shape[0]):
             out[j] = p * previous[j] + (u - p) * new[j]
+
+
+@kernel(**KERNEL_OPTIONS)
+def _cell(act, rec, c, keep, p, c_tilde, c_out, m):
+    """One sample's step, :func:`.lstm._cell` with zoneout of the cell state in the same
+    pass: ``act`` (4H,) input pre-activations in, activated gates out; ``rec`` (4H,) the
+    recurrent pre-activations; c (H,) c_{t-1} in, c_t out (also into c_out);
+    c_tilde (H,) ← c̃_t; m (H,) ← o ⊙ tanh(c̃_t); k = ``keep`` (when not empty) or p."""
+    H = c.shape[0]
+    u = one(act)
+    zoned = keep.shape[0] > 0
+    for j in range(H):
+        i = sigmoid(act[j] + rec[j])
+        f = sigmoid(act[H + j] + rec[H + j])
+        g = tanh(act[2 * H + j] + rec[2 * H + j])
+        o = sigmoid(act[3 * H + j] + rec[3 * H + j])
+        c_prev = c[j]
+        c_new = f * c_prev + i * g
+        k = keep[j] if zoned else p
+        c_t = k * c_prev + (u - k) * c_new
+        act[j] = i
+        act[H + j] = f
+        act[2 * H + j] = g
+        act[3 * H + j] = o
+        c_tilde[j] = c_new
+        c[j] = c_t
+        c_out[j] = c_t
+        m[j] = o * tanh(c_new)
 
 
 @kernel(**KERNEL_OPTIONS)
@@ -113,7 +143,6 @@ def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, dro
     u_rows = np.empty((n, P), dtype=dtype)  # d ⊙ h_{t-1}
     u_src = u_rows if dropping else h_rows
     rec = np.empty((n, G), dtype=dtype)  # u_{t-1} · W_hhᵀ
-    c_work = np.empty((n, H), dtype=dtype)  # c_{t-1} in, c̃_t out
     m = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c̃_t)
     h_proj = np.empty((n, P), dtype=dtype)
     no_row = np.zeros(0, dtype=dtype)
@@ -134,10 +163,8 @@ def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, dro
         matmul(u_src[:live], hh_op, rec[:live])
         for k in range(live):
             b = rows[k]
-            c_work[k] = c[b]
-            _cell(gates[t, b], rec[k], c_work[k], c_tilde_seq[t, b], m[k])
-            _zone(c[b], c_work[k], keep_c[t, b] if keep_c.shape[0] > 0 else no_row, p_c, c[b])
-            c_seq[t, b, :] = c[b]
+            _cell(gates[t, b], rec[k], c[b], keep_c[t, b] if keep_c.shape[0] > 0 else no_row,
+                  p_c, c_tilde_seq[t, b], c_seq[t, b], m[k])
         h_tilde = m
         if projected:
             matmul(m[:live], hr_op, h_proj[:live])  # (live, P)
