@@ -38,28 +38,22 @@ from rnnlab.backends.cpu.gru import (
     _rz,
     _step_backward,
 )
-from rnnlab.backends.cpu.masked_lstm import _dropped, _unzone
+from rnnlab.backends.cpu.masked_lstm import _dropped, _keep_row, _unzone
 
 __all__ = ["CpuMaskedGRU"]
 
 
 @kernel(**KERNEL_OPTIONS)
-def _update(act, h, keep, p, probe, y):
-    """h̃ = (1 - z) ⊙ n + z ⊙ h_{t-1}, h_t = k ⊙ h_{t-1} + (1 - k) ⊙ h̃ (k = ``keep`` when
-    not empty, else the constant p), + probe when not empty, into h and y."""
+def _update(act, h, keep, probe, y):
+    """h̃ = (1 - z) ⊙ n + z ⊙ h_{t-1}, h_t = k ⊙ h_{t-1} + (1 - k) ⊙ h̃ (k = ``keep``),
+    + probe when not empty, into h and y."""
     H = h.shape[0]
     u = one(act)
-    if keep.shape[0] > 0:
-        for j in range(H):
-            n = act[2 * H + j]
-            h_tilde = n + act[H + j] * (h[j] - n)
-            k = keep[j]
-            h[j] = k * h[j] + (u - k) * h_tilde
-    else:
-        for j in range(H):
-            n = act[2 * H + j]
-            h_tilde = n + act[H + j] * (h[j] - n)
-            h[j] = p * h[j] + (u - p) * h_tilde
+    for j in range(H):
+        n = act[2 * H + j]
+        h_tilde = n + act[H + j] * (h[j] - n)
+        k = keep[j]
+        h[j] = k * h[j] + (u - k) * h_tilde
     if probe.shape[0] > 0:
         for j in range(H):
             h[j] += probe[j]
@@ -106,6 +100,7 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, drop, keep_h, p_h, reverse
     rh = np.empty((n, H), dtype=dtype)  # r ⊙ u_{t-1} (reset before)
     hn_buf = np.empty((n, H), dtype=dtype)
     no_row = np.zeros(0, dtype=dtype)
+    const_h = np.full(H, p_h, dtype=dtype)  # the share of every step when keep_h is empty
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
@@ -132,8 +127,8 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, drop, keep_h, p_h, reverse
                 _candidate(hn_buf[k], bias, gates[t, rows[k]], False)
         for k in range(m):
             b = rows[k]
-            _update(gates[t, b], h_rows[k], keep_h[t, b] if keep_h.shape[0] > 0 else no_row,
-                    p_h, probe[t, b] if probe.shape[0] > 0 else no_row, y[t, b])
+            _update(gates[t, b], h_rows[k], _keep_row(keep_h, t, b, const_h),
+                    probe[t, b] if probe.shape[0] > 0 else no_row, y[t, b])
     for k in range(n):
         h[rows[k]] = h_rows[k]
 
@@ -162,6 +157,7 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, drop, keep_h, p_h, reverse, r
     dh_tilde = np.zeros((n, H), dtype=dtype)
     u_rows = np.zeros((n, H), dtype=dtype)  # u_{t-1} = d ⊙ h_{t-1} (reset before)
     no_row = np.zeros(0, dtype=dtype)
+    const_h = np.full(H, p_h, dtype=dtype)  # the share of every step when keep_h is empty
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
@@ -182,8 +178,7 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, drop, keep_h, p_h, reverse, r
             dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh[b]
-            _unzone(dh[b], keep_h[t, b] if keep_h.shape[0] > 0 else no_row, p_h, dh_tilde[k],
-                    dh[b])
+            _unzone(dh[b], _keep_row(keep_h, t, b, const_h), dh_tilde[k], dh[b])
             _step_backward(gates[t, b], dh_tilde[k], h_prev, dgx[i, b], g_h[k], dn_pre[k],
                            reset_after)
             if reset_after:

@@ -8,17 +8,21 @@ step one product (d ⊙ h_{t-1})·W_hhᵀ into the gate buffer, which already ho
 x_t·W_ihᵀ + b (one GEMM before the loop), one pass over the gates that is
 :func:`.lstm._cell` with zoneout of c added (c̃_t, c_t and m_t; one pass rather than the
 plain cell and a second over c: 3× fewer calls per sample and step), then zoneout of h
-and the output (:func:`.lstm._emit`). Backward splits each state's gradient
-into the shares of the candidate and of the previous state and runs the plain cell's
-backward pass on the first. A zoneout share is a (T, B, ·) array or, in the eval form,
-one constant p (:class:`._host.MaskArrays`). Saved: gates (T,B,4H), c_t and c̃_t
-(T,B,H), zero at padding steps (:class:`rnnlab.backends.contract.MaskedLSTMForward`).
+and the output (:func:`.lstm._emit`). Backward splits each state's gradient into the
+shares of the candidate, (1 - k) ⊙ dh, and of the previous state, k ⊙ dh; its cell pass
+is :func:`.lstm._cell_backward` with that split of dc in the same pass. A zoneout share
+is a (T, B, ·) array or, in the eval form, one constant p (:class:`._host.MaskArrays`),
+which each call spreads into one row it reads at every step (:func:`_keep_row`): the
+per-sample passes read a row either way, with no branch per element. Saved: gates
+(T,B,4H), c_t and c̃_t (T,B,H), zero at padding steps
+(:class:`rnnlab.backends.contract.MaskedLSTMForward`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from numba import njit
 from torch import Tensor
 
 from rnnlab.backends._host import empty_grad, project_inputs, sum_bias, weight_grad
@@ -37,7 +41,7 @@ from rnnlab.backends.cpu._common import as_array, lengths_array, optional_array
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import plan, valid_prefix
-from rnnlab.backends.cpu.lstm import _cell_backward, _emit
+from rnnlab.backends.cpu.lstm import _emit
 
 __all__ = ["CpuMaskedLSTM"]
 
@@ -50,28 +54,30 @@ def _dropped(drop, h, u):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _zone(previous, new, keep, p, out):
-    """out ← k ⊙ previous + (1 - k) ⊙ new for one sample, k = ``keep`` (when not empty)
-    or the constant p. ``out`` may be ``previous``."""
+def _zone(previous, new, keep, out):
+    """out ← k ⊙ previous + (1 - k) ⊙ new for one sample (k = ``keep``); ``out`` may be
+    ``previous``."""
     u = one(new)
-    if keep.shape[0] > 0:
-        for j in range(new.shape[0]):
-            k = keep[j]
-            out[j] = k * previous[j] + (u - k) * new[j]
-    else:
-        for j in range(new.shape[0]):
-            out[j] = p * previous[j] + (u - p) * new[j]
+    for j in range(new.shape[0]):
+        k = keep[j]
+        out[j] = k * previous[j] + (u - k) * new[j]
+
+
+@njit(inline="always")
+def _keep_row(keep, t, b, constant):
+    """Sample b's zoneout share at step t: its row of ``keep`` (T, B, ·), or ``constant``
+    (the eval form's p in every entry) when ``keep`` is empty."""
+    return keep[t, b] if keep.shape[0] > 0 else constant
 
 
 @kernel(**KERNEL_OPTIONS)
-def _cell(act, rec, c, keep, p, c_tilde, c_out, m):
+def _cell(act, rec, c, keep, c_tilde, c_out, m):
     """One sample's step, :func:`.lstm._cell` with zoneout of the cell state in the same
     pass: ``act`` (4H,) input pre-activations in, activated gates out; ``rec`` (4H,) the
     recurrent pre-activations; c (H,) c_{t-1} in, c_t out (also into c_out);
-    c_tilde (H,) ← c̃_t; m (H,) ← o ⊙ tanh(c̃_t); k = ``keep`` (when not empty) or p."""
+    c_tilde (H,) ← c̃_t; m (H,) ← o ⊙ tanh(c̃_t); ``keep`` (H,) k^c_t."""
     H = c.shape[0]
     u = one(act)
-    zoned = keep.shape[0] > 0
     for j in range(H):
         i = sigmoid(act[j] + rec[j])
         f = sigmoid(act[H + j] + rec[H + j])
@@ -79,7 +85,7 @@ def _cell(act, rec, c, keep, p, c_tilde, c_out, m):
         o = sigmoid(act[3 * H + j] + rec[3 * H + j])
         c_prev = c[j]
         c_new = f * c_prev + i * g
-        k = keep[j] if zoned else p
+        k = keep[j]
         c_t = k * c_prev + (u - k) * c_new
         act[j] = i
         act[H + j] = f
@@ -92,22 +98,43 @@ def _cell(act, rec, c, keep, p, c_tilde, c_out, m):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _unzone(grad, keep, p, to_new, to_previous):
+def _cell_backward(act, c_tilde, c_prev, dm, dc, keep, dpre):
+    """One sample's step backwards, :func:`.lstm._cell_backward` with zoneout of the cell
+    state: gates ``act`` (4H,), c̃_t and c_{t-1} (H,), dm (H,) the gradient of
+    m_t = o ⊙ tanh(c̃_t), ``keep`` (H,) k^c_t; dc (H,) holds dL/dc_t on entry and
+    dL/dc_{t-1} on exit; dpre (4H,) ← gradients of the pre-activations."""
+    H = c_tilde.shape[0]
+    u = one(act)
+    for j in range(H):
+        i = act[j]
+        f = act[H + j]
+        g = act[2 * H + j]
+        o = act[3 * H + j]
+        k = keep[j]
+        tanh_c = tanh(c_tilde[j])
+        do = dm[j] * tanh_c  # m = o ⊙ tanh(c̃)
+        dc_tilde = (u - k) * dc[j] + dm[j] * o * (u - tanh_c * tanh_c)  # c = k c_prev + (1-k) c̃
+        di = dc_tilde * g  # c̃ = f ⊙ c_prev + i ⊙ g
+        dg = dc_tilde * i
+        df = dc_tilde * c_prev[j]
+        dpre[j] = di * i * (u - i)  # σ' = σ(1 - σ)
+        dpre[H + j] = df * f * (u - f)
+        dpre[2 * H + j] = dg * (u - g * g)  # tanh' = 1 - tanh²
+        dpre[3 * H + j] = do * o * (u - o)
+        dc[j] = k * dc[j] + dc_tilde * f
+
+
+@kernel(**KERNEL_OPTIONS)
+def _unzone(grad, keep, to_new, to_previous):
     """A state's gradient split for one sample: to_new ← (1 - k) ⊙ grad (what reaches
-    the candidate), to_previous ← k ⊙ grad (what reaches the previous state directly);
-    k as in :func:`_zone`. ``to_previous`` may be ``grad``."""
+    the candidate), to_previous ← k ⊙ grad (what reaches the previous state directly),
+    k = ``keep``. ``to_previous`` may be ``grad``."""
     u = one(grad)
-    if keep.shape[0] > 0:
-        for j in range(grad.shape[0]):
-            g = grad[j]
-            k = keep[j]
-            to_new[j] = (u - k) * g
-            to_previous[j] = k * g
-    else:
-        for j in range(grad.shape[0]):
-            g = grad[j]
-            to_new[j] = (u - p) * g
-            to_previous[j] = p * g
+    for j in range(grad.shape[0]):
+        g = grad[j]
+        k = keep[j]
+        to_new[j] = (u - k) * g
+        to_previous[j] = k * g
 
 
 @kernel(**KERNEL_OPTIONS)
@@ -146,6 +173,8 @@ def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, dro
     m = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c̃_t)
     h_proj = np.empty((n, P), dtype=dtype)
     no_row = np.zeros(0, dtype=dtype)
+    const_h = np.full(P, p_h, dtype=dtype)  # the share of every step when keep_h is empty
+    const_c = np.full(H, p_c, dtype=dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
         live = valid_prefix(lengths, rows, t)  # rows[:live] are inside their sequence
@@ -163,16 +192,15 @@ def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, dro
         matmul(u_src[:live], hh_op, rec[:live])
         for k in range(live):
             b = rows[k]
-            _cell(gates[t, b], rec[k], c[b], keep_c[t, b] if keep_c.shape[0] > 0 else no_row,
-                  p_c, c_tilde_seq[t, b], c_seq[t, b], m[k])
+            _cell(gates[t, b], rec[k], c[b], _keep_row(keep_c, t, b, const_c), c_tilde_seq[t, b],
+                  c_seq[t, b], m[k])
         h_tilde = m
         if projected:
             matmul(m[:live], hr_op, h_proj[:live])  # (live, P)
             h_tilde = h_proj
         for k in range(live):
             b = rows[k]
-            _zone(h_rows[k], h_tilde[k], keep_h[t, b] if keep_h.shape[0] > 0 else no_row, p_h,
-                  h_rows[k])
+            _zone(h_rows[k], h_tilde[k], _keep_row(keep_h, t, b, const_h), h_rows[k])
             _emit(h_rows[k], probe[t, b] if probe.shape[0] > 0 else no_row, y[t, b], h_rows[k])
     for k in range(n):
         h[rows[k]] = h_rows[k]
@@ -196,10 +224,11 @@ def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, dr
     dh_total = np.empty((n, P), dtype=dtype)
     dh_tilde = np.empty((n, P), dtype=dtype)
     dm = np.empty((n, H), dtype=dtype)
-    dc_tilde = np.empty((n, H), dtype=dtype)  # (1 - k^c) ⊙ dc_t in, f ⊙ dc̃_t out
     dpre = np.empty((n, G), dtype=dtype)
     du = np.empty((n, P), dtype=dtype)  # W_hhᵀ da_t, the gradient of u_{t-1} = d ⊙ h_{t-1}
     no_row = np.zeros(0, dtype=dtype)
+    const_h = np.full(P, p_h, dtype=dtype)  # the share of every step when keep_h is empty
+    const_c = np.full(H, p_c, dtype=dtype)
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
@@ -217,8 +246,7 @@ def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, dr
                 dh_total[k, j] = dy[t, b, j] + dh[b, j]  # from the output and from t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh_total[k]
-            _unzone(dh_total[k], keep_h[t, b] if keep_h.shape[0] > 0 else no_row, p_h,
-                    dh_tilde[k], dh[b])
+            _unzone(dh_total[k], _keep_row(keep_h, t, b, const_h), dh_tilde[k], dh[b])
         d_m = dh_tilde
         if projected:
             matmul(dh_tilde[:live], hr_op, dm[:live])  # h̃ = W_hr m
@@ -226,11 +254,8 @@ def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, dr
         for k in range(live):
             b = rows[k]
             c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
-            _unzone(dc[b], keep_c[t, b] if keep_c.shape[0] > 0 else no_row, p_c, dc_tilde[k],
-                    dc[b])
-            _cell_backward(gates[t, b], c_tilde_seq[t, b], c_prev, d_m[k], dc_tilde[k], dpre[k])
-            for j in range(H):
-                dc[b, j] += dc_tilde[k, j]
+            _cell_backward(gates[t, b], c_tilde_seq[t, b], c_prev, d_m[k], dc[b],
+                           _keep_row(keep_c, t, b, const_c), dpre[k])
             dgates[t - t_begin, b, :] = dpre[k]
         matmul(dpre[:live], hh_op, du[:live])
         for k in range(live):
