@@ -1,7 +1,8 @@
 """Host code the cpu cell kernels (rnn.py, lstm.py, gru.py) share around their compiled
 loops: the carried-state copies, running a kernel over the parts of a batch, and the
 backward in blocks of time steps with the GEMMs that turn each block's pre-activation
-gradients into dx, dW_ih, db (and, through the cell's own callback, dW_hh)."""
+gradients into dx, dW_ih, db (and, through the cell's own callback, dW_hh). The masked
+cells (masked_lstm.py, masked_gru.py) also take their masks here (:func:`mask_arrays`)."""
 
 from __future__ import annotations
 
