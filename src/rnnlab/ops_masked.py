@@ -15,8 +15,8 @@ keep_c (T, B, H) are the zoneout shares (0/1 in training, p in eval). The masks 
 constants (no gradient); the layers draw them (:mod:`rnnlab.nn.regularise`), so a seed
 replays them and the reference can be handed the same arrays. They are separate ops so
 that the plain ops, and their fused kernels, stay exactly as they are. The backends
-serve them through the ``masked_lstm`` / ``masked_gru`` families of the contract; every
-backend points those at the portable kernels for now.
+serve them through the ``masked_lstm`` / ``masked_gru`` families of the contract: fused
+kernels on the cpu backend, the portable kernels elsewhere.
 
 Backward is a second custom op (the hand-derived BPTT of the reference). Double
 backward recomputes the forward with the portable kernels, which are written out of
@@ -39,7 +39,7 @@ from rnnlab.backends.contract import (
     Sequence,
 )
 from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
-from rnnlab.ops import _if_wanted, _recomputed
+from rnnlab.ops import _dense, _if_wanted, _keep_grads_unmaterialised, _recomputed
 
 __all__ = ["gru_masked", "gru_masked_backward", "lstm_masked", "lstm_masked_backward"]
 
@@ -133,6 +133,7 @@ def _(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, drop_h, keep_h, keep_c, y, ga
 
 def _lstm_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(*output[3:])
+    _keep_grads_unmaterialised(ctx)
     ctx.save_for_backward(*inputs[:13], output[0], *output[3:])
     ctx.reverse = inputs[13]
 
@@ -147,14 +148,15 @@ def _lstm_outputs(*args):
 def _lstm_grad(ctx, dy, dh_n, dc_n, *_saved_grads):
     (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, drop_h, keep_h, keep_c, lengths, h_probe,
      y, gates, c, c_tilde) = ctx.saved_tensors
+    dy, dh_n, dc_n = _dense(dy, y), _dense(dh_n, h0), _dense(dc_n, c0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, drop_h, keep_h, keep_c, lengths,
                   h_probe, ctx.reverse)
         return _recomputed(ctx, _lstm_outputs, _lstm_entry, inputs, (dy, dh_n, dc_n))
     has_probe = h_probe is not None
     dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh = lstm_masked_backward(
-        dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, w_hr,
-        drop_h, keep_h, keep_c, y, gates, c, c_tilde, lengths, ctx.reverse, has_probe,
+        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, drop_h, keep_h, keep_c, y, gates, c,
+        c_tilde, lengths, ctx.reverse, has_probe,
     )
     return (
         dx, dh0, dc0, dw_ih, dw_hh,
@@ -248,6 +250,7 @@ def _(dy, dh_n, x, h0, w_ih, w_hh, drop_h, keep_h, y, gates, lengths, reverse, r
 
 def _gru_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(output[2])
+    _keep_grads_unmaterialised(ctx)
     ctx.save_for_backward(*inputs[:10], output[0], output[2])
     ctx.flags = inputs[10:]
 
@@ -261,14 +264,15 @@ def _gru_outputs(*args):
 def _gru_grad(ctx, dy, dh_n, _dgates):
     x, h0, w_ih, w_hh, b_ih, b_hh, drop_h, keep_h, lengths, h_probe, y, gates = ctx.saved_tensors
     reverse, reset_after = ctx.flags
+    dy, dh_n = _dense(dy, y), _dense(dh_n, h0)
     if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
         inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, drop_h, keep_h, lengths, h_probe, reverse,
                   reset_after)
         return _recomputed(ctx, _gru_outputs, _gru_entry, inputs, (dy, dh_n))
     has_probe = h_probe is not None
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh = gru_masked_backward(
-        dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, drop_h, keep_h, y, gates,
-        lengths, reverse, reset_after, has_probe,
+        dy, dh_n, x, h0, w_ih, w_hh, drop_h, keep_h, y, gates, lengths, reverse, reset_after,
+        has_probe,
     )
     return (
         dx, dh0, dw_ih, dw_hh,

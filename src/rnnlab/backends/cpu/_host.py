@@ -1,7 +1,8 @@
 """Host code the cpu cell kernels (rnn.py, lstm.py, gru.py) share around their compiled
 loops: the carried-state copies, running a kernel over the parts of a batch, and the
 backward in blocks of time steps with the GEMMs that turn each block's pre-activation
-gradients into dx, dW_ih, db (and, through the cell's own callback, dW_hh)."""
+gradients into dx, dW_ih, db (and, through the cell's own callback, dW_hh). The masked
+cells (masked_lstm.py, masked_gru.py) also take their masks here (:func:`mask_arrays`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,14 @@ import torch
 from torch import Tensor
 
 from rnnlab.backends._host import valid_mask, zero_padding
-from rnnlab.backends.contract import Sequence
-from rnnlab.backends.cpu._common import RecurrentWeightGrad, add_input_grads, time_blocks
+from rnnlab.backends.contract import Masks, Sequence
+from rnnlab.backends.cpu._common import (
+    RecurrentWeightGrad,
+    add_input_grads,
+    as_array,
+    optional_array,
+    time_blocks,
+)
 from rnnlab.backends.cpu._parallel import inference_chunk, run_parts
 
 
@@ -107,3 +114,41 @@ def run_infer(kernel: Callable, arrays: tuple, rows: list[np.ndarray]) -> None:
     """``kernel(*arrays, part, chunk)`` for every part, ``chunk`` the steps each part
     projects at a time (:func:`._parallel.inference_chunk` of its rows)."""
     run_parts(lambda part: kernel(*arrays, part, inference_chunk(part.shape[0])), rows)
+
+
+class MaskArrays(NamedTuple):
+    """The masks of :class:`rnnlab.backends.contract.Masks` as the masked kernels take
+    them (:mod:`.masked_lstm`, :mod:`.masked_gru`): ``drop_h`` (B, P) or empty (d = 1);
+    each zoneout share as an array (T, B, ·), empty when it is one constant, and that
+    constant (``p_h``, ``p_c``: the eval form's p, 0 without zoneout) in the kernel's
+    dtype."""
+
+    drop_h: np.ndarray
+    keep_h: np.ndarray
+    p_h: np.floating
+    keep_c: np.ndarray
+    p_c: np.floating
+
+
+def _keep_array(keep: Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, np.floating]:
+    """A zoneout share as (array, constant): a broadcast scalar (every stride 0, the eval
+    form's ``p`` expanded) becomes the constant, read once, not a (T, B, ·) copy."""
+    scalar = torch.empty(0, dtype=dtype).numpy().dtype.type
+    if keep is None:
+        return optional_array(None, 3, dtype), scalar(0)
+    if keep.numel() > 0 and all(s == 0 for s in keep.stride()):
+        return optional_array(None, 3, dtype), scalar(keep[(0,) * keep.dim()].item())
+    return as_array(keep), scalar(0)
+
+
+def mask_arrays(masks: Masks, dtype: torch.dtype) -> MaskArrays:
+    """The kernels' form of ``masks`` (see :class:`MaskArrays`)."""
+    keep_h, p_h = _keep_array(masks.keep_h, dtype)
+    keep_c, p_c = _keep_array(masks.keep_c, dtype)
+    return MaskArrays(optional_array(masks.drop_h, 2, dtype), keep_h, p_h, keep_c, p_c)
+
+
+def dropped(drop_h: Tensor | None, states: Tensor) -> Tensor:
+    """d ⊙ states (``states`` itself without recurrent dropout): what the recurrent
+    products read, for their weight gradient."""
+    return states if drop_h is None else states * drop_h
