@@ -78,8 +78,8 @@ def backward_in_blocks(
     passes an empty one); the first folds into dx, dW_ih, db, ``recurrent(buffers)``
     (the gradients of h_{t-1}·W_hhᵀ) into the recurrent weight's gradient against the
     states ``states`` = (y, h0), and ``after_block(buffers, t0, t1)`` takes the rest.
-    Only one block of gradients exists
-    at a time. ``rows``: the parts of :func:`._parallel.plan`.
+    Only one block of gradients exists at a time. ``rows``: the parts of
+    :func:`._parallel.plan`.
     """
     x = seq.x
     T, B = x.shape[0], x.shape[1]
