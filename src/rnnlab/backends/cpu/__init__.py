@@ -35,22 +35,19 @@ inside the loop, a cache-sized chunk of steps at a time, and keeps no activation
 
 from rnnlab.backends.contract import BackendKernels
 from rnnlab.backends.cpu.gru import CpuGRU
+from rnnlab.backends.cpu.lngru import CpuLNGRU
 from rnnlab.backends.cpu.lnlstm import CpuLNLSTM
 from rnnlab.backends.cpu.lstm import CpuLSTM
 from rnnlab.backends.cpu.rnn import CpuRNN
 from rnnlab.backends.cpu.stream import CpuStream
-
-# The layer-normalised GRU has no compiled kernels yet: the portable ones serve it.
-from rnnlab.backends.portable.lngru import PortableLNGRU
 from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
-# Recurrent dropout and zoneout, and the layer-normalised GRU, run on the portable
-# backend's torch ops for now.
+# Recurrent dropout and zoneout run on the portable backend's torch ops for now.
 KERNELS = BackendKernels(
     name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(), lnlstm=CpuLNLSTM(),
-    lngru=PortableLNGRU(),
+    lngru=CpuLNGRU(),
     masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
 )

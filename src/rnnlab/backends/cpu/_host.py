@@ -109,7 +109,7 @@ def first(buffers: list[Tensor]) -> Tensor:
 
 
 def second(buffers: list[Tensor]) -> Tensor:
-    """The second buffer: the layer-normalised LSTM's gradients of W_hh h_{t-1} (its first
+    """The second buffer: the layer-normalised cells' gradients of W_hh h_{t-1} (their first
     holds those of W_ih x_t, which differ: each projection has its own normalisation)."""
     return buffers[1]
 
