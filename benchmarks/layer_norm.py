@@ -9,9 +9,11 @@ first 20 steps before timing). rnnlab runs on its cpu backend (the compiled kern
 ``torch.compile`` (default mode: Dynamo unrolls the loop over time), its first call
 (the compilation) timed apart, at the points with at most ``--compile-max-steps`` steps.
 
-One layer, float32, 2 threads; inference (``torch.no_grad``) and a training step
-(forward + backward of Σ g ⊙ y); the implementations interleaved per round, median of
-the rounds. Grid: the first three points of ``benchmarks/cpu_speed.py``.
+One layer, float32, ``--threads`` torch threads (2 by default; on a loaded machine 1,
+as cpu_speed.py does there: torch's per-op parallel regions stall under load);
+inference (``torch.no_grad``) and a training step (forward + backward of Σ g ⊙ y); the
+implementations interleaved per round, median of the rounds. Grid: the first three
+points of ``benchmarks/cpu_speed.py``.
 
     python benchmarks/layer_norm.py --compile   # writes results/layer-norm-avx2.{json,md}
 """
@@ -125,7 +127,7 @@ def _run(layer, x, g, train: bool) -> None:
     (y[0] if isinstance(y, tuple) else y).mul(g).sum().backward()
 
 
-def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool) -> dict:
+def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool, rounds: int) -> dict:
     ours, loop = _pair(cell, I, H)
     x, g = torch.randn(T, B, I), torch.randn(T, B, H)
     with torch.no_grad():  # the first 20 steps: over hundreds, these random weights'
@@ -145,7 +147,7 @@ def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool) -> di
             _run(layer, x, g, train)
             if name == "compiled":
                 row["compile_s"] = time.perf_counter() - start
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for name, layer in layers.items():
                 start = time.perf_counter()
                 _run(layer, x, g, train)
@@ -159,14 +161,14 @@ def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool) -> di
     return out
 
 
-def run(compile_max_steps: int) -> dict:
-    torch.set_num_threads(2)
+def run(compile_max_steps: int, threads: int, rounds: int) -> dict:
+    torch.set_num_threads(threads)
     started_load = os.getloadavg()
     points = []
     with rnnlab.use_backend("cpu"):
         for name, B, T, I, H in GRID:
             for cell in ("lnlstm", "lngru"):
-                result = measure(cell, B, T, I, H, T <= compile_max_steps)
+                result = measure(cell, B, T, I, H, T <= compile_max_steps, rounds)
                 points.append({"config": name, "cell": cell, **result})
                 print(points[-1], flush=True)
     return {
@@ -176,6 +178,7 @@ def run(compile_max_steps: int) -> dict:
         "load_average_start": started_load,
         "load_average": os.getloadavg(),
         "compile_max_steps": compile_max_steps,
+        "rounds": rounds,
         "points": points,
     }
 
@@ -193,10 +196,10 @@ def markdown(result: dict) -> str:
         f"{result['when']}; {result['machine']}; load average at the start {start}, at the "
         f"end {end} (a shared machine: read the ratios, not the times). One layer, float32; "
         "rnnlab on its cpu backend (compiled kernels). Speed-up = loop time / rnnlab time "
-        f"(median of {ROUNDS} interleaved rounds; target ≥ {TARGET:g}×); \"vs compiled\" = "
-        "torch.compile(loop) time / rnnlab time, measured at the points of at most "
-        f"{result['compile_max_steps']} steps (— elsewhere), its compilation (first call) "
-        "in its own column.",
+        f"(median of {result['rounds']} interleaved rounds; target ≥ {TARGET:g}×); "
+        "\"vs compiled\" = torch.compile(loop) time / rnnlab time, measured at the points "
+        f"of at most {result['compile_max_steps']} steps (— elsewhere), its compilation "
+        "(first call) in its own column.",
         "",
         "| config | cell | mode | rnnlab ms | loop ms | speed-up | compiled loop ms "
         "| vs compiled | compilation s |",
@@ -224,9 +227,11 @@ def main() -> None:
     parser.add_argument("--compile-max-steps", type=int, default=200,
                         help="compile the loop only at grid points of at most this many steps"
                              " (Dynamo unrolls it: compilation grows with the steps)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (both sides)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="timed rounds per point")
     args = parser.parse_args()
     out = Path(args.out)
-    result = run(args.compile_max_steps if args.compile else 0)
+    result = run(args.compile_max_steps if args.compile else 0, args.threads, args.rounds)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
