@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlab.backends._host import empty_grad, project_inputs
+from rnnlab.backends._host import empty_grad
 from rnnlab.backends._layer_norm import EPS
 from rnnlab.backends.contract import (
     GRUForward,
@@ -32,12 +31,24 @@ from rnnlab.backends.contract import (
 )
 from rnnlab.backends.cpu import _host
 from rnnlab.backends.cpu._blas import matmul, prepare
-from rnnlab.backends.cpu._common import as_array, bias_array, lengths_array, optional_array
+from rnnlab.backends.cpu._common import (
+    as_array,
+    bias_array,
+    lengths_array,
+    optional_array,
+    project_into,
+)
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import plan, project_chunk, valid_prefix
 from rnnlab.backends.cpu.gru import _state_backward, _update
-from rnnlab.backends.cpu.lnlstm import BlockNorms, layer_norm, moments, normalise_backward
+from rnnlab.backends.cpu.lnlstm import (
+    BlockNorms,
+    layer_norm,
+    layer_norm_rows,
+    moments,
+    normalise_backward,
+)
 
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
@@ -216,13 +227,13 @@ class CpuLNGRU:
         T, B, _ = x.shape
         H = h0.shape[-1]
         gates = x.new_empty(T, B, 4 * H)
-        # u_t for all steps into the gate buffer's first 3H columns. Padding rows of x go
-        # through unmasked (no copy of x): the kernel never reads them, and zeroes them.
-        with torch.no_grad():
-            b_ih = None if w.b_ih is None else w.b_ih.detach()
-            gates[..., : 3 * H] = F.layer_norm(
-                project_inputs(x.detach(), w.w_ih.detach(), None), (3 * H,),
-                w.gamma_ih.detach(), b_ih, EPS)
+        # u_t for all steps into the gate buffer's first 3H columns (one GEMM, then the rows
+        # normalised in place). Padding rows of x go through unmasked (no copy of x): the
+        # kernel never reads them, and zeroes them.
+        u = gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H]
+        project_into(as_array(x).reshape(T * B, x.shape[2]), as_array(w.w_ih),
+                     bias_array(None, 3 * H, x.dtype), u)
+        layer_norm_rows(u, as_array(w.gamma_ih), bias_array(w.b_ih, 3 * H, x.dtype), EPS)
         y = x.new_empty(T, B, H)
         h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)

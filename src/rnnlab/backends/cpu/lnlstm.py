@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numba.extending import overload
 from torch import Tensor
 
@@ -39,7 +38,7 @@ from rnnlab.backends._host import (
     valid_mask,
     zero_padding,
 )
-from rnnlab.backends._layer_norm import EPS, normalise
+from rnnlab.backends._layer_norm import EPS
 from rnnlab.backends.contract import (
     LNLSTMGrads,
     LNLSTMWeights,
@@ -109,6 +108,24 @@ def normalise_backward(gamma, d, v_hat, rstd, out):
     mean_ev = _like(d, cross / n)
     for j in range(n):
         out[j] = rstd * (gamma[j] * d[j] - mean_e - v_hat[j] * mean_ev)
+
+
+@kernel(**KERNEL_OPTIONS)
+def layer_norm_rows(v, gamma, beta, eps):
+    """Every row of v (R, n), in place: LN(row; γ, β) (the whole sequence's input side,
+    vectorised along each row: faster than torch's layer_norm here)."""
+    for r in range(v.shape[0]):
+        layer_norm(v[r], gamma, beta, eps, v[r])
+
+
+@kernel(**KERNEL_OPTIONS)
+def normalise_rows(v, eps, rstd):
+    """Every row of v (R, n), in place: v̂ = (v - μ) · rstd; rstd (R,) ← each row's
+    (backward's recomputed normalisations: torch's var_mean took most of its time)."""
+    for r in range(v.shape[0]):
+        mean, rstd[r] = moments(v[r], eps)
+        for j in range(v.shape[1]):
+            v[r, j] = (v[r, j] - mean) * rstd[r]
 
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
@@ -312,9 +329,9 @@ class CpuLNLSTM:
         # Padding rows of x go through unmasked (no copy of x): the kernel never reads them
         # and zeroes their outputs.
         with torch.no_grad():
-            gates = F.layer_norm(project_inputs(x.detach(), w.w_ih.detach(), None), (4 * H,),
-                                 w.gamma_ih.detach(), _detached(sum_bias(w.b_ih, w.b_hh)),
-                                 EPS).contiguous()
+            gates = project_inputs(x.detach(), w.w_ih.detach(), None).contiguous()
+        layer_norm_rows(gates.numpy().reshape(T * B, 4 * H), as_array(w.gamma_ih),
+                        bias_array(sum_bias(w.b_ih, w.b_hh), 4 * H, x.dtype), EPS)
         y = x.new_empty(T, B, H)
         c_seq = x.new_empty(T, B, H)
         h_n, c_n = _host.state_copy(h0), _host.state_copy(c0)
@@ -380,10 +397,6 @@ class CpuLNLSTM:
         return y, h_n, c_n
 
 
-def _detached(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.detach()
-
-
 class BlockNorms:
     """The normalisations of the layer-normalised cells (LSTM and GRU) for one block of
     backward's time steps, recomputed from x, the outputs and (LSTM) the cell states:
@@ -404,10 +417,15 @@ class BlockNorms:
         x = self.x[t0:t1]
         if self.valid is not None:
             x = zero_padding(x, self.valid[t0:t1])
-        v_ih, rstd_ih = normalise(project_inputs(x, self.w_ih, None))
-        v_hh, rstd_hh = normalise(project_inputs(self.h_prev[t0:t1], self.w_hh, None))
-        pairs = [(v_ih, rstd_ih), (v_hh, rstd_hh)]
+        values = [project_inputs(x, self.w_ih, None), project_inputs(self.h_prev[t0:t1],
+                                                                      self.w_hh, None)]
         if self.c_seq is not None:
-            pairs.append(normalise(self.c_seq[t0:t1]))  # 0 at padding (c_seq is)
-        self.last = tuple(v for v, _ in pairs)
-        return tuple(as_array(a) for pair in pairs for a in pair)
+            values.append(self.c_seq[t0:t1].clone())  # 0 at padding (c_seq is)
+        self.last = tuple(v.contiguous() for v in values)
+        arrays = []
+        for v in self.last:  # normalised in place
+            rows = v.numpy().reshape(-1, v.shape[-1])
+            rstd = np.empty((*v.shape[:-1], 1), dtype=rows.dtype)
+            normalise_rows(rows, EPS, rstd.reshape(-1))
+            arrays += [rows.reshape(v.shape), rstd]
+        return tuple(arrays)
