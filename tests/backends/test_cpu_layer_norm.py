@@ -199,3 +199,25 @@ def test_larger_shapes_match_portable(family, kernel_calls):
     for name, want in results["portable"].items():
         tol = OUT_TOL[torch.float32] if name in ("y", "h_n") else GRAD_TOL[torch.float32]
         assert_rel_close(results["cpu"][name], want, tol, name)
+
+
+@pytest.mark.parametrize("family", ["lnlstm", "lngru"])
+def test_zero_input_features_match_portable(family, kernel_calls):
+    """I = 0 (every input GEMM with K = 0): forward, every gradient and inference, with
+    lengths and reversed, against the portable backend."""
+    T, B, H = 4, 3, 5
+    a = _arrays(family, T, B, 0, H, seed=5, lengths=None)
+    lens = torch.tensor([4, 2, 1])
+    results = {}
+    for backend in ("cpu", "portable"):
+        t = [torch.tensor(a[n], requires_grad=True) for n in NAMES[family]]
+        op = ops_ln.lnlstm if family == "lnlstm" else ops_ln.lngru
+        infer = ops_ln.lnlstm_infer if family == "lnlstm" else ops_ln.lngru_infer
+        with rnnlab.use_backend(backend):
+            out = op(*t, lens, None, True)
+            grads = torch.autograd.grad(out[0].sum() + out[1].square().sum(), t)
+            inferred = infer(*(v.detach() for v in t), lens, True)
+        results[backend] = [out[0], out[1], *grads, *inferred]
+    assert {name for _, name in kernel_calls} == {"_forward", "_backward", "_infer"}
+    for k, (got, want) in enumerate(zip(results["cpu"], results["portable"], strict=True)):
+        assert_rel_close(got, want, OUT_TOL[torch.float64], f"result {k}")
