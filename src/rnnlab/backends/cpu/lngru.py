@@ -4,8 +4,8 @@ The equations and their symbols are those of :mod:`rnnlab.reference.lngru`: u_t 
 LN(W_ih x_t; γ_ih) + b_ih, v_t = LN(W_hh h_{t-1}; γ_hh) + b_hh, then torch.nn's GRU step
 (reset after the recurrent product) on u_t and v_t.
 
-Forward: u_t for all steps is one GEMM and one vectorised normalisation before the
-loop, written straight into the gate buffer; per step the compiled loop runs
+Forward: u_t for all steps is one GEMM straight into the gate buffer, normalised there
+row by row in one compiled call before the loop; per step the compiled loop runs
 h_{t-1}·W_hhᵀ (:mod:`._blas`), then per sample one pass normalising it and the gates.
 Saved for backward, as for the GRU: r, z, n and hn = v_n (T,B,4H), zero at padding.
 Backward as :mod:`.lnlstm`'s: per block of time steps the two normalisations are

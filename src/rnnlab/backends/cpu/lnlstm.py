@@ -4,21 +4,22 @@ The equations and their symbols are those of :mod:`rnnlab.reference.lnlstm`: a_t
 LN(W_ih x_t; γ_ih) + b_ih + LN(W_hh h_{t-1}; γ_hh) + b_hh, the LSTM's gates and cell,
 m_t = o_t ⊙ tanh(n_t) with n_t = LN(c_t; γ_c, β_c), h_t = m_t.
 
-Forward: W_ih x_t for all steps is one GEMM and its normalisation one vectorised torch
-call, before the loop (b_ih + b_hh are that normalisation's β); per step the compiled
+Forward: W_ih x_t for all steps is one GEMM, normalised row by row in one compiled call
+before the loop (b_ih + b_hh are that normalisation's β); per step the compiled
 loop runs h_{t-1}·W_hhᵀ (:mod:`._blas`), then per sample one pass normalising it, the
 gates, c_t and LN(c_t). Saved for backward, as for the LSTM: the activated gates
 (T,B,4H) and c_t (T,B,H), zero at padding steps.
 
 Backward, in blocks of time steps (:func:`._host.backward_in_blocks`): before each
 block the three normalisations are recomputed for its steps (one GEMM each for W_ih x
-and W_hh h_{t-1}, vectorised normalisations); the compiled loop then walks the block
+and W_hh h_{t-1}, then compiled rows); the compiled loop then walks the block
 back (per step one product dp^hh·W_hh) writing the gradients of W_ih x_t, of
 W_hh h_{t-1}, of a_t and of n_t, which become dx, dW_ih, dW_hh, the biases' and the
 gains' gradients in one GEMM or reduction each per block.
 
 The compiled normalisation helpers (:func:`moments`, :func:`layer_norm`,
-:func:`normalise_backward`) are shared with :mod:`.lngru`.
+:func:`normalise_backward`, :func:`layer_norm_rows`, :func:`normalise_rows`) are shared
+with :mod:`.lngru`.
 """
 
 from __future__ import annotations
