@@ -4,16 +4,18 @@ The user solution is what one writes without a fused layer (torch.nn has no Laye
 LSTM or GRU): a Python loop over time steps of ``nn.Linear`` projections and
 ``nn.LayerNorm`` modules around the gate math, the same function as rnnlab's
 ``LSTM(layer_norm=True)`` / ``GRU(layer_norm=True)`` (Haste's form; checked equal on the
-first 20 steps before timing). rnnlab runs these cells on its portable (torch-op) kernel
-on every backend for now, so this measures the op structure (one op per layer and
-direction, the input projection and its normalisation for all steps at once, a
-hand-derived backward that recomputes the normalisations), not a fused kernel.
+first 20 steps before timing). rnnlab runs on its cpu backend (the compiled kernels of
+``backends/cpu/ln{lstm,gru}.py``); with ``--compile`` the loop also runs through
+``torch.compile`` (default mode: Dynamo unrolls the loop over time), its first call
+(the compilation) timed apart, at the points with at most ``--compile-max-steps`` steps.
 
-One layer, float32, 2 threads; inference (``torch.no_grad``) and a training step
-(forward + backward of Σ g ⊙ y); the two implementations interleaved per round, median
-of the rounds. Grid: the first three points of ``benchmarks/cpu_speed.py``.
+One layer, float32, ``--threads`` torch threads (2 by default; on a loaded machine 1,
+as cpu_speed.py does there: torch's per-op parallel regions stall under load);
+inference (``torch.no_grad``) and a training step (forward + backward of Σ g ⊙ y); the
+implementations interleaved per round, median of the rounds. Grid: the first three
+points of ``benchmarks/cpu_speed.py``.
 
-    python benchmarks/layer_norm.py          # writes results/layer-norm-avx2.{json,md}
+    python benchmarks/layer_norm.py --compile   # writes results/layer-norm-avx2.{json,md}
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import rnnlab
 import rnnlab.nn as rnn
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,6 +41,7 @@ GRID = (  # (name, B, T, I, H): cpu_speed.py's first three points
     ("B64 T100 I256 H512", 64, 100, 256, 512),
 )
 ROUNDS = 5
+TARGET = 5.0  # issue #17: rnnlab ≥ 5× the loop, inference and training
 
 
 class LoopLayerNormLSTM(nn.Module):
@@ -123,7 +127,7 @@ def _run(layer, x, g, train: bool) -> None:
     (y[0] if isinstance(y, tuple) else y).mul(g).sum().backward()
 
 
-def measure(cell: str, B: int, T: int, I: int, H: int) -> dict:
+def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool, rounds: int) -> dict:
     ours, loop = _pair(cell, I, H)
     x, g = torch.randn(T, B, I), torch.randn(T, B, H)
     with torch.no_grad():  # the first 20 steps: over hundreds, these random weights'
@@ -131,58 +135,86 @@ def measure(cell: str, B: int, T: int, I: int, H: int) -> dict:
         error = (ours(x[:20])[0] - loop(x[:20])).abs().max().item()
     assert error < 1e-4, f"{cell}: the loop and rnnlab differ by {error}"
     out = {"max_abs_difference": error}
+    layers = {"rnnlab": ours, "loop": loop}
+    if compile_loop:
+        layers["compiled"] = torch.compile(loop)
     for mode in ("inference", "training"):
         train = mode == "training"
-        times = {"rnnlab": [], "loop": []}
-        for layer in (ours, loop):  # warm up
+        times: dict[str, list[float]] = {name: [] for name in layers}
+        row: dict[str, float] = {}
+        for name, layer in layers.items():  # warm up (the compiled loop: its compilation)
+            start = time.perf_counter()
             _run(layer, x, g, train)
-        for _ in range(ROUNDS):
-            for name, layer in (("rnnlab", ours), ("loop", loop)):
+            if name == "compiled":
+                row["compile_s"] = time.perf_counter() - start
+        for _ in range(rounds):
+            for name, layer in layers.items():
                 start = time.perf_counter()
                 _run(layer, x, g, train)
                 times[name].append(time.perf_counter() - start)
-        mine, theirs = (statistics.median(times[k]) for k in ("rnnlab", "loop"))
-        out[mode] = {"rnnlab_ms": 1e3 * mine, "loop_ms": 1e3 * theirs, "speedup": theirs / mine}
+        median = {name: statistics.median(t) for name, t in times.items()}
+        row.update({f"{name}_ms": 1e3 * t for name, t in median.items()})
+        row["speedup"] = median["loop"] / median["rnnlab"]
+        if compile_loop:
+            row["speedup_vs_compiled"] = median["compiled"] / median["rnnlab"]
+        out[mode] = row
     return out
 
 
-def run() -> dict:
-    torch.set_num_threads(2)
+def run(compile_max_steps: int, threads: int, rounds: int) -> dict:
+    torch.set_num_threads(threads)
+    started_load = os.getloadavg()
     points = []
-    for name, B, T, I, H in GRID:
-        for cell in ("lnlstm", "lngru"):
-            points.append({"config": name, "cell": cell, **measure(cell, B, T, I, H)})
-            print(points[-1], flush=True)
+    with rnnlab.use_backend("cpu"):
+        for name, B, T, I, H in GRID:
+            for cell in ("lnlstm", "lngru"):
+                result = measure(cell, B, T, I, H, T <= compile_max_steps, rounds)
+                points.append({"config": name, "cell": cell, **result})
+                print(points[-1], flush=True)
     return {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}"
                    f" with {torch.get_num_threads()} threads",
+        "load_average_start": started_load,
         "load_average": os.getloadavg(),
+        "compile_max_steps": compile_max_steps,
+        "rounds": rounds,
         "points": points,
     }
 
 
+def _ms(row: dict, name: str) -> str:
+    return f"{row[name]:.1f}" if name in row else "—"
+
+
 def markdown(result: dict) -> str:
+    start, end = (", ".join(f"{v:.1f}" for v in result[k])
+                  for k in ("load_average_start", "load_average"))
     lines = [
         "# Layer-normalised LSTM / GRU (CPU): rnnlab vs a Python loop of nn.Linear + nn.LayerNorm",
         "",
-        f"{result['when']}; {result['machine']}; load average at the end "
-        f"{', '.join(f'{v:.1f}' for v in result['load_average'])} (a shared machine: "
-        "read the ratios, not the times). One layer, float32; speed-up = loop time / rnnlab "
-        "time (median of interleaved rounds). rnnlab runs its portable torch-op kernel "
-        "here (no fused cpu kernel for these cells yet).",
+        f"{result['when']}; {result['machine']}; load average at the start {start}, at the "
+        f"end {end} (a shared machine: read the ratios, not the times). One layer, float32; "
+        "rnnlab on its cpu backend (compiled kernels). Speed-up = loop time / rnnlab time "
+        f"(median of {result['rounds']} interleaved rounds; target ≥ {TARGET:g}×); "
+        "\"vs compiled\" = torch.compile(loop) time / rnnlab time, measured at the points "
+        f"of at most {result['compile_max_steps']} steps (— elsewhere), its compilation "
+        "(first call) in its own column.",
         "",
-        "| config | cell | inference rnnlab ms | loop ms | speed-up | training rnnlab ms "
-        "| loop ms | speed-up |",
-        "|---|---|---|---|---|---|---|---|",
+        "| config | cell | mode | rnnlab ms | loop ms | speed-up | compiled loop ms "
+        "| vs compiled | compilation s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in result["points"]:
-        inf, tr = p["inference"], p["training"]
-        lines.append(
-            f"| {p['config']} | {p['cell']} | {inf['rnnlab_ms']:.1f} | {inf['loop_ms']:.1f} | "
-            f"{inf['speedup']:.2f} | {tr['rnnlab_ms']:.1f} | {tr['loop_ms']:.1f} | "
-            f"{tr['speedup']:.2f} |"
-        )
+        for mode in ("inference", "training"):
+            row = p[mode]
+            versus = f"{row['speedup_vs_compiled']:.2f}" if "speedup_vs_compiled" in row else "—"
+            compile_s = f"{row['compile_s']:.0f}" if "compile_s" in row else "—"
+            lines.append(
+                f"| {p['config']} | {p['cell']} | {mode} | {row['rnnlab_ms']:.1f} | "
+                f"{row['loop_ms']:.1f} | {row['speedup']:.2f} | {_ms(row, 'compiled_ms')} | "
+                f"{versus} | {compile_s} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -190,8 +222,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(RESULTS / "layer-norm-avx2"),
                         help="results path without extension (.json and .md are written)")
-    out = Path(parser.parse_args().out)
-    result = run()
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile of the loop (at short sequences)")
+    parser.add_argument("--compile-max-steps", type=int, default=200,
+                        help="compile the loop only at grid points of at most this many steps"
+                             " (Dynamo unrolls it: compilation grows with the steps)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (both sides)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="timed rounds per point")
+    args = parser.parse_args()
+    out = Path(args.out)
+    result = run(args.compile_max_steps if args.compile else 0, args.threads, args.rounds)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))

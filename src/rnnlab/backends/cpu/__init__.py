@@ -35,22 +35,18 @@ inside the loop, a cache-sized chunk of steps at a time, and keeps no activation
 
 from rnnlab.backends.contract import BackendKernels
 from rnnlab.backends.cpu.gru import CpuGRU
+from rnnlab.backends.cpu.lngru import CpuLNGRU
+from rnnlab.backends.cpu.lnlstm import CpuLNLSTM
 from rnnlab.backends.cpu.lstm import CpuLSTM
 from rnnlab.backends.cpu.masked_gru import CpuMaskedGRU
 from rnnlab.backends.cpu.masked_lstm import CpuMaskedLSTM
 from rnnlab.backends.cpu.rnn import CpuRNN
 from rnnlab.backends.cpu.stream import CpuStream
 
-# The layer-normalised cells have no compiled kernels yet: the portable ones serve them.
-from rnnlab.backends.portable.lngru import PortableLNGRU
-from rnnlab.backends.portable.lnlstm import PortableLNLSTM
-
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
-# The layer-normalised cells run on the portable backend's torch ops for now.
 KERNELS = BackendKernels(
-    name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(), lnlstm=PortableLNLSTM(),
-    lngru=PortableLNGRU(),
-    masked_lstm=CpuMaskedLSTM(), masked_gru=CpuMaskedGRU(),
+    name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(), lnlstm=CpuLNLSTM(),
+    lngru=CpuLNGRU(), masked_lstm=CpuMaskedLSTM(), masked_gru=CpuMaskedGRU(),
 )

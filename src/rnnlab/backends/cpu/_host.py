@@ -74,16 +74,19 @@ def backward_in_blocks(
     w_ih: Tensor, states: tuple[Tensor, Tensor], widths: tuple[int, ...], dh_seq: Tensor,
     recurrent: Callable[[list[Tensor]], Tensor],
     after_block: Callable[[list[Tensor], int, int], None] | None = None,
+    before_block: Callable[[int, int], tuple] | None = None,
 ) -> BlockSums:
     """Run a cell's backward kernel over the time blocks of :func:`._common.time_blocks`.
 
-    Per block [t0, t1): ``kernel(*arrays, *buffers, dh_seq, t0, t1, part)``
-    writes one (t1 - t0, B, width) buffer per entry of ``widths`` (the first: the input
-    pre-activation gradients; a width of 0 passes an empty one); the first folds into
-    dx, dW_ih, db, ``recurrent(buffers)`` (the gradients of h_{t-1}·W_hhᵀ) into the
-    recurrent weight's gradient against the states ``states`` = (y, h0), and
-    ``after_block(buffers, t0, t1)`` takes the rest. Only one block of gradients exists
-    at a time. ``rows``: the parts of :func:`._parallel.plan`.
+    Per block [t0, t1): ``kernel(*arrays, *inputs, *buffers, dh_seq, t0, t1, part)``,
+    ``inputs`` = ``before_block(t0, t1)`` (the block's own arrays, computed before its
+    kernel runs; none without ``before_block``), writes one (t1 - t0, B, width) buffer
+    per entry of ``widths`` (the first: the input pre-activation gradients; a width of 0
+    passes an empty one); the first folds into dx, dW_ih, db, ``recurrent(buffers)``
+    (the gradients of h_{t-1}·W_hhᵀ) into the recurrent weight's gradient against the
+    states ``states`` = (y, h0), and ``after_block(buffers, t0, t1)`` takes the rest.
+    Only one block of gradients exists at a time. ``rows``: the parts of
+    :func:`._parallel.plan`.
     """
     x = seq.x
     T, B = x.shape[0], x.shape[1]
@@ -95,7 +98,9 @@ def backward_in_blocks(
     with torch.no_grad():
         for t0, t1 in blocks:
             buffers = [buffer[: t1 - t0] for buffer in whole]
-            block_arrays = (*arrays, *(b.numpy() for b in buffers), dh_seq.numpy(), t0, t1)
+            own = () if before_block is None else before_block(t0, t1)
+            block_arrays = (*arrays, *own, *(b.numpy() for b in buffers), dh_seq.numpy(), t0,
+                            t1)
             run_kernel(kernel, block_arrays, rows)
             inputs.add(buffers[0], t0, t1)
             dw_hh.add(recurrent(buffers), t0, t1)
@@ -108,6 +113,12 @@ def first(buffers: list[Tensor]) -> Tensor:
     """The first buffer: for RNN and LSTM the input and the recurrent pre-activations have
     the same gradient."""
     return buffers[0]
+
+
+def second(buffers: list[Tensor]) -> Tensor:
+    """The second buffer: the layer-normalised cells' gradients of W_hh h_{t-1} (their first
+    holds those of W_ih x_t, which differ: each projection has its own normalisation)."""
+    return buffers[1]
 
 
 def run_infer(kernel: Callable, arrays: tuple, rows: list[np.ndarray]) -> None:
