@@ -251,7 +251,7 @@ class LNLSTMGrads(NamedTuple):
     dgamma_ih: Tensor
     dgamma_hh: Tensor
     dgamma_c: Tensor
-    dbeta_c: Tensor  # (H,) even when beta_c is None (then unused)
+    dbeta_c: Tensor  # (H,), empty without beta_c
     dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
 
 

@@ -155,6 +155,6 @@ class PortableLNLSTM(LSTMInferByForward):
             dgamma_ih=(dgates * v_ih).sum(dim=(0, 1)),
             dgamma_hh=(dgates * v_hh).sum(dim=(0, 1)),
             dgamma_c=(dn_seq * c_hat).sum(dim=(0, 1)),
-            dbeta_c=dn_seq.sum(dim=(0, 1)),
+            dbeta_c=dn_seq.sum(dim=(0, 1)) if w.beta_c is not None else empty_grad(y),
             dh=dh_seq if need_dh else empty_grad(y),
         )
