@@ -1,14 +1,15 @@
-"""Double backward: the three recurrences written with out-of-place torch operations only,
+"""Double backward: the recurrences written with out-of-place torch operations only,
 and the gradient of a recomputation as a differentiable graph.
 
 The forward functions take the contract's bundles (:mod:`rnnlab.backends.contract`) as a
 family's ``forward`` entry point does, and follow the same equations (those of
 :mod:`rnnlab.reference`), but every step builds new tensors instead of writing into
 preallocated buffers, so autograd can differentiate the result to any order. They return
-the op's differentiable outputs only: y and the final state(s). :mod:`rnnlab.ops` and
-:mod:`rnnlab.ops_min` call :func:`recomputed_grads` only when a backward pass is itself
-being recorded (``create_graph=True``: double backward, gradient penalties,
-Hessian-vector products); the first-order backward never uses them.
+the op's differentiable outputs only: y and the final state(s). The ops' autograd
+formulas (:func:`rnnlab.ops._define_family`, for every family) call
+:func:`recomputed_grads` only when a backward pass is itself being recorded
+(``create_graph=True``: double backward, gradient penalties, Hessian-vector products);
+the first-order backward never uses them.
 """
 
 from __future__ import annotations
