@@ -212,6 +212,15 @@ def persistent_rows(lens_ptr, B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def lanes(row_ok, N, NP: tl.constexpr):
+    """A persistent program's NP lanes over a dimension of N (hidden units or outputs),
+    which of them exist, and the (BLOCK_B, NP) mask of its rows' lanes."""
+    cols = tl.arange(0, NP)
+    ok = cols < N
+    return cols, ok, row_ok[:, None] & ok[None, :]
+
+
+@triton.jit
 def gate_block(w, g, units, units_ok, inputs, inputs_ok, H, K, TRANSPOSED: tl.constexpr):
     """Gate g's block of a (G·H, K) weight as a padded on-chip block, zero outside
     (units, inputs): [k, j] = w[g·H + j, k] when TRANSPOSED (for h·Wᵀ), else [j, k]."""

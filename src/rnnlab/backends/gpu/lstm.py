@@ -90,6 +90,25 @@ def _store_gates(gates, gt, i, f, g, o, vm, m2, H):
 
 
 @triton.jit
+def _weights_on_chip(w_hh, w_hr, hc, h_ok, pc, p_ok, H, P, TRANSPOSED: tl.constexpr,
+                     HAS_PROJ: tl.constexpr):
+    """W_hh per gate (i, f, g, o) and W_hr, on chip for the whole sequence. TRANSPOSED
+    (the forward's h·Wᵀ): W_hhᵀ blocks (PP, HP), [k, j] = W_hh[gH + j, k], and W_hrᵀ
+    (HP, PP), [j, p] = W_hr[p, j]; else (the backward's products with W) W_hh blocks
+    (HP, PP), [j, k] = W_hh[gH + j, k], and W_hr (PP, HP). Without projection the last
+    is a stand-in (the i block), never read."""
+    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    if HAS_PROJ:
+        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, TRANSPOSED)
+    else:
+        w_r = w_i
+    return w_i, w_f, w_g, w_o, w_r
+
+
+@triton.jit
 def _lstm_fwd_persistent(
     gx, h0, c0, w_hh, w_hr, lens_ptr, probe, y, h_n, c_n, gates, c_seq,
     T, B, H, P,
@@ -98,20 +117,10 @@ def _lstm_fwd_persistent(
     PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    hc = tl.arange(0, HP)
-    pc = tl.arange(0, PP)
-    h_ok = hc < H
-    p_ok = pc < P
-    # W_hhᵀ per gate (PP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
-    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, True)
-    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, True)
-    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, True)
-    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, True)
-    if HAS_PROJ:
-        # W_hrᵀ (HP, PP): [j, p] = W_hr[p, j]
-        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, True)
-    mh = row_ok[:, None] & h_ok[None, :]
-    mp = row_ok[:, None] & p_ok[None, :]
+    hc, h_ok, mh = C.lanes(row_ok, H, HP)  # hidden units
+    pc, p_ok, mp = C.lanes(row_ok, P, PP)  # outputs (P = H without projection)
+    w_i, w_f, w_g, w_o, w_r = _weights_on_chip(w_hh, w_hr, hc, h_ok, pc, p_ok, H, P, True,
+                                               HAS_PROJ)
     h = C.load_f32(h0 + rows[:, None] * P + pc[None, :], mp)  # (BLOCK_B, PP) fp32
     c = C.load_f32(c0 + rows[:, None] * H + hc[None, :], mh)  # (BLOCK_B, HP) fp32
     for s in range(T):
@@ -153,20 +162,10 @@ def _lstm_bwd_persistent(
     PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    hc = tl.arange(0, HP)
-    pc = tl.arange(0, PP)
-    h_ok = hc < H
-    p_ok = pc < P
-    # W_hh per gate (HP, PP), on chip: [j, k] = W_hh[gH + j, k]
-    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, False)
-    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, False)
-    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, False)
-    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, False)
-    if HAS_PROJ:
-        # W_hr (PP, HP): [p, j] = W_hr[p, j]
-        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, False)
-    mh = row_ok[:, None] & h_ok[None, :]
-    mp = row_ok[:, None] & p_ok[None, :]
+    hc, h_ok, mh = C.lanes(row_ok, H, HP)  # hidden units
+    pc, p_ok, mp = C.lanes(row_ok, P, PP)  # outputs (P = H without projection)
+    w_i, w_f, w_g, w_o, w_r = _weights_on_chip(w_hh, w_hr, hc, h_ok, pc, p_ok, H, P, False,
+                                               HAS_PROJ)
     dh_next = C.load_f32(dh_n + rows[:, None] * P + pc[None, :], mp)
     dc_next = C.load_f32(dc_n + rows[:, None] * H + hc[None, :], mh)
     for k in range(T):

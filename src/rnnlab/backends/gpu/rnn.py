@@ -64,11 +64,9 @@ def _rnn_fwd_persistent(
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    cols = tl.arange(0, HP)
-    col_ok = cols < H
+    cols, col_ok, m2 = C.lanes(row_ok, H, HP)
     # W_hhᵀ (HP, HP), on chip for the whole sequence: element [k, j] = W_hh[j, k]
     w_t = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, True)
-    m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
     for s in range(T):
         t, valid = C.step_time(s, lens, REVERSE)
@@ -92,11 +90,9 @@ def _rnn_bwd_persistent(
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    cols = tl.arange(0, HP)
-    col_ok = cols < H
+    cols, col_ok, m2 = C.lanes(row_ok, H, HP)
     # W_hh (HP, HP), on chip: element [j, k] = W_hh[j, k]
     w = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, False)
-    m2 = row_ok[:, None] & col_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
     for k in range(T):
         t, valid = C.step_time(T - 1 - k, lens, REVERSE)
