@@ -20,13 +20,15 @@ backend points those at the portable kernels for now.
 
 Backward is a second custom op (the hand-derived BPTT of the reference). Double
 backward recomputes the forward with the portable kernels, which are written out of
-place for that, and differentiates it, as :mod:`rnnlab.ops` does.
+place for that (:func:`rnnlab.backends.differentiable.masked_lstm_outputs`), and
+differentiates it, as :mod:`rnnlab.ops` does.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from rnnlab.backends import differentiable
 from rnnlab.backends.contract import (
     GRUForward,
     GRUGrads,
@@ -40,7 +42,6 @@ from rnnlab.backends.contract import (
     Masks,
     Sequence,
 )
-from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 from rnnlab.ops import _backend, _define_family, _gru_shapes, _lstm_shapes
 
 __all__ = ["gru_masked", "gru_masked_backward", "lstm_masked", "lstm_masked_backward"]
@@ -77,16 +78,10 @@ def _lstm_shapes_masked(named) -> tuple[tuple, ...]:
     return (*shapes, shapes[-1])
 
 
-def _lstm_outputs(*bundles):
-    """The differentiable outputs (y, h_n, c_n) recomputed with torch ops (the portable
-    forward is written out of place)."""
-    return PortableMaskedLSTM().forward(*bundles)[:3]
-
-
 lstm_masked, lstm_masked_backward = _define_family(
     "lstm_masked", lambda x: _backend(x).masked_lstm, _lstm_entry, _lstm_backward_entry,
     outputs=MaskedLSTMForward, grads=LSTMGrads, shapes=_lstm_shapes_masked,
-    outputs_of=_lstm_outputs, infer=False,
+    outputs_of=differentiable.masked_lstm_outputs, infer=False,
 )
 
 
@@ -113,13 +108,8 @@ def _gru_backward_entry(
     return w, seq, h0, masks, saved, dy, dh_n, reset_after, need_dh
 
 
-def _gru_outputs(*bundles):
-    """The differentiable outputs (y, h_n) recomputed with torch ops."""
-    return PortableMaskedGRU().forward(*bundles)[:2]
-
-
 gru_masked, gru_masked_backward = _define_family(
     "gru_masked", lambda x: _backend(x).masked_gru, _gru_entry, _gru_backward_entry,
-    outputs=GRUForward, grads=GRUGrads, shapes=_gru_shapes, outputs_of=_gru_outputs,
-    infer=False,
+    outputs=GRUForward, grads=GRUGrads, shapes=_gru_shapes,
+    outputs_of=differentiable.masked_gru_outputs, infer=False,
 )

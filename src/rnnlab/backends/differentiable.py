@@ -28,9 +28,11 @@ from rnnlab.backends.contract import (
     LNLSTMWeights,
     LSTMState,
     LSTMWeights,
+    Masks,
     RNNWeights,
     Sequence,
 )
+from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 
 
 def recomputed_grads(
@@ -164,3 +166,18 @@ def gru_outputs(
         h, y_t = advance(n + z * (h - n), h, valid, t, h_probe)
         ys.append(y_t)
     return _in_time_order(ys, seq.reverse), h
+
+
+def masked_lstm_outputs(
+    w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks, h_probe: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """y, h_n and c_n of the masked LSTM: the portable forward, written out of place."""
+    return PortableMaskedLSTM().forward(w, seq, state, masks, h_probe)[:3]
+
+
+def masked_gru_outputs(
+    w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, h_probe: Tensor | None,
+    reset_after: bool,
+) -> tuple[Tensor, Tensor]:
+    """y and h_n of the masked GRU: the portable forward, written out of place."""
+    return PortableMaskedGRU().forward(w, seq, h0, masks, h_probe, reset_after)[:2]
