@@ -234,6 +234,19 @@ def gate_block(w, g, units, units_ok, inputs, inputs_ok, H, K, TRANSPOSED: tl.co
 
 
 @triton.jit
+def commit_step(h_t, h, probe, y, h_state, h_mm, yt, st, m2, vm, HAS_PROBE: tl.constexpr):
+    """The end of a tiled forward step: h_t (plus the probe) becomes the state where the
+    step is valid (elsewhere the carried h stays), in h_state and in h_mm (the next
+    GEMM's input), and y_t (0 at padding). yt: the step's offsets in y, st: the state's."""
+    if HAS_PROBE:
+        h_t += load_f32(probe + yt, m2 & vm)
+    h = tl.where(vm, h_t, h)
+    store(h_state + st, h, m2)
+    store(h_mm + st, h, m2)
+    store(y + yt, tl.where(vm, h_t, 0.0), m2)
+
+
+@triton.jit
 def tile_step(s, lens_ptr, B, N, TILE_B: tl.constexpr, TILE_H: tl.constexpr,
               REVERSE: tl.constexpr):
     """This program's (TILE_B, TILE_H) tile of a (B, N) step of the tiled path: its rows,

@@ -307,13 +307,7 @@ def _gru_fwd_tile(
         z = C.load_f32(gates + gt + H, mv)
         hn = C.load_f32(gh + st, m2)
         n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + hn)
-    h_t = n + z * (h - n)
-    if HAS_PROBE:
-        h_t += C.load_f32(probe + ht, mv)
-    h = tl.where(vm, h_t, h)
-    C.store(h_state + st, h, m2)
-    C.store(h_mm + st, h, m2)
-    C.store(y + ht, tl.where(vm, h_t, 0.0), m2)
+    C.commit_step(n + z * (h - n), h, probe, y, h_state, h_mm, ht, st, m2, vm, HAS_PROBE)
     _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
 
 

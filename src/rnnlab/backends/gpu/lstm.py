@@ -318,14 +318,9 @@ def _lstm_fwd_tile(
     _store_gates(gates, gt, i, f, g, o, vm, m2, H)
     if HAS_PROJ:
         C.store(m_mm + st, m_t, m2)
-    else:
-        h_t = m_t
-        if HAS_PROBE:
-            h_t += C.load_f32(probe + ct, mv)
-        h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
-        C.store(h_state + st, h, m2)
-        C.store(h_mm + st, h, m2)
-        C.store(y + ct, tl.where(vm, h_t, 0.0), m2)
+    else:  # h_t = m_t
+        h = C.load_f32(h_state + st, m2)
+        C.commit_step(m_t, h, probe, y, h_state, h_mm, ct, st, m2, vm, HAS_PROBE)
 
 
 @triton.jit(do_not_specialize=["s"])
@@ -339,13 +334,8 @@ def _commit_tile(
     rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, P, TILE_B, TILE_H, REVERSE)
     yt = (t * B + rows)[:, None] * P + cols[None, :]
     st = rows[:, None] * P + cols[None, :]
-    h_t = C.load_f32(hp + st, m2)
-    if HAS_PROBE:
-        h_t += C.load_f32(probe + yt, m2 & vm)
-    h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
-    C.store(h_state + st, h, m2)
-    C.store(h_mm + st, h, m2)
-    C.store(y + yt, tl.where(vm, h_t, 0.0), m2)
+    h = C.load_f32(h_state + st, m2)
+    C.commit_step(C.load_f32(hp + st, m2), h, probe, y, h_state, h_mm, yt, st, m2, vm, HAS_PROBE)
 
 
 @triton.jit(do_not_specialize=["s"])

@@ -196,12 +196,8 @@ def _rnn_fwd_tile(
     st = rows[:, None] * H + cols[None, :]
     a = C.load_f32(ax + at, m2 & vm) + C.load_f32(gh + st, m2)
     h_t = _activate(a, RELU)
-    if HAS_PROBE:
-        h_t += C.load_f32(probe + at, m2 & vm)
-    h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
-    C.store(h_state + st, h, m2)
-    C.store(h_mm + st, h, m2)
-    C.store(y + at, tl.where(vm, h_t, 0.0), m2)
+    h = C.load_f32(h_state + st, m2)
+    C.commit_step(h_t, h, probe, y, h_state, h_mm, at, st, m2, vm, HAS_PROBE)
     C.store(a_seq + at, tl.where(vm, a, 0.0), m2)
 
 
