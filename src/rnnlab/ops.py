@@ -100,7 +100,8 @@ def _recomputed(ctx, outputs_of, entry, inputs: tuple, grads: tuple[Tensor, ...]
 # --------------------------------------------------------------------------- defining a family
 
 _PROBE_AT = 3  # h_probe's place among a forward entry's bundles; the contract's infer omits it
-_SHAPED_AS = {"y": "y", "h_n": "h0", "c_n": "c0"}  # a differentiable output, and its like
+_SHAPED_AS = {"y": "y", "h_n": "h0", "c_n": "c0"}  # a differentiable output: what its
+# gradient is shaped as (zeros stand for the gradient of an output the loss did not use)
 _SHARED_GRAD = {"b_ih": "db", "b_hh": "db", "h_probe": "dh"}  # the biases enter as a sum
 # (one db for both where the family has no db_ih, db_hh); the probe's gradient is ∂L/∂h_t
 
@@ -168,9 +169,10 @@ def _define_family(
         name, entry, len(outputs._fields),
         lambda *args: kernels(args[0]).forward(*entry(*args)), entry.__doc__,
     )
+    x_at = backward_names.index("x")
     backward_op = _op(
         f"{name}_backward", backward_entry, len(grads._fields),
-        lambda *args: kernels(args[backward_names.index("x")]).backward(*backward_entry(*args)),
+        lambda *args: kernels(args[x_at]).backward(*backward_entry(*args)),
         f"BPTT of rnnlab::{name}: {', '.join(grads._fields)} (dh empty unless need_dh).",
     )
 
@@ -193,36 +195,54 @@ def _define_family(
 
         return tuple(empty(g) for g in grads._fields)
 
+    # The wiring, resolved by name once here, as positions (autograd runs it every call).
+    kept = tensors + saved  # ctx.saved_tensors, in this order
+    tensor_at = tuple(names.index(n) for n in tensors)
+    option_at = tuple(names.index(n) for n in options)
+    constant_at = tuple(i for i, o in enumerate(outputs._fields) if o not in differentiable_)
+    saved_at = tuple(outputs._fields.index(o) for o in saved)
+    grad_at = tuple(outputs._fields.index(o) for o in differentiable_)
+    like_at = tuple(kept.index(_SHAPED_AS[o]) for o in differentiable_)
+    input_from = tuple((0, kept.index(n)) if n in kept else (1, options.index(n)) for n in names)
+    probe_at = kept.index("h_probe")
+
+    def source(n: str) -> tuple[int, int]:  # (pool, index): kept, options, grads, need_dh
+        if n in kept:
+            return 0, kept.index(n)
+        if n in options:
+            return 1, options.index(n)
+        if n == "need_dh":
+            return 3, 0
+        return 2, differentiable_.index(n[1:])
+
+    backward_from = tuple(source(n) for n in backward_names)
+
+    def gradient_of(n: str) -> tuple[int, bool, int]:  # (result index or -1, copy, kept index)
+        key = f"d{n}" if f"d{n}" in grads._fields else _SHARED_GRAD.get(n)
+        found = grads._fields.index(key) if key in grads._fields else -1
+        return found, n == "b_hh" and key == "db", kept.index(n) if n in kept else -1
+
+    gradients = tuple(gradient_of(n) for n in names)
+
     def setup_context(ctx, inputs, output):
-        named = dict(zip(names, inputs, strict=True))
-        out = dict(zip(outputs._fields, output, strict=True))
-        ctx.mark_non_differentiable(*(out[o] for o in out if o not in differentiable_))
+        ctx.mark_non_differentiable(*(output[i] for i in constant_at))
         _keep_grads_unmaterialised(ctx)
-        ctx.save_for_backward(*(named[n] for n in tensors), *(out[o] for o in saved))
-        ctx.options = tuple(named[n] for n in options)
+        ctx.save_for_backward(*(inputs[i] for i in tensor_at), *(output[i] for i in saved_at))
+        ctx.options = tuple(inputs[i] for i in option_at)
 
     def grad(ctx, *output_grads):
-        named = dict(zip(tensors + saved, ctx.saved_tensors, strict=True))
-        named |= dict(zip(options, ctx.options, strict=True))
-        d = {
-            f"d{o}": _dense(g, named[_SHAPED_AS[o]])
-            for o, g in zip(outputs._fields, output_grads, strict=True)
-            if o in differentiable_
-        }
+        held = ctx.saved_tensors
+        d = tuple(_dense(output_grads[i], held[k]) for i, k in zip(grad_at, like_at, strict=True))
         if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-            inputs = tuple(named[n] for n in names)
-            return _recomputed(ctx, outputs_of, entry, inputs, tuple(d.values()))
-        named |= d | {"need_dh": named["h_probe"] is not None}
-        found = backward_op(*(named[n] for n in backward_names))
-        result = dict(zip(grads._fields, found, strict=True))
-
-        def input_grad(n: str) -> Tensor | None:
-            key = f"d{n}" if f"d{n}" in result else _SHARED_GRAD.get(n)
-            if named[n] is None or key not in result:
-                return None
-            return result[key].clone() if n == "b_hh" and key == "db" else result[key]
-
-        return tuple(input_grad(n) for n in names)
+            pools = (held, ctx.options)
+            inputs = tuple(pools[pool][k] for pool, k in input_from)
+            return _recomputed(ctx, outputs_of, entry, inputs, d)
+        pools = (held, ctx.options, d, (held[probe_at] is not None,))
+        found = backward_op(*(pools[pool][k] for pool, k in backward_from))
+        return tuple(
+            None if r < 0 or k < 0 or held[k] is None else found[r].clone() if copy else found[r]
+            for r, copy, k in gradients
+        )
 
     op.register_autograd(grad, setup_context=setup_context)
     if not infer:
