@@ -37,6 +37,10 @@ The ops trust their arguments (shapes, lengths in [1, T]); the modules in
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -44,11 +48,17 @@ from rnnlab import backends
 from rnnlab.backends import differentiable
 from rnnlab.backends.contract import (
     BackendKernels,
+    GRUForward,
+    GRUGrads,
     GRUSaved,
     GRUWeights,
+    LSTMForward,
+    LSTMGrads,
     LSTMSaved,
     LSTMState,
     LSTMWeights,
+    RNNForward,
+    RNNGrads,
     RNNSaved,
     RNNWeights,
     Sequence,
@@ -61,10 +71,6 @@ __all__ = ["gru", "gru_infer", "lstm", "lstm_infer", "open_stream", "rnn", "rnn_
 
 def _backend(x: Tensor) -> BackendKernels:
     return backends.select(x.device, x.dtype)
-
-
-def _if_wanted(grad: Tensor, wanted: bool) -> Tensor | None:
-    return grad if wanted else None
 
 
 def _keep_grads_unmaterialised(ctx) -> None:
@@ -91,412 +97,279 @@ def _recomputed(ctx, outputs_of, entry, inputs: tuple, grads: tuple[Tensor, ...]
     )
 
 
+# --------------------------------------------------------------------------- defining a family
+
+_PROBE_AT = 3  # h_probe's place among a forward entry's bundles; the contract's infer omits it
+_SHAPED_AS = {"y": "y", "h_n": "h0", "c_n": "c0"}  # a differentiable output: what its
+# gradient is shaped as (zeros stand for the gradient of an output the loss did not use)
+_SHARED_GRAD = {"b_ih": "db", "b_hh": "db", "h_probe": "dh"}  # the biases enter as a sum
+# (one db for both where the family has no db_ih, db_hh); the probe's gradient is ∂L/∂h_t
+
+
+def _op(name: str, entry: Callable, results: int, call: Callable, doc: str, drop: str = ""):
+    """The custom op ``rnnlab::<name>``: its schema is ``entry``'s flat signature less the
+    parameter ``drop``, returning ``results`` tensors; it runs ``call(*arguments)``."""
+    signature = inspect.signature(entry)
+
+    def run(*args):
+        return tuple(call(*args))
+
+    run.__signature__ = signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.name != drop],
+        return_annotation=tuple[(Tensor,) * results],
+    )
+    run.__name__, run.__qualname__, run.__doc__ = name, name, doc
+    return torch.library.custom_op(f"rnnlab::{name}", run, mutates_args=())
+
+
+def _define_family(
+    name: str,
+    kernels: Callable[[Tensor], Any],
+    entry: Callable,
+    backward_entry: Callable,
+    *,
+    outputs: type[NamedTuple],
+    grads: type[NamedTuple],
+    shapes: Callable[[dict[str, Any]], tuple[tuple, ...]],
+    outputs_of: Callable,
+    infer: bool = True,
+) -> tuple:
+    """Register a cell family's custom ops and return them: ``rnnlab::<name>``,
+    ``rnnlab::<name>_backward`` and, with ``infer``, ``rnnlab::<name>_infer``.
+
+    What is the family's own: ``entry`` and ``backward_entry``, whose flat, annotated
+    signatures are the ops' schemas (``torch.library`` needs flat tensors, and the ONNX
+    translations read them), pack those arguments into the contract's bundles;
+    ``kernels(x)`` is the family's object of :mod:`rnnlab.backends.contract` for x's
+    device and dtype, whose ``forward``, ``backward`` and ``infer`` take the bundles;
+    ``outputs`` and ``grads`` (the family's ``<F>Forward`` and ``<F>Grads``) name the
+    results; ``shapes(named)`` gives the forward's output shapes from its named arguments
+    (the fake implementation); ``outputs_of`` recomputes the differentiable outputs from
+    the bundles for double backward (:mod:`rnnlab.backends.differentiable`).
+
+    The rest follows from the names. The backward op's parameters are the forward's
+    inputs, its outputs and ``d<output>``: the gradients of the differentiable outputs
+    (the outputs that backward takes a ``d``-name for; the others are saved activations,
+    marked non-differentiable, their gradients never materialised), and ``need_dh``
+    (True when a probe was passed). Each gradient ``d<input>`` goes to its input, ``db``
+    to both biases (a copy for b_hh: .grad must not alias), ``dh`` to ``h_probe``; the
+    lengths, masks and options get None. Inference is the forward less ``h_probe``,
+    returning the differentiable outputs only.
+    """
+    names = tuple(inspect.signature(entry).parameters)
+    backward_names = tuple(inspect.signature(backward_entry).parameters)
+    options = tuple(
+        n for n, p in inspect.signature(entry).parameters.items() if p.annotation in (bool, "bool")
+    )
+    tensors = tuple(n for n in names if n not in options)
+    differentiable_ = tuple(o for o in outputs._fields if f"d{o}" in backward_names)
+    saved = tuple(o for o in outputs._fields if o in backward_names)
+
+    op = _op(
+        name, entry, len(outputs._fields),
+        lambda *args: kernels(args[0]).forward(*entry(*args)), entry.__doc__,
+    )
+    x_at = backward_names.index("x")
+    backward_op = _op(
+        f"{name}_backward", backward_entry, len(grads._fields),
+        lambda *args: kernels(args[x_at]).backward(*backward_entry(*args)),
+        f"BPTT of rnnlab::{name}: {', '.join(grads._fields)} (dh empty unless need_dh).",
+    )
+
+    @op.register_fake
+    def _(*args):
+        return tuple(args[0].new_empty(s) for s in shapes(dict(zip(names, args, strict=True))))
+
+    @backward_op.register_fake
+    def _(*args):
+        named = dict(zip(backward_names, args, strict=True))
+        y = named["y"]
+
+        def empty(grad: str) -> Tensor:
+            if grad == "dh":
+                return torch.empty_like(y) if named["need_dh"] else y.new_empty(0)
+            if grad in ("db", "db_ih", "db_hh"):
+                return y.new_empty(named["w_ih"].shape[0])
+            of = named[grad[1:]]
+            return y.new_empty(0) if of is None else torch.empty_like(of)
+
+        return tuple(empty(g) for g in grads._fields)
+
+    # The wiring, resolved by name once here, as positions (autograd runs it every call).
+    kept = tensors + saved  # ctx.saved_tensors, in this order
+    tensor_at = tuple(names.index(n) for n in tensors)
+    option_at = tuple(names.index(n) for n in options)
+    constant_at = tuple(i for i, o in enumerate(outputs._fields) if o not in differentiable_)
+    saved_at = tuple(outputs._fields.index(o) for o in saved)
+    grad_at = tuple(outputs._fields.index(o) for o in differentiable_)
+    like_at = tuple(kept.index(_SHAPED_AS[o]) for o in differentiable_)
+    input_from = tuple((0, kept.index(n)) if n in kept else (1, options.index(n)) for n in names)
+    probe_at = kept.index("h_probe")
+
+    def source(n: str) -> tuple[int, int]:  # (pool, index): kept, options, grads, need_dh
+        if n in kept:
+            return 0, kept.index(n)
+        if n in options:
+            return 1, options.index(n)
+        if n == "need_dh":
+            return 3, 0
+        return 2, differentiable_.index(n[1:])
+
+    backward_from = tuple(source(n) for n in backward_names)
+
+    def gradient_of(n: str) -> tuple[int, bool, int]:  # (result index or -1, copy, kept index)
+        key = f"d{n}" if f"d{n}" in grads._fields else _SHARED_GRAD.get(n)
+        found = grads._fields.index(key) if key in grads._fields else -1
+        return found, n == "b_hh" and key == "db", kept.index(n) if n in kept else -1
+
+    gradients = tuple(gradient_of(n) for n in names)
+
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(*(output[i] for i in constant_at))
+        _keep_grads_unmaterialised(ctx)
+        ctx.save_for_backward(*(inputs[i] for i in tensor_at), *(output[i] for i in saved_at))
+        ctx.options = tuple(inputs[i] for i in option_at)
+
+    def grad(ctx, *output_grads):
+        held = ctx.saved_tensors
+        d = tuple(_dense(output_grads[i], held[k]) for i, k in zip(grad_at, like_at, strict=True))
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+            pools = (held, ctx.options)
+            inputs = tuple(pools[pool][k] for pool, k in input_from)
+            return _recomputed(ctx, outputs_of, entry, inputs, d)
+        pools = (held, ctx.options, d, (held[probe_at] is not None,))
+        found = backward_op(*(pools[pool][k] for pool, k in backward_from))
+        return tuple(
+            None if r < 0 or k < 0 or held[k] is None else found[r].clone() if copy else found[r]
+            for r, copy, k in gradients
+        )
+
+    op.register_autograd(grad, setup_context=setup_context)
+    if not infer:
+        return op, backward_op
+
+    probe = names.index("h_probe")
+
+    def run_infer(*args):
+        bundles = entry(*args[:probe], None, *args[probe:])
+        return kernels(args[0]).infer(*bundles[:_PROBE_AT], *bundles[_PROBE_AT + 1 :])
+
+    infer_op = _op(
+        f"{name}_infer", entry, len(differentiable_), run_infer,
+        f"rnnlab::{name} without saved activations: returns {', '.join(differentiable_)}.",
+        drop="h_probe",
+    )
+
+    @infer_op.register_fake
+    def _(*args):
+        named = dict(zip(names, (*args[:probe], None, *args[probe:]), strict=True))
+        return tuple(args[0].new_empty(s) for s in shapes(named)[: len(differentiable_)])
+
+    return op, backward_op, infer_op
+
+
 # --------------------------------------------------------------------------- RNN
 
 
-@torch.library.custom_op("rnnlab::rnn", mutates_args=())
-def rnn(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
+def _rnn_entry(
+    x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+    b_hh: Tensor | None, lengths: Tensor | None, h_probe: Tensor | None, reverse: bool,
     relu: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+):
     """Elman RNN over a sequence: returns (y (T,B,H), h_n (B,H), a (T,B,H) pre-activations)."""
-    args = _rnn_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
-    return tuple(_backend(x).rnn.forward(*args))
-
-
-def _rnn_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu):
-    """The arguments of the contract's ``forward`` (its bundles) from those of :func:`rnn`."""
     return RNNWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse), h0, h_probe, relu
 
 
-@rnn.register_fake
-def _rnn_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu):
-    T, B, H = x.shape[0], x.shape[1], w_hh.shape[0]
-    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, H)
-
-
-@torch.library.custom_op("rnnlab::rnn_backward", mutates_args=())
-def rnn_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    y: Tensor,
-    a: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    relu: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """BPTT of :func:`rnn`: returns dx, dh0, dW_ih, dW_hh, db, dh (empty unless need_dh)."""
+def _rnn_backward_entry(
+    dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, y: Tensor,
+    a: Tensor, lengths: Tensor | None, reverse: bool, relu: bool, need_dh: bool,
+):
     w, seq = RNNWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
-    return tuple(_backend(x).rnn.backward(w, seq, h0, RNNSaved(y, a), dy, dh_n, relu, need_dh))
+    return w, seq, h0, RNNSaved(y, a), dy, dh_n, relu, need_dh
 
 
-@rnn_backward.register_fake
-def _(dy, dh_n, x, h0, w_ih, w_hh, y, a, lengths, reverse, relu, need_dh):
-    dh = torch.empty_like(y) if need_dh else y.new_empty(0)
-    return (
-        torch.empty_like(x),
-        torch.empty_like(h0),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        w_hh.new_empty(w_hh.shape[0]),
-        dh,
-    )
+def _rnn_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
+    (T, B), H = named["x"].shape[:2], named["h0"].shape[-1]
+    return (T, B, H), (B, H), (T, B, H)  # y, h_n, a
 
 
-def _rnn_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu = inputs
-    y, _, a = output
-    ctx.mark_non_differentiable(a)
-    _keep_grads_unmaterialised(ctx)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, a)
-    ctx.flags = (reverse, relu)
-
-
-def _rnn_grad(ctx, dy, dh_n, _da):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, a = ctx.saved_tensors
-    reverse, relu = ctx.flags
-    dy, dh_n = _dense(dy, y), _dense(dh_n, h0)
-    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-        inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, relu)
-        return _recomputed(ctx, differentiable.rnn_outputs, _rnn_entry, inputs, (dy, dh_n))
-    has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
-    dx, dh0, dw_ih, dw_hh, db, dh = rnn_backward(
-        dy, dh_n, x, h0, w_ih, w_hh, y, a, lengths, reverse, relu,
-        has_probe,
-    )
-    return (
-        dx,
-        dh0,
-        dw_ih,
-        dw_hh,
-        _if_wanted(db, has_b_ih),
-        _if_wanted(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
-        None,
-        _if_wanted(dh, has_probe),
-        None,
-        None,
-    )
-
-
-rnn.register_autograd(_rnn_grad, setup_context=_rnn_setup)
+rnn, rnn_backward, rnn_infer = _define_family(
+    "rnn", lambda x: _backend(x).rnn, _rnn_entry, _rnn_backward_entry,
+    outputs=RNNForward, grads=RNNGrads, shapes=_rnn_shapes,
+    outputs_of=differentiable.rnn_outputs,
+)
 
 
 # --------------------------------------------------------------------------- LSTM
 
 
-@torch.library.custom_op("rnnlab::lstm", mutates_args=())
-def lstm(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _lstm_entry(
+    x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+    b_hh: Tensor | None, w_hr: Tensor | None, lengths: Tensor | None,
+    h_probe: Tensor | None, reverse: bool,
+):
     """LSTM over a sequence: returns y (T,B,P), h_n (B,P), c_n (B,H), gates (T,B,4H)
     activated in the order i, f, g, o, and c (T,B,H) the cell state of every step."""
-    args = _lstm_entry(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse)
-    return tuple(_backend(x).lstm.forward(*args))
-
-
-def _lstm_entry(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse):
-    """The arguments of the contract's ``forward`` (its bundles) from those of :func:`lstm`."""
     w, seq = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr), Sequence(x, lengths, reverse)
     return w, seq, LSTMState(h0, c0), h_probe
 
 
-@lstm.register_fake
-def _lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse):
-    T, B = x.shape[0], x.shape[1]
-    H, P = c0.shape[-1], h0.shape[-1]
-    return (
-        x.new_empty(T, B, P),
-        x.new_empty(B, P),
-        x.new_empty(B, H),
-        x.new_empty(T, B, 4 * H),
-        x.new_empty(T, B, H),
-    )
-
-
-@torch.library.custom_op("rnnlab::lstm_backward", mutates_args=())
-def lstm_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    dc_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    w_hr: Tensor | None,
-    y: Tensor,
-    gates: Tensor,
-    c: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """BPTT of :func:`lstm`: dx, dh0, dc0, dW_ih, dW_hh, db, dW_hr (empty without
-    projection), dh (empty unless need_dh)."""
+def _lstm_backward_entry(
+    dy: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
+    w_hh: Tensor, w_hr: Tensor | None, y: Tensor, gates: Tensor, c: Tensor,
+    lengths: Tensor | None, reverse: bool, need_dh: bool,
+):
     w, seq = LSTMWeights(w_ih, w_hh, None, None, w_hr), Sequence(x, lengths, reverse)
     saved, d_state = LSTMSaved(y, gates, c), LSTMState(dh_n, dc_n)
-    return tuple(
-        _backend(x).lstm.backward(w, seq, LSTMState(h0, c0), saved, dy, d_state, need_dh)
-    )
+    return w, seq, LSTMState(h0, c0), saved, dy, d_state, need_dh
 
 
-@lstm_backward.register_fake
-def _(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr, y, gates, c, lengths, reverse, need_dh):
-    return (
-        torch.empty_like(x),
-        torch.empty_like(h0),
-        torch.empty_like(c0),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        w_hh.new_empty(w_hh.shape[0]),
-        torch.empty_like(w_hr) if w_hr is not None else y.new_empty(0),
-        torch.empty_like(y) if need_dh else y.new_empty(0),
-    )
+def _lstm_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
+    """y, h_n, c_n, gates, c: the LSTM's outputs (and the layer-normalised LSTM's)."""
+    (T, B), H, P = named["x"].shape[:2], named["c0"].shape[-1], named["h0"].shape[-1]
+    return (T, B, P), (B, P), (B, H), (T, B, 4 * H), (T, B, H)
 
 
-def _lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse = inputs
-    y, _, _, gates, c = output
-    ctx.mark_non_differentiable(gates, c)
-    _keep_grads_unmaterialised(ctx)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, y, gates, c)
-    ctx.reverse = reverse
-
-
-def _lstm_grad(ctx, dy, dh_n, dc_n, _dgates, _dc):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, y, gates, c = ctx.saved_tensors
-    reverse = ctx.reverse
-    dy, dh_n, dc_n = _dense(dy, y), _dense(dh_n, h0), _dense(dc_n, c0)
-    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-        inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, h_probe, reverse)
-        return _recomputed(ctx, differentiable.lstm_outputs, _lstm_entry, inputs, (dy, dh_n, dc_n))
-    has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
-    dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh = lstm_backward(
-        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_hr,
-        y, gates, c, lengths, reverse, has_probe,
-    )
-    return (
-        dx,
-        dh0,
-        dc0,
-        dw_ih,
-        dw_hh,
-        _if_wanted(db, has_b_ih),
-        _if_wanted(db.clone(), has_b_hh),  # a separate tensor: .grad must not alias
-        _if_wanted(dw_hr, w_hr is not None),
-        None,
-        _if_wanted(dh, has_probe),
-        None,
-    )
-
-
-lstm.register_autograd(_lstm_grad, setup_context=_lstm_setup)
+lstm, lstm_backward, lstm_infer = _define_family(
+    "lstm", lambda x: _backend(x).lstm, _lstm_entry, _lstm_backward_entry,
+    outputs=LSTMForward, grads=LSTMGrads, shapes=_lstm_shapes,
+    outputs_of=differentiable.lstm_outputs,
+)
 
 
 # --------------------------------------------------------------------------- GRU
 
 
-@torch.library.custom_op("rnnlab::gru", mutates_args=())
-def gru(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    h_probe: Tensor | None,
-    reverse: bool,
+def _gru_entry(
+    x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+    b_hh: Tensor | None, lengths: Tensor | None, h_probe: Tensor | None, reverse: bool,
     reset_after: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+):
     """GRU over a sequence: returns y (T,B,H), h_n (B,H) and gates (T,B,4H) = r, z, n and
     the candidate's recurrent term hn."""
-    args = _gru_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after)
-    return tuple(_backend(x).gru.forward(*args))
-
-
-def _gru_entry(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after):
-    """The arguments of the contract's ``forward`` (its bundles) from those of :func:`gru`."""
     w, seq = GRUWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
     return w, seq, h0, h_probe, reset_after
 
 
-@gru.register_fake
-def _gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after):
-    T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
-    return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, 4 * H)
-
-
-@torch.library.custom_op("rnnlab::gru_backward", mutates_args=())
-def gru_backward(
-    dy: Tensor,
-    dh_n: Tensor,
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    y: Tensor,
-    gates: Tensor,
-    lengths: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
-    need_dh: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """BPTT of :func:`gru`: dx, dh0, dW_ih, dW_hh, db_ih, db_hh, dh (empty unless need_dh)."""
+def _gru_backward_entry(
+    dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, y: Tensor,
+    gates: Tensor, lengths: Tensor | None, reverse: bool, reset_after: bool, need_dh: bool,
+):
     w, seq = GRUWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
-    saved = GRUSaved(y, gates)
-    return tuple(_backend(x).gru.backward(w, seq, h0, saved, dy, dh_n, reset_after, need_dh))
+    return w, seq, h0, GRUSaved(y, gates), dy, dh_n, reset_after, need_dh
 
 
-@gru_backward.register_fake
-def _(dy, dh_n, x, h0, w_ih, w_hh, y, gates, lengths, reverse, reset_after, need_dh):
-    G = w_hh.shape[0]
-    return (
-        torch.empty_like(x),
-        torch.empty_like(h0),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        w_hh.new_empty(G),
-        w_hh.new_empty(G),
-        torch.empty_like(y) if need_dh else y.new_empty(0),
-    )
+def _gru_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
+    """y, h_n, gates: the GRU's outputs (and the layer-normalised and masked GRU's)."""
+    (T, B), H = named["x"].shape[:2], named["h0"].shape[-1]
+    return (T, B, H), (B, H), (T, B, 4 * H)
 
 
-def _gru_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after = inputs
-    y, _, gates = output
-    ctx.mark_non_differentiable(gates)
-    _keep_grads_unmaterialised(ctx)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, gates)
-    ctx.flags = (reverse, reset_after)
-
-
-def _gru_grad(ctx, dy, dh_n, _dgates):
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, y, gates = ctx.saved_tensors
-    reverse, reset_after = ctx.flags
-    dy, dh_n = _dense(dy, y), _dense(dh_n, h0)
-    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-        inputs = (x, h0, w_ih, w_hh, b_ih, b_hh, lengths, h_probe, reverse, reset_after)
-        return _recomputed(ctx, differentiable.gru_outputs, _gru_entry, inputs, (dy, dh_n))
-    has_b_ih, has_b_hh, has_probe = b_ih is not None, b_hh is not None, h_probe is not None
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh = gru_backward(
-        dy, dh_n, x, h0, w_ih, w_hh, y, gates, lengths, reverse,
-        reset_after, has_probe,
-    )
-    return (
-        dx,
-        dh0,
-        dw_ih,
-        dw_hh,
-        _if_wanted(db_ih, has_b_ih),
-        _if_wanted(db_hh, has_b_hh),
-        None,
-        _if_wanted(dh, has_probe),
-        None,
-        None,
-    )
-
-
-gru.register_autograd(_gru_grad, setup_context=_gru_setup)
-
-
-# --------------------------------------------------------------------------- inference
-#
-# The same recurrences without autograd and without saved activations, for calls that
-# need neither a gradient nor a recording (``torch.no_grad()``, frozen weights): the
-# outputs and final states only, so no (T, B, gates) tensor is ever held. Each backend
-# family's ``infer`` serves them (a family without a dedicated inference path declares
-# so in its type: :class:`rnnlab.backends.contract.RNNInferByForward` and its siblings).
-
-
-@torch.library.custom_op("rnnlab::rnn_infer", mutates_args=())
-def rnn_infer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    reverse: bool,
-    relu: bool,
-) -> tuple[Tensor, Tensor]:
-    """:func:`rnn` without saved activations: returns (y (T,B,H), h_n (B,H))."""
-    w, seq = RNNWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
-    return tuple(_backend(x).rnn.infer(w, seq, h0, relu))
-
-
-@rnn_infer.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu):
-    return _rnn_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, relu)[:2]
-
-
-@torch.library.custom_op("rnnlab::lstm_infer", mutates_args=())
-def lstm_infer(
-    x: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    w_hr: Tensor | None,
-    lengths: Tensor | None,
-    reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`lstm` without saved activations: returns (y (T,B,P), h_n (B,P), c_n (B,H))."""
-    w, seq = LSTMWeights(w_ih, w_hh, b_ih, b_hh, w_hr), Sequence(x, lengths, reverse)
-    return tuple(_backend(x).lstm.infer(w, seq, LSTMState(h0, c0)))
-
-
-@lstm_infer.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse):
-    return _lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, None, reverse)[:3]
-
-
-@torch.library.custom_op("rnnlab::gru_infer", mutates_args=())
-def gru_infer(
-    x: Tensor,
-    h0: Tensor,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor | None,
-    b_hh: Tensor | None,
-    lengths: Tensor | None,
-    reverse: bool,
-    reset_after: bool,
-) -> tuple[Tensor, Tensor]:
-    """:func:`gru` without saved activations: returns (y (T,B,H), h_n (B,H))."""
-    w, seq = GRUWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse)
-    return tuple(_backend(x).gru.infer(w, seq, h0, reset_after))
-
-
-@gru_infer.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, reset_after):
-    return _gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, reset_after)[:2]
+gru, gru_backward, gru_infer = _define_family(
+    "gru", lambda x: _backend(x).gru, _gru_entry, _gru_backward_entry,
+    outputs=GRUForward, grads=GRUGrads, shapes=_gru_shapes,
+    outputs_of=differentiable.gru_outputs,
+)
 
 
 # --------------------------------------------------------------------------- streaming

@@ -29,11 +29,13 @@ recompute the forward with differentiable torch ops from the saved inputs and re
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnlab.backends import differentiable
+from rnnlab.ops import _define_family
 from rnnlab.scan import linear_scan
 
 __all__ = ["GATE_BLOCKS", "mingru", "mingru_backward", "minlstm", "minlstm_backward"]
@@ -151,83 +153,60 @@ def _backward(family, dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, n
 # ------------------------------------------------------------------ the ops
 
 
+class _Forward(NamedTuple):
+    y: Tensor  # (T, B, H)
+    h_n: Tensor  # (B, H)
+    u: Tensor  # (T, B, G·H) gate pre-activations, saved for backward
+
+
+class _Grads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dw_ih: Tensor
+    db: Tensor  # the gradient of b_ih
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class _Scan(NamedTuple):
+    """The family's forward and backward in torch ops, on any device (no backend)."""
+
+    family: str
+
+    def forward(self, *args):
+        return _forward(self.family, *args)
+
+    def backward(self, *args):
+        return _backward(self.family, *args)
+
+
+def _entry(
+    x: Tensor, h0: Tensor, w_ih: Tensor, b_ih: Tensor | None, lengths: Tensor | None,
+    h_probe: Tensor | None, reverse: bool, parallel: bool,
+):
+    """A min cell over a sequence: returns y (T,B,H), h_n (B,H), u (T,B,G·H)."""
+    return x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel
+
+
+def _backward_entry(
+    dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, y: Tensor, u: Tensor,
+    lengths: Tensor | None, reverse: bool, parallel: bool, need_dh: bool,
+):
+    return dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, need_dh
+
+
+def _shapes(named) -> tuple[tuple, ...]:
+    (T, B), H = named["x"].shape[:2], named["h0"].shape[-1]
+    return (T, B, H), (B, H), (T, B, named["w_ih"].shape[0])  # y, h_n, u
+
+
 def _define(family: str):
-    """Register rnnlab::<family> and rnnlab::<family>_backward with their fake and
-    autograd implementations; returns the two ops."""
-
-    @torch.library.custom_op(f"rnnlab::{family}", mutates_args=())
-    def op(
-        x: Tensor,
-        h0: Tensor,
-        w_ih: Tensor,
-        b_ih: Tensor | None,
-        lengths: Tensor | None,
-        h_probe: Tensor | None,
-        reverse: bool,
-        parallel: bool,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return _forward(family, x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel)
-
-    @op.register_fake
-    def _(x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel):
-        T, B, H = x.shape[0], x.shape[1], h0.shape[-1]
-        return x.new_empty(T, B, H), x.new_empty(B, H), x.new_empty(T, B, w_ih.shape[0])
-
-    @torch.library.custom_op(f"rnnlab::{family}_backward", mutates_args=())
-    def backward(
-        dy: Tensor,
-        dh_n: Tensor,
-        x: Tensor,
-        h0: Tensor,
-        w_ih: Tensor,
-        y: Tensor,
-        u: Tensor,
-        lengths: Tensor | None,
-        reverse: bool,
-        parallel: bool,
-        need_dh: bool,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        return _backward(
-            family, dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, need_dh
-        )
-
-    @backward.register_fake
-    def _(dy, dh_n, x, h0, w_ih, y, u, lengths, reverse, parallel, need_dh):
-        return (
-            torch.empty_like(x),
-            torch.empty_like(h0),
-            torch.empty_like(w_ih),
-            w_ih.new_empty(w_ih.shape[0]),
-            torch.empty_like(y) if need_dh else y.new_empty(0),
-        )
-
-    def setup_context(ctx, inputs, output):
-        x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel = inputs
-        y, _, u = output
-        ctx.mark_non_differentiable(u)
-        ctx.save_for_backward(x, h0, w_ih, b_ih, lengths, h_probe, y, u)
-        ctx.flags = (reverse, parallel)
-
-    def grad(ctx, dy, dh_n, _du):
-        x, h0, w_ih, b_ih, lengths, h_probe, y, u = ctx.saved_tensors
-        reverse, parallel = ctx.flags
-        if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-            inputs = (x, h0, w_ih, b_ih, lengths, h_probe, reverse, parallel)
-            return differentiable.recomputed_grads(
-                ctx.needs_input_grad, lambda *args: _forward(family, *args)[:2], inputs,
-                (dy, dh_n),
-            )
-        dx, dh0, dw_ih, db, dh = backward(
-            dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, y, u, lengths, reverse, parallel,
-            h_probe is not None,
-        )
-        return (
-            dx, dh0, dw_ih, db if b_ih is not None else None, None,
-            dh if h_probe is not None else None, None, None,
-        )
-
-    op.register_autograd(grad, setup_context=setup_context)
-    return op, backward
+    """rnnlab::<family> and rnnlab::<family>_backward, registered as the classic ops are
+    (:func:`rnnlab.ops._define_family`), with the scan for kernels."""
+    scan = _Scan(family)
+    return _define_family(
+        family, lambda x: scan, _entry, _backward_entry, outputs=_Forward, grads=_Grads,
+        shapes=_shapes, outputs_of=lambda *args: scan.forward(*args)[:2], infer=False,
+    )
 
 
 mingru, mingru_backward = _define("mingru")

@@ -1,10 +1,14 @@
 """The backend contract is complete: a toy backend registered through the public API
 alone (:func:`rnnlab.backends.register` and :mod:`rnnlab.backends.contract`), which
 wraps the portable backend and counts its calls, passes the layer conformance suite
-(tests/nn, run unchanged on it, in this process) and streams."""
+(tests/nn, run unchanged on it, in this process) and streams. Every family of
+:class:`~rnnlab.backends.contract.BackendKernels` is wrapped, and each entry point its
+protocol declares must have been called: a new family is covered once it is a field."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections import Counter
 from pathlib import Path
 
@@ -15,13 +19,26 @@ import rnnlab
 import rnnlab.nn as rnn
 from helpers import assert_rel_close
 from rnnlab import backends
+from rnnlab.backends import contract
 from rnnlab.backends.contract import BackendKernels, LayerwiseStream, StreamSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 # A representative part of tests/nn (the whole of it is ~6 min on portable): random
 # layer configurations vs torch.nn (every family and option, inference and training,
-# packed input, gradients and ∂L/∂h_t through recording), the cells, and recording.
-SUITE = ["tests/nn/test_layers_vs_torch.py", "tests/nn/test_cells.py", "tests/nn/test_record.py"]
+# packed input, gradients and ∂L/∂h_t through recording), the cells, recording, and the
+# layer-normalised and regularised layers (the lnlstm, lngru, masked_lstm, masked_gru
+# families) against the reference.
+SUITE = [
+    "tests/nn/test_layers_vs_torch.py", "tests/nn/test_cells.py", "tests/nn/test_record.py",
+    "tests/nn/test_layer_norm_layers.py", "tests/nn/test_regularisers.py",
+]
+_HINTS = typing.get_type_hints(BackendKernels, vars(contract))
+# family field -> the entry points its protocol declares
+ENTRIES = {
+    field.name: [e for e in ("forward", "backward", "infer") if hasattr(_HINTS[field.name], e)]
+    for field in dataclasses.fields(BackendKernels)
+    if field.name not in ("name", "stream")
+}
 
 
 class _Counting:
@@ -55,13 +72,9 @@ def toy(monkeypatch):
 
     calls: Counter = Counter()
     base = portable.KERNELS
-    families = [_Counting(name, getattr(base, name), calls) for name in ("rnn", "lstm", "gru")]
-    kernels = BackendKernels(
-        "toy", *families, stream=_CountingStream(LayerwiseStream(*families), calls),
-        lnlstm=_Counting("lnlstm", base.lnlstm, calls), lngru=_Counting("lngru", base.lngru, calls),
-        masked_lstm=_Counting("masked_lstm", base.masked_lstm, calls),
-        masked_gru=_Counting("masked_gru", base.masked_gru, calls),
-    )
+    families = {name: _Counting(name, getattr(base, name), calls) for name in ENTRIES}
+    stream = LayerwiseStream(families["rnn"], families["lstm"], families["gru"])
+    kernels = BackendKernels("toy", stream=_CountingStream(stream, calls), **families)
     backends.register(
         "toy", lambda: kernels, lambda device, dtype: dtype.is_floating_point, "a test's toy"
     )
@@ -78,8 +91,9 @@ def test_the_layer_conformance_suite_runs_on_a_registered_toy_backend(toy):
          *(str(ROOT / path) for path in SUITE)]
     )
     assert exit_code == pytest.ExitCode.OK
-    for family in ("rnn", "lstm", "gru"):
-        for entry in ("forward", "backward", "infer"):
+    assert set(ENTRIES) >= {"rnn", "lstm", "gru", "lnlstm", "lngru", "masked_lstm", "masked_gru"}
+    for family, entries in ENTRIES.items():
+        for entry in entries:
             assert toy[f"{family}.{entry}"] > 0, (family, entry, dict(toy))
 
 

@@ -77,6 +77,7 @@ __all__ = [
     "StreamSpec",
     "Streamer",
     "StreamerByChunks",
+    "TwoStateKernels",
     "layer_stack",
 ]
 
@@ -204,25 +205,30 @@ class LSTMGrads(NamedTuple):
     dh: Tensor  # (T, B, P) total ∂L/∂h_t, empty unless asked for
 
 
-class LSTMKernels(Protocol):
-    """LSTM with optional projection (:mod:`rnnlab.reference.lstm`)."""
+class TwoStateKernels(Protocol[W, G]):
+    """The entry points of a family whose state is the LSTM's pair (h, c), whose forward
+    returns :class:`LSTMForward` and whose backward reads :class:`LSTMSaved`:
+    :class:`LSTMKernels` and :class:`LNLSTMKernels` are this protocol over their weights
+    and gradients."""
 
     def forward(
-        self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
+        self, w: W, seq: Sequence, state: LSTMState, h_probe: Tensor | None, /
     ) -> LSTMForward: ...
 
     def backward(
-        self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
-    ) -> LSTMGrads:
+        self, w: W, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
+        d_state: LSTMState, need_dh: bool, /,
+    ) -> G:
         """``d_state`` = (∂L/∂h_n, ∂L/∂c_n)."""
         ...
 
-    def infer(
-        self, w: LSTMWeights, seq: Sequence, state: LSTMState
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def infer(self, w: W, seq: Sequence, state: LSTMState, /) -> tuple[Tensor, Tensor, Tensor]:
         """(y, h_n, c_n), keeping no activation."""
         ...
+
+
+class LSTMKernels(TwoStateKernels[LSTMWeights, LSTMGrads], Protocol):
+    """LSTM with optional projection (:mod:`rnnlab.reference.lstm`)."""
 
 
 # --------------------------------------------------------------------------- LayerNorm LSTM
@@ -251,31 +257,15 @@ class LNLSTMGrads(NamedTuple):
     dgamma_ih: Tensor
     dgamma_hh: Tensor
     dgamma_c: Tensor
-    dbeta_c: Tensor  # (H,) even when beta_c is None (then unused)
+    dbeta_c: Tensor  # (H,), empty without beta_c
     dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
 
 
-class LNLSTMKernels(Protocol):
+class LNLSTMKernels(TwoStateKernels[LNLSTMWeights, LNLSTMGrads], Protocol):
     """Layer-normalised LSTM (:mod:`rnnlab.reference.lnlstm`). Forward returns and backward
     reads the LSTM's bundles (activated gates i, f, g, o and the cell states c_t, which
-    are not normalised); backward recomputes the normalisations from them, x and y."""
-
-    def forward(
-        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
-    ) -> LSTMForward: ...
-
-    def backward(
-        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
-    ) -> LNLSTMGrads:
-        """``w`` without b_ih, b_hh (beta_c is needed: tanh(LN(c_t)) is recomputed)."""
-        ...
-
-    def infer(
-        self, w: LNLSTMWeights, seq: Sequence, state: LSTMState
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(y, h_n, c_n), keeping no activation."""
-        ...
+    are not normalised); backward recomputes the normalisations from them, x and y, and
+    gets ``w`` without b_ih, b_hh (beta_c is needed: tanh(LN(c_t)) is recomputed)."""
 
 
 # --------------------------------------------------------------------------- GRU

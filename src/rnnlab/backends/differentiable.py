@@ -1,14 +1,15 @@
-"""Double backward: the three recurrences written with out-of-place torch operations only,
+"""Double backward: the recurrences written with out-of-place torch operations only,
 and the gradient of a recomputation as a differentiable graph.
 
 The forward functions take the contract's bundles (:mod:`rnnlab.backends.contract`) as a
 family's ``forward`` entry point does, and follow the same equations (those of
 :mod:`rnnlab.reference`), but every step builds new tensors instead of writing into
 preallocated buffers, so autograd can differentiate the result to any order. They return
-the op's differentiable outputs only: y and the final state(s). :mod:`rnnlab.ops` and
-:mod:`rnnlab.ops_min` call :func:`recomputed_grads` only when a backward pass is itself
-being recorded (``create_graph=True``: double backward, gradient penalties,
-Hessian-vector products); the first-order backward never uses them.
+the op's differentiable outputs only: y and the final state(s). The ops' autograd
+formulas (:func:`rnnlab.ops._define_family`, for every family) call
+:func:`recomputed_grads` only when a backward pass is itself being recorded
+(``create_graph=True``: double backward, gradient penalties, Hessian-vector products);
+the first-order backward never uses them.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from rnnlab.backends.contract import (
     LNLSTMWeights,
     LSTMState,
     LSTMWeights,
+    Masks,
     RNNWeights,
     Sequence,
 )
+from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
 
 
 def recomputed_grads(
@@ -163,3 +166,18 @@ def gru_outputs(
         h, y_t = advance(n + z * (h - n), h, valid, t, h_probe)
         ys.append(y_t)
     return _in_time_order(ys, seq.reverse), h
+
+
+def masked_lstm_outputs(
+    w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks, h_probe: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """y, h_n and c_n of the masked LSTM: the portable forward, written out of place."""
+    return PortableMaskedLSTM().forward(w, seq, state, masks, h_probe)[:3]
+
+
+def masked_gru_outputs(
+    w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, h_probe: Tensor | None,
+    reset_after: bool,
+) -> tuple[Tensor, Tensor]:
+    """y and h_n of the masked GRU: the portable forward, written out of place."""
+    return PortableMaskedGRU().forward(w, seq, h0, masks, h_probe, reset_after)[:2]

@@ -49,24 +49,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnnlab.export import _CONVERT_NAMES
 from rnnlab.nn.modules import GRU, LSTM, RNN, RNNBase
 
-__all__ = [
-    "from_char_rnn",
-    "from_haste",
-    "from_haste_layer_norm_gru",
-    "from_haste_layer_norm_lstm",
-    "from_keras",
-    "from_onnx_weights",
-    "from_torch_nn",
-    "to_char_rnn",
-    "to_haste",
-    "to_haste_layer_norm_gru",
-    "to_haste_layer_norm_lstm",
-    "to_keras",
-    "to_onnx_weights",
-    "to_torch_nn",
-]
+__all__ = list(_CONVERT_NAMES)  # the package's list, which it serves lazily
 
 # For each format, the torch.nn gate block found at each position of the format's order.
 _KERAS = {"lstm": (0, 1, 2, 3), "gru": (1, 0, 2), "rnn": (0,)}  # i,f,c,o / z,r,h
@@ -170,6 +156,15 @@ def _key(entry: Mapping, key: str, fmt: str, index: int):
     if key not in entry:
         raise KeyError(f"{fmt} weights #{index} lack {key!r}; they have {sorted(entry)}")
     return np.asarray(entry[key])
+
+
+def _load_biases(layer, suffix, b_ih, b_hh, what: str, names: tuple[str, str]) -> None:
+    """A two-bias format: its biases (named ``names`` there) go to bias_ih and bias_hh."""
+    if layer.bias:
+        _set(layer, "bias_ih" + suffix, b_ih, f"{what} {names[0]}")
+        _set(layer, "bias_hh" + suffix, b_hh, f"{what} {names[1]}")
+    elif np.any(b_ih != 0) or np.any(b_hh != 0):
+        raise ValueError(f"{what} has non-zero biases but the layer has bias=False")
 
 
 def _load_single_bias(layer, suffix, bias, what: str) -> None:
@@ -409,11 +404,7 @@ def from_haste(layer: RNNBase, weights) -> RNNBase:
             _load_single_bias(layer, suffix, bias, f"{what} bias")
             continue
         recurrent_bias = _blocks(_key(entry, "recurrent_bias", "Haste", index), order, 0)
-        if layer.bias:
-            _set(layer, "bias_ih" + suffix, bias, f"{what} bias")
-            _set(layer, "bias_hh" + suffix, recurrent_bias, f"{what} recurrent_bias")
-        elif np.any(bias != 0) or np.any(recurrent_bias != 0):
-            raise ValueError(f"{what} has non-zero biases but the layer has bias=False")
+        _load_biases(layer, suffix, bias, recurrent_bias, what, ("bias", "recurrent_bias"))
     return layer
 
 
@@ -473,11 +464,7 @@ def _from_haste_layer_norm(layer, weights, family: str):
             _load_single_bias(layer, suffix, bias, f"{what} bias")
         else:
             recurrent_bias = _blocks(key("recurrent_bias"), order, 0)
-            if layer.bias:
-                _set(layer, "bias_ih" + suffix, bias, f"{what} bias")
-                _set(layer, "bias_hh" + suffix, recurrent_bias, f"{what} recurrent_bias")
-            elif np.any(bias != 0) or np.any(recurrent_bias != 0):
-                raise ValueError(f"{what} has non-zero biases but the layer has bias=False")
+            _load_biases(layer, suffix, bias, recurrent_bias, what, ("bias", "recurrent_bias"))
         gamma = key("gamma")
         if gamma.ndim != 2 or gamma.shape[0] != 2:
             raise ValueError(f"{what} gamma has shape {gamma.shape}, expected (2, G·H)")
@@ -563,9 +550,5 @@ def from_char_rnn(layer: RNNBase, weights) -> RNNBase:
             b_hh = _blocks(np.asarray(entry["h2h.bias"]), order, 0)
         else:
             b_hh = np.zeros_like(b_ih)
-        if layer.bias:
-            _set(layer, "bias_ih" + suffix, b_ih, f"{what} i2h.bias")
-            _set(layer, "bias_hh" + suffix, b_hh, f"{what} h2h.bias")
-        elif np.any(b_ih != 0) or np.any(b_hh != 0):
-            raise ValueError(f"{what} has non-zero biases but the layer has bias=False")
+        _load_biases(layer, suffix, b_ih, b_hh, what, ("i2h.bias", "h2h.bias"))
     return layer

@@ -51,23 +51,21 @@ Time order, variable lengths and reverse are per sample inside the kernels (see
 signatures and semantics are those of :mod:`rnnlab.backends.contract`.
 """
 
-from rnnlab.backends.contract import BackendKernels, LayerwiseStream
+import dataclasses
+
+from rnnlab.backends import portable
+from rnnlab.backends.contract import LayerwiseStream
 from rnnlab.backends.gpu.gru import GpuGRU
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
 
-# The layer-normalised cells have no Triton kernels yet: the portable ones serve them.
-from rnnlab.backends.portable.lngru import PortableLNGRU
-from rnnlab.backends.portable.lnlstm import PortableLNLSTM
-from rnnlab.backends.portable.masked import PortableMaskedGRU, PortableMaskedLSTM
-
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
-# Streaming: one launch of the forward per layer and chunk (no dedicated kernel).
-# Recurrent dropout and zoneout: the portable backend's torch ops (CUDA tensors) for now.
-KERNELS = BackendKernels(
-    name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
-    lnlstm=PortableLNLSTM(), lngru=PortableLNGRU(),
-    masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
+# Streaming: one launch of the forward per layer and chunk (no dedicated kernel). The
+# families without Triton kernels yet (the layer-normalised cells, recurrent dropout and
+# zoneout) keep the portable backend's torch ops (on CUDA tensors).
+KERNELS = dataclasses.replace(
+    portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru,
+    stream=LayerwiseStream(_rnn, _lstm, _gru),
 )

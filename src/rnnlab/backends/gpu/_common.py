@@ -212,6 +212,15 @@ def persistent_rows(lens_ptr, B, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def lanes(row_ok, N, NP: tl.constexpr):
+    """A persistent program's NP lanes over a dimension of N (hidden units or outputs),
+    which of them exist, and the (BLOCK_B, NP) mask of its rows' lanes."""
+    cols = tl.arange(0, NP)
+    ok = cols < N
+    return cols, ok, row_ok[:, None] & ok[None, :]
+
+
+@triton.jit
 def gate_block(w, g, units, units_ok, inputs, inputs_ok, H, K, TRANSPOSED: tl.constexpr):
     """Gate g's block of a (G·H, K) weight as a padded on-chip block, zero outside
     (units, inputs): [k, j] = w[g·H + j, k] when TRANSPOSED (for h·Wᵀ), else [j, k]."""
@@ -222,6 +231,19 @@ def gate_block(w, g, units, units_ok, inputs, inputs_ok, H, K, TRANSPOSED: tl.co
         ofs = units[:, None] * K + inputs[None, :]
         mask = units_ok[:, None] & inputs_ok[None, :]
     return tl.load(w + g * H * K + ofs, mask=mask, other=0.0)
+
+
+@triton.jit
+def commit_step(h_t, h, probe, y, h_state, h_mm, yt, st, m2, vm, HAS_PROBE: tl.constexpr):
+    """The end of a tiled forward step: h_t (plus the probe) becomes the state where the
+    step is valid (elsewhere the carried h stays), in h_state and in h_mm (the next
+    GEMM's input), and y_t (0 at padding). yt: the step's offsets in y, st: the state's."""
+    if HAS_PROBE:
+        h_t += load_f32(probe + yt, m2 & vm)
+    h = tl.where(vm, h_t, h)
+    store(h_state + st, h, m2)
+    store(h_mm + st, h, m2)
+    store(y + yt, tl.where(vm, h_t, 0.0), m2)
 
 
 @triton.jit

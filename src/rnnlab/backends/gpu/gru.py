@@ -65,6 +65,16 @@ def _store_dgx(dgx, xt, dr_pre, dz_pre, dn_pre, m2, H):
 
 
 @triton.jit
+def _weights_on_chip(w_hh, cols, col_ok, H, TRANSPOSED: tl.constexpr):
+    """W_hh per gate (r, z, n) as (HP, HP) blocks, on chip for the whole sequence:
+    TRANSPOSED (the forward's h·Wᵀ) [k, j] = W_hh[gH + j, k], else [j, k] = W_hh[gH + j, k]."""
+    w_r = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, TRANSPOSED)
+    w_z = C.gate_block(w_hh, 1, cols, col_ok, cols, col_ok, H, H, TRANSPOSED)
+    w_n = C.gate_block(w_hh, 2, cols, col_ok, cols, col_ok, H, H, TRANSPOSED)
+    return w_r, w_z, w_n
+
+
+@triton.jit
 def _gru_fwd_persistent(
     gx, h0, w_hh, b_hh, lens_ptr, probe, y, h_n, gates,
     T, B, H,
@@ -73,14 +83,9 @@ def _gru_fwd_persistent(
     PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    cols = tl.arange(0, HP)
-    col_ok = cols < H
-    # W_hhᵀ per gate (HP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
-    w_r = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, True)
-    w_z = C.gate_block(w_hh, 1, cols, col_ok, cols, col_ok, H, H, True)
-    w_n = C.gate_block(w_hh, 2, cols, col_ok, cols, col_ok, H, H, True)
+    cols, col_ok, m2 = C.lanes(row_ok, H, HP)
+    w_r, w_z, w_n = _weights_on_chip(w_hh, cols, col_ok, H, True)
     b_r, b_z, b_n = _recurrent_bias(b_hh, cols, col_ok, H, HP, HAS_BIAS)
-    m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
     for s in range(T):
         t, valid = C.step_time(s, lens, REVERSE)
@@ -118,13 +123,8 @@ def _gru_bwd_persistent(
     PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    cols = tl.arange(0, HP)
-    col_ok = cols < H
-    # W_hh per gate (HP, HP), on chip: [j, k] = W_hh[gH + j, k]
-    w_r = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, False)
-    w_z = C.gate_block(w_hh, 1, cols, col_ok, cols, col_ok, H, H, False)
-    w_n = C.gate_block(w_hh, 2, cols, col_ok, cols, col_ok, H, H, False)
-    m2 = row_ok[:, None] & col_ok[None, :]
+    cols, col_ok, m2 = C.lanes(row_ok, H, HP)
+    w_r, w_z, w_n = _weights_on_chip(w_hh, cols, col_ok, H, False)
     dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
     for k in range(T):
         t, valid = C.step_time(T - 1 - k, lens, REVERSE)
@@ -307,13 +307,7 @@ def _gru_fwd_tile(
         z = C.load_f32(gates + gt + H, mv)
         hn = C.load_f32(gh + st, m2)
         n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + hn)
-    h_t = n + z * (h - n)
-    if HAS_PROBE:
-        h_t += C.load_f32(probe + ht, mv)
-    h = tl.where(vm, h_t, h)
-    C.store(h_state + st, h, m2)
-    C.store(h_mm + st, h, m2)
-    C.store(y + ht, tl.where(vm, h_t, 0.0), m2)
+    C.commit_step(n + z * (h - n), h, probe, y, h_state, h_mm, ht, st, m2, vm, HAS_PROBE)
     _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
 
 

@@ -90,6 +90,25 @@ def _store_gates(gates, gt, i, f, g, o, vm, m2, H):
 
 
 @triton.jit
+def _weights_on_chip(w_hh, w_hr, hc, h_ok, pc, p_ok, H, P, TRANSPOSED: tl.constexpr,
+                     HAS_PROJ: tl.constexpr):
+    """W_hh per gate (i, f, g, o) and W_hr, on chip for the whole sequence. TRANSPOSED
+    (the forward's h·Wᵀ): W_hhᵀ blocks (PP, HP), [k, j] = W_hh[gH + j, k], and W_hrᵀ
+    (HP, PP), [j, p] = W_hr[p, j]; else (the backward's products with W) W_hh blocks
+    (HP, PP), [j, k] = W_hh[gH + j, k], and W_hr (PP, HP). Without projection the last
+    is a stand-in (the i block), never read."""
+    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, TRANSPOSED)
+    if HAS_PROJ:
+        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, TRANSPOSED)
+    else:
+        w_r = w_i
+    return w_i, w_f, w_g, w_o, w_r
+
+
+@triton.jit
 def _lstm_fwd_persistent(
     gx, h0, c0, w_hh, w_hr, lens_ptr, probe, y, h_n, c_n, gates, c_seq,
     T, B, H, P,
@@ -98,20 +117,10 @@ def _lstm_fwd_persistent(
     PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    hc = tl.arange(0, HP)
-    pc = tl.arange(0, PP)
-    h_ok = hc < H
-    p_ok = pc < P
-    # W_hhᵀ per gate (PP, HP), on chip for the whole sequence: [k, j] = W_hh[gH + j, k]
-    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, True)
-    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, True)
-    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, True)
-    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, True)
-    if HAS_PROJ:
-        # W_hrᵀ (HP, PP): [j, p] = W_hr[p, j]
-        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, True)
-    mh = row_ok[:, None] & h_ok[None, :]
-    mp = row_ok[:, None] & p_ok[None, :]
+    hc, h_ok, mh = C.lanes(row_ok, H, HP)  # hidden units
+    pc, p_ok, mp = C.lanes(row_ok, P, PP)  # outputs (P = H without projection)
+    w_i, w_f, w_g, w_o, w_r = _weights_on_chip(w_hh, w_hr, hc, h_ok, pc, p_ok, H, P, True,
+                                               HAS_PROJ)
     h = C.load_f32(h0 + rows[:, None] * P + pc[None, :], mp)  # (BLOCK_B, PP) fp32
     c = C.load_f32(c0 + rows[:, None] * H + hc[None, :], mh)  # (BLOCK_B, HP) fp32
     for s in range(T):
@@ -153,20 +162,10 @@ def _lstm_bwd_persistent(
     PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    hc = tl.arange(0, HP)
-    pc = tl.arange(0, PP)
-    h_ok = hc < H
-    p_ok = pc < P
-    # W_hh per gate (HP, PP), on chip: [j, k] = W_hh[gH + j, k]
-    w_i = C.gate_block(w_hh, 0, hc, h_ok, pc, p_ok, H, P, False)
-    w_f = C.gate_block(w_hh, 1, hc, h_ok, pc, p_ok, H, P, False)
-    w_g = C.gate_block(w_hh, 2, hc, h_ok, pc, p_ok, H, P, False)
-    w_o = C.gate_block(w_hh, 3, hc, h_ok, pc, p_ok, H, P, False)
-    if HAS_PROJ:
-        # W_hr (PP, HP): [p, j] = W_hr[p, j]
-        w_r = C.gate_block(w_hr, 0, pc, p_ok, hc, h_ok, P, H, False)
-    mh = row_ok[:, None] & h_ok[None, :]
-    mp = row_ok[:, None] & p_ok[None, :]
+    hc, h_ok, mh = C.lanes(row_ok, H, HP)  # hidden units
+    pc, p_ok, mp = C.lanes(row_ok, P, PP)  # outputs (P = H without projection)
+    w_i, w_f, w_g, w_o, w_r = _weights_on_chip(w_hh, w_hr, hc, h_ok, pc, p_ok, H, P, False,
+                                               HAS_PROJ)
     dh_next = C.load_f32(dh_n + rows[:, None] * P + pc[None, :], mp)
     dc_next = C.load_f32(dc_n + rows[:, None] * H + hc[None, :], mh)
     for k in range(T):
@@ -319,14 +318,9 @@ def _lstm_fwd_tile(
     _store_gates(gates, gt, i, f, g, o, vm, m2, H)
     if HAS_PROJ:
         C.store(m_mm + st, m_t, m2)
-    else:
-        h_t = m_t
-        if HAS_PROBE:
-            h_t += C.load_f32(probe + ct, mv)
-        h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
-        C.store(h_state + st, h, m2)
-        C.store(h_mm + st, h, m2)
-        C.store(y + ct, tl.where(vm, h_t, 0.0), m2)
+    else:  # h_t = m_t
+        h = C.load_f32(h_state + st, m2)
+        C.commit_step(m_t, h, probe, y, h_state, h_mm, ct, st, m2, vm, HAS_PROBE)
 
 
 @triton.jit(do_not_specialize=["s"])
@@ -340,13 +334,8 @@ def _commit_tile(
     rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, P, TILE_B, TILE_H, REVERSE)
     yt = (t * B + rows)[:, None] * P + cols[None, :]
     st = rows[:, None] * P + cols[None, :]
-    h_t = C.load_f32(hp + st, m2)
-    if HAS_PROBE:
-        h_t += C.load_f32(probe + yt, m2 & vm)
-    h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
-    C.store(h_state + st, h, m2)
-    C.store(h_mm + st, h, m2)
-    C.store(y + yt, tl.where(vm, h_t, 0.0), m2)
+    h = C.load_f32(h_state + st, m2)
+    C.commit_step(C.load_f32(hp + st, m2), h, probe, y, h_state, h_mm, yt, st, m2, vm, HAS_PROBE)
 
 
 @triton.jit(do_not_specialize=["s"])

@@ -64,11 +64,9 @@ def _rnn_fwd_persistent(
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    cols = tl.arange(0, HP)
-    col_ok = cols < H
+    cols, col_ok, m2 = C.lanes(row_ok, H, HP)
     # W_hhᵀ (HP, HP), on chip for the whole sequence: element [k, j] = W_hh[j, k]
     w_t = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, True)
-    m2 = row_ok[:, None] & col_ok[None, :]
     h = C.load_f32(h0 + rows[:, None] * H + cols[None, :], m2)  # (BLOCK_B, HP) fp32 state
     for s in range(T):
         t, valid = C.step_time(s, lens, REVERSE)
@@ -92,11 +90,9 @@ def _rnn_bwd_persistent(
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows, row_ok, lens = C.persistent_rows(lens_ptr, B, BLOCK_B)
-    cols = tl.arange(0, HP)
-    col_ok = cols < H
+    cols, col_ok, m2 = C.lanes(row_ok, H, HP)
     # W_hh (HP, HP), on chip: element [j, k] = W_hh[j, k]
     w = C.gate_block(w_hh, 0, cols, col_ok, cols, col_ok, H, H, False)
-    m2 = row_ok[:, None] & col_ok[None, :]
     dh_next = C.load_f32(dh_n + rows[:, None] * H + cols[None, :], m2)
     for k in range(T):
         t, valid = C.step_time(T - 1 - k, lens, REVERSE)
@@ -200,12 +196,8 @@ def _rnn_fwd_tile(
     st = rows[:, None] * H + cols[None, :]
     a = C.load_f32(ax + at, m2 & vm) + C.load_f32(gh + st, m2)
     h_t = _activate(a, RELU)
-    if HAS_PROBE:
-        h_t += C.load_f32(probe + at, m2 & vm)
-    h = tl.where(vm, h_t, C.load_f32(h_state + st, m2))
-    C.store(h_state + st, h, m2)
-    C.store(h_mm + st, h, m2)
-    C.store(y + at, tl.where(vm, h_t, 0.0), m2)
+    h = C.load_f32(h_state + st, m2)
+    C.commit_step(h_t, h, probe, y, h_state, h_mm, at, st, m2, vm, HAS_PROBE)
     C.store(a_seq + at, tl.where(vm, a, 0.0), m2)
 
 

@@ -37,6 +37,7 @@ from rnnlab.backends.contract import (
     LSTMState,
     Sequence,
 )
+from rnnlab.backends.portable.lstm import gate_grads
 
 
 class PortableLNLSTM(LSTMInferByForward):
@@ -105,7 +106,7 @@ class PortableLNLSTM(LSTMInferByForward):
         dh_seq = torch.empty_like(y) if need_dh else None
         dh_next, dc_next = dh_n, dc_n
         for t in reversed(time_steps(T, reverse)):
-            i, f, g, o = gates[t].chunk(4, dim=1)
+            _, f, _, o = gates[t].chunk(4, dim=1)
             tanh_n = tanh_n_seq[t]
             dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
             do = dh * tanh_n  # h = o ⊙ tanh(n)
@@ -113,20 +114,8 @@ class PortableLNLSTM(LSTMInferByForward):
             torch.mul(dh * o, 1 - tanh_n * tanh_n, out=dn)
             # from c_{t+1} and through n_t = LN(c_t)
             dc = dc_next + normalise_backward(dn * w.gamma_c, c_hat[t], rstd_c[t])
-            di = dc * g  # c = f ⊙ c_prev + i ⊙ g
-            dg = dc * i
-            df = dc * c_prev_seq[t]
             dpre = dgates[t]
-            torch.cat(
-                [
-                    di * i * (1 - i),  # σ' = σ(1 - σ)
-                    df * f * (1 - f),
-                    dg * (1 - g * g),  # tanh' = 1 - tanh²
-                    do * o * (1 - o),
-                ],
-                dim=1,
-                out=dpre,
-            )
+            gate_grads(dc, do, gates[t], c_prev_seq[t], out=dpre)
             if valid is not None:
                 m = valid[t]
                 dpre.masked_fill_(~m, 0.0)
@@ -155,6 +144,6 @@ class PortableLNLSTM(LSTMInferByForward):
             dgamma_ih=(dgates * v_ih).sum(dim=(0, 1)),
             dgamma_hh=(dgates * v_hh).sum(dim=(0, 1)),
             dgamma_c=(dn_seq * c_hat).sum(dim=(0, 1)),
-            dbeta_c=dn_seq.sum(dim=(0, 1)),
+            dbeta_c=dn_seq.sum(dim=(0, 1)) if w.beta_c is not None else empty_grad(y),
             dh=dh_seq if need_dh else empty_grad(y),
         )

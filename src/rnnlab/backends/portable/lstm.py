@@ -32,6 +32,25 @@ from rnnlab.backends.contract import (
 )
 
 
+def gate_grads(dc: Tensor, do: Tensor, gates_t: Tensor, c_prev: Tensor, out: Tensor) -> None:
+    """One step's ∂L/∂(pre-activations) (B, 4H), into ``out``, from ∂L/∂c_t and ∂L/∂o
+    (c = f ⊙ c_prev + i ⊙ g; the LSTM's, and the layer-normalised and masked LSTMs')."""
+    i, f, g, o = gates_t.chunk(4, dim=1)
+    di = dc * g  # c = f ⊙ c_prev + i ⊙ g
+    dg = dc * i
+    df = dc * c_prev
+    torch.cat(
+        [
+            di * i * (1 - i),  # σ' = σ(1 - σ)
+            df * f * (1 - f),
+            dg * (1 - g * g),  # tanh' = 1 - tanh²
+            do * o * (1 - o),
+        ],
+        dim=1,
+        out=out,
+    )
+
+
 class PortableLSTM(LSTMInferByForward):
     """LSTM on torch ops (:class:`rnnlab.backends.contract.LSTMKernels`)."""
 
@@ -79,26 +98,14 @@ class PortableLSTM(LSTMInferByForward):
         dh_seq = torch.empty_like(y) if need_dh_seq else None
         dh_next, dc_next = dh_n, dc_n
         for t in reversed(time_steps(T, reverse)):
-            i, f, g, o = gates[t].chunk(4, dim=1)
+            _, f, _, o = gates[t].chunk(4, dim=1)
             dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
             dm = dh @ w_hr if w_hr is not None else dh  # through the projection h = W_hr m
             tanh_c = torch.tanh(c_seq[t])
             do = dm * tanh_c  # m = o ⊙ tanh(c)
             dc = dc_next + dm * o * (1 - tanh_c * tanh_c)  # from h_t and from c_{t+1}
-            di = dc * g  # c = f ⊙ c_prev + i ⊙ g
-            dg = dc * i
-            df = dc * c_prev_seq[t]
             dpre = dgates[t]
-            torch.cat(
-                [
-                    di * i * (1 - i),  # σ' = σ(1 - σ)
-                    df * f * (1 - f),
-                    dg * (1 - g * g),  # tanh' = 1 - tanh²
-                    do * o * (1 - o),
-                ],
-                dim=1,
-                out=dpre,
-            )
+            gate_grads(dc, do, gates[t], c_prev_seq[t], out=dpre)
             dh_prev = dpre @ w_hh  # through W_hh h_{t-1}
             dc_prev = dc * f
             if valid is None:

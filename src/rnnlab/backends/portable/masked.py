@@ -38,6 +38,7 @@ from rnnlab.backends.contract import (
     Masks,
     Sequence,
 )
+from rnnlab.backends.portable.lstm import gate_grads
 
 __all__ = ["PortableMaskedGRU", "PortableMaskedLSTM"]
 
@@ -119,7 +120,7 @@ class PortableMaskedLSTM:
         dh_tilde_seq = torch.empty_like(y) if w_hr is not None else None
         dh_next, dc_next = dh_n, dc_n
         for t in reversed(time_steps(T, reverse)):
-            i, f, g, o = gates[t].chunk(4, dim=1)
+            _, f, _, o = gates[t].chunk(4, dim=1)
             dh = dy[t] + dh_next  # total ∂L/∂h_t: from the output and from step t+1
             dc = dc_next
             dh_tilde, dh_carried = _unzone(keep_h, t, dh)
@@ -128,13 +129,8 @@ class PortableMaskedLSTM:
             tanh_c = torch.tanh(c_tilde_seq[t])
             do = dm * tanh_c  # m = o ⊙ tanh(c̃)
             dc_tilde = dc_tilde + dm * o * (1 - tanh_c * tanh_c)
-            di, dg, df = dc_tilde * g, dc_tilde * i, dc_tilde * c_prev_seq[t]
             dpre = dgates[t]
-            torch.cat(
-                [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)],
-                dim=1,
-                out=dpre,
-            )
+            gate_grads(dc_tilde, do, gates[t], c_prev_seq[t], out=dpre)
             dh_prev = _dropped(drop, dpre @ w_hh) + dh_carried
             dc_prev = f * dc_tilde + dc_carried
             if valid is not None:
