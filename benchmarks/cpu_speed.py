@@ -663,13 +663,14 @@ def before_and_after(result: dict) -> list[str]:
              for p in result["points"]}
     lines = ["", f"torch / rnnlab ratio before ({before['label']}, a separate run of "
              f"{before['date']}) and now, per kernel variant:", "",
-             "| cell | configuration | mode | before | "
-             + " | ".join(variants) + " |", "|---|---|---|---|" + "---|" * len(variants)]
+             "| cell | configuration | mode | variant before | before | "
+             + " | ".join(variants) + " |", "|---|---|---|---|---|" + "---|" * len(variants)]
     for p in before["points"]:
         now = [ratio.get((p["cell"], p["config"], p["mode"], v)) for v in variants]
         if all(r is None for r in now):
             continue
-        lines.append(f"| {p['cell']} | {p['config']} | {p['mode']} | {p['ratio']:.2f} | "
+        lines.append(f"| {p['cell']} | {p['config']} | {p['mode']} | "
+                     f"{p.get('variant', 'automatic')} | {p['ratio']:.2f} | "
                      + " | ".join("" if r is None else f"{r:.2f}" for r in now) + " |")
     return lines
 
