@@ -17,7 +17,10 @@ the latency of one step at batch size 1: ``rnnlab.nn.Stream.step`` vs calling th
 torch.nn cell. ``--under-load`` repeats a few points while a busy process holds a core.
 ``--compile`` adds rnnlab's layer eager against the same layer under
 ``torch.compile(fullgraph=True)``, training and inference, at two grid points (rows named
-"compile CELL CONFIG", so ``--compile --only compile`` runs only them).
+"compile CELL CONFIG", so ``--compile --only compile`` runs only them). Streaming runs
+with the whole grid, or with ``--only`` and ``--streaming`` (``--only stream --streaming``:
+streaming alone, as no grid point is named "stream"). Every results file records the load
+average at its end.
 
 The cpu backend's per-step product has one kernel variant per instruction set
 (``RNNLAB_CPU_ISA``: avx512, avx2, portable). The results name the CPU, its vector
@@ -345,7 +348,7 @@ def memory_run(only: list[str] | None) -> dict:
             "machine": {"cpu_model": cpu_model(), "vector_features": vector_features(),
                         "cpu_count": os.cpu_count(), "torch": torch.__version__,
                         "rnnlab": rnnlab.__version__},
-            "memory": memory}
+            "memory": memory, "load_average": os.getloadavg()}
 
 
 def memory_markdown(result: dict) -> str:
@@ -359,7 +362,10 @@ def memory_markdown(result: dict) -> str:
              f"{' '.join(m['vector_features'])}; {m['cpu_count']} CPUs; torch {m['torch']}.",
              "Rise of the peak RSS during one training step (forward + backward of "
              "`output.sum()`), the smallest of three after two warm-up steps, in a child "
-             "process per point (see the module docstring).", ""]
+             "process per point (see the module docstring)."
+             + (" Load average at the end (1, 5, 15 min): "
+                + ", ".join(f"{v:.2f}" for v in result["load_average"]) + "."
+                if result.get("load_average") else ""), ""]
     head = "| cell | configuration | "
     if before:
         lines.append(f"Before: {before['label']} ({before['date']}).")
@@ -450,7 +456,8 @@ class BusyCore:
 
 
 def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[str],
-        with_memory: bool = True, compile_rows: bool = False) -> dict:
+        with_memory: bool = True, compile_rows: bool = False,
+        with_streaming: bool = False) -> dict:
     peak = gemm_peak(repeats)
     print(f"{cpu_model()} ({llvm.get_host_cpu_name()}), vector features: "
           f"{' '.join(vector_features())}")
@@ -502,7 +509,7 @@ def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[s
         print(f"gate recording: {a * 1e3:.2f} ms vs {b * 1e3:.2f} ms ({a / b:.2f}x)")
 
     stream = []
-    if not only:
+    if not only or with_streaming:
         for H in STREAM_SIZES:
             for cell in CELLS:
                 s = streaming(cell, H, steps=200, repeats=repeats)
@@ -548,6 +555,7 @@ def run(repeats: int, under_load: bool, only: list[str] | None, variants: list[s
         },
         "variants": variants or [active_variant()],
         "repeats": repeats,
+        "load_average": os.getloadavg(),  # 1, 5, 15 min, at the end of the run
         "gemm_peak_gflops": peak,
         "points": [asdict(p) for p in points],
         "memory": memory,
@@ -586,6 +594,9 @@ def markdown(result: dict) -> str:
         f"(2048³, best run): **{peak:.0f} GFLOP/s**; GFLOP/s below count matrix products "
         f"only, and the large-shape target is 60 % of the peak ({0.6 * peak:.0f} GFLOP/s).",
     ]
+    if result.get("load_average"):
+        lines += ["", "Load average at the end of the run (1, 5, 15 min): "
+                  + ", ".join(f"{v:.2f}" for v in result["load_average"]) + "."]
     by_variant: dict[str, dict[tuple[str, str], dict[str, dict]]] = {}
     for p in result["points"]:
         table = by_variant.setdefault(p.get("variant", "automatic"), {})
@@ -652,13 +663,14 @@ def before_and_after(result: dict) -> list[str]:
              for p in result["points"]}
     lines = ["", f"torch / rnnlab ratio before ({before['label']}, a separate run of "
              f"{before['date']}) and now, per kernel variant:", "",
-             "| cell | configuration | mode | before | "
-             + " | ".join(variants) + " |", "|---|---|---|---|" + "---|" * len(variants)]
+             "| cell | configuration | mode | variant before | before | "
+             + " | ".join(variants) + " |", "|---|---|---|---|---|" + "---|" * len(variants)]
     for p in before["points"]:
         now = [ratio.get((p["cell"], p["config"], p["mode"], v)) for v in variants]
         if all(r is None for r in now):
             continue
-        lines.append(f"| {p['cell']} | {p['config']} | {p['mode']} | {p['ratio']:.2f} | "
+        lines.append(f"| {p['cell']} | {p['config']} | {p['mode']} | "
+                     f"{p.get('variant', 'automatic')} | {p['ratio']:.2f} | "
                      + " | ".join("" if r is None else f"{r:.2f}" for r in now) + " |")
     return lines
 
@@ -677,6 +689,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-only", action="store_true",
                         help="only the training-step memory (with --before: an earlier "
                         "--memory-only run's JSON)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="time streaming with --only too (without --only it always runs)")
     parser.add_argument("--compile", action="store_true",
                         help="also time eager vs torch.compile(fullgraph=True) rnnlab layers")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
@@ -702,7 +716,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.out / args.name}.json and .md")
         return
     result = run(args.repeats, args.under_load, args.only, kernel_variants(args.variants),
-                 with_memory=not args.no_memory, compile_rows=args.compile)
+                 with_memory=not args.no_memory, compile_rows=args.compile,
+                 with_streaming=args.streaming)
     if args.before:
         earlier = json.loads(Path(args.before[0]).read_text())
         result["before"] = {"label": args.before[1], "date": earlier.get("date", "undated"),

@@ -66,15 +66,14 @@ class RecurrentWeightGrad:
     """
 
     def __init__(self, y: Tensor, h0: Tensor, lengths: Tensor | None, reverse: bool) -> None:
-        T, B = y.shape[0], y.shape[1]
+        T = y.shape[0]
         self.y, self.h0, self.reverse, self.T = y, h0, reverse, T
-        if not reverse:
-            first = torch.zeros(B, dtype=torch.int64)
-        elif lengths is None:
-            first = torch.full((B,), T - 1, dtype=torch.int64)
-        else:
-            first = lengths.to(device="cpu", dtype=torch.int64) - 1
-        self.first = first  # the step each sample processes first (it reads h0)
+        # The step each sample processes first (it reads h0): one step for every sample
+        # (an int: the block holding it gives a view of d, no indexing) unless reversed
+        # with lengths.
+        self.first: int | Tensor = 0 if not reverse else T - 1
+        if reverse and lengths is not None:
+            self.first = lengths.to(device="cpu", dtype=torch.int64) - 1
         self.first_d: Tensor | None = None
         self.dw: Tensor | None = None
 
@@ -90,6 +89,10 @@ class RecurrentWeightGrad:
         if pair is not None:
             part = weight_grad(*pair)
             self.dw = part if self.dw is None else self.dw.add_(part)
+        if isinstance(self.first, int):
+            if t0 <= self.first < t1:
+                self.first_d = d[self.first - t0].clone()  # (the block's buffer is reused)
+            return
         if self.first_d is None:
             self.first_d = d.new_zeros(d.shape[1], d.shape[2])
         inside = (self.first >= t0) & (self.first < t1)
