@@ -79,3 +79,25 @@ def test_a_forecast_run_reads_a_csv_with_its_columns(forecast_run, tmp_path):
     _fails([forecast_run, "--data", tmp_path / "other.csv"], "'day' is not in", "other.csv")
     (tmp_path / "words.csv").write_text("day,load\n1,1\n2,high\n3,3\n")
     _fails([forecast_run, "--data", tmp_path / "words.csv"], "non-numeric")
+
+
+def test_cells_it_cannot_trace_are_named_not_drawn_wrong(tmp_path):
+    """The traces rebuild h from the classic cells' recorded gates: a run of another cell
+    (or with zoneout, which mixes in h_{t-1}) is one line, exit 2; in a comparison such
+    runs are left out with a note and the others drawn."""
+    from rnnlab.compare import CompareConfig, compare
+    from rnnlab.explore import explore
+    from rnnlab.training import TrainConfig
+
+    options = {"task": "adding", "task_options": {"length": 12, "val_size": 4}, "steps": 2,
+               "batch_size": 4, "eval_every": 2, "hidden": 6, "progress": "none"}
+    train(run_dir=tmp_path / "min", cell="mingru", **options)
+    _fails([tmp_path / "min"], "the explorer shows the rnn, lstm and gru cells",
+           "cell mingru")
+    train(run_dir=tmp_path / "zone", cell="gru", zoneout=0.2, **options)
+    _fails([tmp_path / "zone"], "zoneout 0.2")
+    options.pop("progress")
+    compare(CompareConfig(train=TrainConfig(**options), cells=("gru", "lnlstm")),
+            tmp_path / "cmp", progress="none", report=False)
+    page = explore(tmp_path / "cmp", connect_steps=4, window=4).html()
+    assert "not shown: lnlstm-seed0 (cell lnlstm)" in page
