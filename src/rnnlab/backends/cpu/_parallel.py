@@ -206,6 +206,17 @@ def valid_prefix(lengths, rows, t):
     return m
 
 
+@kernel(nogil=True)
+def clear_padding(block, i, rows, m):
+    """block[i, rows[k], :] = 0 for the rows past the live prefix (k ≥ m, their padding
+    step): a backward gives those steps no gradient. Nothing for an empty block (an output
+    not asked for)."""
+    if block.shape[0] == 0:
+        return
+    for k in range(m, rows.shape[0]):
+        block[i, rows[k], :] = 0
+
+
 def inference_chunk(rows: int) -> int:
     """Steps per chunk of the inference kernels for a part of ``rows`` samples."""
     return max(1, _tuning.CHUNK_ROWS // max(rows, 1))

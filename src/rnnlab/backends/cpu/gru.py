@@ -40,6 +40,7 @@ from rnnlab.backends.cpu._common import (
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
+    clear_padding,
     plan,
     project_chunk,
     valid_prefix,
@@ -286,13 +287,10 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, reverse, reset_after, dgx, dg
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
         i = t - t_begin
         m = valid_prefix(lengths, rows, t)
-        for k in range(m, n):  # padding: no gradient; dh passes through unchanged
-            b = rows[k]
-            dgx[i, b, :] = 0
-            if reset_after:
-                dgh[i, b, :] = 0
-            if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = 0
+        # padding: no gradient; dh passes through unchanged
+        clear_padding(dgx, i, rows, m)
+        clear_padding(dgh, i, rows, m)
+        clear_padding(dh_seq, t, rows, m)
         if m == 0:
             continue
         for k in range(m):

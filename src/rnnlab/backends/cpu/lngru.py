@@ -40,7 +40,7 @@ from rnnlab.backends.cpu._common import (
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
-from rnnlab.backends.cpu._parallel import plan, project_chunk, valid_prefix
+from rnnlab.backends.cpu._parallel import clear_padding, plan, project_chunk, valid_prefix
 from rnnlab.backends.cpu.gru import _state_backward, _update
 from rnnlab.backends.cpu.lnlstm import (
     BlockNorms,
@@ -190,14 +190,12 @@ def _backward(dy, dh, y, h0, gates, w_hh, gamma_ih, gamma_hh, lengths, reverse, 
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
         i = t - t_begin
         m = valid_prefix(lengths, rows, t)
-        for k in range(m, n):  # padding: no gradient; dh passes through unchanged
-            b = rows[k]
-            dp_ih[i, b, :] = 0
-            dp_hh[i, b, :] = 0
-            du[i, b, :] = 0
-            dv[i, b, :] = 0
-            if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = 0
+        # padding: no gradient; dh passes through unchanged
+        clear_padding(dp_ih, i, rows, m)
+        clear_padding(dp_hh, i, rows, m)
+        clear_padding(du, i, rows, m)
+        clear_padding(dv, i, rows, m)
+        clear_padding(dh_seq, t, rows, m)
         if m == 0:
             continue
         for k in range(m):

@@ -53,7 +53,7 @@ from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import as_array, bias_array, lengths_array, optional_array
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
-from rnnlab.backends.cpu._parallel import plan, project_chunk, valid_prefix
+from rnnlab.backends.cpu._parallel import clear_padding, plan, project_chunk, valid_prefix
 from rnnlab.backends.cpu.lstm import _emit
 
 
@@ -290,14 +290,12 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, gamma_ih, gamma_hh, gamma_c, b
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
         i = t - t_begin
         live = valid_prefix(lengths, rows, t)
-        for k in range(live, n):  # padding: no gradient; dh, dc pass through unchanged
-            b = rows[k]
-            dp_ih[i, b, :] = 0
-            dp_hh[i, b, :] = 0
-            da[i, b, :] = 0
-            dn[i, b, :] = 0
-            if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = 0
+        # padding: no gradient; dh, dc pass through unchanged
+        clear_padding(dp_ih, i, rows, live)
+        clear_padding(dp_hh, i, rows, live)
+        clear_padding(da, i, rows, live)
+        clear_padding(dn, i, rows, live)
+        clear_padding(dh_seq, t, rows, live)
         if live == 0:
             continue
         for k in range(live):

@@ -35,6 +35,7 @@ from rnnlab.backends.cpu._common import (
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
+    clear_padding,
     inference_chunk,
     plan,
     project_chunk,
@@ -307,11 +308,9 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
         live = valid_prefix(lengths, rows, t)
-        for k in range(live, n):  # padding: no gradient; dh, dc pass through unchanged
-            b = rows[k]
-            dgates[t - t_begin, b, :] = 0
-            if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = 0
+        # padding: no gradient; dh, dc pass through unchanged
+        clear_padding(dgates, t - t_begin, rows, live)
+        clear_padding(dh_seq, t, rows, live)
         if live == 0:
             continue
         for k in range(live):

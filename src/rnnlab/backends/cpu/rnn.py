@@ -35,7 +35,7 @@ from rnnlab.backends.cpu._common import (
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
-from rnnlab.backends.cpu._parallel import plan, project_chunk, valid_prefix
+from rnnlab.backends.cpu._parallel import clear_padding, plan, project_chunk, valid_prefix
 
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
@@ -162,11 +162,9 @@ def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         m = valid_prefix(lengths, rows, t)
-        for k in range(m, n):  # padding: no gradient; dh passes through unchanged
-            b = rows[k]
-            da_seq[t - t_begin, b, :] = 0
-            if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = 0
+        # padding: no gradient; dh passes through unchanged
+        clear_padding(da_seq, t - t_begin, rows, m)
+        clear_padding(dh_seq, t, rows, m)
         if m == 0:
             continue
         for k in range(m):
