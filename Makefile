@@ -43,12 +43,15 @@ test-suite: $(STAMP)
 
 # test_cpu_tile.py and test_cpu_isa.py run every variant the CPU has in one process; this
 # runs a conformance subset once more per variant forced through RNNLAB_CPU_ISA (the
-# automatic choice, the widest, already ran the whole suite).
+# automatic choice, the widest, already ran the whole suite): the plain families' float32
+# cases, then the masked and layer-normalised kernels' float32 tests.
 test-cpu-isa: $(STAMP)
 	for isa in $$($(BIN)/python -c "from rnnlab.backends.cpu._isa import runnable; \
 	                               print(*(i.name for i in runnable()[1:]))"); do \
 	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "cpu-f32 or register_tiles" \
 	    tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py || exit 1; \
+	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "f32" \
+	    tests/backends/test_cpu_masked.py tests/backends/test_cpu_layer_norm.py || exit 1; \
 	done
 
 # The cpu backend's float32 conformance subset once more per optional piece switched off

@@ -5,9 +5,10 @@ LSTM or GRU): a Python loop over time steps of ``nn.Linear`` projections and
 ``nn.LayerNorm`` modules around the gate math, the same function as rnnlab's
 ``LSTM(layer_norm=True)`` / ``GRU(layer_norm=True)`` (Haste's form; checked equal on the
 first 20 steps before timing). rnnlab runs on its cpu backend (the compiled kernels of
-``backends/cpu/ln{lstm,gru}.py``); with ``--compile`` the loop also runs through
-``torch.compile`` (default mode: Dynamo unrolls the loop over time), its first call
-(the compilation) timed apart, at the points with at most ``--compile-max-steps`` steps.
+``backends/cpu/ln{lstm,gru}.py``); with ``--compile`` the loop also runs with its step
+function through ``torch.compile`` (default mode, static shapes: one graph per shape, so
+compilation does not grow with T, where compiling the whole loop would unroll it), the
+first call (the compilation) timed apart.
 
 One layer, float32, ``--threads`` torch threads (2 by default; on a loaded machine 1,
 as cpu_speed.py does there: torch's per-op parallel regions stall under load);
@@ -15,12 +16,14 @@ inference (``torch.no_grad``) and a training step (forward + backward of Σ g �
 implementations interleaved per round, median of the rounds. Grid: the first three
 points of ``benchmarks/cpu_speed.py``.
 
-    python benchmarks/layer_norm.py --compile   # writes results/layer-norm-avx2.{json,md}
+    python benchmarks/layer_norm.py --compile --threads 1 --rounds 3
+                                                # writes results/layer-norm-avx2.{json,md}
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -55,16 +58,21 @@ class LoopLayerNormLSTM(nn.Module):
         self.ln_hh = nn.LayerNorm(4 * H)  # its β is the gates' bias
         self.ln_c = nn.LayerNorm(H)
 
+        self.step_fn = self.step  # what the loop calls: this, or torch.compile of it
+
+    def step(self, u, h, c):
+        a = u + self.ln_hh(self.hh(h))
+        i, f, g, o = a.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(self.ln_c(c)), c
+
     def forward(self, x):
         B, H = x.shape[1], self.ln_c.normalized_shape[0]
         h = c = x.new_zeros(B, H)
         u_all = self.ln_ih(self.ih(x))  # the input side for all steps at once
         ys = []
         for u in u_all:
-            a = u + self.ln_hh(self.hh(h))
-            i, f, g, o = a.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
+            h, c = self.step_fn(u, h, c)
             ys.append(h)
         return torch.stack(ys)
 
@@ -77,17 +85,21 @@ class LoopLayerNormGRU(nn.Module):
         self.ih, self.hh = nn.Linear(I, 3 * H, bias=False), nn.Linear(H, 3 * H, bias=False)
         self.ln_ih, self.ln_hh = nn.LayerNorm(3 * H), nn.LayerNorm(3 * H)
         self.H = H
+        self.step_fn = self.step
+
+    def step(self, u, h):
+        H = self.H
+        v = self.ln_hh(self.hh(h))
+        r, z = torch.sigmoid(u[:, : 2 * H] + v[:, : 2 * H]).chunk(2, dim=1)
+        n = torch.tanh(u[:, 2 * H :] + r * v[:, 2 * H :])
+        return n + z * (h - n)
 
     def forward(self, x):
-        H = self.H
-        h = x.new_zeros(x.shape[1], H)
+        h = x.new_zeros(x.shape[1], self.H)
         u_all = self.ln_ih(self.ih(x))
         ys = []
         for u in u_all:
-            v = self.ln_hh(self.hh(h))
-            r, z = torch.sigmoid(u[:, : 2 * H] + v[:, : 2 * H]).chunk(2, dim=1)
-            n = torch.tanh(u[:, 2 * H :] + r * v[:, 2 * H :])
-            h = n + z * (h - n)
+            h = self.step_fn(u, h)
             ys.append(h)
         return torch.stack(ys)
 
@@ -127,7 +139,7 @@ def _run(layer, x, g, train: bool) -> None:
     (y[0] if isinstance(y, tuple) else y).mul(g).sum().backward()
 
 
-def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool, rounds: int) -> dict:
+def measure(cell: str, B: int, T: int, I: int, H: int, compile_step: bool, rounds: int) -> dict:
     ours, loop = _pair(cell, I, H)
     x, g = torch.randn(T, B, I), torch.randn(T, B, H)
     with torch.no_grad():  # the first 20 steps: over hundreds, these random weights'
@@ -136,8 +148,10 @@ def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool, round
     assert error < 1e-4, f"{cell}: the loop and rnnlab differ by {error}"
     out = {"max_abs_difference": error}
     layers = {"rnnlab": ours, "loop": loop}
-    if compile_loop:
-        layers["compiled"] = torch.compile(loop)
+    if compile_step:  # the same loop, its step compiled (one graph, whatever T is)
+        compiled = copy.copy(loop)  # shares the parameters
+        compiled.step_fn = torch.compile(loop.step, dynamic=False)
+        layers["compiled"] = compiled
     for mode in ("inference", "training"):
         train = mode == "training"
         times: dict[str, list[float]] = {name: [] for name in layers}
@@ -155,20 +169,20 @@ def measure(cell: str, B: int, T: int, I: int, H: int, compile_loop: bool, round
         median = {name: statistics.median(t) for name, t in times.items()}
         row.update({f"{name}_ms": 1e3 * t for name, t in median.items()})
         row["speedup"] = median["loop"] / median["rnnlab"]
-        if compile_loop:
+        if compile_step:
             row["speedup_vs_compiled"] = median["compiled"] / median["rnnlab"]
         out[mode] = row
     return out
 
 
-def run(compile_max_steps: int, threads: int, rounds: int) -> dict:
+def run(compile_step: bool, threads: int, rounds: int) -> dict:
     torch.set_num_threads(threads)
     started_load = os.getloadavg()
     points = []
     with rnnlab.use_backend("cpu"):
         for name, B, T, I, H in GRID:
             for cell in ("lnlstm", "lngru"):
-                result = measure(cell, B, T, I, H, T <= compile_max_steps, rounds)
+                result = measure(cell, B, T, I, H, compile_step, rounds)
                 points.append({"config": name, "cell": cell, **result})
                 print(points[-1], flush=True)
     return {
@@ -177,7 +191,7 @@ def run(compile_max_steps: int, threads: int, rounds: int) -> dict:
                    f" with {torch.get_num_threads()} threads",
         "load_average_start": started_load,
         "load_average": os.getloadavg(),
-        "compile_max_steps": compile_max_steps,
+        "compile_step": compile_step,
         "rounds": rounds,
         "points": points,
     }
@@ -197,9 +211,9 @@ def markdown(result: dict) -> str:
         f"end {end} (a shared machine: read the ratios, not the times). One layer, float32; "
         "rnnlab on its cpu backend (compiled kernels). Speed-up = loop time / rnnlab time "
         f"(median of {result['rounds']} interleaved rounds; target ≥ {TARGET:g}×); "
-        "\"vs compiled\" = torch.compile(loop) time / rnnlab time, measured at the points "
-        f"of at most {result['compile_max_steps']} steps (— elsewhere), its compilation "
-        "(first call) in its own column.",
+        "\"vs compiled\" = the same loop with its step function through torch.compile "
+        "(static shapes), its time / rnnlab time, its compilation (first call) in its own "
+        "column (— : not run).",
         "",
         "| config | cell | mode | rnnlab ms | loop ms | speed-up | compiled loop ms "
         "| vs compiled | compilation s |",
@@ -223,15 +237,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "layer-norm-avx2"),
                         help="results path without extension (.json and .md are written)")
     parser.add_argument("--compile", action="store_true",
-                        help="also time torch.compile of the loop (at short sequences)")
-    parser.add_argument("--compile-max-steps", type=int, default=200,
-                        help="compile the loop only at grid points of at most this many steps"
-                             " (Dynamo unrolls it: compilation grows with the steps)")
+                        help="also time the loop with its step through torch.compile")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (both sides)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="timed rounds per point")
     args = parser.parse_args()
     out = Path(args.out)
-    result = run(args.compile_max_steps if args.compile else 0, args.threads, args.rounds)
+    result = run(args.compile, args.threads, args.rounds)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))

@@ -30,18 +30,26 @@ def test_a_bad_p_is_one_error_line(tmp_path):
     assert result.output.strip().splitlines() == ["Error: zoneout must be < 1, got 1.0"]
 
 
-def test_layer_normalised_cells_refuse_recurrence_changing_regularisers_before_writing(tmp_path):
-    """lnlstm/lngru take --weight-drop only: train and compare say so in one line, exit 2,
-    and write nothing."""
+def test_cells_refuse_regularisers_they_do_not_take_before_writing(tmp_path):
+    """lnlstm/lngru take --weight-drop only, rnn/mingru/minlstm none: train and compare say
+    so in one line naming the cell and what was given, exit 2, and write nothing."""
     out = tmp_path / "r"
-    runs = [["train", "--cell", "lngru", *TINY, "--recurrent-dropout", "0.1", "--out", out],
-            ["compare", "--cells", "gru,lnlstm", *TINY, "--zoneout", "0.2", "--out", out]]
-    for args, cell, options in zip(runs, ("lngru", "lnlstm"), ("0.1, zoneout=0.0",
-                                                                 "0.0, zoneout=0.2"), strict=True):
-        result = CliRunner().invoke(main, args)
+    ln = "takes weight_drop but not (yet) recurrent_dropout or zoneout"
+    other = "takes none of weight_drop, recurrent_dropout, zoneout"
+    cases = [
+        (["train", "--cell", "lngru", "--recurrent-dropout", "0.1"],
+         f"the cell lngru (layer-normalised) {ln}; got recurrent_dropout=0.1"),
+        (["compare", "--cells", "gru,lnlstm", "--zoneout", "0.2"],
+         f"the cell lnlstm (layer-normalised) {ln}; got zoneout=0.2"),
+        (["train", "--cell", "rnn", "--weight-drop", "0.2"],
+         f"the cell rnn (not an LSTM or GRU) {other}; got weight_drop=0.2"),
+        (["compare", "--cells", "lstm,mingru", "--weight-drop", "0.3", "--zoneout", "0.1"],
+         f"the cell mingru (not an LSTM or GRU) {other}; got weight_drop=0.3, zoneout=0.1"),
+        (["train", "--cell", "minlstm", "--recurrent-dropout", "0.1"],
+         f"the cell minlstm (not an LSTM or GRU) {other}; got recurrent_dropout=0.1"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(main, [*args, *TINY, "--out", out])
         assert result.exit_code == 2, result.output
-        assert result.output.strip().splitlines() == [
-            f"Error: the cell {cell} (layer-normalised) takes weight_drop but not (yet) "
-            f"recurrent_dropout or zoneout; got recurrent_dropout={options}"
-        ]
+        assert result.output.strip().splitlines() == [f"Error: {message}"]
         assert not out.exists()

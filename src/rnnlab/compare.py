@@ -55,7 +55,8 @@ class CompareConfig:
         for c in cells:
             if c not in CELLS:
                 raise InputError(f"unknown cell {c!r}; expected some of {', '.join(CELLS)}")
-            check_regularisers(c, self.train.recurrent_dropout, self.train.zoneout)
+            check_regularisers(c, self.train.weight_drop, self.train.recurrent_dropout,
+                               self.train.zoneout)
         if len(set(cells)) != len(cells):
             raise InputError(f"cells lists a cell twice: {','.join(cells)}")
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:

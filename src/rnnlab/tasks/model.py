@@ -34,15 +34,25 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_regularisers(cell: str, recurrent_dropout: float, zoneout: float) -> None:
-    """Refuse, by name, regularisers a ``cell`` cannot combine: the layer-normalised cells
-    take weight_drop only (no layer-normalised masked op exists yet)."""
-    if cell in ("lnlstm", "lngru") and (recurrent_dropout or zoneout):
-        raise InputError(
-            f"the cell {cell} (layer-normalised) takes weight_drop but not (yet) "
-            f"recurrent_dropout or zoneout; got recurrent_dropout={recurrent_dropout}, "
-            f"zoneout={zoneout}"
-        )
+def check_regularisers(cell: str, weight_drop: float, recurrent_dropout: float,
+                       zoneout: float) -> None:
+    """Refuse, by name, regularisers a ``cell`` does not take (never ignore one silently):
+    the LSTM and GRU take all three; their layer-normalised forms weight_drop only (no
+    layer-normalised masked op exists yet); rnn, mingru and minlstm none."""
+    given = {name: value for name, value in (("weight_drop", weight_drop),
+                                             ("recurrent_dropout", recurrent_dropout),
+                                             ("zoneout", zoneout)) if value}
+    if cell in ("lnlstm", "lngru"):
+        given.pop("weight_drop", None)
+        kind = "layer-normalised"
+        takes = "takes weight_drop but not (yet) recurrent_dropout or zoneout"
+    elif cell in ("lstm", "gru"):
+        given = {}
+    else:
+        kind, takes = "not an LSTM or GRU", "takes none of weight_drop, recurrent_dropout, zoneout"
+    if given:
+        got = ", ".join(f"{name}={value}" for name, value in given.items())
+        raise InputError(f"the cell {cell} ({kind}) {takes}; got {got}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ class ModelConfig:
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value < 1.0:
                 raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
-        check_regularisers(self.cell, self.recurrent_dropout, self.zoneout)
+        check_regularisers(self.cell, self.weight_drop, self.recurrent_dropout, self.zoneout)
         if self.readout not in ("last", "all"):
             raise InputError(f"readout must be 'last' or 'all', got {self.readout!r}")
         if self.readout == "all" and self.bidirectional:

@@ -80,7 +80,7 @@ class TrainConfig:
         _num("forget_bias", self.forget_bias)
         for name in ("weight_drop", "recurrent_dropout", "zoneout"):
             _num(name, getattr(self, name), 0.0, 1.0, open_high=True)
-        check_regularisers(self.cell, self.recurrent_dropout, self.zoneout)
+        check_regularisers(self.cell, self.weight_drop, self.recurrent_dropout, self.zoneout)
         _int("steps", self.steps, 1)
         if self.seconds is not None:
             _num("seconds", self.seconds, 0.0, open_low=True)
