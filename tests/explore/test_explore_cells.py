@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import OUT_TOL, assert_rel_close
+from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab.explore import trace as trace_module
+from rnnlab.explore.connectivity import connectivity
 from rnnlab.explore.trace import QUANTITIES, trace
 from rnnlab.tasks import ModelConfig, SequenceModel
 
@@ -57,6 +58,24 @@ def test_h_is_the_layer_output_and_every_layer_hands_on_its_state(cell, options,
     for a, b in zip(layers, whole, strict=True):
         for q in a.values:
             assert_rel_close(a.values[q], b.values[q], TOL, f"{a.key} {q} in chunks")
+
+
+@pytest.mark.parametrize(("cell", "options"), CASES,
+                         ids=[c + "".join(f"-{k}" for k in o) for c, o in CASES])
+def test_connectivity_from_the_traced_state_is_full_autograd(cell, options):
+    """Each window starts from the traced state (h, and c for the LSTMs) entering it: its
+    gradients equal those of the whole sequence's autograd."""
+    model, x = _model(cell, options, bidirectional=False)
+    W = 6
+    conn = connectivity(model, x, trace(model, x), classes=False, steps=T, window=W)
+    for t in (2, 13, T - 1):
+        xg = x.clone().requires_grad_(True)
+        out, _ = model.rnn(xg)
+        (g,) = torch.autograd.grad(model.head(out[0, t]).sum(), xg)
+        lo = max(0, t - W + 1)
+        assert_rel_close(conn[t, W - (t - lo + 1):], g[0, lo:t + 1].norm(dim=-1),
+                         GRAD_TOL[torch.float32], f"step {t}")
+        assert np.all(conn[t, :W - (t - lo + 1)] == 0)
 
 
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])

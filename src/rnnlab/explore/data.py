@@ -29,6 +29,7 @@ class ModelData:
     # each entry of ``layers`` as rnnlab.nn.record names it ("l0", "l0_reverse", ...);
     # None: "l0", "l1", ... (one direction)
     keys: list[str] | None = None
+    zoneout: float = 0.0  # the model's zoneout p, whose eval form the page's sampler runs
 
     def layer_keys(self) -> list[str]:
         return self.keys if self.keys is not None else [f"l{k}" for k in range(len(self.layers))]
@@ -87,4 +88,4 @@ def _model_data(run, model, inp: ExploreInput, connect_steps, window, notes) -> 
         weights = {k: v.detach().numpy().astype(np.float32)
                    for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     return ModelData(run.path.name, config.cell, [lt.values for lt in layers], conn, weights,
-                     [lt.key for lt in layers])
+                     [lt.key for lt in layers], config.zoneout)
