@@ -114,3 +114,32 @@ def test_the_report_takes_the_figures_inspect_drew_until_the_weights_change(run,
     os.utime(weights, ns=(max(drawn) + 1, max(drawn) + 1))  # as after more training
     build_report(run)
     assert all(p.stat().st_mtime_ns > max(drawn) for p in figures)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "lnlstm", "lngru", "mingru",
+                                  "minlstm"])
+def test_the_gate_figure_draws_every_gate_the_cell_records(cell):
+    """The panels are the recorder's names for the cell (GATE_ORDER holds no name the
+    layer does not record), each titled; the marks' labels sit apart from the top panel's
+    title."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import rnnlab.nn as rnn_nn
+    from rnnlab.tasks import ModelConfig, SequenceModel
+
+    model = SequenceModel(ModelConfig(cell=cell, input_size=2, hidden_size=5, output_size=1))
+    with torch.no_grad(), rnn_nn.record(model, grads=False) as rec:
+        model(torch.randn(1, 12, 2))
+    recorded = rec.gates["rnn.l0"]
+    assert set(plots.GATE_ORDER[cell]) <= set(recorded)
+    gates = {name: g[0].tolist() for name, g in recorded.items()}
+    fig = plots.gates_figure(cell, gates, [(1, "marked: 0.25"), (9, "marked: 0.5")])
+    axes = fig.axes[:len(plots.GATE_ORDER[cell])]  # the panels, then their colour bars
+    assert [ax.get_title(loc="left") for ax in axes] == [
+        plots.GATE_TITLES[n] for n in plots.GATE_ORDER[cell]]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    title_box = axes[0]._left_title.get_window_extent(renderer)  # no public handle on it
+    labels = [t for ax in axes[0].child_axes for t in ax.get_xticklabels()]
+    assert [t.get_text() for t in labels] == ["marked: 0.25", "marked: 0.5"]
+    assert not any(t.get_window_extent(renderer).overlaps(title_box) for t in labels)

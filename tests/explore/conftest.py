@@ -39,6 +39,36 @@ def compare_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def new_cells_run(tmp_path_factory):
+    """A charlm comparison of the cells beyond the classic three."""
+    root = tmp_path_factory.mktemp("explore")
+    (root / "text.txt").write_text(TEXT)
+    cfg = TrainConfig(task="charlm", task_options={"path": str(root / "text.txt"),
+                                                   "embed_dim": 8, "eval_columns": 4,
+                                                   "probe_length": 20},
+                      steps=4, bptt=20, batch_size=4, eval_every=4, lr=0.03, layers=2)
+    compare(CompareConfig(train=cfg, cells=("lnlstm", "lngru", "mingru", "minlstm"), hidden=10),
+            root / "cmp", progress="none", report=False)
+    return root / "cmp"
+
+
+@pytest.fixture(scope="session")
+def zoneout_run(tmp_path_factory):
+    """A charlm comparison of the LSTM and GRU under zoneout (run in its eval form),
+    recurrent dropout and weight-drop (off in eval)."""
+    root = tmp_path_factory.mktemp("explore")
+    (root / "text.txt").write_text(TEXT)
+    cfg = TrainConfig(task="charlm", task_options={"path": str(root / "text.txt"),
+                                                   "embed_dim": 8, "eval_columns": 4,
+                                                   "probe_length": 20},
+                      steps=4, bptt=20, batch_size=4, eval_every=4, lr=0.03, zoneout=0.3,
+                      recurrent_dropout=0.2, weight_drop=0.2)
+    compare(CompareConfig(train=cfg, cells=("lstm", "gru"), hidden=10), root / "cmp",
+            progress="none", report=False)
+    return root / "cmp"
+
+
+@pytest.fixture(scope="session")
 def bidirectional_run(tmp_path_factory):
     """A two-layer bidirectional GRU: its reverse direction's h is rebuilt from t + 1."""
     root = tmp_path_factory.mktemp("explore")

@@ -301,3 +301,42 @@ def test_a_bidirectional_run_shows_its_reverse_direction(browser, bidirectional_
     assert float(readout.rsplit("=", 1)[1]) == pytest.approx(h[unit, t], abs=1e-3)
     assert "layer 1 (reverse)" in p.tab.text_content("#stats")
     assert p.errors == []
+
+
+@pytest.mark.parametrize("run_name", ["new_cells_run", "zoneout_run"])
+def test_every_cell_draws_its_gates_and_samples_as_its_model(browser, tmp_path_factory,
+                                                             request, run_name):
+    """The cells beyond rnn/lstm/gru and the regularised ones: each model's diagram shows
+    its own recorded quantities at the step, view 5 plots its gates, and the page's
+    sampler (lnlstm/lngru: the normalisations; min cells; zoneout's eval form) gives the
+    model's probabilities."""
+    run = request.getfixturevalue(run_name)
+    p = _open(browser, tmp_path_factory, run, steps=300, connect_steps=20, window=10)
+    models = p.explorer.page.meta["models"]
+    assert p.explorer.page.meta["notes"] == []  # nothing left out
+    p.js("rnnlabExplorer.setStep(7)")
+    p.tab.wait_for_function("document.querySelector('#diagram-title-0').textContent"
+                            ".endsWith('step 7')")
+    prime = 'def f1(a, b):\n    return "'
+    vocab = p.explorer.page.meta["vocab"]
+    ids = torch.tensor([[vocab.index(ch) for ch in prime]])
+    for m, meta in enumerate(models):
+        title = p.tab.text_content(f"#diagram-title-{m}")
+        assert title.startswith(f"{meta['name']}: layer 0, unit "), title
+        unit = int(title.split("unit ")[1].split(",")[0])
+        for q in meta["layers"][0]["quantities"]:
+            assert float(p.tab.text_content(f"#dg-{m}-{q}")) == pytest.approx(
+                p.rows(m, 0, q)[unit, 7], abs=2e-3), (meta["cell"], q)
+        for q in meta["layers"][0]["saturation"]:
+            assert p.js(f"+document.querySelector('#stats-{m}-0-{q}').dataset.points") == 10
+        model = load_model(pick_run(run, meta["cell"]))
+        with torch.no_grad():
+            expected = torch.softmax(model(ids)[0][0, -1].double() / 0.7, -1).numpy()
+        got = np.asarray(p.js("a => rnnlabExplorer.nextProbs(a[0], a[1], a[2])",
+                              [m, prime, 0.7]))
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=meta["cell"])
+        assert meta["connectivity"] is not None
+    cells = [m["cell"] for m in models]
+    if "minlstm" in cells:  # what minLSTM keeps of h_{t-1}, f', has its histogram
+        assert set(models[cells.index("minlstm")]["layers"][0]["histogram"]) == {"f", "f_norm"}
+    assert p.errors == []

@@ -1,5 +1,6 @@
 """rnnlab explore through click: the page is written; bad input is one line, exit 2."""
 
+import json
 import shutil
 
 import pytest
@@ -7,6 +8,7 @@ from click.testing import CliRunner
 
 from rnnlab.cli import main
 from rnnlab.explore import page as page_module
+from rnnlab.explore.trace import QUANTITIES
 from rnnlab.training import train
 
 
@@ -81,23 +83,24 @@ def test_a_forecast_run_reads_a_csv_with_its_columns(forecast_run, tmp_path):
     _fails([forecast_run, "--data", tmp_path / "words.csv"], "non-numeric")
 
 
-def test_cells_it_cannot_trace_are_named_not_drawn_wrong(tmp_path):
-    """The traces rebuild h from the classic cells' recorded gates: a run of another cell
-    (or with zoneout, which mixes in h_{t-1}) is one line, exit 2; in a comparison such
-    runs are left out with a note and the others drawn."""
-    from rnnlab.compare import CompareConfig, compare
-    from rnnlab.explore import explore
-    from rnnlab.training import TrainConfig
-
-    options = {"task": "adding", "task_options": {"length": 12, "val_size": 4}, "steps": 2,
-               "batch_size": 4, "eval_every": 2, "hidden": 6, "progress": "none"}
-    train(run_dir=tmp_path / "min", cell="mingru", **options)
-    _fails([tmp_path / "min"], "the explorer shows the rnn, lstm and gru cells",
-           "cell mingru")
-    train(run_dir=tmp_path / "zone", cell="gru", zoneout=0.2, **options)
-    _fails([tmp_path / "zone"], "zoneout 0.2")
-    options.pop("progress")
-    compare(CompareConfig(train=TrainConfig(**options), cells=("gru", "lnlstm")),
-            tmp_path / "cmp", progress="none", report=False)
-    page = explore(tmp_path / "cmp", connect_steps=4, window=4).html()
-    assert "not shown: lnlstm-seed0 (cell lnlstm)" in page
+@pytest.mark.parametrize(("cell", "options"), [
+    ("lnlstm", {}), ("lngru", {"bidirectional": True, "layers": 2}), ("mingru", {}),
+    ("minlstm", {"layers": 2}), ("lstm", {"zoneout": 0.2}), ("gru", {"zoneout": 0.2}),
+], ids=["lnlstm", "lngru-both-ways", "mingru", "minlstm", "lstm-zoneout", "gru-zoneout"])
+def test_a_run_of_every_cell_is_explored(tmp_path, cell, options):
+    """Every cell compare trains, and the zoneout runs, are traced: the page is written
+    with the cell's quantities for every layer and direction, and nothing is left out."""
+    train(run_dir=tmp_path / "run", cell=cell, task="adding",
+          task_options={"length": 12, "val_size": 4}, steps=2, batch_size=4, eval_every=2,
+          hidden=6, progress="none", **options)
+    result = CliRunner().invoke(main, ["explore", str(tmp_path / "run"), "--connect-steps",
+                                       "4", "--window", "4"])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "run" / "explore.html").read_text()
+    meta = json.loads(page.split('id="meta">', 1)[1].split("</script>", 1)[0])
+    assert not any(note.startswith("not shown") for note in meta["notes"]), meta["notes"]
+    (model,) = meta["models"]
+    assert model["cell"] == cell
+    directions = 2 if options.get("bidirectional") else 1
+    assert [layer["quantities"] for layer in model["layers"]] == [
+        list(QUANTITIES[cell])] * (options.get("layers", 1) * directions)

@@ -62,6 +62,35 @@ def test_recording_in_a_model_keys_by_module_path_and_direction():
     assert net.encoder._recording is None  # the block leaves no trace
 
 
+@pytest.mark.parametrize("layer_class, options", [
+    (rnn.LSTM, {}), (rnn.GRU, {"layer_norm": True}), (rnn.MinLSTM, {}),
+], ids=["lstm", "lngru", "minlstm"])
+def test_hidden_is_each_layers_output_in_the_outputs_layout(layer_class, options):
+    """``hidden`` holds h_t of every layer and direction: the top layer's two are the
+    output; layer 0's, fed to a one-layer copy of layer 1, give layer 1's again."""
+    torch.manual_seed(0)
+
+    def make(input_size, num_layers):
+        return layer_class(input_size, 4, num_layers=num_layers, bidirectional=True,
+                           batch_first=True, **options).eval()
+
+    layer, top = make(3, 2), make(8, 1)
+    top.load_state_dict({k.replace("_l1", "_l0"): v for k, v in layer.state_dict().items()
+                         if "_l1" in k})
+    x = torch.randn(2, 6, 3)
+    lengths = torch.tensor([6, 4])
+    with rnn.record(layer, grads=False) as rec:
+        out, _ = layer(x, lengths=lengths)
+    assert set(rec.hidden) == {"l0", "l0_reverse", "l1", "l1_reverse"}
+    assert rec.hidden["l0"].shape == (2, 6, 4)  # batch_first, like the output
+    torch.testing.assert_close(torch.cat([rec.hidden["l1"], rec.hidden["l1_reverse"]], -1),
+                               out, rtol=0, atol=0)
+    with torch.no_grad():
+        again, _ = top(torch.cat([rec.hidden["l0"], rec.hidden["l0_reverse"]], -1),
+                       lengths=lengths)
+    assert_rel_close(again, out, 1e-5, "layer 1 from the recorded h of layer 0")
+
+
 def test_rnn_records_pre_activation_and_vanishing_gradient_shows():
     """A tanh RNN with small weights: ∂L/∂h_t shrinks geometrically away from the loss."""
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ import torch
 from rnnlab._io import InputError
 from rnnlab.explore.connectivity import connectivity
 from rnnlab.explore.inputs import ExploreInput, explore_input
-from rnnlab.explore.trace import QUANTITIES, trace
+from rnnlab.explore.trace import trace
 from rnnlab.runs import cell_runs, load_model, open_train_run
 
 
@@ -29,6 +29,7 @@ class ModelData:
     # each entry of ``layers`` as rnnlab.nn.record names it ("l0", "l0_reverse", ...);
     # None: "l0", "l1", ... (one direction)
     keys: list[str] | None = None
+    zoneout: float = 0.0  # the model's zoneout p, whose eval form the page's sampler runs
 
     def layer_keys(self) -> list[str]:
         return self.keys if self.keys is not None else [f"l{k}" for k in range(len(self.layers))]
@@ -65,32 +66,10 @@ def collect(run_dir: str | os.PathLike, *, text: str | None = None,
     inp = explore_input(runs[0], text=text, data=data, steps=steps)
     out = ExploreData(runs[0].task["name"], inp.source, inp.text, inp.series, inp.names, [],
                       window, runs[0].task["artefacts"].get("vocab"))
-    left_out = []
     for run in runs:
-        model = load_model(run)
-        reason = _not_shown(model.config)
-        if reason:
-            left_out.append(f"{run.path.name} ({reason})")
-            continue
-        out.models.append(_model_data(run, model, inp, connect_steps, window, out.notes))
-    if not out.models:
-        raise InputError(f"the explorer shows the rnn, lstm and gru cells without zoneout; "
-                         f"{str(run_dir)!r} holds {', '.join(left_out)}")
-    if left_out:
-        out.notes.append(f"not shown: {', '.join(left_out)}; the explorer shows the rnn, "
-                         f"lstm and gru cells without zoneout")
+        out.models.append(_model_data(run, load_model(run), inp, connect_steps, window,
+                                      out.notes))
     return out
-
-
-def _not_shown(config) -> str | None:
-    """Why the explorer cannot trace a model of this configuration, or None: its traces
-    rebuild h from the recorded gates of the three classic cells, which zoneout (h mixed
-    with h_{t-1}) and the other cells' equations would make wrong."""
-    if config.cell not in QUANTITIES:
-        return f"cell {config.cell}"
-    if config.zoneout:
-        return f"zoneout {config.zoneout}"
-    return None
 
 
 def _model_data(run, model, inp: ExploreInput, connect_steps, window, notes) -> ModelData:
@@ -109,4 +88,4 @@ def _model_data(run, model, inp: ExploreInput, connect_steps, window, notes) -> 
         weights = {k: v.detach().numpy().astype(np.float32)
                    for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     return ModelData(run.path.name, config.cell, [lt.values for lt in layers], conn, weights,
-                     [lt.key for lt in layers])
+                     [lt.key for lt in layers], config.zoneout)

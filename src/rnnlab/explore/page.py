@@ -23,10 +23,14 @@ import numpy as np
 from rnnlab._io import InputError
 from rnnlab.explore import stats
 from rnnlab.explore.data import ExploreData
+from rnnlab.explore.trace import SIGNED, UNBOUNDED
 
 # Bytes of quantised activations a page embeds at most; above it, --serve.
 EMBED_LIMIT = 48 * 2**20
-GATES = {"i", "f", "o", "r", "z"}
+# The gates whose saturation view 5 plots, and those it draws a histogram of (what each
+# cell keeps of h_{t−1} or c_{t−1}: the forget gate, the GRUs' update gate z, minLSTM's f').
+GATES = {"i", "f", "o", "r", "z", "f_norm"}
+KEEP_GATES = {"f", "z", "f_norm"}
 
 
 def quantise(v: np.ndarray) -> tuple[np.ndarray, list, list]:
@@ -57,6 +61,7 @@ class Page:
             "task": data.task, "source": data.source, "steps": data.steps,
             "text": data.text, "vocab": data.vocab, "names": data.names, "window": data.window,
             "notes": data.notes, "features": list(features),
+            "signed": sorted(SIGNED), "unbounded": sorted(UNBOUNDED),
             "series": None if data.series is None else np.round(
                 data.series.T.astype(np.float64), 4).tolist(),
             "models": [self._model(m, k, features) for k, m in enumerate(data.models)],
@@ -74,11 +79,11 @@ class Page:
                 info["stats"][q] = stats.unit_stats(q, v, features)
                 if q in GATES or (m.cell == "rnn" and q == "h"):
                     info["saturation"][q] = stats.saturation(q, v)
-                if q in ("f", "z"):
+                if q in KEEP_GATES:
                     info["histogram"][q] = stats.histogram(v)
             layers.append(info)
         out = {"name": m.name, "cell": m.cell, "layers": layers, "connectivity": None,
-               "weights": None}
+               "weights": None, "zoneout": m.zoneout}
         if m.connectivity is not None:
             c = m.connectivity
             scale = c.max(axis=1, keepdims=True)

@@ -2,15 +2,16 @@
 
 Saturation follows Karpathy, Johnson & Fei-Fei (2015): a gate value is left-saturated
 below 0.1 and right-saturated above 0.9; tanh quantities (h, g, n) are read on the same
-scale through (v + 1) / 2. The text features a unit can be correlated with are the ones
-that paper and LSTMVis found cells tracking.
+scale through (v + 1) / 2, the unbounded ones (c, h̃) through tanh first. The text
+features a unit can be correlated with are the ones that paper and LSTMVis found cells
+tracking.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rnnlab.explore.trace import SIGNED
+from rnnlab.explore.trace import SIGNED, UNBOUNDED
 
 LOW, HIGH = 0.1, 0.9
 BINS = 20
@@ -32,8 +33,8 @@ def text_features(text: str) -> dict[str, np.ndarray]:
 
 
 def unit_scale(q: str, v: np.ndarray) -> np.ndarray:
-    """A quantity on the gates' (0, 1) scale (c is squashed through tanh first)."""
-    if q == "c":
+    """A quantity on the gates' (0, 1) scale (c and h̃ are squashed through tanh first)."""
+    if q in UNBOUNDED:
         v = np.tanh(v)
     return (v + 1.0) / 2.0 if q in SIGNED else v
 

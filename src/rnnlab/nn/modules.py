@@ -423,7 +423,7 @@ class RNNBase(nn.Module):
                     lengths, probe, reverse=bool(direction), infer=infer,
                 )
                 if recording is not None:
-                    recording.store_gates(self, layer, direction, saved, batched)
+                    recording.store_gates(self, layer, direction, saved, y, batched)
                 outputs.append(y)
                 h_n.append(h)
                 if c is not None:

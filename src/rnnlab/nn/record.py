@@ -4,9 +4,11 @@
         output, _ = model(x)
         loss_fn(output).backward()
     rec.gates["l0"]["f"]        # forget gate of layer 0 at every step, (B, T, H) or (T, B, H)
+    rec.hidden["l0"]            # h_t of layer 0 at every step (its output sequence)
     rec.hidden_grads["l0"]      # total ∂L/∂h_t at every step, same layout as the output
 
-Gates come for free: they are the activations the ops save for backward. The gradient
+Gates come for free: they are the activations the ops save for backward; h_t is the
+layer's own output sequence, kept by reference. The gradient
 through time is the gradient of a zero perturbation added to every h_t (see
 :mod:`rnnlab.ops`), so it includes the paths through the recurrence — the quantity
 that vanishes or explodes over long spans.
@@ -46,6 +48,7 @@ class Recording:
         self._want_gates = gates
         self._want_grads = grads
         self.gates: dict[str, dict[str, Tensor]] = {}
+        self.hidden: dict[str, Tensor] = {}
         self.hidden_grads: dict[str, Tensor] = {}
 
     def hidden_grad_norms(self, key: str) -> Tensor:
@@ -85,12 +88,15 @@ class Recording:
         probe.register_hook(keep)
         return probe
 
-    def store_gates(self, module, layer: int, direction: int, saved, batched: bool) -> None:
-        """Called by the layers: keep one layer and direction's saved gates (and cell states)."""
+    def store_gates(self, module, layer: int, direction: int, saved, y: Tensor,
+                    batched: bool) -> None:
+        """Called by the layers: keep one layer and direction's saved gates (and cell
+        states) and its output sequence y (T, B, P), which is h_t."""
         if not self._want_gates:
             return
         key = layer_key(self._names[module], layer, direction)
         self.gates[key] = {name: _layout(module, t.detach(), batched) for name, t in saved.items()}
+        self.hidden[key] = _layout(module, y.detach(), batched)
 
 
 def _layout(module, t: Tensor, batched: bool) -> Tensor:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 COLORS = {"rnn": "#d62728", "lstm": "#1f77b4", "gru": "#2ca02c", "mingru": "#9467bd",
           "minlstm": "#ff7f0e", "lnlstm": "#e377c2",
@@ -87,6 +88,15 @@ def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]],
     ``marks``: (step, label) pairs the task singles out in that sequence (the adding
     problem's marked steps), drawn as dashed lines on every panel and labelled on top.
     """
+    _save(gates_figure(cell, gates, marks), path)
+
+
+def gates_figure(cell: str, gates: dict[str, list[list[float]]],
+                 marks: list[tuple[int, str]] = ()) -> Figure:
+    """The figure of :func:`save_gates`: one panel per gate of ``GATE_ORDER[cell]`` that
+    ``gates`` holds; gates on (0, 1), signed quantities (c, a, g, n and the min cells'
+    unbounded h̃) on a scale symmetric about 0. The marks' labels are the top panel's
+    upper tick labels, so its title sits above them."""
     names = [n for n in GATE_ORDER.get(cell, sorted(gates)) if n in gates]
     fig = Figure(figsize=(11, 2.2 * len(names) + 1.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
@@ -102,18 +112,18 @@ def save_gates(path: Path, cell: str, gates: dict[str, list[list[float]]],
                            interpolation="nearest")
             label = "activation (0 = closed, 1 = open)"
         ax.set_ylabel("hidden unit")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(GATE_TITLES.get(name, name), fontsize=10, loc="left")
         fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01).set_label(label, fontsize=8)
         for step, _ in marks:
             ax.axvline(step, color="black", linestyle="--", linewidth=1.2)
-    for step, text in marks:
-        axes[0].annotate(text, (step, 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(0, 3), textcoords="offset points", ha="center",
-                         va="bottom", fontsize=9)
+    if marks:
+        top = axes[0].secondary_xaxis("top")
+        top.set_xticks([step for step, _ in marks], [text for _, text in marks], fontsize=9)
     axes[-1].set_xlabel("time step t")
     fig.suptitle(f"{cell.upper()} gates and states over time on one validation sequence "
                  "(each row one hidden unit)")
-    _save(fig, path)
+    return fig
 
 
 def save_forecast(path: Path, views: dict[str, dict]) -> None:

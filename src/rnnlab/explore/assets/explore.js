@@ -6,7 +6,9 @@
   const $ = (id) => document.getElementById(id);
   const T = META.steps;
   const WINDOW = 1000; // steps drawn at once in view 1 (the window holding the current step)
-  const SIGNED = new Set(["h", "g", "n", "c"]);
+  // Signed quantities (red +, blue −) and, among them, the unbounded ones coloured through
+  // tanh (explore/trace.py SIGNED, UNBOUNDED); the rest are gates in (0, 1) (green).
+  const SIGNED = new Set(META.signed), UNBOUNDED = new Set(META.unbounded);
   const timings = []; // {view, ms} of every redraw, read by the browser tests
   const state = { m: 0, l: 0, q: "h", rank: "variance", unit: 0, t: 0, hover: null,
     matches: [], matchUnits: [], drawnStart: -1, target: null };
@@ -75,7 +77,7 @@
   const GATE = Array.from({ length: 101 }, (_, k) => `rgb(${level(k)},255,${level(k)})`);
   function colour(q, v) {
     if (SIGNED.has(q)) {
-      const a = Math.max(-1, Math.min(1, q === "c" ? Math.tanh(v) : v));
+      const a = Math.max(-1, Math.min(1, UNBOUNDED.has(q) ? Math.tanh(v) : v));
       return (a >= 0 ? POSITIVE : NEGATIVE)[Math.round(100 * Math.abs(a))];
     }
     return GATE[Math.round(100 * Math.max(0, Math.min(1, v)))];
@@ -271,7 +273,28 @@
         ["h", 330, 120, "h(t)"]],
       edges: [["h_prev", "a"], ["x", "a"], ["a", "h"]],
     },
+    // The min cells' gates read x(t) only: h(t) = (1 − z) ⊙ h(t−1) + z ⊙ h̃ (minGRU),
+    // f' ⊙ h(t−1) + (1 − f') ⊙ h̃ with f' = f / (f + i) (minLSTM).
+    mingru: {
+      nodes: [["h_prev", 40, 40, "h(t-1)"], ["zx", 170, 40, "× (1-z)"], ["plus", 260, 40, "+"],
+        ["h", 340, 40, "h(t)"], ["z", 170, 150, "z"], ["h_tilde", 260, 150, "h̃ (× z)"],
+        ["x", 40, 210, "x(t)"]],
+      edges: [["h_prev", "zx"], ["zx", "plus"], ["plus", "h"], ["z", "zx"], ["z", "h_tilde"],
+        ["h_tilde", "plus"], ["x", "z"], ["x", "h_tilde"]],
+    },
+    minlstm: {
+      nodes: [["h_prev", 40, 40, "h(t-1)"], ["fx", 150, 40, "× f'"], ["plus", 260, 40, "+"],
+        ["h", 340, 40, "h(t)"], ["f_norm", 150, 100, "f'"], ["f", 80, 160, "f"],
+        ["i", 170, 160, "i"], ["h_tilde", 260, 160, "h̃ (× 1-f')"], ["x", 40, 215, "x(t)"]],
+      edges: [["h_prev", "fx"], ["fx", "plus"], ["plus", "h"], ["f_norm", "fx"],
+        ["f", "f_norm"], ["i", "f_norm"], ["h_tilde", "plus"], ["x", "f"], ["x", "i"],
+        ["x", "h_tilde"]],
+    },
   };
+  // The layer-normalised cells: their base cell's diagram (the normalisations sit inside
+  // the gates and the read-out of c).
+  DIAGRAMS.lnlstm = DIAGRAMS.lstm;
+  DIAGRAMS.lngru = DIAGRAMS.gru;
   const NS = "http://www.w3.org/2000/svg";
   function svg(tag, attrs, parent) {
     const e = document.createElementNS(NS, tag);
@@ -530,7 +553,9 @@
   // ----------------------------------------------------------------------- view 6
   // The forward of a charlm model: embedding, the cell's step as rnnlab.reference defines
   // it (reference/lstm.py lstm_forward, reference/gru.py gru_forward with reset_after=True,
-  // reference/rnn.py rnn_forward with tanh), the linear head, softmax at a temperature.
+  // reference/rnn.py rnn_forward with tanh; lnlstm.py, lngru.py; mingru.py, minlstm.py;
+  // zoneout in its eval form, lstm_masked.py and gru_masked.py with k = p: recurrent
+  // dropout and weight-drop are off in eval), the linear head, softmax at a temperature.
   const nets = new Map();
   function net(m) {
     if (nets.has(m)) return nets.get(m);
@@ -538,7 +563,7 @@
     for (const [name, spec] of Object.entries(model.weights)) {
       w[name] = { shape: spec.shape, v: new Float32Array(decode64(spec.data).buffer) };
     }
-    const n = { cell: model.cell, w, layers: model.layers.length,
+    const n = { cell: model.cell, w, layers: model.layers.length, zoneout: model.zoneout,
       H: model.layers[0].hidden, vocab: META.vocab };
     nets.set(m, n);
     return n;
@@ -554,29 +579,70 @@
     return out;
   }
   const sig = (x) => 1 / (1 + Math.exp(-x));
+  const LN_EPS = 1e-5; // reference/lnlstm.py LN_EPS
+  // LN(v; γ, β) in place over all of v's entries (reference/lnlstm.py), then + b.
+  function layerNorm(v, gamma, beta, b) {
+    const mean = v.reduce((a, x) => a + x, 0) / v.length;
+    const variance = v.reduce((a, x) => a + (x - mean) ** 2, 0) / v.length;
+    const rstd = 1 / Math.sqrt(variance + LN_EPS);
+    for (let k = 0; k < v.length; k++) {
+      v[k] = gamma.v[k] * (v[k] - mean) * rstd + (beta ? beta.v[k] : 0) + (b ? b.v[k] : 0);
+    }
+    return v;
+  }
+  // Both projections of a step: (W_ih x + b_ih, W_hh h + b_hh), each normalised (with its
+  // bias added after) in the layer-normalised cells; none for the min cells.
+  function projections(n, p, x, h, G) {
+    if (n.cell === "mingru" || n.cell === "minlstm") {
+      return [affine(p("weight_ih"), p("bias_ih"), x, new Float64Array(G), G), null];
+    }
+    if (n.cell === "lnlstm" || n.cell === "lngru") {
+      return [layerNorm(affine(p("weight_ih"), null, x, new Float64Array(G), G),
+        p("gamma_ih"), null, p("bias_ih")),
+      layerNorm(affine(p("weight_hh"), null, h, new Float64Array(G), G),
+        p("gamma_hh"), null, p("bias_hh"))];
+    }
+    return [affine(p("weight_ih"), p("bias_ih"), x, new Float64Array(G), G),
+      affine(p("weight_hh"), p("bias_hh"), h, new Float64Array(G), G)];
+  }
   function step(n, st, id) {
     const E = n.w["embed.weight"].shape[1];
     let x = Float64Array.from(n.w["embed.weight"].v.subarray(id * E, (id + 1) * E));
-    const H = n.H;
+    const H = n.H, k = n.zoneout; // zoneout's eval share: k ⊙ previous + (1 − k) ⊙ new
     for (let l = 0; l < n.layers; l++) {
-      const p = (k) => n.w[`rnn.${k}_l${l}`];
+      const p = (name) => n.w[`rnn.${name}_l${l}`];
       const G = p("weight_ih").shape[0];
-      const gi = affine(p("weight_ih"), p("bias_ih"), x, new Float64Array(G), G);
-      const gh = affine(p("weight_hh"), p("bias_hh"), st.h[l], new Float64Array(G), G);
+      const [gi, gh] = projections(n, p, x, st.h[l], G);
       const h = new Float64Array(H);
-      if (n.cell === "lstm") {
+      if (n.cell === "lstm" || n.cell === "lnlstm") {
+        const ct = new Float64Array(H);
         for (let j = 0; j < H; j++) {
           const i = sig(gi[j] + gh[j]), f = sig(gi[H + j] + gh[H + j]);
           const g = Math.tanh(gi[2 * H + j] + gh[2 * H + j]);
-          const o = sig(gi[3 * H + j] + gh[3 * H + j]);
-          st.c[l][j] = f * st.c[l][j] + i * g;
-          h[j] = o * Math.tanh(st.c[l][j]);
+          ct[j] = f * st.c[l][j] + i * g;
         }
-      } else if (n.cell === "gru") {
+        const read = n.cell === "lnlstm" ? layerNorm(Float64Array.from(ct), p("gamma_c"),
+          p("beta_c"), null) : ct;
+        for (let j = 0; j < H; j++) {
+          const o = sig(gi[3 * H + j] + gh[3 * H + j]);
+          h[j] = k * st.h[l][j] + (1 - k) * o * Math.tanh(read[j]);
+          st.c[l][j] = k * st.c[l][j] + (1 - k) * ct[j];
+        }
+      } else if (n.cell === "gru" || n.cell === "lngru") {
         for (let j = 0; j < H; j++) {
           const r = sig(gi[j] + gh[j]), z = sig(gi[H + j] + gh[H + j]);
           const nn = Math.tanh(gi[2 * H + j] + r * gh[2 * H + j]);
-          h[j] = (1 - z) * nn + z * st.h[l][j];
+          h[j] = k * st.h[l][j] + (1 - k) * ((1 - z) * nn + z * st.h[l][j]);
+        }
+      } else if (n.cell === "mingru") {
+        for (let j = 0; j < H; j++) {
+          const z = sig(gi[j]);
+          h[j] = (1 - z) * st.h[l][j] + z * gi[H + j];
+        }
+      } else if (n.cell === "minlstm") {
+        for (let j = 0; j < H; j++) {
+          const f = sig(gi[j]), i = sig(gi[H + j]);
+          h[j] = (f * st.h[l][j] + i * gi[2 * H + j]) / (f + i);
         }
       } else {
         for (let j = 0; j < H; j++) h[j] = Math.tanh(gi[j] + gh[j]);
