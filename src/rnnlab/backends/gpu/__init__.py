@@ -57,15 +57,18 @@ from rnnlab.backends import portable
 from rnnlab.backends.contract import LayerwiseStream
 from rnnlab.backends.gpu.gru import GpuGRU
 from rnnlab.backends.gpu.lstm import GpuLSTM
+from rnnlab.backends.gpu.masked_gru import GpuMaskedGRU
+from rnnlab.backends.gpu.masked_lstm import GpuMaskedLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
 
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 # Streaming: one launch of the forward per layer and chunk (no dedicated kernel). The
-# families without Triton kernels yet (the layer-normalised cells, recurrent dropout and
-# zoneout) keep the portable backend's torch ops (on CUDA tensors).
+# families without Triton kernels yet (the layer-normalised cells) keep the portable
+# backend's torch ops (on CUDA tensors).
 KERNELS = dataclasses.replace(
     portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru,
     stream=LayerwiseStream(_rnn, _lstm, _gru),
+    masked_lstm=GpuMaskedLSTM(), masked_gru=GpuMaskedGRU(),
 )

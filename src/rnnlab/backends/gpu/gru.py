@@ -296,6 +296,15 @@ def _gru_fwd_tile(
     ht = tb[:, None] * H + cols[None, :]
     st = rows[:, None] * H + cols[None, :]
     h = C.load_f32(h_state + st, m2)
+    r, z, n, hn = _tile_gates(gx, gh, gates, rows, cols, xt, gt, st, mv, m2, H, RESET_AFTER)
+    C.commit_step(n + z * (h - n), h, probe, y, h_state, h_mm, ht, st, m2, vm, HAS_PROBE)
+    _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
+
+
+@triton.jit
+def _tile_gates(gx, gh, gates, rows, cols, xt, gt, st, mv, m2, H, RESET_AFTER: tl.constexpr):
+    """r, z, n, hn of a tiled step after its GEMM (see ``_gru_fwd_tile``): offsets xt of
+    step t in gx, gt in gates, st of the (B, H) state; mv masks step t's valid rows."""
     if RESET_AFTER:
         rt = rows[:, None] * (3 * H) + cols[None, :]
         r = tl.sigmoid(C.load_f32(gx + xt, mv) + C.load_f32(gh + rt, m2))
@@ -307,8 +316,7 @@ def _gru_fwd_tile(
         z = C.load_f32(gates + gt + H, mv)
         hn = C.load_f32(gh + st, m2)
         n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + hn)
-    C.commit_step(n + z * (h - n), h, probe, y, h_state, h_mm, ht, st, m2, vm, HAS_PROBE)
-    _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
+    return r, z, n, hn
 
 
 @triton.jit(do_not_specialize=["s"])
@@ -331,17 +339,26 @@ def _gru_bwd_tile(
     gt = tb[:, None] * (4 * H) + cols[None, :]
     ht = tb[:, None] * H + cols[None, :]
     st = rows[:, None] * H + cols[None, :]
+    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
+    dh = C.load_f32(dy + ht, mv) + dh_next
+    z = _tile_gate_grads(dh, gates, h_prev_seq, dgx, dpre_mm, dn_mm, rows, cols, xt, gt, ht, st,
+                        mv, vm, m2, H, RESET_AFTER)
+    C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
+    if STORE_DH:
+        C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
+
+
+@triton.jit
+def _tile_gate_grads(dh, gates, h_prev_seq, dgx, dpre_mm, dn_mm, rows, cols, xt, gt, ht, st,
+                    mv, vm, m2, H, RESET_AFTER: tl.constexpr):
+    """The gate gradients of a tiled step back from dh, the gradient of the new state
+    h = (1 - z) ⊙ n + z ⊙ h_prev, stored as ``_gru_bwd_tile`` describes; returns z."""
     r = C.load_f32(gates + gt, mv)
     z = C.load_f32(gates + gt + H, mv)
     n = C.load_f32(gates + gt + 2 * H, mv)
     h_prev = C.load_f32(h_prev_seq + ht, mv)
-    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
-    dh = C.load_f32(dy + ht, mv) + dh_next
     dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)
     dz_pre = tl.where(vm, dh * (h_prev - n) * z * (1.0 - z), 0.0)
-    C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
-    if STORE_DH:
-        C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
     if RESET_AFTER:
         hn = C.load_f32(gates + gt + 3 * H, mv)
         dr_pre = tl.where(vm, dn_pre * hn * r * (1.0 - r), 0.0)
@@ -353,6 +370,7 @@ def _gru_bwd_tile(
         C.store(dgx + xt + 2 * H, dn_pre, m2)
         C.store(dpre_mm + rows[:, None] * (2 * H) + cols[None, :] + H, dz_pre, m2)
         C.store(dn_mm + st, dn_pre, m2)
+    return z
 
 
 @triton.jit(do_not_specialize=["s"])

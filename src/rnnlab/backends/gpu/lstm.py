@@ -289,6 +289,19 @@ def _lstm_bwd_coop(
 # ----------------------------------------------------------------- tiled path
 
 
+@triton.jit
+def _tile_cell(gx, gh, gt, rt, c_prev, mv, m2, H):
+    """``_cell`` of a tiled step: pre-activations from the input projection gx (offsets gt
+    of step t, mask mv) and the step's GEMM gh = h·W_hhᵀ (offsets rt, mask m2)."""
+    return _cell(
+        C.load_f32(gx + gt, mv) + C.load_f32(gh + rt, m2),
+        C.load_f32(gx + gt + H, mv) + C.load_f32(gh + rt + H, m2),
+        C.load_f32(gx + gt + 2 * H, mv) + C.load_f32(gh + rt + 2 * H, m2),
+        C.load_f32(gx + gt + 3 * H, mv) + C.load_f32(gh + rt + 3 * H, m2),
+        c_prev,
+    )
+
+
 @triton.jit(do_not_specialize=["s"])
 def _lstm_fwd_tile(
     s, gx, gh, c_state, h_state, h_mm, m_mm, lens_ptr, probe, y, gates, c_seq,
@@ -306,13 +319,7 @@ def _lstm_fwd_tile(
     st = rows[:, None] * H + cols[None, :]
     rt = rows[:, None] * (4 * H) + cols[None, :]
     c = C.load_f32(c_state + st, m2)
-    i, f, g, o, c_t, m_t = _cell(
-        C.load_f32(gx + gt, mv) + C.load_f32(gh + rt, m2),
-        C.load_f32(gx + gt + H, mv) + C.load_f32(gh + rt + H, m2),
-        C.load_f32(gx + gt + 2 * H, mv) + C.load_f32(gh + rt + 2 * H, m2),
-        C.load_f32(gx + gt + 3 * H, mv) + C.load_f32(gh + rt + 3 * H, m2),
-        c,
-    )
+    i, f, g, o, c_t, m_t = _tile_cell(gx, gh, gt, rt, c, mv, m2, H)
     C.store(c_state + st, tl.where(vm, c_t, c), m2)
     C.store(c_seq + ct, tl.where(vm, c_t, 0.0), m2)
     _store_gates(gates, gt, i, f, g, o, vm, m2, H)
