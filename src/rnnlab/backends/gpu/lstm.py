@@ -290,6 +290,21 @@ def _lstm_bwd_coop(
 
 
 @triton.jit
+def _tile_offsets(s, lens_ptr, B, H, TILE_B: tl.constexpr, TILE_H: tl.constexpr,
+                  REVERSE: tl.constexpr):
+    """A tiled step's tile (``C.tile_step``: rows, cols, m2, t, vm), mv = m2 & vm, and its
+    offsets: gt of step t in the gates (T, B, 4H), ct in a (T, B, H) sequence, st in the
+    state (B, H), rt in the step's GEMM (B, 4H)."""
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
+    tb = t * B + rows
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    ct = tb[:, None] * H + cols[None, :]
+    st = rows[:, None] * H + cols[None, :]
+    rt = rows[:, None] * (4 * H) + cols[None, :]
+    return rows, cols, m2, t, vm, m2 & vm, gt, ct, st, rt
+
+
+@triton.jit
 def _tile_cell(gx, gh, gt, rt, c_prev, mv, m2, H):
     """``_cell`` of a tiled step: pre-activations from the input projection gx (offsets gt
     of step t, mask mv) and the step's GEMM gh = h·W_hhᵀ (offsets rt, mask m2)."""
@@ -311,13 +326,9 @@ def _lstm_fwd_tile(
 ):
     """One step after the GEMM gh = h·W_hhᵀ (B, 4H). With a projection it leaves m_t in
     m_mm for the GEMM h_t = m_t·W_hrᵀ and ``_commit_tile`` finishes the step."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ct = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
-    rt = rows[:, None] * (4 * H) + cols[None, :]
+    _rows, _cols, m2, _t, vm, mv, gt, ct, st, rt = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     c = C.load_f32(c_state + st, m2)
     i, f, g, o, c_t, m_t = _tile_cell(gx, gh, gt, rt, c, mv, m2, H)
     C.store(c_state + st, tl.where(vm, c_t, c), m2)
@@ -372,13 +383,9 @@ def _lstm_bwd_tile(
 ):
     """One step back. Without a projection dh_t = dy_t + dh_dir + rec (rec = dpre_{t+1}·W_hh
     from the last GEMM); with one, dm_t was computed by ``_dh_tile`` and a GEMM."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ct = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
-    rt = rows[:, None] * (4 * H) + cols[None, :]
+    _rows, _cols, m2, _t, vm, mv, gt, ct, st, rt = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     if HAS_PROJ:
         dm = C.load_f32(dm_buf + st, m2)
     else:

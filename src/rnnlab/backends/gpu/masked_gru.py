@@ -33,12 +33,12 @@ from rnnlab.backends._host import (
 from rnnlab.backends.contract import GRUForward, GRUGrads, GRUSaved, GRUWeights, Masks, Sequence
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu.gru import (
-    _addmm,
-    _gru_bwd_r_tile,
-    _gru_rz_tile,
     _store_gates,
     _tile_gate_grads,
     _tile_gates,
+    _tile_offsets,
+    _tiled_steps,
+    _tiled_steps_back,
 )
 
 __all__ = ["GpuMaskedGRU"]
@@ -54,13 +54,9 @@ def _fwd_tile(
 ):
     """A step after its GEMM: with the reset after, gh = u·W_hhᵀ + b_hh (B, 3H); before,
     gh = hn (B, H) and r, z were stored by ``_gru_rz_tile``. h̃_t reads h_{t-1} itself."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    xt = tb[:, None] * (3 * H) + cols[None, :]
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ht = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
+    rows, cols, m2, t, vm, mv, xt, gt, ht, st = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     h = C.load_f32(h_state + st, m2)
     r, z, n, hn = _tile_gates(gx, gh, gates, rows, cols, xt, gt, st, mv, m2, H, RESET_AFTER)
     C.commit_masked_step(
@@ -83,13 +79,9 @@ def _bwd_tile(
     (+ du_dir, reset before: the part through r ⊙ u, then cleared for ``_gru_bwd_r_tile``).
     The gate gradients are the plain GRU's from dh̃_t = (1 - k_t) ⊙ dh_t; h_{t-1} gets
     z_t ⊙ dh̃_t + k_t ⊙ dh_t directly."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    xt = tb[:, None] * (3 * H) + cols[None, :]
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ht = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
+    rows, cols, m2, t, vm, mv, xt, gt, ht, st = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     du = C.load_f32(rec + st, m2)
     if not RESET_AFTER:
         du += C.load_f32(du_dir + st, m2)
@@ -109,76 +101,50 @@ def _bwd_tile(
 
 
 def _tiled_forward(gx, h0, w, b_hh, drop_h, keep_h, lens, h_probe, *, reverse, reset_after):
-    """Per step, reset after: the GEMM gh = u·W_hhᵀ + b_hh, then one fused pointwise kernel.
-    Reset before: GEMM (r, z), kernel (r ⊙ u), GEMM hn = (r ⊙ u)·W_hnᵀ + b_hn, kernel."""
-    T, B, G = gx.shape
+    """The plain GRU's loop (``gru._tiled_steps``) with u in the GEMMs and in r ⊙ u, and
+    this module's fused kernel ending each step."""
+    T, B, _ = gx.shape
     H = h0.shape[-1]
     y = gx.new_empty(T, B, H)
     gates = gx.new_empty(T, B, 4 * H)
     probe = h_probe if h_probe is not None else y
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
     u_mm = C.dropped(drop_h, h_state).to(w.dtype)  # u_0 = d ⊙ h_0; fp32 without d: h_state
-    mm_dtype = dict(dtype=w.dtype, device=gx.device)
-    grid = C.tile_grid(B, H)
-    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     masks, mask_flags = C.h_masks(drop_h, keep_h, y)
-    step = dict(HAS_PROBE=h_probe is not None, RESET_AFTER=reset_after, **mask_flags, **flags)
-    if reset_after:
-        gh = torch.empty(B, G, **mm_dtype)
-        for s in range(T):
-            _addmm(b_hh, u_mm, w.t(), gh)
-            _fwd_tile[grid](s, gx, gh, h_state, u_mm, lens, probe, y, gates, *masks, B, H,
-                            **step)
-    else:
-        w_rz, w_n = w[: 2 * H], w[2 * H :]
-        b_rz = b_hh[: 2 * H] if b_hh is not None else None
-        b_n = b_hh[2 * H :] if b_hh is not None else None
-        g_rz = torch.empty(B, 2 * H, **mm_dtype)
-        ru_mm = torch.empty(B, H, **mm_dtype)
-        hn = torch.empty(B, H, **mm_dtype)
-        for s in range(T):
-            _addmm(b_rz, u_mm, w_rz.t(), g_rz)
-            # the plain kernel's r ⊙ h with u for h: r ⊙ u, the input of W_hn
-            _gru_rz_tile[grid](s, gx, g_rz, u_mm, lens, gates, ru_mm, B, H, **flags)
-            _addmm(b_n, ru_mm, w_n.t(), hn)
-            _fwd_tile[grid](s, gx, hn, h_state, u_mm, lens, probe, y, gates, *masks, B, H,
-                            **step)
+    step = dict(**C.tile_sizes(), **mask_flags, HAS_PROBE=h_probe is not None,
+                RESET_AFTER=reset_after, REVERSE=reverse)
+
+    def finish(s, gh):
+        _fwd_tile[C.tile_grid(B, H)](s, gx, gh, h_state, u_mm, lens, probe, y, gates, *masks,
+                                     B, H, **step)
+
+    u_r = h_state if drop_h is None else u_mm  # inside r ⊙ (·): fp32 where u = h
+    _tiled_steps(gx, u_mm, u_r, w, b_hh, lens, gates, finish, reverse=reverse,
+                 reset_after=reset_after)
     return y, h_state.to(gx.dtype), gates
 
 
 def _tiled_backward(dy, dh_n, w, drop_h, keep_h, gates, h_prev_seq, u_seq, lens, *, reverse,
                     reset_after, need_dh):
-    """Per step back, reset after: one fused pointwise kernel, then the GEMM
-    du = [dr, dz, dn ⊙ r]·W_hh. Reset before: kernel, GEMM dru = dn·W_hn, the plain second
-    kernel (dr from u; r ⊙ dru into du_dir), GEMM du = [dr, dz]·W_rz."""
+    """The plain GRU's loop back (``gru._tiled_steps_back``) with this module's fused kernel
+    starting each step; reset before, its second kernel reads u for h_{t-1} and adds the
+    part of du through r ⊙ u to ``du_dir``."""
     T, B, _ = gates.shape
     H = dh_n.shape[-1]
     dgx = gates.new_empty(T, B, 3 * H)
     dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
-    mm_dtype = dict(dtype=w.dtype, device=gates.device)
-    grid = C.tile_grid(B, H)
-    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next less d ⊙ du
     du_dir = torch.zeros(B, H, dtype=torch.float32, device=gates.device)  # du through r ⊙ u
-    rec = torch.zeros(B, H, **mm_dtype)  # the last step's dpre·W
-    dpre_mm = torch.empty(B, (3 if reset_after else 2) * H, **mm_dtype)
-    dn_mm = torch.empty(B, H, **mm_dtype)
-    dru = torch.empty(B, H, **mm_dtype)
-    w_rz, w_n = w[: 2 * H], w[2 * H :]
     masks, mask_flags = C.h_masks(drop_h, keep_h, dgx)
-    for s in range(T - 1, -1, -1):
-        _bwd_tile[grid](
-            s, dy, rec, du_dir, dh_dir, gates, h_prev_seq, lens, *masks, dgx, dpre_mm, dn_mm,
-            dh_seq, B, H, RESET_AFTER=reset_after, STORE_DH=need_dh, **mask_flags, **flags,
-        )
-        if reset_after:
-            torch.mm(dpre_mm, w, out=rec)
-        else:
-            torch.mm(dn_mm, w_n, out=dru)
-            # the plain kernel with u for h_{t-1}: dr from u, r ⊙ dru added to du_dir
-            _gru_bwd_r_tile[grid](s, dru, du_dir, gates, u_seq, lens, dgx, dpre_mm, B, H,
-                                  **flags)
-            torch.mm(dpre_mm, w_rz, out=rec)
+    flags = dict(**C.tile_sizes(), **mask_flags, RESET_AFTER=reset_after, STORE_DH=need_dh,
+                 REVERSE=reverse)
+
+    def start(s, rec, dpre_mm, dn_mm):
+        _bwd_tile[C.tile_grid(B, H)](s, dy, rec, du_dir, dh_dir, gates, h_prev_seq, lens,
+                                     *masks, dgx, dpre_mm, dn_mm, dh_seq, B, H, **flags)
+
+    rec = _tiled_steps_back(start, du_dir, u_seq, w, gates, dgx, lens, reverse=reverse,
+                            reset_after=reset_after)
     dh0 = dh_dir + C.dropped(drop_h, rec.float() + du_dir)
     return dgx, dh0.to(dh_n.dtype), dh_seq
 

@@ -41,7 +41,7 @@ from rnnlab.backends.contract import (
     Sequence,
 )
 from rnnlab.backends.gpu import _common as C
-from rnnlab.backends.gpu.lstm import _saved_cell_grad, _store_gates, _tile_cell
+from rnnlab.backends.gpu.lstm import _saved_cell_grad, _store_gates, _tile_cell, _tile_offsets
 
 __all__ = ["GpuMaskedLSTM"]
 
@@ -57,13 +57,9 @@ def _fwd_tile(
 ):
     """One step after the GEMM gh = u_{t-1}·W_hhᵀ (B, 4H). With a projection it leaves m_t
     in m_mm for the GEMM h̃_t = m_t·W_hrᵀ and ``_commit_tile`` finishes the step."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ct = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
-    rt = rows[:, None] * (4 * H) + cols[None, :]
+    rows, cols, m2, t, vm, mv, gt, ct, st, rt = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     c = C.load_f32(c_state + st, m2)
     i, f, g, o, c_tilde, m_t = _tile_cell(gx, gh, gt, rt, c, mv, m2, H)
     c_t = C.zone(c_tilde, c, keep_c, C.keep_offsets(t, rows, cols, kc_t, kc_b, kc_n), mv,
@@ -137,13 +133,9 @@ def _bwd_tile(
     """One step back. Without a projection dh_t = dy_t + dh_dir + d ⊙ rec (rec = da_{t+1}·W_hh
     from the last GEMM) and dm_t = dh̃_t; with one, dm_t was computed by ``_dh_tile`` and a
     GEMM. The cell's gradients are the plain LSTM's with c̃_t for c_t and dc̃_t for dc_t."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ct = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
-    rt = rows[:, None] * (4 * H) + cols[None, :]
+    rows, cols, m2, t, vm, mv, gt, ct, st, rt = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     if HAS_PROJ:
         dm = C.load_f32(dm_buf + st, m2)
     else:
