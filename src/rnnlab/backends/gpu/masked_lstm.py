@@ -41,7 +41,14 @@ from rnnlab.backends.contract import (
     Sequence,
 )
 from rnnlab.backends.gpu import _common as C
-from rnnlab.backends.gpu.lstm import _saved_cell_grad, _store_gates, _tile_cell, _tile_offsets
+from rnnlab.backends.gpu.lstm import (
+    _saved_cell_grad,
+    _store_gates,
+    _tile_cell,
+    _tile_offsets,
+    _tiled_steps,
+    _tiled_steps_back,
+)
 
 __all__ = ["GpuMaskedLSTM"]
 
@@ -162,11 +169,10 @@ def _bwd_tile(
 
 
 def _tiled_forward(gx, h0, c0, w, w_r, drop_h, keep_h, keep_c, lens, h_probe, *, reverse):
-    """Per step: the GEMM gh = u·W_hhᵀ, one fused pointwise kernel and, with a projection,
-    the GEMM h̃ = m·W_hrᵀ and a small commit kernel."""
-    T, B, G = gx.shape
+    """The plain LSTM's loop (``lstm._tiled_steps``) with u in the GEMM and this module's
+    kernels in each step."""
+    T, B, _ = gx.shape
     H, P = c0.shape[-1], h0.shape[-1]
-    proj = w_r is not None
     y = gx.new_empty(T, B, P)
     gates = torch.empty_like(gx)
     c_seq = gx.new_empty(T, B, H)
@@ -175,57 +181,52 @@ def _tiled_forward(gx, h0, c0, w, w_r, drop_h, keep_h, keep_c, lens, h_probe, *,
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 states, never h0/c0
     c_state = c0.to(torch.float32, copy=True).contiguous()
     u_mm = C.dropped(drop_h, h_state).to(w.dtype)  # u_0 = d ⊙ h_0; fp32 without d: h_state
-    mm_dtype = dict(dtype=w.dtype, device=gx.device)
-    gh = torch.empty(B, G, **mm_dtype)
-    m_mm = torch.empty(B, H, **mm_dtype) if proj else gh
-    hp = torch.empty(B, P, **mm_dtype) if proj else gh
     h_masks, h_flags = C.h_masks(drop_h, keep_h, y)
     c_masks = C.keep_strides(keep_c, y)
     flags = dict(**C.tile_sizes(), **h_flags, HAS_PROBE=h_probe is not None, REVERSE=reverse)
-    for s in range(T):
-        torch.mm(u_mm, w.t(), out=gh)
+
+    def cell(s, gh, m_mm):
         _fwd_tile[C.tile_grid(B, H)](
             s, gx, gh, c_state, h_state, u_mm, m_mm, lens, probe, y, gates, c_seq, c_tilde,
-            *h_masks, *c_masks, B, H, HAS_PROJ=proj, HAS_KEEP_C=keep_c is not None, **flags,
+            *h_masks, *c_masks, B, H, HAS_PROJ=w_r is not None, HAS_KEEP_C=keep_c is not None,
+            **flags,
         )
-        if proj:
-            torch.mm(m_mm, w_r.t(), out=hp)
-            _commit_tile[C.tile_grid(B, P)](s, hp, h_state, u_mm, lens, probe, y, *h_masks,
-                                            B, P, **flags)
+
+    def commit(s, hp):
+        _commit_tile[C.tile_grid(B, P)](s, hp, h_state, u_mm, lens, probe, y, *h_masks, B, P,
+                                        **flags)
+
+    _tiled_steps(T, u_mm, w, w_r, H, cell, commit)
     return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq, c_tilde
 
 
 def _tiled_backward(dy, dh_n, dc_n, w, w_r, drop_h, keep_h, keep_c, gates, c_tilde,
                     c_prev_seq, lens, *, reverse, need_dh):
-    """Per step back: (with a projection: a small kernel for dh̃ and the GEMM dm = dh̃·W_hr),
-    one fused pointwise kernel, then the GEMM rec = da·W_hh."""
-    T, B, G = gates.shape
+    """The plain LSTM's loop back (``lstm._tiled_steps_back``) with this module's kernels;
+    rec = da·W_hh is ∂L/∂u_t, which the kernels multiply by d."""
+    T, B, _ = gates.shape
     H, P = c_tilde.shape[-1], dh_n.shape[-1]
-    proj = w_r is not None
     dgates = torch.empty_like(gates)
     dh_seq = dy.new_empty(T, B, P) if need_dh else dgates
-    dh_tilde_seq = dy.new_empty(T, B, P) if proj else dgates  # for dW_hr
-    mm_dtype = dict(dtype=w.dtype, device=gates.device)
+    dh_tilde_seq = dy.new_empty(T, B, P) if w_r is not None else dgates  # for dW_hr
     dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next less d ⊙ rec
     dc_state = dc_n.to(torch.float32, copy=True).contiguous()
-    rec = torch.zeros(B, P, **mm_dtype)  # da_{t+1}·W_hh = ∂L/∂u_t
-    dpre_mm = torch.empty(B, G, **mm_dtype)
-    dh_mm = torch.empty(B, P, **mm_dtype) if proj else rec
-    dm = torch.empty(B, H, **mm_dtype) if proj else rec
     h_masks, h_flags = C.h_masks(drop_h, keep_h, dgates)
     c_masks = C.keep_strides(keep_c, dgates)
     flags = dict(**C.tile_sizes(), **h_flags, STORE_DH=need_dh, REVERSE=reverse)
-    for s in range(T - 1, -1, -1):
-        if proj:
-            _dh_tile[C.tile_grid(B, P)](s, dy, rec, dh_dir, lens, *h_masks, dh_mm, dh_seq,
-                                        dh_tilde_seq, B, P, **flags)
-            torch.mm(dh_mm, w_r, out=dm)  # through h̃ = W_hr m
+
+    def start(s, rec, dh_mm):
+        _dh_tile[C.tile_grid(B, P)](s, dy, rec, dh_dir, lens, *h_masks, dh_mm, dh_seq,
+                                    dh_tilde_seq, B, P, **flags)
+
+    def cell(s, rec, dm, dpre_mm):
         _bwd_tile[C.tile_grid(B, H)](
             s, dy, rec, dh_dir, dm, dc_state, gates, c_tilde, c_prev_seq, lens, *h_masks,
-            *c_masks, dgates, dpre_mm, dh_seq, B, H, HAS_PROJ=proj,
+            *c_masks, dgates, dpre_mm, dh_seq, B, H, HAS_PROJ=w_r is not None,
             HAS_KEEP_C=keep_c is not None, **flags,
         )
-        torch.mm(dpre_mm, w, out=rec)
+
+    rec = _tiled_steps_back(T, B, H, P, w, w_r, start, cell)
     dh0 = (dh_dir + C.dropped(drop_h, rec.float())).to(dh_n.dtype)
     return dgates, dh0, dc_state.to(dc_n.dtype), dh_seq, dh_tilde_seq
 
