@@ -319,6 +319,26 @@ def test_masked_kernels_over_two_hidden_tiles(variant, masked_calls):
     assert masked_calls == ["_tiled_forward", "_tiled_backward"]
 
 
+@pytest.mark.parametrize("variant", ["lstm_proj", "gru_reset_before"])
+def test_masked_ops_pass_opcheck_on_the_gpu_backend(variant, masked_calls):
+    """Schema, fake shapes and strides, autograd registration of the masked ops with their
+    outputs from the Triton kernels (eval masks: broadcast views)."""
+    p, lens = _problem(variant, T=3, B=2, I=3, H=5, seed=61, lengths=True)
+    masks = _masked_masks(variant, 3, 2, p["h0"].shape[1], 5, seed=67, training=False)
+    lstm = variant.startswith("lstm")
+    names = (["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"] if lstm
+             else ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"])
+    args = [p[k].to(DEVICE, torch.float32).requires_grad_() if p[k] is not None else None
+            for k in names]
+    args += [masks[k].to(DEVICE, torch.float32) if masks[k] is not None else None
+             for k in (("drop_h", "keep_h", "keep_c") if lstm else ("drop_h", "keep_h"))]
+    tail = [lens.to(DEVICE), None, True] + ([] if lstm else [variant == "gru"])
+    op = ops_masked.lstm_masked if lstm else ops_masked.gru_masked
+    with rnnlab.use_backend("gpu"):
+        torch.library.opcheck(op, (*args, *tail))
+    assert "_tiled_forward" in masked_calls and "_tiled_backward" in masked_calls
+
+
 @pytest.mark.parametrize("variant", MASKED_VARIANTS)
 def test_masked_bf16_matches_float64(variant, masked_calls):
     p, lens = _problem(variant, T=5, B=3, I=4, H=8, seed=43, lengths=True)
@@ -350,7 +370,6 @@ def _layer_compare(family, options, seed):
         assert_rel_close(g, grads_ref[name], GRAD_TOL[torch.float32], f"{family} {name}")
 
 
-@pytest.mark.skipif(DEVICE.type == "cuda", reason="the same masks need the CPU generator")
 @pytest.mark.parametrize("family", ["lstm", "gru"])
 def test_regularised_layer_runs_the_masked_kernels(family, masked_calls):
     """weight_drop, recurrent_dropout and zoneout at once: the gpu backend's layer equals
@@ -361,7 +380,6 @@ def test_regularised_layer_runs_the_masked_kernels(family, masked_calls):
     assert masked_calls == ["_tiled_forward"] * 4 + ["_tiled_backward"] * 4
 
 
-@pytest.mark.skipif(DEVICE.type == "cuda", reason="the same mask needs the CPU generator")
 @pytest.mark.parametrize("family", ["lstm", "gru"])
 def test_weight_drop_alone_runs_the_plain_kernels(family, masked_calls, monkeypatch):
     """weight_drop only changes the weight handed to the plain op: the plain gpu kernels
