@@ -16,7 +16,8 @@ constants (no gradient); the layers draw them (:mod:`rnnlab.nn.regularise`), so 
 replays them and the reference can be handed the same arrays. They are separate ops so
 that the plain ops, and their fused kernels, stay exactly as they are. The backends
 serve them through the ``masked_lstm`` / ``masked_gru`` families of the contract: fused
-kernels on the cpu backend, the portable kernels elsewhere.
+kernels on the cpu backend (Numba) and the gpu backend (Triton), the portable kernels
+elsewhere.
 
 Backward is a second custom op (the hand-derived BPTT of the reference). Double
 backward recomputes the forward with the portable kernels, which are written out of

@@ -16,10 +16,13 @@ be set before the kernels are defined and must not leak into the rest of the sui
   backend (float32) against the portable backend in float64;
 - rnnlab.nn.Stream on the gpu backend (its streaming entry point), float32, one variant
   per family;
+- the masked ops (recurrent dropout, zoneout) vs the masked reference, float32 (their
+  kernels run the tiled path whatever the path setting);
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
   padded blocks, every path, cooperative layouts, weight packing, the barrier's
   one-launch mode with the programs as threads that run at once, its timeout fallback,
-  aliasing, selection rules.
+  aliasing, selection rules; the masked kernels on those sizes (training and eval masks,
+  bf16) and regularised layers on them.
 
 On a CUDA machine the backend's own checks also run on the GPU (no interpreter).
 """
@@ -75,6 +78,7 @@ JOBS = {
     ),
     "double-backward": (["tests/ops/test_double_backward.py", "-k", "float32 and gpu"], {}),
     "backend-checks": ([CHECKS, "-o", "python_files=check_*.py"], {}),
+    "masked": (["tests/ops/test_masked_ops.py", "-k", "gpu and f32"], {}),
     "streaming": (
         ["tests/backends/test_streaming.py", "-k",
          "gpu and f32 and (lstm_proj or gru_reset_before or rnn_relu)"], {}

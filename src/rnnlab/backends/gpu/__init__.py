@@ -39,7 +39,9 @@ tiled        Per step, the GEMM h·W_hhᵀ (cuBLAS over all SMs, W_hh streamed f
              projection and the reset-before GRU add one GEMM and one small kernel each.
              No host synchronisation, allocation or data-dependent shape inside the
              loop, so ``RNNLAB_GPU_GRAPHS=1`` can replay it from a CUDA graph. Used for
-             B > 64, LSTM projection and the reset-before GRU above the persistent size.
+             B > 64, LSTM projection and the reset-before GRU above the persistent size;
+             the only path of the masked LSTM and GRU (recurrent dropout and zoneout:
+             :mod:`.masked_lstm`, :mod:`.masked_gru`), whatever ``RNNLAB_GPU_PATH`` says.
 
 Every kernel is checked to build for sm_90 (H100/H200) without running out of registers
 (tests/backends/gpu/test_sm90_build.py, no GPU needed), and runs through Triton's
@@ -57,15 +59,18 @@ from rnnlab.backends import portable
 from rnnlab.backends.contract import LayerwiseStream
 from rnnlab.backends.gpu.gru import GpuGRU
 from rnnlab.backends.gpu.lstm import GpuLSTM
+from rnnlab.backends.gpu.masked_gru import GpuMaskedGRU
+from rnnlab.backends.gpu.masked_lstm import GpuMaskedLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
 
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 # Streaming: one launch of the forward per layer and chunk (no dedicated kernel). The
-# families without Triton kernels yet (the layer-normalised cells, recurrent dropout and
-# zoneout) keep the portable backend's torch ops (on CUDA tensors).
+# families without Triton kernels yet (the layer-normalised cells) keep the portable
+# backend's torch ops (on CUDA tensors).
 KERNELS = dataclasses.replace(
     portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru,
     stream=LayerwiseStream(_rnn, _lstm, _gru),
+    masked_lstm=GpuMaskedLSTM(), masked_gru=GpuMaskedGRU(),
 )

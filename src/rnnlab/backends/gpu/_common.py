@@ -176,6 +176,31 @@ def run_tiled(
 _graphs: OrderedDict[tuple, tuple] = OrderedDict()
 
 
+def dropped(drop_h: Tensor | None, h: Tensor) -> Tensor:
+    """u = d ⊙ h, what the masked cells' recurrent products read (h itself without
+    recurrent dropout)."""
+    return h if drop_h is None else drop_h * h
+
+
+def h_masks(drop_h: Tensor | None, keep_h: Tensor | None, stand_in: Tensor
+            ) -> tuple[tuple[Tensor | int, ...], dict[str, bool]]:
+    """The masks of h as the masked kernels' arguments (drop_h, read at the state's
+    offsets, then keep_h and its strides: :func:`keep_strides`) and their flags HAS_DROP,
+    HAS_KEEP_H; ``stand_in`` (never read) for an absent one."""
+    drop = drop_h.contiguous() if drop_h is not None else stand_in
+    flags = dict(HAS_DROP=drop_h is not None, HAS_KEEP_H=keep_h is not None)
+    return (drop, *keep_strides(keep_h, stand_in)), flags
+
+
+def keep_strides(keep: Tensor | None, stand_in: Tensor) -> tuple[Tensor, int, int, int]:
+    """A zoneout share (T, B, N) as the masked kernels read it: the tensor and its strides,
+    so a broadcast view of one number (the eval form, strides 0) is read as it is, never
+    copied; without zoneout, ``stand_in`` (never read) and zeros."""
+    if keep is None:
+        return stand_in, 0, 0, 0
+    return (keep, *keep.stride())
+
+
 def launch_grid(B: int) -> tuple[int]:
     return (triton.cdiv(B, _tuning.BLOCK_B),)
 
@@ -238,12 +263,61 @@ def commit_step(h_t, h, probe, y, h_state, h_mm, yt, st, m2, vm, HAS_PROBE: tl.c
     """The end of a tiled forward step: h_t (plus the probe) becomes the state where the
     step is valid (elsewhere the carried h stays), in h_state and in h_mm (the next
     GEMM's input), and y_t (0 at padding). yt: the step's offsets in y, st: the state's."""
+    commit_masked_step(h_t, h, h_state, st, h_state, probe, y, h_state, h_mm, yt, st, m2, vm,
+                       False, False, HAS_PROBE)
+
+
+@triton.jit
+def commit_masked_step(h_tilde, h, keep_h, kt, drop_h, probe, y, h_state, h_mm, yt, st, m2,
+                       vm, HAS_KEEP: tl.constexpr, HAS_DROP: tl.constexpr,
+                       HAS_PROBE: tl.constexpr):
+    """:func:`commit_step` of a cell with zoneout and recurrent dropout
+    (:mod:`rnnlab.reference.lstm_masked`): h_t = k^h_t ⊙ h_{t-1} + (1 - k^h_t) ⊙ h̃_t (k^h
+    at offsets kt of keep_h), and the next GEMM's input h_mm is u_t = d ⊙ h_t (d at the
+    state's offsets of drop_h). Without them, h_t = h̃_t and u_t = h_t."""
+    h_t = zone(h_tilde, h, keep_h, kt, m2 & vm, HAS_KEEP)
     if HAS_PROBE:
         h_t += load_f32(probe + yt, m2 & vm)
     h = tl.where(vm, h_t, h)
     store(h_state + st, h, m2)
-    store(h_mm + st, h, m2)
+    if HAS_DROP:
+        store(h_mm + st, h * load_f32(drop_h + st, m2), m2)
+    else:
+        store(h_mm + st, h, m2)
     store(y + yt, tl.where(vm, h_t, 0.0), m2)
+
+
+@triton.jit
+def zone(new, previous, keep, kt, mask, HAS_KEEP: tl.constexpr):
+    """Zoneout: k ⊙ previous + (1 - k) ⊙ new, as new + k ⊙ (previous - new), k at offsets
+    kt of keep (see :func:`keep_strides`); new itself without."""
+    if HAS_KEEP:
+        new += load_f32(keep + kt, mask) * (previous - new)
+    return new
+
+
+@triton.jit
+def keep_offsets(t, rows, cols, s_t, s_b, s_n):
+    """Offsets of a zoneout share (T, B, N) at step t (per row) of these rows and columns,
+    from its strides (0 along the dimensions of a broadcast view)."""
+    return t[:, None] * s_t + rows[:, None] * s_b + cols[None, :] * s_n
+
+
+@triton.jit
+def masked_grad_start(du, dy, dh_dir, drop_h, keep_h, yt, st, kt, m2, vm,
+                      HAS_DROP: tl.constexpr, HAS_KEEP: tl.constexpr):
+    """The start of a tiled step back through a masked cell. du: ∂L/∂u_t through step
+    t+1's recurrent products (u_t = d ⊙ h_t); dh_dir: the rest of ∂L/∂h_t from later.
+    Returns dh_next = dh_dir + d ⊙ du, the total dh = dy_t + dh_next, and its shares
+    (1 - k^h_t) ⊙ dh (to the candidate h̃_t) and k^h_t ⊙ dh (to h_{t-1} directly)."""
+    if HAS_DROP:
+        du *= load_f32(drop_h + st, m2)
+    dh_next = load_f32(dh_dir + st, m2) + du
+    dh = load_f32(dy + yt, m2 & vm) + dh_next
+    carried = tl.zeros_like(dh)
+    if HAS_KEEP:
+        carried = load_f32(keep_h + kt, m2 & vm) * dh
+    return dh_next, dh, dh - carried, carried
 
 
 @triton.jit

@@ -279,6 +279,21 @@ def _gru_rz_tile(
     C.store(rh_mm + st, r * C.load_f32(h_state + st, m2), m2)
 
 
+@triton.jit
+def _tile_offsets(s, lens_ptr, B, H, TILE_B: tl.constexpr, TILE_H: tl.constexpr,
+                  REVERSE: tl.constexpr):
+    """A tiled step's tile (``C.tile_step``: rows, cols, m2, t, vm), mv = m2 & vm, and its
+    offsets: xt of step t in gx (T, B, 3H), gt in the gates (T, B, 4H), ht in a (T, B, H)
+    sequence, st in the state (B, H)."""
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
+    tb = t * B + rows
+    xt = tb[:, None] * (3 * H) + cols[None, :]
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    ht = tb[:, None] * H + cols[None, :]
+    st = rows[:, None] * H + cols[None, :]
+    return rows, cols, m2, t, vm, m2 & vm, xt, gt, ht, st
+
+
 @triton.jit(do_not_specialize=["s"])
 def _gru_fwd_tile(
     s, gx, gh, h_state, h_mm, lens_ptr, probe, y, gates,
@@ -288,14 +303,19 @@ def _gru_fwd_tile(
 ):
     """A step after its GEMM: with the reset after, gh = h·W_hhᵀ + b_hh (B, 3H); before,
     gh = hn (B, H) and r, z were stored by ``_gru_rz_tile``."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    xt = tb[:, None] * (3 * H) + cols[None, :]
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ht = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
+    rows, cols, m2, _t, vm, mv, xt, gt, ht, st = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     h = C.load_f32(h_state + st, m2)
+    r, z, n, hn = _tile_gates(gx, gh, gates, rows, cols, xt, gt, st, mv, m2, H, RESET_AFTER)
+    C.commit_step(n + z * (h - n), h, probe, y, h_state, h_mm, ht, st, m2, vm, HAS_PROBE)
+    _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
+
+
+@triton.jit
+def _tile_gates(gx, gh, gates, rows, cols, xt, gt, st, mv, m2, H, RESET_AFTER: tl.constexpr):
+    """r, z, n, hn of a tiled step after its GEMM (see ``_gru_fwd_tile``): offsets xt of
+    step t in gx, gt in gates, st of the (B, H) state; mv masks step t's valid rows."""
     if RESET_AFTER:
         rt = rows[:, None] * (3 * H) + cols[None, :]
         r = tl.sigmoid(C.load_f32(gx + xt, mv) + C.load_f32(gh + rt, m2))
@@ -307,8 +327,7 @@ def _gru_fwd_tile(
         z = C.load_f32(gates + gt + H, mv)
         hn = C.load_f32(gh + st, m2)
         n = C.tanh(C.load_f32(gx + xt + 2 * H, mv) + hn)
-    C.commit_step(n + z * (h - n), h, probe, y, h_state, h_mm, ht, st, m2, vm, HAS_PROBE)
-    _store_gates(gates, gt, r, z, n, hn, vm, m2, H)
+    return r, z, n, hn
 
 
 @triton.jit(do_not_specialize=["s"])
@@ -324,24 +343,29 @@ def _gru_bwd_tile(
     Reset before: leaves dz in dpre_mm (B, 2H) and dn in dn_mm for drh = dn·W_hn;
     ``_gru_bwd_r_tile`` finishes the step.
     """
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    xt = tb[:, None] * (3 * H) + cols[None, :]
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ht = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
+    rows, cols, m2, _t, vm, mv, xt, gt, ht, st = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
+    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
+    dh = C.load_f32(dy + ht, mv) + dh_next
+    z = _tile_gate_grads(dh, gates, h_prev_seq, dgx, dpre_mm, dn_mm, rows, cols, xt, gt, ht, st,
+                        mv, vm, m2, H, RESET_AFTER)
+    C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
+    if STORE_DH:
+        C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
+
+
+@triton.jit
+def _tile_gate_grads(dh, gates, h_prev_seq, dgx, dpre_mm, dn_mm, rows, cols, xt, gt, ht, st,
+                    mv, vm, m2, H, RESET_AFTER: tl.constexpr):
+    """The gate gradients of a tiled step back from dh, the gradient of the new state
+    h = (1 - z) ⊙ n + z ⊙ h_prev, stored as ``_gru_bwd_tile`` describes; returns z."""
     r = C.load_f32(gates + gt, mv)
     z = C.load_f32(gates + gt + H, mv)
     n = C.load_f32(gates + gt + 2 * H, mv)
     h_prev = C.load_f32(h_prev_seq + ht, mv)
-    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
-    dh = C.load_f32(dy + ht, mv) + dh_next
     dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)
     dz_pre = tl.where(vm, dh * (h_prev - n) * z * (1.0 - z), 0.0)
-    C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
-    if STORE_DH:
-        C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
     if RESET_AFTER:
         hn = C.load_f32(gates + gt + 3 * H, mv)
         dr_pre = tl.where(vm, dn_pre * hn * r * (1.0 - r), 0.0)
@@ -353,6 +377,7 @@ def _gru_bwd_tile(
         C.store(dgx + xt + 2 * H, dn_pre, m2)
         C.store(dpre_mm + rows[:, None] * (2 * H) + cols[None, :] + H, dz_pre, m2)
         C.store(dn_mm + st, dn_pre, m2)
+    return z
 
 
 @triton.jit(do_not_specialize=["s"])
@@ -402,35 +427,52 @@ def _coop_forward(gx, h0, w, b_hh, lens, h_probe, lay, *, reverse):
 def _tiled_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse, reset_after):
     """Per step, reset after: the GEMM gh = h·W_hhᵀ + b_hh, then one fused pointwise kernel.
     Reset before: GEMM (r, z), kernel, GEMM hn = (r ⊙ h)·W_hnᵀ + b_hn, kernel."""
-    T, B, G = gx.shape
+    T, B, _ = gx.shape
     H = h0.shape[-1]
     y = gx.new_empty(T, B, H)
     gates = gx.new_empty(T, B, 4 * H)
     probe = h_probe if h_probe is not None else y
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
     h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    step = dict(**C.tile_sizes(), HAS_PROBE=h_probe is not None, RESET_AFTER=reset_after,
+                REVERSE=reverse)
+
+    def finish(s, gh):
+        _gru_fwd_tile[C.tile_grid(B, H)](s, gx, gh, h_state, h_mm, lens, probe, y, gates, B, H,
+                                         **step)
+
+    _tiled_steps(gx, h_mm, h_state, w, b_hh, lens, gates, finish, reverse=reverse,
+                 reset_after=reset_after)
+    return y, h_state.to(gx.dtype), gates
+
+
+def _tiled_steps(gx, h_mm, h_r, w, b_hh, lens, gates, finish, *, reverse, reset_after):
+    """The tiled forward's time loop. Reset after, per step: the GEMM gh = h_mm·W_hhᵀ + b_hh,
+    then ``finish(s, gh)`` (the step's fused pointwise kernel). Reset before: the GEMM
+    g_rz = h_mm·W_rzᵀ + b_rz, ``_gru_rz_tile`` (r, z and r ⊙ h_r), the GEMM
+    hn = (r ⊙ h_r)·W_hnᵀ + b_hn, then ``finish(s, hn)``. h_mm is the GEMMs' input and h_r
+    the state inside r ⊙ (·): h (in fp32 for h_r), or u = d ⊙ h for the masked GRU."""
+    T, B, G = gx.shape
+    H = G // 3
     mm_dtype = dict(dtype=w.dtype, device=gx.device)
-    grid = C.tile_grid(B, H)
-    flags = dict(**C.tile_sizes(), REVERSE=reverse)
-    step = dict(HAS_PROBE=h_probe is not None, RESET_AFTER=reset_after, **flags)
     if reset_after:
         gh = torch.empty(B, G, **mm_dtype)
         for s in range(T):
             _addmm(b_hh, h_mm, w.t(), gh)
-            _gru_fwd_tile[grid](s, gx, gh, h_state, h_mm, lens, probe, y, gates, B, H, **step)
-    else:
-        w_rz, w_n = w[: 2 * H], w[2 * H :]
-        b_rz = b_hh[: 2 * H] if b_hh is not None else None
-        b_n = b_hh[2 * H :] if b_hh is not None else None
-        g_rz = torch.empty(B, 2 * H, **mm_dtype)
-        rh_mm = torch.empty(B, H, **mm_dtype)
-        hn = torch.empty(B, H, **mm_dtype)
-        for s in range(T):
-            _addmm(b_rz, h_mm, w_rz.t(), g_rz)
-            _gru_rz_tile[grid](s, gx, g_rz, h_state, lens, gates, rh_mm, B, H, **flags)
-            _addmm(b_n, rh_mm, w_n.t(), hn)
-            _gru_fwd_tile[grid](s, gx, hn, h_state, h_mm, lens, probe, y, gates, B, H, **step)
-    return y, h_state.to(gx.dtype), gates
+            finish(s, gh)
+        return
+    w_rz, w_n = w[: 2 * H], w[2 * H :]
+    b_rz = b_hh[: 2 * H] if b_hh is not None else None
+    b_n = b_hh[2 * H :] if b_hh is not None else None
+    g_rz = torch.empty(B, 2 * H, **mm_dtype)
+    rh_mm = torch.empty(B, H, **mm_dtype)
+    hn = torch.empty(B, H, **mm_dtype)
+    for s in range(T):
+        _addmm(b_rz, h_mm, w_rz.t(), g_rz)
+        _gru_rz_tile[C.tile_grid(B, H)](s, gx, g_rz, h_r, lens, gates, rh_mm, B, H,
+                                        **C.tile_sizes(), REVERSE=reverse)
+        _addmm(b_n, rh_mm, w_n.t(), hn)
+        finish(s, hn)
 
 
 def _addmm(bias: Tensor | None, a: Tensor, b: Tensor, out: Tensor) -> None:
@@ -466,28 +508,42 @@ def _tiled_backward(dy, dh_n, w, gates, h_prev_seq, lens, *, reverse, reset_afte
     H = dh_n.shape[-1]
     dgx = gates.new_empty(T, B, 3 * H)
     dh_seq = dy.new_empty(T, B, H) if need_dh else dgx
-    mm_dtype = dict(dtype=w.dtype, device=gates.device)
-    grid = C.tile_grid(B, H)
-    flags = dict(**C.tile_sizes(), REVERSE=reverse)
     dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next minus the GEMM part
+    flags = dict(**C.tile_sizes(), RESET_AFTER=reset_after, STORE_DH=need_dh, REVERSE=reverse)
+
+    def start(s, rec, dpre_mm, dn_mm):
+        _gru_bwd_tile[C.tile_grid(B, H)](s, dy, rec, dh_dir, gates, h_prev_seq, lens, dgx,
+                                         dpre_mm, dn_mm, dh_seq, B, H, **flags)
+
+    rec = _tiled_steps_back(start, dh_dir, h_prev_seq, w, gates, dgx, lens, reverse=reverse,
+                            reset_after=reset_after)
+    return dgx, (dh_dir + rec.float()).to(dh_n.dtype), dh_seq
+
+
+def _tiled_steps_back(start, dh_r, h_r_seq, w, gates, dgx, lens, *, reverse, reset_after):
+    """The tiled backward's time loop. Per step back ``start(s, rec, dpre_mm, dn_mm)`` (the
+    fused pointwise kernel, given rec, the last GEMM's product), then, reset after, the
+    GEMM rec = dpre_mm·W_hh; reset before, the GEMM drh = dn_mm·W_hn, ``_gru_bwd_r_tile``
+    (dr from h_r_seq, the states inside r ⊙ (·); r ⊙ drh added to dh_r) and the GEMM
+    rec = dpre_mm·W_rz. Returns the last rec."""
+    T, B, _ = gates.shape
+    H = w.shape[-1]
+    mm_dtype = dict(dtype=w.dtype, device=gates.device)
     rec = torch.zeros(B, H, **mm_dtype)  # the last step's dpre·W
     dpre_mm = torch.empty(B, (3 if reset_after else 2) * H, **mm_dtype)
     dn_mm = torch.empty(B, H, **mm_dtype)
     drh = torch.empty(B, H, **mm_dtype)
     w_rz, w_n = w[: 2 * H], w[2 * H :]
     for s in range(T - 1, -1, -1):
-        _gru_bwd_tile[grid](
-            s, dy, rec, dh_dir, gates, h_prev_seq, lens, dgx, dpre_mm, dn_mm, dh_seq, B, H,
-            RESET_AFTER=reset_after, STORE_DH=need_dh, **flags,
-        )
+        start(s, rec, dpre_mm, dn_mm)
         if reset_after:
             torch.mm(dpre_mm, w, out=rec)
         else:
             torch.mm(dn_mm, w_n, out=drh)
-            _gru_bwd_r_tile[grid](s, drh, dh_dir, gates, h_prev_seq, lens, dgx, dpre_mm, B, H,
-                                  **flags)
+            _gru_bwd_r_tile[C.tile_grid(B, H)](s, drh, dh_r, gates, h_r_seq, lens, dgx, dpre_mm,
+                                               B, H, **C.tile_sizes(), REVERSE=reverse)
             torch.mm(dpre_mm, w_rz, out=rec)
-    return dgx, (dh_dir + rec.float()).to(dh_n.dtype), dh_seq
+    return rec
 
 
 class GpuGRU(GRUInferByForward):

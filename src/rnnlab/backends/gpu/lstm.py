@@ -289,6 +289,34 @@ def _lstm_bwd_coop(
 # ----------------------------------------------------------------- tiled path
 
 
+@triton.jit
+def _tile_offsets(s, lens_ptr, B, H, TILE_B: tl.constexpr, TILE_H: tl.constexpr,
+                  REVERSE: tl.constexpr):
+    """A tiled step's tile (``C.tile_step``: rows, cols, m2, t, vm), mv = m2 & vm, and its
+    offsets: gt of step t in the gates (T, B, 4H), ct in a (T, B, H) sequence, st in the
+    state (B, H), rt in the step's GEMM (B, 4H)."""
+    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
+    tb = t * B + rows
+    gt = tb[:, None] * (4 * H) + cols[None, :]
+    ct = tb[:, None] * H + cols[None, :]
+    st = rows[:, None] * H + cols[None, :]
+    rt = rows[:, None] * (4 * H) + cols[None, :]
+    return rows, cols, m2, t, vm, m2 & vm, gt, ct, st, rt
+
+
+@triton.jit
+def _tile_cell(gx, gh, gt, rt, c_prev, mv, m2, H):
+    """``_cell`` of a tiled step: pre-activations from the input projection gx (offsets gt
+    of step t, mask mv) and the step's GEMM gh = h·W_hhᵀ (offsets rt, mask m2)."""
+    return _cell(
+        C.load_f32(gx + gt, mv) + C.load_f32(gh + rt, m2),
+        C.load_f32(gx + gt + H, mv) + C.load_f32(gh + rt + H, m2),
+        C.load_f32(gx + gt + 2 * H, mv) + C.load_f32(gh + rt + 2 * H, m2),
+        C.load_f32(gx + gt + 3 * H, mv) + C.load_f32(gh + rt + 3 * H, m2),
+        c_prev,
+    )
+
+
 @triton.jit(do_not_specialize=["s"])
 def _lstm_fwd_tile(
     s, gx, gh, c_state, h_state, h_mm, m_mm, lens_ptr, probe, y, gates, c_seq,
@@ -298,21 +326,11 @@ def _lstm_fwd_tile(
 ):
     """One step after the GEMM gh = h·W_hhᵀ (B, 4H). With a projection it leaves m_t in
     m_mm for the GEMM h_t = m_t·W_hrᵀ and ``_commit_tile`` finishes the step."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ct = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
-    rt = rows[:, None] * (4 * H) + cols[None, :]
-    c = C.load_f32(c_state + st, m2)
-    i, f, g, o, c_t, m_t = _cell(
-        C.load_f32(gx + gt, mv) + C.load_f32(gh + rt, m2),
-        C.load_f32(gx + gt + H, mv) + C.load_f32(gh + rt + H, m2),
-        C.load_f32(gx + gt + 2 * H, mv) + C.load_f32(gh + rt + 2 * H, m2),
-        C.load_f32(gx + gt + 3 * H, mv) + C.load_f32(gh + rt + 3 * H, m2),
-        c,
+    _rows, _cols, m2, _t, vm, mv, gt, ct, st, rt = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
     )
+    c = C.load_f32(c_state + st, m2)
+    i, f, g, o, c_t, m_t = _tile_cell(gx, gh, gt, rt, c, mv, m2, H)
     C.store(c_state + st, tl.where(vm, c_t, c), m2)
     C.store(c_seq + ct, tl.where(vm, c_t, 0.0), m2)
     _store_gates(gates, gt, i, f, g, o, vm, m2, H)
@@ -365,13 +383,9 @@ def _lstm_bwd_tile(
 ):
     """One step back. Without a projection dh_t = dy_t + dh_dir + rec (rec = dpre_{t+1}·W_hh
     from the last GEMM); with one, dm_t was computed by ``_dh_tile`` and a GEMM."""
-    rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE)
-    mv = m2 & vm
-    tb = t * B + rows
-    gt = tb[:, None] * (4 * H) + cols[None, :]
-    ct = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
-    rt = rows[:, None] * (4 * H) + cols[None, :]
+    _rows, _cols, m2, _t, vm, mv, gt, ct, st, rt = _tile_offsets(
+        s, lens_ptr, B, H, TILE_B, TILE_H, REVERSE
+    )
     if HAS_PROJ:
         dm = C.load_f32(dm_buf + st, m2)
     else:
@@ -427,9 +441,8 @@ def _coop_forward(gx, h0, c0, w, lens, h_probe, lay, *, reverse):
 def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
     """Per step: the GEMM gh = h·W_hhᵀ, one fused pointwise kernel and, with a projection,
     the GEMM h = m·W_hrᵀ and a small commit kernel."""
-    T, B, G = gx.shape
+    T, B, _ = gx.shape
     H, P = c0.shape[-1], h0.shape[-1]
-    proj = w_r is not None
     y = gx.new_empty(T, B, P)
     gates = torch.empty_like(gx)
     c_seq = gx.new_empty(T, B, H)
@@ -437,22 +450,37 @@ def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
     h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 states, never h0/c0
     c_state = c0.to(torch.float32, copy=True).contiguous()
     h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
-    mm_dtype = dict(dtype=w.dtype, device=gx.device)
-    gh = torch.empty(B, G, **mm_dtype)
-    m_mm = torch.empty(B, H, **mm_dtype) if proj else gh
-    hp = torch.empty(B, P, **mm_dtype) if proj else gh
-    flags = dict(**C.tile_sizes(), HAS_PROBE=h_probe is not None,
-                 REVERSE=reverse)
-    for s in range(T):
-        torch.mm(h_mm, w.t(), out=gh)
+    flags = dict(**C.tile_sizes(), HAS_PROBE=h_probe is not None, REVERSE=reverse)
+
+    def cell(s, gh, m_mm):
         _lstm_fwd_tile[C.tile_grid(B, H)](
             s, gx, gh, c_state, h_state, h_mm, m_mm, lens, probe, y, gates, c_seq, B, H,
-            HAS_PROJ=proj, **flags,
+            HAS_PROJ=w_r is not None, **flags,
         )
-        if proj:
-            torch.mm(m_mm, w_r.t(), out=hp)
-            _commit_tile[C.tile_grid(B, P)](s, hp, h_state, h_mm, lens, probe, y, B, P, **flags)
+
+    def commit(s, hp):
+        _commit_tile[C.tile_grid(B, P)](s, hp, h_state, h_mm, lens, probe, y, B, P, **flags)
+
+    _tiled_steps(T, h_mm, w, w_r, H, cell, commit)
     return y, h_state.to(gx.dtype), c_state.to(gx.dtype), gates, c_seq
+
+
+def _tiled_steps(T, h_mm, w, w_r, H, cell, commit):
+    """The tiled forward's time loop: per step the GEMM gh = h_mm·W_hhᵀ, then
+    ``cell(s, gh, m_mm)`` (the fused pointwise kernel; with a projection it leaves m_t in
+    m_mm), and with a projection the GEMM hp = m_t·W_hrᵀ and ``commit(s, hp)``. h_mm is
+    the GEMM's input: h, or u = d ⊙ h for the masked LSTM."""
+    B, P = h_mm.shape
+    mm_dtype = dict(dtype=w.dtype, device=h_mm.device)
+    gh = torch.empty(B, w.shape[0], **mm_dtype)
+    m_mm = torch.empty(B, H, **mm_dtype) if w_r is not None else gh
+    hp = torch.empty(B, P, **mm_dtype) if w_r is not None else gh
+    for s in range(T):
+        torch.mm(h_mm, w.t(), out=gh)
+        cell(s, gh, m_mm)
+        if w_r is not None:
+            torch.mm(m_mm, w_r.t(), out=hp)
+            commit(s, hp)
 
 
 def _coop_backward(dy, dh_n, dc_n, w, gates, c_seq, c_prev_seq, lens, lay, *, reverse,
@@ -480,30 +508,46 @@ def _tiled_backward(dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens, *, r
                     store_dh):
     """Per step back: (with a projection: a small kernel for dh and the GEMM dm = dh·W_hr),
     one fused pointwise kernel, then the GEMM rec = dpre·W_hh."""
-    T, B, G = gates.shape
+    T, B, _ = gates.shape
     H, P = c_seq.shape[-1], dh_n.shape[-1]
-    proj = w_r is not None
     dgates = torch.empty_like(gates)
     dh_seq = dy.new_empty(T, B, P) if store_dh else dgates
-    mm_dtype = dict(dtype=w.dtype, device=gates.device)
     dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next minus the GEMM part
     dc_state = dc_n.to(torch.float32, copy=True).contiguous()
-    rec = torch.zeros(B, P, **mm_dtype)  # dpre_{t+1}·W_hh
-    dpre_mm = torch.empty(B, G, **mm_dtype)
-    dh_mm = torch.empty(B, P, **mm_dtype) if proj else rec
-    dm = torch.empty(B, H, **mm_dtype) if proj else rec
     flags = dict(**C.tile_sizes(), REVERSE=reverse)
-    for s in range(T - 1, -1, -1):
-        if proj:
-            _dh_tile[C.tile_grid(B, P)](s, dy, rec, dh_dir, lens, dh_mm, dh_seq, B, P, **flags)
-            torch.mm(dh_mm, w_r, out=dm)  # through h = W_hr m
+
+    def start(s, rec, dh_mm):
+        _dh_tile[C.tile_grid(B, P)](s, dy, rec, dh_dir, lens, dh_mm, dh_seq, B, P, **flags)
+
+    def cell(s, rec, dm, dpre_mm):
         _lstm_bwd_tile[C.tile_grid(B, H)](
             s, dy, rec, dh_dir, dm, dc_state, gates, c_seq, c_prev_seq, lens, dgates,
-            dpre_mm, dh_seq, B, H, HAS_PROJ=proj, STORE_DH=store_dh, **flags,
+            dpre_mm, dh_seq, B, H, HAS_PROJ=w_r is not None, STORE_DH=store_dh, **flags,
         )
-        torch.mm(dpre_mm, w, out=rec)
+
+    rec = _tiled_steps_back(T, B, H, P, w, w_r, start, cell)
     dh0 = (dh_dir + rec.float()).to(dh_n.dtype)
     return dgates, dh0, dc_state.to(dc_n.dtype), dh_seq
+
+
+def _tiled_steps_back(T, B, H, P, w, w_r, start, cell):
+    """The tiled backward's time loop: per step back, with a projection ``start(s, rec,
+    dh_mm)`` (the gradient of h_t into dh_mm, given rec, the last GEMM's product) and the
+    GEMM dm = dh_mm·W_hr; ``cell(s, rec, dm, dpre_mm)`` (the fused pointwise kernel, the
+    pre-activation gradients into dpre_mm); the GEMM rec = dpre_mm·W_hh. Returns the last
+    rec."""
+    mm_dtype = dict(dtype=w.dtype, device=w.device)
+    rec = torch.zeros(B, P, **mm_dtype)  # dpre_{t+1}·W_hh
+    dpre_mm = torch.empty(B, w.shape[0], **mm_dtype)
+    dh_mm = torch.empty(B, P, **mm_dtype) if w_r is not None else rec
+    dm = torch.empty(B, H, **mm_dtype) if w_r is not None else rec
+    for s in range(T - 1, -1, -1):
+        if w_r is not None:
+            start(s, rec, dh_mm)
+            torch.mm(dh_mm, w_r, out=dm)  # through h = W_hr m
+        cell(s, rec, dm, dpre_mm)
+        torch.mm(dpre_mm, w, out=rec)
+    return rec
 
 
 class GpuLSTM(LSTMInferByForward):

@@ -19,11 +19,14 @@ import torch
 import triton
 
 import rnnlab
-from helpers import assert_rel_close
-from rnnlab import backends, ops
+from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
+from rnnlab import backends, ops, ops_masked, reference
+from rnnlab import nn as rnn_nn
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
-from rnnlab.backends.gpu import _tuning
+from rnnlab.backends.gpu import _tuning, masked_gru, masked_lstm
+from rnnlab.backends.gpu import gru as gpu_gru
+from rnnlab.backends.gpu import lstm as gpu_lstm
 
 DEVICE = torch.device(os.environ.get("RNNLAB_GPU_TEST_DEVICE", "cpu"))
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
@@ -187,6 +190,212 @@ def test_barrier_timeout_warns_and_recomputes_on_the_tiled_path(monkeypatch):
         _compare("lstm", p, lens, False, torch.float32, 1e-5, 1e-4)
     assert X._disabled and X.plan(2, 12, 4, DEVICE) is None
     assert C.choose_path(10**9, X.plan(2, 12, 4, DEVICE)) == "tiled"
+
+
+MASKED_VARIANTS = ["lstm", "lstm_proj", "gru", "gru_reset_before"]
+
+
+def test_masked_families_are_the_triton_kernels():
+    kernels = backends._REGISTRY["gpu"].load()
+    assert isinstance(kernels.masked_lstm, masked_lstm.GpuMaskedLSTM)
+    assert isinstance(kernels.masked_gru, masked_gru.GpuMaskedGRU)
+
+
+def _masked_masks(variant, T, B, P, H, seed, training):
+    """Fixed masks (float64): training, a dropout multiplier d and 0/1 zoneout shares;
+    eval, no d and the shares as broadcast views of one number, as the layers pass them."""
+    g = torch.Generator().manual_seed(seed)
+    lstm = variant.startswith("lstm")
+    if not training:
+        share = torch.tensor(0.3, dtype=torch.float64)
+        return {"drop_h": None, "keep_h": share.expand(T, B, P),
+                "keep_c": (share + 0.1).expand(T, B, H) if lstm else None}
+    return {
+        "drop_h": (torch.rand(B, P, generator=g, dtype=torch.float64) < 0.7) / 0.7,
+        "keep_h": (torch.rand(T, B, P, generator=g, dtype=torch.float64) < 0.3).double(),
+        "keep_c": ((torch.rand(T, B, H, generator=g, dtype=torch.float64) < 0.4).double()
+                   if lstm else None),
+    }
+
+
+def _masked_compare(variant, p, masks, lens, reverse, dtype, out_tol, grad_tol):
+    """The masked op on the gpu backend against the masked NumPy reference: outputs, final
+    states, c and c̃ (LSTM) or r, z, n (GRU), every gradient and ∂L/∂h_t."""
+    if dtype == torch.bfloat16:  # the oracle sees the same rounded inputs and masks
+        p, masks = ({k: (v.bfloat16().double() if v is not None else None)
+                     for k, v in d.items()} for d in (p, masks))
+    lstm = variant.startswith("lstm")
+    T, B = p["x"].shape[:2]
+    P, H = p["h0"].shape[1], p["w_hh"].shape[0] // (4 if lstm else 3)
+    g = torch.Generator().manual_seed(7)
+    dy, dh_n, dc_n = (torch.randn(*shape, generator=g, dtype=torch.float64)
+                      for shape in ((T, B, P), (B, P), (B, H)))
+    names = (["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"] if lstm
+             else ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"])
+    t = {k: p[k].to(DEVICE, dtype).requires_grad_() if p[k] is not None else None
+         for k in names}
+    m = {k: v.to(DEVICE, dtype) if v is not None else None for k, v in masks.items()}
+    probe = torch.zeros(T, B, P, device=DEVICE, dtype=dtype, requires_grad=True)
+    ln = lens.to(DEVICE) if lens is not None else None
+    with rnnlab.use_backend("gpu"):
+        if lstm:
+            y, h, c, _, cells, c_tilde = ops_masked.lstm_masked(
+                *(t[k] for k in names), m["drop_h"], m["keep_h"], m["keep_c"], ln, probe,
+                reverse,
+            )
+            finals, saved = [h, c], {"c": cells, "c_tilde": c_tilde}
+        else:
+            y, h, gates = ops_masked.gru_masked(
+                *(t[k] for k in names), m["drop_h"], m["keep_h"], ln, probe, reverse,
+                variant == "gru",
+            )
+            finals, saved = [h], dict(zip("rzn", gates.split(H, dim=2)[:3], strict=True))
+        loss = sum((v.float() * w.to(DEVICE)).sum()
+                   for v, w in zip([y, *finals], [dy, dh_n, dc_n], strict=False))
+        loss.backward()
+    arrays = {k: p[k].numpy() if p[k] is not None else None for k in names}
+    mask_arrays = {k: v.numpy() for k, v in masks.items() if v is not None}
+    common = {"lengths": lens.numpy() if lens is not None else None, "reverse": reverse}
+    if lstm:
+        y_ref, finals_ref, cache = reference.lstm_masked_forward(
+            *arrays.values(), **mask_arrays, **common
+        )
+        grads_ref = reference.lstm_masked_backward(dy.numpy(), dh_n.numpy(), dc_n.numpy(), cache)
+    else:
+        y_ref, h_ref, cache = reference.gru_masked_forward(
+            *arrays.values(), **mask_arrays, reset_after=variant == "gru", **common
+        )
+        finals_ref = (h_ref,)
+        grads_ref = reference.gru_masked_backward(dy.numpy(), dh_n.numpy(), cache)
+    assert_rel_close(y.cpu(), y_ref, out_tol, f"{variant} y")
+    for state, ref in zip(finals, finals_ref, strict=True):
+        assert_rel_close(state.cpu(), ref, out_tol, f"{variant} final state")
+    for name, value in saved.items():
+        assert_rel_close(value.cpu(), cache.gates[name], out_tol, f"{variant} {name}")
+    for name, leaf in t.items():
+        if leaf is not None:
+            assert_rel_close(leaf.grad.cpu(), grads_ref[name], grad_tol, f"{variant} d{name}")
+    assert_rel_close(probe.grad.cpu(), grads_ref["h"], grad_tol, f"{variant} dh (probe)")
+
+
+@pytest.fixture
+def masked_calls(monkeypatch):
+    """Counts the masked families' tiled loops, forward and backward (the proof that the
+    masked ops ran the Triton kernels)."""
+    calls = []
+
+    def spy(name, inner):
+        def counted(*args, **kwargs):
+            calls.append(name)
+            return inner(*args, **kwargs)
+        return counted
+
+    for module in (masked_lstm, masked_gru):
+        for name in ("_tiled_forward", "_tiled_backward"):
+            monkeypatch.setattr(module, name, spy(name, getattr(module, name)))
+    return calls
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("variant", MASKED_VARIANTS)
+def test_masked_kernels_match_the_reference(variant, reverse, training, masked_calls):
+    """B = 19 spans two row tiles, H = 20 pads the hidden tile (P = 10 with a projection),
+    lengths end sequences early (reverse: padding first in processing order)."""
+    p, lens = _problem(variant, T=4, B=19, I=3, H=20, seed=29, lengths=True)
+    masks = _masked_masks(variant, 4, 19, p["h0"].shape[1], 20, seed=31, training=training)
+    _masked_compare(variant, p, masks, lens, reverse, torch.float32, OUT_TOL[torch.float32],
+                    GRAD_TOL[torch.float32])
+    assert masked_calls == ["_tiled_forward", "_tiled_backward"]
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+def test_masked_kernels_over_two_hidden_tiles(variant, masked_calls):
+    """H = 70 > TILE_H: two hidden tiles, the second partly filled."""
+    p, lens = _problem(variant, T=3, B=2, I=3, H=70, seed=37, lengths=False)
+    masks = _masked_masks(variant, 3, 2, 70, 70, seed=41, training=True)
+    _masked_compare(variant, p, masks, lens, False, torch.float32, OUT_TOL[torch.float32],
+                    GRAD_TOL[torch.float32])
+    assert masked_calls == ["_tiled_forward", "_tiled_backward"]
+
+
+@pytest.mark.parametrize("variant", ["lstm_proj", "gru_reset_before"])
+def test_masked_ops_pass_opcheck_on_the_gpu_backend(variant, masked_calls):
+    """Schema, fake shapes and strides, autograd registration of the masked ops with their
+    outputs from the Triton kernels (eval masks: broadcast views)."""
+    p, lens = _problem(variant, T=3, B=2, I=3, H=5, seed=61, lengths=True)
+    masks = _masked_masks(variant, 3, 2, p["h0"].shape[1], 5, seed=67, training=False)
+    lstm = variant.startswith("lstm")
+    names = (["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"] if lstm
+             else ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"])
+    args = [p[k].to(DEVICE, torch.float32).requires_grad_() if p[k] is not None else None
+            for k in names]
+    args += [masks[k].to(DEVICE, torch.float32) if masks[k] is not None else None
+             for k in (("drop_h", "keep_h", "keep_c") if lstm else ("drop_h", "keep_h"))]
+    tail = [lens.to(DEVICE), None, True] + ([] if lstm else [variant == "gru"])
+    op = ops_masked.lstm_masked if lstm else ops_masked.gru_masked
+    with rnnlab.use_backend("gpu"):
+        torch.library.opcheck(op, (*args, *tail))
+    assert "_tiled_forward" in masked_calls and "_tiled_backward" in masked_calls
+
+
+@pytest.mark.parametrize("variant", MASKED_VARIANTS)
+def test_masked_bf16_matches_float64(variant, masked_calls):
+    p, lens = _problem(variant, T=5, B=3, I=4, H=8, seed=43, lengths=True)
+    masks = _masked_masks(variant, 5, 3, p["h0"].shape[1], 8, seed=47, training=True)
+    _masked_compare(variant, p, masks, lens, True, torch.bfloat16, BF16_OUT_TOL, BF16_GRAD_TOL)
+    assert masked_calls == ["_tiled_forward", "_tiled_backward"]
+
+
+def _layer_run(family, backend, options, seed):
+    """A stacked bidirectional float32 layer with these regularisers in training, lengths
+    given: its output and parameter gradients, masks drawn from ``seed``."""
+    torch.manual_seed(3)
+    make = rnn_nn.LSTM if family == "lstm" else rnn_nn.GRU
+    layer = make(3, 20, num_layers=2, bidirectional=True, **options).to(DEVICE).train()
+    x = torch.randn(4, 19, 3).to(DEVICE)
+    lengths = torch.randint(1, 5, (19,), generator=torch.Generator().manual_seed(seed))
+    with rnnlab.use_backend(backend):
+        torch.manual_seed(seed)
+        y = layer(x, lengths=lengths)[0]
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y).to(DEVICE)).sum().backward()
+    return y.detach().cpu(), {k: v.grad.cpu() for k, v in layer.named_parameters()}
+
+
+def _layer_compare(family, options, seed):
+    y, grads = _layer_run(family, "gpu", options, seed)
+    y_ref, grads_ref = _layer_run(family, "portable", options, seed)
+    assert_rel_close(y, y_ref, OUT_TOL[torch.float32], f"{family} y")
+    for name, g in grads.items():
+        assert_rel_close(g, grads_ref[name], GRAD_TOL[torch.float32], f"{family} {name}")
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_regularised_layer_runs_the_masked_kernels(family, masked_calls):
+    """weight_drop, recurrent_dropout and zoneout at once: the gpu backend's layer equals
+    the portable one's (float32, the same masks from the seed), through the masked
+    kernels in each of 2 layers × 2 directions."""
+    options = dict(weight_drop=0.3, recurrent_dropout=0.3, zoneout=0.2)
+    _layer_compare(family, options, seed=53)
+    assert masked_calls == ["_tiled_forward"] * 4 + ["_tiled_backward"] * 4
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_weight_drop_alone_runs_the_plain_kernels(family, masked_calls, monkeypatch):
+    """weight_drop only changes the weight handed to the plain op: the plain gpu kernels
+    run (no masked one) and the layer equals the portable one's."""
+    monkeypatch.setenv("RNNLAB_GPU_PATH", "tiled")
+    plain = []
+    module = gpu_lstm if family == "lstm" else gpu_gru
+    inner = module._tiled_forward
+
+    def counted(*args, **kwargs):
+        plain.append(True)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_tiled_forward", counted)
+    _layer_compare(family, dict(weight_drop=0.5), seed=59)
+    assert len(plain) == 4 and not masked_calls
 
 
 def test_held_weights_rule(monkeypatch):

@@ -22,9 +22,10 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-INTS = {"s", "T", "B", "H", "P", "s_begin", "s_end"}
+INTS = {"s", "T", "B", "H", "P", "s_begin", "s_end",
+        "k_t", "k_b", "k_n", "kh_t", "kh_b", "kh_n", "kc_t", "kc_b", "kc_n"}  # mask strides
 INT_POINTERS = {"lens_ptr", "sync", "status"}
-FP32_POINTERS = {"h_state", "c_state", "dh_carry", "dc_state"}  # fp32 carries, any dtype
+FP32_POINTERS = {"h_state", "c_state", "dh_carry", "dc_state", "du_dir"}  # fp32 carries, any dtype
 
 
 def ptxas() -> str:
