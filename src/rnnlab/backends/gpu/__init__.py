@@ -56,6 +56,7 @@ import dataclasses
 from rnnlab.backends import portable
 from rnnlab.backends.contract import LayerwiseStream
 from rnnlab.backends.gpu.gru import GpuGRU
+from rnnlab.backends.gpu.lnlstm import GpuLNLSTM
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
 
@@ -66,6 +67,6 @@ _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 # families without Triton kernels yet (the layer-normalised cells, recurrent dropout and
 # zoneout) keep the portable backend's torch ops (on CUDA tensors).
 KERNELS = dataclasses.replace(
-    portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru,
+    portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, lnlstm=GpuLNLSTM(),
     stream=LayerwiseStream(_rnn, _lstm, _gru),
 )

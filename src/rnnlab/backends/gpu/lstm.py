@@ -52,6 +52,13 @@ def _cell_grad(dm, dc_next, i, f, g, o, c, c_prev):
     tc = C.tanh(c)
     do = dm * tc  # m = o ⊙ tanh(c)
     dc = dc_next + dm * o * (1.0 - tc * tc)  # from m_t and from c_{t+1}
+    return _gate_grads(dc, do, i, f, g, o, c_prev)
+
+
+@triton.jit
+def _gate_grads(dc, do, i, f, g, o, c_prev):
+    """Gradients of the four pre-activations and of c_{t-1}, given the total dL/dc_t and
+    dL/do_t (the reference's ``lstm_cell_backward``)."""
     di = dc * g  # c = f ⊙ c_prev + i ⊙ g
     dg = dc * i
     df = dc * c_prev
