@@ -56,6 +56,7 @@ import dataclasses
 from rnnlab.backends import portable
 from rnnlab.backends.contract import LayerwiseStream
 from rnnlab.backends.gpu.gru import GpuGRU
+from rnnlab.backends.gpu.lngru import GpuLNGRU
 from rnnlab.backends.gpu.lnlstm import GpuLNLSTM
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.rnn import GpuRNN
@@ -64,9 +65,10 @@ __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 # Streaming: one launch of the forward per layer and chunk (no dedicated kernel). The
-# families without Triton kernels yet (the layer-normalised cells, recurrent dropout and
-# zoneout) keep the portable backend's torch ops (on CUDA tensors).
+# families without Triton kernels yet (recurrent dropout and zoneout) keep the portable
+# backend's torch ops (on CUDA tensors).
 KERNELS = dataclasses.replace(
     portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, lnlstm=GpuLNLSTM(),
+    lngru=GpuLNGRU(),
     stream=LayerwiseStream(_rnn, _lstm, _gru),
 )

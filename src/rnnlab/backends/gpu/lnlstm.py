@@ -320,7 +320,7 @@ class GpuLNLSTM(LSTMInferByForward):
              C.full_lengths(lengths, T, B, x.device)),
             reverse=reverse, need_dh=need_dh,
         )
-        dp_ih = normalise_backward(dgates * w.gamma_ih, v_ih, rstd_ih).to(x.dtype)
+        dp_ih = normalise_backward(dgates.float() * w.gamma_ih, v_ih, rstd_ih).to(x.dtype)
         return LNLSTMGrads(
             dx=input_grad(dp_ih, w.w_ih),
             dh0=dh0,
