@@ -24,7 +24,8 @@ from triton.compiler import ASTSource
 
 INTS = {"s", "T", "B", "H", "P", "s_begin", "s_end"}
 INT_POINTERS = {"lens_ptr", "sync", "status"}
-FP32_POINTERS = {"h_state", "c_state", "dh_carry", "dc_state"}  # fp32 carries, any dtype
+# fp32 carries and the layer norms' recomputed v̂ and rstd, any dtype
+FP32_POINTERS = {"h_state", "c_state", "dh_carry", "dc_state", "dh_dir", "v_hh", "rstd_hh"}
 
 
 def ptxas() -> str:
