@@ -16,10 +16,12 @@ be set before the kernels are defined and must not leak into the rest of the sui
   backend (float32) against the portable backend in float64;
 - rnnlab.nn.Stream on the gpu backend (its streaming entry point), float32, one variant
   per family;
+- the layer-normalised ops (their conformance cases are in the suite above): opcheck and
+  the layers vs the reference stack, with the gpu backend forced;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
-  padded blocks, every path, cooperative layouts, weight packing, the barrier's
-  one-launch mode with the programs as threads that run at once, its timeout fallback,
-  aliasing, selection rules.
+  padded blocks, every path, the layer-normalised row kernels, cooperative layouts,
+  weight packing, the barrier's one-launch mode with the programs as threads that run at
+  once, its timeout fallback, aliasing, selection rules.
 
 On a CUDA machine the backend's own checks also run on the GPU (no interpreter).
 """
@@ -75,6 +77,12 @@ JOBS = {
     ),
     "double-backward": (["tests/ops/test_double_backward.py", "-k", "float32 and gpu"], {}),
     "backend-checks": ([CHECKS, "-o", "python_files=check_*.py"], {}),
+    # the layer-normalised ops' opcheck and layers (stacked, bidirectional, batch_first,
+    # lengths) vs the reference stack, with the gpu backend forced
+    "layer-norm": (
+        ["tests/ops/test_layer_norm_ops.py", "tests/nn/test_layer_norm_layers.py", "-k",
+         "opcheck or (reference_stack and f32)"], {"RNNLAB_BACKEND": "gpu"},
+    ),
     "streaming": (
         ["tests/backends/test_streaming.py", "-k",
          "gpu and f32 and (lstm_proj or gru_reset_before or rnn_relu)"], {}

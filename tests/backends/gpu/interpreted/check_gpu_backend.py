@@ -20,6 +20,7 @@ import torch
 import triton
 
 import rnnlab
+import rnnlab.nn
 from helpers import assert_rel_close
 from rnnlab import backends, ops, ops_ln
 from rnnlab.backends import gpu
@@ -204,6 +205,22 @@ def test_layer_norm_wide_rows(variant):
     assert (grid[0], settings["ROWS"], settings["HP"], settings["num_warps"]) == (2, 8, 128, 8)
     p, lens = _problem(variant, T=3, B=11, I=3, H=70, seed=7, lengths=True)
     _compare(variant, p, lens, False, torch.float32, 1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_layer_norm_stream_equals_the_layer(family):
+    """A layer-normalised layer streams through its inference op (the gpu forward, on a
+    copy of the layer per chunk): equal to the whole sequence on the portable backend."""
+    torch.manual_seed(0)
+    Layer = rnnlab.nn.LSTM if family == "lstm" else rnnlab.nn.GRU
+    layer = Layer(3, 5, num_layers=2, layer_norm=True).to(DEVICE)
+    x = torch.randn(7, 3, device=DEVICE)
+    with torch.no_grad(), rnnlab.use_backend("portable"):
+        want, _ = layer(x)
+    with rnnlab.use_backend("gpu"):
+        stream = rnnlab.nn.Stream(layer)
+        got = torch.cat([stream.step(x[:3]), stream.step(x[3])[None], stream.step(x[4:])])
+    assert_rel_close(got.cpu(), want.cpu(), 1e-5, f"ln{family} stream")
 
 
 COOP_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]  # the cells the cooperative path runs
