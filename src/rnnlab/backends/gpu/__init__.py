@@ -39,7 +39,9 @@ tiled        Per step, the GEMM h·W_hhᵀ (cuBLAS over all SMs, W_hh streamed f
              projection and the reset-before GRU add one GEMM and one small kernel each.
              No host synchronisation, allocation or data-dependent shape inside the
              loop, so ``RNNLAB_GPU_GRAPHS=1`` can replay it from a CUDA graph. Used for
-             B > 64, LSTM projection and the reset-before GRU above the persistent size.
+             B > 64, LSTM projection and the reset-before GRU above the persistent size,
+             and always for the layer-normalised cells, whose pointwise kernels own whole
+             rows (a layer norm reduces over a row; see :mod:`.lnlstm`).
 
 Every kernel is checked to build for sm_90 (H100/H200) without running out of registers
 (tests/backends/gpu/test_sm90_build.py, no GPU needed), and runs through Triton's

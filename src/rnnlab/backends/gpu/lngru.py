@@ -40,15 +40,15 @@ from rnnlab.backends.contract import (
     Sequence,
 )
 from rnnlab.backends.gpu import _common as C
-from rnnlab.backends.gpu.gru import _store_dgx, _store_gates
+from rnnlab.backends.gpu.gru import _store_dgx, _store_gates, _tiled_step_back
 from rnnlab.backends.gpu.lnlstm import (
+    _gains,
     _gate,
     _load3,
     _normalise,
-    _normalise_backward,
+    _recurrent_norm_backward,
     _slots,
     _stack,
-    _store3,
     row_settings,
 )
 
@@ -68,9 +68,9 @@ def _lngru_fwd_rows(
     st = rows[:, None] * H + cols[None, :]
     v_hat, _ = _normalise(_load3(gh, rows[:, None] * (3 * H) + cols[None, :], k, H, ok), ok,
                           3 * H)
-    v = C.load_f32(gamma_hh + k * H + cols[None, None, :], ok) * v_hat  # (ROWS, 4, HP)
+    v = _gains(gamma_hh, k, cols, H, ok) * v_hat  # (ROWS, 4, HP)
     if HAS_BIAS:
-        v += C.load_f32(b_hh + k * H + cols[None, None, :], ok)
+        v += _gains(b_hh, k, cols, H, ok)
     u = _load3(gx, xt, k, H, ok & vm[:, :, None])
     r = tl.sigmoid(_gate(u, k, 0) + _gate(v, k, 0))
     z = tl.sigmoid(_gate(u, k, 1) + _gate(v, k, 1))
@@ -93,35 +93,20 @@ def _lngru_bwd_rows(
     GEMM); v_hh, rstd_hh: LN(W_hh h_{t-1})'s v̂ (T, B, 3H) and rstd (T, B) of every step.
     Leaves du_t (T, B, 3H) and dp^hh_t, also in dpre_mm for the next GEMM."""
     rows, cols, m2, t, vm = C.tile_step(s, lens_ptr, B, H, ROWS, HP, REVERSE)
-    mv = m2 & vm
     k, ok = _slots(m2, 3)
-    valid = ok & vm[:, :, None]
     tb = t * B + rows
     xt = tb[:, None] * (3 * H) + cols[None, :]
     gt = tb[:, None] * (4 * H) + cols[None, :]
-    ht = tb[:, None] * H + cols[None, :]
-    st = rows[:, None] * H + cols[None, :]
-    r = C.load_f32(gates + gt, mv)
-    z = C.load_f32(gates + gt + H, mv)
-    n = C.load_f32(gates + gt + 2 * H, mv)
-    hn = C.load_f32(gates + gt + 3 * H, mv)
-    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
-    dh = C.load_f32(dy + ht, mv) + dh_next  # from the output and from step t+1
-    C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
-    if STORE_DH:
-        C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
-    dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)  # h = (1 - z) ⊙ n + z ⊙ h_prev
-    dz_pre = tl.where(vm, dh * (C.load_f32(h_prev_seq + ht, mv) - n) * z * (1.0 - z), 0.0)
+    r, dz_pre, dn_pre = _tiled_step_back(dy, rec, dh_dir, gates, h_prev_seq, dh_seq, gt,
+                                         tb[:, None] * H + cols[None, :],
+                                         rows[:, None] * H + cols[None, :], m2, vm, H, STORE_DH)
+    hn = C.load_f32(gates + gt + 3 * H, m2 & vm)
     dr_pre = dn_pre * hn * r * (1.0 - r)  # n = tanh(u_n + r ⊙ hn)
     _store_dgx(du_seq, xt, dr_pre, dz_pre, dn_pre, m2, H)
-    dv = tl.where(valid, _stack(dr_pre, dz_pre, dn_pre * r, dn_pre, k), 0.0)  # (ROWS, 4, HP)
-    dp_hh = _normalise_backward(  # through LN(W_hh h_{t-1})
-        C.load_f32(gamma_hh + k * H + cols[None, None, :], ok) * dv, _load3(v_hh, xt, k, H, valid),
-        C.load_f32(rstd_hh + tb[:, None], (rows < B)[:, None] & vm)[:, :, None], 3 * H,
+    _recurrent_norm_backward(  # dv_t = [du_r, du_z, du_n ⊙ r]
+        _stack(dr_pre, dz_pre, dn_pre * r, dn_pre, k), gamma_hh, v_hh, rstd_hh, dp_hh_seq,
+        dpre_mm, xt, rows, cols, tb, k, ok, vm, B, H, 3,
     )
-    dp_hh = tl.where(valid, dp_hh, 0.0)
-    _store3(dp_hh_seq, xt, k, H, dp_hh, ok)
-    _store3(dpre_mm, rows[:, None] * (3 * H) + cols[None, :], k, H, dp_hh, ok)
 
 
 def _tiled_forward(gx, h0, w, gamma_hh, b_hh, lens, h_probe, *, reverse):
@@ -131,8 +116,7 @@ def _tiled_forward(gx, h0, w, gamma_hh, b_hh, lens, h_probe, *, reverse):
     y = gx.new_empty(T, B, H)
     gates = gx.new_empty(T, B, 4 * H)
     probe = h_probe if h_probe is not None else y
-    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
-    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    h_state, h_mm = C.tiled_state(h0, w)
     gh = torch.empty(B, G, dtype=w.dtype, device=gx.device)
     grid, settings = row_settings(B, H)
     for s in range(T):

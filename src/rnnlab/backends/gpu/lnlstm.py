@@ -19,8 +19,8 @@ LN(c_t) into dc_t, the gates', the backward of LN(W_hh h_{t-1}) into dp^hh_t) an
 dp^hh_t·W_hh; after the loop the backward of LN(W_ih x_t) and every parameter gradient
 as one GEMM or reduction over all steps.
 
-The row helpers (:func:`_normalise`, :func:`_normalise_backward`, :func:`_gate`,
-:func:`_stack`, :func:`row_settings`) are shared with :mod:`.lngru`.
+The row helpers (:func:`row_settings`, :func:`_normalise`, :func:`_normalise_backward`,
+:func:`_recurrent_norm_backward`, the gate-slot pieces) are shared with :mod:`.lngru`.
 """
 
 from __future__ import annotations
@@ -129,6 +129,30 @@ def _normalise_backward(d_hat, v_hat, rstd, N):
 
 
 @triton.jit
+def _gains(ptr, k, cols, H, ok):
+    """A per-entry vector of a projection's G·H entries (a gain, a bias) as a (1, 4, HP)
+    block, 0 outside ok."""
+    return C.load_f32(ptr + k * H + cols[None, None, :], ok)
+
+
+@triton.jit
+def _recurrent_norm_backward(d, gamma_hh, v_hh, rstd_hh, dp_hh_seq, dpre_mm, ot, rows, cols,
+                             tb, k, ok, vm, B, H, NG: tl.constexpr):
+    """dp^hh_t, the gradient through LN(W_hh h_{t-1}; γ_hh) of the gradient d (ROWS, 4, HP)
+    of its output, from v̂ and rstd of every step (v_hh at the step's offsets ot, rstd_hh
+    (T, B)); stored, 0 at padding, for dW_hh (dp_hh_seq at ot) and for the next GEMM
+    (dpre_mm (B, NG·H))."""
+    valid = ok & vm[:, :, None]
+    dp_hh = _normalise_backward(
+        _gains(gamma_hh, k, cols, H, ok) * tl.where(valid, d, 0.0), _load3(v_hh, ot, k, H, valid),
+        C.load_f32(rstd_hh + tb[:, None], (rows < B)[:, None] & vm)[:, :, None], NG * H,
+    )
+    dp_hh = tl.where(valid, dp_hh, 0.0)
+    _store3(dp_hh_seq, ot, k, H, dp_hh, ok)
+    _store3(dpre_mm, rows[:, None] * (NG * H) + cols[None, :], k, H, dp_hh, ok)
+
+
+@triton.jit
 def _read_out(c, gamma_c, beta_c, cols, ok, m2, H, HAS_BETA_C: tl.constexpr):
     """n = LN(c; γ_c, β_c) of a (ROWS, HP) block of cell states, with ĉ and its rstd (each
     (ROWS, 1, HP) / (ROWS, 1, 1))."""
@@ -161,7 +185,7 @@ def _lnlstm_fwd_rows(
     v_hat, _ = _normalise(_load3(gh, rows[:, None] * (4 * H) + cols[None, :], k, H, ok), ok,
                           4 * H)
     a = (_load3(gx, gt, k, H, ok & vm[:, :, None])  # (ROWS, 4, HP) pre-activations
-         + C.load_f32(gamma_hh + k * H + cols[None, None, :], ok) * v_hat)
+         + _gains(gamma_hh, k, cols, H, ok) * v_hat)
     c = C.load_f32(c_state + st, m2)
     i, f, g, o, c_t, _ = _cell(_gate(a, k, 0), _gate(a, k, 1), _gate(a, k, 2), _gate(a, k, 3), c)
     n, _, _ = _read_out(c_t, gamma_c, beta_c, cols, cols < H, m2, H, HAS_BETA_C)
@@ -212,15 +236,8 @@ def _lnlstm_bwd_rows(
                                               C.load_f32(c_prev_seq + ct, mv))
     C.store(dc_state + st, tl.where(vm, dc_prev, dc_next), m2)
     _store_gates(dgates, gt, dpi, dpf, dpg, dpo, vm, m2, H)
-    valid = ok & vm[:, :, None]
-    da = tl.where(valid, _stack(dpi, dpf, dpg, dpo, k), 0.0)  # (ROWS, 4, HP)
-    dp_hh = _normalise_backward(  # through LN(W_hh h_{t-1})
-        C.load_f32(gamma_hh + k * H + cols[None, None, :], ok) * da, _load3(v_hh, gt, k, H, valid),
-        C.load_f32(rstd_hh + tb[:, None], (rows < B)[:, None] & vm)[:, :, None], 4 * H,
-    )
-    dp_hh = tl.where(valid, dp_hh, 0.0)
-    _store3(dp_hh_seq, gt, k, H, dp_hh, ok)
-    _store3(dpre_mm, rows[:, None] * (4 * H) + cols[None, :], k, H, dp_hh, ok)
+    _recurrent_norm_backward(_stack(dpi, dpf, dpg, dpo, k), gamma_hh, v_hh, rstd_hh, dp_hh_seq,
+                             dpre_mm, gt, rows, cols, tb, k, ok, vm, B, H, 4)
 
 
 # ----------------------------------------------------------------- host functions
@@ -234,9 +251,8 @@ def _tiled_forward(gx, h0, c0, w, gamma_hh, gamma_c, beta_c, lens, h_probe, *, r
     gates = torch.empty_like(gx)
     c_seq = gx.new_empty(T, B, H)
     probe = h_probe if h_probe is not None else y
-    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 states, never h0/c0
-    c_state = c0.to(torch.float32, copy=True).contiguous()
-    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    h_state, h_mm = C.tiled_state(h0, w)
+    c_state = c0.to(torch.float32, copy=True).contiguous()  # fp32, never c0 itself
     gh = torch.empty(B, G, dtype=w.dtype, device=gx.device)
     grid, settings = row_settings(B, H)
     for s in range(T):

@@ -441,9 +441,8 @@ def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
     gates = torch.empty_like(gx)
     c_seq = gx.new_empty(T, B, H)
     probe = h_probe if h_probe is not None else y
-    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 states, never h0/c0
-    c_state = c0.to(torch.float32, copy=True).contiguous()
-    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    h_state, h_mm = C.tiled_state(h0, w)
+    c_state = c0.to(torch.float32, copy=True).contiguous()  # fp32, never c0 itself
     mm_dtype = dict(dtype=w.dtype, device=gx.device)
     gh = torch.empty(B, G, **mm_dtype)
     m_mm = torch.empty(B, H, **mm_dtype) if proj else gh
