@@ -18,11 +18,13 @@ be set before the kernels are defined and must not leak into the rest of the sui
   per family;
 - the masked ops (recurrent dropout, zoneout) vs the masked reference, float32 (their
   kernels run the tiled path whatever the path setting);
+- the layer-normalised ops (their conformance cases are in the suite above): opcheck and
+  the layers vs the reference stack, with the gpu backend forced;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
-  padded blocks, every path, cooperative layouts, weight packing, the barrier's
-  one-launch mode with the programs as threads that run at once, its timeout fallback,
-  aliasing, selection rules; the masked kernels on those sizes (training and eval masks,
-  bf16) and regularised layers on them.
+  padded blocks, every path, the layer-normalised row kernels, cooperative layouts,
+  weight packing, the barrier's one-launch mode with the programs as threads that run at
+  once, its timeout fallback, aliasing, selection rules; the masked kernels on those
+  sizes (training and eval masks, bf16) and regularised layers on them.
 
 On a CUDA machine the backend's own checks also run on the GPU (no interpreter).
 """
@@ -79,6 +81,12 @@ JOBS = {
     "double-backward": (["tests/ops/test_double_backward.py", "-k", "float32 and gpu"], {}),
     "backend-checks": ([CHECKS, "-o", "python_files=check_*.py"], {}),
     "masked": (["tests/ops/test_masked_ops.py", "-k", "gpu and f32"], {}),
+    # the layer-normalised ops' opcheck and layers (stacked, bidirectional, batch_first,
+    # lengths) vs the reference stack, with the gpu backend forced
+    "layer-norm": (
+        ["tests/ops/test_layer_norm_ops.py", "tests/nn/test_layer_norm_layers.py", "-k",
+         "opcheck or (reference_stack and f32)"], {"RNNLAB_BACKEND": "gpu"},
+    ),
     "streaming": (
         ["tests/backends/test_streaming.py", "-k",
          "gpu and f32 and (lstm_proj or gru_reset_before or rnn_relu)"], {}

@@ -13,6 +13,7 @@ benchmarks/gpu_speed.py's.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -126,8 +127,6 @@ def _persistent_cases() -> list[dict]:
 
 def _tiled_cases() -> list[dict]:
     """Every pointwise kernel of the tiled path, every flag on (they have no products)."""
-    import importlib
-
     from rnnlab.backends.gpu import _tuning
 
     cases = []
@@ -143,6 +142,28 @@ def _tiled_cases() -> list[dict]:
                 cases.append({"name": f"{family}-{name}-{dtype}", "module": family,
                               "kernel": name, "dtype": dtype, "constexprs": consts,
                               "num_warps": 4})
+    return cases
+
+
+def _row_cases() -> list[dict]:
+    """The layer-normalised cells' row kernels, every flag on, at the row tiles the
+    dispatcher picks for a small (4 warps), a middle and the largest unspilled layer."""
+    from rnnlab.backends.gpu.lnlstm import row_settings
+
+    cases = []
+    for family in ("lnlstm", "lngru"):
+        for direction in ("fwd", "bwd"):
+            name = f"_{family}_{direction}_rows"
+            module = importlib.import_module(f"rnnlab.backends.gpu.{family}")
+            fn = getattr(module, name)
+            for H in (16, 256, 2048):
+                _, settings = row_settings(64, H)
+                consts = {fn.arg_names[i]: True for i in fn.constexprs}
+                consts.update(ROWS=settings["ROWS"], HP=settings["HP"])
+                for dtype in DTYPES:
+                    cases.append({"name": f"{family}-{direction}-rows-{dtype}-H{H}",
+                                  "module": family, "kernel": name, "dtype": dtype,
+                                  "constexprs": consts, "num_warps": settings["num_warps"]})
     return cases
 
 
@@ -208,6 +229,13 @@ def test_persistent_kernels_build_without_spills(tmp_path, triton_cache):
 def test_tiled_kernels_build_without_spills(tmp_path, triton_cache):
     cases = _tiled_cases()
     assert len(cases) == 2 * 16, "a tiled kernel was added or lost: update this count"
+    built = _build(cases, tmp_path, triton_cache)
+    for case in cases:
+        _assert_fits_registers(built[case["name"]])
+
+
+def test_layer_norm_row_kernels_build_without_spills(tmp_path, triton_cache):
+    cases = _row_cases()
     built = _build(cases, tmp_path, triton_cache)
     for case in cases:
         _assert_fits_registers(built[case["name"]])

@@ -41,7 +41,9 @@ tiled        Per step, the GEMM h·W_hhᵀ (cuBLAS over all SMs, W_hh streamed f
              loop, so ``RNNLAB_GPU_GRAPHS=1`` can replay it from a CUDA graph. Used for
              B > 64, LSTM projection and the reset-before GRU above the persistent size;
              the only path of the masked LSTM and GRU (recurrent dropout and zoneout:
-             :mod:`.masked_lstm`, :mod:`.masked_gru`), whatever ``RNNLAB_GPU_PATH`` says.
+             :mod:`.masked_lstm`, :mod:`.masked_gru`) and of the layer-normalised cells,
+             whose pointwise kernels own whole rows (a layer norm reduces over a row; see
+             :mod:`.lnlstm`), whatever ``RNNLAB_GPU_PATH`` says.
 
 Every kernel is checked to build for sm_90 (H100/H200) without running out of registers
 (tests/backends/gpu/test_sm90_build.py, no GPU needed), and runs through Triton's
@@ -58,6 +60,8 @@ import dataclasses
 from rnnlab.backends import portable
 from rnnlab.backends.contract import LayerwiseStream
 from rnnlab.backends.gpu.gru import GpuGRU
+from rnnlab.backends.gpu.lngru import GpuLNGRU
+from rnnlab.backends.gpu.lnlstm import GpuLNLSTM
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.masked_gru import GpuMaskedGRU
 from rnnlab.backends.gpu.masked_lstm import GpuMaskedLSTM
@@ -66,11 +70,9 @@ from rnnlab.backends.gpu.rnn import GpuRNN
 __all__ = ["KERNELS"]
 
 _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
-# Streaming: one launch of the forward per layer and chunk (no dedicated kernel). The
-# families without Triton kernels yet (the layer-normalised cells) keep the portable
-# backend's torch ops (on CUDA tensors).
+# Streaming: one launch of the forward per layer and chunk (no dedicated kernel).
 KERNELS = dataclasses.replace(
-    portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru,
+    portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, lnlstm=GpuLNLSTM(),
+    lngru=GpuLNGRU(), masked_lstm=GpuMaskedLSTM(), masked_gru=GpuMaskedGRU(),
     stream=LayerwiseStream(_rnn, _lstm, _gru),
-    masked_lstm=GpuMaskedLSTM(), masked_gru=GpuMaskedGRU(),
 )

@@ -201,6 +201,15 @@ def keep_strides(keep: Tensor | None, stand_in: Tensor) -> tuple[Tensor, int, in
     return (keep, *keep.stride())
 
 
+def tiled_state(h0: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """A tiled loop's hidden state: (h_state, h_mm), the fp32 state (a copy, never h0) and
+    the per-step GEMM's input in the weights' dtype, which :func:`commit_step` keeps equal
+    to it (the same tensor for fp32 weights)."""
+    h_state = h0.to(torch.float32, copy=True).contiguous()
+    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    return h_state, h_mm
+
+
 def launch_grid(B: int) -> tuple[int]:
     return (triton.cdiv(B, _tuning.BLOCK_B),)
 

@@ -38,6 +38,17 @@ WIDE_WARPS = 8
 TILE_B = 16
 TILE_H = 64
 
+# Elements of one (rows × 4 gate slots × padded units) block of the layer-normalised
+# cells' row kernels (lnlstm.py, lngru.py), which own whole rows since a layer norm
+# reduces over a row: 16 rows a program up to H = 64, one row from H = 1024 on. Above
+# LN_NARROW_BLOCK elements a program runs LN_WIDE_WARPS (else NARROW_WARPS). Set by:
+# test_sm90_build.py (no spills up to H = 2048, fp32 and bf16; at H = 4096 the LSTM's
+# one-row block spills tens of bytes at 255 registers, and 16 warps, capped at 128
+# registers, spill more); to be timed with gpu_speed.py.
+LN_BLOCK = 4096
+LN_NARROW_BLOCK = 2048
+LN_WIDE_WARPS = 8
+
 # Captured tiled loops kept with RNNLAB_GPU_GRAPHS=1 (each holds its inputs and outputs
 # in the graph's pool), least recently used dropped. Set by: memory, not speed.
 MAX_GRAPHS = 4

@@ -330,6 +330,28 @@ def _tile_gates(gx, gh, gates, rows, cols, xt, gt, st, mv, m2, H, RESET_AFTER: t
     return r, z, n, hn
 
 
+@triton.jit
+def _tiled_step_back(dy, rec, dh_dir, gates, h_prev_seq, dh_seq, gt, ht, st, m2, vm, H,
+                     STORE_DH: tl.constexpr):
+    """The part of a tiled step back that the reset's placement does not change: dh_t =
+    dy_t + dh_dir + rec (rec = the last GEMM's dpre·W), recorded in dh_seq, and dh_t ⊙ z_t
+    left in dh_dir (padding: dh passes through). Returns the saved r and the
+    pre-activation gradients of z and n, 0 at padding. gt, ht, st: the step's offsets in
+    the gates, in (T, B, H) and in the (B, H) state."""
+    mv = m2 & vm
+    r = C.load_f32(gates + gt, mv)
+    z = C.load_f32(gates + gt + H, mv)
+    n = C.load_f32(gates + gt + 2 * H, mv)
+    dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
+    dh = C.load_f32(dy + ht, mv) + dh_next  # from the output and from step t+1
+    dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)  # h = (1 - z) ⊙ n + z ⊙ h_prev
+    dz_pre = tl.where(vm, dh * (C.load_f32(h_prev_seq + ht, mv) - n) * z * (1.0 - z), 0.0)
+    C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
+    if STORE_DH:
+        C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
+    return r, dz_pre, dn_pre
+
+
 @triton.jit(do_not_specialize=["s"])
 def _gru_bwd_tile(
     s, dy, rec, dh_dir, gates, h_prev_seq, lens_ptr, dgx, dpre_mm, dn_mm, dh_seq,
@@ -432,8 +454,7 @@ def _tiled_forward(gx, h0, w, b_hh, lens, h_probe, *, reverse, reset_after):
     y = gx.new_empty(T, B, H)
     gates = gx.new_empty(T, B, 4 * H)
     probe = h_probe if h_probe is not None else y
-    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
-    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    h_state, h_mm = C.tiled_state(h0, w)
     step = dict(**C.tile_sizes(), HAS_PROBE=h_probe is not None, RESET_AFTER=reset_after,
                 REVERSE=reverse)
 

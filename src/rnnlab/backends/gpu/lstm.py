@@ -52,6 +52,13 @@ def _cell_grad(dm, dc_next, i, f, g, o, c, c_prev):
     tc = C.tanh(c)
     do = dm * tc  # m = o ⊙ tanh(c)
     dc = dc_next + dm * o * (1.0 - tc * tc)  # from m_t and from c_{t+1}
+    return _gate_grads(dc, do, i, f, g, o, c_prev)
+
+
+@triton.jit
+def _gate_grads(dc, do, i, f, g, o, c_prev):
+    """Gradients of the four pre-activations and of c_{t-1}, given the total dL/dc_t and
+    dL/do_t (the reference's ``lstm_cell_backward``)."""
     di = dc * g  # c = f ⊙ c_prev + i ⊙ g
     dg = dc * i
     df = dc * c_prev
@@ -447,9 +454,8 @@ def _tiled_forward(gx, h0, c0, w, w_r, lens, h_probe, *, reverse):
     gates = torch.empty_like(gx)
     c_seq = gx.new_empty(T, B, H)
     probe = h_probe if h_probe is not None else y
-    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 states, never h0/c0
-    c_state = c0.to(torch.float32, copy=True).contiguous()
-    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    h_state, h_mm = C.tiled_state(h0, w)
+    c_state = c0.to(torch.float32, copy=True).contiguous()  # fp32, never c0 itself
     flags = dict(**C.tile_sizes(), HAS_PROBE=h_probe is not None, REVERSE=reverse)
 
     def cell(s, gh, m_mm):

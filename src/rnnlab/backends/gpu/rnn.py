@@ -250,8 +250,7 @@ def _tiled_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
     y = torch.empty_like(ax)
     a_seq = torch.empty_like(ax)
     probe = h_probe if h_probe is not None else y
-    h_state = h0.to(torch.float32, copy=True).contiguous()  # fp32 state, never h0 itself
-    h_mm = h_state if w.dtype == torch.float32 else h0.to(w.dtype, copy=True).contiguous()
+    h_state, h_mm = C.tiled_state(h0, w)
     gh = torch.empty(B, H, dtype=w.dtype, device=ax.device)
     w_t = w.t()
     for s in range(T):

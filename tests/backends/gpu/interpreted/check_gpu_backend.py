@@ -1,6 +1,7 @@
 """Checks of the gpu backend that the shared conformance suite does not make: bf16,
 both execution paths on the same problem, sizes that span several programs and tiles,
-and the backend's selection rules.
+the layer-normalised cells' row kernels (that the backend runs them; several row
+programs, padded units and gate slots), and the backend's selection rules.
 
 Run by ../test_interpreter.py in a subprocess with TRITON_INTERPRET=1 (the kernels go
 through Triton's CPU interpreter); on a CUDA machine, RNNLAB_GPU_TEST_DEVICE=cuda runs
@@ -19,17 +20,22 @@ import torch
 import triton
 
 import rnnlab
+import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
-from rnnlab import backends, ops, ops_masked, reference
+from rnnlab import backends, ops, ops_ln, ops_masked, reference
 from rnnlab import nn as rnn_nn
+from rnnlab.backends import gpu
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
 from rnnlab.backends.gpu import _tuning, masked_gru, masked_lstm
 from rnnlab.backends.gpu import gru as gpu_gru
 from rnnlab.backends.gpu import lstm as gpu_lstm
+from rnnlab.backends.gpu.lngru import GpuLNGRU
+from rnnlab.backends.gpu.lnlstm import GpuLNLSTM, row_settings
 
 DEVICE = torch.device(os.environ.get("RNNLAB_GPU_TEST_DEVICE", "cpu"))
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+LN_VARIANTS = ["lnlstm", "lngru"]  # one path only (their row kernels): no path fixture
 # bf16 inputs, fp32 state and accumulation: errors of a few bf16 ulps (2^-8) of the largest
 # value, growing mildly with T through the recurrence.
 BF16_OUT_TOL, BF16_GRAD_TOL = 3e-2, 6e-2
@@ -38,7 +44,7 @@ BF16_OUT_TOL, BF16_GRAD_TOL = 3e-2, 6e-2
 def _problem(variant: str, T: int, B: int, I: int, H: int, seed: int, lengths: bool):
     """Random float64 parameters and inputs (None where the variant has none), lengths."""
     family = variant.split("_")[0]
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[family] * H
+    G = {"rnn": 1, "lstm": 4, "gru": 3, "lnlstm": 4, "lngru": 3}[family] * H
     P = max(1, H // 2) if variant == "lstm_proj" else H
     g = torch.Generator().manual_seed(seed)
 
@@ -53,6 +59,10 @@ def _problem(variant: str, T: int, B: int, I: int, H: int, seed: int, lengths: b
     if family == "lstm":
         p["c0"] = rand(B, H)
         p["w_hr"] = rand(P, H, scale=H**-0.5) if variant == "lstm_proj" else None
+    if family in LN_VARIANTS:
+        p["gamma_ih"], p["gamma_hh"] = 1 + rand(G, scale=0.3), 1 + rand(G, scale=0.3)
+    if family == "lnlstm":
+        p["c0"], p["gamma_c"], p["beta_c"] = rand(B, H), 1 + rand(H, scale=0.3), rand(H, scale=0.3)
     lens = torch.randint(1, T + 1, (B,), generator=g) if lengths else None
     if lens is not None:
         lens[0] = T
@@ -72,7 +82,19 @@ def _run(variant, p, lens, reverse, dtype, backend):
     probe = torch.zeros(T, B, P, device=device, dtype=dtype, requires_grad=True)
     ln = lens.to(device) if lens is not None else None
     with rnnlab.use_backend(backend):
-        if family == "lstm":
+        if family == "lnlstm":
+            y, h, c, gates, cells = ops_ln.lnlstm(
+                t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"],
+                t["gamma_ih"], t["gamma_hh"], t["gamma_c"], t["beta_c"], ln, probe, reverse,
+            )
+            finals, saved = [h, c], [gates, cells]
+        elif family == "lngru":
+            y, h, gates = ops_ln.lngru(
+                t["x"], t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"], t["gamma_ih"],
+                t["gamma_hh"], ln, probe, reverse,
+            )
+            finals, saved = [h], [gates]
+        elif family == "lstm":
             y, h, c, gates, cells = ops.lstm(
                 t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"],
                 t["w_hr"], ln, probe, reverse,
@@ -152,6 +174,56 @@ def test_hidden_larger_than_a_tile(variant, monkeypatch):
     monkeypatch.setenv("RNNLAB_GPU_PATH", "tiled")
     p, lens = _problem(variant, T=3, B=2, I=3, H=70, seed=7, lengths=False)
     _compare(variant, p, lens, False, torch.float32, 1e-5, 1e-4)
+
+
+def test_layer_norm_families_run_the_triton_row_kernels():
+    """The gpu backend's lnlstm and lngru are its own Triton kernels, not portable's."""
+    assert type(gpu.KERNELS.lnlstm) is GpuLNLSTM
+    assert type(gpu.KERNELS.lngru) is GpuLNGRU
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("variant", LN_VARIANTS)
+def test_layer_norm_bf16_matches_float64(variant, reverse):
+    p, lens = _problem(variant, T=5, B=3, I=4, H=8, seed=3, lengths=True)
+    _compare(variant, p, lens, reverse, torch.bfloat16, BF16_OUT_TOL, BF16_GRAD_TOL)
+
+
+@pytest.mark.parametrize("block", [_tuning.LN_BLOCK, 256, 128], ids=["16rows", "2rows", "1row"])
+@pytest.mark.parametrize("variant", LN_VARIANTS)
+def test_layer_norm_row_programs_and_padded_blocks(variant, block, monkeypatch):
+    """H = 20 pads to 32 units (and the GRU's 3 gates to 4 slots); B = 19 rows over 2
+    programs of 16 rows, 10 of 2 or 19 of 1 (the row block lowered)."""
+    monkeypatch.setattr(_tuning, "LN_BLOCK", block)
+    grid, settings = row_settings(19, 20)
+    assert settings["HP"] == 32 and grid[0] == {_tuning.LN_BLOCK: 2, 256: 10, 128: 19}[block]
+    p, lens = _problem(variant, T=4, B=19, I=3, H=20, seed=5, lengths=True)
+    _compare(variant, p, lens, True, torch.float32, 1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("variant", LN_VARIANTS)
+def test_layer_norm_wide_rows(variant):
+    """H = 70 pads to 128 units: 8 rows a program, B = 11 over 2 programs, 8 warps."""
+    grid, settings = row_settings(11, 70)
+    assert (grid[0], settings["ROWS"], settings["HP"], settings["num_warps"]) == (2, 8, 128, 8)
+    p, lens = _problem(variant, T=3, B=11, I=3, H=70, seed=7, lengths=True)
+    _compare(variant, p, lens, False, torch.float32, 1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_layer_norm_stream_equals_the_layer(family):
+    """A layer-normalised layer streams through its inference op (the gpu forward, on a
+    copy of the layer per chunk): equal to the whole sequence on the portable backend."""
+    torch.manual_seed(0)
+    Layer = rnnlab.nn.LSTM if family == "lstm" else rnnlab.nn.GRU
+    layer = Layer(3, 5, num_layers=2, layer_norm=True).to(DEVICE)
+    x = torch.randn(7, 3, device=DEVICE)
+    with torch.no_grad(), rnnlab.use_backend("portable"):
+        want, _ = layer(x)
+    with rnnlab.use_backend("gpu"):
+        stream = rnnlab.nn.Stream(layer)
+        got = torch.cat([stream.step(x[:3]), stream.step(x[3])[None], stream.step(x[4:])])
+    assert_rel_close(got.cpu(), want.cpu(), 1e-5, f"ln{family} stream")
 
 
 COOP_VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]  # the cells the cooperative path runs

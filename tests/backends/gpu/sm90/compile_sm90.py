@@ -25,7 +25,9 @@ from triton.compiler import ASTSource
 INTS = {"s", "T", "B", "H", "P", "s_begin", "s_end",
         "k_t", "k_b", "k_n", "kh_t", "kh_b", "kh_n", "kc_t", "kc_b", "kc_n"}  # mask strides
 INT_POINTERS = {"lens_ptr", "sync", "status"}
-FP32_POINTERS = {"h_state", "c_state", "dh_carry", "dc_state", "du_dir"}  # fp32 carries, any dtype
+# fp32 carries and the layer norms' recomputed v̂ and rstd, any dtype
+FP32_POINTERS = {"h_state", "c_state", "dh_carry", "dc_state", "du_dir", "dh_dir", "v_hh",
+                 "rstd_hh"}
 
 
 def ptxas() -> str:
