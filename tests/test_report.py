@@ -125,14 +125,14 @@ def test_the_gate_figure_draws_every_gate_the_cell_records(cell):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     import rnnlab.nn as rnn_nn
+    from rnnlab.inspect import shown_quantities
     from rnnlab.tasks import ModelConfig, SequenceModel
 
     model = SequenceModel(ModelConfig(cell=cell, input_size=2, hidden_size=5, output_size=1))
     with torch.no_grad(), rnn_nn.record(model, grads=False) as rec:
         model(torch.randn(1, 12, 2))
-    recorded = rec.gates["rnn.l0"]
-    assert set(plots.GATE_ORDER[cell]) <= set(recorded)
-    gates = {name: g[0].tolist() for name, g in recorded.items()}
+    gates = shown_quantities(cell, rec, "rnn.l0")
+    assert set(plots.GATE_ORDER[cell]) <= set(gates)
     fig = plots.gates_figure(cell, gates, [(1, "marked: 0.25"), (9, "marked: 0.5")])
     axes = fig.axes[:len(plots.GATE_ORDER[cell])]  # the panels, then their colour bars
     assert [ax.get_title(loc="left") for ax in axes] == [

@@ -46,6 +46,15 @@ def _first_layer_key(keys) -> str:
     return next((k for k in forward if k.endswith("l0")), forward[0])
 
 
+def shown_quantities(cell: str, rec: rnn_nn.Recording, key: str) -> dict[str, list]:
+    """What the report draws of layer ``key``'s first sequence: its recorded gates, (T, H)
+    lists each, and, for the min cells, which have no cell state, h itself."""
+    shown = {name: g[0].tolist() for name, g in rec.gates[key].items()}
+    if cell in ("mingru", "minlstm"):
+        shown["h"] = rec.hidden[key][0].tolist()
+    return shown
+
+
 def _record(model: SequenceModel, task: Task, batch) -> tuple[list[float], dict]:
     model.zero_grad(set_to_none=True)
     with rnn_nn.record(model, gates=True, grads=True) as rec:
@@ -54,7 +63,7 @@ def _record(model: SequenceModel, task: Task, batch) -> tuple[list[float], dict]
     key = _first_layer_key(rec.hidden_grads)
     grads = rec.hidden_grads[key]  # (B, T, H)
     norms = grads.norm(dim=-1).mean(dim=0)  # (T,)
-    gates = {name: g[0].tolist() for name, g in rec.gates[key].items()}  # (T, H) each
+    gates = shown_quantities(model.config.cell, rec, key)
     model.zero_grad(set_to_none=True)
     return norms.tolist(), gates
 

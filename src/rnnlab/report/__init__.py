@@ -16,14 +16,14 @@ import torch
 
 from rnnlab._io import read_json, write_bytes_atomic, write_json
 from rnnlab.report.html import render
-from rnnlab.report.plots import save_curves, save_forecast
+from rnnlab.report.plots import CELL_TITLES, save_curves, save_forecast
 from rnnlab.tasks.model import CELLS
 
 # The figures a report shows where their files exist: (file name, heading).
 IMAGES = [("curves.png", "Learning curves"),
           ("gradients.png", "Vanishing gradients: ‖∂L/∂h_t‖ over t"),
           ("forecast.png", "Forecast vs truth"),
-          *((f"gates_{cell}.png", f"{cell.upper()} gates on a sample sequence")
+          *((f"gates_{cell}.png", f"{CELL_TITLES.get(cell, cell)} gates on a sample sequence")
             for cell in CELLS)]  # every cell's: a run holds the files of its own cells
 
 

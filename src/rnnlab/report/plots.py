@@ -18,10 +18,13 @@ GATE_TITLES = {
     "i": "input gate i", "f": "forget gate f", "g": "candidate g", "o": "output gate o",
     "c": "cell state c", "r": "reset gate r", "z": "update gate z", "n": "candidate n",
     "a": "pre-activation a", "h_tilde": "candidate h̃ (linear)",
-    "f_norm": "normalised forget gate f' = f/(f+i)",
+    "f_norm": "normalised forget gate f' = f/(f+i)", "h": "state h",
 }
+# How the report names each cell.
+CELL_TITLES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU", "lnlstm": "Layer-normalised LSTM",
+               "lngru": "Layer-normalised GRU", "mingru": "minGRU", "minlstm": "minLSTM"}
 GATE_ORDER = {"lstm": ["f", "i", "o", "c"], "gru": ["z", "r", "n"], "rnn": ["a"],
-              "mingru": ["z", "h_tilde"], "minlstm": ["f_norm", "f", "i", "h_tilde"],
+              "mingru": ["z", "h_tilde", "h"], "minlstm": ["f_norm", "f", "i", "h_tilde", "h"],
               "lnlstm": ["f", "i", "o", "c"], "lngru": ["z", "r", "n"]}
 
 
@@ -95,14 +98,14 @@ def gates_figure(cell: str, gates: dict[str, list[list[float]]],
                  marks: list[tuple[int, str]] = ()) -> Figure:
     """The figure of :func:`save_gates`: one panel per gate of ``GATE_ORDER[cell]`` that
     ``gates`` holds; gates on (0, 1), signed quantities (c, a, g, n and the min cells'
-    unbounded h̃) on a scale symmetric about 0. The marks' labels are the top panel's
+    unbounded h̃ and h) on a scale symmetric about 0. The marks' labels are the top panel's
     upper tick labels, so its title sits above them."""
     names = [n for n in GATE_ORDER.get(cell, sorted(gates)) if n in gates]
     fig = Figure(figsize=(11, 2.2 * len(names) + 1.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
     for ax, name in zip(axes, names, strict=True):
         values = np.asarray(gates[name], dtype=float).T  # (H, T)
-        if name in ("c", "a", "g", "n", "h_tilde"):
+        if name in ("c", "a", "g", "n", "h_tilde", "h"):
             bound = float(np.abs(values).max()) or 1.0
             im = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound,
                            interpolation="nearest")
@@ -121,8 +124,8 @@ def gates_figure(cell: str, gates: dict[str, list[list[float]]],
         top = axes[0].secondary_xaxis("top")
         top.set_xticks([step for step, _ in marks], [text for _, text in marks], fontsize=9)
     axes[-1].set_xlabel("time step t")
-    fig.suptitle(f"{cell.upper()} gates and states over time on one validation sequence "
-                 "(each row one hidden unit)")
+    fig.suptitle(f"{CELL_TITLES.get(cell, cell)} gates and states over time on one validation "
+                 "sequence (each row one hidden unit)")
     return fig
 
 
