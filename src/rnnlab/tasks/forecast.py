@@ -1,14 +1,16 @@
 """Multistep forecasting of numeric columns of a CSV (or a generated Mackey-Glass series).
 
 Rows are split chronologically: the first ``1 − val_fraction`` train, the rest
-validate. Each column is normalised with the mean and standard deviation of the
-training rows only. A sample is ``window`` consecutive rows in and the next
-``horizon`` rows out.
+validate. Each column (its log with ``transform=log``) is normalised with the mean and
+standard deviation of the training rows only. A sample is ``window`` consecutive rows in
+and the next ``horizon`` rows out; with ``target=change`` the model reads the window
+minus its last row and predicts the horizon minus that row (the naive forecast plus a
+learned change), so it can follow a level it never saw in training.
 
 Metric: RMSE of the normalised values, i.e. in units of each column's standard
-deviation over the training rows (so columns of different units weigh alike; 1.0 is an
-error of one standard deviation). Baseline: the naive forecast that repeats the last
-value seen, scored the same way.
+deviation (of its log, with ``transform=log``) over the training rows (so columns of
+different units weigh alike; 1.0 is an error of one standard deviation). Baseline: the
+naive forecast that repeats the last value seen, scored the same way.
 
 The report adds a backtest over the held-out rows: at ``backtest`` origins, ``horizon``
 rows apart and ending at the last row, each cell forecasts the next ``horizon`` rows from
@@ -59,6 +61,36 @@ def mackey_glass(n: int, tau: int = 17, beta: float = 0.2, gamma: float = 0.1,
     return x[lag::sub][burn_in : burn_in + n]
 
 
+TRANSFORMS = ("none", "log")
+TARGETS = ("level", "change")
+
+
+def to_model_units(values: np.ndarray, transform: str, columns: list[str]) -> np.ndarray:
+    """The series as the model sees it before normalising: itself, or its log."""
+    if transform != "log":
+        return values
+    bad = np.flatnonzero((values <= 0).any(axis=0))
+    if bad.size:
+        k = bad[0]
+        raise InputError(f"forecast transform=log needs positive values; column "
+                         f"{columns[k]!r} has {values[:, k].min():g}")
+    return np.log(values)
+
+
+def from_model_units(values: np.ndarray, transform: str) -> np.ndarray:
+    """The inverse of :func:`to_model_units`."""
+    return np.exp(values) if transform == "log" else values
+
+
+def predict_windows(model, x: torch.Tensor, horizon: int, target: str) -> torch.Tensor:
+    """The model's forecast (N, horizon, C) of windows x (N, window, C), in normalised
+    units; ``target="change"``: the model reads x minus its last row and predicts the
+    change from that row."""
+    last = x[:, -1:, :] if target == "change" else torch.zeros(())
+    out, _ = model(x - last)  # (N, horizon·C)
+    return out.view(len(x), horizon, x.shape[2]) + last
+
+
 @dataclass(frozen=True)
 class ForecastOptions:
     path: str | None = option(
@@ -79,6 +111,12 @@ class ForecastOptions:
         0, "forecast origins of the report's backtest against the baselines, horizon rows "
            "apart and ending at the last row (0: as many as the validation rows hold, "
            "at most 10)")
+    transform: str = option(
+        "none", "none | log: model the log of the series (positive values only), for "
+                "growth and seasons that multiply")
+    target: str = option(
+        "level", "level | change: the model reads the window minus its last row and "
+                 "predicts the change from it, so it can follow a level unseen in training")
 
     def __post_init__(self):
         optional_text("forecast path", self.path)
@@ -90,6 +128,11 @@ class ForecastOptions:
         positive("forecast max_val_windows", self.max_val_windows)
         positive("forecast season", self.season, minimum=0)
         positive("forecast backtest", self.backtest, minimum=0)
+        for name, value, allowed in (("transform", self.transform, TRANSFORMS),
+                                     ("target", self.target, TARGETS)):
+            if value not in allowed:
+                raise InputError(f"forecast {name} must be one of {', '.join(allowed)}, "
+                                 f"got {value!r}")
 
 
 def load_series(options: ForecastOptions) -> tuple[list[str], np.ndarray]:
@@ -175,10 +218,12 @@ class Forecast(Task):
             )
         self.values, self.n_train = values, n_train
         self.origins = [n - (blocks - k) * Hz for k in range(blocks)]  # first rows forecast
-        self.mean = values[:n_train].mean(axis=0)
-        std = values[:n_train].std(axis=0)
+        model_units = to_model_units(values, options.transform, self.columns)
+        self.mean = model_units[:n_train].mean(axis=0)
+        std = model_units[:n_train].std(axis=0)
         self.std = np.where(std > 0, std, 1.0)
-        z = torch.tensor((values - self.mean) / self.std, dtype=torch.float32)  # (n, C)
+        z = torch.tensor((model_units - self.mean) / self.std, dtype=torch.float32)  # (n, C)
+        self.z = z
         self.train_z, self.val_z = z[:n_train], z[n_train:]
         starts = np.arange(len(self.val_z) - need + 1)
         stride = max(1, math.ceil(len(starts) / options.max_val_windows))
@@ -209,8 +254,7 @@ class Forecast(Task):
         return {"x": x, "y": y}
 
     def _predict(self, model, x: torch.Tensor) -> torch.Tensor:
-        out, _ = model(x)  # (N, Hz*C)
-        return out.view(len(x), self.options.horizon, len(self.columns))
+        return predict_windows(model, x, self.options.horizon, self.options.target)
 
     def loss(self, model, batch: Batch, carry=None):
         return torch.mean((self._predict(model, batch["x"]) - batch["y"]) ** 2), None
@@ -232,10 +276,9 @@ class Forecast(Task):
         """The backtest: at each origin, the next ``horizon`` rows forecast from the rows
         before it by this model and by the classical baselines, with their scores."""
         W, Hz = self.options.window, self.options.horizon
-        z = torch.tensor((self.values - self.mean) / self.std, dtype=torch.float32)
-        x = torch.stack([z[o - W : o] for o in self.origins])  # (N, W, C)
+        x = torch.stack([self.z[o - W : o] for o in self.origins])  # (N, W, C)
         pred = self._predict(model, x).reshape(-1, len(self.columns)).numpy()
-        forecast = pred * self.std + self.mean  # (N·Hz, C), data units
+        forecast = from_model_units(pred * self.std + self.mean, self.options.transform)
         truth = np.concatenate([self.values[o : o + Hz] for o in self.origins])
         train = self.values[: self.n_train]
         found = baseline_backtest(_key(self.values), tuple(self.origins), Hz, self.season)
@@ -269,8 +312,9 @@ def forecast_next(model, artefacts: dict, options: dict, values: np.ndarray) -> 
     if len(values) < W:
         raise InputError(f"need at least {W} rows (the window) to forecast, got {len(values)}")
     mean, std = np.asarray(artefacts["mean"]), np.asarray(artefacts["std"])
-    x = torch.tensor(((values[-W:] - mean) / std)[None], dtype=torch.float32)
+    transform = options.get("transform", "none")  # runs older than the option: none, level
+    window = to_model_units(values[-W:], transform, artefacts["columns"])
+    x = torch.tensor(((window - mean) / std)[None], dtype=torch.float32)
     model.eval()
-    out, _ = model(x)
-    z = out.view(options["horizon"], len(mean)).numpy()
-    return z * std + mean
+    z = predict_windows(model, x, options["horizon"], options.get("target", "level"))
+    return from_model_units(z[0].numpy() * std + mean, transform)
