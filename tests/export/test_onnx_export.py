@@ -1,11 +1,13 @@
-"""ONNX export: native recurrent nodes, numerically equal to the torch module at new shapes.
+"""ONNX export: native recurrent nodes (the min cells: a MatMul and one Scan per layer and
+direction), numerically equal to the torch module at new shapes.
 
 Each case exports an rnnlab layer once at (T, B) = (5, 3) and runs the ONNX model in
 onnxruntime at four other (T, B) shapes, comparing outputs and final states with the
 layer itself. The configurations are a covering sample of the product family × layers ×
 directions × batch_first × bias × lengths × initial state: every pair of factor values
 appears, and every family meets every (bidirectional, lengths) combination — the
-reverse-direction-over-valid-span case that matters most.
+reverse-direction-over-valid-span case that matters most. The min cells have their own
+sample of the same factors.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from helpers import OUT_TOL, assert_rel_close
 from rnnlab.export import to_onnx
-from rnnlab.nn import GRU, LSTM, RNN
+from rnnlab.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
+from rnnlab.reference import minlstm_forward
 
 pytestmark = pytest.mark.filterwarnings(  # torch.export's own deprecation noise
     "ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"
@@ -42,14 +46,17 @@ FACTORS = {
     "initial_state": [False, True],
 }
 STRENGTHS = [*itertools.combinations(FACTORS, 2), ("family", "bidirectional", "lengths")]
+MIN_FAMILIES = ["mingru", "minlstm"]
+MIN_FACTORS = {**FACTORS, "family": MIN_FAMILIES, "num_layers": [1, 2]}
 
 
-def _covering_sample() -> list[dict]:
+def _covering_sample(factors: dict = FACTORS) -> list[dict]:
     """Greedy covering array: repeatedly take the configuration that covers most of the
-    still-uncovered value combinations (ties: first in a fixed shuffled order)."""
-    names = list(FACTORS)
+    still-uncovered value combinations of STRENGTHS (ties: first in a fixed shuffled
+    order)."""
+    names = list(factors)
     candidates = [
-        dict(zip(names, values, strict=True)) for values in itertools.product(*FACTORS.values())
+        dict(zip(names, values, strict=True)) for values in itertools.product(*factors.values())
     ]
     random.Random(7).shuffle(candidates)
 
@@ -66,6 +73,7 @@ def _covering_sample() -> list[dict]:
 
 
 CASES = _covering_sample()
+MIN_CASES = _covering_sample(MIN_FACTORS)
 
 
 def _case_id(case: dict) -> str:
@@ -80,6 +88,8 @@ def make_layer(case: dict):
     common = dict(num_layers=case["num_layers"], bias=case["bias"],
                   batch_first=case["batch_first"], bidirectional=case["bidirectional"])
     family = case["family"]
+    if family in MIN_FAMILIES:
+        return (MinGRU if family == "mingru" else MinLSTM)(I, H, **common)
     if family == "lstm":
         return LSTM(I, H, **common)
     if family.startswith("gru"):
@@ -223,5 +233,116 @@ def test_negative_control_wrong_reset_convention_is_caught(tmp_path):
                     attr.i = 0
     with pytest.raises(AssertionError, match="linear_before_reset"):
         assert_native_graph(model_proto, layer, case)
+    with pytest.raises(AssertionError, match="differs"):
+        assert_matches_module(model_proto, layer, case)
+
+
+# --------------------------------------------------------------------------- the min cells
+
+
+def _scans(model_proto) -> list[dict]:
+    """The attributes of each Scan node, in graph order."""
+    return [{a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            for node in model_proto.graph.node if node.op_type == "Scan"]
+
+
+def assert_scan_graph(model_proto, layer, case) -> None:
+    """Standard operators only: per layer and direction one MatMul (every step's input
+    projection) and one Scan whose body is h_t = a_t ⊙ h_{t-1} + b_t, running in the
+    direction's order; symbolic batch and time."""
+    graph = model_proto.graph
+    assert not model_proto.functions, "a function was left in the model"
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
+    op_types = [n.op_type for n in graph.node]
+    assert not {"Loop", "If", "LSTM", "GRU", "RNN"} & set(op_types), op_types
+    runs = layer.num_layers * layer.num_directions
+    assert op_types.count("MatMul") == runs, op_types
+    scans = _scans(model_proto)
+    assert len(scans) == runs, op_types
+    for attrs in scans:
+        assert sorted(n.op_type for n in attrs["body"].node) == ["Add", "Identity", "Mul"]
+        assert attrs["num_scan_inputs"] == 2
+    reversed_scans = [a for a in scans if list(a.get("scan_input_directions", [0, 0])) == [1, 1]]
+    assert len(reversed_scans) == (layer.num_layers if case["bidirectional"] else 0)
+    assert all(list(a["scan_output_directions"]) == [1] for a in reversed_scans)
+    x = graph.input[0].type.tensor_type.shape.dim
+    dims = [d.dim_param or d.dim_value for d in x]
+    want = ["batch", "time", I] if case["batch_first"] else ["time", "batch", I]
+    assert dims == want, f"input dims {dims}, expected {want}"
+
+
+@pytest.mark.parametrize("case", MIN_CASES, ids=[_case_id(c) for c in MIN_CASES])
+def test_min_export_matches_module(case, tmp_path):
+    torch.manual_seed(0)
+    layer = make_layer(case).eval()
+    model_proto = export(layer, case, tmp_path)
+    assert_scan_graph(model_proto, layer, case)
+    assert_matches_module(model_proto, layer, case)
+
+
+def test_min_sample_covers_the_matrix():
+    assert 8 <= len(MIN_CASES) <= 20
+    for family in MIN_FAMILIES:
+        for bidirectional, lengths in itertools.product([False, True], repeat=2):
+            assert any(
+                c["family"] == family and c["bidirectional"] == bidirectional
+                and c["lengths"] == lengths for c in MIN_CASES
+            )
+
+
+@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
+def test_min_export_in_float64_is_exact(cls):
+    """The same graph in float64: equal to the layer to float64 rounding (1e-10)."""
+    torch.manual_seed(0)
+    layer = cls(I, H, num_layers=2, bidirectional=True, dtype=torch.float64).eval()
+    x, lengths = torch.randn(5, 3, I, dtype=torch.float64), torch.tensor([5, 2, 4])
+    proto = to_onnx(layer, (x,), example_kwargs={"lengths": lengths}).model_proto
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    for T, B in RUN_SHAPES:
+        x = torch.randn(T, B, I, dtype=torch.float64) * 10
+        lengths = torch.randint(1, T + 1, (B,))
+        got = session.run(None, {"input": x.numpy(), "lengths": lengths.numpy()})
+        with torch.no_grad():
+            want = layer(x, lengths=lengths)
+        for name, g, w in zip(("output", "h_n"), got, want, strict=True):
+            assert_rel_close(g, w, OUT_TOL[torch.float64], f"{name} at (T, B) = ({T}, {B})")
+
+
+def test_min_export_is_stable_over_long_sequences():
+    """T = 4096 in float32 (the Scan is the loop's own sums): the graph stays within the
+    float32 tolerance of the float64 reference, where a log-space scan would not."""
+    torch.manual_seed(0)
+    layer = MinLSTM(I, H).eval()
+    proto = to_onnx(layer, (torch.randn(5, 3, I), torch.randn(1, 3, H))).model_proto
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x, h0 = torch.randn(4096, 2, I), torch.randn(2, H)
+    names = [i.name for i in session.get_inputs()]
+    got_y, got_h = session.run(None, dict(zip(names, [x.numpy(), h0[None].numpy()],
+                                              strict=True)))
+    w_ih, b_ih = (p.detach().double().numpy() for p in (layer.weight_ih_l0, layer.bias_ih_l0))
+    y, h_n, _ = minlstm_forward(x.double().numpy(), h0.double().numpy(), w_ih, b_ih)
+    assert_rel_close(got_y, y, OUT_TOL[torch.float32], "output at T = 4096")
+    assert_rel_close(got_h[0], h_n, OUT_TOL[torch.float32], "h_n at T = 4096")
+
+
+def test_min_negative_control_wrong_scan_direction_is_caught(tmp_path):
+    """Run the reverse direction's Scan forwards: the graph check and the numbers fail."""
+    case = dict(family="minlstm", num_layers=2, bidirectional=True, batch_first=False,
+                bias=True, lengths=True, initial_state=True)
+    torch.manual_seed(0)
+    layer = make_layer(case).eval()
+    model_proto = export(layer, case, tmp_path)
+    assert_scan_graph(model_proto, layer, case)
+    assert_matches_module(model_proto, layer, case)
+
+    for node in model_proto.graph.node:
+        if node.op_type == "Scan":
+            for attr in node.attribute:
+                if attr.name in ("scan_input_directions", "scan_output_directions"):
+                    attr.ints[:] = [0] * len(attr.ints)
+    with pytest.raises(AssertionError):
+        assert_scan_graph(model_proto, layer, case)
     with pytest.raises(AssertionError, match="differs"):
         assert_matches_module(model_proto, layer, case)

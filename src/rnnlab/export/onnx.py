@@ -1,10 +1,11 @@
-"""ONNX export of rnnlab's recurrent layers as ONNX's native LSTM, GRU and RNN operators.
+"""ONNX export of rnnlab's recurrent layers as ONNX's native LSTM, GRU and RNN operators
+(the min cells as standard operators and a Scan).
 
 rnnlab's custom ops (:mod:`rnnlab.ops`) each run one direction of one layer. This module
 registers, for each op, an ONNX translation (an onnxscript function for the exporter's
-``custom_translation_table``) that emits **one** native ONNX ``LSTM`` / ``GRU`` / ``RNN``
-node, never a Loop or Scan. The translation re-lays torch.nn's weights in ONNX's
-conventions:
+``custom_translation_table``). For rnn, lstm and gru it emits **one** native ONNX
+``LSTM`` / ``GRU`` / ``RNN`` node, never a Loop or Scan, and re-lays torch.nn's weights
+in ONNX's conventions:
 
     family  torch.nn gate order   ONNX gate order   ONNX bias B
     LSTM    i, f, g, o            i, o, f, c        [Wb_iofc, Rb_iofc]   (1, 8H)
@@ -23,6 +24,15 @@ batch and time dimensions, and two clean-ups on the resulting graph: the re-laid
 are folded into initializers, and the forward and reverse nodes of each bidirectional
 layer are fused into one ``direction="bidirectional"`` node (one node per layer).
 
+The min cells (``rnnlab::mingru``, ``rnnlab::minlstm``, :mod:`rnnlab.ops_min`) have no
+native ONNX operator; their gates read x_t only, so each translates to standard operators:
+one ``MatMul`` (+ ``Add``) projects every step's input, pointwise nodes give a_t and b_t of
+h_t = a_t ⊙ h_{t-1} + b_t as :mod:`rnnlab.ops_min` computes them (minLSTM's
+log σ(u) = min(u, 0) - log(1 + e^{-|u|})), and one ``Scan`` whose body is a ``Mul`` and an
+``Add`` runs the recurrence in the op's direction: the loop's own sums, exact and stable
+at any T (a product or log-space form would lose float32 accuracy as T grows).
+Per-sample lengths make a padding step a = 1, b = 0 (the state kept) and its output 0.
+
 Not exportable, with an error that names the feature: the LSTM projection
 (``proj_size > 0``, no ONNX equivalent), the gradient probe of :mod:`rnnlab.nn.record`,
 and graphs that use the ops' saved gate activations.
@@ -37,14 +47,17 @@ import operator
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, Union
 
 import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 import torch
+from onnxscript import BFLOAT16, DOUBLE, FLOAT, FLOAT16, graph, script
 from onnxscript import opset18 as op
+from onnxscript.values import Opset
 
+import rnnlab.ops_min  # noqa: F401  (defines rnnlab::mingru, rnnlab::minlstm)
 from rnnlab.nn.modules import RNNBase
 
 __all__ = ["ExportError", "to_onnx", "translation_table"]
@@ -57,7 +70,7 @@ _GRU_TO_ONNX = (1, 0, 2)  # r, z, n -> z, r, h
 
 _RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 # Results of each op that an inference graph can carry; later ones are saved activations.
-_REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2}
+_REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2, "mingru": 2, "minlstm": 2}
 
 
 class ExportError(ValueError):
@@ -156,10 +169,108 @@ def _rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, h_probe=None,
     return op.Squeeze(Y, [1]), op.Squeeze(Y_h, [0])
 
 
+# --------------------------------------------------------------------------- the min cells
+
+# The domain of the scan functions below; the exporter's optimiser inlines them, so no
+# node of an exported model is left in it.
+_RNNLAB = Opset("rnnlab.onnx", 1)
+_Real = TypeVar("_Real", bound=Union[FLOAT, DOUBLE, FLOAT16, BFLOAT16])  # noqa: UP007
+
+
+# Scan has a variable number of outputs, which only an onnxscript function (not the
+# exporter's tracing of a translation) can give a node; one function per direction.
+@script(_RNNLAB, default_opset=op)
+def _linear_recurrence(h0: _Real, a: _Real, b: _Real) -> tuple[_Real, _Real]:
+    """h_t = a_t ⊙ h_{t-1} + b_t over dim 0 from h0: the states (T, B, H) and the last."""
+
+    @graph()
+    def step(h_prev, a_t, b_t):
+        h_t = op.Add(op.Mul(a_t, h_prev), b_t)
+        return h_t, op.Identity(h_t)
+
+    h_n, states = op.Scan(h0, a, b, body=step, num_scan_inputs=2)
+    return states, h_n
+
+
+@script(_RNNLAB, default_opset=op)
+def _linear_recurrence_reversed(h0: _Real, a: _Real, b: _Real) -> tuple[_Real, _Real]:
+    """The same from t = T-1 down to 0; the states stay in time order."""
+
+    @graph()
+    def step(h_prev, a_t, b_t):
+        h_t = op.Add(op.Mul(a_t, h_prev), b_t)
+        return h_t, op.Identity(h_t)
+
+    h_n, states = op.Scan(h0, a, b, body=step, num_scan_inputs=2,
+                          scan_input_directions=[1, 1], scan_output_directions=[1])
+    return states, h_n
+
+
+def _coefficients(family: str, u, real: np.dtype):
+    """(a, b) of h_t = a_t ⊙ h_{t-1} + b_t from u (T, B, G·H), as :mod:`rnnlab.ops_min`."""
+    if family == "mingru":
+        u_z, h_tilde = op.Split(u, axis=-1, num_outputs=2)
+        return op.Sigmoid(op.Neg(u_z)), op.Mul(op.Sigmoid(u_z), h_tilde)
+    u_f, u_i, h_tilde = op.Split(u, axis=-1, num_outputs=3)
+    d = op.Sub(_log_sigmoid(u_f, real), _log_sigmoid(u_i, real))  # f'/i' = f/i
+    return op.Sigmoid(d), op.Mul(op.Sigmoid(op.Neg(d)), h_tilde)
+
+
+def _log_sigmoid(u, real: np.dtype):
+    """log σ(u) = min(u, 0) - log(1 + e^{-|u|}), finite for every u (onnxruntime has no
+    float64 Softplus)."""
+    zero, one = _constant(0, real), _constant(1, real)
+    return op.Sub(op.Min(u, zero), op.Log(op.Add(op.Exp(op.Neg(op.Abs(u))), one)))
+
+
+def _constant(value: float, real: np.dtype):
+    """A scalar Constant node of the layer's dtype (a Python number would be typed from
+    its neighbours, which the tracer does not always know)."""
+    return op.Constant(value=ir.tensor(np.array(value, real)))
+
+
+def _min_cell(family: str, x, h0, w_ih, b_ih, lengths, h_probe, reverse):
+    """rnnlab::<family> (T,B,I) -> MatMul, pointwise a and b, one Scan: y (T,B,H), h_n (B,H)."""
+    _refuse_probe(h_probe, family)
+    shape = None if x.shape is None else ir.Shape([*x.shape[:2], h0.shape[-1]])  # (T, B, H)
+    real = x.dtype.numpy()
+    zero, one = _constant(0, real), _constant(1, real)
+    valid = None
+    if lengths is not None:  # (T, B, 1): t < lengths[b]
+        steps = op.Range(0, op.Squeeze(op.Shape(x, start=0, end=1), [0]), 1)
+        valid = op.Unsqueeze(op.Less(op.Unsqueeze(steps, [1]), op.Unsqueeze(lengths, [0])),
+                             [2])
+        x = op.Where(valid, x, zero)  # padding is never read
+    u = op.MatMul(x, op.Transpose(w_ih, perm=[1, 0]))
+    if b_ih is not None:
+        u = op.Add(u, b_ih)
+    a, b = _coefficients(family, u, real)
+    if valid is not None:  # a padding step keeps the state
+        a, b = op.Where(valid, a, one), op.Where(valid, b, zero)
+    if shape is not None:  # what Range's length hides from shape inference
+        a.shape = b.shape = shape
+    recurrence = _linear_recurrence_reversed if reverse else _linear_recurrence
+    states, h_n = recurrence(h0, a, b)
+    y = states if valid is None else op.Where(valid, states, zero)
+    return y, h_n
+
+
+def _mingru(x, h0, w_ih, b_ih=None, lengths=None, h_probe=None, reverse=False, parallel=True):
+    """rnnlab::mingru (T,B,I) -> standard ops and one Scan: y (T,B,H), h_n (B,H).
+    ``parallel`` chooses how torch solves the recurrence; the graph's Scan is the loop."""
+    return _min_cell("mingru", x, h0, w_ih, b_ih, lengths, h_probe, reverse)
+
+
+def _minlstm(x, h0, w_ih, b_ih=None, lengths=None, h_probe=None, reverse=False, parallel=True):
+    """rnnlab::minlstm (T,B,I) -> standard ops and one Scan: y (T,B,H), h_n (B,H)."""
+    return _min_cell("minlstm", x, h0, w_ih, b_ih, lengths, h_probe, reverse)
+
+
 def translation_table() -> dict[Callable, Callable]:
     """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
 
-    Maps each rnnlab op to a translation emitting one native ONNX recurrent node::
+    Maps each classic rnnlab op to a translation emitting one native ONNX recurrent node,
+    and the min cells' ops to a MatMul, pointwise nodes and one ``Scan``::
 
         torch.onnx.export(model, (x,), "model.onnx", dynamo=True,
                           custom_translation_table=rnnlab.export.translation_table())
@@ -170,7 +281,8 @@ def translation_table() -> dict[Callable, Callable]:
     such a graph fails inside the exporter instead).
     """
     ops = torch.ops.rnnlab
-    return {ops.lstm.default: _lstm, ops.gru.default: _gru, ops.rnn.default: _rnn}
+    return {ops.lstm.default: _lstm, ops.gru.default: _gru, ops.rnn.default: _rnn,
+            ops.mingru.default: _mingru, ops.minlstm.default: _minlstm}
 
 
 # --------------------------------------------------------------------------- export
@@ -273,12 +385,6 @@ def _quiet_exporter():
 
 def _check_layers(model: torch.nn.Module) -> None:
     for name, module in model.named_modules():
-        if isinstance(module, RNNBase) and module.family in ("mingru", "minlstm"):
-            raise ExportError(
-                f"{name or 'model'} is a {module.mode} layer, which ONNX export does not "
-                "support yet (ONNX has no operator for its scan; the translations cover "
-                "rnnlab's RNN, LSTM and GRU). Export a model built on those layers."
-            )
         if isinstance(module, RNNBase) and module.layer_norm:
             raise ExportError(
                 f"{name or 'model'} is a {module.mode} with layer_norm=True, which ONNX export "
@@ -348,8 +454,9 @@ def _rnnlab_family(node: torch.fx.Node) -> str | None:
 
 
 def _fold_weights(model: ir.Model) -> None:
-    """Fold the weight re-layout (Gather, Unsqueeze, Concat on initializers) at any size."""
-    relayout = {"Gather", "Unsqueeze", "Concat", "CastLike"}
+    """Fold the weight re-layout (Gather, Unsqueeze, Concat, the min cells' Transpose, on
+    initializers) at any size."""
+    relayout = {"Gather", "Unsqueeze", "Concat", "CastLike", "Transpose"}
     onnxscript.optimizer.optimize_ir(
         model,
         should_fold=lambda node: True if node.op_type in relayout else None,
@@ -362,16 +469,26 @@ def _recurrent_nodes(graph: ir.Graph) -> list[ir.Node]:
     return [n for n in graph if n.domain in ("", "ai.onnx") and n.op_type in _RECURRENT_OPS]
 
 
+def _sequences(graph: ir.Graph) -> list[tuple[ir.Node, ir.Value]]:
+    """Each recurrence's node and the (T, B, ·) sequence it reads: a native node's X, the
+    first scanned input (a_t) of a min cell's Scan."""
+    found = [(n, n.inputs[0]) for n in _recurrent_nodes(graph)]
+    found += [(n, n.inputs[1]) for n in graph if n.domain in ("", "ai.onnx")
+              and n.op_type == "Scan" and len(n.inputs) > 1]
+    return found
+
+
 def _name_dynamic_dims(graph: ir.Graph) -> None:
-    """Rename the symbolic time and batch dimensions of the recurrent nodes' X to "time" and
-    "batch" ("time_1", ... when a model has several independent ones) everywhere.
+    """Rename the symbolic time and batch dimensions of the recurrences' sequences (a native
+    node's X, a Scan's a_t) to "time" and "batch" ("time_1", ... when a model has several
+    independent ones) everywhere.
 
     Also turns back into integers the static dimensions that the exporter writes as
     symbols named by their value (e.g. "3"), which happens to dimensions marked
     ``Dim.AUTO`` that the model fixes."""
     names: dict[str, str] = {}
-    for node in _recurrent_nodes(graph):
-        shape = node.inputs[0].shape
+    for _, sequence in _sequences(graph):
+        shape = sequence.shape
         if shape is None or len(shape) != 3:
             continue
         for dim, stem in zip(shape[:2], ("time", "batch"), strict=True):
@@ -388,9 +505,11 @@ def _name_dynamic_dims(graph: ir.Graph) -> None:
 
 
 def _check_time_and_batch_symbolic(graph: ir.Graph) -> None:
-    """With automatic dynamic shapes, every recurrent node must keep time and batch free."""
-    for node in _recurrent_nodes(graph):
-        shape = node.inputs[0].shape
+    """With automatic dynamic shapes, every recurrence must keep time and batch free."""
+    for node, sequence in _sequences(graph):
+        shape = sequence.shape
+        if shape is None or len(shape) < 2:
+            continue
         for dim, what in zip(shape[:2], ("time", "batch"), strict=True):
             if not isinstance(dim, ir.SymbolicDim):
                 raise ExportError(
