@@ -1,5 +1,6 @@
 """The ecosystem's entry points, unchanged: plain ``torch.export.export`` and plain
-``torch.onnx.export(..., dynamo=True)`` (no translation table) on models with rnnlab layers.
+``torch.onnx.export(..., dynamo=True)`` (no translation table) on models with rnnlab layers
+(the min layers in a model of their own, ``MinZoo``).
 
 One model (``Zoo``) holds a covering set of rnnlab layers and cells side by side on one
 input — every family and variant (RNN tanh/relu, LSTM, GRU reset after/before),
@@ -25,7 +26,7 @@ from torch.export import Dim
 
 from helpers import OUT_TOL, assert_rel_close
 from rnnlab.export import registration
-from rnnlab.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from rnnlab.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, MinGRU, MinLSTM, RNNCell
 
 pytestmark = [
     pytest.mark.filterwarnings(  # torch.export's own deprecation noise
@@ -182,6 +183,47 @@ def test_plain_torch_onnx_export_gives_native_nodes(zoo):
                                        err_msg=f"output {k} differs at (T, B) = ({T}, {B})")
 
 
+class MinZoo(nn.Module):
+    """The min layers side by side: stacked bidirectional with lengths, batch_first."""
+
+    def __init__(self):
+        super().__init__()
+        self.mingru = MinGRU(I, H, num_layers=2, bidirectional=True)
+        self.minlstm = MinLSTM(I, H, batch_first=True)
+
+    def forward(self, x, lengths):
+        y_gru, h_gru = self.mingru(x, lengths=lengths)
+        y_lstm, h_lstm = self.minlstm(x.transpose(0, 1))
+        return y_gru, h_gru, y_lstm, h_lstm
+
+
+def test_plain_torch_onnx_export_of_the_min_layers():
+    """No custom_translation_table: a MatMul and one Scan per layer and direction, the
+    scan functions inlined (no custom domain, no local function), equal at new shapes."""
+    torch.manual_seed(0)
+    model = MinZoo().eval()
+    generator = torch.Generator().manual_seed(3)
+    program = torch.onnx.export(model, _inputs(*EXPORT_SHAPE, generator), dynamo=True,
+                                dynamic_shapes=_dynamic_shapes(), verbose=False)
+    proto = program.model_proto
+    op_types = [n.op_type for n in proto.graph.node]
+    assert op_types.count("Scan") == op_types.count("MatMul") == 5, op_types
+    assert not {"Loop", "If", "LSTM", "GRU", "RNN"} & set(op_types), op_types
+    assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
+    assert not proto.functions, [f.name for f in proto.functions]
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    for T, B in RUN_SHAPES:
+        x, lengths = _inputs(T, B, generator)
+        got = session.run(None, dict(zip(names, [x.numpy(), lengths.numpy()], strict=True)))
+        with torch.no_grad():
+            want = model(x, lengths)
+        for k, (g, w) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_allclose(g, w.numpy(), rtol=ONNX_TOLERANCE, atol=ONNX_TOLERANCE,
+                                       err_msg=f"output {k} differs at (T, B) = ({T}, {B})")
+
+
 def test_import_rnnlab_nn_registers_lazily():
     """A fresh process that imports only rnnlab.nn does not import onnxscript; loading
     torchlib's op table, as the exporter does before reading the registry, registers the
@@ -194,7 +236,8 @@ def test_import_rnnlab_nn_registers_lazily():
         from onnxscript.function_libs.torch_lib.registration import default_registry
         assert "rnnlab::lstm" not in default_registry, "registered before the trigger"
         from onnxscript.function_libs.torch_lib import ops
-        missing = [n for n in ("rnnlab::lstm", "rnnlab::gru", "rnnlab::rnn")
+        missing = [n for n in ("rnnlab::lstm", "rnnlab::gru", "rnnlab::rnn",
+                               "rnnlab::mingru", "rnnlab::minlstm")
                    if n not in default_registry]
         assert not missing, missing
     """)
