@@ -6,8 +6,8 @@ onnxruntime at four other (T, B) shapes, comparing outputs and final states with
 layer itself. The configurations are a covering sample of the product family × layers ×
 directions × batch_first × bias × lengths × initial state: every pair of factor values
 appears, and every family meets every (bidirectional, lengths) combination — the
-reverse-direction-over-valid-span case that matters most. The min cells have their own
-sample of the same factors.
+reverse-direction-over-valid-span case that matters most. The cells exported through a
+Scan (min cells, layer-normalised LSTM and GRU) have their own sample of the same factors.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ FACTORS = {
 }
 STRENGTHS = [*itertools.combinations(FACTORS, 2), ("family", "bidirectional", "lengths")]
 MIN_FAMILIES = ["mingru", "minlstm"]
-MIN_FACTORS = {**FACTORS, "family": MIN_FAMILIES, "num_layers": [1, 2]}
+SCAN_FAMILIES = [*MIN_FAMILIES, "lnlstm", "lngru"]  # exported as standard ops and a Scan
+SCAN_FACTORS = {**FACTORS, "family": SCAN_FAMILIES, "num_layers": [1, 2]}
 
 
 def _covering_sample(factors: dict = FACTORS) -> list[dict]:
@@ -73,7 +74,7 @@ def _covering_sample(factors: dict = FACTORS) -> list[dict]:
 
 
 CASES = _covering_sample()
-MIN_CASES = _covering_sample(MIN_FACTORS)
+SCAN_CASES = _covering_sample(SCAN_FACTORS)
 
 
 def _case_id(case: dict) -> str:
@@ -90,6 +91,13 @@ def make_layer(case: dict):
     family = case["family"]
     if family in MIN_FAMILIES:
         return (MinGRU if family == "mingru" else MinLSTM)(I, H, **common)
+    if family.startswith("ln"):
+        layer = (LSTM if family == "lnlstm" else GRU)(I, H, layer_norm=True, **common)
+        with torch.no_grad():  # gains and β away from their initial 1 and 0
+            for name, param in layer.named_parameters():
+                if name.startswith(("gamma", "beta")):
+                    param.copy_(1 + 0.5 * torch.randn_like(param))
+        return layer
     if family == "lstm":
         return LSTM(I, H, **common)
     if family.startswith("gru"):
@@ -247,9 +255,10 @@ def _scans(model_proto) -> list[dict]:
 
 
 def assert_scan_graph(model_proto, layer, case) -> None:
-    """Standard operators only: per layer and direction one MatMul (every step's input
-    projection) and one Scan whose body is h_t = a_t ⊙ h_{t-1} + b_t, running in the
-    direction's order; symbolic batch and time."""
+    """Standard operators only, per layer and direction one MatMul (every step's input
+    projection) and one Scan: a min cell's body is h_t = a_t ⊙ h_{t-1} + b_t (a Mul and an
+    Add), run in the direction's order; a layer-normalised cell's body is its step, with
+    the recurrent MatMul and normalisations. Symbolic batch and time."""
     graph = model_proto.graph
     assert not model_proto.functions, "a function was left in the model"
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
@@ -260,19 +269,28 @@ def assert_scan_graph(model_proto, layer, case) -> None:
     scans = _scans(model_proto)
     assert len(scans) == runs, op_types
     for attrs in scans:
-        assert sorted(n.op_type for n in attrs["body"].node) == ["Add", "Identity", "Mul"]
+        body = sorted(n.op_type for n in attrs["body"].node)
         assert attrs["num_scan_inputs"] == 2
-    reversed_scans = [a for a in scans if list(a.get("scan_input_directions", [0, 0])) == [1, 1]]
-    assert len(reversed_scans) == (layer.num_layers if case["bidirectional"] else 0)
-    assert all(list(a["scan_output_directions"]) == [1] for a in reversed_scans)
+        if case["family"] in MIN_FAMILIES:
+            assert body == ["Add", "Identity", "Mul"], body
+        else:
+            norms = 2 if case["family"] == "lnlstm" else 1
+            assert body.count("MatMul") == 1 and body.count("LayerNormalization") == norms
+    if case["family"] in MIN_FAMILIES:
+        reversed_scans = [a for a in scans
+                          if list(a.get("scan_input_directions", [0, 0])) == [1, 1]]
+        assert len(reversed_scans) == (layer.num_layers if case["bidirectional"] else 0)
+        assert all(list(a["scan_output_directions"]) == [1] for a in reversed_scans)
+    else:  # the normalised input projection of every step, outside the Scan
+        assert op_types.count("LayerNormalization") == runs, op_types
     x = graph.input[0].type.tensor_type.shape.dim
     dims = [d.dim_param or d.dim_value for d in x]
     want = ["batch", "time", I] if case["batch_first"] else ["time", "batch", I]
     assert dims == want, f"input dims {dims}, expected {want}"
 
 
-@pytest.mark.parametrize("case", MIN_CASES, ids=[_case_id(c) for c in MIN_CASES])
-def test_min_export_matches_module(case, tmp_path):
+@pytest.mark.parametrize("case", SCAN_CASES, ids=[_case_id(c) for c in SCAN_CASES])
+def test_scan_export_matches_module(case, tmp_path):
     torch.manual_seed(0)
     layer = make_layer(case).eval()
     model_proto = export(layer, case, tmp_path)
@@ -280,21 +298,23 @@ def test_min_export_matches_module(case, tmp_path):
     assert_matches_module(model_proto, layer, case)
 
 
-def test_min_sample_covers_the_matrix():
-    assert 8 <= len(MIN_CASES) <= 20
-    for family in MIN_FAMILIES:
+def test_scan_sample_covers_the_matrix():
+    assert 10 <= len(SCAN_CASES) <= 24
+    for family in SCAN_FAMILIES:
         for bidirectional, lengths in itertools.product([False, True], repeat=2):
             assert any(
                 c["family"] == family and c["bidirectional"] == bidirectional
-                and c["lengths"] == lengths for c in MIN_CASES
+                and c["lengths"] == lengths for c in SCAN_CASES
             )
 
 
-@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
-def test_min_export_in_float64_is_exact(cls):
-    """The same graph in float64: equal to the layer to float64 rounding (1e-10)."""
+@pytest.mark.parametrize("family", SCAN_FAMILIES)
+def test_scan_export_in_float64_is_exact(family):
+    """The same graphs in float64: equal to the layer to float64 rounding (1e-10)."""
     torch.manual_seed(0)
-    layer = cls(I, H, num_layers=2, bidirectional=True, dtype=torch.float64).eval()
+    case = dict(family=family, num_layers=2, bidirectional=True, batch_first=False,
+                bias=True)
+    layer = make_layer(case).double().eval()
     x, lengths = torch.randn(5, 3, I, dtype=torch.float64), torch.tensor([5, 2, 4])
     proto = to_onnx(layer, (x,), example_kwargs={"lengths": lengths}).model_proto
     session = ort.InferenceSession(proto.SerializeToString(),
@@ -305,7 +325,7 @@ def test_min_export_in_float64_is_exact(cls):
         got = session.run(None, {"input": x.numpy(), "lengths": lengths.numpy()})
         with torch.no_grad():
             want = layer(x, lengths=lengths)
-        for name, g, w in zip(("output", "h_n"), got, want, strict=True):
+        for name, g, w in zip(("output", "h_n", "c_n"), got, flat_outputs(want), strict=False):
             assert_rel_close(g, w, OUT_TOL[torch.float64], f"{name} at (T, B) = ({T}, {B})")
 
 

@@ -1,6 +1,6 @@
 """The ecosystem's entry points, unchanged: plain ``torch.export.export`` and plain
 ``torch.onnx.export(..., dynamo=True)`` (no translation table) on models with rnnlab layers
-(the min layers in a model of their own, ``MinZoo``).
+(those exported through a Scan in a model of their own, ``ScanZoo``).
 
 One model (``Zoo``) holds a covering set of rnnlab layers and cells side by side on one
 input — every family and variant (RNN tanh/relu, LSTM, GRU reset after/before),
@@ -183,31 +183,41 @@ def test_plain_torch_onnx_export_gives_native_nodes(zoo):
                                        err_msg=f"output {k} differs at (T, B) = ({T}, {B})")
 
 
-class MinZoo(nn.Module):
-    """The min layers side by side: stacked bidirectional with lengths, batch_first."""
+class ScanZoo(nn.Module):
+    """The layers exported through a Scan side by side: the min layers (stacked
+    bidirectional with lengths, batch_first), the layer-normalised LSTM and GRU and their
+    cells."""
 
     def __init__(self):
         super().__init__()
         self.mingru = MinGRU(I, H, num_layers=2, bidirectional=True)
         self.minlstm = MinLSTM(I, H, batch_first=True)
+        self.lnlstm = LSTM(I, H, layer_norm=True, bidirectional=True)
+        self.lngru = GRU(I, H, layer_norm=True)
+        self.cells = nn.ModuleList([LSTMCell(I, H, layer_norm=True),
+                                    GRUCell(I, H, layer_norm=True)])
 
     def forward(self, x, lengths):
-        y_gru, h_gru = self.mingru(x, lengths=lengths)
-        y_lstm, h_lstm = self.minlstm(x.transpose(0, 1))
-        return y_gru, h_gru, y_lstm, h_lstm
+        y_mingru, h_mingru = self.mingru(x, lengths=lengths)
+        y_minlstm, h_minlstm = self.minlstm(x.transpose(0, 1))
+        y_lnlstm, (h_lnlstm, c_lnlstm) = self.lnlstm(x, lengths=lengths)
+        y_lngru, h_lngru = self.lngru(x)
+        h_cell, c_cell = self.cells[0](x[0])
+        return (y_mingru, h_mingru, y_minlstm, h_minlstm, y_lnlstm, h_lnlstm, c_lnlstm,
+                y_lngru, h_lngru, h_cell, c_cell, self.cells[1](x[0]))
 
 
-def test_plain_torch_onnx_export_of_the_min_layers():
+def test_plain_torch_onnx_export_of_the_scan_layers():
     """No custom_translation_table: a MatMul and one Scan per layer and direction, the
     scan functions inlined (no custom domain, no local function), equal at new shapes."""
     torch.manual_seed(0)
-    model = MinZoo().eval()
+    model = ScanZoo().eval()
     generator = torch.Generator().manual_seed(3)
     program = torch.onnx.export(model, _inputs(*EXPORT_SHAPE, generator), dynamo=True,
                                 dynamic_shapes=_dynamic_shapes(), verbose=False)
     proto = program.model_proto
     op_types = [n.op_type for n in proto.graph.node]
-    assert op_types.count("Scan") == op_types.count("MatMul") == 5, op_types
+    assert op_types.count("Scan") == op_types.count("MatMul") == 10, op_types
     assert not {"Loop", "If", "LSTM", "GRU", "RNN"} & set(op_types), op_types
     assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
     assert not proto.functions, [f.name for f in proto.functions]
@@ -237,7 +247,8 @@ def test_import_rnnlab_nn_registers_lazily():
         assert "rnnlab::lstm" not in default_registry, "registered before the trigger"
         from onnxscript.function_libs.torch_lib import ops
         missing = [n for n in ("rnnlab::lstm", "rnnlab::gru", "rnnlab::rnn",
-                               "rnnlab::mingru", "rnnlab::minlstm")
+                               "rnnlab::mingru", "rnnlab::minlstm", "rnnlab::lnlstm",
+                               "rnnlab::lngru")
                    if n not in default_registry]
         assert not missing, missing
     """)

@@ -33,6 +33,12 @@ log σ(u) = min(u, 0) - log(1 + e^{-|u|})), and one ``Scan`` whose body is a ``M
 at any T (a product or log-space form would lose float32 accuracy as T grows).
 Per-sample lengths make a padding step a = 1, b = 0 (the state kept) and its output 0.
 
+The layer-normalised LSTM and GRU (``rnnlab::lnlstm``, ``rnnlab::lngru``,
+:mod:`rnnlab.ops_ln`) normalise W_hh h_{t-1}, which ONNX's LSTM and GRU cannot: each
+layer and direction is one ``MatMul`` and one ``LayerNormalization`` (opset 17+) for every
+step's input term, and one ``Scan`` whose body is the cell's step (the recurrent
+``MatMul``, ``LayerNormalization``, the gates; a padding step keeps the state).
+
 Not exportable, with an error that names the feature: the LSTM projection
 (``proj_size > 0``, no ONNX equivalent), the gradient probe of :mod:`rnnlab.nn.record`,
 and graphs that use the ops' saved gate activations.
@@ -53,11 +59,13 @@ import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 import torch
-from onnxscript import BFLOAT16, DOUBLE, FLOAT, FLOAT16, graph, script
+from onnxscript import BFLOAT16, BOOL, DOUBLE, FLOAT, FLOAT16, graph, script
 from onnxscript import opset18 as op
 from onnxscript.values import Opset
 
-import rnnlab.ops_min  # noqa: F401  (defines rnnlab::mingru, rnnlab::minlstm)
+# Importing them defines rnnlab::lnlstm, rnnlab::lngru, rnnlab::mingru, rnnlab::minlstm.
+import rnnlab.ops_ln
+import rnnlab.ops_min  # noqa: F401
 from rnnlab.nn.modules import RNNBase
 
 __all__ = ["ExportError", "to_onnx", "translation_table"]
@@ -70,7 +78,8 @@ _GRU_TO_ONNX = (1, 0, 2)  # r, z, n -> z, r, h
 
 _RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 # Results of each op that an inference graph can carry; later ones are saved activations.
-_REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2, "mingru": 2, "minlstm": 2}
+_REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2, "mingru": 2, "minlstm": 2, "lnlstm": 3,
+                 "lngru": 2}
 
 
 class ExportError(ValueError):
@@ -223,10 +232,10 @@ def _log_sigmoid(u, real: np.dtype):
     return op.Sub(op.Min(u, zero), op.Log(op.Add(op.Exp(op.Neg(op.Abs(u))), one)))
 
 
-def _constant(value: float, real: np.dtype):
-    """A scalar Constant node of the layer's dtype (a Python number would be typed from
-    its neighbours, which the tracer does not always know)."""
-    return op.Constant(value=ir.tensor(np.array(value, real)))
+def _constant(value: float, real: np.dtype, size: int | None = None):
+    """A Constant node of the layer's dtype, a scalar or ``size`` entries (a Python number
+    would be typed from its neighbours, which the tracer does not always know)."""
+    return op.Constant(value=ir.tensor(np.full(() if size is None else size, value, real)))
 
 
 def _min_cell(family: str, x, h0, w_ih, b_ih, lengths, h_probe, reverse):
@@ -266,11 +275,123 @@ def _minlstm(x, h0, w_ih, b_ih=None, lengths=None, h_probe=None, reverse=False, 
     return _min_cell("minlstm", x, h0, w_ih, b_ih, lengths, h_probe, reverse)
 
 
+# --------------------------------------------------------------------------- layer norm
+
+# The layer-normalised cells' recurrence reads h_{t-1} through W_hh and a normalisation, so
+# no native node fits: each is a Scan whose body is the whole step. Its scanned inputs are
+# u_t = LN(W_ih x_t; γ_ih) + b_ih (one MatMul and one LayerNormalization for all steps) and
+# valid_t (B, 1); the weights are read from the enclosing scope. A padding step keeps the
+# state. The Scan runs forwards; the reverse direction flips u and valid in time first.
+_LN_EPS = 1e-5  # rnnlab.reference's LN_EPS (Haste's), LayerNormalization's default too
+
+
+@script(_RNNLAB, default_opset=op)
+def _lnlstm_recurrence(
+    u: _Real, valid: BOOL, h0: _Real, c0: _Real, w_hh_t: _Real, gamma_hh: _Real,
+    b_hh: _Real, gamma_c: _Real, beta_c: _Real,
+) -> tuple[_Real, _Real, _Real]:
+    """reference.lnlstm_forward's step over dim 0: the states h (T, B, H), h_n and c_n."""
+
+    @graph()
+    def step(h_prev, c_prev, u_t, valid_t):
+        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh, epsilon=1e-5)
+        i, f, g, o = op.Split(op.Add(u_t, v), axis=-1, num_outputs=4)
+        c = op.Add(op.Mul(op.Sigmoid(f), c_prev), op.Mul(op.Sigmoid(i), op.Tanh(g)))
+        m = op.Mul(op.Sigmoid(o), op.Tanh(op.LayerNormalization(c, gamma_c, beta_c,
+                                                                epsilon=1e-5)))
+        h_t = op.Where(valid_t, m, h_prev)
+        return h_t, op.Where(valid_t, c, c_prev), op.Identity(h_t)
+
+    h_n, c_n, states = op.Scan(h0, c0, u, valid, body=step, num_scan_inputs=2)
+    return states, h_n, c_n
+
+
+@script(_RNNLAB, default_opset=op)
+def _lngru_recurrence(
+    u: _Real, valid: BOOL, h0: _Real, w_hh_t: _Real, gamma_hh: _Real, b_hh: _Real,
+) -> tuple[_Real, _Real]:
+    """reference.lngru_forward's step over dim 0: the states h (T, B, H) and h_n."""
+
+    @graph()
+    def step(h_prev, u_t, valid_t):
+        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh, epsilon=1e-5)
+        u_r, u_z, u_n = op.Split(u_t, axis=-1, num_outputs=3)
+        v_r, v_z, v_n = op.Split(v, axis=-1, num_outputs=3)
+        r = op.Sigmoid(op.Add(u_r, v_r))
+        z = op.Sigmoid(op.Add(u_z, v_z))
+        n = op.Tanh(op.Add(u_n, op.Mul(r, v_n)))
+        h = op.Add(n, op.Mul(z, op.Sub(h_prev, n)))  # (1 - z) ⊙ n + z ⊙ h_{t-1}
+        h_t = op.Where(valid_t, h, h_prev)
+        return h_t, op.Identity(h_t)
+
+    h_n, states = op.Scan(h0, u, valid, body=step, num_scan_inputs=2)
+    return states, h_n
+
+
+def _time_flipped(t):
+    """t reversed along dim 0 (time)."""
+    return op.Slice(t, [-1], [np.iinfo(np.int64).min], [0], [-1])
+
+
+def _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih, lengths, reverse):
+    """The scanned u and valid in processing order, W_hhᵀ and b_hh (zeros if None), and
+    how to put the states back in time order and zero them at padding."""
+    real = x.dtype.numpy()
+    zero, zeros = _constant(0, real), _constant(0, real, w_ih.shape[0])
+    shape = None if x.shape is None else ir.Shape([*x.shape[:2], w_ih.shape[0]])  # of u
+    if lengths is None:
+        one = op.Constant(value=ir.tensor(np.array([1])))  # (T, B, 1), all True
+        valid = op.ConstantOfShape(op.Concat(op.Shape(x, start=0, end=2), one, axis=0),
+                                   value=ir.tensor(np.array([True])))
+    else:
+        steps = op.Range(0, op.Squeeze(op.Shape(x, start=0, end=1), [0]), 1)
+        valid = op.Unsqueeze(op.Less(op.Unsqueeze(steps, [1]), op.Unsqueeze(lengths, [0])),
+                             [2])
+        x = op.Where(valid, x, zero)  # padding is never read
+    u, _, _ = op.LayerNormalization(  # (normalised, mean, 1/σ)
+        op.MatMul(x, op.Transpose(w_ih, perm=[1, 0])), gamma_ih,
+        zeros if b_ih is None else b_ih, epsilon=_LN_EPS,
+    )
+    scanned = (_time_flipped(u), _time_flipped(valid)) if reverse else (u, valid)
+    if shape is not None:  # what Range's length hides from shape inference
+        scanned[0].shape = shape
+
+    def outputs(states):
+        states = _time_flipped(states) if reverse else states
+        return states if lengths is None else op.Where(valid, states, zero)
+
+    w_hh_t = op.Transpose(w_hh, perm=[1, 0])
+    return *scanned, w_hh_t, zeros if b_hh is None else b_hh, outputs
+
+
+def _lnlstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, gamma_ih=None, gamma_hh=None,
+            gamma_c=None, beta_c=None, lengths=None, h_probe=None, reverse=False):
+    """rnnlab::lnlstm (T,B,I) -> MatMul, LayerNormalization, one Scan: y, h_n, c_n."""
+    _refuse_probe(h_probe, "lnlstm")
+    u, valid, w_hh_t, b_hh, outputs = _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih,
+                                                 lengths, reverse)
+    if beta_c is None:
+        beta_c = _constant(0, x.dtype.numpy(), w_hh.shape[1])
+    states, h_n, c_n = _lnlstm_recurrence(u, valid, h0, c0, w_hh_t, gamma_hh, b_hh, gamma_c,
+                                          beta_c)
+    return outputs(states), h_n, c_n
+
+
+def _lngru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, gamma_ih=None, gamma_hh=None,
+           lengths=None, h_probe=None, reverse=False):
+    """rnnlab::lngru (T,B,I) -> MatMul, LayerNormalization, one Scan: y (T,B,H), h_n."""
+    _refuse_probe(h_probe, "lngru")
+    u, valid, w_hh_t, b_hh, outputs = _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih,
+                                                 lengths, reverse)
+    states, h_n = _lngru_recurrence(u, valid, h0, w_hh_t, gamma_hh, b_hh)
+    return outputs(states), h_n
+
+
 def translation_table() -> dict[Callable, Callable]:
     """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
 
     Maps each classic rnnlab op to a translation emitting one native ONNX recurrent node,
-    and the min cells' ops to a MatMul, pointwise nodes and one ``Scan``::
+    and the min cells' and layer-normalised cells' ops to standard nodes and one ``Scan``::
 
         torch.onnx.export(model, (x,), "model.onnx", dynamo=True,
                           custom_translation_table=rnnlab.export.translation_table())
@@ -282,7 +403,8 @@ def translation_table() -> dict[Callable, Callable]:
     """
     ops = torch.ops.rnnlab
     return {ops.lstm.default: _lstm, ops.gru.default: _gru, ops.rnn.default: _rnn,
-            ops.mingru.default: _mingru, ops.minlstm.default: _minlstm}
+            ops.mingru.default: _mingru, ops.minlstm.default: _minlstm,
+            ops.lnlstm.default: _lnlstm, ops.lngru.default: _lngru}
 
 
 # --------------------------------------------------------------------------- export
@@ -385,12 +507,6 @@ def _quiet_exporter():
 
 def _check_layers(model: torch.nn.Module) -> None:
     for name, module in model.named_modules():
-        if isinstance(module, RNNBase) and module.layer_norm:
-            raise ExportError(
-                f"{name or 'model'} is a {module.mode} with layer_norm=True, which ONNX export "
-                "does not support (ONNX's LSTM and GRU operators have no normalisation). "
-                "Export a layer without layer_norm."
-            )
         if isinstance(module, RNNBase) and module.proj_size:
             raise ExportError(
                 f"{name or 'model'} is an LSTM with proj_size={module.proj_size}: the LSTM "
@@ -470,11 +586,13 @@ def _recurrent_nodes(graph: ir.Graph) -> list[ir.Node]:
 
 
 def _sequences(graph: ir.Graph) -> list[tuple[ir.Node, ir.Value]]:
-    """Each recurrence's node and the (T, B, ·) sequence it reads: a native node's X, the
-    first scanned input (a_t) of a min cell's Scan."""
+    """Each recurrence's node and the (T, B, ·) sequence it reads: a native node's X, a
+    Scan's first scanned input (a_t of a min cell, u_t of a layer-normalised one)."""
     found = [(n, n.inputs[0]) for n in _recurrent_nodes(graph)]
-    found += [(n, n.inputs[1]) for n in graph if n.domain in ("", "ai.onnx")
-              and n.op_type == "Scan" and len(n.inputs) > 1]
+    for node in graph:
+        if node.domain in ("", "ai.onnx") and node.op_type == "Scan":
+            scanned = node.attributes["num_scan_inputs"].as_int()
+            found.append((node, node.inputs[len(node.inputs) - scanned]))
     return found
 
 
