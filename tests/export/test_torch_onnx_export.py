@@ -169,6 +169,11 @@ def test_plain_torch_onnx_export_gives_native_nodes(zoo):
     x_dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [bool(d.dim_param) for d in x_dims] == [True, True, False], x_dims
 
+    assert_runs_like(proto, zoo, generator)
+
+
+def assert_runs_like(proto, model, generator) -> None:
+    """The ONNX model in onnxruntime == ``model`` at RUN_SHAPES, every output."""
     session = ort.InferenceSession(proto.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
@@ -176,7 +181,7 @@ def test_plain_torch_onnx_export_gives_native_nodes(zoo):
         x, lengths = _inputs(T, B, generator)
         got = session.run(None, dict(zip(names, [x.numpy(), lengths.numpy()], strict=True)))
         with torch.no_grad():
-            want = zoo(x, lengths)
+            want = model(x, lengths)
         assert len(got) == len(want)
         for k, (g, w) in enumerate(zip(got, want, strict=True)):
             np.testing.assert_allclose(g, w.numpy(), rtol=ONNX_TOLERANCE, atol=ONNX_TOLERANCE,
@@ -221,17 +226,7 @@ def test_plain_torch_onnx_export_of_the_scan_layers():
     assert not {"Loop", "If", "LSTM", "GRU", "RNN"} & set(op_types), op_types
     assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
     assert not proto.functions, [f.name for f in proto.functions]
-    session = ort.InferenceSession(proto.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    for T, B in RUN_SHAPES:
-        x, lengths = _inputs(T, B, generator)
-        got = session.run(None, dict(zip(names, [x.numpy(), lengths.numpy()], strict=True)))
-        with torch.no_grad():
-            want = model(x, lengths)
-        for k, (g, w) in enumerate(zip(got, want, strict=True)):
-            np.testing.assert_allclose(g, w.numpy(), rtol=ONNX_TOLERANCE, atol=ONNX_TOLERANCE,
-                                       err_msg=f"output {k} differs at (T, B) = ({T}, {B})")
+    assert_runs_like(proto, model, generator)
 
 
 def test_import_rnnlab_nn_registers_lazily():

@@ -29,8 +29,9 @@ native ONNX operator; their gates read x_t only, so each translates to standard 
 one ``MatMul`` (+ ``Add``) projects every step's input, pointwise nodes give a_t and b_t of
 h_t = a_t ⊙ h_{t-1} + b_t as :mod:`rnnlab.ops_min` computes them (minLSTM's
 log σ(u) = min(u, 0) - log(1 + e^{-|u|})), and one ``Scan`` whose body is a ``Mul`` and an
-``Add`` runs the recurrence in the op's direction: the loop's own sums, exact and stable
-at any T (a product or log-space form would lose float32 accuracy as T grows).
+``Add`` runs the recurrence (the reverse direction flips its inputs and states in time):
+the loop's own sums, exact and stable at any T (a product or log-space form would lose
+float32 accuracy as T grows).
 Per-sample lengths make a padding step a = 1, b = 0 (the state kept) and its output 0.
 
 The layer-normalised LSTM and GRU (``rnnlab::lnlstm``, ``rnnlab::lngru``,
@@ -187,7 +188,8 @@ _Real = TypeVar("_Real", bound=Union[FLOAT, DOUBLE, FLOAT16, BFLOAT16])  # noqa:
 
 
 # Scan has a variable number of outputs, which only an onnxscript function (not the
-# exporter's tracing of a translation) can give a node; one function per direction.
+# exporter's tracing of a translation) can give a node. Each runs forwards in time; the
+# reverse direction flips its inputs and the states in time (_time_flipped).
 @script(_RNNLAB, default_opset=op)
 def _linear_recurrence(h0: _Real, a: _Real, b: _Real) -> tuple[_Real, _Real]:
     """h_t = a_t ⊙ h_{t-1} + b_t over dim 0 from h0: the states (T, B, H) and the last."""
@@ -201,18 +203,9 @@ def _linear_recurrence(h0: _Real, a: _Real, b: _Real) -> tuple[_Real, _Real]:
     return states, h_n
 
 
-@script(_RNNLAB, default_opset=op)
-def _linear_recurrence_reversed(h0: _Real, a: _Real, b: _Real) -> tuple[_Real, _Real]:
-    """The same from t = T-1 down to 0; the states stay in time order."""
-
-    @graph()
-    def step(h_prev, a_t, b_t):
-        h_t = op.Add(op.Mul(a_t, h_prev), b_t)
-        return h_t, op.Identity(h_t)
-
-    h_n, states = op.Scan(h0, a, b, body=step, num_scan_inputs=2,
-                          scan_input_directions=[1, 1], scan_output_directions=[1])
-    return states, h_n
+def _time_flipped(t):
+    """t reversed along dim 0 (time)."""
+    return op.Slice(t, [-1], [np.iinfo(np.int64).min], [0], [-1])
 
 
 def _coefficients(family: str, u, real: np.dtype):
@@ -256,10 +249,12 @@ def _min_cell(family: str, x, h0, w_ih, b_ih, lengths, h_probe, reverse):
     a, b = _coefficients(family, u, real)
     if valid is not None:  # a padding step keeps the state
         a, b = op.Where(valid, a, one), op.Where(valid, b, zero)
-    if shape is not None:  # what Range's length hides from shape inference
+    if reverse:
+        a, b = _time_flipped(a), _time_flipped(b)
+    if shape is not None:  # what Range's length (or the flip) hides from shape inference
         a.shape = b.shape = shape
-    recurrence = _linear_recurrence_reversed if reverse else _linear_recurrence
-    states, h_n = recurrence(h0, a, b)
+    states, h_n = _linear_recurrence(h0, a, b)
+    states = _time_flipped(states) if reverse else states
     y = states if valid is None else op.Where(valid, states, zero)
     return y, h_n
 
@@ -281,7 +276,7 @@ def _minlstm(x, h0, w_ih, b_ih=None, lengths=None, h_probe=None, reverse=False, 
 # no native node fits: each is a Scan whose body is the whole step. Its scanned inputs are
 # u_t = LN(W_ih x_t; γ_ih) + b_ih (one MatMul and one LayerNormalization for all steps) and
 # valid_t (B, 1); the weights are read from the enclosing scope. A padding step keeps the
-# state. The Scan runs forwards; the reverse direction flips u and valid in time first.
+# state. The reverse direction flips u, valid and the states in time.
 _LN_EPS = 1e-5  # rnnlab.reference's LN_EPS (Haste's), LayerNormalization's default too
 
 
@@ -326,11 +321,6 @@ def _lngru_recurrence(
 
     h_n, states = op.Scan(h0, u, valid, body=step, num_scan_inputs=2)
     return states, h_n
-
-
-def _time_flipped(t):
-    """t reversed along dim 0 (time)."""
-    return op.Slice(t, [-1], [np.iinfo(np.int64).min], [0], [-1])
 
 
 def _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih, lengths, reverse):
