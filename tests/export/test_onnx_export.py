@@ -205,22 +205,29 @@ def export(layer, case, tmp_path):
     return onnx.load(path)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+@pytest.mark.parametrize("case", CASES + SCAN_CASES,
+                         ids=[_case_id(c) for c in CASES + SCAN_CASES])
 def test_export_matches_module(case, tmp_path):
     torch.manual_seed(0)
     layer = make_layer(case).eval()
     model_proto = export(layer, case, tmp_path)
-    assert_native_graph(model_proto, layer, case)
+    if case["family"] in SCAN_FAMILIES:
+        assert_scan_graph(model_proto, layer, case)
+    else:
+        assert_native_graph(model_proto, layer, case)
     assert_matches_module(model_proto, layer, case)
 
 
-def test_sample_covers_the_matrix():
-    assert 15 <= len(CASES) <= 30
-    for family in FAMILIES:
+@pytest.mark.parametrize(("cases", "families", "sizes"),
+                         [(CASES, FAMILIES, (15, 30)), (SCAN_CASES, SCAN_FAMILIES, (10, 24))],
+                         ids=["native", "scan"])
+def test_sample_covers_the_matrix(cases, families, sizes):
+    assert sizes[0] <= len(cases) <= sizes[1]
+    for family in families:
         for bidirectional, lengths in itertools.product([False, True], repeat=2):
             assert any(
                 c["family"] == family and c["bidirectional"] == bidirectional
-                and c["lengths"] == lengths for c in CASES
+                and c["lengths"] == lengths for c in cases
             )
 
 
@@ -287,25 +294,6 @@ def assert_scan_graph(model_proto, layer, case) -> None:
     if case["family"] not in MIN_FAMILIES:  # every step's normalised input term
         assert op_types.count("LayerNormalization") == runs, op_types
     assert_symbolic_input(graph, case)
-
-
-@pytest.mark.parametrize("case", SCAN_CASES, ids=[_case_id(c) for c in SCAN_CASES])
-def test_scan_export_matches_module(case, tmp_path):
-    torch.manual_seed(0)
-    layer = make_layer(case).eval()
-    model_proto = export(layer, case, tmp_path)
-    assert_scan_graph(model_proto, layer, case)
-    assert_matches_module(model_proto, layer, case)
-
-
-def test_scan_sample_covers_the_matrix():
-    assert 10 <= len(SCAN_CASES) <= 24
-    for family in SCAN_FAMILIES:
-        for bidirectional, lengths in itertools.product([False, True], repeat=2):
-            assert any(
-                c["family"] == family and c["bidirectional"] == bidirectional
-                and c["lengths"] == lengths for c in SCAN_CASES
-            )
 
 
 @pytest.mark.parametrize("family", SCAN_FAMILIES)
