@@ -1,5 +1,5 @@
-"""ONNX export: native recurrent nodes (the min cells: a MatMul and one Scan per layer and
-direction), numerically equal to the torch module at new shapes.
+"""ONNX export: native recurrent nodes (the min and layer-normalised cells: standard nodes
+and one Scan per layer and direction), numerically equal to the torch module at new shapes.
 
 Each case exports an rnnlab layer once at (T, B) = (5, 3) and runs the ONNX model in
 onnxruntime at four other (T, B) shapes, comparing outputs and final states with the
