@@ -64,8 +64,10 @@ from onnxscript import BFLOAT16, BOOL, DOUBLE, FLOAT, FLOAT16, graph, script
 from onnxscript import opset18 as op
 from onnxscript.values import Opset
 
-# Importing them defines rnnlab::lnlstm, rnnlab::lngru, rnnlab::mingru, rnnlab::minlstm.
+# Importing them defines the ops rnnlab::lnlstm, lngru, lstm_masked, gru_masked, mingru,
+# minlstm.
 import rnnlab.ops_ln
+import rnnlab.ops_masked
 import rnnlab.ops_min  # noqa: F401
 from rnnlab.nn.modules import RNNBase
 
@@ -80,7 +82,7 @@ _GRU_TO_ONNX = (1, 0, 2)  # r, z, n -> z, r, h
 _RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 # Results of each op that an inference graph can carry; later ones are saved activations.
 _REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2, "mingru": 2, "minlstm": 2, "lnlstm": 3,
-                 "lngru": 2}
+                 "lngru": 2, "lstm_masked": 3, "gru_masked": 2}
 
 
 class ExportError(ValueError):
@@ -231,18 +233,26 @@ def _constant(value: float, real: np.dtype, size: int | None = None):
     return op.Constant(value=ir.tensor(np.full(() if size is None else size, value, real)))
 
 
+def _valid_steps(x, lengths, zero):
+    """valid (T, B, 1), t < lengths[b] (all True without lengths), and x with its padding
+    steps zeroed: padding is never read."""
+    if lengths is None:
+        one = op.Constant(value=ir.tensor(np.array([1])))
+        valid = op.ConstantOfShape(op.Concat(op.Shape(x, start=0, end=2), one, axis=0),
+                                   value=ir.tensor(np.array([True])))
+        return valid, x
+    steps = op.Range(0, op.Squeeze(op.Shape(x, start=0, end=1), [0]), 1)
+    valid = op.Unsqueeze(op.Less(op.Unsqueeze(steps, [1]), op.Unsqueeze(lengths, [0])), [2])
+    return valid, op.Where(valid, x, zero)
+
+
 def _min_cell(family: str, x, h0, w_ih, b_ih, lengths, h_probe, reverse):
     """rnnlab::<family> (T,B,I) -> MatMul, pointwise a and b, one Scan: y (T,B,H), h_n (B,H)."""
     _refuse_probe(h_probe, family)
     shape = None if x.shape is None else ir.Shape([*x.shape[:2], h0.shape[-1]])  # (T, B, H)
     real = x.dtype.numpy()
     zero, one = _constant(0, real), _constant(1, real)
-    valid = None
-    if lengths is not None:  # (T, B, 1): t < lengths[b]
-        steps = op.Range(0, op.Squeeze(op.Shape(x, start=0, end=1), [0]), 1)
-        valid = op.Unsqueeze(op.Less(op.Unsqueeze(steps, [1]), op.Unsqueeze(lengths, [0])),
-                             [2])
-        x = op.Where(valid, x, zero)  # padding is never read
+    valid, x = (None, x) if lengths is None else _valid_steps(x, lengths, zero)
     u = op.MatMul(x, op.Transpose(w_ih, perm=[1, 0]))
     if b_ih is not None:
         u = op.Add(u, b_ih)
@@ -329,15 +339,7 @@ def _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih, lengths, reverse):
     real = x.dtype.numpy()
     zero, zeros = _constant(0, real), _constant(0, real, w_ih.shape[0])
     shape = None if x.shape is None else ir.Shape([*x.shape[:2], w_ih.shape[0]])  # of u
-    if lengths is None:
-        one = op.Constant(value=ir.tensor(np.array([1])))  # (T, B, 1), all True
-        valid = op.ConstantOfShape(op.Concat(op.Shape(x, start=0, end=2), one, axis=0),
-                                   value=ir.tensor(np.array([True])))
-    else:
-        steps = op.Range(0, op.Squeeze(op.Shape(x, start=0, end=1), [0]), 1)
-        valid = op.Unsqueeze(op.Less(op.Unsqueeze(steps, [1]), op.Unsqueeze(lengths, [0])),
-                             [2])
-        x = op.Where(valid, x, zero)  # padding is never read
+    valid, x = _valid_steps(x, lengths, zero)
     u, _, _ = op.LayerNormalization(  # (normalised, mean, 1/σ)
         op.MatMul(x, op.Transpose(w_ih, perm=[1, 0])), gamma_ih,
         zeros if b_ih is None else b_ih, epsilon=_LN_EPS,
@@ -377,6 +379,121 @@ def _lngru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, gamma_ih=None, gamma_hh=None
     return outputs(states), h_n
 
 
+# --------------------------------------------------------------------------- zoneout
+
+# The masked ops (rnnlab.ops_masked: recurrent dropout and zoneout, which a layer in eval
+# runs for zoneout, k = p) mix h_{t-1} into h_t, which ONNX's LSTM and GRU cannot: a Scan
+# whose body is the step of reference.lstm_masked / gru_masked, scanning u_t (every step's
+# input term, one MatMul), valid_t and the zoneout shares k_t; d (recurrent dropout) and
+# the weights are read from the enclosing scope.
+
+
+@script(_RNNLAB, default_opset=op)
+def _lstm_masked_recurrence(
+    u: _Real, valid: BOOL, keep_h: _Real, keep_c: _Real, h0: _Real, c0: _Real, d: _Real,
+    w_hh_t: _Real,
+) -> tuple[_Real, _Real, _Real]:
+    """reference.lstm_masked_forward's step (no projection) over dim 0: h (T,B,H), h_n, c_n."""
+
+    @graph()
+    def step(h_prev, c_prev, u_t, valid_t, k_h, k_c):
+        i, f, g, o = op.Split(op.Add(u_t, op.MatMul(op.Mul(d, h_prev), w_hh_t)), axis=-1,
+                              num_outputs=4)
+        c_tilde = op.Add(op.Mul(op.Sigmoid(f), c_prev), op.Mul(op.Sigmoid(i), op.Tanh(g)))
+        h_tilde = op.Mul(op.Sigmoid(o), op.Tanh(c_tilde))
+        c = op.Add(c_tilde, op.Mul(k_c, op.Sub(c_prev, c_tilde)))  # k c_{t-1} + (1-k) c̃
+        h = op.Add(h_tilde, op.Mul(k_h, op.Sub(h_prev, h_tilde)))
+        h_t = op.Where(valid_t, h, h_prev)
+        return h_t, op.Where(valid_t, c, c_prev), op.Identity(h_t)
+
+    h_n, c_n, states = op.Scan(h0, c0, u, valid, keep_h, keep_c, body=step,
+                               num_scan_inputs=4)
+    return states, h_n, c_n
+
+
+@script(_RNNLAB, default_opset=op)
+def _gru_masked_recurrence(
+    u: _Real, valid: BOOL, keep_h: _Real, h0: _Real, d: _Real, w_hh_t: _Real, b_hh: _Real,
+) -> tuple[_Real, _Real]:
+    """reference.gru_masked_forward's step (reset after the product) over dim 0."""
+
+    @graph()
+    def step(h_prev, u_t, valid_t, k_h):
+        v = op.Add(op.MatMul(op.Mul(d, h_prev), w_hh_t), b_hh)
+        u_r, u_z, u_n = op.Split(u_t, axis=-1, num_outputs=3)
+        v_r, v_z, v_n = op.Split(v, axis=-1, num_outputs=3)
+        r = op.Sigmoid(op.Add(u_r, v_r))
+        z = op.Sigmoid(op.Add(u_z, v_z))
+        n = op.Tanh(op.Add(u_n, op.Mul(r, v_n)))
+        h_tilde = op.Add(n, op.Mul(z, op.Sub(h_prev, n)))  # (1 - z) ⊙ n + z ⊙ h_{t-1}
+        h = op.Add(h_tilde, op.Mul(k_h, op.Sub(h_prev, h_tilde)))  # k h_{t-1} + (1-k) h̃
+        h_t = op.Where(valid_t, h, h_prev)
+        return h_t, op.Identity(h_t)
+
+    h_n, states = op.Scan(h0, u, valid, keep_h, body=step, num_scan_inputs=3)
+    return states, h_n
+
+
+def _masked_inputs(x, w_ih, b_ih, lengths, reverse, keeps):
+    """Every step's input term W_ih x_t (+ b_ih), valid and the zoneout shares (0 where
+    None), in processing order, and how to put the states back as for _ln_inputs."""
+    real = x.dtype.numpy()
+    zero = _constant(0, real)
+    shape = None if x.shape is None else ir.Shape([*x.shape[:2], w_ih.shape[0]])  # of u
+    valid, x = _valid_steps(x, lengths, zero)
+    u = op.MatMul(x, op.Transpose(w_ih, perm=[1, 0]))
+    u = u if b_ih is None else op.Add(u, b_ih)
+    keeps = [op.Expand(zero, op.Shape(valid)) if k is None else k for k in keeps]
+    scanned = [u, valid, *keeps]
+    if reverse:
+        scanned = [_time_flipped(t) for t in scanned]
+    if shape is not None:  # what Range's length (or the flip) hides from shape inference
+        scanned[0].shape = shape
+
+    def outputs(states):
+        states = _time_flipped(states) if reverse else states
+        return states if lengths is None else op.Where(valid, states, zero)
+
+    return scanned, outputs
+
+
+def _lstm_masked(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, drop_h=None,
+                 keep_h=None, keep_c=None, lengths=None, h_probe=None, reverse=False):
+    """rnnlab::lstm_masked (T,B,I) -> MatMul, one Scan of the masked step: y, h_n, c_n."""
+    if w_hr is not None:
+        raise ExportError(
+            "LSTM with proj_size > 0 and zoneout or recurrent dropout cannot be exported to "
+            "ONNX (the Scan of the masked LSTM has no projection). Export an LSTM without "
+            "proj_size."
+        )
+    _refuse_probe(h_probe, "lstm_masked")
+    bias = b_ih if b_hh is None else (b_hh if b_ih is None else op.Add(b_ih, b_hh))
+    scanned, outputs = _masked_inputs(x, w_ih, bias, lengths, reverse, [keep_h, keep_c])
+    d = _constant(1, x.dtype.numpy()) if drop_h is None else drop_h
+    states, h_n, c_n = _lstm_masked_recurrence(*scanned, h0, c0, d,
+                                               op.Transpose(w_hh, perm=[1, 0]))
+    return outputs(states), h_n, c_n
+
+
+def _gru_masked(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, drop_h=None, keep_h=None,
+                lengths=None, h_probe=None, reverse=False, reset_after=True):
+    """rnnlab::gru_masked (T,B,I) -> MatMul, one Scan of the masked step: y, h_n."""
+    if not reset_after:
+        raise ExportError(
+            "GRU with reset_after=False and zoneout or recurrent dropout cannot be exported "
+            "to ONNX yet (the Scan of the masked GRU resets after the recurrent product, as "
+            "torch.nn). Export a GRU with reset_after=True, or without zoneout."
+        )
+    _refuse_probe(h_probe, "gru_masked")
+    real = x.dtype.numpy()
+    scanned, outputs = _masked_inputs(x, w_ih, b_ih, lengths, reverse, [keep_h])
+    d = _constant(1, real) if drop_h is None else drop_h
+    b_hh = _constant(0, real, w_hh.shape[0]) if b_hh is None else b_hh
+    states, h_n = _gru_masked_recurrence(*scanned, h0, d, op.Transpose(w_hh, perm=[1, 0]),
+                                         b_hh)
+    return outputs(states), h_n
+
+
 def translation_table() -> dict[Callable, Callable]:
     """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
 
@@ -394,7 +511,8 @@ def translation_table() -> dict[Callable, Callable]:
     ops = torch.ops.rnnlab
     return {ops.lstm.default: _lstm, ops.gru.default: _gru, ops.rnn.default: _rnn,
             ops.mingru.default: _mingru, ops.minlstm.default: _minlstm,
-            ops.lnlstm.default: _lnlstm, ops.lngru.default: _lngru}
+            ops.lnlstm.default: _lnlstm, ops.lngru.default: _lngru,
+            ops.lstm_masked.default: _lstm_masked, ops.gru_masked.default: _gru_masked}
 
 
 # --------------------------------------------------------------------------- export
@@ -504,12 +622,12 @@ def _check_layers(model: torch.nn.Module) -> None:
                 "decomposition would need a Loop over time steps. Export an LSTM without "
                 "proj_size."
             )
-        if isinstance(module, RNNBase) and module.zoneout:
+        if isinstance(module, RNNBase) and module.zoneout and not module.reset_after:
             raise ExportError(
-                f"{name or 'model'} has zoneout={module.zoneout}: in eval it "
-                "computes p·h_{t-1} + (1-p)·h̃_t, which ONNX's LSTM/GRU cannot express. "
-                "Export a copy without zoneout (weight_drop and recurrent_dropout export: "
-                "they are off in eval)."
+                f"{name or 'model'} is a GRU with zoneout={module.zoneout} and "
+                "reset_after=False, which ONNX export does not support yet (zoneout exports "
+                "with reset_after=True, torch.nn's default). Export a copy without zoneout "
+                "or with reset_after=True."
             )
 
 
