@@ -191,7 +191,7 @@ def assert_runs_like(proto, model, generator) -> None:
 class ScanZoo(nn.Module):
     """The layers exported through a Scan side by side: the min layers (stacked
     bidirectional with lengths, batch_first), the layer-normalised LSTM and GRU and their
-    cells."""
+    cells, a bidirectional GRU with zoneout and lengths."""
 
     def __init__(self):
         super().__init__()
@@ -199,6 +199,7 @@ class ScanZoo(nn.Module):
         self.minlstm = MinLSTM(I, H, batch_first=True)
         self.lnlstm = LSTM(I, H, layer_norm=True, bidirectional=True)
         self.lngru = GRU(I, H, layer_norm=True)
+        self.zoneout = GRU(I, H, zoneout=0.375, bidirectional=True)
         self.cells = nn.ModuleList([LSTMCell(I, H, layer_norm=True),
                                     GRUCell(I, H, layer_norm=True)])
 
@@ -207,9 +208,10 @@ class ScanZoo(nn.Module):
         y_minlstm, h_minlstm = self.minlstm(x.transpose(0, 1))
         y_lnlstm, (h_lnlstm, c_lnlstm) = self.lnlstm(x, lengths=lengths)
         y_lngru, h_lngru = self.lngru(x)
+        y_zoneout, h_zoneout = self.zoneout(x, lengths=lengths)
         h_cell, c_cell = self.cells[0](x[0])
         return (y_mingru, h_mingru, y_minlstm, h_minlstm, y_lnlstm, h_lnlstm, c_lnlstm,
-                y_lngru, h_lngru, h_cell, c_cell, self.cells[1](x[0]))
+                y_lngru, h_lngru, y_zoneout, h_zoneout, h_cell, c_cell, self.cells[1](x[0]))
 
 
 def test_plain_torch_onnx_export_of_the_scan_layers():
@@ -222,7 +224,7 @@ def test_plain_torch_onnx_export_of_the_scan_layers():
                                 dynamic_shapes=_dynamic_shapes(), verbose=False)
     proto = program.model_proto
     op_types = [n.op_type for n in proto.graph.node]
-    assert op_types.count("Scan") == op_types.count("MatMul") == 10, op_types
+    assert op_types.count("Scan") == op_types.count("MatMul") == 12, op_types
     assert not {"Loop", "If", "LSTM", "GRU", "RNN"} & set(op_types), op_types
     assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
     assert not proto.functions, [f.name for f in proto.functions]
@@ -243,7 +245,7 @@ def test_import_rnnlab_nn_registers_lazily():
         from onnxscript.function_libs.torch_lib import ops
         missing = [n for n in ("rnnlab::lstm", "rnnlab::gru", "rnnlab::rnn",
                                "rnnlab::mingru", "rnnlab::minlstm", "rnnlab::lnlstm",
-                               "rnnlab::lngru")
+                               "rnnlab::lngru", "rnnlab::lstm_masked", "rnnlab::gru_masked")
                    if n not in default_registry]
         assert not missing, missing
     """)
