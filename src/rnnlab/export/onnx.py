@@ -29,20 +29,25 @@ native ONNX operator; their gates read x_t only, so each translates to standard 
 one ``MatMul`` (+ ``Add``) projects every step's input, pointwise nodes give a_t and b_t of
 h_t = a_t ⊙ h_{t-1} + b_t as :mod:`rnnlab.ops_min` computes them (minLSTM's
 log σ(u) = min(u, 0) - log(1 + e^{-|u|})), and one ``Scan`` whose body is a ``Mul`` and an
-``Add`` runs the recurrence (the reverse direction flips its inputs and states in time):
-the loop's own sums, exact and stable at any T (a product or log-space form would lose
-float32 accuracy as T grows).
-Per-sample lengths make a padding step a = 1, b = 0 (the state kept) and its output 0.
+``Add`` runs the recurrence: the loop's own sums, exact and stable at any T (a product or
+log-space form would lose float32 accuracy as T grows). Per-sample lengths make a padding
+step a = 1, b = 0 (the state kept) and its output 0.
 
 The layer-normalised LSTM and GRU (``rnnlab::lnlstm``, ``rnnlab::lngru``,
 :mod:`rnnlab.ops_ln`) normalise W_hh h_{t-1}, which ONNX's LSTM and GRU cannot: each
 layer and direction is one ``MatMul`` and one ``LayerNormalization`` (opset 17+) for every
 step's input term, and one ``Scan`` whose body is the cell's step (the recurrent
 ``MatMul``, ``LayerNormalization``, the gates; a padding step keeps the state).
+Zoneout (the masked ops ``rnnlab::lstm_masked``, ``rnnlab::gru_masked``, which a layer
+with zoneout runs in eval with k = p) likewise: one ``MatMul`` for every step's input
+term and one ``Scan`` of the masked step with the shares k_t scanned (the GRU's with
+``reset_after=True`` only). A Scan runs forwards; a reverse direction flips its inputs
+and states in time.
 
 Not exportable, with an error that names the feature: the LSTM projection
-(``proj_size > 0``, no ONNX equivalent), the gradient probe of :mod:`rnnlab.nn.record`,
-and graphs that use the ops' saved gate activations.
+(``proj_size > 0``, no ONNX equivalent), zoneout in a GRU with ``reset_after=False``, the
+gradient probe of :mod:`rnnlab.nn.record`, and graphs that use the ops' saved gate
+activations.
 """
 
 from __future__ import annotations
@@ -498,7 +503,8 @@ def translation_table() -> dict[Callable, Callable]:
     """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
 
     Maps each classic rnnlab op to a translation emitting one native ONNX recurrent node,
-    and the min cells' and layer-normalised cells' ops to standard nodes and one ``Scan``::
+    and the min, layer-normalised and masked (zoneout) ops to standard nodes and one
+    ``Scan``::
 
         torch.onnx.export(model, (x,), "model.onnx", dynamo=True,
                           custom_translation_table=rnnlab.export.translation_table())
