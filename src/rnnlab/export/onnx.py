@@ -338,39 +338,62 @@ def _lngru_recurrence(
     return states, h_n
 
 
-def _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih, lengths, reverse):
-    """The scanned u and valid in processing order, W_hhᵀ and b_hh (zeros if None), and
-    how to put the states back in time order and zero them at padding."""
-    real = x.dtype.numpy()
-    zero, zeros = _constant(0, real), _constant(0, real, w_ih.shape[0])
-    shape = None if x.shape is None else ir.Shape([*x.shape[:2], w_ih.shape[0]])  # of u
+def _scanned_inputs(x, width: int, project, lengths, reverse, shares=()):
+    """What a Scan of a step reads, in processing order: every step's input term
+    project(x) (T, B, width), x's padding steps zeroed; valid (T, B, 1); the zoneout
+    ``shares`` (0 where None). Also the function that puts the states back in time order,
+    0 at padding steps."""
+    zero = _constant(0, x.dtype.numpy())
+    shape = None if x.shape is None else ir.Shape([*x.shape[:2], width])  # of the term
     valid, x = _valid_steps(x, lengths, zero)
-    u, _, _ = op.LayerNormalization(  # (normalised, mean, 1/σ)
-        op.MatMul(x, op.Transpose(w_ih, perm=[1, 0])), gamma_ih,
-        zeros if b_ih is None else b_ih, epsilon=_LN_EPS,
-    )
-    scanned = (_time_flipped(u), _time_flipped(valid)) if reverse else (u, valid)
-    if shape is not None:  # what Range's length hides from shape inference
+    scanned = [project(x), valid]
+    scanned += [op.Expand(zero, op.Shape(valid)) if k is None else k for k in shares]
+    if reverse:
+        scanned = [_time_flipped(t) for t in scanned]
+    if shape is not None:  # what Range's length (or the flip) hides from shape inference
         scanned[0].shape = shape
 
     def outputs(states):
         states = _time_flipped(states) if reverse else states
         return states if lengths is None else op.Where(valid, states, zero)
 
-    w_hh_t = op.Transpose(w_hh, perm=[1, 0])
-    return *scanned, w_hh_t, zeros if b_hh is None else b_hh, outputs
+    return scanned, outputs
+
+
+def _input_term(w_ih, b_ih):
+    """x -> W_ih x_t (+ b_ih) for every step, one MatMul."""
+
+    def project(x):
+        u = op.MatMul(x, op.Transpose(w_ih, perm=[1, 0]))
+        return u if b_ih is None else op.Add(u, b_ih)
+
+    return project
+
+
+def _normalised_input_term(w_ih, b_ih, gamma_ih):
+    """x -> LN(W_ih x_t; γ_ih) + b_ih for every step: a MatMul and a LayerNormalization."""
+
+    def project(x):
+        beta = _constant(0, w_ih.dtype.numpy(), w_ih.shape[0]) if b_ih is None else b_ih
+        u, _, _ = op.LayerNormalization(  # (normalised, mean, 1/σ)
+            op.MatMul(x, op.Transpose(w_ih, perm=[1, 0])), gamma_ih, beta, epsilon=_LN_EPS)
+        return u
+
+    return project
 
 
 def _lnlstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, gamma_ih=None, gamma_hh=None,
             gamma_c=None, beta_c=None, lengths=None, h_probe=None, reverse=False):
     """rnnlab::lnlstm (T,B,I) -> MatMul, LayerNormalization, one Scan: y, h_n, c_n."""
     _refuse_probe(h_probe, "lnlstm")
-    u, valid, w_hh_t, b_hh, outputs = _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih,
-                                                 lengths, reverse)
-    if beta_c is None:
-        beta_c = _constant(0, x.dtype.numpy(), w_hh.shape[1])
-    states, h_n, c_n = _lnlstm_recurrence(u, valid, h0, c0, w_hh_t, gamma_hh, b_hh, gamma_c,
-                                          beta_c)
+    real = x.dtype.numpy()
+    (u, valid), outputs = _scanned_inputs(x, w_ih.shape[0],
+                                          _normalised_input_term(w_ih, b_ih, gamma_ih),
+                                          lengths, reverse)
+    b_hh = _constant(0, real, w_hh.shape[0]) if b_hh is None else b_hh
+    beta_c = _constant(0, real, w_hh.shape[1]) if beta_c is None else beta_c
+    states, h_n, c_n = _lnlstm_recurrence(u, valid, h0, c0, op.Transpose(w_hh, perm=[1, 0]),
+                                          gamma_hh, b_hh, gamma_c, beta_c)
     return outputs(states), h_n, c_n
 
 
@@ -378,9 +401,12 @@ def _lngru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, gamma_ih=None, gamma_hh=None
            lengths=None, h_probe=None, reverse=False):
     """rnnlab::lngru (T,B,I) -> MatMul, LayerNormalization, one Scan: y (T,B,H), h_n."""
     _refuse_probe(h_probe, "lngru")
-    u, valid, w_hh_t, b_hh, outputs = _ln_inputs(x, w_ih, w_hh, b_ih, b_hh, gamma_ih,
-                                                 lengths, reverse)
-    states, h_n = _lngru_recurrence(u, valid, h0, w_hh_t, gamma_hh, b_hh)
+    (u, valid), outputs = _scanned_inputs(x, w_ih.shape[0],
+                                          _normalised_input_term(w_ih, b_ih, gamma_ih),
+                                          lengths, reverse)
+    b_hh = _constant(0, x.dtype.numpy(), w_hh.shape[0]) if b_hh is None else b_hh
+    states, h_n = _lngru_recurrence(u, valid, h0, op.Transpose(w_hh, perm=[1, 0]),
+                                    gamma_hh, b_hh)
     return outputs(states), h_n
 
 
@@ -439,29 +465,6 @@ def _gru_masked_recurrence(
     return states, h_n
 
 
-def _masked_inputs(x, w_ih, b_ih, lengths, reverse, keeps):
-    """Every step's input term W_ih x_t (+ b_ih), valid and the zoneout shares (0 where
-    None), in processing order, and how to put the states back as for _ln_inputs."""
-    real = x.dtype.numpy()
-    zero = _constant(0, real)
-    shape = None if x.shape is None else ir.Shape([*x.shape[:2], w_ih.shape[0]])  # of u
-    valid, x = _valid_steps(x, lengths, zero)
-    u = op.MatMul(x, op.Transpose(w_ih, perm=[1, 0]))
-    u = u if b_ih is None else op.Add(u, b_ih)
-    keeps = [op.Expand(zero, op.Shape(valid)) if k is None else k for k in keeps]
-    scanned = [u, valid, *keeps]
-    if reverse:
-        scanned = [_time_flipped(t) for t in scanned]
-    if shape is not None:  # what Range's length (or the flip) hides from shape inference
-        scanned[0].shape = shape
-
-    def outputs(states):
-        states = _time_flipped(states) if reverse else states
-        return states if lengths is None else op.Where(valid, states, zero)
-
-    return scanned, outputs
-
-
 def _lstm_masked(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, drop_h=None,
                  keep_h=None, keep_c=None, lengths=None, h_probe=None, reverse=False):
     """rnnlab::lstm_masked (T,B,I) -> MatMul, one Scan of the masked step: y, h_n, c_n."""
@@ -473,7 +476,8 @@ def _lstm_masked(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, drop_h=
         )
     _refuse_probe(h_probe, "lstm_masked")
     bias = b_ih if b_hh is None else (b_hh if b_ih is None else op.Add(b_ih, b_hh))
-    scanned, outputs = _masked_inputs(x, w_ih, bias, lengths, reverse, [keep_h, keep_c])
+    scanned, outputs = _scanned_inputs(x, w_ih.shape[0], _input_term(w_ih, bias), lengths,
+                                       reverse, [keep_h, keep_c])
     d = _constant(1, x.dtype.numpy()) if drop_h is None else drop_h
     states, h_n, c_n = _lstm_masked_recurrence(*scanned, h0, c0, d,
                                                op.Transpose(w_hh, perm=[1, 0]))
@@ -491,7 +495,8 @@ def _gru_masked(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, drop_h=None, keep_h=Non
         )
     _refuse_probe(h_probe, "gru_masked")
     real = x.dtype.numpy()
-    scanned, outputs = _masked_inputs(x, w_ih, b_ih, lengths, reverse, [keep_h])
+    scanned, outputs = _scanned_inputs(x, w_ih.shape[0], _input_term(w_ih, b_ih), lengths,
+                                       reverse, [keep_h])
     d = _constant(1, real) if drop_h is None else drop_h
     b_hh = _constant(0, real, w_hh.shape[0]) if b_hh is None else b_hh
     states, h_n = _gru_masked_recurrence(*scanned, h0, d, op.Transpose(w_hh, perm=[1, 0]),
