@@ -448,6 +448,8 @@ def _gru_masked_recurrence(
 ) -> tuple[_Real, _Real]:
     """reference.gru_masked_forward's step (reset after the product) over dim 0."""
 
+    # (the GRU's gates as in _lngru_recurrence: a function called inside a Scan body is
+    # not inlined by the exporter's optimiser, so the two bodies each write them)
     @graph()
     def step(h_prev, u_t, valid_t, k_h):
         v = op.Add(op.MatMul(op.Mul(d, h_prev), w_hh_t), b_hh)
