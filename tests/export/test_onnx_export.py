@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from helpers import OUT_TOL, assert_rel_close
+from rnnlab.backends._layer_norm import EPS
 from rnnlab.export import to_onnx
 from rnnlab.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
 from rnnlab.reference import minlstm_forward
@@ -305,6 +306,12 @@ def assert_scan_graph(model_proto, layer, case) -> None:
     norms = runs if case["family"].startswith("ln") else 0  # every step's input term's
     assert op_types.count("LayerNormalization") == norms, op_types
     assert_symbolic_input(graph, case)
+
+
+def test_layer_norm_bodies_use_the_cells_epsilon():
+    """The Scan bodies rely on LayerNormalization's default ε being the cells' own."""
+    default = onnx.defs.get_schema("LayerNormalization").attributes["epsilon"].default_value
+    assert np.float32(default.f) == np.float32(EPS)
 
 
 @pytest.mark.parametrize("family", SCAN_FAMILIES)

@@ -74,6 +74,7 @@ from onnxscript.values import Opset
 import rnnlab.ops_ln
 import rnnlab.ops_masked
 import rnnlab.ops_min  # noqa: F401
+from rnnlab.backends._layer_norm import EPS  # the layer-normalised cells' ε
 from rnnlab.nn.modules import RNNBase
 
 __all__ = ["ExportError", "to_onnx", "translation_table"]
@@ -291,8 +292,9 @@ def _minlstm(x, h0, w_ih, b_ih=None, lengths=None, h_probe=None, reverse=False, 
 # no native node fits: each is a Scan whose body is the whole step. Its scanned inputs are
 # u_t = LN(W_ih x_t; γ_ih) + b_ih (one MatMul and one LayerNormalization for all steps) and
 # valid_t (B, 1); the weights are read from the enclosing scope. A padding step keeps the
-# state. The reverse direction flips u, valid and the states in time.
-_LN_EPS = 1e-5  # rnnlab.reference's LN_EPS (Haste's), LayerNormalization's default too
+# state. The reverse direction flips u, valid and the states in time. The bodies keep
+# LayerNormalization's default ε, 1e-5, which is the cells' EPS (the onnxscript converter
+# takes no constant from outside for a body's attribute; tests/export checks the two agree).
 
 
 @script(_RNNLAB, default_opset=op)
@@ -304,11 +306,10 @@ def _lnlstm_recurrence(
 
     @graph()
     def step(h_prev, c_prev, u_t, valid_t):
-        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh, epsilon=1e-5)
+        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh)
         i, f, g, o = op.Split(op.Add(u_t, v), axis=-1, num_outputs=4)
         c = op.Add(op.Mul(op.Sigmoid(f), c_prev), op.Mul(op.Sigmoid(i), op.Tanh(g)))
-        m = op.Mul(op.Sigmoid(o), op.Tanh(op.LayerNormalization(c, gamma_c, beta_c,
-                                                                epsilon=1e-5)))
+        m = op.Mul(op.Sigmoid(o), op.Tanh(op.LayerNormalization(c, gamma_c, beta_c)))
         h_t = op.Where(valid_t, m, h_prev)
         return h_t, op.Where(valid_t, c, c_prev), op.Identity(h_t)
 
@@ -324,7 +325,7 @@ def _lngru_recurrence(
 
     @graph()
     def step(h_prev, u_t, valid_t):
-        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh, epsilon=1e-5)
+        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh)
         u_r, u_z, u_n = op.Split(u_t, axis=-1, num_outputs=3)
         v_r, v_z, v_n = op.Split(v, axis=-1, num_outputs=3)
         r = op.Sigmoid(op.Add(u_r, v_r))
@@ -376,7 +377,7 @@ def _normalised_input_term(w_ih, b_ih, gamma_ih):
     def project(x):
         beta = _constant(0, w_ih.dtype.numpy(), w_ih.shape[0]) if b_ih is None else b_ih
         u, _, _ = op.LayerNormalization(  # (normalised, mean, 1/σ)
-            op.MatMul(x, op.Transpose(w_ih, perm=[1, 0])), gamma_ih, beta, epsilon=_LN_EPS)
+            op.MatMul(x, op.Transpose(w_ih, perm=[1, 0])), gamma_ih, beta, epsilon=EPS)
         return u
 
     return project
