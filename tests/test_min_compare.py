@@ -1,10 +1,9 @@
 """MinGRU/MinLSTM in the tools: parameter counting and matching, `rnnlab compare --cells`
-with its report, and ONNX export's refusal."""
+with its report, and the weight converters' refusal."""
 
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 import rnnlab.nn as rnn
@@ -51,13 +50,9 @@ def test_cli_compare_runs_the_min_cells(tmp_path):
         bad.output)
 
 
-def test_export_and_converters_refuse_min_layers_by_name():
-    from rnnlab.export import ExportError, to_onnx
+def test_converters_refuse_min_layers_by_name():
+    """(ONNX export of the min layers: tests/export/test_onnx_export.py.)"""
     from rnnlab.export.convert import to_keras
 
     with pytest.raises(TypeError, match=r"must be an rnnlab\.nn RNN/LSTM/GRU.*got MinGRU"):
         to_keras(rnn.MinGRU(3, 4))
-    model = torch.nn.Sequential(rnn.MinLSTM(3, 4))
-    with pytest.raises(ExportError, match=r"0 is a MinLSTM layer, which ONNX export does not "
-                                          r"support yet.*RNN, LSTM and GRU"):
-        to_onnx(model, (torch.randn(5, 2, 3),))

@@ -16,7 +16,8 @@ probe; double backward by a differentiable recomputation), dispatched to the bac
         -> y (T,B,H), h_n (B,H), gates (T,B,4H) r, z, n and hn
 
 The saved activations have the LSTM's and the GRU's layouts, so recording reads them as
-it reads theirs. No ONNX translation: ONNX's LSTM and GRU have no normalisation.
+it reads theirs. ONNX's LSTM and GRU have no normalisation; :mod:`rnnlab.export.onnx`
+translates these ops to standard operators and a Scan.
 """
 
 from __future__ import annotations

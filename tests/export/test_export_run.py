@@ -38,6 +38,36 @@ def test_export_writes_a_native_graph_equal_to_the_model(gru_run, tmp_path):
     assert abs(got - want).max() <= 1e-5 * max(abs(want).max(), 1.0)
 
 
+@pytest.fixture(scope="module", params=["mingru", "lnlstm"])
+def scan_run(request, tmp_path_factory):
+    """A run of a cell that ONNX export writes as standard operators and a Scan."""
+    run = tmp_path_factory.mktemp("runs") / request.param
+    train(task="classify", cell=request.param, hidden=6, layers=2, steps=3, eval_every=3,
+          run_dir=run, progress="none", task_options={"length": 9})
+    return run
+
+
+def test_export_of_a_scan_cell_run_is_a_scan_graph_equal_to_the_model(scan_run, tmp_path):
+    path = tmp_path / "model.onnx"
+    result = CliRunner().invoke(main, ["export", str(scan_run), "--onnx", str(path),
+                                       "--lengths"])
+    assert result.exit_code == 0, result.output
+    proto = onnx.load(str(path))
+    model, _ = load_run(scan_run)
+    ops = [n.op_type for n in proto.graph.node]
+    runs = model.rnn.num_layers * model.rnn.num_directions
+    assert ops.count("Scan") == runs and not {"LSTM", "GRU", "Loop"} & set(ops), ops
+    assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for B, T in [(4, 13), (2, 30)]:
+        x = torch.randn(B, T, model.config.input_size)
+        lengths = torch.randint(1, T + 1, (B,))
+        with torch.no_grad():
+            want = model(x, lengths=lengths)[0].numpy()
+        got = session.run(None, {"x": x.numpy(), "lengths": lengths.numpy()})[0]
+        assert abs(got - want).max() <= 1e-5 * max(abs(want).max(), 1.0)
+
+
 def test_export_never_overwrites_without_force(gru_run, tmp_path):
     path = tmp_path / "model.onnx"
     path.write_text("precious")

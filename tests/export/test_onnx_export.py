@@ -1,11 +1,15 @@
-"""ONNX export: native recurrent nodes, numerically equal to the torch module at new shapes.
+"""ONNX export: native recurrent nodes (the min and layer-normalised cells and zoneout:
+standard nodes and one Scan per layer and direction), numerically equal to the torch module
+at new shapes.
 
 Each case exports an rnnlab layer once at (T, B) = (5, 3) and runs the ONNX model in
 onnxruntime at four other (T, B) shapes, comparing outputs and final states with the
 layer itself. The configurations are a covering sample of the product family × layers ×
 directions × batch_first × bias × lengths × initial state: every pair of factor values
 appears, and every family meets every (bidirectional, lengths) combination — the
-reverse-direction-over-valid-span case that matters most.
+reverse-direction-over-valid-span case that matters most. The layers exported through a
+Scan (min cells, layer-normalised LSTM and GRU, zoneout) have their own sample of the same
+factors.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from helpers import OUT_TOL, assert_rel_close
+from rnnlab.backends._layer_norm import EPS
 from rnnlab.export import to_onnx
-from rnnlab.nn import GRU, LSTM, RNN
+from rnnlab.nn import GRU, LSTM, RNN, MinGRU, MinLSTM
+from rnnlab.reference import minlstm_forward
 
 pytestmark = pytest.mark.filterwarnings(  # torch.export's own deprecation noise
     "ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"
@@ -42,14 +49,21 @@ FACTORS = {
     "initial_state": [False, True],
 }
 STRENGTHS = [*itertools.combinations(FACTORS, 2), ("family", "bidirectional", "lengths")]
+MIN_FAMILIES = ["mingru", "minlstm"]
+# exported as standard ops and a Scan, which reads these many sequences
+SCANNED = {"mingru": 2, "minlstm": 2, "lnlstm": 2, "lngru": 2, "lstm_zoneout": 4,
+           "gru_zoneout": 3}
+SCAN_FAMILIES = list(SCANNED)
+SCAN_FACTORS = {**FACTORS, "family": SCAN_FAMILIES, "num_layers": [1, 2]}
 
 
-def _covering_sample() -> list[dict]:
+def _covering_sample(factors: dict = FACTORS) -> list[dict]:
     """Greedy covering array: repeatedly take the configuration that covers most of the
-    still-uncovered value combinations (ties: first in a fixed shuffled order)."""
-    names = list(FACTORS)
+    still-uncovered value combinations of STRENGTHS (ties: first in a fixed shuffled
+    order)."""
+    names = list(factors)
     candidates = [
-        dict(zip(names, values, strict=True)) for values in itertools.product(*FACTORS.values())
+        dict(zip(names, values, strict=True)) for values in itertools.product(*factors.values())
     ]
     random.Random(7).shuffle(candidates)
 
@@ -66,6 +80,7 @@ def _covering_sample() -> list[dict]:
 
 
 CASES = _covering_sample()
+SCAN_CASES = _covering_sample(SCAN_FACTORS)
 
 
 def _case_id(case: dict) -> str:
@@ -80,6 +95,21 @@ def make_layer(case: dict):
     common = dict(num_layers=case["num_layers"], bias=case["bias"],
                   batch_first=case["batch_first"], bidirectional=case["bidirectional"])
     family = case["family"]
+    if family in MIN_FAMILIES:
+        return (MinGRU if family == "mingru" else MinLSTM)(I, H, **common)
+    # zoneout with recurrent dropout, which eval turns off; shares exact in float32, as
+    # torch's exporter writes the fill value of the eval masks (k = p) in float32
+    if family == "lstm_zoneout":
+        return LSTM(I, H, zoneout=(0.25, 0.625), recurrent_dropout=0.2, **common)
+    if family == "gru_zoneout":
+        return GRU(I, H, zoneout=0.375, **common)
+    if family.startswith("ln"):
+        layer = (LSTM if family == "lnlstm" else GRU)(I, H, layer_norm=True, **common)
+        with torch.no_grad():  # gains and β away from their initial 1 and 0
+            for name, param in layer.named_parameters():
+                if name.startswith(("gamma", "beta")):
+                    param.copy_(1 + 0.5 * torch.randn_like(param))
+        return layer
     if family == "lstm":
         return LSTM(I, H, **common)
     if family.startswith("gru"):
@@ -166,6 +196,11 @@ def assert_native_graph(model_proto, layer, case) -> None:
                 f"GRU linear_before_reset={attrs.get('linear_before_reset', 0)}, expected "
                 f"{want} for reset_after={layer.reset_after}"
             )
+    assert_symbolic_input(graph, case)
+
+
+def assert_symbolic_input(graph, case) -> None:
+    """The input's batch and time are named, its features fixed; so are the output's."""
     x = graph.input[0].type.tensor_type.shape.dim
     dims = [d.dim_param or d.dim_value for d in x]
     want = ["batch", "time", I] if case["batch_first"] else ["time", "batch", I]
@@ -182,22 +217,29 @@ def export(layer, case, tmp_path):
     return onnx.load(path)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+@pytest.mark.parametrize("case", CASES + SCAN_CASES,
+                         ids=[_case_id(c) for c in CASES + SCAN_CASES])
 def test_export_matches_module(case, tmp_path):
     torch.manual_seed(0)
     layer = make_layer(case).eval()
     model_proto = export(layer, case, tmp_path)
-    assert_native_graph(model_proto, layer, case)
+    if case["family"] in SCAN_FAMILIES:
+        assert_scan_graph(model_proto, layer, case)
+    else:
+        assert_native_graph(model_proto, layer, case)
     assert_matches_module(model_proto, layer, case)
 
 
-def test_sample_covers_the_matrix():
-    assert 15 <= len(CASES) <= 30
-    for family in FAMILIES:
+@pytest.mark.parametrize(("cases", "families", "sizes"),
+                         [(CASES, FAMILIES, (15, 30)), (SCAN_CASES, SCAN_FAMILIES, (10, 24))],
+                         ids=["native", "scan"])
+def test_sample_covers_the_matrix(cases, families, sizes):
+    assert sizes[0] <= len(cases) <= sizes[1]
+    for family in families:
         for bidirectional, lengths in itertools.product([False, True], repeat=2):
             assert any(
                 c["family"] == family and c["bidirectional"] == bidirectional
-                and c["lengths"] == lengths for c in CASES
+                and c["lengths"] == lengths for c in cases
             )
 
 
@@ -223,5 +265,106 @@ def test_negative_control_wrong_reset_convention_is_caught(tmp_path):
                     attr.i = 0
     with pytest.raises(AssertionError, match="linear_before_reset"):
         assert_native_graph(model_proto, layer, case)
+    with pytest.raises(AssertionError, match="differs"):
+        assert_matches_module(model_proto, layer, case)
+
+
+# --------------------------------------------------------------------------- the min cells
+
+
+def _scans(model_proto) -> list[dict]:
+    """The attributes of each Scan node, in graph order."""
+    return [{a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            for node in model_proto.graph.node if node.op_type == "Scan"]
+
+
+def assert_scan_graph(model_proto, layer, case) -> None:
+    """Standard operators only, per layer and direction one MatMul (every step's input
+    projection) and one forward Scan: a min cell's body is h_t = a_t ⊙ h_{t-1} + b_t (a Mul
+    and an Add), the others' their step, with the recurrent MatMul (and normalisations).
+    Symbolic batch and time."""
+    graph = model_proto.graph
+    assert not model_proto.functions, "a function was left in the model"
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
+    op_types = [n.op_type for n in graph.node]
+    assert not {"Loop", "If", "LSTM", "GRU", "RNN"} & set(op_types), op_types
+    runs = layer.num_layers * layer.num_directions
+    assert op_types.count("MatMul") == runs, op_types
+    scans = _scans(model_proto)
+    assert len(scans) == runs, op_types
+    for attrs in scans:
+        body = sorted(n.op_type for n in attrs["body"].node)
+        assert attrs["num_scan_inputs"] == SCANNED[case["family"]]
+        if case["family"] in MIN_FAMILIES:
+            assert body == ["Add", "Identity", "Mul"], body
+        else:
+            norms = {"lnlstm": 2, "lngru": 1}.get(case["family"], 0)
+            assert body.count("MatMul") == 1 and body.count("LayerNormalization") == norms
+        assert not {"scan_input_directions", "scan_output_directions"} & set(attrs)
+    # a reverse direction flips its scanned inputs and its states in time
+    assert ("Slice" in op_types) == case["bidirectional"], op_types
+    norms = runs if case["family"].startswith("ln") else 0  # every step's input term's
+    assert op_types.count("LayerNormalization") == norms, op_types
+    assert_symbolic_input(graph, case)
+
+
+def test_layer_norm_bodies_use_the_cells_epsilon():
+    """The Scan bodies rely on LayerNormalization's default ε being the cells' own."""
+    default = onnx.defs.get_schema("LayerNormalization").attributes["epsilon"].default_value
+    assert np.float32(default.f) == np.float32(EPS)
+
+
+@pytest.mark.parametrize("family", SCAN_FAMILIES)
+def test_scan_export_in_float64_is_exact(family):
+    """The same graphs in float64: equal to the layer to float64 rounding (1e-10)."""
+    torch.manual_seed(0)
+    case = dict(family=family, num_layers=2, bidirectional=True, batch_first=False,
+                bias=True)
+    layer = make_layer(case).double().eval()
+    x, lengths = torch.randn(5, 3, I, dtype=torch.float64), torch.tensor([5, 2, 4])
+    proto = to_onnx(layer, (x,), example_kwargs={"lengths": lengths}).model_proto
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    for T, B in RUN_SHAPES:
+        x = torch.randn(T, B, I, dtype=torch.float64) * 10
+        lengths = torch.randint(1, T + 1, (B,))
+        got = session.run(None, {"input": x.numpy(), "lengths": lengths.numpy()})
+        with torch.no_grad():
+            want = layer(x, lengths=lengths)
+        for name, g, w in zip(("output", "h_n", "c_n"), got, flat_outputs(want), strict=False):
+            assert_rel_close(g, w, OUT_TOL[torch.float64], f"{name} at (T, B) = ({T}, {B})")
+
+
+def test_min_export_is_stable_over_long_sequences():
+    """T = 4096 in float32 (the Scan is the loop's own sums): the graph stays within the
+    float32 tolerance of the float64 reference, where a log-space scan would not."""
+    torch.manual_seed(0)
+    layer = MinLSTM(I, H).eval()
+    proto = to_onnx(layer, (torch.randn(5, 3, I), torch.randn(1, 3, H))).model_proto
+    session = ort.InferenceSession(proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x, h0 = torch.randn(4096, 2, I), torch.randn(2, H)
+    names = [i.name for i in session.get_inputs()]
+    got_y, got_h = session.run(None, dict(zip(names, [x.numpy(), h0[None].numpy()],
+                                              strict=True)))
+    w_ih, b_ih = (p.detach().double().numpy() for p in (layer.weight_ih_l0, layer.bias_ih_l0))
+    y, h_n, _ = minlstm_forward(x.double().numpy(), h0.double().numpy(), w_ih, b_ih)
+    assert_rel_close(got_y, y, OUT_TOL[torch.float32], "output at T = 4096")
+    assert_rel_close(got_h[0], h_n, OUT_TOL[torch.float32], "h_n at T = 4096")
+
+
+def test_min_negative_control_swapped_coefficients_are_caught(tmp_path):
+    """Feed the Scans b_t as a_t and a_t as b_t: the numbers must differ."""
+    case = dict(family="minlstm", num_layers=2, bidirectional=True, batch_first=False,
+                bias=True, lengths=True, initial_state=True)
+    torch.manual_seed(0)
+    layer = make_layer(case).eval()
+    model_proto = export(layer, case, tmp_path)
+    assert_scan_graph(model_proto, layer, case)
+    assert_matches_module(model_proto, layer, case)
+
+    for node in model_proto.graph.node:
+        if node.op_type == "Scan":
+            node.input[1], node.input[2] = node.input[2], node.input[1]
     with pytest.raises(AssertionError, match="differs"):
         assert_matches_module(model_proto, layer, case)

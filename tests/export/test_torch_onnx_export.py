@@ -1,5 +1,6 @@
 """The ecosystem's entry points, unchanged: plain ``torch.export.export`` and plain
-``torch.onnx.export(..., dynamo=True)`` (no translation table) on models with rnnlab layers.
+``torch.onnx.export(..., dynamo=True)`` (no translation table) on models with rnnlab layers
+(those exported through a Scan in a model of their own, ``ScanZoo``).
 
 One model (``Zoo``) holds a covering set of rnnlab layers and cells side by side on one
 input — every family and variant (RNN tanh/relu, LSTM, GRU reset after/before),
@@ -25,7 +26,7 @@ from torch.export import Dim
 
 from helpers import OUT_TOL, assert_rel_close
 from rnnlab.export import registration
-from rnnlab.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from rnnlab.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, MinGRU, MinLSTM, RNNCell
 
 pytestmark = [
     pytest.mark.filterwarnings(  # torch.export's own deprecation noise
@@ -168,6 +169,11 @@ def test_plain_torch_onnx_export_gives_native_nodes(zoo):
     x_dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [bool(d.dim_param) for d in x_dims] == [True, True, False], x_dims
 
+    assert_runs_like(proto, zoo, generator)
+
+
+def assert_runs_like(proto, model, generator) -> None:
+    """The ONNX model in onnxruntime == ``model`` at RUN_SHAPES, every output."""
     session = ort.InferenceSession(proto.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
@@ -175,11 +181,54 @@ def test_plain_torch_onnx_export_gives_native_nodes(zoo):
         x, lengths = _inputs(T, B, generator)
         got = session.run(None, dict(zip(names, [x.numpy(), lengths.numpy()], strict=True)))
         with torch.no_grad():
-            want = zoo(x, lengths)
+            want = model(x, lengths)
         assert len(got) == len(want)
         for k, (g, w) in enumerate(zip(got, want, strict=True)):
             np.testing.assert_allclose(g, w.numpy(), rtol=ONNX_TOLERANCE, atol=ONNX_TOLERANCE,
                                        err_msg=f"output {k} differs at (T, B) = ({T}, {B})")
+
+
+class ScanZoo(nn.Module):
+    """The layers exported through a Scan side by side: the min layers (stacked
+    bidirectional with lengths, batch_first), the layer-normalised LSTM and GRU and their
+    cells, a bidirectional GRU with zoneout and lengths."""
+
+    def __init__(self):
+        super().__init__()
+        self.mingru = MinGRU(I, H, num_layers=2, bidirectional=True)
+        self.minlstm = MinLSTM(I, H, batch_first=True)
+        self.lnlstm = LSTM(I, H, layer_norm=True, bidirectional=True)
+        self.lngru = GRU(I, H, layer_norm=True)
+        self.zoneout = GRU(I, H, zoneout=0.375, bidirectional=True)
+        self.cells = nn.ModuleList([LSTMCell(I, H, layer_norm=True),
+                                    GRUCell(I, H, layer_norm=True)])
+
+    def forward(self, x, lengths):
+        y_mingru, h_mingru = self.mingru(x, lengths=lengths)
+        y_minlstm, h_minlstm = self.minlstm(x.transpose(0, 1))
+        y_lnlstm, (h_lnlstm, c_lnlstm) = self.lnlstm(x, lengths=lengths)
+        y_lngru, h_lngru = self.lngru(x)
+        y_zoneout, h_zoneout = self.zoneout(x, lengths=lengths)
+        h_cell, c_cell = self.cells[0](x[0])
+        return (y_mingru, h_mingru, y_minlstm, h_minlstm, y_lnlstm, h_lnlstm, c_lnlstm,
+                y_lngru, h_lngru, y_zoneout, h_zoneout, h_cell, c_cell, self.cells[1](x[0]))
+
+
+def test_plain_torch_onnx_export_of_the_scan_layers():
+    """No custom_translation_table: a MatMul and one Scan per layer and direction, the
+    scan functions inlined (no custom domain, no local function), equal at new shapes."""
+    torch.manual_seed(0)
+    model = ScanZoo().eval()
+    generator = torch.Generator().manual_seed(3)
+    program = torch.onnx.export(model, _inputs(*EXPORT_SHAPE, generator), dynamo=True,
+                                dynamic_shapes=_dynamic_shapes(), verbose=False)
+    proto = program.model_proto
+    op_types = [n.op_type for n in proto.graph.node]
+    assert op_types.count("Scan") == op_types.count("MatMul") == 12, op_types
+    assert not {"Loop", "If", "LSTM", "GRU", "RNN"} & set(op_types), op_types
+    assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}, "custom-domain node left"
+    assert not proto.functions, [f.name for f in proto.functions]
+    assert_runs_like(proto, model, generator)
 
 
 def test_import_rnnlab_nn_registers_lazily():
@@ -194,7 +243,9 @@ def test_import_rnnlab_nn_registers_lazily():
         from onnxscript.function_libs.torch_lib.registration import default_registry
         assert "rnnlab::lstm" not in default_registry, "registered before the trigger"
         from onnxscript.function_libs.torch_lib import ops
-        missing = [n for n in ("rnnlab::lstm", "rnnlab::gru", "rnnlab::rnn")
+        missing = [n for n in ("rnnlab::lstm", "rnnlab::gru", "rnnlab::rnn",
+                               "rnnlab::mingru", "rnnlab::minlstm", "rnnlab::lnlstm",
+                               "rnnlab::lngru", "rnnlab::lstm_masked", "rnnlab::gru_masked")
                    if n not in default_registry]
         assert not missing, missing
     """)

@@ -1,4 +1,5 @@
-"""``rnnlab export RUN --onnx FILE``: a trained run's model as ONNX with native RNN nodes."""
+"""``rnnlab export RUN --onnx FILE``: a trained run's model as ONNX (native RNN nodes, or
+standard operators and a Scan for the cells that ONNX's RNN nodes cannot express)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import click
 @click.command("export")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(path_type=Path),
-              help="Where to write the ONNX model (native LSTM/GRU/RNN operators).")
+              help="Where to write the ONNX model (native LSTM/GRU/RNN operators; min and "
+                   "layer-normalised cells and zoneout: standard operators and a Scan).")
 @click.option("--lengths/--no-lengths", default=False, show_default=True,
               help="Give the graph a per-sample lengths input (B,) for padded batches.")
 @click.option("--cell", help="Which cell's model, when RUN is a comparison of several cells.")

@@ -1,10 +1,11 @@
-"""ONNX export of rnnlab's recurrent layers as ONNX's native LSTM, GRU and RNN operators.
+"""ONNX export of rnnlab's recurrent layers as ONNX's native LSTM, GRU and RNN operators
+(the min cells as standard operators and a Scan).
 
 rnnlab's custom ops (:mod:`rnnlab.ops`) each run one direction of one layer. This module
 registers, for each op, an ONNX translation (an onnxscript function for the exporter's
-``custom_translation_table``) that emits **one** native ONNX ``LSTM`` / ``GRU`` / ``RNN``
-node, never a Loop or Scan. The translation re-lays torch.nn's weights in ONNX's
-conventions:
+``custom_translation_table``). For rnn, lstm and gru it emits **one** native ONNX
+``LSTM`` / ``GRU`` / ``RNN`` node, never a Loop or Scan, and re-lays torch.nn's weights
+in ONNX's conventions:
 
     family  torch.nn gate order   ONNX gate order   ONNX bias B
     LSTM    i, f, g, o            i, o, f, c        [Wb_iofc, Rb_iofc]   (1, 8H)
@@ -23,9 +24,30 @@ batch and time dimensions, and two clean-ups on the resulting graph: the re-laid
 are folded into initializers, and the forward and reverse nodes of each bidirectional
 layer are fused into one ``direction="bidirectional"`` node (one node per layer).
 
+The min cells (``rnnlab::mingru``, ``rnnlab::minlstm``, :mod:`rnnlab.ops_min`) have no
+native ONNX operator; their gates read x_t only, so each translates to standard operators:
+one ``MatMul`` (+ ``Add``) projects every step's input, pointwise nodes give a_t and b_t of
+h_t = a_t ⊙ h_{t-1} + b_t as :mod:`rnnlab.ops_min` computes them (minLSTM's
+log σ(u) = min(u, 0) - log(1 + e^{-|u|})), and one ``Scan`` whose body is a ``Mul`` and an
+``Add`` runs the recurrence: the loop's own sums, exact and stable at any T (a product or
+log-space form would lose float32 accuracy as T grows). Per-sample lengths make a padding
+step a = 1, b = 0 (the state kept) and its output 0.
+
+The layer-normalised LSTM and GRU (``rnnlab::lnlstm``, ``rnnlab::lngru``,
+:mod:`rnnlab.ops_ln`) normalise W_hh h_{t-1}, which ONNX's LSTM and GRU cannot: each
+layer and direction is one ``MatMul`` and one ``LayerNormalization`` (opset 17+) for every
+step's input term, and one ``Scan`` whose body is the cell's step (the recurrent
+``MatMul``, ``LayerNormalization``, the gates; a padding step keeps the state).
+Zoneout (the masked ops ``rnnlab::lstm_masked``, ``rnnlab::gru_masked``, which a layer
+with zoneout runs in eval with k = p) likewise: one ``MatMul`` for every step's input
+term and one ``Scan`` of the masked step with the shares k_t scanned (the GRU's with
+``reset_after=True`` only). A Scan runs forwards; a reverse direction flips its inputs
+and states in time.
+
 Not exportable, with an error that names the feature: the LSTM projection
-(``proj_size > 0``, no ONNX equivalent), the gradient probe of :mod:`rnnlab.nn.record`,
-and graphs that use the ops' saved gate activations.
+(``proj_size > 0``, no ONNX equivalent), zoneout in a GRU with ``reset_after=False``, the
+gradient probe of :mod:`rnnlab.nn.record`, and graphs that use the ops' saved gate
+activations.
 """
 
 from __future__ import annotations
@@ -37,14 +59,22 @@ import operator
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, Union
 
 import numpy as np
 import onnx_ir as ir
 import onnxscript.optimizer
 import torch
+from onnxscript import BFLOAT16, BOOL, DOUBLE, FLOAT, FLOAT16, graph, script
 from onnxscript import opset18 as op
+from onnxscript.values import Opset
 
+# Importing them defines the ops rnnlab::lnlstm, lngru, lstm_masked, gru_masked, mingru,
+# minlstm.
+import rnnlab.ops_ln
+import rnnlab.ops_masked
+import rnnlab.ops_min  # noqa: F401
+from rnnlab.backends._layer_norm import EPS  # the layer-normalised cells' ε
 from rnnlab.nn.modules import RNNBase
 
 __all__ = ["ExportError", "to_onnx", "translation_table"]
@@ -57,7 +87,8 @@ _GRU_TO_ONNX = (1, 0, 2)  # r, z, n -> z, r, h
 
 _RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 # Results of each op that an inference graph can carry; later ones are saved activations.
-_REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2}
+_REAL_OUTPUTS = {"lstm": 3, "gru": 2, "rnn": 2, "mingru": 2, "minlstm": 2, "lnlstm": 3,
+                 "lngru": 2, "lstm_masked": 3, "gru_masked": 2}
 
 
 class ExportError(ValueError):
@@ -156,10 +187,332 @@ def _rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, h_probe=None,
     return op.Squeeze(Y, [1]), op.Squeeze(Y_h, [0])
 
 
+# --------------------------------------------------------------------------- the min cells
+
+# The domain of the scan functions below; the exporter's optimiser inlines them, so no
+# node of an exported model is left in it.
+_RNNLAB = Opset("rnnlab.onnx", 1)
+_Real = TypeVar("_Real", bound=Union[FLOAT, DOUBLE, FLOAT16, BFLOAT16])  # noqa: UP007
+
+
+# Scan has a variable number of outputs, which only an onnxscript function (not the
+# exporter's tracing of a translation) can give a node. Each runs forwards in time; the
+# reverse direction flips its inputs and the states in time (_time_flipped).
+@script(_RNNLAB, default_opset=op)
+def _linear_recurrence(h0: _Real, a: _Real, b: _Real) -> tuple[_Real, _Real]:
+    """h_t = a_t ⊙ h_{t-1} + b_t over dim 0 from h0: the states (T, B, H) and the last."""
+
+    @graph()
+    def step(h_prev, a_t, b_t):
+        h_t = op.Add(op.Mul(a_t, h_prev), b_t)
+        return h_t, op.Identity(h_t)
+
+    h_n, states = op.Scan(h0, a, b, body=step, num_scan_inputs=2)
+    return states, h_n
+
+
+def _time_flipped(t):
+    """t reversed along dim 0 (time)."""
+    return op.Slice(t, [-1], [np.iinfo(np.int64).min], [0], [-1])
+
+
+def _coefficients(family: str, u, real: np.dtype):
+    """(a, b) of h_t = a_t ⊙ h_{t-1} + b_t from u (T, B, G·H), as :mod:`rnnlab.ops_min`."""
+    if family == "mingru":
+        u_z, h_tilde = op.Split(u, axis=-1, num_outputs=2)
+        return op.Sigmoid(op.Neg(u_z)), op.Mul(op.Sigmoid(u_z), h_tilde)
+    u_f, u_i, h_tilde = op.Split(u, axis=-1, num_outputs=3)
+    d = op.Sub(_log_sigmoid(u_f, real), _log_sigmoid(u_i, real))  # f'/i' = f/i
+    return op.Sigmoid(d), op.Mul(op.Sigmoid(op.Neg(d)), h_tilde)
+
+
+def _log_sigmoid(u, real: np.dtype):
+    """log σ(u) = min(u, 0) - log(1 + e^{-|u|}), finite for every u (onnxruntime has no
+    float64 Softplus)."""
+    zero, one = _constant(0, real), _constant(1, real)
+    return op.Sub(op.Min(u, zero), op.Log(op.Add(op.Exp(op.Neg(op.Abs(u))), one)))
+
+
+def _constant(value: float, real: np.dtype, size: int | None = None):
+    """A Constant node of the layer's dtype, a scalar or ``size`` entries (a Python number
+    would be typed from its neighbours, which the tracer does not always know)."""
+    return op.Constant(value=ir.tensor(np.full(() if size is None else size, value, real)))
+
+
+def _valid_steps(x, lengths, zero):
+    """valid (T, B, 1), t < lengths[b] (all True without lengths), and x with its padding
+    steps zeroed: padding is never read."""
+    if lengths is None:
+        one = op.Constant(value=ir.tensor(np.array([1])))
+        valid = op.ConstantOfShape(op.Concat(op.Shape(x, start=0, end=2), one, axis=0),
+                                   value=ir.tensor(np.array([True])))
+        return valid, x
+    steps = op.Range(0, op.Squeeze(op.Shape(x, start=0, end=1), [0]), 1)
+    valid = op.Unsqueeze(op.Less(op.Unsqueeze(steps, [1]), op.Unsqueeze(lengths, [0])), [2])
+    return valid, op.Where(valid, x, zero)
+
+
+def _min_cell(family: str, x, h0, w_ih, b_ih, lengths, h_probe, reverse):
+    """rnnlab::<family> (T,B,I) -> MatMul, pointwise a and b, one Scan: y (T,B,H), h_n (B,H)."""
+    _refuse_probe(h_probe, family)
+    shape = None if x.shape is None else ir.Shape([*x.shape[:2], h0.shape[-1]])  # (T, B, H)
+    real = x.dtype.numpy()
+    zero, one = _constant(0, real), _constant(1, real)
+    valid, x = (None, x) if lengths is None else _valid_steps(x, lengths, zero)
+    u = op.MatMul(x, op.Transpose(w_ih, perm=[1, 0]))
+    if b_ih is not None:
+        u = op.Add(u, b_ih)
+    a, b = _coefficients(family, u, real)
+    if valid is not None:  # a padding step keeps the state
+        a, b = op.Where(valid, a, one), op.Where(valid, b, zero)
+    if reverse:
+        a, b = _time_flipped(a), _time_flipped(b)
+    if shape is not None:  # what Range's length (or the flip) hides from shape inference
+        a.shape = b.shape = shape
+    states, h_n = _linear_recurrence(h0, a, b)
+    states = _time_flipped(states) if reverse else states
+    y = states if valid is None else op.Where(valid, states, zero)
+    return y, h_n
+
+
+def _mingru(x, h0, w_ih, b_ih=None, lengths=None, h_probe=None, reverse=False, parallel=True):
+    """rnnlab::mingru (T,B,I) -> standard ops and one Scan: y (T,B,H), h_n (B,H).
+    ``parallel`` chooses how torch solves the recurrence; the graph's Scan is the loop."""
+    return _min_cell("mingru", x, h0, w_ih, b_ih, lengths, h_probe, reverse)
+
+
+def _minlstm(x, h0, w_ih, b_ih=None, lengths=None, h_probe=None, reverse=False, parallel=True):
+    """rnnlab::minlstm (T,B,I) -> standard ops and one Scan: y (T,B,H), h_n (B,H)."""
+    return _min_cell("minlstm", x, h0, w_ih, b_ih, lengths, h_probe, reverse)
+
+
+# --------------------------------------------------------------------------- layer norm
+
+# The layer-normalised cells' recurrence reads h_{t-1} through W_hh and a normalisation, so
+# no native node fits: each is a Scan whose body is the whole step. Its scanned inputs are
+# u_t = LN(W_ih x_t; γ_ih) + b_ih (one MatMul and one LayerNormalization for all steps) and
+# valid_t (B, 1); the weights are read from the enclosing scope. A padding step keeps the
+# state. The reverse direction flips u, valid and the states in time. The bodies keep
+# LayerNormalization's default ε, 1e-5, which is the cells' EPS (the onnxscript converter
+# takes no constant from outside for a body's attribute; tests/export checks the two agree).
+
+
+@script(_RNNLAB, default_opset=op)
+def _lnlstm_recurrence(
+    u: _Real, valid: BOOL, h0: _Real, c0: _Real, w_hh_t: _Real, gamma_hh: _Real,
+    b_hh: _Real, gamma_c: _Real, beta_c: _Real,
+) -> tuple[_Real, _Real, _Real]:
+    """reference.lnlstm_forward's step over dim 0: the states h (T, B, H), h_n and c_n."""
+
+    @graph()
+    def step(h_prev, c_prev, u_t, valid_t):
+        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh)
+        i, f, g, o = op.Split(op.Add(u_t, v), axis=-1, num_outputs=4)
+        c = op.Add(op.Mul(op.Sigmoid(f), c_prev), op.Mul(op.Sigmoid(i), op.Tanh(g)))
+        m = op.Mul(op.Sigmoid(o), op.Tanh(op.LayerNormalization(c, gamma_c, beta_c)))
+        h_t = op.Where(valid_t, m, h_prev)
+        return h_t, op.Where(valid_t, c, c_prev), op.Identity(h_t)
+
+    h_n, c_n, states = op.Scan(h0, c0, u, valid, body=step, num_scan_inputs=2)
+    return states, h_n, c_n
+
+
+@script(_RNNLAB, default_opset=op)
+def _lngru_recurrence(
+    u: _Real, valid: BOOL, h0: _Real, w_hh_t: _Real, gamma_hh: _Real, b_hh: _Real,
+) -> tuple[_Real, _Real]:
+    """reference.lngru_forward's step over dim 0: the states h (T, B, H) and h_n."""
+
+    @graph()
+    def step(h_prev, u_t, valid_t):
+        v = op.LayerNormalization(op.MatMul(h_prev, w_hh_t), gamma_hh, b_hh)
+        u_r, u_z, u_n = op.Split(u_t, axis=-1, num_outputs=3)
+        v_r, v_z, v_n = op.Split(v, axis=-1, num_outputs=3)
+        r = op.Sigmoid(op.Add(u_r, v_r))
+        z = op.Sigmoid(op.Add(u_z, v_z))
+        n = op.Tanh(op.Add(u_n, op.Mul(r, v_n)))
+        h = op.Add(n, op.Mul(z, op.Sub(h_prev, n)))  # (1 - z) ⊙ n + z ⊙ h_{t-1}
+        h_t = op.Where(valid_t, h, h_prev)
+        return h_t, op.Identity(h_t)
+
+    h_n, states = op.Scan(h0, u, valid, body=step, num_scan_inputs=2)
+    return states, h_n
+
+
+def _scanned_inputs(x, width: int, project, lengths, reverse, shares=()):
+    """What a Scan of a step reads, in processing order: every step's input term
+    project(x) (T, B, width), x's padding steps zeroed; valid (T, B, 1); the zoneout
+    ``shares`` (0 where None). Also the function that puts the states back in time order,
+    0 at padding steps."""
+    zero = _constant(0, x.dtype.numpy())
+    shape = None if x.shape is None else ir.Shape([*x.shape[:2], width])  # of the term
+    valid, x = _valid_steps(x, lengths, zero)
+    scanned = [project(x), valid]
+    scanned += [op.Expand(zero, op.Shape(valid)) if k is None else k for k in shares]
+    if reverse:
+        scanned = [_time_flipped(t) for t in scanned]
+    if shape is not None:  # what Range's length (or the flip) hides from shape inference
+        scanned[0].shape = shape
+
+    def outputs(states):
+        states = _time_flipped(states) if reverse else states
+        return states if lengths is None else op.Where(valid, states, zero)
+
+    return scanned, outputs
+
+
+def _input_term(w_ih, b_ih):
+    """x -> W_ih x_t (+ b_ih) for every step, one MatMul."""
+
+    def project(x):
+        u = op.MatMul(x, op.Transpose(w_ih, perm=[1, 0]))
+        return u if b_ih is None else op.Add(u, b_ih)
+
+    return project
+
+
+def _normalised_input_term(w_ih, b_ih, gamma_ih):
+    """x -> LN(W_ih x_t; γ_ih) + b_ih for every step: a MatMul and a LayerNormalization."""
+
+    def project(x):
+        beta = _constant(0, w_ih.dtype.numpy(), w_ih.shape[0]) if b_ih is None else b_ih
+        u, _, _ = op.LayerNormalization(  # (normalised, mean, 1/σ)
+            op.MatMul(x, op.Transpose(w_ih, perm=[1, 0])), gamma_ih, beta, epsilon=EPS)
+        return u
+
+    return project
+
+
+def _lnlstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, gamma_ih=None, gamma_hh=None,
+            gamma_c=None, beta_c=None, lengths=None, h_probe=None, reverse=False):
+    """rnnlab::lnlstm (T,B,I) -> MatMul, LayerNormalization, one Scan: y, h_n, c_n."""
+    _refuse_probe(h_probe, "lnlstm")
+    real = x.dtype.numpy()
+    (u, valid), outputs = _scanned_inputs(x, w_ih.shape[0],
+                                          _normalised_input_term(w_ih, b_ih, gamma_ih),
+                                          lengths, reverse)
+    b_hh = _constant(0, real, w_hh.shape[0]) if b_hh is None else b_hh
+    beta_c = _constant(0, real, w_hh.shape[1]) if beta_c is None else beta_c
+    states, h_n, c_n = _lnlstm_recurrence(u, valid, h0, c0, op.Transpose(w_hh, perm=[1, 0]),
+                                          gamma_hh, b_hh, gamma_c, beta_c)
+    return outputs(states), h_n, c_n
+
+
+def _lngru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, gamma_ih=None, gamma_hh=None,
+           lengths=None, h_probe=None, reverse=False):
+    """rnnlab::lngru (T,B,I) -> MatMul, LayerNormalization, one Scan: y (T,B,H), h_n."""
+    _refuse_probe(h_probe, "lngru")
+    (u, valid), outputs = _scanned_inputs(x, w_ih.shape[0],
+                                          _normalised_input_term(w_ih, b_ih, gamma_ih),
+                                          lengths, reverse)
+    b_hh = _constant(0, x.dtype.numpy(), w_hh.shape[0]) if b_hh is None else b_hh
+    states, h_n = _lngru_recurrence(u, valid, h0, op.Transpose(w_hh, perm=[1, 0]),
+                                    gamma_hh, b_hh)
+    return outputs(states), h_n
+
+
+# --------------------------------------------------------------------------- zoneout
+
+# The masked ops (rnnlab.ops_masked: recurrent dropout and zoneout, which a layer in eval
+# runs for zoneout, k = p) mix h_{t-1} into h_t, which ONNX's LSTM and GRU cannot: a Scan
+# whose body is the step of reference.lstm_masked / gru_masked, scanning u_t (every step's
+# input term, one MatMul), valid_t and the zoneout shares k_t; d (recurrent dropout) and
+# the weights are read from the enclosing scope.
+
+
+@script(_RNNLAB, default_opset=op)
+def _lstm_masked_recurrence(
+    u: _Real, valid: BOOL, keep_h: _Real, keep_c: _Real, h0: _Real, c0: _Real, d: _Real,
+    w_hh_t: _Real,
+) -> tuple[_Real, _Real, _Real]:
+    """reference.lstm_masked_forward's step (no projection) over dim 0: h (T,B,H), h_n, c_n."""
+
+    @graph()
+    def step(h_prev, c_prev, u_t, valid_t, k_h, k_c):
+        i, f, g, o = op.Split(op.Add(u_t, op.MatMul(op.Mul(d, h_prev), w_hh_t)), axis=-1,
+                              num_outputs=4)
+        c_tilde = op.Add(op.Mul(op.Sigmoid(f), c_prev), op.Mul(op.Sigmoid(i), op.Tanh(g)))
+        h_tilde = op.Mul(op.Sigmoid(o), op.Tanh(c_tilde))
+        c = op.Add(c_tilde, op.Mul(k_c, op.Sub(c_prev, c_tilde)))  # k c_{t-1} + (1-k) c̃
+        h = op.Add(h_tilde, op.Mul(k_h, op.Sub(h_prev, h_tilde)))
+        h_t = op.Where(valid_t, h, h_prev)
+        return h_t, op.Where(valid_t, c, c_prev), op.Identity(h_t)
+
+    h_n, c_n, states = op.Scan(h0, c0, u, valid, keep_h, keep_c, body=step,
+                               num_scan_inputs=4)
+    return states, h_n, c_n
+
+
+@script(_RNNLAB, default_opset=op)
+def _gru_masked_recurrence(
+    u: _Real, valid: BOOL, keep_h: _Real, h0: _Real, d: _Real, w_hh_t: _Real, b_hh: _Real,
+) -> tuple[_Real, _Real]:
+    """reference.gru_masked_forward's step (reset after the product) over dim 0."""
+
+    # (the GRU's gates as in _lngru_recurrence: a function called inside a Scan body is
+    # not inlined by the exporter's optimiser, so the two bodies each write them)
+    @graph()
+    def step(h_prev, u_t, valid_t, k_h):
+        v = op.Add(op.MatMul(op.Mul(d, h_prev), w_hh_t), b_hh)
+        u_r, u_z, u_n = op.Split(u_t, axis=-1, num_outputs=3)
+        v_r, v_z, v_n = op.Split(v, axis=-1, num_outputs=3)
+        r = op.Sigmoid(op.Add(u_r, v_r))
+        z = op.Sigmoid(op.Add(u_z, v_z))
+        n = op.Tanh(op.Add(u_n, op.Mul(r, v_n)))
+        h_tilde = op.Add(n, op.Mul(z, op.Sub(h_prev, n)))  # (1 - z) ⊙ n + z ⊙ h_{t-1}
+        h = op.Add(h_tilde, op.Mul(k_h, op.Sub(h_prev, h_tilde)))  # k h_{t-1} + (1-k) h̃
+        h_t = op.Where(valid_t, h, h_prev)
+        return h_t, op.Identity(h_t)
+
+    h_n, states = op.Scan(h0, u, valid, keep_h, body=step, num_scan_inputs=3)
+    return states, h_n
+
+
+def _lstm_masked(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, drop_h=None,
+                 keep_h=None, keep_c=None, lengths=None, h_probe=None, reverse=False):
+    """rnnlab::lstm_masked (T,B,I) -> MatMul, one Scan of the masked step: y, h_n, c_n."""
+    if w_hr is not None:
+        raise ExportError(
+            "LSTM with proj_size > 0 and zoneout or recurrent dropout cannot be exported to "
+            "ONNX (the Scan of the masked LSTM has no projection). Export an LSTM without "
+            "proj_size."
+        )
+    _refuse_probe(h_probe, "lstm_masked")
+    bias = b_ih if b_hh is None else (b_hh if b_ih is None else op.Add(b_ih, b_hh))
+    scanned, outputs = _scanned_inputs(x, w_ih.shape[0], _input_term(w_ih, bias), lengths,
+                                       reverse, [keep_h, keep_c])
+    d = _constant(1, x.dtype.numpy()) if drop_h is None else drop_h
+    states, h_n, c_n = _lstm_masked_recurrence(*scanned, h0, c0, d,
+                                               op.Transpose(w_hh, perm=[1, 0]))
+    return outputs(states), h_n, c_n
+
+
+def _gru_masked(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, drop_h=None, keep_h=None,
+                lengths=None, h_probe=None, reverse=False, reset_after=True):
+    """rnnlab::gru_masked (T,B,I) -> MatMul, one Scan of the masked step: y, h_n."""
+    if not reset_after:
+        raise ExportError(
+            "GRU with reset_after=False and zoneout or recurrent dropout cannot be exported "
+            "to ONNX yet (the Scan of the masked GRU resets after the recurrent product, as "
+            "torch.nn). Export a GRU with reset_after=True, or without zoneout."
+        )
+    _refuse_probe(h_probe, "gru_masked")
+    real = x.dtype.numpy()
+    scanned, outputs = _scanned_inputs(x, w_ih.shape[0], _input_term(w_ih, b_ih), lengths,
+                                       reverse, [keep_h])
+    d = _constant(1, real) if drop_h is None else drop_h
+    b_hh = _constant(0, real, w_hh.shape[0]) if b_hh is None else b_hh
+    states, h_n = _gru_masked_recurrence(*scanned, h0, d, op.Transpose(w_hh, perm=[1, 0]),
+                                         b_hh)
+    return outputs(states), h_n
+
+
 def translation_table() -> dict[Callable, Callable]:
     """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
 
-    Maps each rnnlab op to a translation emitting one native ONNX recurrent node::
+    Maps each classic rnnlab op to a translation emitting one native ONNX recurrent node,
+    and the min, layer-normalised and masked (zoneout) ops to standard nodes and one
+    ``Scan``::
 
         torch.onnx.export(model, (x,), "model.onnx", dynamo=True,
                           custom_translation_table=rnnlab.export.translation_table())
@@ -170,7 +523,10 @@ def translation_table() -> dict[Callable, Callable]:
     such a graph fails inside the exporter instead).
     """
     ops = torch.ops.rnnlab
-    return {ops.lstm.default: _lstm, ops.gru.default: _gru, ops.rnn.default: _rnn}
+    return {ops.lstm.default: _lstm, ops.gru.default: _gru, ops.rnn.default: _rnn,
+            ops.mingru.default: _mingru, ops.minlstm.default: _minlstm,
+            ops.lnlstm.default: _lnlstm, ops.lngru.default: _lngru,
+            ops.lstm_masked.default: _lstm_masked, ops.gru_masked.default: _gru_masked}
 
 
 # --------------------------------------------------------------------------- export
@@ -273,18 +629,6 @@ def _quiet_exporter():
 
 def _check_layers(model: torch.nn.Module) -> None:
     for name, module in model.named_modules():
-        if isinstance(module, RNNBase) and module.family in ("mingru", "minlstm"):
-            raise ExportError(
-                f"{name or 'model'} is a {module.mode} layer, which ONNX export does not "
-                "support yet (ONNX has no operator for its scan; the translations cover "
-                "rnnlab's RNN, LSTM and GRU). Export a model built on those layers."
-            )
-        if isinstance(module, RNNBase) and module.layer_norm:
-            raise ExportError(
-                f"{name or 'model'} is a {module.mode} with layer_norm=True, which ONNX export "
-                "does not support (ONNX's LSTM and GRU operators have no normalisation). "
-                "Export a layer without layer_norm."
-            )
         if isinstance(module, RNNBase) and module.proj_size:
             raise ExportError(
                 f"{name or 'model'} is an LSTM with proj_size={module.proj_size}: the LSTM "
@@ -292,12 +636,12 @@ def _check_layers(model: torch.nn.Module) -> None:
                 "decomposition would need a Loop over time steps. Export an LSTM without "
                 "proj_size."
             )
-        if isinstance(module, RNNBase) and module.zoneout:
+        if isinstance(module, RNNBase) and module.zoneout and not module.reset_after:
             raise ExportError(
-                f"{name or 'model'} has zoneout={module.zoneout}: in eval it "
-                "computes p·h_{t-1} + (1-p)·h̃_t, which ONNX's LSTM/GRU cannot express. "
-                "Export a copy without zoneout (weight_drop and recurrent_dropout export: "
-                "they are off in eval)."
+                f"{name or 'model'} is a GRU with zoneout={module.zoneout} and "
+                "reset_after=False, which ONNX export does not support yet (zoneout exports "
+                "with reset_after=True, torch.nn's default). Export a copy without zoneout "
+                "or with reset_after=True."
             )
 
 
@@ -348,8 +692,9 @@ def _rnnlab_family(node: torch.fx.Node) -> str | None:
 
 
 def _fold_weights(model: ir.Model) -> None:
-    """Fold the weight re-layout (Gather, Unsqueeze, Concat on initializers) at any size."""
-    relayout = {"Gather", "Unsqueeze", "Concat", "CastLike"}
+    """Fold the weight re-layout (Gather, Unsqueeze, Concat, the min cells' Transpose, on
+    initializers) at any size."""
+    relayout = {"Gather", "Unsqueeze", "Concat", "CastLike", "Transpose"}
     onnxscript.optimizer.optimize_ir(
         model,
         should_fold=lambda node: True if node.op_type in relayout else None,
@@ -362,16 +707,28 @@ def _recurrent_nodes(graph: ir.Graph) -> list[ir.Node]:
     return [n for n in graph if n.domain in ("", "ai.onnx") and n.op_type in _RECURRENT_OPS]
 
 
+def _sequences(graph: ir.Graph) -> list[tuple[ir.Node, ir.Value]]:
+    """Each recurrence's node and the (T, B, ·) sequence it reads: a native node's X, a
+    Scan's first scanned input (a_t of a min cell, u_t of a layer-normalised one)."""
+    found = [(n, n.inputs[0]) for n in _recurrent_nodes(graph)]
+    for node in graph:
+        if node.domain in ("", "ai.onnx") and node.op_type == "Scan":
+            scanned = node.attributes["num_scan_inputs"].as_int()
+            found.append((node, node.inputs[len(node.inputs) - scanned]))
+    return found
+
+
 def _name_dynamic_dims(graph: ir.Graph) -> None:
-    """Rename the symbolic time and batch dimensions of the recurrent nodes' X to "time" and
-    "batch" ("time_1", ... when a model has several independent ones) everywhere.
+    """Rename the symbolic time and batch dimensions of the recurrences' sequences (a native
+    node's X, a Scan's a_t) to "time" and "batch" ("time_1", ... when a model has several
+    independent ones) everywhere.
 
     Also turns back into integers the static dimensions that the exporter writes as
     symbols named by their value (e.g. "3"), which happens to dimensions marked
     ``Dim.AUTO`` that the model fixes."""
     names: dict[str, str] = {}
-    for node in _recurrent_nodes(graph):
-        shape = node.inputs[0].shape
+    for _, sequence in _sequences(graph):
+        shape = sequence.shape
         if shape is None or len(shape) != 3:
             continue
         for dim, stem in zip(shape[:2], ("time", "batch"), strict=True):
@@ -388,9 +745,11 @@ def _name_dynamic_dims(graph: ir.Graph) -> None:
 
 
 def _check_time_and_batch_symbolic(graph: ir.Graph) -> None:
-    """With automatic dynamic shapes, every recurrent node must keep time and batch free."""
-    for node in _recurrent_nodes(graph):
-        shape = node.inputs[0].shape
+    """With automatic dynamic shapes, every recurrence must keep time and batch free."""
+    for node, sequence in _sequences(graph):
+        shape = sequence.shape
+        if shape is None or len(shape) < 2:
+            continue
         for dim, what in zip(shape[:2], ("time", "batch"), strict=True):
             if not isinstance(dim, ir.SymbolicDim):
                 raise ExportError(

@@ -5,8 +5,9 @@ torch's own private list and from onnxscript's torchlib registry
 (``onnxscript.function_libs.torch_lib.registration.default_registry``), the registry
 that also gives torchvision's ops their translations. torch offers a third-party op
 library no public hook besides the per-call ``custom_translation_table``, so rnnlab adds
-its three translations (:mod:`rnnlab.export.onnx`) to onnxscript's registry; every
-export built afterwards finds them. Verified with torch 2.13 and onnxscript 0.7
+its translations (:mod:`rnnlab.export.onnx`: rnn, lstm, gru, mingru, minlstm, lnlstm,
+lngru, lstm_masked, gru_masked) to onnxscript's registry; every export built afterwards
+finds them. Verified with torch 2.13 and onnxscript 0.7
 (``tests/export/test_torch_onnx_export.py`` fails if a release stops reading it).
 
 When: onnxscript is an optional extra (``rnnlab[onnx]``) and takes about a second to
