@@ -131,11 +131,15 @@ def markdown(report: dict) -> str:
         train_s = sum(c["seconds"] for c in cells.values())
         setting = ", ".join(f"{k}={v}" for k, v in row["task_options"].items()
                             if k != "val_size")
-        steps = max(c["steps"] for c in cells.values())
-        lines.append(f"| {row['name']} | {setting}; {steps} steps | {row['metric']} | {base} | "
+        counts = [cells[c]["steps"] for c in CELLS]  # fewer than the budget: the time cap
+        steps = (f"{counts[0]} steps" if len(set(counts)) == 1 else
+                 "steps " + "/".join(map(str, counts)))
+        lines.append(f"| {row['name']} | {setting}; {steps} | {row['metric']} | {base} | "
                      + " | ".join(shown)
                      + f" | {train_s:.0f} | {pub} |")
-    lines += ["", "Forecast rows: MASE and MAPE of the backtest in data units; the baseline "
+    lines += ["", "Steps: each cell's (RNN/LSTM/GRU where they differ); a run stops at its "
+              "step budget or its time cap, whichever comes first.",
+              "", "Forecast rows: MASE and MAPE of the backtest in data units; the baseline "
               "column names the best classical forecaster by MASE (a baseline below a cell's "
               "MASE beats it)."]
     return "\n".join(lines) + "\n"
