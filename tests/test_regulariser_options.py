@@ -43,7 +43,7 @@ def test_cells_refuse_regularisers_they_do_not_take_before_writing(tmp_path):
          f"the cell lnlstm (layer-normalised) {ln}; got zoneout=0.2"),
         (["train", "--cell", "rnn", "--weight-drop", "0.2"],
          f"the cell rnn (not an LSTM or GRU) {other}; got weight_drop=0.2"),
-        (["compare", "--cells", "lstm,mingru", "--weight-drop", "0.3", "--zoneout", "0.1"],
+        (["train", "--cell", "mingru", "--weight-drop", "0.3", "--zoneout", "0.1"],
          f"the cell mingru (not an LSTM or GRU) {other}; got weight_drop=0.3, zoneout=0.1"),
         (["train", "--cell", "minlstm", "--recurrent-dropout", "0.1"],
          f"the cell minlstm (not an LSTM or GRU) {other}; got recurrent_dropout=0.1"),
@@ -53,3 +53,20 @@ def test_cells_refuse_regularisers_they_do_not_take_before_writing(tmp_path):
         assert result.exit_code == 2, result.output
         assert result.output.strip().splitlines() == [f"Error: {message}"]
         assert not out.exists()
+
+
+def test_a_comparison_trains_the_cells_that_take_no_regulariser_without_it(tmp_path):
+    """compare's default cells with --zoneout: the LSTM and GRU get it, the RNN trains
+    without (its config says so), and a config stored before the refusal reads back."""
+    out = tmp_path / "c"
+    result = CliRunner().invoke(main, ["compare", *TINY, "--zoneout", "0.2", "--weight-drop",
+                                       "0.1", "--out", out])
+    assert result.exit_code == 0, result.output
+    ran = {c: json.loads((out / f"{c}-seed0" / "config.json").read_text())
+           for c in ("rnn", "lstm", "gru")}
+    assert [(ran[c]["zoneout"], ran[c]["weight_drop"]) for c in ("rnn", "lstm", "gru")] == [
+        (0.0, 0.0), (0.2, 0.1), (0.2, 0.1)]
+    assert load_model(open_train_run(out / "lstm-seed0")).rnn.zoneout == 0.2
+    stored = out / "rnn-seed0" / "config.json"  # as an older version wrote it
+    stored.write_text(json.dumps({**ran["rnn"], "zoneout": 0.2}))
+    assert open_train_run(out / "rnn-seed0").config.zoneout == 0.0

@@ -18,7 +18,12 @@ from rnnlab._io import RUN_MARKER, InputError, prepare_run_dir, read_json, write
 from rnnlab._version import __version__
 from rnnlab.runs import check_compare_resume, holds_run, read_compare_config
 from rnnlab.tasks import CELLS, CLASSIC_CELLS, Task, get_task, match_hidden
-from rnnlab.tasks.model import check_regularisers
+from rnnlab.tasks.model import (
+    REGULARISERS,
+    UNREGULARISED,
+    check_regularisers,
+    without_unused_regularisers,
+)
 from rnnlab.training import TrainConfig, TrainResult, train
 from rnnlab.training.distributed import world
 from rnnlab.training.threads import thread_policy
@@ -55,8 +60,9 @@ class CompareConfig:
         for c in cells:
             if c not in CELLS:
                 raise InputError(f"unknown cell {c!r}; expected some of {', '.join(CELLS)}")
-            check_regularisers(c, self.train.weight_drop, self.train.recurrent_dropout,
-                               self.train.zoneout)
+            if c not in UNREGULARISED:  # those train without them (see cell_config)
+                check_regularisers(c, self.train.weight_drop, self.train.recurrent_dropout,
+                                   self.train.zoneout)
         if len(set(cells)) != len(cells):
             raise InputError(f"cells lists a cell twice: {','.join(cells)}")
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
@@ -267,9 +273,11 @@ def _compare(config: CompareConfig, run_dir, force, resume, progress, report,
     task = get_task(config.train.task, config.train.task_options)
     task.check(config.train)
     widths = config.widths(task)
+    regularisers = {name: getattr(config.train, name) for name in REGULARISERS}
     plan = {  # every (cell, seed) run: its folder and configuration
         run_dir / f"{cell}-seed{config.train.seed + k}": config.train.replace(
-            cell=cell, hidden=widths[cell], seed=config.train.seed + k)
+            **without_unused_regularisers({"cell": cell, **regularisers}),
+            hidden=widths[cell], seed=config.train.seed + k)
         for cell in config.cells for k in range(config.seeds)
     }
     if resuming:  # every started cell is checked before any trains

@@ -70,7 +70,7 @@ def zoneout_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bidirectional_run(tmp_path_factory):
-    """A two-layer bidirectional GRU: its reverse direction's h is rebuilt from t + 1."""
+    """A two-layer bidirectional GRU: its reverse direction runs from the last step back."""
     root = tmp_path_factory.mktemp("explore")
     train(run_dir=root / "bi", task="adding", task_options={"length": 20, "val_size": 4},
           cell="gru", hidden=6, layers=2, bidirectional=True, steps=2, batch_size=4,

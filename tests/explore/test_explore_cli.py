@@ -1,6 +1,7 @@
 """rnnlab explore through click: the page is written; bad input is one line, exit 2."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -104,3 +105,25 @@ def test_a_run_of_every_cell_is_explored(tmp_path, cell, options):
     directions = 2 if options.get("bidirectional") else 1
     assert [layer["quantities"] for layer in model["layers"]] == [
         list(QUANTITIES[cell])] * (options.get("layers", 1) * directions)
+
+
+def test_a_log_change_forecast_run_reads_a_csv_as_it_was_trained(tmp_path):
+    """transform=log: the CSV is scaled in log units; target=change: the model reads the
+    input minus its last row, as it read its training windows."""
+    from rnnlab.explore.inputs import explore_input
+    from rnnlab.runs import open_train_run
+
+    rows = [100 * 1.01 ** k for k in range(120)]
+    (tmp_path / "s.csv").write_text("day,load\n" + "".join(f"{k},{v}\n" for k, v in
+                                                           enumerate(rows)))
+    train(run_dir=tmp_path / "run", task="forecast",
+          task_options={"path": str(tmp_path / "s.csv"), "columns": "load", "window": 8,
+                        "horizon": 2, "transform": "log", "target": "change"},
+          cell="gru", hidden=8, steps=2, batch_size=4, eval_every=2, progress="none")
+    run = open_train_run(tmp_path / "run")
+    mean, std = (run.task["artefacts"][k][0] for k in ("mean", "std"))
+    given = explore_input(run, data=tmp_path / "s.csv", steps=30)
+    expected = [(math.log(v) - math.log(rows[29])) / std for v in rows[:30]]
+    assert given.x[0, :, 0].tolist() == pytest.approx(expected, abs=1e-5)
+    assert "minus its last row" in given.source
+    assert mean == pytest.approx(sum(math.log(v) for v in rows[:96]) / 96)

@@ -18,7 +18,7 @@ import torch
 from rnnlab._io import InputError, read_text
 from rnnlab.runs import TrainRun
 from rnnlab.tasks import get_task
-from rnnlab.tasks.forecast import ForecastOptions, load_series
+from rnnlab.tasks.forecast import ForecastOptions, load_series, to_model_units
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,14 @@ def _forecast(run: TrainRun, data, steps: int) -> ExploreInput:
         options.update(path=str(data), columns=columns)
         _, values = load_series(ForecastOptions(**options))
         mean, std = np.asarray(info["artefacts"]["mean"]), np.asarray(info["artefacts"]["std"])
-        z = (np.asarray(values, dtype=np.float64) - mean) / std
+        model_units = to_model_units(np.asarray(values, dtype=np.float64),
+                                     options.get("transform", "none"), list(columns))
+        z = (model_units - mean) / std
         source = f"the CSV {str(data)!r} (scaled as in training)"
     z = np.asarray(z, dtype=np.float32)[:steps]
     if len(z) < 2:
         raise InputError(f"the series has {len(z)} row(s); the explorer needs at least 2")
+    if options.get("target") == "change":  # the model reads a window minus its last row
+        z = z - z[-1]
+        source += ", minus its last row as the model reads a window (target=change)"
     return ExploreInput(torch.from_numpy(z)[None], None, z, list(columns), source)

@@ -675,9 +675,9 @@ def _check_saved_outputs_unused(exported: torch.export.ExportedProgram) -> None:
             if index is None or index >= _REAL_OUTPUTS[family]:
                 raise ExportError(
                     f"the model uses the saved gate activations of rnnlab::{family} (output "
-                    f"{index}, used by {user.name}); ONNX's native {family.upper()} operator "
-                    "does not expose gate activations. Export a model that returns only the "
-                    "layer's outputs and final states."
+                    f"{index}, used by {user.name}); the exported graph (ONNX's native "
+                    "operator or a Scan) does not expose the op's saved gate activations. "
+                    "Export a model that returns only the layer's outputs and final states."
                 )
 
 

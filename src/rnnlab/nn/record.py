@@ -4,7 +4,7 @@
         output, _ = model(x)
         loss_fn(output).backward()
     rec.gates["l0"]["f"]        # forget gate of layer 0 at every step, (B, T, H) or (T, B, H)
-    rec.hidden["l0"]            # h_t of layer 0 at every step (its output sequence)
+    rec.hidden["l0"]            # h_t of layer 0 at every step (its output; with gates=True)
     rec.hidden_grads["l0"]      # total ∂L/∂h_t at every step, same layout as the output
 
 Gates come for free: they are the activations the ops save for backward; h_t is the

@@ -115,8 +115,9 @@ class ForecastOptions:
         "none", "none | log: model the log of the series (positive values only), for "
                 "growth and seasons that multiply")
     target: str = option(
-        "level", "level | change: the model reads the window minus its last row and "
-                 "predicts the change from it, so it can follow a level unseen in training")
+        "level", "level: the model reads and predicts the normalised values | change: it "
+                 "reads the window minus its last row and predicts the change from it, so it "
+                 "can follow a level unseen in training")
 
     def __post_init__(self):
         optional_text("forecast path", self.path)
@@ -171,7 +172,8 @@ class Forecast(Task):
     name = "forecast"
     metric = "rmse"
     baseline = "naive (last value)"
-    metric_help = "RMSE in units of each column's standard deviation over the training rows"
+    metric_help = ("RMSE in units of each column's standard deviation (of its log with "
+                   "transform=log) over the training rows")
     Options = ForecastOptions
     train_defaults: ClassVar[dict] = {
         "steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 100,

@@ -34,6 +34,20 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+REGULARISERS = ("weight_drop", "recurrent_dropout", "zoneout")
+# The cells that take none of them: a comparison trains them without, and a run folder
+# written before they were refused reads back with the (never applied) values at 0.
+UNREGULARISED = ("rnn", "mingru", "minlstm")
+
+
+def without_unused_regularisers(d: dict) -> dict:
+    """A stored configuration ``d`` with the regularisers of an UNREGULARISED cell at 0
+    (what its model ran with: older versions stored and ignored them)."""
+    if d.get("cell") in UNREGULARISED:
+        return {**d, **{name: 0.0 for name in REGULARISERS if name in d}}
+    return d
+
+
 def check_regularisers(cell: str, weight_drop: float, recurrent_dropout: float,
                        zoneout: float) -> None:
     """Refuse, by name, regularisers a ``cell`` does not take (never ignore one silently):
@@ -111,7 +125,7 @@ class ModelConfig:
         missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in d]
         if missing:
             raise InputError(f"the model field {missing[0]!r} is missing")
-        return cls(**d)
+        return cls(**without_unused_regularisers(d))
 
     def num_parameters(self) -> int:
         """Parameter count computed from the shapes (no model is built)."""

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from rnnlab._io import InputError
 from rnnlab.tasks import TASKS
-from rnnlab.tasks.model import CELLS, check_regularisers
+from rnnlab.tasks.model import CELLS, check_regularisers, without_unused_regularisers
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -125,7 +125,7 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"unknown training option {unknown[0]!r}")
-        return cls(**d)
+        return cls(**without_unused_regularisers(d))
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` applied, validated again."""

@@ -331,6 +331,15 @@ def _tile_gates(gx, gh, gates, rows, cols, xt, gt, st, mv, m2, H, RESET_AFTER: t
 
 
 @triton.jit
+def _update_grads(dh, z, n, h_prev, vm):
+    """The pre-activation gradients (dz, dn) of h = (1 - z) ⊙ n + z ⊙ h_prev given dh, its
+    gradient (tanh' = 1 - n², σ' = z (1 - z)); 0 at padding (vm false)."""
+    dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)
+    dz_pre = tl.where(vm, dh * (h_prev - n) * z * (1.0 - z), 0.0)
+    return dz_pre, dn_pre
+
+
+@triton.jit
 def _tiled_step_back(dy, rec, dh_dir, gates, h_prev_seq, dh_seq, gt, ht, st, m2, vm, H,
                      STORE_DH: tl.constexpr):
     """The part of a tiled step back that the reset's placement does not change: dh_t =
@@ -344,8 +353,7 @@ def _tiled_step_back(dy, rec, dh_dir, gates, h_prev_seq, dh_seq, gt, ht, st, m2,
     n = C.load_f32(gates + gt + 2 * H, mv)
     dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
     dh = C.load_f32(dy + ht, mv) + dh_next  # from the output and from step t+1
-    dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)  # h = (1 - z) ⊙ n + z ⊙ h_prev
-    dz_pre = tl.where(vm, dh * (C.load_f32(h_prev_seq + ht, mv) - n) * z * (1.0 - z), 0.0)
+    dz_pre, dn_pre = _update_grads(dh, z, n, C.load_f32(h_prev_seq + ht, mv), vm)
     C.store(dh_dir + st, tl.where(vm, dh * z, dh_next), m2)  # padding: passes through
     if STORE_DH:
         C.store(dh_seq + ht, tl.where(vm, dh, 0.0), m2)
@@ -385,9 +393,7 @@ def _tile_gate_grads(dh, gates, h_prev_seq, dgx, dpre_mm, dn_mm, rows, cols, xt,
     r = C.load_f32(gates + gt, mv)
     z = C.load_f32(gates + gt + H, mv)
     n = C.load_f32(gates + gt + 2 * H, mv)
-    h_prev = C.load_f32(h_prev_seq + ht, mv)
-    dn_pre = tl.where(vm, dh * (1.0 - z) * (1.0 - n * n), 0.0)
-    dz_pre = tl.where(vm, dh * (h_prev - n) * z * (1.0 - z), 0.0)
+    dz_pre, dn_pre = _update_grads(dh, z, n, C.load_f32(h_prev_seq + ht, mv), vm)
     if RESET_AFTER:
         hn = C.load_f32(gates + gt + 3 * H, mv)
         dr_pre = tl.where(vm, dn_pre * hn * r * (1.0 - r), 0.0)

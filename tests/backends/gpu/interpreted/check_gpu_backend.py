@@ -189,14 +189,15 @@ def test_layer_norm_bf16_matches_float64(variant, reverse):
     _compare(variant, p, lens, reverse, torch.bfloat16, BF16_OUT_TOL, BF16_GRAD_TOL)
 
 
-@pytest.mark.parametrize("block", [_tuning.LN_BLOCK, 256, 128], ids=["16rows", "2rows", "1row"])
+@pytest.mark.parametrize(("block", "programs"), [(_tuning.LN_BLOCK, 2), (256, 10), (128, 19)],
+                         ids=["16rows", "2rows", "1row"])
 @pytest.mark.parametrize("variant", LN_VARIANTS)
-def test_layer_norm_row_programs_and_padded_blocks(variant, block, monkeypatch):
+def test_layer_norm_row_programs_and_padded_blocks(variant, block, programs, monkeypatch):
     """H = 20 pads to 32 units (and the GRU's 3 gates to 4 slots); B = 19 rows over 2
     programs of 16 rows, 10 of 2 or 19 of 1 (the row block lowered)."""
     monkeypatch.setattr(_tuning, "LN_BLOCK", block)
     grid, settings = row_settings(19, 20)
-    assert settings["HP"] == 32 and grid[0] == {_tuning.LN_BLOCK: 2, 256: 10, 128: 19}[block]
+    assert settings["HP"] == 32 and grid[0] == programs
     p, lens = _problem(variant, T=4, B=19, I=3, H=20, seed=5, lengths=True)
     _compare(variant, p, lens, True, torch.float32, 1e-5, 1e-4)
 
