@@ -8,6 +8,9 @@ step budget and cosine schedule; the budget is in steps, so the machine's load c
 time, not the result) on the built-in corpus, and are scored on its held-out tail every
 ``eval_every`` steps. The table gives the best and the final held-out bpc, and the
 training loss at the end in bits per character (the gap between the two is overfitting).
+The text is the corpus's first 60 000 characters, which this LSTM (hidden 384, 0.73 M
+parameters) overfits within the budget; on the whole corpus (1 M characters) it was still
+improving after 1500 steps, where no regulariser can help.
 
     python benchmarks/charlm_regularisers.py           # writes results/charlm-regularisers.*
     python benchmarks/charlm_regularisers.py --quick   # a smoke test, no files
@@ -72,9 +75,9 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hidden", type=int, default=384)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--eval-every", type=int, default=150)
-    parser.add_argument("--max-chars", type=int, default=200_000)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--max-chars", type=int, default=60_000)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, no files written")
     args = parser.parse_args()
     if args.quick:
