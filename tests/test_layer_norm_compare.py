@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import rnnlab.nn as rnn
 from rnnlab.cli import main
 from rnnlab.compare import CompareConfig
+from rnnlab.report.plots import CELL_TITLES
 from rnnlab.tasks import ModelConfig, SequenceModel, get_task
 from rnnlab.training import TrainConfig
 
@@ -44,4 +45,4 @@ def test_cli_compare_runs_the_layer_normalised_cells(tmp_path):
     page = (out / "report.html").read_text()
     for cell in ("lnlstm", "lngru"):
         assert (out / f"gates_{cell}.png").is_file()
-        assert f"<h2>{cell.upper()} gates on a sample sequence</h2>" in page
+        assert f"<h2>{CELL_TITLES[cell]} gates on a sample sequence</h2>" in page
