@@ -1,9 +1,10 @@
 """minGRU/minLSTM training on the CPU: the parallel scan against the sequential form.
 
 One layer (I = H), B = 16, H = 256, T ∈ {512, 4096}: a training step is the forward
-pass and the backward of Σ g ⊙ y for a fixed random g. The two forms of the same layer
-(``parallel_scan=True``, the even-odd scan of ``rnnlab.scan``; ``False``, the loop over
-steps, forward and adjoint) are timed interleaved in one process, median of the rounds.
+pass and the backward of Σ g ⊙ y for a fixed random g. Three forms of the same layer are
+timed interleaved in one process, median of the rounds: on the portable backend (torch
+ops) ``parallel_scan=True``, the even-odd scan of ``rnnlab.scan``, and ``False``, the
+loop over steps (forward and adjoint); and the cpu backend's compiled recurrence.
 Peak memory of a step is measured in a fresh child process per (cell, T, form): the
 peak resident set over the step (VmHWM, reset just before it) minus the resident set
 before it, with the layer, input and g allocated and a step at T = 2 already run.
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 import rnnlab.nn as rnn
+from rnnlab import use_backend
 from rnnlab.scan import linear_scan
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,6 +38,7 @@ B, H = 16, 256
 LENGTHS = (512, 4096)
 ROUNDS = {512: 5, 4096: 3}
 LAYERS = {"mingru": rnn.MinGRU, "minlstm": rnn.MinLSTM}
+FORMS = {"scan": ("portable", True), "loop": ("portable", False), "compiled": ("cpu", True)}
 
 
 def _setup(family: str, T: int, parallel: bool, dtype=torch.float32):
@@ -46,10 +49,11 @@ def _setup(family: str, T: int, parallel: bool, dtype=torch.float32):
     return layer, x, g
 
 
-def _train_step(layer, x, g) -> None:
+def _train_step(layer, x, g, backend: str) -> None:
     layer.zero_grad(set_to_none=True)
-    y, _ = layer(x)
-    (y * g).sum().backward()
+    with use_backend(backend):
+        y, _ = layer(x)
+        (y * g).sum().backward()
 
 
 def _status_bytes(field: str) -> int:
@@ -59,21 +63,22 @@ def _status_bytes(field: str) -> int:
     return int(line.split()[1]) * 1024
 
 
-def measure_memory(family: str, T: int, parallel: bool) -> int:
+def measure_memory(family: str, T: int, form: str) -> int:
     """Peak bytes a training step adds: the resident peak over the step (reset just
     before it through /proc/self/clear_refs) minus the resident size before it."""
-    _train_step(*_setup(family, 2, parallel))  # first-call costs (op registration, ...)
+    backend, parallel = FORMS[form]
+    _train_step(*_setup(family, 2, parallel), backend)  # first-call costs (op registration, ...)
     layer, x, g = _setup(family, T, parallel)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current resident size
     before = _status_bytes("VmRSS")
-    _train_step(layer, x, g)
+    _train_step(layer, x, g, backend)
     return _status_bytes("VmHWM") - before
 
 
-def _memory_in_child(family: str, T: int, parallel: bool) -> int:
+def _memory_in_child(family: str, T: int, form: str) -> int:
     out = subprocess.run(
-        [sys.executable, __file__, "--memory", family, str(T), str(int(parallel))],
+        [sys.executable, __file__, "--memory", family, str(T), form],
         check=True, capture_output=True, text=True,
     )
     return int(out.stdout.strip().splitlines()[-1])
@@ -81,7 +86,8 @@ def _memory_in_child(family: str, T: int, parallel: bool) -> int:
 
 def time_forms(family: str, T: int) -> dict[str, list[float]]:
     """Seconds per training step of each form, interleaved round by round."""
-    forms = {name: _setup(family, T, name == "scan") for name in ("scan", "loop")}
+    forms = {name: (*_setup(family, T, parallel), backend)
+             for name, (backend, parallel) in FORMS.items()}
     times = {name: [] for name in forms}
     for args in forms.values():
         _train_step(*args)  # warm-up
@@ -107,14 +113,15 @@ def _heinsen(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def float32_errors(T: int = 4096) -> dict[str, dict[str, float]]:
     """max |h - h_float64| / max |h_float64| of each scan form, per cell, on the layer's
     own (a, b) at T steps."""
-    from rnnlab.ops_min import _coefficients, _project
+    from rnnlab.backends._min import coefficients
 
     errors = {}
     for family in LAYERS:
         layer, x, _ = _setup(family, T, True, dtype=torch.float64)
         with torch.no_grad():
-            u = _project(x, layer.weight_ih_l0, layer.bias_ih_l0, None)
-            a, b = _coefficients(family, u)
+            u = torch.addmm(layer.bias_ih_l0, x.flatten(0, 1), layer.weight_ih_l0.T).view(
+                *x.shape[:2], -1)
+            a, b = coefficients(family, u)
             zeros = torch.zeros(B, H, dtype=torch.float64)
             exact = linear_scan(a, b, zeros, parallel=False)
             a32, b32, z32 = a.float(), b.float(), zeros.float()
@@ -137,14 +144,17 @@ def run() -> dict:
     for family in LAYERS:
         for T in LENGTHS:
             times = time_forms(family, T)
-            scan, loop = (statistics.median(times[k]) for k in ("scan", "loop"))
-            spread = max(max(v) / min(v) for v in times.values())
-            memory = {k: _memory_in_child(family, T, k == "scan") for k in ("scan", "loop")}
+            median = {k: statistics.median(v) for k, v in times.items()}
+            memory = {k: _memory_in_child(family, T, k) for k in FORMS}
             points.append({
-                "cell": family, "T": T, "B": B, "H": H, "scan_ms": 1e3 * scan,
-                "loop_ms": 1e3 * loop, "speedup": loop / scan, "spread": spread,
-                "scan_peak_mb": memory["scan"] / 2**20, "loop_peak_mb": memory["loop"] / 2**20,
+                "cell": family, "T": T, "B": B, "H": H,
+                **{f"{k}_ms": 1e3 * v for k, v in median.items()},
+                "speedup": median["loop"] / median["scan"],
+                "compiled_speedup": median["loop"] / median["compiled"],
+                "spread": max(max(v) / min(v) for v in times.values()),
+                **{f"{k}_peak_mb": v / 2**20 for k, v in memory.items()},
                 "memory_ratio": memory["scan"] / memory["loop"],
+                "compiled_memory_ratio": memory["compiled"] / memory["loop"],
             })
             print(points[-1], flush=True)
     return {
@@ -159,22 +169,26 @@ def run() -> dict:
 
 def markdown(result: dict) -> str:
     lines = [
-        "# minGRU / minLSTM training step: parallel scan vs sequential form (CPU)",
+        "# minGRU / minLSTM training step: parallel scan vs sequential form, and the cpu "
+        "backend's compiled recurrence (CPU)",
         "",
         f"{result['when']}; {result['machine']}; load average at the end "
         f"{', '.join(f'{v:.1f}' for v in result['load_average'])} (a shared machine: "
         "read the ratios, not the times). One layer, I = H; a step = forward + backward; "
-        "median of interleaved rounds; peak = the most memory a step adds (fresh process).",
+        "median of interleaved rounds; peak = the most memory a step adds (fresh process). "
+        "scan and loop: torch ops (the portable backend); compiled: the cpu backend (its "
+        "recurrence in one compiled loop; the default on CPU). Speed-ups are against the loop.",
         "",
-        "| cell | T | B | H | scan ms | loop ms | speed-up | scan peak MB | loop peak MB "
-        "| memory scan/loop |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cell | T | B | H | scan ms | loop ms | compiled ms | scan speed-up "
+        "| compiled speed-up | scan / loop / compiled peak MB | memory scan/loop |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in result["points"]:
         lines.append(
             f"| {p['cell']} | {p['T']} | {p['B']} | {p['H']} | {p['scan_ms']:.1f} | "
-            f"{p['loop_ms']:.1f} | {p['speedup']:.2f} | {p['scan_peak_mb']:.0f} | "
-            f"{p['loop_peak_mb']:.0f} | {p['memory_ratio']:.2f} |"
+            f"{p['loop_ms']:.1f} | {p['compiled_ms']:.1f} | {p['speedup']:.2f} | "
+            f"{p['compiled_speedup']:.2f} | {p['scan_peak_mb']:.0f} / {p['loop_peak_mb']:.0f}"
+            f" / {p['compiled_peak_mb']:.0f} | {p['memory_ratio']:.2f} |"
         )
     lines += ["", "float32 error of h at T = 4096 against the float64 loop "
               "(max |error| / max |h|):", "",
@@ -188,14 +202,14 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--memory", nargs=3, metavar=("CELL", "T", "PARALLEL"),
+    parser.add_argument("--memory", nargs=3, metavar=("CELL", "T", "FORM"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--name", default="min-scan-avx2", help="results file stem")
     args = parser.parse_args()
     if args.memory:
         torch.set_num_threads(2)
-        family, T, parallel = args.memory
-        print(measure_memory(family, int(T), bool(int(parallel))))
+        family, T, form = args.memory
+        print(measure_memory(family, int(T), form))
         return
     result = run()
     RESULTS.mkdir(exist_ok=True)

@@ -27,10 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # layer configurations vs torch.nn (every family and option, inference and training,
 # packed input, gradients and ∂L/∂h_t through recording), the cells, recording, and the
 # layer-normalised and regularised layers (the lnlstm, lngru, masked_lstm, masked_gru
-# families) against the reference.
+# families) and the min layers (mingru, minlstm) against the reference.
 SUITE = [
     "tests/nn/test_layers_vs_torch.py", "tests/nn/test_cells.py", "tests/nn/test_record.py",
     "tests/nn/test_layer_norm_layers.py", "tests/nn/test_regularisers.py",
+    "tests/nn/test_min_layers.py",
 ]
 _HINTS = typing.get_type_hints(BackendKernels, vars(contract))
 # family field -> the entry points its protocol declares
@@ -91,7 +92,8 @@ def test_the_layer_conformance_suite_runs_on_a_registered_toy_backend(toy):
          *(str(ROOT / path) for path in SUITE)]
     )
     assert exit_code == pytest.ExitCode.OK
-    assert set(ENTRIES) >= {"rnn", "lstm", "gru", "lnlstm", "lngru", "masked_lstm", "masked_gru"}
+    assert set(ENTRIES) >= {"rnn", "lstm", "gru", "lnlstm", "lngru", "masked_lstm", "masked_gru",
+                            "mingru", "minlstm"}
     for family, entries in ENTRIES.items():
         for entry in entries:
             assert toy[f"{family}.{entry}"] > 0, (family, entry, dict(toy))

@@ -64,6 +64,11 @@ __all__ = [
     "MaskedLSTMKernels",
     "MaskedLSTMSaved",
     "Masks",
+    "MinForward",
+    "MinGrads",
+    "MinKernels",
+    "MinSaved",
+    "MinWeights",
     "OneStateInferByForward",
     "OneStateKernels",
     "RNNForward",
@@ -409,6 +414,53 @@ class MaskedGRUKernels(Protocol):
     ) -> GRUGrads: ...
 
 
+# --------------------------------------------------------------------------- min cells
+
+
+class MinWeights(NamedTuple):
+    """minGRU (:mod:`rnnlab.reference.mingru`) or minLSTM (:mod:`rnnlab.reference.minlstm`):
+    the gates read x_t only, so there is no recurrent weight."""
+
+    w_ih: Tensor  # (G·H, I), G = 2 (z, h̃) or 3 (f, i, h̃)
+    b_ih: Tensor | None  # (G·H,)
+
+
+class MinForward(NamedTuple):
+    y: Tensor  # (T, B, H)
+    h_n: Tensor  # (B, H)
+    u: Tensor  # (T, B, G·H) pre-activations W_ih x_t + b_ih, 0 at padding; saved for backward
+
+
+class MinSaved(NamedTuple):
+    y: Tensor
+    u: Tensor
+
+
+class MinGrads(NamedTuple):
+    dx: Tensor
+    dh0: Tensor
+    dw_ih: Tensor
+    db: Tensor  # the gradient of b_ih
+    dh: Tensor  # (T, B, H) total ∂L/∂h_t, empty unless asked for
+
+
+class MinKernels(Protocol):
+    """A min cell over a sequence: the linear recurrence h_t = a_t ⊙ h_{t-1} + b_t whose
+    a_t, b_t are pointwise functions of u_t = W_ih x_t + b_ih (:mod:`rnnlab.ops_min`).
+    ``parallel`` asks for a parallel scan over time where the backend has one; every
+    form computes the same states. Backends share the GEMMs around the recurrence
+    (:class:`rnnlab.backends._min.MinByRecurrence`)."""
+
+    def forward(
+        self, w: MinWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, parallel: bool,
+    ) -> MinForward: ...
+
+    def backward(
+        self, w: MinWeights, seq: Sequence, h0: Tensor, saved: MinSaved, dy: Tensor,
+        dh_n: Tensor, parallel: bool, need_dh: bool,
+    ) -> MinGrads: ...
+
+
 # --------------------------------------------------------------------------- streaming
 
 
@@ -482,6 +534,8 @@ class BackendKernels:
     lngru: LNGRUKernels
     masked_lstm: MaskedLSTMKernels  # recurrent dropout / zoneout (rnnlab.ops_masked)
     masked_gru: MaskedGRUKernels
+    mingru: MinKernels  # rnnlab.ops_min
+    minlstm: MinKernels
 
 
 class RNNInferByForward(OneStateInferByForward):

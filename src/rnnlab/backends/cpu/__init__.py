@@ -40,6 +40,7 @@ from rnnlab.backends.cpu.lnlstm import CpuLNLSTM
 from rnnlab.backends.cpu.lstm import CpuLSTM
 from rnnlab.backends.cpu.masked_gru import CpuMaskedGRU
 from rnnlab.backends.cpu.masked_lstm import CpuMaskedLSTM
+from rnnlab.backends.cpu.min import CpuMin
 from rnnlab.backends.cpu.rnn import CpuRNN
 from rnnlab.backends.cpu.stream import CpuStream
 
@@ -49,4 +50,5 @@ _rnn, _lstm, _gru = CpuRNN(), CpuLSTM(), CpuGRU()
 KERNELS = BackendKernels(
     name="cpu", rnn=_rnn, lstm=_lstm, gru=_gru, stream=CpuStream(), lnlstm=CpuLNLSTM(),
     lngru=CpuLNGRU(), masked_lstm=CpuMaskedLSTM(), masked_gru=CpuMaskedGRU(),
+    mingru=CpuMin("mingru"), minlstm=CpuMin("minlstm"),
 )

@@ -9,6 +9,7 @@ conventions are documented there); inference runs the forward, and streaming run
 inference on each chunk (:class:`~rnnlab.backends.contract.LayerwiseStream`).
 """
 
+from rnnlab.backends._min import TorchOpsMin
 from rnnlab.backends.contract import BackendKernels, LayerwiseStream
 from rnnlab.backends.portable.gru import PortableGRU
 from rnnlab.backends.portable.lngru import PortableLNGRU
@@ -24,4 +25,5 @@ KERNELS = BackendKernels(
     name="portable", rnn=_rnn, lstm=_lstm, gru=_gru, stream=LayerwiseStream(_rnn, _lstm, _gru),
     lnlstm=PortableLNLSTM(), lngru=PortableLNGRU(),
     masked_lstm=PortableMaskedLSTM(), masked_gru=PortableMaskedGRU(),
+    mingru=TorchOpsMin("mingru"), minlstm=TorchOpsMin("minlstm"),
 )
