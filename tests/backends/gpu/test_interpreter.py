@@ -20,11 +20,14 @@ be set before the kernels are defined and must not leak into the rest of the sui
   kernels run the tiled path whatever the path setting);
 - the layer-normalised ops (their conformance cases are in the suite above): opcheck and
   the layers vs the reference stack, with the gpu backend forced;
+- the min cells' ops (minGRU, minLSTM: the scan kernels) vs the reference and opcheck,
+  with the gpu backend forced;
 - the backend's own checks (interpreted/check_gpu_backend.py): bf16, several programs and
   padded blocks, every path, the layer-normalised row kernels, cooperative layouts,
   weight packing, the barrier's one-launch mode with the programs as threads that run at
   once, its timeout fallback, aliasing, selection rules; the masked kernels on those
-  sizes (training and eval masks, bf16) and regularised layers on them.
+  sizes (training and eval masks, bf16) and regularised layers on them; the min cells'
+  kernels over several chunks and unit blocks, in bf16 and in stacked layers.
 
 On a CUDA machine the backend's own checks also run on the GPU (no interpreter).
 """
@@ -87,6 +90,9 @@ JOBS = {
         ["tests/ops/test_layer_norm_ops.py", "tests/nn/test_layer_norm_layers.py", "-k",
          "opcheck or (reference_stack and f32)"], {"RNNLAB_BACKEND": "gpu"},
     ),
+    # the min cells' scan kernels: their ops vs the reference (lengths, both directions,
+    # the probe, scan and loop forms) and opcheck, with the gpu backend forced
+    "min": (["tests/ops/test_min_ops.py", "-k", "float32 or opcheck"], {"RNNLAB_BACKEND": "gpu"}),
     "streaming": (
         ["tests/backends/test_streaming.py", "-k",
          "gpu and f32 and (lstm_proj or gru_reset_before or rnn_relu)"], {}

@@ -167,6 +167,24 @@ def _row_cases() -> list[dict]:
     return cases
 
 
+def _min_cases() -> list[dict]:
+    """The min cells' scan kernels (forward states, backward adjoints), both cells, every
+    flag on, at the chunk and unit block the dispatcher uses."""
+    from rnnlab.backends.gpu import min as gpu_min
+
+    cases = []
+    for name in ("_states", "_adjoints"):
+        fn = getattr(gpu_min, name)
+        for lstm in (False, True):
+            consts = {fn.arg_names[i]: True for i in fn.constexprs}
+            consts.update(BLOCK_T=gpu_min.BLOCK_T, BLOCK_H=gpu_min.BLOCK_H, LSTM=lstm)
+            for dtype in DTYPES:
+                cases.append({"name": f"min-{name}-{'lstm' if lstm else 'gru'}-{dtype}",
+                              "module": "min", "kernel": name, "dtype": dtype,
+                              "constexprs": consts, "num_warps": 4})
+    return cases
+
+
 def _assert_fits_registers(report: dict) -> None:
     """No spills where the kernel is out of registers (255 a thread). ptxas sometimes
     keeps a word or two in local memory while using far fewer registers (seen: 8 bytes at
@@ -236,6 +254,13 @@ def test_tiled_kernels_build_without_spills(tmp_path, triton_cache):
 
 def test_layer_norm_row_kernels_build_without_spills(tmp_path, triton_cache):
     cases = _row_cases()
+    built = _build(cases, tmp_path, triton_cache)
+    for case in cases:
+        _assert_fits_registers(built[case["name"]])
+
+
+def test_min_scan_kernels_build_without_spills(tmp_path, triton_cache):
+    cases = _min_cases()
     built = _build(cases, tmp_path, triton_cache)
     for case in cases:
         _assert_fits_registers(built[case["name"]])

@@ -50,6 +50,10 @@ Every kernel is checked to build for sm_90 (H100/H200) without running out of re
 interpreter in the conformance suite — the cooperative barrier too, with the programs
 made threads that run at once. GPU speed has not been measured yet.
 
+The min cells (minGRU, minLSTM: :mod:`.min`) run each direction's recurrence in one
+launch, a program per (sample, block of units) composing chunks of steps with
+``tl.associative_scan``.
+
 Time order, variable lengths and reverse are per sample inside the kernels (see
 :mod:`._common`); padding steps are never read and written as zeros. The function
 signatures and semantics are those of :mod:`rnnlab.backends.contract`.
@@ -65,6 +69,7 @@ from rnnlab.backends.gpu.lnlstm import GpuLNLSTM
 from rnnlab.backends.gpu.lstm import GpuLSTM
 from rnnlab.backends.gpu.masked_gru import GpuMaskedGRU
 from rnnlab.backends.gpu.masked_lstm import GpuMaskedLSTM
+from rnnlab.backends.gpu.min import GpuMin
 from rnnlab.backends.gpu.rnn import GpuRNN
 
 __all__ = ["KERNELS"]
@@ -74,5 +79,5 @@ _rnn, _lstm, _gru = GpuRNN(), GpuLSTM(), GpuGRU()
 KERNELS = dataclasses.replace(
     portable.KERNELS, name="gpu", rnn=_rnn, lstm=_lstm, gru=_gru, lnlstm=GpuLNLSTM(),
     lngru=GpuLNGRU(), masked_lstm=GpuMaskedLSTM(), masked_gru=GpuMaskedGRU(),
-    stream=LayerwiseStream(_rnn, _lstm, _gru),
+    mingru=GpuMin("mingru"), minlstm=GpuMin("minlstm"), stream=LayerwiseStream(_rnn, _lstm, _gru),
 )

@@ -1,7 +1,9 @@
 """Checks of the gpu backend that the shared conformance suite does not make: bf16,
 both execution paths on the same problem, sizes that span several programs and tiles,
 the layer-normalised cells' row kernels (that the backend runs them; several row
-programs, padded units and gate slots), and the backend's selection rules.
+programs, padded units and gate slots), the min cells' scan kernels (several chunks of
+steps, a partial last chunk, two unit blocks, bf16, stacked layers), and the backend's
+selection rules.
 
 Run by ../test_interpreter.py in a subprocess with TRITON_INTERPRET=1 (the kernels go
 through Triton's CPU interpreter); on a CUDA machine, RNNLAB_GPU_TEST_DEVICE=cuda runs
@@ -11,6 +13,7 @@ the same checks on the GPU.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
 import threading
@@ -22,7 +25,7 @@ import triton
 import rnnlab
 import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
-from rnnlab import backends, ops, ops_ln, ops_masked, reference
+from rnnlab import backends, ops, ops_ln, ops_masked, ops_min, reference
 from rnnlab import nn as rnn_nn
 from rnnlab.backends import gpu
 from rnnlab.backends.gpu import _common as C
@@ -30,6 +33,7 @@ from rnnlab.backends.gpu import _coop as X
 from rnnlab.backends.gpu import _tuning, masked_gru, masked_lstm
 from rnnlab.backends.gpu import gru as gpu_gru
 from rnnlab.backends.gpu import lstm as gpu_lstm
+from rnnlab.backends.gpu import min as gpu_min
 from rnnlab.backends.gpu.lngru import GpuLNGRU
 from rnnlab.backends.gpu.lnlstm import GpuLNLSTM, row_settings
 
@@ -728,3 +732,105 @@ def test_cooperative_barrier_with_programs_running_at_once(variant, monkeypatch)
         sys.setswitchinterval(interval)
     assert launches and all(n == 6 for n in launches), launches  # 3 slices × 2 row tiles
     assert not X._disabled, "a barrier timed out"
+
+
+# --------------------------------------------------------------------------- min cells
+
+
+@pytest.fixture
+def min_launches(monkeypatch):
+    """Counts the launches of the min cells' two Triton kernels."""
+    counts = {"_states": 0, "_adjoints": 0}
+    for name in counts:
+        kernel = getattr(gpu_min, name)
+
+        class Counted:
+            def __getitem__(self, grid, _kernel=kernel, _name=name):
+                counts[_name] += 1
+                return _kernel[grid]
+
+        monkeypatch.setattr(gpu_min, name, Counted())
+    return counts
+
+
+def test_min_families_are_the_triton_scan_kernels():
+    assert isinstance(gpu.KERNELS.mingru, gpu_min.GpuMin)
+    assert isinstance(gpu.KERNELS.minlstm, gpu_min.GpuMin)
+
+
+def _min_run(family, args, lengths, reverse, parallel, dtype, backend):
+    """Outputs and every gradient (x, h0, w_ih, b_ih, the probe's) of one op call."""
+    leaves = [a.to(DEVICE, dtype).requires_grad_() for a in args]
+    T, B = args[0].shape[:2]
+    probe = torch.zeros(T, B, args[1].shape[-1], dtype=dtype, device=DEVICE,
+                        requires_grad=True)
+    g = torch.Generator().manual_seed(1)
+    dy = torch.randn(T, B, args[1].shape[-1], generator=g, dtype=torch.float64)
+    dh = torch.randn(B, args[1].shape[-1], generator=g, dtype=torch.float64)
+    with backends.use_backend(backend):
+        y, h_n, _ = getattr(ops_min, family)(*leaves, lengths, probe, reverse, parallel)
+        ((y * dy.to(DEVICE, dtype)).sum() + (h_n * dh.to(DEVICE, dtype)).sum()).backward()
+    return [t.detach().cpu().double() for t in (y, h_n, *(a.grad for a in leaves), probe.grad)]
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["scan", "loop"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("family", ["mingru", "minlstm"])
+def test_min_kernels_over_chunks_and_unit_blocks_match_float64(
+    family, reverse, parallel, min_launches
+):
+    """T = 37: two whole chunks of BLOCK_T steps and a partial one; H = 70: two blocks of
+    units, the second padded; a sample of length 0 (its state passes through)."""
+    G = 2 if family == "mingru" else 3
+    T, B, I, H = 37, 4, 3, 70
+    g = torch.Generator().manual_seed(5)
+    args = [torch.randn(T, B, I, generator=g, dtype=torch.float64),
+            torch.randn(B, H, generator=g, dtype=torch.float64),
+            1.5 * torch.randn(G * H, I, generator=g, dtype=torch.float64),
+            torch.randn(G * H, generator=g, dtype=torch.float64)]
+    lengths = torch.tensor([37, 20, 1, 0])
+    got = _min_run(family, args, lengths, reverse, parallel, torch.float32, "gpu")
+    want = _min_run(family, args, lengths, reverse, parallel, torch.float64, "portable")
+    for k, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert_rel_close(a, b, OUT_TOL[torch.float32] if k < 2 else GRAD_TOL[torch.float32],
+                         f"{family} result {k}")
+    assert min_launches == {"_states": 1, "_adjoints": 1}
+
+
+@pytest.mark.parametrize("family", ["mingru", "minlstm"])
+def test_min_bf16_matches_float64(family, min_launches):
+    G = 2 if family == "mingru" else 3
+    T, B, I, H = 21, 3, 4, 8
+    g = torch.Generator().manual_seed(9)
+    args = [t.bfloat16().double() for t in (  # the oracle sees the same rounded inputs
+        torch.randn(T, B, I, generator=g), torch.randn(B, H, generator=g),
+        torch.randn(G * H, I, generator=g), torch.randn(G * H, generator=g))]
+    got = _min_run(family, args, torch.tensor([21, 9, 14]), True, True, torch.bfloat16, "gpu")
+    want = _min_run(family, args, torch.tensor([21, 9, 14]), True, True, torch.float64,
+                    "portable")
+    for k, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert_rel_close(a, b, BF16_OUT_TOL if k < 2 else BF16_GRAD_TOL, f"{family} result {k}")
+    assert min_launches["_states"] == 1 and min_launches["_adjoints"] == 1
+
+
+@pytest.mark.parametrize("family", ["MinGRU", "MinLSTM"])
+def test_min_layers_stacked_bidirectional_packed_on_the_gpu_backend(family, min_launches):
+    """rnnlab.nn's min layers (2 layers, both directions, packed input) on the gpu
+    backend, float32, against the same layer in float64 on the portable backend."""
+    torch.manual_seed(0)
+    layer = getattr(rnn_nn, family)(5, 12, num_layers=2, bidirectional=True,
+                                    dtype=torch.float64)
+    x = torch.randn(19, 3, 5, dtype=torch.float64)
+    lengths = torch.tensor([19, 7, 12])
+    results = {}
+    for backend, dtype in (("gpu", torch.float32), ("portable", torch.float64)):
+        model = copy.deepcopy(layer).to(DEVICE, dtype)
+        inp = x.to(DEVICE, dtype).requires_grad_()
+        with backends.use_backend(backend):
+            packed = torch.nn.utils.rnn.pack_padded_sequence(inp, lengths, enforce_sorted=False)
+            out, h_n = model(packed)
+            (out.data.pow(2).sum() + h_n.sum()).backward()
+        results[backend] = [out.data, h_n, inp.grad, *(p.grad for p in model.parameters())]
+    for a, b in zip(results["gpu"], results["portable"], strict=True):
+        assert_rel_close(a.detach().cpu().double(), b.detach().cpu(), GRAD_TOL[torch.float32])
+    assert min_launches["_states"] == 4 and min_launches["_adjoints"] == 4
