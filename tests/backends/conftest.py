@@ -1,6 +1,7 @@
 import pytest
+import torch
 
-from rnnlab.backends.cpu import _isa
+from rnnlab.backends.cpu import _isa, _switches, _tuning
 
 
 @pytest.fixture(params=list(_isa.BY_NAME))
@@ -16,3 +17,17 @@ def cpu_isa(request):
     with _isa.use_isa(variant.name):
         yield variant
     assert _isa.ran() == {variant.name}, f"tiles of {_isa.ran()} ran, not of {variant.name}"
+
+
+@pytest.fixture
+def split_in_two(monkeypatch):
+    """Every cpu backend call split into two parts by samples, whatever its size: no
+    thread cap, no minimum of work a part, two torch threads (restored after)."""
+    monkeypatch.setattr(_switches, "THREAD_CAP", None)
+    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)

@@ -14,7 +14,7 @@ import torch
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import backends, ops_masked, reference
 from rnnlab.backends import cpu
-from rnnlab.backends.cpu import _host, _parallel, _switches, _tuning
+from rnnlab.backends.cpu import _host, _parallel, _tuning
 from rnnlab.backends.cpu.masked_gru import CpuMaskedGRU
 from rnnlab.backends.cpu.masked_lstm import CpuMaskedLSTM
 
@@ -48,22 +48,15 @@ def _mask_tensor(kind: str, value: np.ndarray | None, dtype: torch.dtype):
 
 
 @pytest.fixture
-def two_threads(monkeypatch):
+def two_threads(monkeypatch, split_in_two):
     """Two parts per call (the split by samples even at this size), backward in blocks of
     one step; yields the list of part counts the cells' runner was given."""
-    monkeypatch.setattr(_switches, "THREAD_CAP", None)
-    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
     monkeypatch.setattr(_tuning, "BLOCK_ROWS", 1)
     calls = []
     real = _parallel.run_parts
     monkeypatch.setattr(_host, "run_parts", lambda part, rows: (
         calls.append(len(rows)), real(part, rows))[1])
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        yield calls
-    finally:
-        torch.set_num_threads(saved)
+    return calls
 
 
 @pytest.fixture

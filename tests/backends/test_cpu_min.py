@@ -13,7 +13,7 @@ import torch
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import backends, ops_min, reference
 from rnnlab.backends import cpu
-from rnnlab.backends.cpu import _parallel, _switches, _tuning
+from rnnlab.backends.cpu import _parallel
 from rnnlab.backends.cpu import min as cpu_min
 
 T, B, I, H = 9, 5, 3, 6
@@ -26,11 +26,9 @@ REFERENCE = {
 
 
 @pytest.fixture
-def two_threads(monkeypatch):
+def two_threads(monkeypatch, split_in_two):
     """Two parts per call even at this size; yields the part counts the kernels ran with,
     and the number of calls of each compiled recurrence."""
-    monkeypatch.setattr(_switches, "THREAD_CAP", None)
-    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
     calls = {"parts": [], "_states": 0, "_adjoints": 0}
     real = _parallel.run_parts
     monkeypatch.setattr(cpu_min, "run_parts", lambda part, rows: (
@@ -43,12 +41,7 @@ def two_threads(monkeypatch):
             return _compiled(*args)
 
         monkeypatch.setattr(cpu_min, name, counted)
-    saved = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        yield calls
-    finally:
-        torch.set_num_threads(saved)
+    return calls
 
 
 def test_the_cpu_backend_serves_its_compiled_min_kernels():
