@@ -68,6 +68,12 @@ def _exp32(x):
     return p * scale
 
 
+def exp(x):
+    """e^x, for a float32 or float64 scalar inside compiled code (float32: clamped to
+    [e^-87, e^88], the normal range)."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
 def sigmoid(x):
     """σ(x), for a float32 or float64 scalar inside compiled code."""
     raise NotImplementedError("only callable from Numba-compiled code")
@@ -81,6 +87,15 @@ def tanh(x):
 def one(arr):
     """The constant 1 in the dtype of ``arr`` (integer literals would promote to float64)."""
     raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(exp, inline="always", fastmath=True)
+def _exp(x):
+    if x == types.float32:
+        return lambda x: _exp32(x)
+    if x == types.float64:
+        return lambda x: math.exp(x)
+    return None
 
 
 @overload(sigmoid, inline="always", fastmath=True)

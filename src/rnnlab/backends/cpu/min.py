@@ -16,8 +16,6 @@ already O(T) without Python per step. The parallel scan over time is the torch-o
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from numba import njit
@@ -26,14 +24,22 @@ from torch import Tensor
 from rnnlab.backends._min import GATE_BLOCKS, MinByRecurrence
 from rnnlab.backends.cpu._common import as_array, lengths_array, optional_array
 from rnnlab.backends.cpu._jit import kernel
-from rnnlab.backends.cpu._math import KERNEL_OPTIONS, sigmoid
+from rnnlab.backends.cpu._math import KERNEL_OPTIONS, exp, sigmoid
 from rnnlab.backends.cpu._parallel import plan, run_parts
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _log_sigmoid(v):
-    """log σ(v) = min(v, 0) - log(1 + e^{-|v|}), exact for every v."""
-    return min(v, v - v) - math.log1p(math.exp(-abs(v)))
+def _normalised(u_f, u_i):
+    """(f', i') = (f, i) / (f + i) for f = σ(u_f), i = σ(u_i). Since 1/σ(u) = 1 + e^{-u},
+    f' = n_i / (n_f + n_i) and i' = n_f / (n_f + n_i) with n = e^m (1 + e^{-u}), scaled by
+    m = min(u_f, u_i, 0): every exponent is ≤ 0 and one of n_f, n_i is ≥ 1, so nothing
+    overflows or divides by 0, and the exponentials vectorise (the torch-ops form's
+    log σ needs a scalar log a unit)."""
+    m = min(min(u_f, u_i), u_f - u_f)
+    e_m = exp(m)
+    n_f, n_i = e_m + exp(m - u_f), e_m + exp(m - u_i)
+    total = n_f + n_i
+    return n_i / total, n_f / total
 
 
 # Per-step passes over the hidden units of one sample: u (G·H,), rows (H,).
@@ -48,11 +54,11 @@ def _mingru_step(u, h, probe):
 
 @kernel(**KERNEL_OPTIONS)
 def _minlstm_step(u, h, probe):
-    """h ← f' ⊙ h + i' ⊙ h̃ + probe, f' = σ(d), i' = σ(-d), d = log σ(u_f) - log σ(u_i)."""
+    """h ← f' ⊙ h + i' ⊙ h̃ + probe."""
     H = h.shape[0]
     for j in range(H):
-        d = _log_sigmoid(u[j]) - _log_sigmoid(u[H + j])
-        h[j] = sigmoid(d) * h[j] + sigmoid(-d) * u[2 * H + j] + probe[j]
+        f_norm, i_norm = _normalised(u[j], u[H + j])
+        h[j] = f_norm * h[j] + i_norm * u[2 * H + j] + probe[j]
 
 
 @kernel(**KERNEL_OPTIONS)
@@ -71,12 +77,11 @@ def _mingru_step_back(u, h_prev, dy, carry, du, lam):
 
 @kernel(**KERNEL_OPTIONS)
 def _minlstm_step_back(u, h_prev, dy, carry, du, lam):
-    """As :func:`_mingru_step_back`, for minLSTM (e: the gradient of d)."""
+    """As :func:`_mingru_step_back`, for minLSTM (e: the gradient of d = log(f / i))."""
     H = carry.shape[0]
     for j in range(H):
         u_f, u_i = u[j], u[H + j]
-        d = _log_sigmoid(u_f) - _log_sigmoid(u_i)
-        f_norm, i_norm = sigmoid(d), sigmoid(-d)
+        f_norm, i_norm = _normalised(u_f, u_i)
         g = dy[j] + carry[j]
         e = g * (h_prev[j] - u[2 * H + j]) * f_norm * i_norm
         du[j] = e * sigmoid(-u_f)
