@@ -14,6 +14,10 @@ One prepared run, correctness first, then timing:
    where it imports; the loop of torch ops (rnnlab's portable backend) on a subset.
 3. the per-step latency of each measurement against the recurrence's roofline: recurrent
    FLOPs and W_hh bytes per step.
+4. the cells torch.nn lacks (minGRU, minLSTM, layer-normalised LSTM and GRU, LSTM and GRU
+   with zoneout and recurrent dropout), at one size: the gpu backend checked against the
+   same layer on the portable backend (torch ops, same device, weights and masks), then
+   timed against it, and the regularised layers against the plain one.
 
 Writes benchmarks/results/gpu.json and gpu.md. Without a CUDA device (or without triton)
 it stops at once with exit status 2 and says why.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -45,6 +50,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CELLS = {"rnn": (1, "RNN", "elman"), "lstm": (4, "LSTM", "lstm"), "gru": (3, "GRU", "gru")}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TOL = {"fp32": (1e-4, 1e-3), "bf16": (5e-2, 1e-1)}  # (outputs, gradients), relative to max
+# The cells beyond torch.nn's: (rnnlab.nn class, options); "plain" is the layer that a
+# regularised one is timed against.
+NEW_CELLS = {
+    "mingru": ("MinGRU", {}), "minlstm": ("MinLSTM", {}),
+    "lnlstm": ("LSTM", {"layer_norm": True}), "lngru": ("GRU", {"layer_norm": True}),
+    "lstm+zoneout+rdrop": ("LSTM", {"zoneout": 0.1, "recurrent_dropout": 0.1}),
+    "gru+zoneout+rdrop": ("GRU", {"zoneout": 0.1, "recurrent_dropout": 0.1}),
+}
 
 
 DEVICE = torch.device("cuda")  # --smoke: the CPU, through Triton's interpreter
@@ -344,7 +357,79 @@ def _time_one(cell, dname, dtype, B, H, T, args) -> list[dict]:
     return rows
 
 
-def _markdown(meta: dict, checks: list[dict], rows: list[dict], truncated: bool) -> str:
+def time_new_cells(args, report: dict, save: Callable[[], None]) -> None:
+    """The cells torch.nn lacks, at (B, H, T) = args.new_size, each dtype: rnnlab's gpu
+    backend checked against its portable backend (forward and every gradient, the same
+    weights, inputs and dropout masks), then both timed, forward and forward+backward; the
+    regularised layers also against the plain layer of their cell on the gpu backend."""
+    B, H, T = args.new_size
+    for name, (cls, options) in NEW_CELLS.items():
+        for dname in args.dtypes:
+            dtype = DTYPES[dname]
+            torch.manual_seed(0)
+            layer = getattr(rnnlab.nn, cls)(H, H, device=DEVICE, dtype=dtype, **options)
+            plain = getattr(rnnlab.nn, cls)(H, H, device=DEVICE, dtype=dtype)
+            x = torch.randn(T, B, H, device=DEVICE, dtype=dtype, requires_grad=True)
+            gy = torch.randn(T, B, H, device=DEVICE, dtype=dtype)
+            run = functools.partial(_run_new_cell, x=x, gy=gy)
+            row = {"cell": name, "dtype": dname, "B": B, "H": H, "T": T}
+            try:
+                got, want = run(layer, "gpu", "fwd_bwd"), run(layer, "portable", "fwd_bwd")
+                err = max(_rel_err(a, b) for a, b in zip(got, want, strict=True))
+                row.update(grad_rel_err=err, ok=err <= TOL[dname][1])
+            except Exception as err:  # a kernel that does not compile or run fails
+                row.update(ok=False, error=f"{type(err).__name__}: {str(err)[:300]}")
+            if row["ok"]:
+                for mode in ("fwd", "fwd_bwd"):
+                    fns = {"rnnlab_gpu": functools.partial(run, layer, "gpu", mode),
+                           "torch_ops": functools.partial(run, layer, "portable", mode)}
+                    if options.get("zoneout"):
+                        fns["plain_gpu"] = functools.partial(run, plain, "gpu", mode)
+                    row[mode] = _time(fns, args.warmup, args.reps)
+            report["new_cells"].append(row)
+            save()
+            print(f"new cell {name} {dname}: {row}", flush=True)
+
+
+def _run_new_cell(module, backend: str, mode: str, *, x, gy):
+    """One forward (no autograd) or forward+backward of ``module`` on ``backend``."""
+    torch.manual_seed(1)  # the same dropout and zoneout masks on both backends
+    with rnnlab.use_backend(backend):
+        if mode == "fwd":
+            with torch.no_grad():
+                return module(x)
+        return _forward_backward(module, x, gy)
+
+
+def _new_cells_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "", "## The cells torch.nn lacks: gpu backend vs the same layer in torch ops", "",
+        "Checked against the portable backend (torch ops on the same GPU, same weights, "
+        "inputs and masks): the largest gradient error relative to the largest value. "
+        "×ops = torch-op time / gpu-backend time; ×plain = the regularised layer's time / "
+        "the plain layer's (target ≤ 1.3).", "",
+        "| cell | dtype | B | H | T | check | fwd ms | ×ops | fwd+bwd ms | ×ops | ×plain |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        check = (f"{r['grad_rel_err']:.1e}" if "grad_rel_err" in r else "–") + (
+            "" if r["ok"] else " FAILED " + r.get("error", ""))
+        cells = []
+        for mode in ("fwd", "fwd_bwd"):
+            ms = r.get(mode)
+            cells += ([f"{ms['rnnlab_gpu']:.3f}", f"{ms['torch_ops'] / ms['rnnlab_gpu']:.1f}"]
+                      if ms else ["–", "–"])
+        ms = r.get("fwd_bwd") or {}
+        plain = f"{ms['rnnlab_gpu'] / ms['plain_gpu']:.2f}" if "plain_gpu" in ms else "–"
+        lines.append(f"| {r['cell']} | {r['dtype']} | {r['B']} | {r['H']} | {r['T']} | {check} "
+                     f"| {' | '.join(cells)} | {plain} |")
+    return lines
+
+
+def _markdown(meta: dict, checks: list[dict], rows: list[dict], truncated: bool,
+              new_cells: list[dict] = ()) -> str:
     lines = [
         "# rnnlab gpu backend vs cuDNN",
         "",
@@ -381,6 +466,7 @@ def _markdown(meta: dict, checks: list[dict], rows: list[dict], truncated: bool)
             f"| {r['step_us']:.2f} | {r['weight_GBps_at_step']:.0f} "
             f"| {r['TFLOPs_at_step']:.2f} |"
         )
+    lines += _new_cells_markdown(list(new_cells))
     return "\n".join(lines) + "\n"
 
 
@@ -403,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--no-flashrnn", action="store_true")
+    parser.add_argument("--new-size", nargs=3, type=int, default=[16, 256, 256],
+                        metavar=("B", "H", "T"), help="size of the cells torch.nn lacks")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--smoke", action="store_true",
                         help="test this script on CPU through Triton's interpreter (tiny sizes, "
@@ -416,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         DEVICE = torch.device("cpu")
         args.B, args.H, args.T, args.loop_B, args.loop_T = [2], [16, 80], [3], [2], [3]
+        args.new_size = [2, 16, 5]
         args.warmup, args.reps, args.no_flashrnn = 0, 1, True
         args.paths = [p for p in args.paths if p != "graphs"]  # CUDA graphs need CUDA
         check_sizes, check_T = (8, 70), 4
@@ -433,22 +522,28 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     checks = check_correctness(args, check_sizes, check_T)
     failed = sorted({c["path"] for c in checks if not c["ok"]} - {"stepwise"})
-    report = {"meta": meta, "correctness": checks, "failed_paths": failed, "results": []}
+    report = {"meta": meta, "correctness": checks, "failed_paths": failed, "results": [],
+              "new_cells": []}
     args.paths = [p for p in args.paths if p not in failed]  # time only correct paths
     if failed:
         print(f"correctness FAILED for paths {failed}: they are not timed", file=sys.stderr)
+    time_new_cells(args, report, lambda: _write(args.out, report))  # never timed on a GPU yet
     if args.paths:
         time_grid(args, report, lambda: _write(args.out, report))
     _write(args.out, report)
     print(f"wrote {args.out / 'gpu.json'} and {args.out / 'gpu.md'}")
-    return 1 if failed else 0
+    failed_cells = sorted({r["cell"] for r in report["new_cells"] if not r["ok"]})
+    if failed_cells:
+        print(f"correctness FAILED for {failed_cells}", file=sys.stderr)
+    return 1 if failed or failed_cells else 0
 
 
 def _write(out: Path, report: dict) -> None:
     """Write both files; called after every configuration so a cut-off run keeps its data."""
     (out / "gpu.json").write_text(json.dumps(report, indent=1))
     (out / "gpu.md").write_text(_markdown(report["meta"], report["correctness"],
-                                          report["results"], report.get("truncated", False)))
+                                          report["results"], report.get("truncated", False),
+                                          report.get("new_cells", [])))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """benchmarks/gpu_speed.py: fails fast without a GPU, and its whole flow (correctness
-gate, timing, JSON and markdown) runs in --smoke mode through Triton's interpreter."""
+gate, timing, the cells torch.nn lacks, JSON and markdown) runs in --smoke mode through
+Triton's interpreter."""
 
 from __future__ import annotations
 
@@ -52,3 +53,10 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
     table = (tmp_path / "gpu.md").read_text()
     assert "| lstm | fp32 | fwd_bwd | 2 | 80 | 3 |" in table
     assert "| cooperative (" in table  # H = 80: rnnlab's own choice, with its time
+    new = {r["cell"]: r for r in report["new_cells"]}
+    assert set(new) == {"mingru", "minlstm", "lnlstm", "lngru", "lstm+zoneout+rdrop",
+                        "gru+zoneout+rdrop"}
+    assert all(r["ok"] and r["grad_rel_err"] < 1e-3 for r in new.values()), new
+    assert all({"rnnlab_gpu", "torch_ops"} <= r["fwd_bwd"].keys() for r in new.values())
+    assert "plain_gpu" in new["gru+zoneout+rdrop"]["fwd_bwd"]
+    assert "## The cells torch.nn lacks" in table and "| minlstm | fp32 | 2 | 16 | 5 |" in table
