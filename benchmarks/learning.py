@@ -1,7 +1,7 @@
 """Which cell learns what: a fixed recipe per task, RNN / LSTM / GRU, next to the chance or
 classical baseline and the published figure where one exists for a comparable setting.
 
-    .venv/bin/python benchmarks/learning.py --jobs 2  # the full recipe (its caps: at most 51 min of training)
+    .venv/bin/python benchmarks/learning.py --jobs 2  # the full recipe (caps: <= 51 min)
     .venv/bin/python benchmarks/learning.py --quick   # a smoke test of every row
 
 Every row is one ``rnnlab.compare`` of the three cells (parameter-matched, same data,
