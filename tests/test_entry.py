@@ -10,9 +10,15 @@ import rnnlab
 import rnnlab.__main__ as entry
 
 # Runs ``python -m rnnlab compare`` and sends this process SIGINT as the import of torch
-# begins: a real Ctrl-C at a fixed point of the start-up.
+# begins: a real Ctrl-C at a fixed point of the start-up. It first gives SIGINT the state a
+# process started from a terminal has (Python's handler, not blocked): a child inherits an
+# ignored or blocked SIGINT from whatever ran it (once seen under pytest-xdist in CI, where
+# the Ctrl-C then went unheard and the command trained on).
 CTRL_C_AT_TORCH = """
 import importlib.abc, os, runpy, signal, sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 class CtrlC(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
