@@ -34,6 +34,7 @@ from torch import Tensor
 from rnnlab.backends._host import (
     input_grad,
     previous_states,
+    project_inputs,
     valid_mask,
     weight_grad,
     zero_padding,
@@ -72,11 +73,7 @@ class MinByRecurrence(ABC):
     def forward(self, w: MinWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None,
                 parallel: bool) -> MinForward:
         valid = valid_mask(seq.lengths, seq.x.shape[0])
-        x = zero_padding(seq.x, valid)
-        T, B, I = x.shape
-        flat = x.reshape(T * B, I)
-        u = flat @ w.w_ih.T if w.b_ih is None else torch.addmm(w.b_ih, flat, w.w_ih.T)
-        u = zero_padding(u.view(T, B, -1), valid)
+        u = zero_padding(project_inputs(zero_padding(seq.x, valid), w.w_ih, w.b_ih), valid)
         y, h_n = self.states(u, h0, seq.lengths, h_probe, seq.reverse, parallel)
         return MinForward(y, h_n, u)
 
