@@ -10,9 +10,13 @@ call each; every figure is a median over ``--repeats`` rounds. Inference is a fo
 pass under ``torch.no_grad()``; training is forward + backward of ``output.sum()``.
 GFLOP/s counts the matrix products only (input projection and recurrence, 3x forward
 for training) and stands next to a measured 2048³ GEMM. Peak memory of a training step
-is the rise of the peak RSS during one step, measured in a child process (where glibc
-serves large blocks by mmap, so freed memory is returned and the peak is per step; the
-speed figures come from the parent, with glibc's defaults). Streaming is
+is measured in a child process two ways: the peak of the bytes held in tensors (torch's
+CPU allocator, as the profiler records it: the comparison that counts, see
+:func:`tensor_peak_mib`) and the rise of the peak RSS (glibc serving large blocks by
+mmap, so freed memory is returned and the peak is per step; the speed figures come from
+the parent, with glibc's defaults). The RSS undercounts torch.nn's per-step tensors:
+blocks under the mmap threshold reuse heap memory an earlier step freed, so they never
+raise the RSS (torch's GRU at B16 H256: 12 MiB by RSS, 34 MiB in tensors). Streaming is
 the latency of one step at batch size 1: ``rnnlab.nn.Stream.step`` vs calling the
 torch.nn cell. ``--under-load`` repeats a few points while a busy process holds a core.
 ``--compile`` adds rnnlab's layer eager against the same layer under
@@ -42,6 +46,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -315,6 +320,29 @@ def step_peak_mib(step: Callable[[], object], warm: int = 2, rounds: int = 3) ->
     return min(rises)
 
 
+def tensor_peak_mib(step: Callable[[], object], warm: int = 2) -> float:
+    """Peak of the bytes held in tensors during one call of ``step`` (MiB), after ``warm``
+    calls: every allocation and free of torch's CPU allocator the profiler records in the
+    call, summed in time order (what was allocated before the call is not counted). Unlike
+    the RSS, this sees a tensor that reuses memory the heap kept from an earlier step;
+    it misses memory allocated outside torch (Numba's per-call scratch in rnnlab, O(B·H))."""
+    for _ in range(warm):
+        step()
+    gc.collect()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                profile_memory=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    held = peak = 0
+    for e in sorted((e for e in events if e.get("name") == "[memory]"), key=lambda e: e["ts"]):
+        held += e["args"]["Bytes"]
+        peak = max(peak, held)
+    return peak / 2**20
+
+
 def memory_in_child(cell: str, config: str) -> dict:
     """Training-step peak memory of both libraries, measured in a fresh child process."""
     done = subprocess.run(
@@ -330,7 +358,9 @@ def memory_child(point: str) -> None:
     (cfg,) = [c for c in GRID if c.name == config]
     ref, ours, x = make_pair(cell, cfg)
     print(json.dumps({"rnnlab_mib": step_peak_mib(training(ours, x)),
-                      "torch_mib": step_peak_mib(training(ref, x))}))
+                      "torch_mib": step_peak_mib(training(ref, x)),
+                      "rnnlab_tensor_mib": tensor_peak_mib(training(ours, x)),
+                      "torch_tensor_mib": tensor_peak_mib(training(ref, x))}))
 
 
 def memory_run(only: list[str] | None) -> dict:
@@ -351,33 +381,44 @@ def memory_run(only: list[str] | None) -> dict:
             "memory": memory, "load_average": os.getloadavg()}
 
 
+MEMORY_HEAD = ("| cell | configuration | rnnlab MiB (tensors) | torch MiB (tensors) | "
+               "rnnlab MiB (RSS rise) | torch MiB (RSS rise) |")
+
+
+def memory_cells(r: dict) -> list[str]:
+    """One row's four figures (tensor peaks, then RSS rises; n/a where not measured)."""
+    keys = ("rnnlab_tensor_mib", "torch_tensor_mib", "rnnlab_mib", "torch_mib")
+    return ["n/a" if r.get(k) is None else f"{r[k]:.1f}" for k in keys]
+
+
 def memory_markdown(result: dict) -> str:
     """The memory table; with ``result["before"]`` (an earlier ``--memory-only`` run),
     that run's rnnlab figure next to this one's."""
     m = result["machine"]
     before = result.get("before")
-    earlier = {(r["cell"], r["config"]): r["rnnlab_mib"] for r in (before or {}).get("memory", [])}
+    earlier = {(r["cell"], r["config"]): r for r in (before or {}).get("memory", [])}
     lines = ["# Training-step peak memory, rnnlab vs torch.nn (CPU)", "",
              f"{result['date']}; {m['cpu_model']}, vector features: "
              f"{' '.join(m['vector_features'])}; {m['cpu_count']} CPUs; torch {m['torch']}.",
-             "Rise of the peak RSS during one training step (forward + backward of "
-             "`output.sum()`), the smallest of three after two warm-up steps, in a child "
-             "process per point (see the module docstring)."
+             "One training step (forward + backward of `output.sum()`) after two warm-up "
+             "steps, in a child process per point: the peak of the bytes held in tensors "
+             "(torch's CPU allocator; the comparison that counts) and the rise of the peak "
+             "RSS, the smallest of three (it misses tensors that reuse heap memory freed by "
+             "an earlier step, which flatters torch.nn's many small per-step tensors; see "
+             "the module docstring)."
              + (" Load average at the end (1, 5, 15 min): "
                 + ", ".join(f"{v:.2f}" for v in result["load_average"]) + "."
                 if result.get("load_average") else ""), ""]
-    head = "| cell | configuration | "
     if before:
-        lines.append(f"Before: {before['label']} ({before['date']}).")
-        lines += ["", head + "rnnlab MiB before | rnnlab MiB | torch MiB |",
-                  "|---|---|---|---|---|"]
+        lines += [f"Before: {before['label']} ({before['date']}).", "",
+                  MEMORY_HEAD + " rnnlab MiB before (tensors / RSS rise) |", "|---" * 7 + "|"]
     else:
-        lines += [head + "rnnlab MiB | torch MiB |", "|---|---|---|---|"]
+        lines += [MEMORY_HEAD, "|---" * 6 + "|"]
     for r in result["memory"]:
         was = earlier.get((r["cell"], r["config"]))
-        row = [r["cell"], r["config"]] + ([] if not before else
-                                          ["n/a" if was is None else f"{was:.1f}"])
-        row += [f"{r['rnnlab_mib']:.1f}", f"{r['torch_mib']:.1f}"]
+        row = [r["cell"], r["config"], *memory_cells(r)]
+        if before:
+            row.append("n/a" if was is None else " / ".join(memory_cells(was)[::2]))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -618,12 +659,11 @@ def markdown(result: dict) -> str:
     if result.get("before"):
         lines += before_and_after(result)
     if result["memory"]:
-        lines += ["", "Peak memory of one training step (rise of peak RSS):", "",
-                  "| cell | configuration | rnnlab MiB | torch MiB |", "|---|---|---|---|"]
+        lines += ["", "Peak memory of one training step (bytes held in tensors, and the "
+                  "rise of the peak RSS, which misses heap reuse; see the module docstring):",
+                  "", MEMORY_HEAD, "|---" * 6 + "|"]
     for mem in result["memory"]:
-        r = "n/a" if mem["rnnlab_mib"] is None else f"{mem['rnnlab_mib']:.1f}"
-        t = "n/a" if mem["torch_mib"] is None else f"{mem['torch_mib']:.1f}"
-        lines.append(f"| {mem['cell']} | {mem['config']} | {r} | {t} |")
+        lines.append("| " + " | ".join([mem["cell"], mem["config"], *memory_cells(mem)]) + " |")
     if result["streaming"]:
         lines += ["", "Streaming, one step at batch size 1 (input size = H):", "",
                   "| cell | H | rnnlab Stream µs/step | torch.nn cell µs/step | ratio |",

@@ -276,16 +276,17 @@ def _rnn_entry(
     b_hh: Tensor | None, lengths: Tensor | None, h_probe: Tensor | None, reverse: bool,
     relu: bool,
 ):
-    """Elman RNN over a sequence: returns (y (T,B,H), h_n (B,H), a (T,B,H) pre-activations)."""
+    """Elman RNN over a sequence: returns y (T,B,H), h_n (B,H) and the pre-activations a
+    (T,B,H), which only recording keeps (backward reads y)."""
     return RNNWeights(w_ih, w_hh, b_ih, b_hh), Sequence(x, lengths, reverse), h0, h_probe, relu
 
 
 def _rnn_backward_entry(
     dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, y: Tensor,
-    a: Tensor, lengths: Tensor | None, reverse: bool, relu: bool, need_dh: bool,
+    h_probe: Tensor | None, lengths: Tensor | None, reverse: bool, relu: bool, need_dh: bool,
 ):
     w, seq = RNNWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
-    return w, seq, h0, RNNSaved(y, a), dy, dh_n, relu, need_dh
+    return w, seq, h0, RNNSaved(y, h_probe), dy, dh_n, relu, need_dh
 
 
 def _rnn_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:

@@ -4,6 +4,7 @@ of compiled kernels: test_cpu_isa.py)."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -89,6 +90,22 @@ def test_larger_shapes_match_portable(variant, B, dtype, reverse, monkeypatch):
     for name, value in want.items():
         tol = OUT_TOL[dtype] if name in ("y", "h_n", "saved") else GRAD_TOL[dtype]
         assert_rel_close(got[name], value, tol, name)
+
+
+@pytest.mark.parametrize("T, B", [(1000, 1), (200, 16), (100, 64), (3, 1)])
+def test_backward_blocks_cover_the_sequence_and_are_a_fraction_of_it(T, B):
+    """The blocks tile [0, T) in backward's order; each holds at most BLOCK_ROWS rows (or 8
+    steps) and at most 1/BLOCK_SHARE of the sequence, so one block's gradient buffers stay a
+    fraction of the saved activations (a B = 1 sequence used to be one block)."""
+    for reverse in (False, True):
+        blocks = _common.time_blocks(T, B, reverse)
+        ordered = sorted(blocks)
+        assert ordered[0][0] == 0 and ordered[-1][1] == T
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ordered))
+        assert blocks == (ordered if reverse else ordered[::-1])
+        size = max(t1 - t0 for t0, t1 in blocks)
+        assert size <= -(-T // _tuning.BLOCK_SHARE)
+        assert size <= max(8, -(-_tuning.BLOCK_ROWS // B))
 
 
 _NO_TORCH_LIBRARIES = textwrap.dedent("""

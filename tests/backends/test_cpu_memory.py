@@ -118,7 +118,7 @@ def test_backend_backward_holds_one_time_block_of_gradients(family):
         y, saved = out.y, GRUSaved(out.y, out.gates)
     else:
         out = cpu.KERNELS.rnn.forward(RNNWeights(w_ih, w_hh, None, None), seq, h0, None, False)
-        y, saved = out.y, RNNSaved(out.y, out.a)
+        y, saved = out.y, RNNSaved(out.y, None)
     blocks = time_blocks(T, B, False)
     step = max(t1 - t0 for t0, t1 in blocks)
     block = (2 if family == "gru" else 1) * step * B * G * BYTES  # GRU: input and recurrent
@@ -130,3 +130,36 @@ def test_backend_backward_holds_one_time_block_of_gradients(family):
     assert backward.bytes <= bound, (
         f"backward allocated {backward.bytes} bytes, bound {bound}: more than one time block "
         f"of pre-activation gradients at a time?")
+
+
+def _saved_bytes(layer: torch.nn.Module, x: Tensor) -> int:
+    """Bytes of the storages autograd keeps for the backward of ``layer(x)`` (each storage
+    once, the parameters not counted)."""
+    kept: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x)
+    parameters = {p.untyped_storage().data_ptr() for p in layer.parameters()}
+    return sum(n for ptr, n in kept.items() if ptr not in parameters)
+
+
+@pytest.mark.parametrize("stack", [{}, {"num_layers": 2, "bidirectional": True}],
+                         ids=["one layer", "2-layer bidirectional"])
+@pytest.mark.parametrize("family", ["rnn", "lstm", "gru"])
+def test_what_autograd_keeps_is_no_more_than_torch_nn_keeps(family, stack):
+    """The oracle from outside: torch.nn's own layer, same shapes. The RNN keeps y alone
+    (its backward takes tanh' from y, as torch's tanh does), not also its pre-activations."""
+    cls = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[family]
+    torch.manual_seed(0)
+    ours, theirs = getattr(rnnlab.nn, cls)(I, H, **stack), getattr(torch.nn, cls)(I, H, **stack)
+    x = torch.randn(T, B, I)
+    layers = stack.get("num_layers", 1) * (2 if stack.get("bidirectional") else 1)
+    states = 2 * layers * B * H * BYTES  # initial states (h0, c0) that rnnlab makes and keeps
+    with rnnlab.use_backend("cpu"):
+        kept = _saved_bytes(ours, x)
+    assert kept <= _saved_bytes(theirs, x) + states, (
+        f"{cls} keeps {kept} bytes for backward, torch.nn {_saved_bytes(theirs, x)}")

@@ -98,7 +98,10 @@ def test_opcheck_backward_op(case):
     else:
         w_ih, w_hh = args[2].detach(), args[3].detach()
         variant = args[9]
-        bw_args = (torch.randn_like(y), torch.randn_like(h_n), x, h0, w_ih, w_hh, d[0], d[2],
+        # what backward reads besides y: GRU its gates, the RNN the probe added to y
+        probe = args[7].detach() if args[7] is not None else None
+        read = d[2] if family == "gru" else probe
+        bw_args = (torch.randn_like(y), torch.randn_like(h_n), x, h0, w_ih, w_hh, d[0], read,
                    lengths, reverse, variant, need_dh)
         op = ops.rnn_backward if family == "rnn" else ops.gru_backward
         torch.library.opcheck(op, bw_args)

@@ -83,6 +83,7 @@ __all__ = [
     "Streamer",
     "StreamerByChunks",
     "TwoStateKernels",
+    "activation_of",
     "layer_stack",
 ]
 
@@ -146,14 +147,23 @@ class RNNWeights(NamedTuple):
 class RNNForward(NamedTuple):
     y: Tensor  # (T, B, H)
     h_n: Tensor  # (B, H)
-    a: Tensor  # (T, B, H) pre-activations, saved for backward
+    a: Tensor  # (T, B, H) pre-activations, for recording only: backward does not read them
 
 
 class RNNSaved(NamedTuple):
-    """What backward reads of the forward's outputs."""
+    """What backward reads of the forward: its outputs and the probe added to them. The
+    activation's derivative comes from its value f(a_t) = y_t − probe_t, as torch's tanh
+    saves its result: tanh'(a) = 1 − f(a)², relu'(a) = [f(a) > 0] (:func:`activation_of`),
+    so the pre-activations a are not kept through the step."""
 
     y: Tensor
-    a: Tensor
+    h_probe: Tensor | None
+
+
+def activation_of(saved: RNNSaved) -> Tensor:
+    """f(a_t) (T, B, H), the activation's value, from what an RNN's backward reads: y itself
+    without a probe (the probe rnnlab.nn.record passes is zero, but the op takes any)."""
+    return saved.y if saved.h_probe is None else saved.y - saved.h_probe
 
 
 class RNNGrads(NamedTuple):

@@ -39,7 +39,7 @@ def lengths_array(lengths: Tensor | None, T: int, B: int) -> np.ndarray:
 
 def time_blocks(T: int, B: int, reverse: bool) -> list[tuple[int, int]]:
     """[t_begin, t_end) blocks in the order backward visits them (reverse of forward's)."""
-    size = min(T, max(8, -(-_tuning.BLOCK_ROWS // B)))
+    size = min(-(-T // _tuning.BLOCK_SHARE), max(8, -(-_tuning.BLOCK_ROWS // B)))
     blocks = [(t0, min(t0 + size, T)) for t0 in range(0, T, size)]
     return blocks if reverse else blocks[::-1]
 

@@ -36,6 +36,12 @@ CHUNK_ROWS = 256
 # rows and the training-step peak memory.
 BLOCK_ROWS = 1024
 
+# ... and at most 1/BLOCK_SHARE of the sequence, so that the block's gradient buffers stay
+# a fraction of the activations the forward saved (with rows alone, a B = 1 sequence was one
+# block, and GRU's two (T, 1, 3H) buffers took its training step above torch.nn's peak).
+# Set by: cpu_speed.py --memory-only, "B1 T1000" GRU (peak 6.6 -> 4.4 MiB, time within 4 %).
+BLOCK_SHARE = 4
+
 # Step flags (_sync.py) ----------------------------------------------------------------
 
 # Polls before a wait starts yielding its core (~10 µs): spinning longer burns the core a

@@ -3,8 +3,9 @@
 The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 
 Per step: h_{t-1}·W_hhᵀ added into the buffer that holds x_t·W_ihᵀ + b (one GEMM for
-all steps, before the loop), then one vectorised pass. Saved for backward: the
-pre-activations a (T,B,H), zero at padding — as :mod:`rnnlab.backends.contract`.
+all steps, before the loop), then one vectorised pass. The pre-activations a (T,B,H), zero
+at padding, are returned for recording; backward reads the outputs y — as
+:mod:`rnnlab.backends.contract`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rnnlab.backends.contract import (
     RNNSaved,
     RNNWeights,
     Sequence,
+    activation_of,
 )
 from rnnlab.backends.cpu import _host
 from rnnlab.backends.cpu._blas import matmul, prepare
@@ -64,17 +66,16 @@ def _add(a, b):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _activate_backward(a, dh, da, relu):
-    """da ← dh ⊙ act'(a), one sample."""
-    u = one(a)
+def _activate_backward(f, dh, da, relu):
+    """da ← dh ⊙ act'(a), one sample, from the activation's value f = act(a)."""
+    u = one(f)
     zero = u - u
     if relu:
-        for j in range(a.shape[0]):
-            da[j] = dh[j] if a[j] > zero else zero  # relu'(a) = [a > 0]
+        for j in range(f.shape[0]):
+            da[j] = dh[j] if f[j] > zero else zero  # relu'(a) = [a > 0] = [f > 0]
     else:
-        for j in range(a.shape[0]):
-            th = tanh(a[j])
-            da[j] = dh[j] * (u - th * th)  # tanh'(a) = 1 - tanh²(a)
+        for j in range(f.shape[0]):
+            da[j] = dh[j] * (u - f[j] * f[j])  # tanh'(a) = 1 - tanh²(a) = 1 - f²
 
 
 @kernel(**KERNEL_OPTIONS)
@@ -147,15 +148,16 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_begin, t_end,
+def _backward(dy, dh, f_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_begin, t_end,
               rows):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)
     holds the gradient flowing into the block on entry (dL/dh_n first) and out of it on
-    exit (dL/dh0 after the last). Writes da_seq (t_end - t_begin, B, H), the gradients
-    of the pre-activations, and (if not empty) dh_seq (T,B,H), the total dL/dh_t."""
-    H = a_seq.shape[2]
+    exit (dL/dh0 after the last); f_seq (T,B,H) the activation's values act(a_t). Writes
+    da_seq (t_end - t_begin, B, H), the gradients of the pre-activations, and (if not
+    empty) dh_seq (T,B,H), the total dL/dh_t."""
+    H = f_seq.shape[2]
     n = rows.shape[0]
-    dtype = a_seq.dtype
+    dtype = f_seq.dtype
     hh_op = prepare(w_hh, n, False)  # da (n,H) · W_hh
     da = np.empty((n, H), dtype=dtype)
     dh_prev = np.empty((n, H), dtype=dtype)
@@ -172,7 +174,7 @@ def _backward(dy, dh, a_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
             _add(dh[b], dy[t, b])  # total gradient of h_t: output and step t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh[b]
-            _activate_backward(a_seq[t, b], dh[b], da[k], relu)
+            _activate_backward(f_seq[t, b], dh[b], da[k], relu)
             da_seq[t - t_begin, b, :] = da[k]
         matmul(da[:m], hh_op, dh_prev[:m])  # W_hh h_{t-1}
         for k in range(m):
@@ -204,14 +206,15 @@ class CpuRNN:
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
         dh_n: Tensor, relu: bool, need_dh: bool,
     ) -> RNNGrads:
-        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
+        (x, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
         T, B, _ = x.shape
         H = h0.shape[-1]
         dh_seq = torch.empty_like(y) if need_dh else _host.no_dh(y)
         dh0 = _host.state_copy(dh_n)
         steps = lengths_array(lengths, T, B)
         rows = plan(steps, T, 2.0 * H * H)
-        arrays = (as_array(dy), dh0.numpy(), as_array(a_seq), as_array(w_hh), steps, reverse, relu)
+        arrays = (as_array(dy), dh0.numpy(), as_array(activation_of(saved)), as_array(w_hh),
+                  steps, reverse, relu)
         sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, (y, h0), (H,), dh_seq,
                                         _host.first)
         return RNNGrads(sums.dx, dh0, sums.dw_ih, sums.dw_hh, sums.db,

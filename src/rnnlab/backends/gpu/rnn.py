@@ -1,9 +1,9 @@
 """Elman RNN, Triton backend.
 
 The equations and their symbols are those of :mod:`rnnlab.reference.rnn`; what the
-forward saves, :class:`rnnlab.backends.contract.RNNForward`. The input projection (all
-steps) and the weight gradients are GEMMs outside the recurrence; the kernels run the
-serial part.
+forward returns and backward reads, :class:`rnnlab.backends.contract.RNNForward` and
+``RNNSaved``. The input projection (all steps) and the weight gradients are GEMMs outside
+the recurrence; the kernels run the serial part.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from rnnlab.backends.contract import (
     RNNSaved,
     RNNWeights,
     Sequence,
+    activation_of,
 )
 from rnnlab.backends.gpu import _common as C
 from rnnlab.backends.gpu import _coop as X
@@ -43,13 +44,13 @@ def _activate(a, RELU: tl.constexpr):
 
 
 @triton.jit
-def _activate_grad(a, RELU: tl.constexpr):
-    """relu'(a) = [a > 0],  tanh'(a) = 1 - tanh²(a)."""
+def _activate_grad(f, RELU: tl.constexpr):
+    """act'(a) from the activation's value f = act(a): relu'(a) = [f > 0],
+    tanh'(a) = 1 - f²."""
     if RELU:
-        d = tl.where(a > 0, 1.0, 0.0)
+        d = tl.where(f > 0, 1.0, 0.0)
     else:
-        th = C.tanh(a)
-        d = 1.0 - th * th
+        d = 1.0 - f * f
     return d
 
 
@@ -84,7 +85,7 @@ def _rnn_fwd_persistent(
 
 @triton.jit
 def _rnn_bwd_persistent(
-    dy, dh_n, w_hh, a_seq, lens_ptr, da_seq, dh_seq, dh0,
+    dy, dh_n, w_hh, f_seq, lens_ptr, da_seq, dh_seq, dh0,
     T, B, H,
     HP: tl.constexpr, BLOCK_B: tl.constexpr, RELU: tl.constexpr, STORE_DH: tl.constexpr,
     REVERSE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
@@ -99,7 +100,7 @@ def _rnn_bwd_persistent(
         vm = valid[:, None]
         at = (t * B + rows)[:, None] * H + cols[None, :]
         dh = C.load_f32(dy + at, m2 & vm) + dh_next  # from the output and from step t+1
-        da = dh * _activate_grad(C.load_f32(a_seq + at, m2 & vm), RELU)
+        da = dh * _activate_grad(C.load_f32(f_seq + at, m2 & vm), RELU)
         da = tl.where(vm, da, 0.0)
         dh_prev = C.mm(da, w, UPCAST, PRECISION)  # through a_t = ... + W_hh h_{t-1}
         dh_next = tl.where(vm, dh_prev, dh_next)  # padding: the state passes through
@@ -147,7 +148,7 @@ def _rnn_fwd_coop(
 
 @triton.jit(do_not_specialize=["s_begin", "s_end"])
 def _rnn_bwd_coop(
-    dy, dax, wp, dh_carry, a_seq, lens_ptr, da_seq, dh_seq, sync, status,
+    dy, dax, wp, dh_carry, f_seq, lens_ptr, da_seq, dh_seq, sync, status,
     s_begin, s_end, T, B, H,
     BB: tl.constexpr, BH: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, KQ: tl.constexpr,
     HELD: tl.constexpr, RELU: tl.constexpr, STORE_DH: tl.constexpr, REVERSE: tl.constexpr,
@@ -169,7 +170,7 @@ def _rnn_bwd_coop(
         dh_next = carry + rec
         at = tb[:, None] * H + units[None, :]
         dh = C.load_f32(dy + at, mv) + dh_next  # from the output and from step t+1
-        da = tl.where(vm, dh * _activate_grad(C.load_f32(a_seq + at, mv), RELU), 0.0)
+        da = tl.where(vm, dh * _activate_grad(C.load_f32(f_seq + at, mv), RELU), 0.0)
         carry = tl.where(vm, 0.0, dh_next)  # padding: the state passes through
         if k < T:
             C.store(da_seq + at, da, m2)
@@ -203,7 +204,7 @@ def _rnn_fwd_tile(
 
 @triton.jit(do_not_specialize=["s"])
 def _rnn_bwd_tile(
-    s, dy, rec, dh_dir, a_seq, lens_ptr, da_seq, da_mm, dh_seq,
+    s, dy, rec, dh_dir, f_seq, lens_ptr, da_seq, da_mm, dh_seq,
     B, H,
     TILE_B: tl.constexpr, TILE_H: tl.constexpr, RELU: tl.constexpr, STORE_DH: tl.constexpr,
     REVERSE: tl.constexpr,
@@ -214,7 +215,7 @@ def _rnn_bwd_tile(
     st = rows[:, None] * H + cols[None, :]
     dh_next = C.load_f32(dh_dir + st, m2) + C.load_f32(rec + st, m2)
     dh = C.load_f32(dy + at, m2 & vm) + dh_next
-    da = tl.where(vm, dh * _activate_grad(C.load_f32(a_seq + at, m2 & vm), RELU), 0.0)
+    da = tl.where(vm, dh * _activate_grad(C.load_f32(f_seq + at, m2 & vm), RELU), 0.0)
     C.store(da_seq + at, da, m2)
     C.store(da_mm + st, da, m2)  # the next GEMM: rec = da·W_hh (zero rows at padding)
     C.store(dh_dir + st, tl.where(vm, 0.0, dh_next), m2)  # padding: the state passes through
@@ -263,34 +264,35 @@ def _tiled_forward(ax, h0, w, lens, h_probe, *, relu, reverse):
     return y, h_state.to(ax.dtype), a_seq
 
 
-def _coop_backward(dy, dh_n, w, a_seq, lens, lay, *, relu, reverse, need_dh):
+def _coop_backward(dy, dh_n, w, f_seq, lens, lay, *, relu, reverse, need_dh):
     """The cooperative kernel back (layout ``lay``): T steps and the final dh0 in one
-    launch."""
-    T, B, H = a_seq.shape
-    da_seq = torch.empty_like(a_seq)
-    dh_seq = torch.empty_like(a_seq) if need_dh else da_seq
-    dax = torch.zeros(2, B, H, dtype=w.dtype, device=a_seq.device)  # exchange of da
+    launch. f_seq: the activation's values act(a_t)."""
+    T, B, H = f_seq.shape
+    da_seq = torch.empty_like(f_seq)
+    dh_seq = torch.empty_like(f_seq) if need_dh else da_seq
+    dax = torch.zeros(2, B, H, dtype=w.dtype, device=f_seq.device)  # exchange of da
     carry = dh_n.to(torch.float32, copy=True).contiguous()
     X.run(
         _rnn_bwd_coop, lay, T + 1,
-        (dy, dax, X.pack_backward(w, lay), carry, a_seq, lens, da_seq, dh_seq),
+        (dy, dax, X.pack_backward(w, lay), carry, f_seq, lens, da_seq, dh_seq),
         k_size=H, n_size=lay.BU, T=T, B=B, H=H, BU=lay.BU, RELU=relu, STORE_DH=need_dh,
-        REVERSE=reverse, **C.dot_flags(a_seq),
+        REVERSE=reverse, **C.dot_flags(f_seq),
     )
     return da_seq, carry.to(dh_n.dtype), dh_seq
 
 
-def _tiled_backward(dy, dh_n, w, a_seq, lens, *, relu, reverse, need_dh):
-    """Per step back: one fused pointwise kernel, then the GEMM rec = da·W_hh."""
-    T, B, H = a_seq.shape
-    da_seq = torch.empty_like(a_seq)
-    dh_seq = torch.empty_like(a_seq) if need_dh else da_seq
+def _tiled_backward(dy, dh_n, w, f_seq, lens, *, relu, reverse, need_dh):
+    """Per step back: one fused pointwise kernel, then the GEMM rec = da·W_hh. f_seq: the
+    activation's values act(a_t)."""
+    T, B, H = f_seq.shape
+    da_seq = torch.empty_like(f_seq)
+    dh_seq = torch.empty_like(f_seq) if need_dh else da_seq
     dh_dir = dh_n.to(torch.float32, copy=True).contiguous()  # dh_next minus the GEMM part
-    rec = torch.zeros(B, H, dtype=w.dtype, device=a_seq.device)  # da_{t+1}·W_hh
-    da_mm = torch.empty(B, H, dtype=w.dtype, device=a_seq.device)
+    rec = torch.zeros(B, H, dtype=w.dtype, device=f_seq.device)  # da_{t+1}·W_hh
+    da_mm = torch.empty(B, H, dtype=w.dtype, device=f_seq.device)
     for s in range(T - 1, -1, -1):
         _rnn_bwd_tile[C.tile_grid(B, H)](
-            s, dy, rec, dh_dir, a_seq, lens, da_seq, da_mm, dh_seq, B, H,
+            s, dy, rec, dh_dir, f_seq, lens, da_seq, da_mm, dh_seq, B, H,
             **C.tile_sizes(), RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
         )
         torch.mm(da_mm, w, out=rec)
@@ -337,14 +339,14 @@ class GpuRNN(RNNInferByForward):
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
         dh_n: Tensor, relu: bool, need_dh: bool,
     ) -> RNNGrads:
-        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
+        (x, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
         T, B, _ = x.shape
         H = w_hh.shape[0]
         x = zero_padding(x, valid_mask(lengths, T))
         lens = C.full_lengths(lengths, T, B, x.device)
         w = w_hh.contiguous()
         dy = dy.contiguous()
-        a_seq = a_seq.contiguous()
+        f_seq = activation_of(saved).contiguous()  # act(a_t): the derivative's source
         HP = C.pad(H)
         n_w = C.on_chip_bytes(HP * HP, x)
         coop = X.plan(B, H, 1, x.device)
@@ -352,22 +354,22 @@ class GpuRNN(RNNInferByForward):
         if path == "cooperative":
             try:
                 da_seq, dh0, dh_seq = _coop_backward(
-                    dy, dh_n, w, a_seq, lens, coop, relu=relu, reverse=reverse, need_dh=need_dh
+                    dy, dh_n, w, f_seq, lens, coop, relu=relu, reverse=reverse, need_dh=need_dh
                 )
             except X.BarrierTimeout:
                 path = "tiled"
         if path == "persistent":
-            da_seq = torch.empty_like(a_seq)
+            da_seq = torch.empty_like(f_seq)
             dh_seq = torch.empty_like(y) if need_dh else da_seq
             dh0 = torch.empty_like(h0)
             _rnn_bwd_persistent[C.launch_grid(B)](
-                dy, dh_n.contiguous(), w, a_seq, lens, da_seq, dh_seq, dh0, T, B, H,
+                dy, dh_n.contiguous(), w, f_seq, lens, da_seq, dh_seq, dh0, T, B, H,
                 HP=HP, RELU=relu, STORE_DH=need_dh, REVERSE=reverse,
                 **C.persistent_settings(x, n_w),
             )
         elif path == "tiled":
             da_seq, dh0, dh_seq = C.run_tiled(
-                "rnn_backward", _tiled_backward, (dy, dh_n, w, a_seq, lens),
+                "rnn_backward", _tiled_backward, (dy, dh_n, w, f_seq, lens),
                 relu=relu, reverse=reverse, need_dh=need_dh,
             )
         dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse)

@@ -25,6 +25,7 @@ from rnnlab.backends.contract import (
     RNNSaved,
     RNNWeights,
     Sequence,
+    activation_of,
 )
 
 
@@ -53,20 +54,20 @@ class PortableRNN(RNNInferByForward):
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
         dh_n: Tensor, relu: bool, need_dh: bool,
     ) -> RNNGrads:
-        (x, lengths, reverse), (w_ih, w_hh), (y, a_seq) = seq, (w.w_ih, w.w_hh), saved
+        (x, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
         T = x.shape[0]
         valid = valid_mask(lengths, T)
         x = zero_padding(x, valid)
-        da_seq = torch.empty_like(a_seq)
+        f_seq = activation_of(saved)  # act(a_t)
+        da_seq = torch.empty_like(y)
         dh_seq = torch.empty_like(y) if need_dh else None
         dh_next = dh_n
         for t in reversed(time_steps(T, reverse)):
             dh = dy[t] + dh_next  # total gradient of h_t: from the output and from step t+1
             if relu:
-                da = dh * (a_seq[t] > 0)  # relu'(a) = [a > 0]
+                da = dh * (f_seq[t] > 0)  # relu'(a) = [a > 0] = [f > 0]
             else:
-                th = torch.tanh(a_seq[t])
-                da = dh * (1 - th * th)  # tanh'(a) = 1 - tanh²(a)
+                da = dh * (1 - f_seq[t] * f_seq[t])  # tanh'(a) = 1 - tanh²(a) = 1 - f²
             dh_prev = da @ w_hh  # through a_t = ... + W_hh h_{t-1}
             if valid is None:
                 da_seq[t] = da
