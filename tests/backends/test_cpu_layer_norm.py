@@ -110,6 +110,7 @@ def test_split_blocks_probe_match_reference(family, dtype, lengths, reverse, ker
     """Forward and backward on two threads, backward in blocks of 8 steps (T = 13: the
     last block is partial), the probe's gradient = the total ∂L/∂h_t, NaN padding."""
     monkeypatch.setattr(_tuning, "BLOCK_ROWS", 1)  # blocks of 8 steps, the least
+    monkeypatch.setattr(_tuning, "BLOCK_SHARE", 1)  # (not a quarter of T = 13)
     T, B, I, H = 13, 5, 3, 6
     a = _arrays(family, T, B, I, H, seed=len(family) + reverse, lengths=lengths)
     y_ref, finals_ref, gates_ref, grads_ref, (dy, *d_finals) = _reference(
