@@ -27,7 +27,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from rnnlab import ops
 from rnnlab.nn import _checks, _layer_norm, regularise
@@ -277,7 +277,7 @@ class RNNBase(nn.Module):
             if lengths is not None:
                 raise ValueError("lengths must not be given with a PackedSequence input")
             _checks.same_dtype_device("input", input.data, ref)
-            x, lengths_cpu = pad_packed_sequence(input)
+            x, lengths_cpu, rows = _unpack(input)
             batched = True
         else:
             _checks.tensor("input", input)
@@ -320,7 +320,7 @@ class RNNBase(nn.Module):
             output, h_n, c_n = self._run_layers(x.contiguous(), h0, c0, steps, batched)
 
         if packed:
-            output = _repack(output, input, lengths_cpu)
+            output = _repack(output, input, rows)
         elif not batched:
             output = output.squeeze(1)
         elif self.batch_first:
@@ -489,14 +489,36 @@ class RNNBase(nn.Module):
         return y, h, None, {"a": a}
 
 
-def _repack(output: Tensor, like: PackedSequence, lengths_cpu: Tensor) -> PackedSequence:
-    """Pack a padded (T, B, F) output in the batch order and layout of ``like``."""
-    lengths = lengths_cpu
-    if like.sorted_indices is not None:
-        order = like.sorted_indices
-        output = output.index_select(1, order)
-        lengths = lengths_cpu.index_select(0, order.cpu())
-    data = pack_padded_sequence(output, lengths, enforce_sorted=True).data
+def _packed_rows(packed: PackedSequence) -> Tensor:
+    """For each row of ``packed.data`` (N, F), its row t·B + b in the padded (T, B, F) view,
+    b in the caller's batch order: step t holds the first batch_sizes[t] samples of the
+    sorted order."""
+    sizes = packed.batch_sizes  # (T,) int64 on the CPU
+    B = int(sizes[0])
+    order = torch.arange(B) if packed.sorted_indices is None else packed.sorted_indices.cpu()
+    t = torch.repeat_interleave(torch.arange(len(sizes)), sizes)  # each row's step
+    rank = torch.arange(len(t)) - (torch.cumsum(sizes, 0) - sizes)[t]  # its place in the step
+    return (t * B + order[rank]).to(packed.data.device)
+
+
+def _unpack(packed: PackedSequence) -> tuple[Tensor, Tensor, Tensor]:
+    """The padded (T, B, I) input (zeros past each length, the caller's batch order), the
+    lengths (B,) on the CPU, and :func:`_packed_rows`: one scatter, no sorted copy."""
+    rows = _packed_rows(packed)
+    sizes = packed.batch_sizes
+    T, B, features = len(sizes), int(sizes[0]), packed.data.shape[-1]
+    x = packed.data.new_zeros(T * B, features).index_copy(0, rows, packed.data)
+    lengths = (sizes[:, None] > torch.arange(B)).sum(0)  # in the sorted order
+    if packed.unsorted_indices is not None:
+        lengths = lengths[packed.unsorted_indices.cpu()]
+    return x.view(T, B, features), lengths, rows
+
+
+def _repack(output: Tensor, like: PackedSequence, rows: Tensor) -> PackedSequence:
+    """Pack a padded (T, B, F) output in the batch order and layout of ``like`` (rows: its
+    :func:`_packed_rows`): one gather, no sorted copy of the whole output."""
+    T, B, features = output.shape
+    data = output.reshape(T * B, features).index_select(0, rows)
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
