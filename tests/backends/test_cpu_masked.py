@@ -15,8 +15,8 @@ from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import backends, ops_masked, reference
 from rnnlab.backends import cpu
 from rnnlab.backends.cpu import _host, _parallel, _tuning
-from rnnlab.backends.cpu.masked_gru import CpuMaskedGRU
-from rnnlab.backends.cpu.masked_lstm import CpuMaskedLSTM
+from rnnlab.backends.cpu.gru import CpuMaskedGRU
+from rnnlab.backends.cpu.lstm import CpuMaskedLSTM
 
 VARIANTS = ["lstm", "lstm_proj", "gru", "gru_reset_before"]
 MASKS = ["train", "eval", "drop_only", "zoneout_only"]

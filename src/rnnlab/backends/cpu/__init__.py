@@ -34,12 +34,10 @@ inside the loop, a cache-sized chunk of steps at a time, and keeps no activation
 """
 
 from rnnlab.backends.contract import BackendKernels
-from rnnlab.backends.cpu.gru import CpuGRU
+from rnnlab.backends.cpu.gru import CpuGRU, CpuMaskedGRU
 from rnnlab.backends.cpu.lngru import CpuLNGRU
 from rnnlab.backends.cpu.lnlstm import CpuLNLSTM
-from rnnlab.backends.cpu.lstm import CpuLSTM
-from rnnlab.backends.cpu.masked_gru import CpuMaskedGRU
-from rnnlab.backends.cpu.masked_lstm import CpuMaskedLSTM
+from rnnlab.backends.cpu.lstm import CpuLSTM, CpuMaskedLSTM
 from rnnlab.backends.cpu.min import CpuMin
 from rnnlab.backends.cpu.rnn import CpuRNN
 from rnnlab.backends.cpu.stream import CpuStream

@@ -1,8 +1,8 @@
 """Host code the cpu cell kernels (rnn.py, lstm.py, gru.py) share around their compiled
 loops: the carried-state copies, running a kernel over the parts of a batch, and the
 backward in blocks of time steps with the GEMMs that turn each block's pre-activation
-gradients into dx, dW_ih, db (and, through the cell's own callback, dW_hh). The masked
-cells (masked_lstm.py, masked_gru.py) also take their masks here (:func:`mask_arrays`)."""
+gradients into dx, dW_ih, db (and, through the cell's own callback, dW_hh). The LSTM and
+GRU loops take their recurrent dropout and zoneout masks here (:func:`mask_arrays`)."""
 
 from __future__ import annotations
 
@@ -128,11 +128,11 @@ def run_infer(kernel: Callable, arrays: tuple, rows: list[np.ndarray]) -> None:
 
 
 class MaskArrays(NamedTuple):
-    """The masks of :class:`rnnlab.backends.contract.Masks` as the masked kernels take
-    them (:mod:`.masked_lstm`, :mod:`.masked_gru`): ``drop_h`` (B, P) or empty (d = 1);
-    each zoneout share as an array (T, B, ·), empty when it is one constant, and that
+    """The masks of :class:`rnnlab.backends.contract.Masks` as the LSTM and GRU loops
+    take them (:mod:`.lstm`, :mod:`.gru`): ``drop_h`` (B, P) or empty (d = 1); each
+    zoneout share as an array (T, B, ·), empty when it is one constant, and that
     constant (``p_h``, ``p_c``: the eval form's p, 0 without zoneout) in the kernel's
-    dtype."""
+    dtype. All empty and zero: the plain cell."""
 
     drop_h: np.ndarray
     keep_h: np.ndarray
@@ -152,8 +152,10 @@ def _keep_array(keep: Tensor | None, dtype: torch.dtype) -> tuple[np.ndarray, np
     return as_array(keep), scalar(0)
 
 
-def mask_arrays(masks: Masks, dtype: torch.dtype) -> MaskArrays:
-    """The kernels' form of ``masks`` (see :class:`MaskArrays`)."""
+def mask_arrays(masks: Masks | None, dtype: torch.dtype) -> MaskArrays:
+    """The kernels' form of ``masks`` (see :class:`MaskArrays`); None: no masks."""
+    if masks is None:
+        masks = Masks(None, None, None)
     keep_h, p_h = _keep_array(masks.keep_h, dtype)
     keep_c, p_c = _keep_array(masks.keep_c, dtype)
     return MaskArrays(optional_array(masks.drop_h, 2, dtype), keep_h, p_h, keep_c, p_c)

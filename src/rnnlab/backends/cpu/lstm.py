@@ -1,12 +1,17 @@
 """LSTM (with optional projection), cpu backend: the whole sequence in one compiled loop.
 
 The equations and their symbols are those of :mod:`rnnlab.reference.lstm` (m_t = o ⊙ tanh(c_t), the
-output before the projection).
+output before the projection), and with recurrent dropout and zoneout those of
+:mod:`rnnlab.reference.lstm_masked` (d the dropout multiplier, k^h and k^c the zoneout
+shares, c̃_t the cell before zoneout, m_t = o ⊙ tanh(c̃_t)). One set of training loops
+serves both families: :class:`CpuLSTM` passes no masks, and the masked steps
+(:mod:`._masks`) are branches taken once per sample and step, not per element.
 
-Per step: one product h_{t-1}·W_hhᵀ added into the gate buffer, which already holds
-x_t·W_ihᵀ + b (one GEMM for all steps, before the loop), then one vectorised pass over
-the gates. Saved for backward: the activated gates (T,B,4H) and c_t (T,B,H), zero at
-padding steps — the same contract as :mod:`rnnlab.backends.contract`.
+Per step: one product u_{t-1}·W_hhᵀ (u_{t-1} = d ⊙ h_{t-1}, h_{t-1} without dropout)
+added into the gate buffer, which already holds x_t·W_ihᵀ + b (one GEMM for all steps,
+before the loop), then one vectorised pass over the gates. Saved for backward: the
+activated gates (T,B,4H) and c_t (T,B,H) (and c̃_t with masks), zero at padding steps —
+the same contract as :mod:`rnnlab.backends.contract`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from rnnlab.backends.contract import (
     LSTMSaved,
     LSTMState,
     LSTMWeights,
+    MaskedLSTMForward,
+    MaskedLSTMSaved,
+    Masks,
     Sequence,
 )
 from rnnlab.backends.cpu import _host
@@ -33,6 +41,7 @@ from rnnlab.backends.cpu._common import (
     optional_array,
 )
 from rnnlab.backends.cpu._jit import kernel
+from rnnlab.backends.cpu._masks import add_dropped, dropped, keep_row, unzone, zone
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
     clear_padding,
@@ -74,6 +83,33 @@ def _cell(act, rec, c, c_out, m):
 
 
 @kernel(**KERNEL_OPTIONS)
+def _zoned_cell(act, rec, c, keep, c_tilde, c_out, m):
+    """One sample's step, :func:`_cell` with zoneout of the cell state in the same pass
+    (one pass rather than the plain cell and a second over c: 3× fewer calls per sample
+    and step): c (H,) c_{t-1} in, c_t out (also into c_out); c_tilde (H,) ← c̃_t;
+    m (H,) ← o ⊙ tanh(c̃_t); ``keep`` (H,) k^c_t."""
+    H = c.shape[0]
+    u = one(act)
+    for j in range(H):
+        i = sigmoid(act[j] + rec[j])
+        f = sigmoid(act[H + j] + rec[H + j])
+        g = tanh(act[2 * H + j] + rec[2 * H + j])
+        o = sigmoid(act[3 * H + j] + rec[3 * H + j])
+        c_prev = c[j]
+        c_new = f * c_prev + i * g
+        k = keep[j]
+        c_t = k * c_prev + (u - k) * c_new
+        act[j] = i
+        act[H + j] = f
+        act[2 * H + j] = g
+        act[3 * H + j] = o
+        c_tilde[j] = c_new
+        c[j] = c_t
+        c_out[j] = c_t
+        m[j] = o * tanh(c_new)
+
+
+@kernel(**KERNEL_OPTIONS)
 def _emit(h_t, probe, y, h):
     """y ← h ← h_t (+ probe, when not empty): one sample's output of a step."""
     if probe.shape[0] > 0:
@@ -88,25 +124,34 @@ def _emit(h_t, probe, y, h):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows):
+def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, drop, keep_h,
+             p_h, keep_c, p_c, reverse, rows):
     """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
     gates (T,B,4H) holds x·W_ihᵀ + b on entry, the activated gates on exit; h (B,P)
-    and c (B,H) hold the initial state on entry, the final state on exit."""
+    and c (B,H) hold the initial state on entry, the final state on exit. The masked
+    cell when c_tilde_seq (T,B,H) is not empty (it receives c̃_t), with the masks as in
+    :class:`._host.MaskArrays`; the plain cell when it is (and the masks are)."""
     T, G = gates.shape[0], gates.shape[2]
     H = G // 4
     P = h.shape[1]
     n = rows.shape[0]
     dtype = gates.dtype
     projected = w_hr.shape[0] > 0
-    hh_op = prepare(w_hh, n, True)  # h (n,P) · W_hhᵀ
+    masked = c_tilde_seq.shape[0] > 0
+    dropping = drop.shape[0] > 0
+    hh_op = prepare(w_hh, n, True)  # u (n,P) · W_hhᵀ
     hr_op = prepare(w_hr, n, True)  # m (n,H) · W_hrᵀ
     h_rows = np.empty((n, P), dtype=dtype)  # h_{t-1} of the part's rows, in their order
     for k in range(n):
         h_rows[k] = h[rows[k]]
-    rec = np.empty((n, G), dtype=dtype)  # h_{t-1} · W_hhᵀ
-    m = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c_t)
+    u_rows = np.empty((n if dropping else 0, P), dtype=dtype)  # d ⊙ h_{t-1}
+    u_src = u_rows if dropping else h_rows
+    rec = np.empty((n, G), dtype=dtype)  # u_{t-1} · W_hhᵀ
+    m = np.empty((n, H), dtype=dtype)  # o ⊙ tanh(c̃_t)
     h_proj = np.empty((n, P), dtype=dtype)
-    no_probe = np.zeros(0, dtype=dtype)
+    no_row = np.zeros(0, dtype=dtype)
+    const_h = np.full(P, p_h, dtype=dtype)  # the share of every step when keep_h is empty
+    const_c = np.full(H, p_c, dtype=dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
         live = valid_prefix(lengths, rows, t)  # rows[:live] are inside their sequence
@@ -115,19 +160,33 @@ def _forward(gates, c_seq, y, h, c, w_hh, w_hr, lengths, probe, reverse, rows):
             gates[t, b, :] = 0
             c_seq[t, b, :] = 0
             y[t, b, :] = 0
+            if masked:
+                c_tilde_seq[t, b, :] = 0
         if live == 0:
             continue
-        matmul(h_rows[:live], hh_op, rec[:live])
+        if dropping:
+            for k in range(live):
+                dropped(drop[rows[k]], h_rows[k], u_rows[k])
+        matmul(u_src[:live], hh_op, rec[:live])
         for k in range(live):
             b = rows[k]
-            _cell(gates[t, b], rec[k], c[b], c_seq[t, b], m[k])
-        h_t = m
+            if masked:
+                _zoned_cell(gates[t, b], rec[k], c[b], keep_row(keep_c, t, b, const_c),
+                            c_tilde_seq[t, b], c_seq[t, b], m[k])
+            else:
+                _cell(gates[t, b], rec[k], c[b], c_seq[t, b], m[k])
+        h_tilde = m
         if projected:
             matmul(m[:live], hr_op, h_proj[:live])  # (live, P)
-            h_t = h_proj
+            h_tilde = h_proj
         for k in range(live):
             b = rows[k]
-            _emit(h_t[k], probe[t, b] if probe.shape[0] > 0 else no_probe, y[t, b], h_rows[k])
+            probe_row = probe[t, b] if probe.shape[0] > 0 else no_row
+            if masked:  # h_t = k ⊙ h_{t-1} + (1 - k) ⊙ h̃_t
+                zone(h_rows[k], h_tilde[k], keep_row(keep_h, t, b, const_h), h_rows[k])
+                _emit(h_rows[k], probe_row, y[t, b], h_rows[k])
+            else:
+                _emit(h_tilde[k], probe_row, y[t, b], h_rows[k])
     for k in range(n):
         h[rows[k]] = h_rows[k]
 
@@ -285,25 +344,60 @@ def _cell_backward(act, c_t, c_prev, dm, dc, dpre):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates, dh_seq,
-              t_begin, t_end, rows):
+def _zoned_cell_backward(act, c_tilde, c_prev, dm, dc, keep, dpre):
+    """One sample's step backwards, :func:`_cell_backward` with zoneout of the cell
+    state: c̃_t and c_{t-1} (H,), dm (H,) the gradient of m_t = o ⊙ tanh(c̃_t), ``keep``
+    (H,) k^c_t; dc (H,) holds dL/dc_t on entry and dL/dc_{t-1} on exit; dpre (4H,) ←
+    gradients of the pre-activations."""
+    H = c_tilde.shape[0]
+    u = one(act)
+    for j in range(H):
+        i = act[j]
+        f = act[H + j]
+        g = act[2 * H + j]
+        o = act[3 * H + j]
+        k = keep[j]
+        tanh_c = tanh(c_tilde[j])
+        do = dm[j] * tanh_c  # m = o ⊙ tanh(c̃)
+        dc_tilde = (u - k) * dc[j] + dm[j] * o * (u - tanh_c * tanh_c)  # c = k c_prev + (1-k) c̃
+        di = dc_tilde * g  # c̃ = f ⊙ c_prev + i ⊙ g
+        dg = dc_tilde * i
+        df = dc_tilde * c_prev[j]
+        dpre[j] = di * i * (u - i)  # σ' = σ(1 - σ)
+        dpre[H + j] = df * f * (u - f)
+        dpre[2 * H + j] = dg * (u - g * g)  # tanh' = 1 - tanh²
+        dpre[3 * H + j] = do * o * (u - o)
+        dc[j] = k * dc[j] + dc_tilde * f
+
+
+@kernel(**KERNEL_OPTIONS)
+def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, drop, keep_h,
+              p_h, keep_c, p_c, reverse, dgates, dh_seq, t_begin, t_end, rows):
     """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,P),
     dc (B,H): the gradients flowing into the block (dL/dh_n, dL/dc_n for the first block)
     on entry, out of it on exit (dL/dh0, dL/dc0 after the last). Writes the block's
     pre-activation gradients dgates (t_end - t_begin, B, 4H) and, if dh_seq is not
-    empty, the total dL/dh_t (T,B,P)."""
+    empty, the total dL/dh_t (T,B,P). Masked or plain as :func:`_forward`: each state's
+    gradient splits into the candidate's share (1 - k) ⊙ dh and the previous state's
+    k ⊙ dh."""
     G = gates.shape[2]
     H = G // 4
     P = dh.shape[1]
     n = rows.shape[0]
     dtype = gates.dtype
     projected = w_hr.shape[0] > 0
+    masked = c_tilde_seq.shape[0] > 0
+    dropping = drop.shape[0] > 0
     hh_op = prepare(w_hh, n, False)  # dpre (n,4H) · W_hh
-    hr_op = prepare(w_hr, n, False)  # dh (n,P) · W_hr
+    hr_op = prepare(w_hr, n, False)  # dh̃ (n,P) · W_hr
     dh_total = np.empty((n, P), dtype=dtype)
+    dh_tilde = np.empty((n if masked else 0, P), dtype=dtype)
     dm = np.empty((n, H), dtype=dtype)
     dpre = np.empty((n, G), dtype=dtype)
-    dh_prev = np.empty((n, P), dtype=dtype)
+    du = np.empty((n, P), dtype=dtype)  # W_hhᵀ dpre, the gradient of u_{t-1} = d ⊙ h_{t-1}
+    no_row = np.zeros(0, dtype=dtype)
+    const_h = np.full(P, p_h, dtype=dtype)  # the share of every step when keep_h is empty
+    const_c = np.full(H, p_c, dtype=dtype)
     for s in range(t_end - t_begin):
         t = t_begin + s if reverse else t_end - 1 - s
         t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
@@ -319,18 +413,94 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, w_hr, lengths, reverse, dgates
                 dh_total[k, j] = dy[t, b, j] + dh[b, j]  # from the output and from t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh_total[k]
-        d_m = dh_total
+            if masked:  # dh̃ reaches the cell, k ⊙ dh stays in dh for h_{t-1}
+                unzone(dh_total[k], keep_row(keep_h, t, b, const_h), dh_tilde[k], dh[b])
+        d_m = dh_tilde if masked else dh_total
         if projected:
-            matmul(dh_total[:live], hr_op, dm[:live])  # h = W_hr m
+            matmul(d_m[:live], hr_op, dm[:live])  # h̃ = W_hr m
             d_m = dm
         for k in range(live):
             b = rows[k]
             c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
-            _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_m[k], dc[b], dpre[k])
+            if masked:
+                _zoned_cell_backward(gates[t, b], c_tilde_seq[t, b], c_prev, d_m[k], dc[b],
+                                     keep_row(keep_c, t, b, const_c), dpre[k])
+            else:
+                _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_m[k], dc[b], dpre[k])
             dgates[t - t_begin, b, :] = dpre[k]
-        matmul(dpre[:live], hh_op, dh_prev[:live])  # W_hh h_{t-1}
+        matmul(dpre[:live], hh_op, du[:live])  # W_hh u_{t-1}
         for k in range(live):
-            dh[rows[k]] = dh_prev[k]
+            b = rows[k]
+            if masked:
+                add_dropped(drop[b] if dropping else no_row, du[k], dh[b])
+            else:
+                dh[b] = du[k]
+
+
+def _run_forward(
+    w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks | None,
+    h_probe: Tensor | None,
+) -> MaskedLSTMForward:
+    """The forward of :class:`CpuLSTM` and :class:`CpuMaskedLSTM`; ``masks`` None: the
+    plain cell, with an empty c_tilde."""
+    (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
+    T, B, _ = x.shape
+    H, P = c0.shape[-1], h0.shape[-1]
+    # Padding rows of x go through the projection unmasked (no copy of x): whatever they
+    # hold, the kernel never reads their projected rows, and it zeroes their outputs.
+    with torch.no_grad():
+        gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
+    y = x.new_empty(T, B, P)
+    c_seq = x.new_empty(T, B, H)
+    c_tilde = x.new_empty((0, 0, 0) if masks is None else (T, B, H))
+    h_n, c_n = _host.state_copy(h0), _host.state_copy(c0)
+    steps = lengths_array(lengths, T, B)
+    flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
+    arrays = (gates.numpy(), c_seq.numpy(), c_tilde.numpy(), y.numpy(), h_n.numpy(),
+              c_n.numpy(), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps,
+              optional_array(h_probe, 3, x.dtype), *_host.mask_arrays(masks, x.dtype),
+              reverse)
+    _host.run_kernel(_forward, arrays, plan(steps, T, flops))
+    return MaskedLSTMForward(y, h_n, c_n, gates, c_seq, c_tilde)
+
+
+def _run_backward(
+    w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks | None,
+    saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+) -> LSTMGrads:
+    """The backward of :class:`CpuLSTM` and :class:`CpuMaskedLSTM`; ``masks`` None: the
+    plain cell (``saved.c_tilde`` empty)."""
+    (x, lengths, reverse), (h0, c0), (y, gates, c_seq, c_tilde) = seq, state, saved
+    (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
+    T, B, _ = x.shape
+    H, P = c0.shape[-1], h0.shape[-1]
+    projected = w_hr is not None
+    drop_h, keep_h = (None, None) if masks is None else (masks.drop_h, masks.keep_h)
+    dh_seq = torch.empty_like(y) if (need_dh or projected) else _host.no_dh(y)
+    dh0, dc0 = _host.state_copy(dh_n), _host.state_copy(dc_n)
+    steps = lengths_array(lengths, T, B)
+    rows = plan(steps, T, 2.0 * (4 * H * P + (H * P if projected else 0)))
+    arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
+              as_array(c_tilde), as_array(c0), as_array(w_hh),
+              optional_array(w_hr, 2, x.dtype), steps, *_host.mask_arrays(masks, x.dtype),
+              reverse)
+    dw_hr = torch.zeros_like(w_hr) if projected else empty_grad(y)
+
+    def add_dw_hr(buffers: list[Tensor], t0: int, t1: int) -> None:
+        # dW_hr = Σ_t dh̃_t m_tᵀ, dh̃_t = (1 - k^h_t) ⊙ dh_t, m_t = o ⊙ tanh(c̃_t)
+        c_candidate = c_seq if masks is None else c_tilde
+        m = gates[t0:t1, :, 3 * H :] * torch.tanh(c_candidate[t0:t1])
+        dh_tilde = dh_seq[t0:t1]
+        if keep_h is not None:
+            dh_tilde = dh_tilde * (1 - keep_h[t0:t1])
+        dw_hr.add_(weight_grad(dh_tilde, m))
+
+    # W_hh reads u_{t-1} = d ⊙ h_{t-1}: its gradient pairs dpre_t with the dropped states
+    states = (_host.dropped(drop_h, y), _host.dropped(drop_h, h0))
+    sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, states, (4 * H,),
+                                    dh_seq, _host.first, add_dw_hr if projected else None)
+    dh_out = dh_seq if need_dh else empty_grad(y)
+    return LSTMGrads(sums.dx, dh0, dc0, sums.dw_ih, sums.dw_hh, sums.db, dw_hr, dh_out)
 
 
 class CpuLSTM:
@@ -339,50 +509,16 @@ class CpuLSTM:
     def forward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, h_probe: Tensor | None
     ) -> LSTMForward:
-        (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
-        T, B, _ = x.shape
-        H, P = c0.shape[-1], h0.shape[-1]
-        # Padding rows of x go through the projection unmasked (no copy of x): whatever they
-        # hold, the kernel never reads their projected rows, and it zeroes their outputs.
-        with torch.no_grad():
-            gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
-        y = x.new_empty(T, B, P)
-        c_seq = x.new_empty(T, B, H)
-        h_n, c_n = _host.state_copy(h0), _host.state_copy(c0)
-        steps = lengths_array(lengths, T, B)
-        flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
-        probe = optional_array(h_probe, 3, x.dtype)
-        arrays = (gates.numpy(), c_seq.numpy(), y.numpy(), h_n.numpy(), c_n.numpy(),
-                  as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, probe, reverse)
-        _host.run_kernel(_forward, arrays, plan(steps, T, flops))
+        y, h_n, c_n, gates, c_seq, _ = _run_forward(w, seq, state, None, h_probe)
         return LSTMForward(y, h_n, c_n, gates, c_seq)
 
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
         d_state: LSTMState, need_dh: bool,
     ) -> LSTMGrads:
-        (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
-        (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
-        T, B, _ = x.shape
-        H, P = c0.shape[-1], h0.shape[-1]
-        projected = w_hr is not None
-        dh_seq = torch.empty_like(y) if (need_dh or projected) else _host.no_dh(y)
-        dh0, dc0 = _host.state_copy(dh_n), _host.state_copy(dc_n)
-        steps = lengths_array(lengths, T, B)
-        rows = plan(steps, T, 2.0 * (4 * H * P + (H * P if projected else 0)))
-        arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
-                  as_array(c0), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
-        dw_hr = torch.zeros_like(w_hr) if projected else empty_grad(y)
-
-        def add_dw_hr(buffers: list[Tensor], t0: int, t1: int) -> None:
-            # W_hr reads m_t = o ⊙ tanh(c_t), made one block at a time
-            m = gates[t0:t1, :, 3 * H :] * torch.tanh(c_seq[t0:t1])
-            dw_hr.add_(weight_grad(dh_seq[t0:t1], m))
-
-        sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, (y, h0), (4 * H,),
-                                        dh_seq, _host.first, add_dw_hr if projected else None)
-        dh_out = dh_seq if need_dh else empty_grad(y)
-        return LSTMGrads(sums.dx, dh0, dc0, sums.dw_ih, sums.dw_hh, sums.db, dw_hr, dh_out)
+        no_c_tilde = saved.y.new_empty(0, 0, 0)
+        return _run_backward(w, seq, state, None, MaskedLSTMSaved(*saved, no_c_tilde), dy,
+                             d_state, need_dh)
 
     def infer(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState
@@ -417,3 +553,21 @@ class CpuLSTM:
                   as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
         _host.run_infer(_infer, arrays, plan(steps, T, flops))
         return y, h_n, c_n
+
+
+class CpuMaskedLSTM:
+    """LSTM with recurrent dropout and zoneout, compiled
+    (:class:`rnnlab.backends.contract.MaskedLSTMKernels`): :class:`CpuLSTM`'s loops with
+    the masks."""
+
+    def forward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
+        h_probe: Tensor | None,
+    ) -> MaskedLSTMForward:
+        return _run_forward(w, seq, state, masks, h_probe)
+
+    def backward(
+        self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
+        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+    ) -> LSTMGrads:
+        return _run_backward(w, seq, state, masks, saved, dy, d_state, need_dh)
