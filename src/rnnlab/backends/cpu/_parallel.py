@@ -35,6 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+from numba import njit
 
 from rnnlab.backends.cpu import _sync, _tuning
 from rnnlab.backends.cpu._blas import matmul
@@ -209,12 +210,36 @@ def valid_prefix(lengths, rows, t):
 @kernel(nogil=True)
 def clear_padding(block, i, rows, m):
     """block[i, rows[k], :] = 0 for the rows past the live prefix (k ≥ m, their padding
-    step): a backward gives those steps no gradient. Nothing for an empty block (an output
-    not asked for)."""
+    step): outputs and saved activations are zero there, and a backward gives those steps
+    no gradient. Nothing for an empty block (an output not asked for)."""
     if block.shape[0] == 0:
         return
     for k in range(m, rows.shape[0]):
         block[i, rows[k], :] = 0
+
+
+@njit(inline="always")
+def block_step(s, t_begin, t_end, reverse):
+    """Step s of a backward block [t_begin, t_end) walked back (processing order
+    reversed): its time index t, t_prev the step before t in processing order, and
+    i = t - t_begin, its index in the block's buffers."""
+    t = t_begin + s if reverse else t_end - 1 - s
+    return t, (t + 1 if reverse else t - 1), t - t_begin
+
+
+@njit(inline="always")
+def chunk_step(start, s0, i, T, reverse):
+    """Step i of the inference chunk that begins at processing step s0: its time index t
+    and how many rows are live there (:func:`project_chunk` put their input
+    pre-activations in pre[start[i]:start[i + 1]])."""
+    return (T - 1 - (s0 + i) if reverse else s0 + i), start[i + 1] - start[i]
+
+
+@njit(inline="always")
+def previous(seq, first, t_prev, lengths, b):
+    """Sample b's state before the step after t_prev: ``seq[t_prev, b]``, or its initial
+    state ``first[b]`` where t_prev is outside its sequence (its first step)."""
+    return seq[t_prev, b] if 0 <= t_prev < lengths[b] else first[b]
 
 
 def inference_chunk(rows: int) -> int:

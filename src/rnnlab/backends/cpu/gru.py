@@ -47,8 +47,11 @@ from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._masks import dropped, keep_row, unzone
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
+    block_step,
+    chunk_step,
     clear_padding,
     plan,
+    previous,
     project_chunk,
     valid_prefix,
 )
@@ -161,10 +164,8 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, drop, keep_h, p_h, reverse
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
-        for k in range(m, n):
-            b = rows[k]
-            gates[t, b, :] = 0
-            y[t, b, :] = 0
+        clear_padding(gates, t, rows, m)
+        clear_padding(y, t, rows, m)
         if m == 0:
             continue
         if dropping:
@@ -225,10 +226,8 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
         steps = min(chunk, T - s0)
         project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b_ih, x_buf, pre, start)
         for i in range(steps):
-            t = T - 1 - (s0 + i) if reverse else s0 + i
-            m = start[i + 1] - start[i]
-            for k in range(m, n):
-                y[t, rows[k], :] = 0
+            t, m = chunk_step(start, s0, i, T, reverse)
+            clear_padding(y, t, rows, m)
             if m == 0:
                 continue
             matmul(h_rows[:m], hh_op, gh[:m])
@@ -339,9 +338,7 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, drop, keep_h, p_h, reverse, r
     no_row = np.zeros(0, dtype=dtype)
     const_h = np.full(H, p_h, dtype=dtype)  # the share of every step when keep_h is empty
     for s in range(t_end - t_begin):
-        t = t_begin + s if reverse else t_end - 1 - s
-        t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
-        i = t - t_begin
+        t, t_prev, i = block_step(s, t_begin, t_end, reverse)
         m = valid_prefix(lengths, rows, t)
         # padding: no gradient; dh passes through unchanged
         clear_padding(dgx, i, rows, m)
@@ -351,7 +348,7 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, drop, keep_h, p_h, reverse, r
             continue
         for k in range(m):
             b = rows[k]
-            h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
+            h_prev = previous(y, h0, t_prev, lengths, b)
             dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh[b]

@@ -40,7 +40,15 @@ from rnnlab.backends.cpu._common import (
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
-from rnnlab.backends.cpu._parallel import clear_padding, plan, project_chunk, valid_prefix
+from rnnlab.backends.cpu._parallel import (
+    block_step,
+    chunk_step,
+    clear_padding,
+    plan,
+    previous,
+    project_chunk,
+    valid_prefix,
+)
 from rnnlab.backends.cpu.gru import _state_backward, _update
 from rnnlab.backends.cpu.lnlstm import (
     BlockNorms,
@@ -88,10 +96,8 @@ def _forward(gates, y, h, w_hh, gamma_hh, b_hh, eps, lengths, probe, reverse, ro
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
-        for k in range(m, n):
-            b = rows[k]
-            gates[t, b, :] = 0
-            y[t, b, :] = 0
+        clear_padding(gates, t, rows, m)
+        clear_padding(y, t, rows, m)
         if m == 0:
             continue
         matmul(h_rows[:m], hh_op, rec[:m])
@@ -132,10 +138,8 @@ def _infer(x, y, h, w_ih, gamma_ih, b_ih, w_hh, gamma_hh, b_hh, eps, lengths, re
         steps = min(chunk, T - s0)
         project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, no_bias, x_buf, pre, start)
         for i in range(steps):
-            t = T - 1 - (s0 + i) if reverse else s0 + i
-            m = start[i + 1] - start[i]
-            for k in range(m, n):
-                y[t, rows[k], :] = 0
+            t, m = chunk_step(start, s0, i, T, reverse)
+            clear_padding(y, t, rows, m)
             if m == 0:
                 continue
             matmul(h_rows[:m], hh_op, rec[:m])
@@ -186,9 +190,7 @@ def _backward(dy, dh, y, h0, gates, w_hh, gamma_ih, gamma_hh, lengths, reverse, 
     dp_rows = np.empty((n, G), dtype=dtype)  # dp_hh of the live rows, in their order
     dh_prev = np.empty((n, H), dtype=dtype)
     for s in range(t_end - t_begin):
-        t = t_begin + s if reverse else t_end - 1 - s
-        t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
-        i = t - t_begin
+        t, t_prev, i = block_step(s, t_begin, t_end, reverse)
         m = valid_prefix(lengths, rows, t)
         # padding: no gradient; dh passes through unchanged
         clear_padding(dp_ih, i, rows, m)
@@ -200,7 +202,7 @@ def _backward(dy, dh, y, h0, gates, w_hh, gamma_ih, gamma_hh, lengths, reverse, 
             continue
         for k in range(m):
             b = rows[k]
-            h_prev = y[t_prev, b] if 0 <= t_prev < lengths[b] else h0[b]
+            h_prev = previous(y, h0, t_prev, lengths, b)
             dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh[b]

@@ -53,7 +53,15 @@ from rnnlab.backends.cpu._blas import matmul, prepare
 from rnnlab.backends.cpu._common import as_array, bias_array, lengths_array, optional_array
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
-from rnnlab.backends.cpu._parallel import clear_padding, plan, project_chunk, valid_prefix
+from rnnlab.backends.cpu._parallel import (
+    block_step,
+    chunk_step,
+    clear_padding,
+    plan,
+    previous,
+    project_chunk,
+    valid_prefix,
+)
 from rnnlab.backends.cpu.lstm import _emit
 
 
@@ -176,11 +184,9 @@ def _forward(gates, c_seq, y, h, c, w_hh, gamma_hh, gamma_c, beta_c, eps, length
     for s in range(T):
         t = T - 1 - s if reverse else s
         live = valid_prefix(lengths, rows, t)  # rows[:live] are inside their sequence
-        for k in range(live, n):
-            b = rows[k]
-            gates[t, b, :] = 0
-            c_seq[t, b, :] = 0
-            y[t, b, :] = 0
+        clear_padding(gates, t, rows, live)
+        clear_padding(c_seq, t, rows, live)
+        clear_padding(y, t, rows, live)
         if live == 0:
             continue
         matmul(h_rows[:live], hh_op, rec[:live])
@@ -225,10 +231,8 @@ def _infer(x, y, h, c, w_ih, gamma_ih, bias, w_hh, gamma_hh, gamma_c, beta_c, ep
         for r in range(start[steps]):
             layer_norm(pre[r], gamma_ih, bias, eps, pre[r])
         for i in range(steps):
-            t = T - 1 - (s0 + i) if reverse else s0 + i
-            live = start[i + 1] - start[i]
-            for k in range(live, n):
-                y[t, rows[k], :] = 0
+            t, live = chunk_step(start, s0, i, T, reverse)
+            clear_padding(y, t, rows, live)
             if live == 0:
                 continue
             matmul(h_rows[:live], hh_op, rec[:live])
@@ -286,9 +290,7 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, gamma_ih, gamma_hh, gamma_c, b
     dp_rows = np.empty((n, G), dtype=dtype)  # dp_hh of the live rows, in their order
     dh_prev = np.empty((n, H), dtype=dtype)
     for s in range(t_end - t_begin):
-        t = t_begin + s if reverse else t_end - 1 - s
-        t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
-        i = t - t_begin
+        t, t_prev, i = block_step(s, t_begin, t_end, reverse)
         live = valid_prefix(lengths, rows, t)
         # padding: no gradient; dh, dc pass through unchanged
         clear_padding(dp_ih, i, rows, live)
@@ -304,7 +306,7 @@ def _backward(dy, dh, dc, gates, c_seq, c0, w_hh, gamma_ih, gamma_hh, gamma_c, b
                 dh_total[k, j] = dy[t, b, j] + dh[b, j]  # from the output and from t+1
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh_total[k]
-            c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
+            c_prev = previous(c_seq, c0, t_prev, lengths, b)
             _cell_backward(gates[t, b], c_prev, c_hat[i, b], rstd_c[i, b, 0], dh_total[k],
                            gamma_c, beta_c, dc[b], dn[i, b], da[i, b])
             normalise_backward(gamma_ih, da[i, b], v_ih[i, b], rstd_ih[i, b, 0], dp_ih[i, b])

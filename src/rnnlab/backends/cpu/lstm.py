@@ -44,9 +44,12 @@ from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._masks import add_dropped, dropped, keep_row, unzone, zone
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
+    block_step,
+    chunk_step,
     clear_padding,
     inference_chunk,
     plan,
+    previous,
     project_chunk,
     row_parts,
     run_together,
@@ -155,13 +158,10 @@ def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, dro
     for s in range(T):
         t = T - 1 - s if reverse else s
         live = valid_prefix(lengths, rows, t)  # rows[:live] are inside their sequence
-        for k in range(live, n):
-            b = rows[k]
-            gates[t, b, :] = 0
-            c_seq[t, b, :] = 0
-            y[t, b, :] = 0
-            if masked:
-                c_tilde_seq[t, b, :] = 0
+        clear_padding(gates, t, rows, live)
+        clear_padding(c_seq, t, rows, live)
+        clear_padding(y, t, rows, live)
+        clear_padding(c_tilde_seq, t, rows, live)  # (nothing when empty: plain cell)
         if live == 0:
             continue
         if dropping:
@@ -225,10 +225,8 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk):
         steps = min(chunk, T - s0)
         project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start)
         for i in range(steps):
-            t = T - 1 - (s0 + i) if reverse else s0 + i
-            live = start[i + 1] - start[i]
-            for k in range(live, n):
-                y[t, rows[k], :] = 0
+            t, live = chunk_step(start, s0, i, T, reverse)
+            clear_padding(y, t, rows, live)
             if live == 0:
                 continue
             matmul(h_rows[:live], hh_op, rec[:live])
@@ -291,8 +289,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
         steps = min(chunk, T - s0)
         project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b, x_buf, pre, start)
         for i in range(steps):
-            t = T - 1 - (s0 + i) if reverse else s0 + i
-            live = start[i + 1] - start[i]
+            t, live = chunk_step(start, s0, i, T, reverse)
             cur = h_buf[done % 2]
             nxt = h_buf[(done + 1) % 2]
             for k in range(live, n):  # past its length: h carries, output is zero
@@ -399,11 +396,10 @@ def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, dr
     const_h = np.full(P, p_h, dtype=dtype)  # the share of every step when keep_h is empty
     const_c = np.full(H, p_c, dtype=dtype)
     for s in range(t_end - t_begin):
-        t = t_begin + s if reverse else t_end - 1 - s
-        t_prev = t + 1 if reverse else t - 1  # the step before t in processing order
+        t, t_prev, i = block_step(s, t_begin, t_end, reverse)
         live = valid_prefix(lengths, rows, t)
         # padding: no gradient; dh, dc pass through unchanged
-        clear_padding(dgates, t - t_begin, rows, live)
+        clear_padding(dgates, i, rows, live)
         clear_padding(dh_seq, t, rows, live)
         if live == 0:
             continue
@@ -421,13 +417,13 @@ def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, dr
             d_m = dm
         for k in range(live):
             b = rows[k]
-            c_prev = c_seq[t_prev, b] if 0 <= t_prev < lengths[b] else c0[b]
+            c_prev = previous(c_seq, c0, t_prev, lengths, b)
             if masked:
                 _zoned_cell_backward(gates[t, b], c_tilde_seq[t, b], c_prev, d_m[k], dc[b],
                                      keep_row(keep_c, t, b, const_c), dpre[k])
             else:
                 _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_m[k], dc[b], dpre[k])
-            dgates[t - t_begin, b, :] = dpre[k]
+            dgates[i, b, :] = dpre[k]
         matmul(dpre[:live], hh_op, du[:live])  # W_hh u_{t-1}
         for k in range(live):
             b = rows[k]

@@ -37,7 +37,14 @@ from rnnlab.backends.cpu._common import (
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
-from rnnlab.backends.cpu._parallel import clear_padding, plan, project_chunk, valid_prefix
+from rnnlab.backends.cpu._parallel import (
+    block_step,
+    chunk_step,
+    clear_padding,
+    plan,
+    project_chunk,
+    valid_prefix,
+)
 
 
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
@@ -94,10 +101,8 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows):
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
-        for k in range(m, n):
-            b = rows[k]
-            a_seq[t, b, :] = 0
-            y[t, b, :] = 0
+        clear_padding(a_seq, t, rows, m)
+        clear_padding(y, t, rows, m)
         if m == 0:
             continue
         matmul(h_rows[:m], hh_op, rec[:m])  # (m, H)
@@ -133,10 +138,8 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk):
         steps = min(chunk, T - s0)
         project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start)
         for i in range(steps):
-            t = T - 1 - (s0 + i) if reverse else s0 + i
-            m = start[i + 1] - start[i]
-            for k in range(m, n):
-                y[t, rows[k], :] = 0
+            t, m = chunk_step(start, s0, i, T, reverse)
+            clear_padding(y, t, rows, m)
             if m == 0:
                 continue
             matmul(h_rows[:m], hh_op, rec[:m])
@@ -162,10 +165,10 @@ def _backward(dy, dh, f_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
     da = np.empty((n, H), dtype=dtype)
     dh_prev = np.empty((n, H), dtype=dtype)
     for s in range(t_end - t_begin):
-        t = t_begin + s if reverse else t_end - 1 - s
+        t, _, i = block_step(s, t_begin, t_end, reverse)
         m = valid_prefix(lengths, rows, t)
         # padding: no gradient; dh passes through unchanged
-        clear_padding(da_seq, t - t_begin, rows, m)
+        clear_padding(da_seq, i, rows, m)
         clear_padding(dh_seq, t, rows, m)
         if m == 0:
             continue
@@ -175,7 +178,7 @@ def _backward(dy, dh, f_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_beg
             if dh_seq.shape[0] > 0:
                 dh_seq[t, b, :] = dh[b]
             _activate_backward(f_seq[t, b], dh[b], da[k], relu)
-            da_seq[t - t_begin, b, :] = da[k]
+            da_seq[i, b, :] = da[k]
         matmul(da[:m], hh_op, dh_prev[:m])  # W_hh h_{t-1}
         for k in range(m):
             dh[rows[k]] = dh_prev[k]
