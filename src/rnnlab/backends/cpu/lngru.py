@@ -52,6 +52,7 @@ from rnnlab.backends.cpu._parallel import (
 from rnnlab.backends.cpu.gru import _state_backward, _update
 from rnnlab.backends.cpu.lnlstm import (
     BlockNorms,
+    gain_grads,
     layer_norm,
     layer_norm_rows,
     moments,
@@ -263,10 +264,8 @@ class CpuLNGRU:
         def after_block(buffers: list[Tensor], t0: int, t1: int) -> None:
             _, _, du, dv = buffers
             v_ih, v_hh = norms.last
-            db_ih.add_(du.sum(dim=(0, 1)))  # u = γ_ih ⊙ v̂^ih + b_ih
-            db_hh.add_(dv.sum(dim=(0, 1)))  # v = γ_hh ⊙ v̂^hh + b_hh
-            dgamma_ih.add_((du * v_ih).sum(dim=(0, 1)))
-            dgamma_hh.add_((dv * v_hh).sum(dim=(0, 1)))
+            gain_grads(du, v_ih, None, db_ih, dgamma_ih)  # u = γ_ih ⊙ v̂^ih + b_ih
+            gain_grads(dv, v_hh, None, db_hh, dgamma_hh)  # v = γ_hh ⊙ v̂^hh + b_hh
 
         # dp_ih gives dx and dW_ih; its column sums are not used (db_ih comes from du).
         sums = _host.backward_in_blocks(

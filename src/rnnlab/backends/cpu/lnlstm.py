@@ -137,6 +137,42 @@ def normalise_rows(v, eps, rstd):
             v[r, j] = (v[r, j] - mean) * rstd[r]
 
 
+@kernel(**KERNEL_OPTIONS)
+def add_gain_grads(d, v_a, v_b, db, dgamma_a, dgamma_b):
+    """One block's gradients of the parameters of a normalisation's output γ ⊙ v̂ + β,
+    given d (R, n), its gradient: db += Σ_r d, dgamma_a += Σ_r d ⊙ v_a and, unless v_b is
+    empty, dgamma_b += Σ_r d ⊙ v_b (the LSTM's two gains share one pre-activation). One
+    pass over d, summed in float64 (torch's mul-then-sum read d once per sum and wrote a
+    (R, n) product each time)."""
+    n = d.shape[1]
+    both = v_b.shape[0] > 0
+    acc = np.zeros((3, n), dtype=np.float64)
+    for r in range(d.shape[0]):
+        for j in range(n):
+            g = np.float64(d[r, j])
+            acc[0, j] += g
+            acc[1, j] += g * v_a[r, j]
+        if both:
+            for j in range(n):
+                acc[2, j] += np.float64(d[r, j]) * v_b[r, j]
+    for j in range(n):
+        db[j] += acc[0, j]
+        dgamma_a[j] += acc[1, j]
+        if both:
+            dgamma_b[j] += acc[2, j]
+
+
+def gain_grads(d: Tensor, v_a: Tensor, v_b: Tensor | None, db: Tensor, dgamma_a: Tensor,
+               dgamma_b: Tensor | None = None) -> None:
+    """:func:`add_gain_grads` on tensors (T', B, n) into db, dgamma_a (and dgamma_b)."""
+    n = d.shape[-1]
+    rows = (as_array(d).reshape(-1, n), as_array(v_a).reshape(-1, n))
+    dtype = rows[0].dtype
+    add_gain_grads(*rows, np.empty((0, n), dtype) if v_b is None else as_array(v_b).reshape(-1, n),
+                   db.numpy(), dgamma_a.numpy(),
+                   np.empty(0, dtype) if dgamma_b is None else dgamma_b.numpy())
+
+
 # Per-sample passes are separate compiled functions: inlined into the batch loop, LLVM
 # kept their scalar version (see lstm._cell).
 @kernel(**KERNEL_OPTIONS)
@@ -366,11 +402,9 @@ class CpuLNLSTM:
         def after_block(buffers: list[Tensor], t0: int, t1: int) -> None:
             _, _, da, dn = buffers
             v_ih, v_hh, c_hat = norms.last
-            db.add_(da.sum(dim=(0, 1)))  # a_t = γ_ih ⊙ v̂^ih + γ_hh ⊙ v̂^hh + b_ih + b_hh
-            dgamma_ih.add_((da * v_ih).sum(dim=(0, 1)))
-            dgamma_hh.add_((da * v_hh).sum(dim=(0, 1)))
-            dgamma_c.add_((dn * c_hat).sum(dim=(0, 1)))  # n_t = γ_c ⊙ ĉ_t + β_c
-            dbeta_c.add_(dn.sum(dim=(0, 1)))
+            # a_t = γ_ih ⊙ v̂^ih + γ_hh ⊙ v̂^hh + b_ih + b_hh; n_t = γ_c ⊙ ĉ_t + β_c
+            gain_grads(da, v_ih, v_hh, db, dgamma_ih, dgamma_hh)
+            gain_grads(dn, c_hat, None, dbeta_c, dgamma_c)
 
         # The first buffer, dp_ih, gives dx and dW_ih; its column sums (a bias before the
         # normalisation, which this cell has not) are not used: db comes from da.
