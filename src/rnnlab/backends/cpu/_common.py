@@ -45,14 +45,14 @@ def time_blocks(T: int, B: int, reverse: bool) -> list[tuple[int, int]]:
 
 
 def add_input_grads(d: Tensor, x: Tensor, w_ih: Tensor, dx: Tensor, dw_ih: Tensor,
-                    db: Tensor, t0: int, t1: int) -> None:
-    """For a block d (t1 - t0, B, G) of input pre-activation gradients: dx[t0:t1] = d·W_ih,
-    dW_ih += Σ dᵀ x, db += Σ d (one GEMM each)."""
+                    db: Tensor) -> None:
+    """For a block d (k, B, G) of input pre-activation gradients and the block's inputs
+    x (k, B, I): dx (k, B, I) ← d·W_ih, dW_ih += Σ dᵀ x, db += Σ d (one GEMM each)."""
     G, I = w_ih.shape
     d2 = d.view(-1, G)
     rows = d2.shape[0]  # (explicit: with I = 0 a view of (-1, I) would be ambiguous)
-    torch.mm(d2, w_ih, out=dx[t0:t1].view(rows, I))
-    dw_ih.addmm_(d2.t(), x[t0:t1].reshape(rows, I))
+    torch.mm(d2, w_ih, out=dx.view(rows, I))
+    dw_ih.addmm_(d2.t(), x.reshape(rows, I))
     db += d2.sum(dim=0)
 
 

@@ -43,20 +43,24 @@ def run_kernel(kernel: Callable, arrays: tuple, rows: list[np.ndarray]) -> None:
 
 class InputGrads:
     """dx, dW_ih and db of a cell, summed block by block from the gradients d of the
-    input pre-activations x·W_ihᵀ + b. The padding steps of x are zeroed once (d is zero
-    there, but padding may hold anything, NaN included)."""
+    input pre-activations x·W_ihᵀ + b. The padding steps of x are zeroed one block at a
+    time, in a block-sized copy (d is zero there, but padding may hold anything, NaN
+    included): never a second x."""
 
     def __init__(self, seq: Sequence, w_ih: Tensor) -> None:
         x = seq.x
         G, I = w_ih.shape
-        self.x = zero_padding(x, valid_mask(seq.lengths, x.shape[0]))
+        self.x, self.valid = x, valid_mask(seq.lengths, x.shape[0])
         self.w_ih = w_ih
         self.dx = torch.empty_like(x)
         self.dw_ih = w_ih.new_zeros(G, I)
         self.db = w_ih.new_zeros(G)
 
     def add(self, d: Tensor, t0: int, t1: int) -> None:
-        add_input_grads(d, self.x, self.w_ih, self.dx, self.dw_ih, self.db, t0, t1)
+        x = self.x[t0:t1]
+        if self.valid is not None and not bool(self.valid[t0:t1].all()):
+            x = zero_padding(x, self.valid[t0:t1])
+        add_input_grads(d, x, self.w_ih, self.dx[t0:t1], self.dw_ih, self.db)
 
 
 class BlockSums(NamedTuple):
