@@ -3,12 +3,12 @@
 One step of every cell needs C (B, N) = A (B, K) · op(W), with W the recurrent weight,
 prepared once per call (:func:`prepare`) and multiplied every step (:func:`matmul`):
 
-- B = 1: a loop over a weight laid out (K, N), vectorised by LLVM (measured 1.4-3.7x
-  faster than MKL's sgemm at H = 64..256, B = 1: a BLAS call costs more than the
-  matrix-vector product itself at these sizes).
+- B = 1: a loop over a weight laid out (K, N), vectorised by LLVM (faster than a BLAS
+  call, which costs more than the matrix-vector product itself at these sizes).
 - float32, B > 1: rnnlab's register-blocked tiles over the weight packed in panels of
-  16 columns (:mod:`._tile`; 2.1x MKL's packed sgemm on 8 rows), any N (a last partial
-  panel is padded).
+  16 columns (:mod:`._tile`), any N (a last partial panel is padded).
+
+Both choices were measured against MKL's sgemm: ``benchmarks/results/cpu-tuning.md``.
 - float64, and float32 with ``RNNLAB_CPU_TILES=0``: the B = 1 loop once per row.
   float64 is the exactness path; its speed comes second.
 
@@ -68,7 +68,7 @@ def _gemv_acc(a, dense, c):
     """c (N,) += a (K,) · dense (K, N), vectorised along N.
 
     Four rows of ``dense`` per pass over c: one load and store of c per four
-    multiply-adds (measured 1.3-1.5x faster than one row per pass at K, N = 64..1024).
+    multiply-adds (faster than one row per pass: ``benchmarks/results/cpu-tuning.md``).
     """
     K, N = dense.shape
     K4 = K - K % 4

@@ -1,9 +1,9 @@
 """A register-blocked product for the per-step recurrence: C (M, N) = A (M, K) · op(W).
 
 One step of a batch multiplies a few rows (8-32 per thread) by the recurrent weight,
-the shape where library GEMMs are weakest: MKL's packed sgemm measured 53 GFLOP/s on
-8 rows on an AVX-512 machine (K = 256, N = 1024), against 113 for this kernel. The
-weight is packed once per call into panels of 16 columns,
+the shape where library GEMMs are weakest (MKL's packed sgemm against these tiles, and
+the measurements behind every tile shape below: ``benchmarks/results/cpu-tuning.md``).
+The weight is packed once per call into panels of 16 columns,
 ``panels[p, k, :] = op(W)[k, 16p : 16p + 16]``; each tile keeps ``rows`` × 16 columns
 (two panels: × 32) of C in vector registers while it walks K (one panel load, one
 broadcast per row, one fused multiply-add per row and k), and stores them once. Written
@@ -16,11 +16,8 @@ compiled for its own target features and sized for its registers:
 - ``avx512`` (32 registers of 16 floats): 8 rows, 8 accumulators;
 - ``avx2`` (16 registers of 8 floats, a 16-column row takes two): 6 rows,
   12 accumulators + 2 panel halves + 1 broadcast = 15 registers (the AVX-512 shape, 8
-  rows, needs 16 accumulators alone and spills: measured on a 2-core AMD EPYC (Zen 3),
-  K = 256, N = 1024, best of 11 rounds under load, 12 rows: 9 GFLOP/s for 8 rows
-  compiled for the host against 60-77 for 4-6 rows; 6 rows best at 6 and 12 rows);
-  two panels only up to 2 rows (3 rows × 2 panels = 12 accumulators + 4 panel halves
-  spills: 34 GFLOP/s against 58 on one panel);
+  rows, needs 16 accumulators alone and spills); two panels only up to 2 rows (3 rows
+  × 2 panels = 12 accumulators + 4 panel halves spills);
 - ``portable`` (the host's target, whatever it is): 4 rows, 8 accumulators of 16
   floats — 16 registers of 8 floats (AVX), or 16 of NEON's 32 registers of 4.
 
@@ -280,8 +277,8 @@ def panel_matmul(A, panels, C, tail):
 
     Panels outer, rows inner: a panel (K × 16 floats) is loaded into L1 once and serves
     every row (:func:`_panel`); up to ``WIDE_ROWS`` rows take two panels per tile, for
-    enough independent accumulators to keep both FMA pipes busy (AVX-512 measured 2 rows:
-    60 → 97 GFLOP/s, 3 rows: 86 → 104-108; 4 rows gain nothing, at 115 already).
+    enough independent accumulators to keep both FMA pipes busy (the rows where it pays:
+    ``benchmarks/results/cpu-tuning.md``).
     """
     isa = selected_isa()
     note_ran(isa)
