@@ -139,3 +139,71 @@ def test_masked_kernels_split_across_threads_match_the_reference(
         assert_rel_close(probe.grad, grads_ref["h"], GRAD_TOL[dtype], f"dh (probe) {reverse=}")
     assert masked_calls == {"forward": 2, "backward": 2}
     assert two_threads and all(n == 2 for n in two_threads), two_threads
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_masked_kernels_without_masks_are_the_plain_kernels(variant, dtype):
+    """The masked families run the plain cells' loops with the masks as optional
+    arguments: given no mask (d = 1, k = 0) their masked branch computes the forward bit
+    for bit as the plain branch does (0 · a + 1 · b is b exactly), and every gradient to
+    a few units in the last place (LLVM contracts the two passes' a · b + c into fused
+    multiply-adds at different places)."""
+    from rnnlab.backends.contract import (
+        GRUSaved,
+        GRUWeights,
+        LSTMSaved,
+        LSTMState,
+        LSTMWeights,
+        MaskedLSTMSaved,
+        Masks,
+        Sequence,
+    )
+
+    lstm = variant.startswith("lstm")
+    P = 4 if variant == "lstm_proj" else H
+    G = (4 if lstm else 3) * H
+    g = torch.Generator().manual_seed(3)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=dtype)
+
+    no_masks = Masks(None, None, None)
+    lengths = torch.tensor(LENGTHS)
+    dy, dh_n = rand(T, B, P), rand(B, P)
+    for reverse in (False, True):
+        seq = Sequence(rand(T, B, I), lengths, reverse)
+        if lstm:
+            w = LSTMWeights(rand(G, I), rand(G, P) * 0.5, rand(G), rand(G),
+                            rand(P, H) * 0.5 if variant == "lstm_proj" else None)
+            state, d_state = LSTMState(rand(B, P), rand(B, H)), LSTMState(dh_n, rand(B, H))
+            plain = cpu.KERNELS.lstm.forward(w, seq, state, None)
+            masked = cpu.KERNELS.masked_lstm.forward(w, seq, state, no_masks, None)
+            assert torch.equal(masked.c_tilde, masked.c)  # c̃ = c without zoneout
+            plain_grads = cpu.KERNELS.lstm.backward(
+                w, seq, state, LSTMSaved(plain.y, plain.gates, plain.c), dy, d_state, True)
+            masked_grads = cpu.KERNELS.masked_lstm.backward(
+                w, seq, state, no_masks,
+                MaskedLSTMSaved(masked.y, masked.gates, masked.c, masked.c_tilde), dy,
+                d_state, True)
+            outputs = list(zip(plain, masked[:5], strict=True))
+        else:
+            reset_after = variant == "gru"
+            w = GRUWeights(rand(G, I), rand(G, H) * 0.5, rand(G), rand(G))
+            h0 = rand(B, H)
+            plain = cpu.KERNELS.gru.forward(w, seq, h0, None, reset_after)
+            masked = cpu.KERNELS.masked_gru.forward(w, seq, h0, no_masks, None, reset_after)
+            plain_grads = cpu.KERNELS.gru.backward(
+                w, seq, h0, GRUSaved(plain.y, plain.gates), dy, dh_n, reset_after, True)
+            masked_grads = cpu.KERNELS.masked_gru.backward(
+                w, seq, h0, no_masks, GRUSaved(masked.y, masked.gates), dy, dh_n,
+                reset_after, True)
+            outputs = list(zip(plain, masked, strict=True))
+        for ours, theirs in outputs:
+            assert ours.shape == theirs.shape
+            assert torch.equal(ours, theirs)
+        for ours, theirs in zip(plain_grads, masked_grads, strict=True):
+            assert ours.shape == theirs.shape
+            scale = ours.abs().max().item() if ours.numel() else 1.0
+            ulps = 8 * torch.finfo(dtype).eps * max(scale, 1.0)
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=ulps)
