@@ -145,21 +145,27 @@ def add_gain_grads(d, v_a, v_b, db, dgamma_a, dgamma_b):
     pass over d, summed in float64 (torch's mul-then-sum read d once per sum and wrote a
     (R, n) product each time)."""
     n = d.shape[1]
-    both = v_b.shape[0] > 0
-    acc = np.zeros((3, n), dtype=np.float64)
-    for r in range(d.shape[0]):
-        for j in range(n):
-            g = np.float64(d[r, j])
-            acc[0, j] += g
-            acc[1, j] += g * v_a[r, j]
-        if both:
+    sum_d = np.zeros(n, dtype=np.float64)
+    sum_a = np.zeros(n, dtype=np.float64)
+    sum_b = np.zeros(n, dtype=np.float64)
+    if v_b.shape[0] > 0:
+        for r in range(d.shape[0]):
             for j in range(n):
-                acc[2, j] += np.float64(d[r, j]) * v_b[r, j]
+                g = np.float64(d[r, j])
+                sum_d[j] += g
+                sum_a[j] += g * v_a[r, j]
+                sum_b[j] += g * v_b[r, j]
+        for j in range(n):
+            dgamma_b[j] += sum_b[j]
+    else:
+        for r in range(d.shape[0]):
+            for j in range(n):
+                g = np.float64(d[r, j])
+                sum_d[j] += g
+                sum_a[j] += g * v_a[r, j]
     for j in range(n):
-        db[j] += acc[0, j]
-        dgamma_a[j] += acc[1, j]
-        if both:
-            dgamma_b[j] += acc[2, j]
+        db[j] += sum_d[j]
+        dgamma_a[j] += sum_a[j]
 
 
 def gain_grads(d: Tensor, v_a: Tensor, v_b: Tensor | None, db: Tensor, dgamma_a: Tensor,
