@@ -10,8 +10,8 @@ h_{t-1}·W_hhᵀ (:mod:`._blas`), then per sample one pass normalising it and th
 Saved for backward, as for the GRU: r, z, n and hn = v_n (T,B,4H), zero at padding.
 Backward as :mod:`.lnlstm`'s: per block of time steps the two normalisations are
 recomputed (one GEMM each), the compiled loop walks the block back (one product
-dp^hh·W_hh per step), and the block's gradients become the weights', biases' and gains'
-in one GEMM or reduction each.
+dp^hh·W_hh per step), and the block's gradients become the weights' (one GEMM each) and
+the biases' and gains' (:func:`.lnlstm.add_gain_grads`, one compiled pass each).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Backward, in blocks of time steps (:func:`._host.backward_in_blocks`): before ea
 block the three normalisations are recomputed for its steps (one GEMM each for W_ih x
 and W_hh h_{t-1}, then compiled rows); the compiled loop then walks the block
 back (per step one product dp^hh·W_hh) writing the gradients of W_ih x_t, of
-W_hh h_{t-1}, of a_t and of n_t, which become dx, dW_ih, dW_hh, the biases' and the
-gains' gradients in one GEMM or reduction each per block.
+W_hh h_{t-1}, of a_t and of n_t, which become dx, dW_ih, dW_hh (one GEMM each per
+block) and the biases' and gains' gradients (:func:`add_gain_grads`, one compiled pass
+per block over each pre-activation gradient).
 
 The compiled normalisation helpers (:func:`moments`, :func:`layer_norm`,
 :func:`normalise_backward`, :func:`layer_norm_rows`, :func:`normalise_rows`) are shared
