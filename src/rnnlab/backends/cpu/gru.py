@@ -5,7 +5,7 @@ The equations and their symbols are those of :mod:`rnnlab.reference.gru`, and wi
 recurrent dropout and zoneout those of :mod:`rnnlab.reference.gru_masked` (d the dropout
 multiplier, u_{t-1} = d ⊙ h_{t-1} what the recurrent products read, k the zoneout share).
 One set of loops serves both families: :class:`CpuGRU` passes no masks, and the masked
-steps (:mod:`._masks`) are branches taken once per step, not per element.
+steps (:mod:`._masks`) are branches taken once per sample and step, not per element.
 
 Per step, reset after: one product u_{t-1}·W_hhᵀ (B, 3H), then one vectorised pass.
 Reset before: u_{t-1}·W_{h,rz}ᵀ, a pass for r and z, then (r ⊙ u_{t-1})·W_hnᵀ and a pass
