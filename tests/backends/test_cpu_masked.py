@@ -14,6 +14,16 @@ import torch
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import backends, ops_masked, reference
 from rnnlab.backends import cpu
+from rnnlab.backends.contract import (
+    GRUSaved,
+    GRUWeights,
+    LSTMSaved,
+    LSTMState,
+    LSTMWeights,
+    MaskedLSTMSaved,
+    Masks,
+    Sequence,
+)
 from rnnlab.backends.cpu import _host, _parallel, _tuning
 from rnnlab.backends.cpu.gru import CpuMaskedGRU
 from rnnlab.backends.cpu.lstm import CpuMaskedLSTM
@@ -149,17 +159,6 @@ def test_masked_kernels_without_masks_are_the_plain_kernels(variant, dtype):
     for bit as the plain branch does (0 · a + 1 · b is b exactly), and every gradient to
     a few units in the last place (LLVM contracts the two passes' a · b + c into fused
     multiply-adds at different places)."""
-    from rnnlab.backends.contract import (
-        GRUSaved,
-        GRUWeights,
-        LSTMSaved,
-        LSTMState,
-        LSTMWeights,
-        MaskedLSTMSaved,
-        Masks,
-        Sequence,
-    )
-
     lstm = variant.startswith("lstm")
     P = 4 if variant == "lstm_proj" else H
     G = (4 if lstm else 3) * H
