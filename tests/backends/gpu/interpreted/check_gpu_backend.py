@@ -193,16 +193,18 @@ def test_layer_norm_bf16_matches_float64(variant, reverse):
     _compare(variant, p, lens, reverse, torch.bfloat16, BF16_OUT_TOL, BF16_GRAD_TOL)
 
 
-@pytest.mark.parametrize(("block", "programs"), [(_tuning.LN_BLOCK, 2), (256, 10), (128, 19)],
+@pytest.mark.parametrize(("block", "B", "programs"),
+                         [(_tuning.LN_BLOCK, 19, 2), (256, 19, 10), (128, 7, 7)],
                          ids=["16rows", "2rows", "1row"])
 @pytest.mark.parametrize("variant", LN_VARIANTS)
-def test_layer_norm_row_programs_and_padded_blocks(variant, block, programs, monkeypatch):
+def test_layer_norm_row_programs_and_padded_blocks(variant, block, B, programs, monkeypatch):
     """H = 20 pads to 32 units (and the GRU's 3 gates to 4 slots); B = 19 rows over 2
-    programs of 16 rows, 10 of 2 or 19 of 1 (the row block lowered)."""
+    programs of 16 rows or 10 of 2 (the last one padded), B = 7 over 7 programs of 1 (the
+    row block lowered)."""
     monkeypatch.setattr(_tuning, "LN_BLOCK", block)
-    grid, settings = row_settings(19, 20)
+    grid, settings = row_settings(B, 20)
     assert settings["HP"] == 32 and grid[0] == programs
-    p, lens = _problem(variant, T=4, B=19, I=3, H=20, seed=5, lengths=True)
+    p, lens = _problem(variant, T=4, B=B, I=3, H=20, seed=5, lengths=True)
     _compare(variant, p, lens, True, torch.float32, 1e-5, 1e-4)
 
 
@@ -777,18 +779,23 @@ def _min_run(family, args, lengths, reverse, parallel, dtype, backend):
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("family", ["mingru", "minlstm"])
 def test_min_kernels_over_chunks_and_unit_blocks_match_float64(
-    family, reverse, parallel, min_launches
+    family, reverse, parallel, min_launches, monkeypatch
 ):
-    """T = 37: two whole chunks of BLOCK_T steps and a partial one; H = 70: two blocks of
-    units, the second padded; a sample of length 0 (its state passes through)."""
+    """T = 2·BLOCK_T + 5: two whole chunks of steps and a partial one; H = 70: two blocks
+    of units, the second padded; a sample of length 0 (its state passes through).
+
+    In Triton's interpreter the chunk is lowered to 4 steps (the interpreter's time grows
+    with T, the kernel's logic does not change); on a GPU it is the dispatcher's own."""
+    if DEVICE.type == "cpu":
+        monkeypatch.setattr(gpu_min, "BLOCK_T", 4)
     G = 2 if family == "mingru" else 3
-    T, B, I, H = 37, 4, 3, 70
+    T, B, I, H = 2 * gpu_min.BLOCK_T + 5, 4, 3, 70
     g = torch.Generator().manual_seed(5)
     args = [torch.randn(T, B, I, generator=g, dtype=torch.float64),
             torch.randn(B, H, generator=g, dtype=torch.float64),
             1.5 * torch.randn(G * H, I, generator=g, dtype=torch.float64),
             torch.randn(G * H, generator=g, dtype=torch.float64)]
-    lengths = torch.tensor([37, 20, 1, 0])
+    lengths = torch.tensor([T, T // 2 + 1, 1, 0])
     got = _min_run(family, args, lengths, reverse, parallel, torch.float32, "gpu")
     want = _min_run(family, args, lengths, reverse, parallel, torch.float64, "portable")
     for k, (a, b) in enumerate(zip(got, want, strict=True)):
