@@ -43,23 +43,24 @@ def prepare(W, B, transpose):
     """Get W (R, S) ready to be the right operand of C (B, N) = A · op(W) (:func:`matmul`).
 
     op(W) = Wᵀ (N = R, K = S) when ``transpose``, else W (N = S, K = R). Returns
-    (dense, panels, tail): ``dense`` (K, N) contiguous for the loops; for float32 at
-    B > 1 with the tiles on, ``panels`` for :func:`._tile.panel_matmul` and its ``tail``
-    buffer (B, 16) where N is not a multiple of 16 (the unused ones empty).
+    (dense, panels, tail): for float32 at B > 1 with the tiles on, ``panels`` for
+    :func:`._tile.panel_matmul` and its ``tail`` buffer (B, 16) where N is not a multiple
+    of 16; otherwise ``dense`` (K, N) contiguous for the loops. The unused ones are empty
+    (a transposed copy of the weight costs as much as a few steps' products).
     """
     R, S = W.shape
-    if transpose:
-        N = R
-        dense = np.ascontiguousarray(W.T)
-    else:
-        N = S
-        dense = np.ascontiguousarray(W)
+    N = R if transpose else S
     panels = np.empty((0, 0, LANES), dtype=np.float32)
     tail = np.empty((0, LANES), dtype=np.float32)
     if B > 1 and W.size > 0 and _is_float32(W) and tiles_enabled():
         panels = pack_panels(W, transpose)
         if N % LANES:
             tail = np.empty((B, LANES), dtype=np.float32)
+        dense = np.empty((0, N), dtype=W.dtype)
+    elif transpose:
+        dense = np.ascontiguousarray(W.T)
+    else:
+        dense = np.ascontiguousarray(W)
     return dense, panels, tail
 
 
@@ -85,12 +86,14 @@ def _gemv_acc(a, dense, c):
 
 @kernel()
 def matmul(A, op, C):
-    """C (B, N) = A (B, K) · op(W), ``op`` from :func:`prepare`; C is overwritten."""
+    """C (B, N) = A (B, K) · op(W), ``op`` from :func:`prepare` for at least B rows; C is
+    overwritten. Prepared for several rows, a single row takes the tiles too (the rows
+    still inside their sequence can fall to one)."""
     dense, panels, tail = op
     B, K = A.shape
     if K == 0:  # no input feature: nothing to multiply
         C[:, :] = 0
-    elif panels.shape[0] > 0 and B > 1:
+    elif panels.shape[0] > 0:
         panel_matmul(A, panels, C, tail)
     else:
         for i in range(B):
