@@ -150,10 +150,11 @@ def _define_family(
     The rest follows from the names. The backward op's parameters are the forward's
     inputs, its outputs and ``d<output>``: the gradients of the differentiable outputs
     (the outputs that backward takes a ``d``-name for; the others are saved activations,
-    marked non-differentiable, their gradients never materialised), and ``need_dh``
-    (True when a probe was passed). Each gradient ``d<input>`` goes to its input, ``db``
-    to both biases (a copy for b_hh: .grad must not alias), ``dh`` to ``h_probe``; the
-    lengths, masks and options get None. Inference is the forward less ``h_probe``,
+    marked non-differentiable, their gradients never materialised), ``need_dh`` (True
+    when a probe was passed) and ``need_dx`` (True when x needs a gradient). Each
+    gradient ``d<input>`` goes to its input, ``db`` to both biases (a copy for b_hh:
+    .grad must not alias), ``dh`` to ``h_probe``; the lengths, masks and options get
+    None. Inference is the forward less ``h_probe``,
     returning the differentiable outputs only.
     """
     names = tuple(inspect.signature(entry).parameters)
@@ -173,7 +174,8 @@ def _define_family(
     backward_op = _op(
         f"{name}_backward", backward_entry, len(grads._fields),
         lambda *args: kernels(args[x_at]).backward(*backward_entry(*args)),
-        f"BPTT of rnnlab::{name}: {', '.join(grads._fields)} (dh empty unless need_dh).",
+        f"BPTT of rnnlab::{name}: {', '.join(grads._fields)} (dh empty unless need_dh, "
+        "dx unless need_dx).",
     )
 
     @op.register_fake
@@ -188,6 +190,8 @@ def _define_family(
         def empty(grad: str) -> Tensor:
             if grad == "dh":
                 return torch.empty_like(y) if named["need_dh"] else y.new_empty(0)
+            if grad == "dx" and not named["need_dx"]:
+                return y.new_empty(0)
             if grad in ("db", "db_ih", "db_hh"):
                 return y.new_empty(named["w_ih"].shape[0])
             of = named[grad[1:]]
@@ -205,14 +209,15 @@ def _define_family(
     like_at = tuple(kept.index(_SHAPED_AS[o]) for o in differentiable_)
     input_from = tuple((0, kept.index(n)) if n in kept else (1, options.index(n)) for n in names)
     probe_at = kept.index("h_probe")
+    x_input = names.index("x")
 
-    def source(n: str) -> tuple[int, int]:  # (pool, index): kept, options, grads, need_dh
+    def source(n: str) -> tuple[int, int]:  # (pool, index): kept, options, grads, needs
         if n in kept:
             return 0, kept.index(n)
         if n in options:
             return 1, options.index(n)
-        if n == "need_dh":
-            return 3, 0
+        if n in ("need_dh", "need_dx"):
+            return 3, ("need_dh", "need_dx").index(n)
         return 2, differentiable_.index(n[1:])
 
     backward_from = tuple(source(n) for n in backward_names)
@@ -237,7 +242,8 @@ def _define_family(
             pools = (held, ctx.options)
             inputs = tuple(pools[pool][k] for pool, k in input_from)
             return _recomputed(ctx, outputs_of, entry, inputs, d)
-        pools = (held, ctx.options, d, (held[probe_at] is not None,))
+        needs = (held[probe_at] is not None, ctx.needs_input_grad[x_input])
+        pools = (held, ctx.options, d, needs)
         found = backward_op(*(pools[pool][k] for pool, k in backward_from))
         return tuple(
             None if r < 0 or k < 0 or held[k] is None else found[r].clone() if copy else found[r]
@@ -284,9 +290,10 @@ def _rnn_entry(
 def _rnn_backward_entry(
     dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, y: Tensor,
     h_probe: Tensor | None, lengths: Tensor | None, reverse: bool, relu: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w, seq = RNNWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
-    return w, seq, h0, RNNSaved(y, h_probe), dy, dh_n, relu, need_dh
+    return w, seq, h0, RNNSaved(y, h_probe), dy, dh_n, relu, need_dh, need_dx
 
 
 def _rnn_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
@@ -319,10 +326,11 @@ def _lstm_backward_entry(
     dy: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
     w_hh: Tensor, w_hr: Tensor | None, y: Tensor, gates: Tensor, c: Tensor,
     lengths: Tensor | None, reverse: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w, seq = LSTMWeights(w_ih, w_hh, None, None, w_hr), Sequence(x, lengths, reverse)
     saved, d_state = LSTMSaved(y, gates, c), LSTMState(dh_n, dc_n)
-    return w, seq, LSTMState(h0, c0), saved, dy, d_state, need_dh
+    return w, seq, LSTMState(h0, c0), saved, dy, d_state, need_dh, need_dx
 
 
 def _lstm_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
@@ -355,9 +363,10 @@ def _gru_entry(
 def _gru_backward_entry(
     dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, y: Tensor,
     gates: Tensor, lengths: Tensor | None, reverse: bool, reset_after: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w, seq = GRUWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
-    return w, seq, h0, GRUSaved(y, gates), dy, dh_n, reset_after, need_dh
+    return w, seq, h0, GRUSaved(y, gates), dy, dh_n, reset_after, need_dh, need_dx
 
 
 def _gru_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:

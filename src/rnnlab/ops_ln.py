@@ -59,10 +59,11 @@ def _lnlstm_backward_entry(
     dy: Tensor, dh_n: Tensor, dc_n: Tensor, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor,
     w_hh: Tensor, gamma_ih: Tensor, gamma_hh: Tensor, gamma_c: Tensor, beta_c: Tensor | None,
     y: Tensor, gates: Tensor, c: Tensor, lengths: Tensor | None, reverse: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w = LNLSTMWeights(w_ih, w_hh, None, None, gamma_ih, gamma_hh, gamma_c, beta_c)
     seq, saved = Sequence(x, lengths, reverse), LSTMSaved(y, gates, c)
-    return w, seq, LSTMState(h0, c0), saved, dy, LSTMState(dh_n, dc_n), need_dh
+    return w, seq, LSTMState(h0, c0), saved, dy, LSTMState(dh_n, dc_n), need_dh, need_dx
 
 
 lnlstm, lnlstm_backward, lnlstm_infer = _define_family(
@@ -90,9 +91,10 @@ def _lngru_backward_entry(
     dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
     gamma_ih: Tensor, gamma_hh: Tensor, y: Tensor, gates: Tensor, lengths: Tensor | None,
     reverse: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w = LNGRUWeights(w_ih, w_hh, None, None, gamma_ih, gamma_hh)
-    return w, Sequence(x, lengths, reverse), h0, GRUSaved(y, gates), dy, dh_n, need_dh
+    return w, Sequence(x, lengths, reverse), h0, GRUSaved(y, gates), dy, dh_n, need_dh, need_dx
 
 
 lngru, lngru_backward, lngru_infer = _define_family(

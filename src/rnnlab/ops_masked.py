@@ -67,10 +67,11 @@ def _lstm_backward_entry(
     w_hh: Tensor, w_hr: Tensor | None, drop_h: Tensor | None, keep_h: Tensor | None,
     keep_c: Tensor | None, y: Tensor, gates: Tensor, c: Tensor, c_tilde: Tensor,
     lengths: Tensor | None, reverse: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w, seq = LSTMWeights(w_ih, w_hh, None, None, w_hr), Sequence(x, lengths, reverse)
     masks, saved = Masks(drop_h, keep_h, keep_c), MaskedLSTMSaved(y, gates, c, c_tilde)
-    return w, seq, LSTMState(h0, c0), masks, saved, dy, LSTMState(dh_n, dc_n), need_dh
+    return w, seq, LSTMState(h0, c0), masks, saved, dy, LSTMState(dh_n, dc_n), need_dh, need_dx
 
 
 def _lstm_shapes_masked(named) -> tuple[tuple, ...]:
@@ -103,10 +104,11 @@ def _gru_backward_entry(
     dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
     drop_h: Tensor | None, keep_h: Tensor | None, y: Tensor, gates: Tensor,
     lengths: Tensor | None, reverse: bool, reset_after: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w, seq = GRUWeights(w_ih, w_hh, None, None), Sequence(x, lengths, reverse)
     masks, saved = Masks(drop_h, keep_h, None), GRUSaved(y, gates)
-    return w, seq, h0, masks, saved, dy, dh_n, reset_after, need_dh
+    return w, seq, h0, masks, saved, dy, dh_n, reset_after, need_dh, need_dx
 
 
 gru_masked, gru_masked_backward = _define_family(

@@ -49,9 +49,10 @@ def _entry(
 def _backward_entry(
     dy: Tensor, dh_n: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, y: Tensor, u: Tensor,
     lengths: Tensor | None, reverse: bool, parallel: bool, need_dh: bool,
+    need_dx: bool,
 ):
     w, seq = MinWeights(w_ih, None), Sequence(x, lengths, reverse)
-    return w, seq, h0, MinSaved(y, u), dy, dh_n, parallel, need_dh
+    return w, seq, h0, MinSaved(y, u), dy, dh_n, parallel, need_dh, need_dx
 
 
 def _shapes(named) -> tuple[tuple, ...]:

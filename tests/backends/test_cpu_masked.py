@@ -180,11 +180,11 @@ def test_masked_kernels_without_masks_are_the_plain_kernels(variant, dtype):
             masked = cpu.KERNELS.masked_lstm.forward(w, seq, state, no_masks, None)
             assert torch.equal(masked.c_tilde, masked.c)  # c̃ = c without zoneout
             plain_grads = cpu.KERNELS.lstm.backward(
-                w, seq, state, LSTMSaved(plain.y, plain.gates, plain.c), dy, d_state, True)
+                w, seq, state, LSTMSaved(plain.y, plain.gates, plain.c), dy, d_state, True, True)
             masked_grads = cpu.KERNELS.masked_lstm.backward(
                 w, seq, state, no_masks,
                 MaskedLSTMSaved(masked.y, masked.gates, masked.c, masked.c_tilde), dy,
-                d_state, True)
+                d_state, True, True)
             outputs = list(zip(plain, masked[:5], strict=True))
         else:
             reset_after = variant == "gru"
@@ -193,10 +193,10 @@ def test_masked_kernels_without_masks_are_the_plain_kernels(variant, dtype):
             plain = cpu.KERNELS.gru.forward(w, seq, h0, None, reset_after)
             masked = cpu.KERNELS.masked_gru.forward(w, seq, h0, no_masks, None, reset_after)
             plain_grads = cpu.KERNELS.gru.backward(
-                w, seq, h0, GRUSaved(plain.y, plain.gates), dy, dh_n, reset_after, True)
+                w, seq, h0, GRUSaved(plain.y, plain.gates), dy, dh_n, reset_after, True, True)
             masked_grads = cpu.KERNELS.masked_gru.backward(
                 w, seq, h0, no_masks, GRUSaved(masked.y, masked.gates), dy, dh_n,
-                reset_after, True)
+                reset_after, True, True)
             outputs = list(zip(plain, masked, strict=True))
         for ours, theirs in outputs:
             assert ours.shape == theirs.shape

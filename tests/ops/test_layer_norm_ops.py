@@ -37,7 +37,8 @@ def _args(family, dtype, T=3, B=2, I=2, H=2):
 
 
 def _backward_args(family, args, outputs):
-    """The backward op's arguments for the forward op's ``args`` and ``outputs``."""
+    """The backward op's arguments for the forward op's ``args`` and ``outputs``, but
+    need_dx."""
     d = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     y = outputs[0].detach()
     if family == "lnlstm":
@@ -58,7 +59,8 @@ def test_opcheck(family):
     torch.library.opcheck(op, args)
     infer_args = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     torch.library.opcheck(infer, infer_args[:-2] + infer_args[-1:])  # without the probe
-    torch.library.opcheck(backward, _backward_args(family, args, op(*args)))
+    for need_dx in (True, False):  # dx is empty when x needs no gradient
+        torch.library.opcheck(backward, (*_backward_args(family, args, op(*args)), need_dx))
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -98,7 +98,8 @@ def test_opcheck(family, kw):
     x, h0, w_ih, _, lengths, probe, reverse, parallel = args
     bw_args = (torch.randn_like(y), torch.randn_like(h_n), x.detach(), h0.detach(),
                w_ih.detach(), y, u, lengths, reverse, parallel, probe is not None)
-    torch.library.opcheck(BACKWARD_OPS[family], bw_args)
+    for need_dx in (True, False):  # dx is empty when x needs no gradient
+        torch.library.opcheck(BACKWARD_OPS[family], (*bw_args, need_dx))
 
 
 @pytest.mark.parametrize("family", sorted(OPS))

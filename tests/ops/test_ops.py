@@ -94,7 +94,7 @@ def test_opcheck_backward_op(case):
         )
         bw_args = (torch.randn_like(y), torch.randn_like(h_n), torch.randn_like(d[2]), x, h0, c0,
                    w_ih, w_hh, w_hr, d[0], d[3], d[4], lengths, reverse, need_dh)
-        torch.library.opcheck(ops.lstm_backward, bw_args)
+        op = ops.lstm_backward
     else:
         w_ih, w_hh = args[2].detach(), args[3].detach()
         variant = args[9]
@@ -104,7 +104,8 @@ def test_opcheck_backward_op(case):
         bw_args = (torch.randn_like(y), torch.randn_like(h_n), x, h0, w_ih, w_hh, d[0], read,
                    lengths, reverse, variant, need_dh)
         op = ops.rnn_backward if family == "rnn" else ops.gru_backward
-        torch.library.opcheck(op, bw_args)
+    for need_dx in (True, False):  # dx is empty when x needs no gradient
+        torch.library.opcheck(op, (*bw_args, need_dx))
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
@@ -184,3 +185,83 @@ def test_unknown_backend_is_a_clear_error(monkeypatch):
 def test_backend_that_cannot_run_the_tensors_is_an_error_not_a_fallback():
     with rnnlab.use_backend("portable"), pytest.raises(RuntimeError, match="cannot run"):
         select(torch.device("cpu"), torch.int64)
+
+
+
+class _Watching:
+    """Forwards a family's entry points to ``inner``, recording for each backward call
+    its ``need_dx`` (the last argument) and whether the dx it returned is empty."""
+
+    def __init__(self, inner, seen: list) -> None:
+        self._inner, self._seen = inner, seen
+
+    def __getattr__(self, entry: str):
+        method = getattr(self._inner, entry)
+        if entry != "backward":
+            return method
+
+        def watched(*args):
+            grads = method(*args)
+            self._seen.append((args[-1], grads.dx.numel() > 0))
+            return grads
+
+        return watched
+
+
+@pytest.fixture(params=["portable", "cpu"])
+def watched_backend(request):
+    """A backend registered through the public API that wraps ``portable`` or ``cpu``
+    and records every backward call (see :class:`_Watching`)."""
+    import dataclasses
+
+    from rnnlab import backends
+    from rnnlab.backends.contract import BackendKernels
+
+    with rnnlab.use_backend(request.param):
+        base = backends.select(torch.device("cpu"), torch.float32)
+    seen: list = []
+    families = {f.name: _Watching(getattr(base, f.name), seen)
+                for f in dataclasses.fields(BackendKernels) if f.name not in ("name", "stream")}
+    kernels = BackendKernels("watched", stream=base.stream, **families)
+    backends.register("watched", lambda: kernels, lambda device, dtype: True, "a test's spy")
+    try:
+        with rnnlab.use_backend("watched"):
+            yield seen
+    finally:
+        backends.unregister("watched")
+
+
+LAYERS = {
+    "rnn": lambda: rnn.RNN(I, H, num_layers=2, bidirectional=True),
+    "lstm_proj": lambda: rnn.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=P),
+    "gru": lambda: rnn.GRU(I, H, num_layers=2, bidirectional=True),
+    "lnlstm": lambda: rnn.LSTM(I, H, num_layers=2, bidirectional=True, layer_norm=True),
+    "lngru": lambda: rnn.GRU(I, H, num_layers=2, bidirectional=True, layer_norm=True),
+    "lstm_zoneout": lambda: rnn.LSTM(I, H, num_layers=2, bidirectional=True, zoneout=0.3),
+    "gru_recurrent_dropout": lambda: rnn.GRU(I, H, num_layers=2, bidirectional=True,
+                                             recurrent_dropout=0.3),
+    "mingru": lambda: rnn.MinGRU(I, H, num_layers=2, bidirectional=True),
+    "minlstm": lambda: rnn.MinLSTM(I, H, num_layers=2, bidirectional=True),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_dx_is_computed_only_when_x_needs_a_gradient(layer, watched_backend):
+    """The first layer's backward skips dx when the input needs no gradient (the second
+    layer's input needs one); every weight's gradient is bitwise the one computed with
+    dx."""
+    grads, calls = [], []
+    for x_needs_grad in (True, False):
+        torch.manual_seed(0)
+        model = LAYERS[layer]()
+        x = torch.randn(T, B, I).requires_grad_(x_needs_grad)
+        watched_backend.clear()
+        out, _ = model(x, lengths=torch.tensor([T, 2, 4]))
+        out.pow(2).sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+        calls.append(list(watched_backend))
+    assert calls[0] == [(True, True)] * 4
+    # layer 1's two directions (their input needs a gradient), then layer 0's
+    assert calls[1] == [(True, True)] * 2 + [(False, False)] * 2
+    for name, with_dx in grads[0].items():
+        assert torch.equal(with_dx, grads[1][name]), name

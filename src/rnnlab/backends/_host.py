@@ -64,8 +64,11 @@ def weight_grad(d: Tensor, inp: Tensor) -> Tensor:
     return d.reshape(rows, d.shape[-1]).t() @ inp.reshape(rows, inp.shape[-1])
 
 
-def input_grad(d: Tensor, w_ih: Tensor) -> Tensor:
-    """dx = d·W_ih for all steps as one GEMM: (T, B, G) -> (T, B, I)."""
+def input_grad(d: Tensor, w_ih: Tensor, need_dx: bool) -> Tensor:
+    """dx = d·W_ih for all steps as one GEMM: (T, B, G) -> (T, B, I); empty (the product
+    not run) unless ``need_dx``."""
+    if not need_dx:
+        return d.new_empty(0)
     T, B, G = d.shape
     return (d.reshape(T * B, G) @ w_ih).view(T, B, -1)
 
@@ -76,13 +79,15 @@ def empty_grad(ref: Tensor) -> Tensor:
 
 
 def gru_parameter_grads(
-    dgx: Tensor, x: Tensor, w_ih: Tensor, h_prev_seq: Tensor, gates: Tensor, reset_after: bool
+    dgx: Tensor, x: Tensor, w_ih: Tensor, h_prev_seq: Tensor, gates: Tensor, reset_after: bool,
+    need_dx: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """dx, dW_ih, dW_hh, db_ih, db_hh from the input pre-activation gradients dgx (T,B,3H)
-    of every step: single GEMMs over all steps, after the recurrence (shared by backends)."""
+    """dx (empty unless ``need_dx``), dW_ih, dW_hh, db_ih, db_hh from the input
+    pre-activation gradients dgx (T,B,3H) of every step: single GEMMs over all steps, after
+    the recurrence (shared by backends)."""
     H = h_prev_seq.shape[-1]
     r_seq = gates[..., :H]
-    dx = input_grad(dgx, w_ih)
+    dx = input_grad(dgx, w_ih, need_dx)
     dw_ih = weight_grad(dgx, x)
     db_ih = dgx.sum(dim=(0, 1))
     if reset_after:
@@ -116,13 +121,15 @@ def advance(
 
 def parameter_grads(
     d: Tensor, x: Tensor, w_ih: Tensor, y: Tensor, h0: Tensor, lengths: Tensor | None,
-    reverse: bool,
+    reverse: bool, need_dx: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """dx, dW_ih, dW_hh, db of a recurrence whose pre-activations are x·W_ihᵀ + h_{t-1}·W_hhᵀ
-    + b (RNN, LSTM), from their gradients d (T,B,G) of every step: single GEMMs over all
-    steps, after the recurrence (h_{t-1} recovered from y and h0)."""
+    """dx (empty unless ``need_dx``), dW_ih, dW_hh, db of a recurrence whose
+    pre-activations are x·W_ihᵀ + h_{t-1}·W_hhᵀ + b (RNN, LSTM), from their gradients d
+    (T,B,G) of every step: single GEMMs over all steps, after the recurrence (h_{t-1}
+    recovered from y and h0)."""
     h_prev = previous_states(y, h0, lengths, reverse)
-    return input_grad(d, w_ih), weight_grad(d, x), weight_grad(d, h_prev), d.sum(dim=(0, 1))
+    dx = input_grad(d, w_ih, need_dx)
+    return dx, weight_grad(d, x), weight_grad(d, h_prev), d.sum(dim=(0, 1))
 
 
 def projection_grad(dh: Tensor, gates: Tensor, c: Tensor) -> Tensor:

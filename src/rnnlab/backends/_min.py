@@ -78,12 +78,12 @@ class MinByRecurrence(ABC):
         return MinForward(y, h_n, u)
 
     def backward(self, w: MinWeights, seq: Sequence, h0: Tensor, saved: MinSaved, dy: Tensor,
-                 dh_n: Tensor, parallel: bool, need_dh: bool) -> MinGrads:
+                 dh_n: Tensor, parallel: bool, need_dh: bool, need_dx: bool) -> MinGrads:
         du, dh0, lam = self.adjoints(saved.u, saved.y, h0, dy, dh_n, seq.lengths, seq.reverse,
                                      parallel)
         x = zero_padding(seq.x, valid_mask(seq.lengths, seq.x.shape[0]))
-        return MinGrads(input_grad(du, w.w_ih), dh0, weight_grad(du, x), du.sum(dim=(0, 1)),
-                        lam if need_dh else lam.new_empty(0))
+        return MinGrads(input_grad(du, w.w_ih, need_dx), dh0, weight_grad(du, x),
+                        du.sum(dim=(0, 1)), lam if need_dh else lam.new_empty(0))
 
 
 # ------------------------------------------------------------------ the recurrences in torch ops

@@ -23,7 +23,9 @@ Conventions every backend keeps (the tests hold each against the reference):
 - ``reverse`` processes each sample's valid span from its end to t = 0;
 - backward receives only the weights it needs (the biases are ``None`` there: their
   effect is in the saved activations) and returns one bias gradient per bias tensor;
-  gradients that were not asked for are empty tensors (ops cannot return None).
+  gradients that were not asked for are empty tensors (ops cannot return None): dh
+  (∂L/∂h_t, the probe's gradient) unless ``need_dh``, dx unless ``need_dx`` (x needs no
+  gradient, as for the inputs of a model's first layer: torch.nn skips that product too).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class OneStateKernels(Protocol[W, Fwd, Sv, G]):
 
     def backward(
         self, w: W, seq: Sequence, h0: Tensor, saved: Sv, dy: Tensor, dh_n: Tensor,
-        option: bool, need_dh: bool, /,
+        option: bool, need_dh: bool, need_dx: bool, /,
     ) -> G: ...
 
     def infer(self, w: W, seq: Sequence, h0: Tensor, option: bool, /) -> tuple[Tensor, Tensor]:
@@ -232,7 +234,7 @@ class TwoStateKernels(Protocol[W, G]):
 
     def backward(
         self, w: W, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool, /,
+        d_state: LSTMState, need_dh: bool, need_dx: bool, /,
     ) -> G:
         """``d_state`` = (∂L/∂h_n, ∂L/∂c_n)."""
         ...
@@ -357,7 +359,7 @@ class LNGRUKernels(Protocol):
 
     def backward(
         self, w: LNGRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, need_dh: bool,
+        dh_n: Tensor, need_dh: bool, need_dx: bool,
     ) -> LNGRUGrads: ...
 
     def infer(self, w: LNGRUWeights, seq: Sequence, h0: Tensor) -> tuple[Tensor, Tensor]:
@@ -404,7 +406,7 @@ class MaskedLSTMKernels(Protocol):
 
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
-        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LSTMGrads: ...
 
 
@@ -420,7 +422,7 @@ class MaskedGRUKernels(Protocol):
 
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, saved: GRUSaved,
-        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool,
+        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
     ) -> GRUGrads: ...
 
 
@@ -467,7 +469,7 @@ class MinKernels(Protocol):
 
     def backward(
         self, w: MinWeights, seq: Sequence, h0: Tensor, saved: MinSaved, dy: Tensor,
-        dh_n: Tensor, parallel: bool, need_dh: bool,
+        dh_n: Tensor, parallel: bool, need_dh: bool, need_dx: bool,
     ) -> MinGrads: ...
 
 

@@ -45,14 +45,15 @@ class InputGrads:
     """dx, dW_ih and db of a cell, summed block by block from the gradients d of the
     input pre-activations x·W_ihᵀ + b. The padding steps of x are zeroed one block at a
     time, in a block-sized copy (d is zero there, but padding may hold anything, NaN
-    included): never a second x."""
+    included): never a second x. Without ``need_dx``, dx is empty and its product is
+    not run."""
 
-    def __init__(self, seq: Sequence, w_ih: Tensor) -> None:
+    def __init__(self, seq: Sequence, w_ih: Tensor, need_dx: bool) -> None:
         x = seq.x
         G, I = w_ih.shape
         self.x, self.valid = x, valid_mask(seq.lengths, x.shape[0])
         self.w_ih = w_ih
-        self.dx = torch.empty_like(x)
+        self.dx = torch.empty_like(x) if need_dx else x.new_empty(0)
         self.dw_ih = w_ih.new_zeros(G, I)
         self.db = w_ih.new_zeros(G)
 
@@ -60,7 +61,8 @@ class InputGrads:
         x = self.x[t0:t1]
         if self.valid is not None and not bool(self.valid[t0:t1].all()):
             x = zero_padding(x, self.valid[t0:t1])
-        add_input_grads(d, x, self.w_ih, self.dx[t0:t1], self.dw_ih, self.db)
+        dx = self.dx[t0:t1] if self.dx.numel() else None
+        add_input_grads(d, x, self.w_ih, dx, self.dw_ih, self.db)
 
 
 class BlockSums(NamedTuple):
@@ -76,7 +78,7 @@ class BlockSums(NamedTuple):
 def backward_in_blocks(
     kernel: Callable, arrays: tuple, rows: list[np.ndarray], seq: Sequence,
     w_ih: Tensor, states: tuple[Tensor, Tensor], widths: tuple[int, ...], dh_seq: Tensor,
-    recurrent: Callable[[list[Tensor]], Tensor],
+    recurrent: Callable[[list[Tensor]], Tensor], need_dx: bool,
     after_block: Callable[[list[Tensor], int, int], None] | None = None,
     before_block: Callable[[int, int], tuple] | None = None,
 ) -> BlockSums:
@@ -89,12 +91,13 @@ def backward_in_blocks(
     passes an empty one); the first folds into dx, dW_ih, db, ``recurrent(buffers)``
     (the gradients of h_{t-1}·W_hhᵀ) into the recurrent weight's gradient against the
     states ``states`` = (y, h0), and ``after_block(buffers, t0, t1)`` takes the rest.
+    dx is empty unless ``need_dx``.
     Only one block of gradients exists at a time. ``rows``: the parts of
     :func:`._parallel.plan`.
     """
     x = seq.x
     T, B = x.shape[0], x.shape[1]
-    inputs = InputGrads(seq, w_ih)
+    inputs = InputGrads(seq, w_ih, need_dx)
     dw_hh = RecurrentWeightGrad(*states, seq.lengths, seq.reverse)
     blocks = time_blocks(T, B, seq.reverse)
     size = max(t1 - t0 for t0, t1 in blocks)

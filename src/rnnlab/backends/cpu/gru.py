@@ -411,7 +411,7 @@ def _run_forward(
 
 def _run_backward(
     w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks | None, saved: GRUSaved,
-    dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool,
+    dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
 ) -> GRUGrads:
     """The backward of :class:`CpuGRU` and :class:`CpuMaskedGRU` (``masks`` None: plain)."""
     (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
@@ -450,7 +450,7 @@ def _run_backward(
 
     widths = (G, G if reset_after else 0)
     sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, states, widths,
-                                    dh_seq, recurrent, after_block)
+                                    dh_seq, recurrent, need_dx, after_block)
     if reset_after:
         dw_hh = sums.dw_hh
     else:
@@ -471,9 +471,10 @@ class CpuGRU:
 
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, reset_after: bool, need_dh: bool,
+        dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
     ) -> GRUGrads:
-        return _run_backward(w, seq, h0, None, saved, dy, dh_n, reset_after, need_dh)
+        return _run_backward(w, seq, h0, None, saved, dy, dh_n, reset_after, need_dh,
+                             need_dx)
 
     def infer(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
@@ -504,6 +505,7 @@ class CpuMaskedGRU:
 
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, saved: GRUSaved,
-        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool,
+        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
     ) -> GRUGrads:
-        return _run_backward(w, seq, h0, masks, saved, dy, dh_n, reset_after, need_dh)
+        return _run_backward(w, seq, h0, masks, saved, dy, dh_n, reset_after, need_dh,
+                             need_dx)

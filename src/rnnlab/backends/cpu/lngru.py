@@ -246,7 +246,7 @@ class CpuLNGRU:
 
     def backward(
         self, w: LNGRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, need_dh: bool,
+        dh_n: Tensor, need_dh: bool, need_dx: bool,
     ) -> LNGRUGrads:
         (x, lengths, _), (y, gates) = seq, saved
         T, B, _ = x.shape
@@ -270,7 +270,7 @@ class CpuLNGRU:
         # dp_ih gives dx and dW_ih; its column sums are not used (db_ih comes from du).
         sums = _host.backward_in_blocks(
             _backward, arrays, plan(steps, T, 2.0 * G * H), seq, w.w_ih, (y, h0), (G,) * 4,
-            dh_seq, _host.second, after_block, norms.block,
+            dh_seq, _host.second, need_dx, after_block, norms.block,
         )
         return LNGRUGrads(sums.dx, dh0, sums.dw_ih, sums.dw_hh, db_ih, db_hh, dgamma_ih,
                           dgamma_hh, dh_seq if need_dh else empty_grad(y))

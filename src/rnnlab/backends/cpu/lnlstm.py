@@ -389,7 +389,7 @@ class CpuLNLSTM:
 
     def backward(
         self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
+        d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LNLSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
         (dh_n, dc_n) = d_state
@@ -417,7 +417,7 @@ class CpuLNLSTM:
         # normalisation, which this cell has not) are not used: db comes from da.
         sums = _host.backward_in_blocks(
             _backward, arrays, rows, seq, w.w_ih, (y, h0), (4 * H, 4 * H, 4 * H, H), dh_seq,
-            _host.second, after_block, norms.block,
+            _host.second, need_dx, after_block, norms.block,
         )
         return LNLSTMGrads(sums.dx, dh0, dc0, sums.dw_ih, sums.dw_hh, db, dgamma_ih, dgamma_hh,
                            dgamma_c, dbeta_c, dh_seq if need_dh else empty_grad(y))

@@ -462,7 +462,7 @@ def _run_forward(
 
 def _run_backward(
     w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks | None,
-    saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+    saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool, need_dx: bool,
 ) -> LSTMGrads:
     """The backward of :class:`CpuLSTM` and :class:`CpuMaskedLSTM`; ``masks`` None: the
     plain cell (``saved.c_tilde`` empty)."""
@@ -494,7 +494,8 @@ def _run_backward(
     # W_hh reads u_{t-1} = d ⊙ h_{t-1}: its gradient pairs dpre_t with the dropped states
     states = (_host.dropped(drop_h, y), _host.dropped(drop_h, h0))
     sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, states, (4 * H,),
-                                    dh_seq, _host.first, add_dw_hr if projected else None)
+                                    dh_seq, _host.first, need_dx,
+                                    add_dw_hr if projected else None)
     dh_out = dh_seq if need_dh else empty_grad(y)
     return LSTMGrads(sums.dx, dh0, dc0, sums.dw_ih, sums.dw_hh, sums.db, dw_hr, dh_out)
 
@@ -510,11 +511,11 @@ class CpuLSTM:
 
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
+        d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LSTMGrads:
         no_c_tilde = saved.y.new_empty(0, 0, 0)
         return _run_backward(w, seq, state, None, MaskedLSTMSaved(*saved, no_c_tilde), dy,
-                             d_state, need_dh)
+                             d_state, need_dh, need_dx)
 
     def infer(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState
@@ -565,5 +566,6 @@ class CpuMaskedLSTM:
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
         saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+        need_dx: bool,
     ) -> LSTMGrads:
-        return _run_backward(w, seq, state, masks, saved, dy, d_state, need_dh)
+        return _run_backward(w, seq, state, masks, saved, dy, d_state, need_dh, need_dx)

@@ -207,7 +207,7 @@ class CpuRNN:
 
     def backward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
-        dh_n: Tensor, relu: bool, need_dh: bool,
+        dh_n: Tensor, relu: bool, need_dh: bool, need_dx: bool,
     ) -> RNNGrads:
         (x, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
         T, B, _ = x.shape
@@ -219,7 +219,7 @@ class CpuRNN:
         arrays = (as_array(dy), dh0.numpy(), as_array(activation_of(saved)), as_array(w_hh),
                   steps, reverse, relu)
         sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, (y, h0), (H,), dh_seq,
-                                        _host.first)
+                                        _host.first, need_dx)
         return RNNGrads(sums.dx, dh0, sums.dw_ih, sums.dw_hh, sums.db,
                         dh_seq if need_dh else empty_grad(y))
 

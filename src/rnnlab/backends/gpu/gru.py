@@ -615,7 +615,7 @@ class GpuGRU(GRUInferByForward):
 
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, reset_after: bool, need_dh: bool,
+        dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
     ) -> GRUGrads:
         (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
         T, B, _ = x.shape
@@ -652,7 +652,7 @@ class GpuGRU(GRUInferByForward):
                 reverse=reverse, reset_after=reset_after, need_dh=need_dh,
             )
         dx, dw_ih, dw_hh, db_ih, db_hh = gru_parameter_grads(
-            dgx, x, w_ih, h_prev_seq, gates, reset_after
+            dgx, x, w_ih, h_prev_seq, gates, reset_after, need_dx
         )
         dh_out = dh_seq if need_dh else empty_grad(y)
         return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out)

@@ -174,7 +174,7 @@ class GpuLNGRU(LNGRUInferByForward):
 
     def backward(
         self, w: LNGRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, need_dh: bool,
+        dh_n: Tensor, need_dh: bool, need_dx: bool,
     ) -> LNGRUGrads:
         (x, lengths, reverse), (y, gates) = seq, saved
         T, B, _ = x.shape
@@ -194,7 +194,7 @@ class GpuLNGRU(LNGRUInferByForward):
         dv_seq = torch.cat([du_seq[..., : 2 * H], du_seq[..., 2 * H :] * gates[..., :H]], dim=2)
         dp_ih = normalise_backward(du_seq.float() * w.gamma_ih, v_ih, rstd_ih).to(x.dtype)
         return LNGRUGrads(
-            dx=input_grad(dp_ih, w.w_ih),
+            dx=input_grad(dp_ih, w.w_ih, need_dx),
             dh0=dh0,
             dw_ih=weight_grad(dp_ih, x),
             dw_hh=weight_grad(dp_hh_seq, h_prev_seq),

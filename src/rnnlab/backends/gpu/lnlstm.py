@@ -315,7 +315,7 @@ class GpuLNLSTM(LSTMInferByForward):
 
     def backward(
         self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
+        d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LNLSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
         dh_n, dc_n = d_state
@@ -338,7 +338,7 @@ class GpuLNLSTM(LSTMInferByForward):
         )
         dp_ih = normalise_backward(dgates.float() * w.gamma_ih, v_ih, rstd_ih).to(x.dtype)
         return LNLSTMGrads(
-            dx=input_grad(dp_ih, w.w_ih),
+            dx=input_grad(dp_ih, w.w_ih, need_dx),
             dh0=dh0,
             dc0=dc0,
             dw_ih=weight_grad(dp_ih, x),

@@ -596,7 +596,7 @@ class GpuLSTM(LSTMInferByForward):
 
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
+        d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
         (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
@@ -639,7 +639,7 @@ class GpuLSTM(LSTMInferByForward):
                 (dy, dh_n, dc_n, w, w_r, gates, c_seq, c_prev_seq, lens),
                 reverse=reverse, store_dh=store_dh,
             )
-        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse)
+        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse, need_dx)
         dw_hr = projection_grad(dh_seq, gates, c_seq) if proj else empty_grad(y)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return LSTMGrads(dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr, dh_out)

@@ -170,7 +170,7 @@ class GpuMaskedGRU:
 
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, saved: GRUSaved,
-        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool,
+        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
     ) -> GRUGrads:
         (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
         T, B, _ = x.shape
@@ -186,7 +186,7 @@ class GpuMaskedGRU:
             reset_after=reset_after, need_dh=need_dh,
         )
         dx, dw_ih, dw_hh, db_ih, db_hh = gru_parameter_grads(
-            dgx, x, w_ih, u_seq, gates, reset_after
+            dgx, x, w_ih, u_seq, gates, reset_after, need_dx
         )
         dh_out = dh_seq if need_dh else empty_grad(y)
         return GRUGrads(dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dh_out)

@@ -253,7 +253,7 @@ class GpuMaskedLSTM:
 
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
-        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq, c_tilde) = seq, state, saved
         (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
@@ -271,7 +271,8 @@ class GpuMaskedLSTM:
         )
         drop_h = masks.drop_h
         dx, dw_ih, dw_hh, db = parameter_grads(  # W_hh reads u_{t-1} = d ⊙ h_{t-1}
-            dgates, x, w_ih, C.dropped(drop_h, y), C.dropped(drop_h, h0), lengths, reverse
+            dgates, x, w_ih, C.dropped(drop_h, y), C.dropped(drop_h, h0), lengths, reverse,
+            need_dx,
         )
         if w_hr is not None:  # h̃_t = W_hr m_t, m_t = o ⊙ tanh(c̃_t)
             dw_hr = projection_grad(dh_tilde_seq, gates, c_tilde)

@@ -337,7 +337,7 @@ class GpuRNN(RNNInferByForward):
 
     def backward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
-        dh_n: Tensor, relu: bool, need_dh: bool,
+        dh_n: Tensor, relu: bool, need_dh: bool, need_dx: bool,
     ) -> RNNGrads:
         (x, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
         T, B, _ = x.shape
@@ -372,6 +372,6 @@ class GpuRNN(RNNInferByForward):
                 "rnn_backward", _tiled_backward, (dy, dh_n, w, f_seq, lens),
                 relu=relu, reverse=reverse, need_dh=need_dh,
             )
-        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse)
+        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse, need_dx)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return RNNGrads(dx, dh0, dw_ih, dw_hh, db, dh_out)

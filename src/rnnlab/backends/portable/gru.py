@@ -72,7 +72,7 @@ class PortableGRU(GRUInferByForward):
 
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, reset_after: bool, need_dh: bool,
+        dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
     ) -> GRUGrads:
         (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
         T = x.shape[0]
@@ -114,7 +114,7 @@ class PortableGRU(GRUInferByForward):
                 if dh_seq is not None:
                     dh_seq[t] = torch.where(m, dh, 0.0)
         dx, dw_ih, dw_hh, db_ih, db_hh = gru_parameter_grads(
-            dgx, x, w_ih, h_prev_seq, gates, reset_after
+            dgx, x, w_ih, h_prev_seq, gates, reset_after, need_dx
         )
         dh_out = dh_seq if need_dh else empty_grad(y)
         return GRUGrads(dx, dh_next.clone(), dw_ih, dw_hh, db_ih, db_hh, dh_out)

@@ -73,7 +73,7 @@ class PortableLNGRU(LNGRUInferByForward):
 
     def backward(
         self, w: LNGRUWeights, seq: Sequence, h0: Tensor, saved: GRUSaved, dy: Tensor,
-        dh_n: Tensor, need_dh: bool,
+        dh_n: Tensor, need_dh: bool, need_dx: bool,
     ) -> LNGRUGrads:
         (x, lengths, reverse), (y, gates) = seq, saved
         T, H = x.shape[0], h0.shape[-1]
@@ -113,7 +113,7 @@ class PortableLNGRU(LNGRUInferByForward):
                     dh_seq[t] = torch.where(m, dh, 0.0)
         dp_ih = normalise_backward(du_seq * w.gamma_ih, v_ih, rstd_ih)  # all steps at once
         return LNGRUGrads(
-            dx=input_grad(dp_ih, w.w_ih),
+            dx=input_grad(dp_ih, w.w_ih, need_dx),
             dh0=dh_next.clone(),
             dw_ih=weight_grad(dp_ih, x),
             dw_hh=weight_grad(dp_hh_seq, h_prev_seq),

@@ -86,7 +86,7 @@ class PortableLNLSTM(LSTMInferByForward):
 
     def backward(
         self, w: LNLSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
+        d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LNLSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
         (dh_n, dc_n) = d_state
@@ -135,7 +135,7 @@ class PortableLNLSTM(LSTMInferByForward):
                     dh_seq[t] = torch.where(m, dh, 0.0)
         dp_ih = normalise_backward(dgates * w.gamma_ih, v_ih, rstd_ih)  # all steps at once
         return LNLSTMGrads(
-            dx=input_grad(dp_ih, w.w_ih),
+            dx=input_grad(dp_ih, w.w_ih, need_dx),
             dh0=dh_next.clone(),
             dc0=dc_next.clone(),
             dw_ih=weight_grad(dp_ih, x),

@@ -85,7 +85,7 @@ class PortableLSTM(LSTMInferByForward):
 
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
-        d_state: LSTMState, need_dh: bool,
+        d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq) = seq, state, saved
         (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
@@ -119,7 +119,7 @@ class PortableLSTM(LSTMInferByForward):
                 dc_next = torch.where(m, dc_prev, dc_next)
                 if dh_seq is not None:
                     dh_seq[t] = torch.where(m, dh, 0.0)
-        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse)
+        dx, dw_ih, dw_hh, db = parameter_grads(dgates, x, w_ih, y, h0, lengths, reverse, need_dx)
         dw_hr = projection_grad(dh_seq, gates, c_seq) if w_hr is not None else empty_grad(y)
         dh_out = dh_seq if need_dh else empty_grad(y)
         return LSTMGrads(dx, dh_next.clone(), dc_next.clone(), dw_ih, dw_hh, db, dw_hr, dh_out)

@@ -106,7 +106,7 @@ class PortableMaskedLSTM:
 
     def backward(
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, masks: Masks,
-        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool,
+        saved: MaskedLSTMSaved, dy: Tensor, d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LSTMGrads:
         (x, lengths, reverse), (h0, c0), (y, gates, c_seq, c_tilde_seq) = seq, state, saved
         (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
@@ -145,7 +145,7 @@ class PortableMaskedLSTM:
             if dh_tilde_seq is not None:
                 dh_tilde_seq[t] = dh_tilde
         u_seq = _dropped(drop, previous_states(y, h0, lengths, reverse))
-        dx = input_grad(dgates, w_ih)
+        dx = input_grad(dgates, w_ih, need_dx)
         dw_ih = weight_grad(dgates, x)
         dw_hh = weight_grad(dgates, u_seq)
         db = dgates.sum(dim=(0, 1))
@@ -201,7 +201,7 @@ class PortableMaskedGRU:
 
     def backward(
         self, w: GRUWeights, seq: Sequence, h0: Tensor, masks: Masks, saved: GRUSaved,
-        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool,
+        dy: Tensor, dh_n: Tensor, reset_after: bool, need_dh: bool, need_dx: bool,
     ) -> GRUGrads:
         (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
         drop, keep_h, _ = masks
@@ -239,7 +239,7 @@ class PortableMaskedGRU:
             if dh_seq is not None:
                 dh_seq[t] = dh
         dx, dw_ih, dw_hh, db_ih, db_hh = gru_parameter_grads(
-            dgx, x, w_ih, u_seq, gates, reset_after
+            dgx, x, w_ih, u_seq, gates, reset_after, need_dx
         )
         dh_out = dh_seq if need_dh else empty_grad(y)
         return GRUGrads(dx, dh_next.clone(), dw_ih, dw_hh, db_ih, db_hh, dh_out)

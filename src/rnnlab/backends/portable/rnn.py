@@ -52,7 +52,7 @@ class PortableRNN(RNNInferByForward):
 
     def backward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
-        dh_n: Tensor, relu: bool, need_dh: bool,
+        dh_n: Tensor, relu: bool, need_dh: bool, need_dx: bool,
     ) -> RNNGrads:
         (x, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
         T = x.shape[0]
@@ -80,6 +80,6 @@ class PortableRNN(RNNInferByForward):
                 dh_next = torch.where(m, dh_prev, dh_next)  # padding: state passes through
                 if dh_seq is not None:
                     dh_seq[t] = torch.where(m, dh, 0.0)
-        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse)
+        dx, dw_ih, dw_hh, db = parameter_grads(da_seq, x, w_ih, y, h0, lengths, reverse, need_dx)
         dh_out = dh_seq if dh_seq is not None else empty_grad(y)
         return RNNGrads(dx, dh_next.clone(), dw_ih, dw_hh, db, dh_out)
