@@ -104,8 +104,8 @@ def test_opcheck_backward_op(case):
         bw_args = (torch.randn_like(y), torch.randn_like(h_n), x, h0, w_ih, w_hh, d[0], read,
                    lengths, reverse, variant, need_dh)
         op = ops.rnn_backward if family == "rnn" else ops.gru_backward
-    for need_dx in (True, False):  # dx is empty when x needs no gradient
-        torch.library.opcheck(op, (*bw_args, need_dx))
+    # dx is empty when x needs no gradient: one case of each family (its reversed one)
+    torch.library.opcheck(op, (*bw_args, not kw.get("reverse", False)))
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
