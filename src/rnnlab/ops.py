@@ -153,9 +153,9 @@ def _define_family(
     marked non-differentiable, their gradients never materialised), ``need_dh`` (True
     when a probe was passed) and ``need_dx`` (True when x needs a gradient). Each
     gradient ``d<input>`` goes to its input, ``db`` to both biases (a copy for b_hh:
-    .grad must not alias), ``dh`` to ``h_probe``; the lengths, masks and options get
-    None. Inference is the forward less ``h_probe``,
-    returning the differentiable outputs only.
+    .grad must not alias), ``dh`` to ``h_probe``; the lengths, masks, options and inputs
+    that need no gradient get None. Inference is the forward less ``h_probe``, returning
+    the differentiable outputs only.
     """
     names = tuple(inspect.signature(entry).parameters)
     backward_names = tuple(inspect.signature(backward_entry).parameters)
@@ -245,9 +245,11 @@ def _define_family(
         needs = (held[probe_at] is not None, ctx.needs_input_grad[x_input])
         pools = (held, ctx.options, d, needs)
         found = backward_op(*(pools[pool][k] for pool, k in backward_from))
+        wanted = ctx.needs_input_grad  # an input that needs none gets None (x: dx is empty)
         return tuple(
-            None if r < 0 or k < 0 or held[k] is None else found[r].clone() if copy else found[r]
-            for r, copy, k in gradients
+            None if r < 0 or k < 0 or held[k] is None or not wanted[i]
+            else found[r].clone() if copy else found[r]
+            for i, (r, copy, k) in enumerate(gradients)
         )
 
     op.register_autograd(grad, setup_context=setup_context)

@@ -52,7 +52,7 @@ class InputGrads:
         x = seq.x
         G, I = w_ih.shape
         self.x, self.valid = x, valid_mask(seq.lengths, x.shape[0])
-        self.w_ih = w_ih
+        self.w_ih, self.need_dx = w_ih, need_dx
         self.dx = torch.empty_like(x) if need_dx else x.new_empty(0)
         self.dw_ih = w_ih.new_zeros(G, I)
         self.db = w_ih.new_zeros(G)
@@ -61,7 +61,7 @@ class InputGrads:
         x = self.x[t0:t1]
         if self.valid is not None and not bool(self.valid[t0:t1].all()):
             x = zero_padding(x, self.valid[t0:t1])
-        dx = self.dx[t0:t1] if self.dx.numel() else None
+        dx = self.dx[t0:t1] if self.need_dx else None
         add_input_grads(d, x, self.w_ih, dx, self.dw_ih, self.db)
 
 
