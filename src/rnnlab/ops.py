@@ -31,8 +31,14 @@ more differentiable forward, and only when a higher-order graph is asked for. Wi
 ``create_graph`` (grad mode is off inside backward, also while ``torch.compile`` traces
 it) the backward ops run exactly as before.
 
-The ops trust their arguments (shapes, lengths in [1, T]); the modules in
-:mod:`rnnlab.nn` validate user input before calling them.
+**Packed rows.** ``rnnlab::rnn``, ``rnnlab::lstm`` and ``rnnlab::gru`` (and their
+backward and inference ops) also take x packed as ``PackedSequence.data`` is: (N, I),
+samples longest first, ``lengths`` given (the layout of
+:mod:`rnnlab.backends.contract`); every per-step input and output is then (N, ·) too.
+The layers run packed input this way, so no padding step is stored.
+
+The ops trust their arguments (shapes, lengths in [1, T], non-increasing when packed);
+the modules in :mod:`rnnlab.nn` validate user input before calling them.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from torch import Tensor
 
 from rnnlab import backends
 from rnnlab.backends import differentiable
+from rnnlab.backends._rows import Padded, padded_call
 from rnnlab.backends.contract import (
     BackendKernels,
     GRUForward,
@@ -57,6 +64,7 @@ from rnnlab.backends.contract import (
     LSTMSaved,
     LSTMState,
     LSTMWeights,
+    PackedRows,
     RNNForward,
     RNNGrads,
     RNNSaved,
@@ -71,6 +79,22 @@ __all__ = ["gru", "gru_infer", "lstm", "lstm_infer", "open_stream", "rnn", "rnn_
 
 def _backend(x: Tensor) -> BackendKernels:
     return backends.select(x.device, x.dtype)
+
+
+def _for_layout(kernels: Any, x: Tensor) -> Any:
+    """A plain family's kernels for x's layout: a packed x (N, I) reaches kernels that do
+    not declare :class:`PackedRows` through their padded form."""
+    if x.dim() == 2 and not isinstance(kernels, PackedRows):
+        return Padded(kernels)
+    return kernels
+
+
+def _steps(named: dict[str, Any]) -> tuple[tuple[int, ...], int]:
+    """The leading shape of a per-step tensor — (T, B), or (N,) for packed rows — and B."""
+    x = named["x"]
+    if x.dim() == 2:
+        return (x.shape[0],), named["lengths"].shape[0]
+    return tuple(x.shape[:2]), x.shape[1]
 
 
 def _keep_grads_unmaterialised(ctx) -> None:
@@ -91,10 +115,17 @@ def _dense(grad: Tensor | None, like: Tensor) -> Tensor:
 def _recomputed(ctx, outputs_of, entry, inputs: tuple, grads: tuple[Tensor, ...]) -> tuple:
     """The input gradients for a recorded backward: ``outputs_of`` (a forward of
     :mod:`rnnlab.backends.differentiable`) on the bundles that ``entry`` makes of the op's
-    arguments ``inputs``, differentiated by ``differentiable.recomputed_grads``."""
-    return differentiable.recomputed_grads(
-        ctx.needs_input_grad, lambda *args: outputs_of(*entry(*args)), inputs, grads
-    )
+    arguments ``inputs`` (a packed sequence through its padded form), differentiated by
+    ``differentiable.recomputed_grads``."""
+
+    def outputs(*args):
+        w, seq, *rest = entry(*args)
+        if not seq.packed:
+            return outputs_of(w, seq, *rest)
+        return padded_call(lambda s, *a: outputs_of(w, s, *a), seq, *rest,
+                           per_step=(_PROBE_AT - 2,))
+
+    return differentiable.recomputed_grads(ctx.needs_input_grad, outputs, inputs, grads)
 
 
 # --------------------------------------------------------------------------- defining a family
@@ -299,12 +330,12 @@ def _rnn_backward_entry(
 
 
 def _rnn_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
-    (T, B), H = named["x"].shape[:2], named["h0"].shape[-1]
-    return (T, B, H), (B, H), (T, B, H)  # y, h_n, a
+    (steps, B), H = _steps(named), named["h0"].shape[-1]
+    return (*steps, H), (B, H), (*steps, H)  # y, h_n, a
 
 
 rnn, rnn_backward, rnn_infer = _define_family(
-    "rnn", lambda x: _backend(x).rnn, _rnn_entry, _rnn_backward_entry,
+    "rnn", lambda x: _for_layout(_backend(x).rnn, x), _rnn_entry, _rnn_backward_entry,
     outputs=RNNForward, grads=RNNGrads, shapes=_rnn_shapes,
     outputs_of=differentiable.rnn_outputs,
 )
@@ -337,12 +368,12 @@ def _lstm_backward_entry(
 
 def _lstm_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
     """y, h_n, c_n, gates, c: the LSTM's outputs (and the layer-normalised LSTM's)."""
-    (T, B), H, P = named["x"].shape[:2], named["c0"].shape[-1], named["h0"].shape[-1]
-    return (T, B, P), (B, P), (B, H), (T, B, 4 * H), (T, B, H)
+    (steps, B), H, P = _steps(named), named["c0"].shape[-1], named["h0"].shape[-1]
+    return (*steps, P), (B, P), (B, H), (*steps, 4 * H), (*steps, H)
 
 
 lstm, lstm_backward, lstm_infer = _define_family(
-    "lstm", lambda x: _backend(x).lstm, _lstm_entry, _lstm_backward_entry,
+    "lstm", lambda x: _for_layout(_backend(x).lstm, x), _lstm_entry, _lstm_backward_entry,
     outputs=LSTMForward, grads=LSTMGrads, shapes=_lstm_shapes,
     outputs_of=differentiable.lstm_outputs,
 )
@@ -373,12 +404,12 @@ def _gru_backward_entry(
 
 def _gru_shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
     """y, h_n, gates: the GRU's outputs (and the layer-normalised and masked GRU's)."""
-    (T, B), H = named["x"].shape[:2], named["h0"].shape[-1]
-    return (T, B, H), (B, H), (T, B, 4 * H)
+    (steps, B), H = _steps(named), named["h0"].shape[-1]
+    return (*steps, H), (B, H), (*steps, 4 * H)
 
 
 gru, gru_backward, gru_infer = _define_family(
-    "gru", lambda x: _backend(x).gru, _gru_entry, _gru_backward_entry,
+    "gru", lambda x: _for_layout(_backend(x).gru, x), _gru_entry, _gru_backward_entry,
     outputs=GRUForward, grads=GRUGrads, shapes=_gru_shapes,
     outputs_of=differentiable.gru_outputs,
 )

@@ -43,11 +43,11 @@ def previous_states(seq: Tensor, init: Tensor, lengths: Tensor | None, reverse: 
 
 
 def project_inputs(x: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
-    """x·W_ihᵀ (+ bias) for all time steps as one GEMM: (T, B, I) -> (T, B, G)."""
-    T, B, I = x.shape
-    flat = x.reshape(T * B, I)
+    """x·W_ihᵀ (+ bias) for all time steps as one GEMM: (T, B, I) -> (T, B, G), or packed
+    rows (N, I) -> (N, G)."""
+    flat = x.reshape(x.shape[:-1].numel(), x.shape[-1])
     out = torch.addmm(bias, flat, w_ih.t()) if bias is not None else flat @ w_ih.t()
-    return out.view(T, B, -1)
+    return out.view(*x.shape[:-1], -1)
 
 
 def sum_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:

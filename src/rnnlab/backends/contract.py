@@ -16,6 +16,16 @@ cell's equations): x, h, c, the gates, m_t = o ⊙ tanh(c_t) for the LSTM. Shape
 time-major: x (T, B, I); h0 (B, P), P = H unless LSTM projection; c0 (B, H); lengths
 (B,) int64 or None for all T; h_probe (T, B, P) or None.
 
+**Packed row layout.** The plain families (RNN, LSTM, GRU: :class:`OneStateKernels`,
+:class:`TwoStateKernels` over their own bundles) also take a sequence packed as
+``PackedSequence.data`` is: x (N, I) 2-D, samples ordered longest first (``lengths``
+given and non-increasing), step t's rows being those of the samples b < batch_sizes[t]
+at rows offset[t] .. offset[t] + batch_sizes[t]. Then every per-step tensor — h_probe,
+the outputs y, a, gates, c, and dy, dx, dh — is (N, ·) in the same layout: padding steps
+have no row, so a training step keeps N = Σ_b lengths[b] rows of activations, not T·B.
+A family's kernels that address those rows themselves declare :class:`PackedRows`; the
+ops serve the others through their padded form (:class:`rnnlab.backends._rows.Padded`).
+
 Conventions every backend keeps (the tests hold each against the reference):
 
 - padding steps (t ≥ lengths[b]) are never read and are written as zeros (outputs,
@@ -73,6 +83,7 @@ __all__ = [
     "MinWeights",
     "OneStateInferByForward",
     "OneStateKernels",
+    "PackedRows",
     "RNNForward",
     "RNNGrads",
     "RNNInferByForward",
@@ -93,9 +104,19 @@ __all__ = [
 class Sequence(NamedTuple):
     """The input of one direction of one layer."""
 
-    x: Tensor  # (T, B, I)
+    x: Tensor  # (T, B, I), or (N, I) in the packed row layout (module docstring)
     lengths: Tensor | None  # (B,) int64 valid steps per sample; None: all T
     reverse: bool  # process each sample's valid span from its end
+
+    @property
+    def packed(self) -> bool:
+        """Whether x is in the packed row layout (then ``lengths`` is non-increasing)."""
+        return self.x.dim() == 2
+
+
+class PackedRows:
+    """Declares that a family's kernels take the packed row layout (module docstring)
+    natively: without it the ops hand them the padded form of a packed sequence."""
 
 
 # --------------------------------------------------------------------------- one state

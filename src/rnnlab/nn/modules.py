@@ -277,6 +277,8 @@ class RNNBase(nn.Module):
             if lengths is not None:
                 raise ValueError("lengths must not be given with a PackedSequence input")
             _checks.same_dtype_device("input", input.data, ref)
+            if self._runs_packed_rows():
+                return self._forward_rows(input, hx)
             x, lengths_cpu, rows = _unpack(input)
             batched = True
         else:
@@ -328,6 +330,46 @@ class RNNBase(nn.Module):
         if not batched:
             h_n = h_n.squeeze(1)
             c_n = c_n.squeeze(1) if c_n is not None else None
+        return (output, (h_n, c_n)) if self.family == "lstm" else (output, h_n)
+
+    def _runs_packed_rows(self) -> bool:
+        """Whether a PackedSequence runs as packed rows (:meth:`_forward_rows`): the plain
+        ops take them; the layer-normalised, masked and minimal ones, and recording (which
+        shows (T, B) tensors), get the padded form."""
+        if self.family not in ("rnn", "lstm", "gru"):
+            return False
+        return not (self.layer_norm or self._recording is not None
+                    or regularise.has_masks(self))
+
+    def _forward_rows(self, input: PackedSequence, hx):
+        """:meth:`forward` of a PackedSequence on its rows: every layer's ops take and return
+        the packed layout (samples longest first, as ``input.data``), so no padding step is
+        computed or stored; the state is put in that order and back, as torch.nn does."""
+        x, sizes = input.data, input.batch_sizes
+        B = int(sizes[0])
+        if x.dim() != 2:
+            raise ArgumentError(
+                f"a PackedSequence's data must be 2-D (rows, input_size), got shape "
+                f"{tuple(x.shape)}"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ArgumentError(
+                f"input has {x.shape[-1]} features in its last dimension, expected "
+                f"input_size={self.input_size}"
+            )
+        if self.check_finite:
+            _checks.finite("input", x)
+        lengths = (sizes[:, None] > torch.arange(B)).sum(0).to(x.device)  # longest first
+        h0, c0 = self._initial_state(hx, B, True, x)
+        order, back = input.sorted_indices, input.unsorted_indices
+        if order is not None:
+            h0 = h0.index_select(1, order)
+            c0 = None if c0 is None else c0.index_select(1, order)
+        output, h_n, c_n = self._run_layers(x.contiguous(), h0, c0, lengths, True)
+        if back is not None:
+            h_n = h_n.index_select(1, back)
+            c_n = None if c_n is None else c_n.index_select(1, back)
+        output = PackedSequence(output, sizes, order, back)
         return (output, (h_n, c_n)) if self.family == "lstm" else (output, h_n)
 
     def _empty_result(
@@ -428,7 +470,7 @@ class RNNBase(nn.Module):
                 h_n.append(h)
                 if c is not None:
                     c_n.append(c)
-            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
@@ -469,7 +511,7 @@ class RNNBase(nn.Module):
             y, h, c, gates, cells = ops.lstm(
                 x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, probe, reverse
             )
-            i, f, g, o = gates.split(H, dim=2)
+            i, f, g, o = gates.split(H, dim=-1)
             return y, h, c, {"i": i, "f": f, "g": g, "o": o, "c": cells}
         if self.family == "gru":
             if infer:
@@ -479,7 +521,7 @@ class RNNBase(nn.Module):
             y, h, gates = ops.gru(
                 x, h0, w_ih, w_hh, b_ih, b_hh, lengths, probe, reverse, self.reset_after
             )
-            r, z, n, _ = gates.split(H, dim=2)
+            r, z, n, _ = gates.split(H, dim=-1)
             return y, h, None, {"r": r, "z": z, "n": n}
         relu = self.nonlinearity == "relu"
         if infer:

@@ -100,6 +100,12 @@ def training_weights(layer, weights: list[Tensor]) -> list[Tensor]:
     return [weights[0], drop_weight(weights[1], p), *weights[2:]]
 
 
+def has_masks(layer) -> bool:
+    """Whether :func:`draw_masks` draws masks for ``layer`` in its present mode."""
+    p_h, p_c = zoneout_shares(layer)
+    return bool(p_h or p_c or (layer.training and layer.recurrent_dropout))
+
+
 def draw_masks(layer, x: Tensor, h0: Tensor) -> Masks | None:
     """The recurrent dropout and zoneout masks of one direction (x (T, B, ·), h0 (B, P)),
     or None when the plain recurrence runs (no such option, or recurrent dropout alone
@@ -109,10 +115,10 @@ def draw_masks(layer, x: Tensor, h0: Tensor) -> Masks | None:
     k^c ~ Bernoulli(p_c) (T, B, H). Eval: no d; k^h = p_h, k^c = p_c (the expectation),
     broadcast views of one number.
     """
+    if not has_masks(layer):
+        return None
     p_h, p_c = zoneout_shares(layer)
     p_drop = layer.recurrent_dropout if layer.training else 0.0
-    if not (p_h or p_c or p_drop):
-        return None
     T, B = x.shape[0], x.shape[1]
     state_h = (T, B, h0.shape[-1])
     state_c = (T, B, layer.hidden_size)

@@ -218,6 +218,18 @@ def clear_padding(block, i, rows, m):
         block[i, rows[k], :] = 0
 
 
+@kernel(nogil=True)
+def clear_step(block, first, rows, m, padded):
+    """The row-addressed :func:`clear_padding`: block[first + rows[k]] = 0 for the rows
+    past the live prefix (k ≥ m), ``first`` the row of sample 0 at the step. Only in the
+    padded layout (``padded``): the packed one has no padding rows. Nothing for an empty
+    block."""
+    if not padded or block.shape[0] == 0:
+        return
+    for k in range(m, rows.shape[0]):
+        block[first + rows[k]] = 0
+
+
 @njit(inline="always")
 def block_step(s, t_begin, t_end, reverse):
     """Step s of a backward block [t_begin, t_end) walked back (processing order
@@ -242,6 +254,12 @@ def previous(seq, first, t_prev, lengths, b):
     return seq[t_prev, b] if 0 <= t_prev < lengths[b] else first[b]
 
 
+@njit(inline="always")
+def previous_row(seq, first, base, t_prev, lengths, b):
+    """The row-addressed :func:`previous`: ``seq[base[t_prev] + b]`` or ``first[b]``."""
+    return seq[base[t_prev] + b] if 0 <= t_prev < lengths[b] else first[b]
+
+
 def inference_chunk(rows: int) -> int:
     """Steps per chunk of the inference kernels for a part of ``rows`` samples."""
     return max(1, _tuning.CHUNK_ROWS // max(rows, 1))
@@ -261,6 +279,33 @@ def gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start):
             x_buf[total + k] = x[t, rows[k]]
         total += m
     start[steps] = total
+
+
+@kernel(nogil=True)
+def gather_step_rows(x, base, lengths, rows, s0, steps, reverse, x_buf, start):
+    """The row-addressed :func:`gather_inputs`: x (rows, I), sample b's row of step t at
+    base[t] + b."""
+    T = base.shape[0] - 1
+    total = 0
+    for i in range(steps):
+        t = T - 1 - (s0 + i) if reverse else s0 + i
+        m = valid_prefix(lengths, rows, t)
+        start[i] = total
+        for k in range(m):
+            x_buf[total + k] = x[base[t] + rows[k]]
+        total += m
+    start[steps] = total
+
+
+@kernel(nogil=True)
+def project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre,
+                      start):
+    """The row-addressed :func:`project_chunk` (:func:`gather_step_rows`, then one
+    product)."""
+    gather_step_rows(x, base, lengths, rows, s0, steps, reverse, x_buf, start)
+    if start[steps] > 0:
+        matmul(x_buf[: start[steps]], ih_op, pre[: start[steps]])
+        add_bias(pre[: start[steps]], bias)
 
 
 @kernel(nogil=True)

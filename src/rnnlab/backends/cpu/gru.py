@@ -23,7 +23,6 @@ from torch import Tensor
 
 from rnnlab.backends._host import (
     empty_grad,
-    previous_states,
     weight_grad,
 )
 from rnnlab.backends.contract import (
@@ -32,6 +31,7 @@ from rnnlab.backends.contract import (
     GRUSaved,
     GRUWeights,
     Masks,
+    PackedRows,
     Sequence,
 )
 from rnnlab.backends.cpu import _host
@@ -49,10 +49,10 @@ from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
     block_step,
     chunk_step,
-    clear_padding,
+    clear_step,
     plan,
-    previous,
-    project_chunk,
+    previous_row,
+    project_step_rows,
     valid_prefix,
 )
 
@@ -129,15 +129,16 @@ def _zoned_update(act, h, keep, probe, y):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _forward(gates, y, h, w_hh, b_hh, lengths, probe, drop, keep_h, p_h, reverse, reset_after,
-             rows):
-    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
-    gates (T,B,4H) holds x·W_ihᵀ + b_ih in [..., :3H] on entry, the gates [r, z, n, hn] on
-    exit; y (T,B,H) ← outputs; h (B,H) holds h0 on entry and h_n on exit. b_hh is
-    (3H,) or empty; the masks as in :class:`._host.MaskArrays` (the products read
-    u_{t-1} = d ⊙ h_{t-1}, the update h_{t-1} itself)."""
-    T = gates.shape[0]
-    H = gates.shape[2] // 4
+def _forward(gates, y, h, w_hh, b_hh, lengths, base, padded, probe, drop, keep_h, p_h,
+             reverse, reset_after, rows):
+    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence, its
+    per-step arrays as rows (``base``, ``padded``: :class:`._host.Rows`). gates (·, 4H)
+    holds x·W_ihᵀ + b_ih in [:, :3H] on entry, the gates [r, z, n, hn] on exit; y ←
+    outputs; h (B,H) holds h0 on entry and h_n on exit. b_hh is (3H,) or empty; the
+    masks as in :class:`._host.MaskArrays` (the products read u_{t-1} = d ⊙ h_{t-1}, the
+    update h_{t-1} itself)."""
+    T = base.shape[0] - 1
+    H = gates.shape[1] // 4
     G = 3 * H
     n = rows.shape[0]
     dtype = gates.dtype
@@ -164,8 +165,9 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, drop, keep_h, p_h, reverse
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
-        clear_padding(gates, t, rows, m)
-        clear_padding(y, t, rows, m)
+        first = base[t]
+        clear_step(gates, first, rows, m, padded)
+        clear_step(y, first, rows, m, padded)
         if m == 0:
             continue
         if dropping:
@@ -173,34 +175,37 @@ def _forward(gates, y, h, w_hh, b_hh, lengths, probe, drop, keep_h, p_h, reverse
                 dropped(drop[rows[k]], h_rows[k], u_rows[k])
         matmul(u_src[:m], hh_op, gh[:m])
         for k in range(m):
-            b = rows[k]
-            _rz(gh[k], bias, gates[t, b])
+            r = first + rows[k]
+            _rz(gh[k], bias, gates[r])
             if reset_after:
-                _candidate(gh[k, 2 * H :], bias, gates[t, b], True)
+                _candidate(gh[k, 2 * H :], bias, gates[r], True)
             else:
-                _reset_times_state(gates[t, b], u_src[k], rh[k])
+                _reset_times_state(gates[r], u_src[k], rh[k])
         if not reset_after:
             matmul(rh[:m], hn_op, hn_buf[:m])  # W_hn (r ⊙ u)
             for k in range(m):
-                _candidate(hn_buf[k], bias, gates[t, rows[k]], False)
+                _candidate(hn_buf[k], bias, gates[first + rows[k]], False)
         for k in range(m):
             b = rows[k]
-            probe_row = probe[t, b] if probe.shape[0] > 0 else no_row
+            r = first + b
+            probe_row = probe[r] if probe.shape[0] > 0 else no_row
             if zoning:
-                _zoned_update(gates[t, b], h_rows[k], keep_row(keep_h, t, b, const_h),
-                              probe_row, y[t, b])
+                _zoned_update(gates[r], h_rows[k], keep_row(keep_h, t, b, const_h),
+                              probe_row, y[r])
             else:
-                _update(gates[t, b], h_rows[k], probe_row, y[t, b])
+                _update(gates[r], h_rows[k], probe_row, y[r])
     for k in range(n):
         h[rows[k]] = h_rows[k]
 
 
 @kernel(**KERNEL_OPTIONS)
-def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows, chunk):
-    """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
-    holds h0 on entry and h_n on exit. The input projection runs here, ``chunk`` steps
-    at a time (see :func:`.lstm._infer`); no activation is kept."""
-    T, I = x.shape[0], x.shape[2]
+def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, base, padded, reverse, reset_after, rows,
+           chunk):
+    """Inference over batch rows ``rows`` (longest first), x and y as rows
+    (:class:`._host.Rows`): y ← the outputs; h (B,H) holds h0 on entry and h_n on exit.
+    The input projection runs here, ``chunk`` steps at a time (see
+    :func:`.lstm._infer`); no activation is kept."""
+    T, I = base.shape[0] - 1, x.shape[1]
     G = w_ih.shape[0]
     H = G // 3
     n = rows.shape[0]
@@ -224,10 +229,11 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
     no_probe = np.zeros(0, dtype=dtype)
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b_ih, x_buf, pre, start)
+        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, b_ih, x_buf, pre,
+                          start)
         for i in range(steps):
             t, m = chunk_step(start, s0, i, T, reverse)
-            clear_padding(y, t, rows, m)
+            clear_step(y, base[t], rows, m, padded)
             if m == 0:
                 continue
             matmul(h_rows[:m], hh_op, gh[:m])
@@ -243,7 +249,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, reverse, reset_after, rows,
                 for k in range(m):
                     _candidate(hn_buf[k], b_hh, act[k], False)
             for k in range(m):
-                _update(act[k], h_rows[k], no_probe, y[t, rows[k]])
+                _update(act[k], h_rows[k], no_probe, y[base[t] + rows[k]])
     for k in range(n):
         h[rows[k]] = h_rows[k]
 
@@ -309,15 +315,16 @@ def _masked_state_backward(dh, dh_tilde, z, du, drh, r, drop, reset_after):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _backward(dy, dh, y, h0, gates, w_hh, lengths, drop, keep_h, p_h, reverse, reset_after,
-              dgx, dgh, dh_seq, t_begin, t_end, rows):
-    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)
-    holds the gradient flowing into the block on entry (dL/dh_n first) and out of it on
-    exit (dL/dh0 after the last). Writes dgx (t_end - t_begin, B, 3H), the gradients of
-    the input pre-activations; with reset after, dgh (same shape) those of the recurrent
-    pre-activations; and (if not empty) dh_seq (T,B,H), the total dL/dh_t. The masks as
-    in :func:`_forward`."""
-    G = dgx.shape[2]
+def _backward(dy, dh, y, h0, gates, w_hh, lengths, base, padded, drop, keep_h, p_h, reverse,
+              reset_after, dgx, dgh, dh_seq, t_begin, t_end, rows):
+    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first), every
+    per-step array as rows (:class:`._host.Rows`). dh (B,H) holds the gradient flowing
+    into the block on entry (dL/dh_n first) and out of it on exit (dL/dh0 after the
+    last). Writes dgx (the block's rows, 3H), the gradients of the input
+    pre-activations; with reset after, dgh (same shape) those of the recurrent
+    pre-activations; and (if not empty) dh_seq, the total dL/dh_t. The masks as in
+    :func:`_forward`."""
+    G = dgx.shape[1]
     H = G // 3
     n = rows.shape[0]
     dtype = dgx.dtype
@@ -338,29 +345,31 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, drop, keep_h, p_h, reverse, r
     no_row = np.zeros(0, dtype=dtype)
     const_h = np.full(H, p_h, dtype=dtype)  # the share of every step when keep_h is empty
     for s in range(t_end - t_begin):
-        t, t_prev, i = block_step(s, t_begin, t_end, reverse)
+        t, t_prev, _ = block_step(s, t_begin, t_end, reverse)
         m = valid_prefix(lengths, rows, t)
+        first, block_first = base[t], base[t] - base[t_begin]
         # padding: no gradient; dh passes through unchanged
-        clear_padding(dgx, i, rows, m)
-        clear_padding(dgh, i, rows, m)
-        clear_padding(dh_seq, t, rows, m)
+        clear_step(dgx, block_first, rows, m, padded)
+        clear_step(dgh, block_first, rows, m, padded)
+        clear_step(dh_seq, first, rows, m, padded)
         if m == 0:
             continue
         for k in range(m):
             b = rows[k]
-            h_prev = previous(y, h0, t_prev, lengths, b)
-            dh[b] += dy[t, b]  # total gradient of h_t: output and step t+1
+            r, i = first + b, block_first + b
+            h_prev = previous_row(y, h0, base, t_prev, lengths, b)
+            dh[b] += dy[r]  # total gradient of h_t: output and step t+1
             if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = dh[b]
+                dh_seq[r, :] = dh[b]
             if masked:  # dh̃ reaches the cell, k ⊙ dh stays in dh for h_{t-1}
                 unzone(dh[b], keep_row(keep_h, t, b, const_h), dh_tilde[k], dh[b])
-                _step_backward(gates[t, b], dh_tilde[k], h_prev, dgx[i, b], g_h[k],
-                               dn_pre[k], reset_after)
+                _step_backward(gates[r], dh_tilde[k], h_prev, dgx[i], g_h[k], dn_pre[k],
+                               reset_after)
             else:
-                _step_backward(gates[t, b], dh[b], h_prev, dgx[i, b], g_h[k], dn_pre[k],
+                _step_backward(gates[r], dh[b], h_prev, dgx[i], g_h[k], dn_pre[k],
                                reset_after)
             if reset_after:
-                dgh[i, b, :] = g_h[k]
+                dgh[i, :] = g_h[k]
             elif dropping:
                 dropped(drop[b], h_prev, u_rows[k])
             else:
@@ -370,16 +379,18 @@ def _backward(dy, dh, y, h0, gates, w_hh, lengths, drop, keep_h, p_h, reverse, r
         else:
             matmul(dn_pre[:m], hn_op, drh[:m])  # W_hn (r ⊙ u)
             for k in range(m):
-                _reset_backward(gates[t, rows[k]], drh[k], u_rows[k], dgx[i, rows[k]], d_rz[k])
+                _reset_backward(gates[first + rows[k]], drh[k], u_rows[k],
+                                dgx[block_first + rows[k]], d_rz[k])
             matmul(d_rz[:m], hh_op, du[:m])
         for k in range(m):
             b = rows[k]
+            r = first + b
             if masked:
-                _masked_state_backward(dh[b], dh_tilde[k], gates[t, b, H : 2 * H], du[k],
-                                       drh[k], gates[t, b, :H],
+                _masked_state_backward(dh[b], dh_tilde[k], gates[r, H : 2 * H], du[k],
+                                       drh[k], gates[r, :H],
                                        drop[b] if dropping else no_row, reset_after)
             else:
-                _state_backward(dh[b], gates[t, b, H : 2 * H], du[k], drh[k], gates[t, b, :H],
+                _state_backward(dh[b], gates[r, H : 2 * H], du[k], drh[k], gates[r, :H],
                                 reset_after)
 
 
@@ -389,22 +400,21 @@ def _run_forward(
 ) -> GRUForward:
     """The forward of :class:`CpuGRU` and :class:`CpuMaskedGRU` (``masks`` None: plain)."""
     (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
-    T, B, _ = x.shape
+    T, B, base, padded = _host.rows_of(seq)
     H = h0.shape[-1]
-    gates = x.new_empty(T, B, 4 * H)
+    gates = x.new_empty(*x.shape[:-1], 4 * H)
     # x·W_ihᵀ + b_ih straight into the gate buffer, where the kernel turns it into the
     # gates: no (T, B, 3H) buffer of its own. Padding rows of x are projected unmasked
     # (no copy of x): the kernel never reads them, and it zeroes their outputs.
-    project_into(as_array(x).reshape(T * B, -1), as_array(w_ih),
-                 bias_array(b_ih, 3 * H, x.dtype),
-                 gates.numpy().reshape(T * B, 4 * H)[:, : 3 * H])
-    y = x.new_empty(T, B, H)
+    project_into(_host.flat(x), as_array(w_ih), bias_array(b_ih, 3 * H, x.dtype),
+                 _host.flat(gates)[:, : 3 * H])
+    y = x.new_empty(*x.shape[:-1], H)
     h_n = _host.state_copy(h0)
     steps = lengths_array(lengths, T, B)
     drop, keep_h, p_h, _, _ = _host.mask_arrays(masks, x.dtype)
-    arrays = (gates.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh),
-              optional_array(b_hh, 1, x.dtype), steps, optional_array(h_probe, 3, x.dtype),
-              drop, keep_h, p_h, reverse, reset_after)
+    arrays = (_host.flat(gates), _host.flat(y), h_n.numpy(), as_array(w_hh),
+              optional_array(b_hh, 1, x.dtype), steps, base, padded,
+              _host.flat_optional(h_probe, x), drop, keep_h, p_h, reverse, reset_after)
     _host.run_kernel(_forward, arrays, plan(steps, T, 2.0 * 3 * H * H))
     return GRUForward(y, h_n, gates)
 
@@ -415,7 +425,7 @@ def _run_backward(
 ) -> GRUGrads:
     """The backward of :class:`CpuGRU` and :class:`CpuMaskedGRU` (``masks`` None: plain)."""
     (x, lengths, reverse), (w_ih, w_hh), (y, gates) = seq, (w.w_ih, w.w_hh), saved
-    T, B, _ = x.shape
+    T, B, base, padded = _host.rows_of(seq)
     H = h0.shape[-1]
     G = 3 * H
     drop_h = None if masks is None else masks.drop_h
@@ -424,33 +434,34 @@ def _run_backward(
     steps = lengths_array(lengths, T, B)
     rows = plan(steps, T, 2.0 * G * H)
     drop, keep_h, p_h, _, _ = _host.mask_arrays(masks, x.dtype)
-    arrays = (as_array(dy), dh0.numpy(), as_array(y), as_array(h0), as_array(gates),
-              as_array(w_hh), steps, drop, keep_h, p_h, reverse, reset_after)
+    arrays = (_host.flat(dy), dh0.numpy(), _host.flat(y), as_array(h0), _host.flat(gates),
+              as_array(w_hh), steps, base, padded, drop, keep_h, p_h, reverse, reset_after)
     db_hh = w_ih.new_zeros(G)
     # the recurrent products read u_{t-1} = d ⊙ h_{t-1}: their weight gradients pair
     # the pre-activation gradients with the dropped states
-    states = (_host.dropped(drop_h, y), _host.dropped(drop_h, h0))
+    rows_of = _host.flat_rows
+    states = (rows_of(_host.dropped(drop_h, y)), _host.dropped(drop_h, h0))
     if not reset_after:
         with torch.no_grad():
             dw_n = w_hh.new_zeros(H, H)
-            u_seq = _host.dropped(drop_h, previous_states(y, h0, lengths, reverse))
+            u_seq = _host.dropped(drop_h, _host.previous_state_rows(seq, rows_of(y), h0))
 
     def recurrent(buffers: list[Tensor]) -> Tensor:
         """Gradients of the u_{t-1} products: all three (reset after), else r and z."""
         d, g = buffers
-        return g if reset_after else d[..., : 2 * H]
+        return g if reset_after else d[:, : 2 * H]
 
-    def after_block(buffers: list[Tensor], t0: int, t1: int) -> None:
+    def after_block(buffers: list[Tensor], r0: int, r1: int) -> None:
         d, g = buffers  # input and (reset after) recurrent pre-activation gradients
         if reset_after:
-            db_hh.add_(g.view(-1, G).sum(dim=0))
+            db_hh.add_(g.sum(dim=0))
         else:
-            ru = gates[t0:t1, :, :H] * u_seq[t0:t1]  # W_hn reads r ⊙ u_{t-1}
-            dw_n.add_(weight_grad(d[..., 2 * H :], ru))
+            ru = rows_of(gates)[r0:r1, :H] * u_seq[r0:r1]  # W_hn reads r ⊙ u_{t-1}
+            dw_n.add_(weight_grad(d[:, 2 * H :], ru))
 
     widths = (G, G if reset_after else 0)
     sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, states, widths,
-                                    dh_seq, recurrent, need_dx, after_block)
+                                    dh_seq, recurrent, need_dx, after_block, by_rows=True)
     if reset_after:
         dw_hh = sums.dw_hh
     else:
@@ -460,7 +471,7 @@ def _run_backward(
                     dh_seq if need_dh else empty_grad(y))
 
 
-class CpuGRU:
+class CpuGRU(PackedRows):
     """GRU, compiled (:class:`rnnlab.backends.contract.GRUKernels`)."""
 
     def forward(
@@ -480,14 +491,15 @@ class CpuGRU:
         self, w: GRUWeights, seq: Sequence, h0: Tensor, reset_after: bool
     ) -> tuple[Tensor, Tensor]:
         (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
-        T, B, I = x.shape
-        H = h0.shape[-1]
+        T, B, base, padded = _host.rows_of(seq)
+        H, I = h0.shape[-1], x.shape[-1]
         G = 3 * H
-        y = x.new_empty(T, B, H)
+        y = x.new_empty(*x.shape[:-1], H)
         h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)
-        arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih), bias_array(b_ih, G, x.dtype),
-                  as_array(w_hh), bias_array(b_hh, G, x.dtype), steps, reverse, reset_after)
+        arrays = (_host.flat(x), _host.flat(y), h_n.numpy(), as_array(w_ih),
+                  bias_array(b_ih, G, x.dtype), as_array(w_hh), bias_array(b_hh, G, x.dtype),
+                  steps, base, padded, reverse, reset_after)
         _host.run_infer(_infer, arrays, plan(steps, T, 2.0 * G * (H + I)))
         return y, h_n
 

@@ -11,7 +11,10 @@ Per step: one product u_{t-1}·W_hhᵀ (u_{t-1} = d ⊙ h_{t-1}, h_{t-1} without
 added into the gate buffer, which already holds x_t·W_ihᵀ + b (one GEMM for all steps,
 before the loop), then one vectorised pass over the gates. Saved for backward: the
 activated gates (T,B,4H) and c_t (T,B,H) (and c̃_t with masks), zero at padding steps —
-the same contract as :mod:`rnnlab.backends.contract`.
+the same contract as :mod:`rnnlab.backends.contract`. The kernels address every
+per-step tensor as rows (:class:`._host.Rows`), so the plain cell serves the padded and
+the packed layout alike; the masks (T,B,·) are read by step and sample (a masked call is
+never packed).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from rnnlab.backends.contract import (
     MaskedLSTMForward,
     MaskedLSTMSaved,
     Masks,
+    PackedRows,
     Sequence,
 )
 from rnnlab.backends.cpu import _host
@@ -38,7 +42,6 @@ from rnnlab.backends.cpu._common import (
     as_array,
     bias_array,
     lengths_array,
-    optional_array,
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._masks import add_dropped, dropped, keep_row, unzone, zone
@@ -46,11 +49,11 @@ from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, sigmoid, tanh
 from rnnlab.backends.cpu._parallel import (
     block_step,
     chunk_step,
-    clear_padding,
+    clear_step,
     inference_chunk,
     plan,
-    previous,
-    project_chunk,
+    previous_row,
+    project_step_rows,
     row_parts,
     run_together,
     split_units,
@@ -127,14 +130,15 @@ def _emit(h_t, probe, y, h):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, drop, keep_h,
-             p_h, keep_c, p_c, reverse, rows):
-    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
-    gates (T,B,4H) holds x·W_ihᵀ + b on entry, the activated gates on exit; h (B,P)
-    and c (B,H) hold the initial state on entry, the final state on exit. The masked
-    cell when c_tilde_seq (T,B,H) is not empty (it receives c̃_t), with the masks as in
+def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, base, padded, probe,
+             drop, keep_h, p_h, keep_c, p_c, reverse, rows):
+    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence, its
+    per-step arrays as rows (``base``, ``padded``: :class:`._host.Rows`). gates (·, 4H)
+    holds x·W_ihᵀ + b on entry, the activated gates on exit; h (B,P) and c (B,H) hold
+    the initial state on entry, the final state on exit. The masked cell when
+    c_tilde_seq is not empty (it receives c̃_t), with the masks as in
     :class:`._host.MaskArrays`; the plain cell when it is (and the masks are)."""
-    T, G = gates.shape[0], gates.shape[2]
+    T, G = base.shape[0] - 1, gates.shape[1]
     H = G // 4
     P = h.shape[1]
     n = rows.shape[0]
@@ -158,10 +162,11 @@ def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, dro
     for s in range(T):
         t = T - 1 - s if reverse else s
         live = valid_prefix(lengths, rows, t)  # rows[:live] are inside their sequence
-        clear_padding(gates, t, rows, live)
-        clear_padding(c_seq, t, rows, live)
-        clear_padding(y, t, rows, live)
-        clear_padding(c_tilde_seq, t, rows, live)  # (nothing when empty: plain cell)
+        first = base[t]
+        clear_step(gates, first, rows, live, padded)
+        clear_step(c_seq, first, rows, live, padded)
+        clear_step(y, first, rows, live, padded)
+        clear_step(c_tilde_seq, first, rows, live, padded)  # (nothing when empty: plain cell)
         if live == 0:
             continue
         if dropping:
@@ -170,35 +175,38 @@ def _forward(gates, c_seq, c_tilde_seq, y, h, c, w_hh, w_hr, lengths, probe, dro
         matmul(u_src[:live], hh_op, rec[:live])
         for k in range(live):
             b = rows[k]
+            r = first + b
             if masked:
-                _zoned_cell(gates[t, b], rec[k], c[b], keep_row(keep_c, t, b, const_c),
-                            c_tilde_seq[t, b], c_seq[t, b], m[k])
+                _zoned_cell(gates[r], rec[k], c[b], keep_row(keep_c, t, b, const_c),
+                            c_tilde_seq[r], c_seq[r], m[k])
             else:
-                _cell(gates[t, b], rec[k], c[b], c_seq[t, b], m[k])
+                _cell(gates[r], rec[k], c[b], c_seq[r], m[k])
         h_tilde = m
         if projected:
             matmul(m[:live], hr_op, h_proj[:live])  # (live, P)
             h_tilde = h_proj
         for k in range(live):
             b = rows[k]
-            probe_row = probe[t, b] if probe.shape[0] > 0 else no_row
+            r = first + b
+            probe_row = probe[r] if probe.shape[0] > 0 else no_row
             if masked:  # h_t = k ⊙ h_{t-1} + (1 - k) ⊙ h̃_t
                 zone(h_rows[k], h_tilde[k], keep_row(keep_h, t, b, const_h), h_rows[k])
-                _emit(h_rows[k], probe_row, y[t, b], h_rows[k])
+                _emit(h_rows[k], probe_row, y[r], h_rows[k])
             else:
-                _emit(h_tilde[k], probe_row, y[t, b], h_rows[k])
+                _emit(h_tilde[k], probe_row, y[r], h_rows[k])
     for k in range(n):
         h[rows[k]] = h_rows[k]
 
 
 @kernel(**KERNEL_OPTIONS)
-def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk):
-    """Inference over batch rows ``rows`` (longest first): y (T,B,P) ← the outputs; h (B,P)
-    and c (B,H) hold the initial state on entry, the final state on exit.
+def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, base, padded, reverse, rows, chunk):
+    """Inference over batch rows ``rows`` (longest first), x and y as rows
+    (:class:`._host.Rows`): y ← the outputs; h (B,P) and c (B,H) hold the initial state
+    on entry, the final state on exit.
 
     The input projection runs here, ``chunk`` steps at a time, for the rows still inside
     their sequence only, into a buffer that stays in cache; no activation is kept."""
-    T, I = x.shape[0], x.shape[2]
+    T, I = base.shape[0] - 1, x.shape[1]
     G = w_ih.shape[0]
     H = G // 4
     P = h.shape[1]
@@ -223,10 +231,11 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk):
     no_probe = np.zeros(0, dtype=dtype)
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start)
+        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre,
+                          start)
         for i in range(steps):
             t, live = chunk_step(start, s0, i, T, reverse)
-            clear_padding(y, t, rows, live)
+            clear_step(y, base[t], rows, live, padded)
             if live == 0:
                 continue
             matmul(h_rows[:live], hh_op, rec[:live])
@@ -237,15 +246,15 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, reverse, rows, chunk):
                 matmul(m[:live], hr_op, h_proj[:live])
                 h_t = h_proj
             for k in range(live):
-                _emit(h_t[k], no_probe, y[t, rows[k]], h_rows[k])
+                _emit(h_t[k], no_probe, y[base[t] + rows[k]], h_rows[k])
     for k in range(n):
         h[rows[k]] = h_rows[k]
         c[rows[k]] = c_rows[k]
 
 
 @kernel(**KERNEL_OPTIONS)
-def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, parts, flags,
-                 h_buf, timing, chunk):
+def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, base, padded, reverse, rows, part,
+                 parts, flags, h_buf, timing, chunk):
     """Inference in which the threads split each step's hidden units (LSTM without
     projection): thread ``part`` of ``parts`` owns units [j0, j1) — its rows of W_ih and
     W_hh, its share of every product — for all samples ``rows`` (longest first).
@@ -258,7 +267,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     abandons the call (:mod:`._sync`): the part stops and the caller runs it again.
     """
     began = cycles()
-    T, I = x.shape[0], x.shape[2]
+    T, I = base.shape[0] - 1, x.shape[1]
     G = w_ih.shape[0]
     H = G // 4
     n = rows.shape[0]
@@ -287,20 +296,22 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, reverse, rows, part, par
     done = 0  # steps finished
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, b, x_buf, pre, start)
+        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, b, x_buf, pre,
+                          start)
         for i in range(steps):
             t, live = chunk_step(start, s0, i, T, reverse)
             cur = h_buf[done % 2]
             nxt = h_buf[(done + 1) % 2]
             for k in range(live, n):  # past its length: h carries, output is zero
                 nxt[k, j0:j1] = cur[k, j0:j1]
-                y[t, rows[k], j0:j1] = 0
+                if padded:
+                    y[base[t] + rows[k], j0:j1] = 0
             if live > 0:
                 matmul(cur[:live], hh_op, rec[:live])
                 for k in range(live):
                     _cell(pre[start[i] + k], rec[k], c_rows[k], c_out, m[k])
                     nxt[k, j0:j1] = m[k]
-                    y[t, rows[k], j0:j1] = m[k]
+                    y[base[t] + rows[k], j0:j1] = m[k]
             done += 1
             waited = finish_step(flags, part, parts, done)
             if waited == ABANDONED:  # the caller runs the call again on one thread
@@ -368,16 +379,16 @@ def _zoned_cell_backward(act, c_tilde, c_prev, dm, dc, keep, dpre):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, drop, keep_h,
-              p_h, keep_c, p_c, reverse, dgates, dh_seq, t_begin, t_end, rows):
-    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,P),
-    dc (B,H): the gradients flowing into the block (dL/dh_n, dL/dc_n for the first block)
-    on entry, out of it on exit (dL/dh0, dL/dc0 after the last). Writes the block's
-    pre-activation gradients dgates (t_end - t_begin, B, 4H) and, if dh_seq is not
-    empty, the total dL/dh_t (T,B,P). Masked or plain as :func:`_forward`: each state's
-    gradient splits into the candidate's share (1 - k) ⊙ dh and the previous state's
-    k ⊙ dh."""
-    G = gates.shape[2]
+def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, base, padded,
+              drop, keep_h, p_h, keep_c, p_c, reverse, dgates, dh_seq, t_begin, t_end, rows):
+    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first), every
+    per-step array as rows (:class:`._host.Rows`). dh (B,P), dc (B,H): the gradients
+    flowing into the block (dL/dh_n, dL/dc_n for the first block) on entry, out of it on
+    exit (dL/dh0, dL/dc0 after the last). Writes the block's pre-activation gradients
+    dgates (the block's rows, 4H) and, if dh_seq is not empty, the total dL/dh_t.
+    Masked or plain as :func:`_forward`: each state's gradient splits into the
+    candidate's share (1 - k) ⊙ dh and the previous state's k ⊙ dh."""
+    G = gates.shape[1]
     H = G // 4
     P = dh.shape[1]
     n = rows.shape[0]
@@ -396,19 +407,21 @@ def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, dr
     const_h = np.full(P, p_h, dtype=dtype)  # the share of every step when keep_h is empty
     const_c = np.full(H, p_c, dtype=dtype)
     for s in range(t_end - t_begin):
-        t, t_prev, i = block_step(s, t_begin, t_end, reverse)
+        t, t_prev, _ = block_step(s, t_begin, t_end, reverse)
         live = valid_prefix(lengths, rows, t)
+        first, block_first = base[t], base[t] - base[t_begin]
         # padding: no gradient; dh, dc pass through unchanged
-        clear_padding(dgates, i, rows, live)
-        clear_padding(dh_seq, t, rows, live)
+        clear_step(dgates, block_first, rows, live, padded)
+        clear_step(dh_seq, first, rows, live, padded)
         if live == 0:
             continue
         for k in range(live):
             b = rows[k]
+            r = first + b
             for j in range(P):
-                dh_total[k, j] = dy[t, b, j] + dh[b, j]  # from the output and from t+1
+                dh_total[k, j] = dy[r, j] + dh[b, j]  # from the output and from t+1
             if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = dh_total[k]
+                dh_seq[r, :] = dh_total[k]
             if masked:  # dh̃ reaches the cell, k ⊙ dh stays in dh for h_{t-1}
                 unzone(dh_total[k], keep_row(keep_h, t, b, const_h), dh_tilde[k], dh[b])
         d_m = dh_tilde if masked else dh_total
@@ -417,13 +430,14 @@ def _backward(dy, dh, dc, gates, c_seq, c_tilde_seq, c0, w_hh, w_hr, lengths, dr
             d_m = dm
         for k in range(live):
             b = rows[k]
-            c_prev = previous(c_seq, c0, t_prev, lengths, b)
+            r = first + b
+            c_prev = previous_row(c_seq, c0, base, t_prev, lengths, b)
             if masked:
-                _zoned_cell_backward(gates[t, b], c_tilde_seq[t, b], c_prev, d_m[k], dc[b],
+                _zoned_cell_backward(gates[r], c_tilde_seq[r], c_prev, d_m[k], dc[b],
                                      keep_row(keep_c, t, b, const_c), dpre[k])
             else:
-                _cell_backward(gates[t, b], c_seq[t, b], c_prev, d_m[k], dc[b], dpre[k])
-            dgates[i, b, :] = dpre[k]
+                _cell_backward(gates[r], c_seq[r], c_prev, d_m[k], dc[b], dpre[k])
+            dgates[block_first + b, :] = dpre[k]
         matmul(dpre[:live], hh_op, du[:live])  # W_hh u_{t-1}
         for k in range(live):
             b = rows[k]
@@ -440,22 +454,23 @@ def _run_forward(
     """The forward of :class:`CpuLSTM` and :class:`CpuMaskedLSTM`; ``masks`` None: the
     plain cell, with an empty c_tilde."""
     (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
-    T, B, _ = x.shape
+    T, B, base, padded = _host.rows_of(seq)
     H, P = c0.shape[-1], h0.shape[-1]
     # Padding rows of x go through the projection unmasked (no copy of x): whatever they
     # hold, the kernel never reads their projected rows, and it zeroes their outputs.
     with torch.no_grad():
         gates = project_inputs(x.detach(), w_ih.detach(), sum_bias(b_ih, b_hh)).contiguous()
-    y = x.new_empty(T, B, P)
-    c_seq = x.new_empty(T, B, H)
-    c_tilde = x.new_empty((0, 0, 0) if masks is None else (T, B, H))
+    steps_shape = x.shape[:-1]  # (T, B) or packed (N,)
+    y = x.new_empty(*steps_shape, P)
+    c_seq = x.new_empty(*steps_shape, H)
+    c_tilde = x.new_empty((0, 0) if masks is None else (*steps_shape, H))
     h_n, c_n = _host.state_copy(h0), _host.state_copy(c0)
     steps = lengths_array(lengths, T, B)
     flops = 2.0 * (4 * H * P + (H * P if w_hr is not None else 0))  # per sample and step
-    arrays = (gates.numpy(), c_seq.numpy(), c_tilde.numpy(), y.numpy(), h_n.numpy(),
-              c_n.numpy(), as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps,
-              optional_array(h_probe, 3, x.dtype), *_host.mask_arrays(masks, x.dtype),
-              reverse)
+    arrays = (_host.flat(gates), _host.flat(c_seq), _host.flat(c_tilde), _host.flat(y),
+              h_n.numpy(), c_n.numpy(), as_array(w_hh), _host.optional_weight(w_hr, x),
+              steps, base, padded, _host.flat_optional(h_probe, x),
+              *_host.mask_arrays(masks, x.dtype), reverse)
     _host.run_kernel(_forward, arrays, plan(steps, T, flops))
     return MaskedLSTMForward(y, h_n, c_n, gates, c_seq, c_tilde)
 
@@ -468,7 +483,7 @@ def _run_backward(
     plain cell (``saved.c_tilde`` empty)."""
     (x, lengths, reverse), (h0, c0), (y, gates, c_seq, c_tilde) = seq, state, saved
     (w_ih, w_hh, w_hr), (dh_n, dc_n) = (w.w_ih, w.w_hh, w.w_hr), d_state
-    T, B, _ = x.shape
+    T, B, base, padded = _host.rows_of(seq)
     H, P = c0.shape[-1], h0.shape[-1]
     projected = w_hr is not None
     drop_h, keep_h = (None, None) if masks is None else (masks.drop_h, masks.keep_h)
@@ -476,31 +491,32 @@ def _run_backward(
     dh0, dc0 = _host.state_copy(dh_n), _host.state_copy(dc_n)
     steps = lengths_array(lengths, T, B)
     rows = plan(steps, T, 2.0 * (4 * H * P + (H * P if projected else 0)))
-    arrays = (as_array(dy), dh0.numpy(), dc0.numpy(), as_array(gates), as_array(c_seq),
-              as_array(c_tilde), as_array(c0), as_array(w_hh),
-              optional_array(w_hr, 2, x.dtype), steps, *_host.mask_arrays(masks, x.dtype),
-              reverse)
+    arrays = (_host.flat(dy), dh0.numpy(), dc0.numpy(), _host.flat(gates), _host.flat(c_seq),
+              _host.flat(c_tilde), as_array(c0), as_array(w_hh),
+              _host.optional_weight(w_hr, x), steps, base, padded,
+              *_host.mask_arrays(masks, x.dtype), reverse)
     dw_hr = torch.zeros_like(w_hr) if projected else empty_grad(y)
+    rows_of = _host.flat_rows
 
-    def add_dw_hr(buffers: list[Tensor], t0: int, t1: int) -> None:
+    def add_dw_hr(buffers: list[Tensor], r0: int, r1: int) -> None:
         # dW_hr = Σ_t dh̃_t m_tᵀ, dh̃_t = (1 - k^h_t) ⊙ dh_t, m_t = o ⊙ tanh(c̃_t)
         c_candidate = c_seq if masks is None else c_tilde
-        m = gates[t0:t1, :, 3 * H :] * torch.tanh(c_candidate[t0:t1])
-        dh_tilde = dh_seq[t0:t1]
+        m = rows_of(gates)[r0:r1, 3 * H :] * torch.tanh(rows_of(c_candidate)[r0:r1])
+        dh_tilde = rows_of(dh_seq)[r0:r1]
         if keep_h is not None:
-            dh_tilde = dh_tilde * (1 - keep_h[t0:t1])
+            dh_tilde = dh_tilde * (1 - rows_of(keep_h)[r0:r1])
         dw_hr.add_(weight_grad(dh_tilde, m))
 
     # W_hh reads u_{t-1} = d ⊙ h_{t-1}: its gradient pairs dpre_t with the dropped states
-    states = (_host.dropped(drop_h, y), _host.dropped(drop_h, h0))
+    states = (rows_of(_host.dropped(drop_h, y)), _host.dropped(drop_h, h0))
     sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, states, (4 * H,),
                                     dh_seq, _host.first, need_dx,
-                                    add_dw_hr if projected else None)
+                                    add_dw_hr if projected else None, by_rows=True)
     dh_out = dh_seq if need_dh else empty_grad(y)
     return LSTMGrads(sums.dx, dh0, dc0, sums.dw_ih, sums.dw_hh, sums.db, dw_hr, dh_out)
 
 
-class CpuLSTM:
+class CpuLSTM(PackedRows):
     """LSTM, compiled (:class:`rnnlab.backends.contract.LSTMKernels`)."""
 
     def forward(
@@ -513,7 +529,7 @@ class CpuLSTM:
         self, w: LSTMWeights, seq: Sequence, state: LSTMState, saved: LSTMSaved, dy: Tensor,
         d_state: LSTMState, need_dh: bool, need_dx: bool,
     ) -> LSTMGrads:
-        no_c_tilde = saved.y.new_empty(0, 0, 0)
+        no_c_tilde = saved.y.new_empty(0, 0)
         return _run_backward(w, seq, state, None, MaskedLSTMSaved(*saved, no_c_tilde), dy,
                              d_state, need_dh, need_dx)
 
@@ -521,12 +537,12 @@ class CpuLSTM:
         self, w: LSTMWeights, seq: Sequence, state: LSTMState
     ) -> tuple[Tensor, Tensor, Tensor]:
         (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh, w_hr), (h0, c0) = seq, w, state
-        T, B, _ = x.shape
+        T, B, base, padded = _host.rows_of(seq)
         H, P = c0.shape[-1], h0.shape[-1]
-        y = x.new_empty(T, B, P)
+        y = x.new_empty(*x.shape[:-1], P)
         h_n, c_n = _host.state_copy(h0), _host.state_copy(c0)
         steps = lengths_array(lengths, T, B)
-        G, I = 4 * H, x.shape[2]
+        G, I = 4 * H, x.shape[-1]
         flops = 2.0 * (G * (P + I) + (H * P if w_hr is not None else 0))  # per sample and step
         bias = bias_array(sum_bias(b_ih, b_hh), G, x.dtype)
         parts = split_units(B, T, H, flops) if w_hr is None else 1
@@ -534,8 +550,8 @@ class CpuLSTM:
             order = row_parts(steps, 1)[0]
             h_buf = np.empty((2, B, H), dtype=bias.dtype)
             h_buf[0] = h_n.numpy()[order]
-            arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
-                      as_array(w_hh), steps, reverse, order)
+            arrays = (_host.flat(x), _host.flat(y), h_n.numpy(), c_n.numpy(), as_array(w_ih),
+                      bias, as_array(w_hh), steps, base, padded, reverse, order)
             flags = step_flags(parts)
             timing = np.zeros((parts, 2), dtype=np.int64)
             chunk = inference_chunk(B)
@@ -546,8 +562,8 @@ class CpuLSTM:
                     return y, h_n, c_n
                 h_n.copy_(h0.detach())  # abandoned: again from the initial state, one thread
                 c_n.copy_(c0.detach())
-        arrays = (as_array(x), y.numpy(), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
-                  as_array(w_hh), optional_array(w_hr, 2, x.dtype), steps, reverse)
+        arrays = (_host.flat(x), _host.flat(y), h_n.numpy(), c_n.numpy(), as_array(w_ih), bias,
+                  as_array(w_hh), _host.optional_weight(w_hr, x), steps, base, padded, reverse)
         _host.run_infer(_infer, arrays, plan(steps, T, flops))
         return y, h_n, c_n
 

@@ -5,7 +5,8 @@ The equations and their symbols are those of :mod:`rnnlab.reference.rnn`.
 Per step: h_{t-1}·W_hhᵀ added into the buffer that holds x_t·W_ihᵀ + b (one GEMM for
 all steps, before the loop), then one vectorised pass. The pre-activations a (T,B,H), zero
 at padding, are returned for recording; backward reads the outputs y — as
-:mod:`rnnlab.backends.contract`.
+:mod:`rnnlab.backends.contract`. The kernels address every per-step tensor as rows
+(:class:`._host.Rows`), so they serve the padded and the packed layout alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rnnlab.backends._host import (
     sum_bias,
 )
 from rnnlab.backends.contract import (
+    PackedRows,
     RNNForward,
     RNNGrads,
     RNNSaved,
@@ -33,16 +35,15 @@ from rnnlab.backends.cpu._common import (
     as_array,
     bias_array,
     lengths_array,
-    optional_array,
 )
 from rnnlab.backends.cpu._jit import kernel
 from rnnlab.backends.cpu._math import KERNEL_OPTIONS, one, tanh
 from rnnlab.backends.cpu._parallel import (
     block_step,
     chunk_step,
-    clear_padding,
+    clear_step,
     plan,
-    project_chunk,
+    project_step_rows,
     valid_prefix,
 )
 
@@ -86,11 +87,12 @@ def _activate_backward(f, dh, da, relu):
 
 
 @kernel(**KERNEL_OPTIONS)
-def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows):
-    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence.
-    a_seq (T,B,H) holds x·W_ihᵀ + b on entry, the pre-activations on exit; h (B,H)
-    holds h0 on entry and h_n on exit."""
-    T, H = a_seq.shape[0], a_seq.shape[2]
+def _forward(a_seq, y, h, w_hh, lengths, base, padded, probe, reverse, relu, rows):
+    """Batch rows ``rows`` (longest first, see :mod:`._parallel`) of the sequence, its
+    per-step arrays as rows (``base``, ``padded``: :class:`._host.Rows`). a_seq holds
+    x·W_ihᵀ + b on entry, the pre-activations on exit; h (B,H) holds h0 on entry and h_n
+    on exit."""
+    T, H = base.shape[0] - 1, a_seq.shape[1]
     n = rows.shape[0]
     dtype = a_seq.dtype
     hh_op = prepare(w_hh, n, True)  # h (n,H) · W_hhᵀ
@@ -101,27 +103,28 @@ def _forward(a_seq, y, h, w_hh, lengths, probe, reverse, relu, rows):
     for s in range(T):
         t = T - 1 - s if reverse else s
         m = valid_prefix(lengths, rows, t)  # rows[:m] are inside their sequence
-        clear_padding(a_seq, t, rows, m)
-        clear_padding(y, t, rows, m)
+        first = base[t]
+        clear_step(a_seq, first, rows, m, padded)
+        clear_step(y, first, rows, m, padded)
         if m == 0:
             continue
         matmul(h_rows[:m], hh_op, rec[:m])  # (m, H)
         for k in range(m):
-            b = rows[k]
-            _activate(a_seq[t, b], rec[k], h_rows[k], relu)
+            r = first + rows[k]
+            _activate(a_seq[r], rec[k], h_rows[k], relu)
             if probe.shape[0] > 0:
-                _add(h_rows[k], probe[t, b])
-            y[t, b, :] = h_rows[k]
+                _add(h_rows[k], probe[r])
+            y[r, :] = h_rows[k]
     for k in range(n):
         h[rows[k]] = h_rows[k]
 
 
 @kernel(**KERNEL_OPTIONS)
-def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk):
-    """Inference over batch rows ``rows`` (longest first): y (T,B,H) ← the outputs; h (B,H)
-    holds h0 on entry and h_n on exit. The input projection runs here, ``chunk`` steps
-    at a time (see :func:`.lstm._infer`); no activation is kept."""
-    T, I = x.shape[0], x.shape[2]
+def _infer(x, y, h, w_ih, bias, w_hh, lengths, base, padded, reverse, relu, rows, chunk):
+    """Inference over batch rows ``rows`` (longest first), x and y as rows: y ← the
+    outputs; h (B,H) holds h0 on entry and h_n on exit. The input projection runs here,
+    ``chunk`` steps at a time (see :func:`.lstm._infer`); no activation is kept."""
+    T, I = base.shape[0] - 1, x.shape[1]
     H = w_ih.shape[0]
     n = rows.shape[0]
     dtype = x.dtype
@@ -136,62 +139,66 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, reverse, relu, rows, chunk):
     rec = np.empty((n, H), dtype=dtype)
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start)
+        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre,
+                          start)
         for i in range(steps):
             t, m = chunk_step(start, s0, i, T, reverse)
-            clear_padding(y, t, rows, m)
+            clear_step(y, base[t], rows, m, padded)
             if m == 0:
                 continue
             matmul(h_rows[:m], hh_op, rec[:m])
             for k in range(m):
                 _activate(pre[start[i] + k], rec[k], h_rows[k], relu)
-                y[t, rows[k], :] = h_rows[k]
+                y[base[t] + rows[k], :] = h_rows[k]
     for k in range(n):
         h[rows[k]] = h_rows[k]
 
 
 @kernel(**KERNEL_OPTIONS)
-def _backward(dy, dh, f_seq, w_hh, lengths, reverse, relu, da_seq, dh_seq, t_begin, t_end,
-              rows):
-    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first). dh (B,H)
-    holds the gradient flowing into the block on entry (dL/dh_n first) and out of it on
-    exit (dL/dh0 after the last); f_seq (T,B,H) the activation's values act(a_t). Writes
-    da_seq (t_end - t_begin, B, H), the gradients of the pre-activations, and (if not
-    empty) dh_seq (T,B,H), the total dL/dh_t."""
-    H = f_seq.shape[2]
+def _backward(dy, dh, f_seq, w_hh, lengths, base, padded, reverse, relu, da_seq, dh_seq,
+              t_begin, t_end, rows):
+    """Steps t_begin <= t < t_end backwards, batch rows ``rows`` (longest first), every
+    per-step array as rows (:class:`._host.Rows`). dh (B,H) holds the gradient flowing
+    into the block on entry (dL/dh_n first) and out of it on exit (dL/dh0 after the
+    last); f_seq the activation's values act(a_t). Writes da_seq (the block's rows, H),
+    the gradients of the pre-activations, and (if not empty) dh_seq, the total
+    dL/dh_t."""
+    H = f_seq.shape[1]
     n = rows.shape[0]
     dtype = f_seq.dtype
     hh_op = prepare(w_hh, n, False)  # da (n,H) · W_hh
     da = np.empty((n, H), dtype=dtype)
     dh_prev = np.empty((n, H), dtype=dtype)
     for s in range(t_end - t_begin):
-        t, _, i = block_step(s, t_begin, t_end, reverse)
+        t, _, _ = block_step(s, t_begin, t_end, reverse)
         m = valid_prefix(lengths, rows, t)
+        first, block_first = base[t], base[t] - base[t_begin]
         # padding: no gradient; dh passes through unchanged
-        clear_padding(da_seq, i, rows, m)
-        clear_padding(dh_seq, t, rows, m)
+        clear_step(da_seq, block_first, rows, m, padded)
+        clear_step(dh_seq, first, rows, m, padded)
         if m == 0:
             continue
         for k in range(m):
             b = rows[k]
-            _add(dh[b], dy[t, b])  # total gradient of h_t: output and step t+1
+            r = first + b
+            _add(dh[b], dy[r])  # total gradient of h_t: output and step t+1
             if dh_seq.shape[0] > 0:
-                dh_seq[t, b, :] = dh[b]
-            _activate_backward(f_seq[t, b], dh[b], da[k], relu)
-            da_seq[i, b, :] = da[k]
+                dh_seq[r, :] = dh[b]
+            _activate_backward(f_seq[r], dh[b], da[k], relu)
+            da_seq[block_first + b, :] = da[k]
         matmul(da[:m], hh_op, dh_prev[:m])  # W_hh h_{t-1}
         for k in range(m):
             dh[rows[k]] = dh_prev[k]
 
 
-class CpuRNN:
+class CpuRNN(PackedRows):
     """Elman RNN, compiled (:class:`rnnlab.backends.contract.RNNKernels`)."""
 
     def forward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, h_probe: Tensor | None, relu: bool
     ) -> RNNForward:
         (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
-        T, B, _ = x.shape
+        T, B, base, padded = _host.rows_of(seq)
         H = h0.shape[-1]
         # Padding rows of x go through the projection unmasked (no copy of x): whatever they
         # hold, the kernel never reads their projected rows, and it zeroes their outputs.
@@ -200,8 +207,8 @@ class CpuRNN:
         y = torch.empty_like(a_seq)
         h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)
-        arrays = (a_seq.numpy(), y.numpy(), h_n.numpy(), as_array(w_hh), steps,
-                  optional_array(h_probe, 3, x.dtype), reverse, relu)
+        arrays = (_host.flat(a_seq), _host.flat(y), h_n.numpy(), as_array(w_hh), steps, base,
+                  padded, _host.flat_optional(h_probe, x), reverse, relu)
         _host.run_kernel(_forward, arrays, plan(steps, T, 2.0 * H * H))
         return RNNForward(y, h_n, a_seq)
 
@@ -209,29 +216,30 @@ class CpuRNN:
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
         dh_n: Tensor, relu: bool, need_dh: bool, need_dx: bool,
     ) -> RNNGrads:
-        (x, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
-        T, B, _ = x.shape
+        (_, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
+        T, B, base, padded = _host.rows_of(seq)
         H = h0.shape[-1]
         dh_seq = torch.empty_like(y) if need_dh else _host.no_dh(y)
         dh0 = _host.state_copy(dh_n)
         steps = lengths_array(lengths, T, B)
         rows = plan(steps, T, 2.0 * H * H)
-        arrays = (as_array(dy), dh0.numpy(), as_array(activation_of(saved)), as_array(w_hh),
-                  steps, reverse, relu)
-        sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih, (y, h0), (H,), dh_seq,
-                                        _host.first, need_dx)
+        arrays = (_host.flat(dy), dh0.numpy(), _host.flat(activation_of(saved)),
+                  as_array(w_hh), steps, base, padded, reverse, relu)
+        sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih,
+                                        (_host.flat_rows(y), h0), (H,), dh_seq, _host.first,
+                                        need_dx, by_rows=True)
         return RNNGrads(sums.dx, dh0, sums.dw_ih, sums.dw_hh, sums.db,
                         dh_seq if need_dh else empty_grad(y))
 
     def infer(self, w: RNNWeights, seq: Sequence, h0: Tensor, relu: bool) -> tuple[Tensor, Tensor]:
         (x, lengths, reverse), (w_ih, w_hh, b_ih, b_hh) = seq, w
-        T, B, I = x.shape
-        H = h0.shape[-1]
-        y = x.new_empty(T, B, H)
+        T, B, base, padded = _host.rows_of(seq)
+        H, I = h0.shape[-1], x.shape[-1]
+        y = x.new_empty(*x.shape[:-1], H)
         h_n = _host.state_copy(h0)
         steps = lengths_array(lengths, T, B)
-        arrays = (as_array(x), y.numpy(), h_n.numpy(), as_array(w_ih),
-                  bias_array(sum_bias(b_ih, b_hh), H, x.dtype), as_array(w_hh), steps, reverse,
-                  relu)
+        arrays = (_host.flat(x), _host.flat(y), h_n.numpy(), as_array(w_ih),
+                  bias_array(sum_bias(b_ih, b_hh), H, x.dtype), as_array(w_hh), steps, base,
+                  padded, reverse, relu)
         _host.run_infer(_infer, arrays, plan(steps, T, 2.0 * H * (H + I)))
         return y, h_n
