@@ -49,7 +49,8 @@ test-cpu-isa: $(STAMP)
 	for isa in $$($(BIN)/python -c "from rnnlab.backends.cpu._isa import runnable; \
 	                               print(*(i.name for i in runnable()[1:]))"); do \
 	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "cpu-f32 or register_tiles" \
-	    tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py || exit 1; \
+	    tests/ops/test_backends_vs_reference.py tests/ops/test_packed_rows.py \
+	    tests/backends/test_cpu_backend.py || exit 1; \
 	  RNNLAB_CPU_ISA=$$isa $(BIN)/python -m pytest -n 2 -q -k "f32" \
 	    tests/backends/test_cpu_masked.py tests/backends/test_cpu_layer_norm.py || exit 1; \
 	done
@@ -60,10 +61,11 @@ test-cpu-isa: $(STAMP)
 # start-up would cost more than the tests.
 test-cpu-switches: $(STAMP)
 	RNNLAB_CPU_THREADS=1 $(BIN)/python -m pytest -n 0 -q -k "cpu-f32" \
-	  tests/ops/test_backends_vs_reference.py
+	  tests/ops/test_backends_vs_reference.py tests/ops/test_packed_rows.py
 	RNNLAB_CPU_TILES=0 $(BIN)/python -m pytest -n 0 -q -k \
 	  "cpu-f32 or (larger_shapes and gemm and f32)" \
-	  tests/ops/test_backends_vs_reference.py tests/backends/test_cpu_backend.py
+	  tests/ops/test_backends_vs_reference.py tests/ops/test_packed_rows.py \
+	  tests/backends/test_cpu_backend.py
 
 # The documentation site into site/ (offline; a warning fails it): the API reference from
 # the docstrings, and every tutorial in docs/tutorials/ executed (a failing cell fails it).

@@ -4,6 +4,7 @@ of compiled kernels: test_cpu_isa.py)."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import subprocess
 import sys
@@ -20,9 +21,12 @@ import rnnlab.nn
 from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
 from rnnlab import ops
 from rnnlab.backends import cpu, select
+from rnnlab.backends._rows import row_layout
 from rnnlab.backends.cpu import _common, _host, _parallel, _switches, _sync, _tuning
 
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
+# where the split-by-units kernel takes its part number
+_PART = list(inspect.signature(cpu.lstm._infer_units.py_func).parameters).index("part")
 
 
 @pytest.fixture
@@ -38,8 +42,10 @@ def test_automatic_choice_is_cpu_for_float32_and_float64_only():
     assert select(torch.device("cpu"), torch.bfloat16) is not cpu.KERNELS
 
 
-def _run(variant, backend, B, dtype, *, T=12, I=24, H=40, P=16, lengths=True, reverse=True):
-    """Outputs and gradients of one op call on ``backend`` (same inputs for every call)."""
+def _run(variant, backend, B, dtype, *, T=12, I=24, H=40, P=16, lengths=True, reverse=True,
+         packed=False):
+    """Outputs and gradients of one op call on ``backend`` (same inputs for every call);
+    ``packed``: x and the probe as packed rows (lengths sorted, the longest T)."""
     family = variant.split("_")[0]
     g = torch.Generator().manual_seed(B)
     G = {"rnn": 1, "lstm": 4, "gru": 3}[family] * H
@@ -54,8 +60,15 @@ def _run(variant, backend, B, dtype, *, T=12, I=24, H=40, P=16, lengths=True, re
         t["c0"] = r(B, H)
         t["w_hr"] = r(P, H) if variant == "lstm_proj" else None
     lens = torch.randint(1, T + 1, (B,), generator=g) if lengths else None
+    probe = torch.zeros(T, B, P, dtype=dtype)
+    if packed:
+        lens = torch.randint(1, T + 1, (B,), generator=g).sort(descending=True).values
+        lens[0] = T
+        index = row_layout(lens, torch.device("cpu")).index
+        t["x"] = t["x"].reshape(T * B, I).index_select(0, index)
+        probe = probe.reshape(T * B, P).index_select(0, index)
     leaves = {k: v.requires_grad_(True) for k, v in t.items() if v is not None}
-    probe = torch.zeros(T, B, P, dtype=dtype, requires_grad=True)
+    probe.requires_grad_(True)
     with rnnlab.use_backend(backend):
         if family == "lstm":
             out = ops.lstm(t["x"], t["h0"], t["c0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"],
@@ -222,6 +235,28 @@ def test_batch_split_across_threads_matches_portable(variant, dtype, lengths, mo
         torch.set_num_threads(saved)
 
 
+@pytest.mark.usefixtures("threads_on")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_packed_rows_match_portable(variant, dtype, monkeypatch):
+    """Packed rows on the cpu kernels (rows addressed per step, no padding rows) against
+    the portable backend (which runs them padded): B = 7 (the tiles in float32), two
+    threads, backward in several time blocks, both directions."""
+    monkeypatch.setattr(_tuning, "MIN_PART_FLOPS", 0)
+    monkeypatch.setattr(_tuning, "BLOCK_ROWS", 1)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for reverse in (False, True):
+            got = _run(variant, "cpu", 7, dtype, T=20, reverse=reverse, packed=True)
+            want = _run(variant, "portable", 7, dtype, T=20, reverse=reverse, packed=True)
+            for name, value in want.items():
+                tol = OUT_TOL[dtype] if name in ("y", "h_n", "saved") else GRAD_TOL[dtype]
+                assert_rel_close(got[name], value, tol, name)
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_row_parts_order_longest_first_and_balance_work():
     same = _parallel.row_parts(np.full(5, 9), 2)
     assert [p.tolist() for p in same] == [[0, 1, 2], [3, 4]]  # contiguous blocks
@@ -355,7 +390,7 @@ def test_lstm_inference_split_by_units_matches_portable(dtype, monkeypatch):
     monkeypatch.setattr(_parallel, "note_unit_split", lambda waited, total: None)
     calls = []
     real = cpu.lstm._infer_units
-    monkeypatch.setattr(cpu.lstm, "_infer_units", lambda *a: (calls.append(a[10]), real(*a))[1])
+    monkeypatch.setattr(cpu.lstm, "_infer_units", lambda *a: (calls.append(a[_PART]), real(*a))[1])
     T, I, H = 13, 6, 40
     g = torch.Generator().manual_seed(B)
 
@@ -431,7 +466,7 @@ def test_split_by_units_with_a_late_partner_reruns_on_one_thread(monkeypatch):
     real = cpu.lstm._infer_units
 
     def late(*args):
-        if args[10] == 1:  # part 1
+        if args[_PART] == 1:  # part 1
             time.sleep(0.05)
         real(*args)
 

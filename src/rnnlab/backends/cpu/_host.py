@@ -181,7 +181,7 @@ class _PaddedRecurrentWeightGrad(RecurrentWeightGrad):
     """:class:`._common.RecurrentWeightGrad` on blocks of rows of the padded layout."""
 
     def __init__(self, y: Tensor, h0: Tensor, seq: Sequence, B: int) -> None:
-        super().__init__(y, h0, seq.lengths, seq.reverse)
+        super().__init__(y.view(-1, B, y.shape[-1]), h0, seq.lengths, seq.reverse)
         self.B = B
 
     def add(self, d: Tensor, t0: int, t1: int, r0: int, r1: int) -> None:
