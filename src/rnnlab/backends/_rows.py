@@ -63,7 +63,8 @@ def to_padded(rows: Tensor, layout: RowLayout) -> Tensor:
 
 def to_rows(padded: Tensor, layout: RowLayout) -> Tensor:
     """(T, B, F) -> its (N, F) rows (differentiable)."""
-    return padded.reshape(-1, padded.shape[-1]).index_select(0, layout.index)
+    rows = padded.shape[:-1].numel()  # (explicit: F may be 0)
+    return padded.reshape(rows, padded.shape[-1]).index_select(0, layout.index)
 
 
 def _convert(value: Any, name: str, convert: Callable[[Tensor], Tensor]) -> Any:

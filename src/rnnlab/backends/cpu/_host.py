@@ -54,7 +54,7 @@ def flat(t: Tensor) -> np.ndarray:
     if t.shape[0] == 0:
         return np.empty((0, 0), dtype=t.detach().numpy().dtype)
     a = as_array(t)
-    return a.reshape(-1, a.shape[-1])
+    return a.reshape(t.shape[:-1].numel(), a.shape[-1])  # (explicit rows: F may be 0)
 
 
 def flat_optional(t: Tensor | None, like: Tensor) -> np.ndarray:
@@ -70,7 +70,7 @@ def optional_weight(w: Tensor | None, like: Tensor) -> np.ndarray:
 
 def flat_rows(t: Tensor) -> Tensor:
     """:func:`flat` as a tensor: (T, B, F) or (N, F) -> (rows, F), a view."""
-    return t.view(-1, t.shape[-1])
+    return t.view(t.shape[:-1].numel(), t.shape[-1])
 
 
 def state_copy(t: Tensor) -> Tensor:

@@ -444,7 +444,9 @@ def _run_backward(
     if not reset_after:
         with torch.no_grad():
             dw_n = w_hh.new_zeros(H, H)
-            u_seq = _host.dropped(drop_h, _host.previous_state_rows(seq, rows_of(y), h0))
+            u_seq = _host.previous_state_rows(seq, rows_of(y), h0)
+            if drop_h is not None:  # (a masked call is never packed: rows are (T·B, H))
+                u_seq = (u_seq.view(T, B, H) * drop_h).view(T * B, H)
 
     def recurrent(buffers: list[Tensor]) -> Tensor:
         """Gradients of the u_{t-1} products: all three (reset after), else r and z."""
