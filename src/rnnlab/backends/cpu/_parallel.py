@@ -266,25 +266,18 @@ def inference_chunk(rows: int) -> int:
 
 
 @kernel(nogil=True)
-def gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start):
-    """Copy the inputs of steps s0 .. s0+steps-1 (processing order) of the rows still
-    inside their sequence into consecutive rows of x_buf; start[i] ← the first row of
-    step i (start[steps] = the total)."""
-    total = 0
-    for i in range(steps):
-        t = T - 1 - (s0 + i) if reverse else s0 + i
-        m = valid_prefix(lengths, rows, t)
-        start[i] = total
-        for k in range(m):
-            x_buf[total + k] = x[t, rows[k]]
-        total += m
-    start[steps] = total
+def padded_base(T, B):
+    """(T + 1,) the first row of each step of a padded (T, B, ·) tensor viewed as rows:
+    t·B (see :class:`._host.Rows`)."""
+    return np.arange(T + 1) * B
 
 
 @kernel(nogil=True)
-def gather_step_rows(x, base, lengths, rows, s0, steps, reverse, x_buf, start):
-    """The row-addressed :func:`gather_inputs`: x (rows, I), sample b's row of step t at
-    base[t] + b."""
+def gather_inputs(x, base, lengths, rows, s0, steps, reverse, x_buf, start):
+    """Copy the inputs of steps s0 .. s0+steps-1 (processing order) of the rows still
+    inside their sequence into consecutive rows of x_buf; start[i] ← the first row of
+    step i (start[steps] = the total). x as rows: sample b of step t at base[t] + b
+    (:class:`._host.Rows`)."""
     T = base.shape[0] - 1
     total = 0
     for i in range(steps):
@@ -298,23 +291,12 @@ def gather_step_rows(x, base, lengths, rows, s0, steps, reverse, x_buf, start):
 
 
 @kernel(nogil=True)
-def project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre,
-                      start):
-    """The row-addressed :func:`project_chunk` (:func:`gather_step_rows`, then one
-    product)."""
-    gather_step_rows(x, base, lengths, rows, s0, steps, reverse, x_buf, start)
-    if start[steps] > 0:
-        matmul(x_buf[: start[steps]], ih_op, pre[: start[steps]])
-        add_bias(pre[: start[steps]], bias)
-
-
-@kernel(nogil=True)
-def project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, bias, x_buf, pre, start):
+def project_chunk(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre, start):
     """The input pre-activations x·W_ihᵀ + bias of steps s0 .. s0+steps-1 (processing
     order) for the rows still inside their sequence: pre[start[i] + k] is row k of step
     i (:func:`gather_inputs`, then one product with ``ih_op`` = ``prepare(W_ih, rows,
     True)``, see :func:`._blas.matmul`)."""
-    gather_inputs(x, lengths, rows, s0, steps, T, reverse, x_buf, start)
+    gather_inputs(x, base, lengths, rows, s0, steps, reverse, x_buf, start)
     if start[steps] > 0:
         matmul(x_buf[: start[steps]], ih_op, pre[: start[steps]])
         add_bias(pre[: start[steps]], bias)

@@ -52,7 +52,7 @@ from rnnlab.backends.cpu._parallel import (
     clear_step,
     plan,
     previous_row,
-    project_step_rows,
+    project_chunk,
     valid_prefix,
 )
 
@@ -229,8 +229,7 @@ def _infer(x, y, h, w_ih, b_ih, w_hh, b_hh, lengths, base, padded, reverse, rese
     no_probe = np.zeros(0, dtype=dtype)
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, b_ih, x_buf, pre,
-                          start)
+        project_chunk(x, base, lengths, rows, s0, steps, reverse, ih_op, b_ih, x_buf, pre, start)
         for i in range(steps):
             t, m = chunk_step(start, s0, i, T, reverse)
             clear_step(y, base[t], rows, m, padded)

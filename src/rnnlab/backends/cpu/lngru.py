@@ -44,6 +44,7 @@ from rnnlab.backends.cpu._parallel import (
     block_step,
     chunk_step,
     clear_padding,
+    padded_base,
     plan,
     previous,
     project_chunk,
@@ -135,9 +136,12 @@ def _infer(x, y, h, w_ih, gamma_ih, b_ih, w_hh, gamma_hh, b_hh, eps, lengths, re
     act = np.empty((n, 4 * H), dtype=dtype)  # r, z, n, hn of the step
     rec = np.empty((n, G), dtype=dtype)
     no_probe = np.zeros(0, dtype=dtype)
+    x_rows = x.reshape((T * x.shape[1], I))  # (the projection reads rows)
+    base = padded_base(T, x.shape[1])
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, no_bias, x_buf, pre, start)
+        project_chunk(x_rows, base, lengths, rows, s0, steps, reverse, ih_op, no_bias, x_buf,
+                      pre, start)
         for i in range(steps):
             t, m = chunk_step(start, s0, i, T, reverse)
             clear_padding(y, t, rows, m)

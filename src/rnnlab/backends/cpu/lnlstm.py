@@ -58,6 +58,7 @@ from rnnlab.backends.cpu._parallel import (
     block_step,
     chunk_step,
     clear_padding,
+    padded_base,
     plan,
     previous,
     project_chunk,
@@ -268,9 +269,12 @@ def _infer(x, y, h, c, w_ih, gamma_ih, bias, w_hh, gamma_hh, gamma_c, beta_c, ep
     m = np.empty((n, H), dtype=dtype)
     c_out = np.empty(H, dtype=dtype)  # (c_t again: an alias of c_rows would stop vectorising)
     no_probe = np.zeros(0, dtype=dtype)
+    x_rows = x.reshape((T * x.shape[1], I))  # (the projection reads rows)
+    base = padded_base(T, x.shape[1])
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_chunk(x, lengths, rows, s0, steps, T, reverse, ih_op, no_bias, x_buf, pre, start)
+        project_chunk(x_rows, base, lengths, rows, s0, steps, reverse, ih_op, no_bias, x_buf,
+                      pre, start)
         for r in range(start[steps]):
             layer_norm(pre[r], gamma_ih, bias, eps, pre[r])
         for i in range(steps):

@@ -53,7 +53,7 @@ from rnnlab.backends.cpu._parallel import (
     inference_chunk,
     plan,
     previous_row,
-    project_step_rows,
+    project_chunk,
     row_parts,
     run_together,
     split_units,
@@ -231,8 +231,7 @@ def _infer(x, y, h, c, w_ih, bias, w_hh, w_hr, lengths, base, padded, reverse, r
     no_probe = np.zeros(0, dtype=dtype)
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre,
-                          start)
+        project_chunk(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre, start)
         for i in range(steps):
             t, live = chunk_step(start, s0, i, T, reverse)
             clear_step(y, base[t], rows, live, padded)
@@ -296,8 +295,7 @@ def _infer_units(x, y, h, c, w_ih, bias, w_hh, lengths, base, padded, reverse, r
     done = 0  # steps finished
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, b, x_buf, pre,
-                          start)
+        project_chunk(x, base, lengths, rows, s0, steps, reverse, ih_op, b, x_buf, pre, start)
         for i in range(steps):
             t, live = chunk_step(start, s0, i, T, reverse)
             cur = h_buf[done % 2]

@@ -43,7 +43,7 @@ from rnnlab.backends.cpu._parallel import (
     chunk_step,
     clear_step,
     plan,
-    project_step_rows,
+    project_chunk,
     valid_prefix,
 )
 
@@ -139,8 +139,7 @@ def _infer(x, y, h, w_ih, bias, w_hh, lengths, base, padded, reverse, relu, rows
     rec = np.empty((n, H), dtype=dtype)
     for s0 in range(0, T, chunk):
         steps = min(chunk, T - s0)
-        project_step_rows(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre,
-                          start)
+        project_chunk(x, base, lengths, rows, s0, steps, reverse, ih_op, bias, x_buf, pre, start)
         for i in range(steps):
             t, m = chunk_step(start, s0, i, T, reverse)
             clear_step(y, base[t], rows, m, padded)
