@@ -13,6 +13,22 @@ from torch.utils._python_dispatch import TorchDispatchMode
 # Tolerances (relative to the largest magnitude of the expected tensor), per dtype.
 OUT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 GRAD_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+DTYPES = {"f64": torch.float64, "f32": torch.float32}
+
+
+def backend_cases() -> list:
+    """(backend, dtype) parameters, ids ``<backend>-f64`` / ``-f32``: every installed
+    backend in every dtype it runs on CPU tensors here (the gpu backend joins with
+    TRITON_INTERPRET=1; tests/backends/gpu runs it that way)."""
+    import rnnlab
+    from rnnlab import backends
+
+    return [
+        pytest.param(name, dtype, id=f"{name}-{key}")
+        for name in sorted(rnnlab.available_backends())
+        for key, dtype in DTYPES.items()
+        if backends.can_run(name, torch.device("cpu"), dtype)
+    ]
 
 
 def assert_rel_close(actual, expected, tol: float, what: str = "") -> None:

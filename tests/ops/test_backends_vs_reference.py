@@ -10,18 +10,10 @@ import pytest
 import torch
 
 import rnnlab
-from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
-from rnnlab import backends, ops, ops_ln, reference
+from helpers import GRAD_TOL, OUT_TOL, assert_rel_close, backend_cases
+from rnnlab import ops, ops_ln, reference
 
-DTYPES = {"f64": torch.float64, "f32": torch.float32}
-# Every installed backend, in every dtype it runs on CPU tensors here (the gpu backend
-# joins with TRITON_INTERPRET=1; tests/backends/gpu runs it that way).
-CASES = [
-    pytest.param(name, dtype, id=f"{name}-{key}")
-    for name in sorted(rnnlab.available_backends())
-    for key, dtype in DTYPES.items()
-    if backends.can_run(name, torch.device("cpu"), dtype)
-]
+CASES = backend_cases()
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before", "lnlstm",
             "lngru"]
 LN_NAMES = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "gamma_ih", "gamma_hh", "gamma_c",

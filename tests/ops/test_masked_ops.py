@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import rnnlab
-from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
+from helpers import GRAD_TOL, OUT_TOL, assert_rel_close, backend_cases
 from rnnlab import backends, ops_masked, reference
 
-DTYPES = {"f64": torch.float64, "f32": torch.float32}
-CASES = [
-    pytest.param(name, dtype, id=f"{name}-{key}")
-    for name in sorted(rnnlab.available_backends())
-    for key, dtype in DTYPES.items()
-    if backends.can_run(name, torch.device("cpu"), dtype)
-]
+CASES = backend_cases()
 VARIANTS = ["lstm", "lstm_proj", "gru", "gru_reset_before"]
 
 

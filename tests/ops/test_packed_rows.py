@@ -14,17 +14,11 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnlab
 import rnnlab.nn as rnn
-from helpers import GRAD_TOL, OUT_TOL, assert_rel_close
+from helpers import GRAD_TOL, OUT_TOL, assert_rel_close, backend_cases
 from rnnlab import backends, ops, reference
 from rnnlab.backends._rows import row_layout
 
-DTYPES = {"f64": torch.float64, "f32": torch.float32}
-CASES = [
-    pytest.param(name, dtype, id=f"{name}-{key}")
-    for name in sorted(rnnlab.available_backends())
-    for key, dtype in DTYPES.items()
-    if backends.can_run(name, torch.device("cpu"), dtype)
-]
+CASES = backend_cases()
 VARIANTS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_proj", "gru", "gru_reset_before"]
 GATES = {"lstm": "ifgo", "gru": "rzn"}
 
