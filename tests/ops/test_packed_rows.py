@@ -190,3 +190,23 @@ def test_layers_keep_packed_input_in_rows(monkeypatch):
     torch.testing.assert_close(out.data, want.data)
     torch.testing.assert_close(h, h_t)
     torch.testing.assert_close(c, c_t)
+
+
+@pytest.mark.parametrize("family", ["rnn", "lstm", "gru"])
+def test_double_backward_on_packed_rows(family):
+    """A recorded backward of a packed call (its padded recomputation): gradgradcheck in
+    float64 on the outputs that carry gradients."""
+    args = [a.detach().double().requires_grad_(a.requires_grad)
+            if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+            for a in _packed_args(family, reverse=True)]
+    op = {"rnn": ops.rnn, "lstm": ops.lstm, "gru": ops.gru}[family]
+    outputs = 3 if family == "lstm" else 2  # y, h_n (, c_n)
+    inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+
+    def differentiable(*values):
+        it = iter(values)
+        full = [next(it) if isinstance(a, torch.Tensor) and a.requires_grad else a
+                for a in args]
+        return op(*full)[:outputs]
+
+    assert torch.autograd.gradgradcheck(differentiable, inputs)

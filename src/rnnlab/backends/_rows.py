@@ -84,10 +84,11 @@ def _bundle(value: Any, convert: Callable[[Tensor], Tensor]) -> Any:
 
 
 def padded_call(run: Callable, seq: Sequence, *args: Any, per_step: tuple[int, ...] = ()):
-    """``run(padded seq, *args)`` for a packed ``seq``: the bundles among ``args`` and the
-    bare tensors at the positions ``per_step`` (counted in ``args``) go in padded, and the
-    per-step results come back as rows — a NamedTuple result's per-step fields, or the
-    first element of a plain tuple (an ``infer``'s y)."""
+    """``run(padded seq, *args)`` for a packed ``seq``: the bundles among ``args`` (their
+    per-step fields, by name) and the bare tensors at the positions ``per_step`` (counted
+    in ``args``) go in padded, and the per-step results come back as rows: every 3-D
+    tensor of the result, a (T, B, ·) one (states and weight gradients are 2-D, a
+    gradient not asked for is empty)."""
     layout = row_layout(seq.lengths, seq.x.device)
 
     def padded(t: Tensor) -> Tensor:
@@ -98,9 +99,9 @@ def padded_call(run: Callable, seq: Sequence, *args: Any, per_step: tuple[int, .
         for i, a in enumerate(args)
     )
     result = run(_bundle(seq, padded), *args)
-    if hasattr(result, "_fields"):
-        return _bundle(result, lambda t: to_rows(t, layout))
-    return (to_rows(result[0], layout), *result[1:])
+    rows = [to_rows(r, layout) if isinstance(r, Tensor) and r.dim() == 3 else r
+            for r in result]
+    return type(result)(*rows) if hasattr(result, "_fields") else tuple(rows)
 
 
 class Padded:

@@ -92,6 +92,10 @@ JOBS = {
     "double-backward": (["tests/ops/test_double_backward.py", "-k", "float32 and gpu"], {}),
     "backend-checks": ([CHECKS, "-o", "python_files=check_*.py"], {}),
     "masked": (["tests/ops/test_masked_ops.py", "-k", "gpu and f32"], {}),
+    # packed rows, which the gpu kernels take through their padded form (one seed per
+    # variant: the padding itself is the shared backends/_rows.Padded)
+    "packed-rows": (["tests/ops/test_packed_rows.py", "-k", "matches_reference and 0-gpu-f32"],
+                    {}),
     # the layer-normalised ops' opcheck and layers (stacked, bidirectional, batch_first,
     # lengths) vs the reference stack, with the gpu backend forced
     "layer-norm": (
