@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-suite test-fast test-cpu-isa test-cpu-switches docs lint bench-cpu clean clean-kernels
+.PHONY: demo test kernels test-suite test-fast test-cpu-isa test-cpu-switches docs lint bench-cpu clean clean-kernels
 
 # torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
 # build of several GB); rnnlab itself declares only the range it supports.
@@ -33,10 +33,16 @@ demo: $(STAMP)
 # printed when it ends.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite docs
+	$(MAKE) --no-print-directory -j2 --output-sync=target kernels docs
+	$(MAKE) --no-print-directory test-suite
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 --dist worksteal -q tests/nn tests/ops
 	$(MAKE) --no-print-directory test-cpu-isa
 	$(MAKE) --no-print-directory test-cpu-switches
+
+# The cpu kernels compiled into the cache once (beside the docs build), so that the
+# suite's two workers do not both compile them cold.
+kernels: $(STAMP)
+	$(BIN)/python tests/compile_kernels.py
 
 test-suite: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist worksteal -q

@@ -18,10 +18,11 @@ from torch import Tensor
 
 from rnnlab.backends.contract import LSTMState, Sequence
 
-# The fields of the contract's bundles that hold one row per step and sample: converted
-# between the layouts. (The others are states (B, ·), weights and gradients of weights;
-# an LSTMState's c is a state, so state bundles are never converted.)
-PER_STEP = frozenset({"x", "y", "a", "gates", "c", "h_probe", "dx", "dh"})
+# The fields of the bundles a backend is given (the saved activations) that hold one row
+# per step and sample: padded on the way in. (x is the Sequence's; the others are
+# states (B, ·) and weights; an LSTMState's c is a state, so state bundles are never
+# converted.) Results go back to rows by rank: their per-step tensors are the 3-D ones.
+PER_STEP = frozenset({"y", "gates", "c", "h_probe"})
 
 
 class RowLayout(NamedTuple):
