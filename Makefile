@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test kernels test-suite test-fast test-cpu-isa test-cpu-switches docs lint bench-cpu clean clean-kernels
+.PHONY: demo test kernels kernels-float32 kernels-float64 test-suite test-fast test-cpu-isa test-cpu-switches docs lint bench-cpu clean clean-kernels
 
 # torch first, pinned to the CPU build these machines use (an unpinned torch pulls a CUDA
 # build of several GB); rnnlab itself declares only the range it supports.
@@ -23,26 +23,28 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rnnlab compare
 
-# The whole suite (layers on the automatic backend: cpu here), then the layer and op
-# conformance tests again with the portable backend forced, then the cpu backend's
-# float32 conformance on its register tiles with each other kernel variant forced.
+# First the site's build and the cpu kernels' compile (one process per dtype), three
+# processes at once, each one's output printed when it ends. Then the whole suite
+# (layers on the automatic backend: cpu here), then the layer and op tests again with the
+# portable backend forced (less those that name their backend: tests/conftest.py), then
+# the cpu backend's float32 conformance with each other kernel variant and with each
+# optional piece switched off.
 # --dist worksteal: a worker that runs out of tests takes queued ones from the other, so a
 # long test near the end does not leave a core idle.
-# The site's build (one process, mostly executing the tutorials) runs beside the suite,
-# on the core that two pytest workers leave idle between tests; each one's output is
-# printed when it ends.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(MAKE) --no-print-directory -j2 --output-sync=target kernels docs
+	$(MAKE) --no-print-directory -j3 --output-sync=target kernels-float32 kernels-float64 docs
 	$(MAKE) --no-print-directory test-suite
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 --dist worksteal -q tests/nn tests/ops
 	$(MAKE) --no-print-directory test-cpu-isa
 	$(MAKE) --no-print-directory test-cpu-switches
 
-# The cpu kernels compiled into the cache once (beside the docs build), so that the
-# suite's two workers do not both compile them cold.
-kernels: $(STAMP)
-	$(BIN)/python tests/compile_kernels.py
+# The cpu kernels compiled into the cache once, one process per dtype beside the docs
+# build, so that the suite's two workers do not both compile them cold.
+kernels: kernels-float32 kernels-float64
+
+kernels-float32 kernels-float64: $(STAMP)
+	$(BIN)/python tests/compile_kernels.py $(@:kernels-%=%)
 
 test-suite: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist worksteal -q

@@ -2,18 +2,25 @@
 
 ``make test`` runs this beside the docs build, so that the suite's two workers find the
 kernels in the cache instead of both compiling them (a cold compile is minutes of one
-core). Not a test: it asserts nothing (the suite checks the results); a kernel it misses
-is compiled by the first test that needs it, as before."""
+core). ``make`` runs it once per dtype, the two at once (``python tests/compile_kernels.py
+float32``); the float64 run takes the layers in the opposite order, so that the two
+rarely compile one function's signatures at the same moment (Numba's index of a
+function's cached signatures is rewritten whole: the later writer's copy wins, and a lost
+entry is compiled again by the suite). Not a test: it asserts nothing (the suite checks
+the results); a kernel it misses is compiled by the first test that needs it."""
 
 from __future__ import annotations
+
+import sys
 
 import torch
 
 import rnnlab.nn as rnn
 
 
-def main() -> None:
-    for dtype in (torch.float32, torch.float64):
+def main(dtype_names: list[str]) -> None:
+    for name in dtype_names or ["float32", "float64"]:
+        dtype = getattr(torch, name)
         layers = [
             rnn.RNN(3, 4, bidirectional=True), rnn.RNN(3, 4, nonlinearity="relu"),
             rnn.LSTM(3, 4, bidirectional=True), rnn.LSTM(3, 4, proj_size=2),
@@ -23,7 +30,7 @@ def main() -> None:
             rnn.GRU(3, 4, zoneout=0.1, recurrent_dropout=0.1),
             rnn.MinGRU(3, 4), rnn.MinLSTM(3, 4),
         ]
-        for layer in layers:
+        for layer in layers if dtype == torch.float32 else reversed(layers):
             layer = layer.to(dtype)
             x = torch.randn(5, 2, 3, dtype=dtype)
             layer(x)[0].sum().backward()
@@ -32,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -44,15 +44,15 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["correctness"] and all(c["ok"] for c in report["correctness"])
     modes = {(r["H"], r["mode"]) for r in report["results"]}
-    assert modes == {(16, "fwd"), (16, "fwd_bwd"), (80, "fwd"), (80, "fwd_bwd")}
+    assert modes == {(16, "fwd"), (16, "fwd_bwd"), (40, "fwd"), (40, "fwd_bwd")}
     assert {c["path"] for c in report["correctness"]} == {
         "persistent", "cooperative", "stepwise", "tiled"}
     assert all({"cudnn", "rnnlab_tiled", "rnnlab_cooperative"} <= r["ms"].keys()
                for r in report["results"])
     assert {r["auto_path"] for r in report["results"]} == {"persistent", "cooperative"}
     table = (tmp_path / "gpu.md").read_text()
-    assert "| lstm | fp32 | fwd_bwd | 2 | 80 | 3 |" in table
-    assert "| cooperative (" in table  # H = 80: rnnlab's own choice, with its time
+    assert "| lstm | fp32 | fwd_bwd | 2 | 40 | 3 |" in table
+    assert "| cooperative (" in table  # H = 40: rnnlab's own choice, with its time
     new = {r["cell"]: r for r in report["new_cells"]}
     assert set(new) == {"mingru", "minlstm", "lnlstm", "lngru", "lstm+zoneout+rdrop",
                         "gru+zoneout+rdrop"}
