@@ -23,24 +23,24 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rnnlab compare
 
-# First the site's build and the cpu kernels' compile (one process per dtype), three
-# processes at once, each one's output printed when it ends. Then the whole suite
-# (layers on the automatic backend: cpu here), then the layer and op tests again with the
-# portable backend forced (less those that name their backend: tests/conftest.py), then
-# the cpu backend's float32 conformance with each other kernel variant and with each
-# optional piece switched off.
+# First the cpu kernels' compile, one process per dtype. Then the whole suite (layers on
+# the automatic backend: cpu here) and, beside it, the site's build on the kernels just
+# compiled (each one's output printed when it ends). Then the layer and op tests again
+# with the portable backend forced (less those that name their backend:
+# tests/conftest.py), then the cpu backend's float32 conformance with each other kernel
+# variant and with each optional piece switched off.
 # --dist worksteal: a worker that runs out of tests takes queued ones from the other, so a
 # long test near the end does not leave a core idle.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(MAKE) --no-print-directory -j3 --output-sync=target kernels-float32 kernels-float64 docs
-	$(MAKE) --no-print-directory test-suite
+	$(MAKE) --no-print-directory -j2 kernels-float32 kernels-float64
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite docs
 	RNNLAB_BACKEND=portable $(BIN)/python -m pytest -n 2 --dist worksteal -q tests/nn tests/ops
 	$(MAKE) --no-print-directory test-cpu-isa
 	$(MAKE) --no-print-directory test-cpu-switches
 
-# The cpu kernels compiled into the cache once, one process per dtype beside the docs
-# build, so that the suite's two workers do not both compile them cold.
+# The cpu kernels compiled into the cache once, one process per dtype, so that the
+# suite's two workers (and the site's build) do not each compile them cold.
 kernels: kernels-float32 kernels-float64
 
 kernels-float32 kernels-float64: $(STAMP)

@@ -1,9 +1,9 @@
 """Compile the cpu backend's kernels into the kernel cache once, before the suite.
 
-``make test`` runs this beside the docs build, so that the suite's two workers find the
-kernels in the cache instead of both compiling them (a cold compile is minutes of one
-core). ``make`` runs it once per dtype, the two at once (``python tests/compile_kernels.py
-float32``); the float64 run takes the layers in the opposite order, so that the two
+``make test`` runs this first, so that the suite's two workers and the docs build find
+the kernels in the cache instead of each compiling them (a cold compile is minutes of one
+core): once per dtype, the two at once (``python tests/compile_kernels.py float32``);
+the float64 run takes the layers in the opposite order, so that the two
 rarely compile one function's signatures at the same moment (Numba's index of a
 function's cached signatures is rewritten whole: the later writer's copy wins, and a lost
 entry is compiled again by the suite). Not a test: it asserts nothing (the suite checks

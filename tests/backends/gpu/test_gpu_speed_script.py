@@ -21,7 +21,8 @@ SCRIPT = ROOT / "benchmarks" / "gpu_speed.py"
 def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RNNLAB_", "TRITON_"))}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=ROOT, env={**clean, **env},
+        [sys.executable, str(SCRIPT), *args], cwd=ROOT,
+        env={**clean, "OPENBLAS_NUM_THREADS": "1", **env},  # as in test_interpreter.py
         capture_output=True, text=True, timeout=600,
     )
 

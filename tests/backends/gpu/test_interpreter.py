@@ -96,9 +96,11 @@ JOBS = {
     "torch-nn-cooperative": (
         torch_nn_cases(range(2)), {"RNNLAB_BACKEND": "gpu", "RNNLAB_GPU_PATH": "cooperative"}
     ),
-    # (torch.compile is checked on the default backend: its graph holds the same ops, whose
-    # fake implementations are shared by every backend)
-    "opcheck": (["tests/ops/test_ops.py", "-k", "opcheck"], {"RNNLAB_BACKEND": "gpu"}),
+    # the cases with lengths, which between them set every flag (torch.compile is checked
+    # on the default backend: its graph holds the same ops, whose fake implementations
+    # every backend shares)
+    "opcheck": (["tests/ops/test_ops.py", "-k", "opcheck and lengths"],
+                {"RNNLAB_BACKEND": "gpu"}),
     "double-backward": (["tests/ops/test_double_backward.py", "-k", "float32 and gpu"], {}),
     # the gpu backend's own checks, in two halves that two workers run at once (the whole
     # took 205 s, the longest item of the suite)
@@ -133,7 +135,9 @@ needs_triton = pytest.mark.skipif(
 
 def _pytest(args: list[str], extra_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RNNLAB_", "TRITON_"))}
-    env.update(extra_env)
+    # The interpreter's tl.dot is NumPy's: one OpenBLAS thread, as each of the suite's
+    # two workers has one core (idle OpenBLAS threads spin).
+    env.update({"OPENBLAS_NUM_THREADS": "1", **extra_env})
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     report = f"{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
