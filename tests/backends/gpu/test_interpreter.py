@@ -67,9 +67,9 @@ def seeds(count: int) -> str:
     return "(" + " or ".join(f"{seed}-gpu" for seed in range(count)) + ")"
 
 
-# The tiled path runs all 8 seeds of every family; the other paths run half of them, and
-# the cooperative kernels with their weights streamed (not held) two: the backend's own
-# checks build those kernels at several layouts besides.
+# The tiled path runs all 8 seeds of every family, the other paths half of them. The
+# cooperative kernels with their weights streamed instead of held are the backend checks'
+# (test_cooperative_row_tiles_and_wide_slices, every family at several layouts).
 JOBS = {
     "reference-persistent": (
         ["tests/ops/test_backends_vs_reference.py", "-k",
@@ -80,11 +80,6 @@ JOBS = {
         ["tests/ops/test_backends_vs_reference.py", "-k",
          f"gpu and f32 and not ({ONE_PATH_FAMILIES}) and {seeds(4)}"],
         {"RNNLAB_GPU_PATH": "cooperative"},
-    ),
-    "reference-cooperative-streamed": (
-        ["tests/ops/test_backends_vs_reference.py", "-k",
-         f"gpu and f32 and not ({ONE_PATH_FAMILIES}) and {seeds(2)}"],
-        {"RNNLAB_GPU_PATH": "cooperative", "RNNLAB_GPU_HOLD": "0"},
     ),
     "reference-tiled": (
         ["tests/ops/test_backends_vs_reference.py", "-k", "gpu and f32"],
