@@ -21,11 +21,11 @@ def pytest_collection_modifyitems(config, items):
     # portable backend) leaves out the tests that name their backend as a parameter: they
     # run every backend already, and the forced one does not reach them.
     if os.environ.get("RNNLAB_BACKEND"):
-        chosen = [item for item in items
-                  if "backend" not in getattr(getattr(item, "callspec", None), "params", {})]
-        if len(chosen) < len(items):
-            config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
-            items[:] = chosen
+        named = {id(item) for item in items
+                 if "backend" in getattr(getattr(item, "callspec", None), "params", {})}
+        if named:
+            config.hook.pytest_deselected(items=[i for i in items if id(i) in named])
+            items[:] = [i for i in items if id(i) not in named]
 
 
 @pytest.fixture(autouse=True)
