@@ -2,12 +2,12 @@
 
 ``make test`` runs this first, so that the suite's two workers and the docs build find
 the kernels in the cache instead of each compiling them (a cold compile is minutes of one
-core): once per dtype, the two at once (``python tests/compile_kernels.py float32``);
-the float64 run takes the layers in the opposite order, so that the two
-rarely compile one function's signatures at the same moment (Numba's index of a
-function's cached signatures is rewritten whole: the later writer's copy wins, and a lost
-entry is compiled again by the suite). Not a test: it asserts nothing (the suite checks
-the results); a kernel it misses is compiled by the first test that needs it."""
+core). It runs once per dtype, the two at once (``python tests/compile_kernels.py
+float32``). The float64 run takes the layers in the opposite order, so that the two
+rarely compile one function's signatures at the same moment: Numba rewrites a function's
+index of cached signatures whole, the later writer's copy wins, and a lost entry is
+compiled again by the suite. Not a test: it asserts nothing (the suite checks the
+results); a kernel it misses is compiled by the first test that needs it."""
 
 from __future__ import annotations
 
