@@ -22,7 +22,7 @@ def test_panel_matmul_matches_float64_for_every_row_count(K, N, transpose, cpu_i
     assert panels.shape == (-(-N // 16), K, 16)
     tail = np.full((40, 16), np.nan, dtype=np.float32)
     op = (W.T if transpose else W).astype(np.float64)
-    # tiles of ROWS, a smaller last tile, an overlapping one, two panels per tile
+    # one tile of ROWS or fewer, tiles split evenly, two panels per tile
     for M in [*range(1, 2 * ROWS[cpu_isa] + 2), 24, 33]:
         A = rng.standard_normal((M, K)).astype(np.float32)
         C = np.full((M, N), np.nan, dtype=np.float32)  # overwritten, never read

@@ -265,18 +265,22 @@ def pack_panels(W, transpose):
 
 @kernel()
 def _panel(isa, A, panels, C, p):
-    """C[:, 16p : 16p+16] = A · panel p, in tiles of the variant's ``ROWS`` rows: a last
-    partial tile overlaps the one before it when M ≥ ROWS (recomputing some rows, harmless
-    when overwriting), else is a smaller tile."""
+    """C[:, 16p : 16p+16] = A · panel p, in ⌈M / ROWS⌉ tiles of the variant's ``ROWS`` rows
+    or fewer, their sizes as equal as can be (M = 8 on ``avx2``: 4 + 4, not 6 + 2).
+
+    A tile of r rows keeps r accumulators per 16 columns (AVX2: 2r registers), and one
+    step of K takes about max(r · per-row FMA issue, FMA latency) cycles: so a tile of
+    ``ROWS`` rows followed by a small one costs about as much as two full tiles, where
+    two even tiles cost M rows' worth (``benchmarks/results/cpu-tuning.md``). Every
+    element is still summed in the same order, so the result is bitwise the same."""
     rows = _ROWS[isa]
     M = A.shape[0]
-    if M < rows:
-        _tile(isa, M, 1, A, panels, C, 0, p)
-        return
-    for m0 in range(0, M - rows + 1, rows):
-        _tile(isa, rows, 1, A, panels, C, m0, p)
-    if M % rows:
-        _tile(isa, rows, 1, A, panels, C, M - rows, p)
+    tiles = -(-M // rows)
+    m0 = 0
+    for q in range(tiles):
+        size = -(-(M - m0) // (tiles - q))  # the rows left, shared over the tiles left
+        _tile(isa, size, 1, A, panels, C, m0, p)
+        m0 += size
 
 
 @kernel()
