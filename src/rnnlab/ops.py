@@ -105,18 +105,18 @@ def _keep_grads_unmaterialised(ctx) -> None:
     ctx.set_materialize_grads(False)
 
 
-def _dense(grad: Tensor | None, like: Tensor) -> Tensor:
-    """A contiguous gradient for an output shaped as ``like`` (zeros for None)."""
+def _dense(grad: Tensor | None, like: Tensor, contiguous: bool = True) -> Tensor:
+    """A gradient for an output shaped as ``like`` (zeros for None), contiguous unless
+    ``contiguous`` is false."""
     if grad is None:
         return torch.zeros_like(like, memory_format=torch.contiguous_format)
-    return grad.contiguous()
+    return grad.contiguous() if contiguous else grad
 
 
-def _recomputed(ctx, outputs_of, entry, inputs: tuple, grads: tuple[Tensor, ...]) -> tuple:
-    """The input gradients for a recorded backward: ``outputs_of`` (a forward of
-    :mod:`rnnlab.backends.differentiable`) on the bundles that ``entry`` makes of the op's
-    arguments ``inputs`` (a packed sequence through its padded form), differentiated by
-    ``differentiable.recomputed_grads``."""
+def _recomputation(outputs_of: Callable, entry: Callable) -> Callable:
+    """The differentiable outputs of an op as a function of its flat arguments:
+    ``outputs_of`` (a forward of :mod:`rnnlab.backends.differentiable`) on the bundles
+    that ``entry`` makes of them (a packed sequence through its padded form)."""
 
     def outputs(*args):
         w, seq, *rest = entry(*args)
@@ -125,7 +125,7 @@ def _recomputed(ctx, outputs_of, entry, inputs: tuple, grads: tuple[Tensor, ...]
         return padded_call(lambda s, *a: outputs_of(w, s, *a), seq, *rest,
                            per_step=(_PROBE_AT - 2,))
 
-    return differentiable.recomputed_grads(ctx.needs_input_grad, outputs, inputs, grads)
+    return outputs
 
 
 # --------------------------------------------------------------------------- defining a family
@@ -135,6 +135,15 @@ _SHAPED_AS = {"y": "y", "h_n": "h0", "c_n": "c0"}  # a differentiable output: wh
 # gradient is shaped as (zeros stand for the gradient of an output the loss did not use)
 _SHARED_GRAD = {"b_ih": "db", "b_hh": "db", "h_probe": "dh"}  # the biases enter as a sum
 # (one db for both where the family has no db_ih, db_hh); the probe's gradient is ∂L/∂h_t
+REVERSE = "_reverse"  # the suffix of the reverse direction's names in an op that runs
+# both (rnnlab.ops_bidirectional); the rules above apply to it as to the base name
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(base name, direction suffix: "" or ``REVERSE``)."""
+    if name.endswith(REVERSE):
+        return name[: -len(REVERSE)], REVERSE
+    return name, ""
 
 
 def _op(name: str, entry: Callable, results: int, call: Callable, doc: str, drop: str = ""):
@@ -162,8 +171,10 @@ def _define_family(
     outputs: type[NamedTuple],
     grads: type[NamedTuple],
     shapes: Callable[[dict[str, Any]], tuple[tuple, ...]],
-    outputs_of: Callable,
+    outputs_of: Callable | None,
     infer: bool = True,
+    recompute: Callable | None = None,
+    contiguous_grads: bool = True,
 ) -> tuple:
     """Register a cell family's custom ops and return them: ``rnnlab::<name>``,
     ``rnnlab::<name>_backward`` and, with ``infer``, ``rnnlab::<name>_infer``.
@@ -176,7 +187,10 @@ def _define_family(
     ``outputs`` and ``grads`` (the family's ``<F>Forward`` and ``<F>Grads``) name the
     results; ``shapes(named)`` gives the forward's output shapes from its named arguments
     (the fake implementation); ``outputs_of`` recomputes the differentiable outputs from
-    the bundles for double backward (:mod:`rnnlab.backends.differentiable`).
+    the bundles for double backward (:mod:`rnnlab.backends.differentiable`), or
+    ``recompute`` does from the op's flat arguments. The gradients of the outputs reach
+    ``backward_entry`` contiguous, or as autograd gives them without
+    ``contiguous_grads`` (the entry then copies what it needs, when it needs it).
 
     The rest follows from the names. The backward op's parameters are the forward's
     inputs, its outputs and ``d<output>``: the gradients of the differentiable outputs
@@ -219,17 +233,22 @@ def _define_family(
         y = named["y"]
 
         def empty(grad: str) -> Tensor:
-            if grad == "dh":
-                return torch.empty_like(y) if named["need_dh"] else y.new_empty(0)
-            if grad == "dx" and not named["need_dx"]:
+            base, suffix = _split(grad)
+            if base == "dh":  # the probe's gradient: shaped as the probe (as y)
+                if not named["need_dh"]:
+                    return y.new_empty(0)
+                like = named.get("h_probe" + suffix)
+                return torch.empty_like(named["y" + suffix] if like is None else like)
+            if base == "dx" and not named["need_dx"]:
                 return y.new_empty(0)
-            if grad in ("db", "db_ih", "db_hh"):
-                return y.new_empty(named["w_ih"].shape[0])
+            if base in ("db", "db_ih", "db_hh"):
+                return y.new_empty(named["w_ih" + suffix].shape[0])
             of = named[grad[1:]]
             return y.new_empty(0) if of is None else torch.empty_like(of)
 
         return tuple(empty(g) for g in grads._fields)
 
+    recomputed = recompute or _recomputation(outputs_of, entry)
     # The wiring, resolved by name once here, as positions (autograd runs it every call).
     kept = tensors + saved  # ctx.saved_tensors, in this order
     tensor_at = tuple(names.index(n) for n in tensors)
@@ -237,7 +256,7 @@ def _define_family(
     constant_at = tuple(i for i, o in enumerate(outputs._fields) if o not in differentiable_)
     saved_at = tuple(outputs._fields.index(o) for o in saved)
     grad_at = tuple(outputs._fields.index(o) for o in differentiable_)
-    like_at = tuple(kept.index(_SHAPED_AS[o]) for o in differentiable_)
+    like_at = tuple(kept.index(_SHAPED_AS[_split(o)[0]] + _split(o)[1]) for o in differentiable_)
     input_from = tuple((0, kept.index(n)) if n in kept else (1, options.index(n)) for n in names)
     probe_at = kept.index("h_probe")
     x_input = names.index("x")
@@ -254,9 +273,11 @@ def _define_family(
     backward_from = tuple(source(n) for n in backward_names)
 
     def gradient_of(n: str) -> tuple[int, bool, int]:  # (result index or -1, copy, kept index)
-        key = f"d{n}" if f"d{n}" in grads._fields else _SHARED_GRAD.get(n)
+        base, suffix = _split(n)
+        shared = _SHARED_GRAD.get(base)
+        key = f"d{n}" if f"d{n}" in grads._fields else shared and shared + suffix
         found = grads._fields.index(key) if key in grads._fields else -1
-        return found, n == "b_hh" and key == "db", kept.index(n) if n in kept else -1
+        return found, base == "b_hh" and key == "db" + suffix, kept.index(n) if n in kept else -1
 
     gradients = tuple(gradient_of(n) for n in names)
 
@@ -268,11 +289,12 @@ def _define_family(
 
     def grad(ctx, *output_grads):
         held = ctx.saved_tensors
-        d = tuple(_dense(output_grads[i], held[k]) for i, k in zip(grad_at, like_at, strict=True))
+        d = tuple(_dense(output_grads[i], held[k], contiguous_grads)
+                  for i, k in zip(grad_at, like_at, strict=True))
         if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
             pools = (held, ctx.options)
             inputs = tuple(pools[pool][k] for pool, k in input_from)
-            return _recomputed(ctx, outputs_of, entry, inputs, d)
+            return differentiable.recomputed_grads(ctx.needs_input_grad, recomputed, inputs, d)
         needs = (held[probe_at] is not None, ctx.needs_input_grad[x_input])
         pools = (held, ctx.options, d, needs)
         found = backward_op(*(pools[pool][k] for pool, k in backward_from))

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "AddsInputGrad",
     "BackendKernels",
     "GRUForward",
     "GRUGrads",
@@ -117,6 +118,16 @@ class Sequence(NamedTuple):
 class PackedRows:
     """Declares that a family's kernels take the packed row layout (module docstring)
     natively: without it the ops hand them the padded form of a packed sequence."""
+
+
+class AddsInputGrad:
+    """Declares that a family's ``backward`` also takes ``dx_into``, by keyword: a
+    contiguous tensor shaped as x to which it adds its dx = d·W_ih instead of allocating
+    one, and which it returns as dx (``need_dx`` is then true). Both directions of a
+    bidirectional layer read the same x; the op that runs them together
+    (:mod:`rnnlab.ops_bidirectional`) passes the reverse direction's dx to the forward
+    direction's backward, so one input gradient exists, not two and their sum. Without
+    it, that op adds the two."""
 
 
 # --------------------------------------------------------------------------- one state

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnlab import ops
+from rnnlab import ops, ops_bidirectional
 from rnnlab.nn import _checks, _layer_norm, regularise
 from rnnlab.nn._empty import empty_outputs
 from rnnlab.nn.errors import ArgumentError
@@ -453,24 +453,28 @@ class RNNBase(nn.Module):
         recording = self._recording
         infer = recording is None and not self._needs_autograd(x, h0, c0)
         for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(self.num_directions):
-                index = layer * self.num_directions + direction
-                weights = self.all_weights[index]
-                probe = None
-                if recording is not None:
-                    probe = recording.probe(self, layer, direction, layer_input, batched)
-                y, h, c, saved = self._run_direction(
-                    layer_input, h0[index], None if c0 is None else c0[index], weights,
-                    lengths, probe, reverse=bool(direction), infer=infer,
-                )
-                if recording is not None:
-                    recording.store_gates(self, layer, direction, saved, y, batched)
-                outputs.append(y)
-                h_n.append(h)
-                if c is not None:
-                    c_n.append(c)
-            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+            if self._runs_paired(layer_input, infer):
+                layer_input = self._run_both(layer_input, h0, layer, lengths, recording,
+                                             batched, h_n)
+            else:
+                outputs = []
+                for direction in range(self.num_directions):
+                    index = layer * self.num_directions + direction
+                    weights = self.all_weights[index]
+                    probe = None
+                    if recording is not None:
+                        probe = recording.probe(self, layer, direction, layer_input, batched)
+                    y, h, c, saved = self._run_direction(
+                        layer_input, h0[index], None if c0 is None else c0[index], weights,
+                        lengths, probe, reverse=bool(direction), infer=infer,
+                    )
+                    if recording is not None:
+                        recording.store_gates(self, layer, direction, saved, y, batched)
+                    outputs.append(y)
+                    h_n.append(h)
+                    if c is not None:
+                        c_n.append(c)
+                layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
         return layer_input, torch.stack(h_n), (torch.stack(c_n) if c_n else None)
@@ -487,6 +491,36 @@ class RNNBase(nn.Module):
         if x.requires_grad or h0.requires_grad or (c0 is not None and c0.requires_grad):
             return True
         return any(getattr(self, name).requires_grad for name in self._flat_weights_names)
+
+    def _runs_paired(self, x: Tensor, infer: bool) -> bool:
+        """Whether a layer runs both its directions in one op,
+        :func:`rnnlab.ops_bidirectional.rnn_bidirectional`: a bidirectional RNN layer in a
+        differentiable call whose input needs a gradient, except while ``torch.export``
+        traces (the ONNX translations know ``rnnlab::rnn``)."""
+        return (self.family == "rnn" and self.bidirectional and not infer and x.requires_grad
+                and not torch.compiler.is_exporting())
+
+    def _run_both(self, x, h0, layer, lengths, recording, batched, h_n) -> Tensor:
+        """Both directions of ``layer`` in one op call: appends their final states to
+        ``h_n``, records their gates, and returns the layer's output (T, B, 2H)."""
+        own = []
+        for direction in range(2):
+            index = 2 * layer + direction
+            w = self.all_weights[index]
+            probe = None
+            if recording is not None:
+                probe = recording.probe(self, layer, direction, x, batched)
+            b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
+            own += [h0[index], w[0], w[1], b_ih, b_hh, probe]
+        y, *finals = ops_bidirectional.rnn_bidirectional(x, *own, lengths,
+                                                         self.nonlinearity == "relu")
+        H = self.hidden_size
+        for direction, (h, a) in enumerate((finals[:2], finals[2:])):
+            h_n.append(h)
+            if recording is not None:
+                y_own = y[..., direction * H : (direction + 1) * H]
+                recording.store_gates(self, layer, direction, {"a": a}, y_own, batched)
+        return y
 
     def _run_direction(self, x, h0, c0, weights, lengths, probe, reverse, infer=False):
         """One op call: returns (y, h_n, c_n or None, {gate name: (T, B, H)}); with

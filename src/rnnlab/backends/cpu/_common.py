@@ -45,14 +45,16 @@ def time_blocks(T: int, B: int, reverse: bool) -> list[tuple[int, int]]:
 
 
 def add_input_grads(d: Tensor, x: Tensor, w_ih: Tensor, dx: Tensor | None, dw_ih: Tensor,
-                    db: Tensor) -> None:
+                    db: Tensor, adding: bool = False) -> None:
     """For a block d (k, B, G) of input pre-activation gradients and the block's inputs
-    x (k, B, I): dx (k, B, I) ← d·W_ih (unless dx is None), dW_ih += Σ dᵀ x, db += Σ d
-    (one GEMM each)."""
+    x (k, B, I): dx (k, B, I) ← d·W_ih (unless dx is None; += with ``adding``),
+    dW_ih += Σ dᵀ x, db += Σ d (one GEMM each)."""
     G, I = w_ih.shape
     d2 = d.view(-1, G)
     rows = d2.shape[0]  # (explicit: with I = 0 a view of (-1, I) would be ambiguous)
-    if dx is not None:
+    if dx is not None and adding:
+        dx.view(rows, I).addmm_(d2, w_ih)
+    elif dx is not None:
         torch.mm(d2, w_ih, out=dx.view(rows, I))
     dw_ih.addmm_(d2.t(), x.reshape(rows, I))
     db += d2.sum(dim=0)

@@ -94,15 +94,21 @@ class InputGrads:
     input pre-activations x·W_ihᵀ + b. In the padded layout the padding steps of x are
     zeroed one block at a time, in a block-sized copy (d is zero there, but padding may
     hold anything, NaN included): never a second x. Without ``need_dx``, dx is empty and
-    its product is not run."""
+    its product is not run; with ``dx_into`` (:class:`~rnnlab.backends.contract.AddsInputGrad`)
+    dx is added into that tensor."""
 
-    def __init__(self, seq: Sequence, w_ih: Tensor, need_dx: bool) -> None:
+    def __init__(self, seq: Sequence, w_ih: Tensor, need_dx: bool,
+                 dx_into: Tensor | None = None) -> None:
         x = seq.x
         G, I = w_ih.shape
         self.x = x
         self.valid = None if seq.packed else valid_mask(seq.lengths, x.shape[0])
-        self.w_ih, self.need_dx = w_ih, need_dx
-        self.dx = torch.empty_like(x) if need_dx else x.new_empty(0)
+        self.w_ih, self.need_dx = w_ih, need_dx or dx_into is not None
+        self.adding = dx_into is not None
+        if dx_into is not None:
+            self.dx = dx_into
+        else:
+            self.dx = torch.empty_like(x) if need_dx else x.new_empty(0)
         self.dw_ih = w_ih.new_zeros(G, I)
         self.db = w_ih.new_zeros(G)
 
@@ -113,7 +119,7 @@ class InputGrads:
         else:
             x = zero_padding(self.x[t0:t1], self.valid[t0:t1])
         dx = flat_rows(self.dx)[r0:r1] if self.need_dx else None
-        add_input_grads(d, x, self.w_ih, dx, self.dw_ih, self.db)
+        add_input_grads(d, x, self.w_ih, dx, self.dw_ih, self.db, self.adding)
 
 
 class _Previous(NamedTuple):
@@ -204,6 +210,7 @@ def backward_in_blocks(
     recurrent: Callable[[list[Tensor]], Tensor], need_dx: bool,
     after_block: Callable[[list[Tensor], int, int], None] | None = None,
     before_block: Callable[[int, int], tuple] | None = None, by_rows: bool = False,
+    dx_into: Tensor | None = None,
 ) -> BlockSums:
     """Run a cell's backward kernel over the time blocks of :func:`._common.time_blocks`.
 
@@ -214,7 +221,7 @@ def backward_in_blocks(
     passes an empty one); the first folds into dx, dW_ih, db, ``recurrent(buffers)``
     (the gradients of h_{t-1}·W_hhᵀ) into the recurrent weight's gradient against the
     states ``states`` = (y, h0), and ``after_block(buffers, t0, t1)`` takes the rest.
-    dx is empty unless ``need_dx``.
+    dx is empty unless ``need_dx``; with ``dx_into``, dx is added into it (and it is dx).
     ``by_rows``: the kernel addresses rows (:class:`Rows`; the sequence may be packed):
     buffers (rows of the block, width) and dh_seq (rows, P) go in 2-D, and
     ``after_block`` gets the block's rows [r0, r1) instead of its steps.
@@ -224,7 +231,7 @@ def backward_in_blocks(
     x = seq.x
     layout = rows_of(seq)
     T, B, base = layout.T, layout.B, layout.base
-    inputs = InputGrads(seq, w_ih, need_dx)
+    inputs = InputGrads(seq, w_ih, need_dx, dx_into)
     if seq.packed:
         dw_hh = PackedRecurrentWeightGrad(*states, seq, layout)
     else:

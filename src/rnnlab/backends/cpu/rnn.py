@@ -21,6 +21,7 @@ from rnnlab.backends._host import (
     sum_bias,
 )
 from rnnlab.backends.contract import (
+    AddsInputGrad,
     PackedRows,
     RNNForward,
     RNNGrads,
@@ -190,7 +191,7 @@ def _backward(dy, dh, f_seq, w_hh, lengths, base, padded, reverse, relu, da_seq,
             dh[rows[k]] = dh_prev[k]
 
 
-class CpuRNN(PackedRows):
+class CpuRNN(PackedRows, AddsInputGrad):
     """Elman RNN, compiled (:class:`rnnlab.backends.contract.RNNKernels`)."""
 
     def forward(
@@ -213,7 +214,7 @@ class CpuRNN(PackedRows):
 
     def backward(
         self, w: RNNWeights, seq: Sequence, h0: Tensor, saved: RNNSaved, dy: Tensor,
-        dh_n: Tensor, relu: bool, need_dh: bool, need_dx: bool,
+        dh_n: Tensor, relu: bool, need_dh: bool, need_dx: bool, dx_into: Tensor | None = None,
     ) -> RNNGrads:
         (_, lengths, reverse), (w_ih, w_hh), y = seq, (w.w_ih, w.w_hh), saved.y
         T, B, base, padded = _host.rows_of(seq)
@@ -226,7 +227,7 @@ class CpuRNN(PackedRows):
                   as_array(w_hh), steps, base, padded, reverse, relu)
         sums = _host.backward_in_blocks(_backward, arrays, rows, seq, w_ih,
                                         (_host.flat_rows(y), h0), (H,), dh_seq, _host.first,
-                                        need_dx, by_rows=True)
+                                        need_dx, by_rows=True, dx_into=dx_into)
         return RNNGrads(sums.dx, dh0, sums.dw_ih, sums.dw_hh, sums.db,
                         dh_seq if need_dh else empty_grad(y))
 
