@@ -4,7 +4,9 @@ Constructor arguments, input forms (batched, unbatched, ``PackedSequence``), out
 state shapes, parameter names, gate order, initialisation and ``state_dict`` are those
 of ``torch.nn.RNN``/``LSTM``/``GRU``: a torch.nn state_dict loads into the rnnlab layer
 and back, and both compute the same function. The recurrence itself runs in the ops of
-:mod:`rnnlab.ops` (one call per layer and direction), never in torch's RNN kernels.
+:mod:`rnnlab.ops` (one call per layer and direction; both directions of a bidirectional
+RNN layer in training in one call of :mod:`rnnlab.ops_bidirectional`), never in torch's
+RNN kernels.
 
 Shape legend (batch_first swaps the first two dimensions of input and output only):
 

@@ -18,6 +18,7 @@ be set before the kernels are defined and must not leak into the rest of the sui
   per family;
 - the masked ops (recurrent dropout, zoneout) vs the masked reference, float32 (their
   kernels run the tiled path whatever the path setting);
+- ``rnnlab::rnn_bidirectional`` against ``rnnlab::rnn`` once per direction, float32;
 - the layer-normalised ops (their conformance cases are in the suite above): opcheck and
   the layers vs the reference stack, with the gpu backend forced;
 - the min cells' ops (minGRU, minLSTM: the scan kernels) vs the reference and opcheck,
@@ -104,6 +105,8 @@ JOBS = {
     "backend-checks-variants": ([CHECKS, "-o", "python_files=check_*.py", "-k", _VARIANTS],
                                 {}),
     "masked": (["tests/ops/test_masked_ops.py", "-k", "gpu and f32"], {}),
+    # both directions of an RNN layer in one op, on the gpu kernels (which add the two dx)
+    "rnn-bidirectional": (["tests/ops/test_bidirectional_op.py", "-k", "gpu"], {}),
     # packed rows, which the gpu kernels take through their padded form (one seed per
     # variant: the padding itself is the shared backends/_rows.Padded)
     "packed-rows": (["tests/ops/test_packed_rows.py", "-k", "matches_reference and 0-gpu-f32"],
