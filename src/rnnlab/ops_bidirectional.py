@@ -100,14 +100,18 @@ def _backward_entry(
     w_hh_reverse: Tensor, h_probe_reverse: Tensor | None, y: Tensor, lengths: Tensor | None,
     relu: bool, need_dh: bool, need_dx: bool,
 ):
+    """Each direction's backward bundles as a function that makes them: its halves of y
+    and dy (which autograd may hand over strided: ``contiguous_grads=False``) are copied
+    when that direction runs, not both at once."""
     H = h0.shape[-1]
     return (
-        lambda: _rnn_backward_entry(dy[..., :H].contiguous(), dh_n, x, h0, w_ih, w_hh,
-                                    y[..., :H].contiguous(), h_probe, lengths, False, relu,
-                                    need_dh, need_dx),
-        lambda: _rnn_backward_entry(dy[..., H:].contiguous(), dh_n_reverse, x, h0_reverse,
-                                    w_ih_reverse, w_hh_reverse, y[..., H:].contiguous(),
-                                    h_probe_reverse, lengths, True, relu, need_dh, need_dx),
+        lambda: _rnn_backward_entry(dy[..., :H].contiguous(), dh_n.contiguous(), x, h0, w_ih,
+                                    w_hh, y[..., :H].contiguous(), h_probe, lengths, False,
+                                    relu, need_dh, need_dx),
+        lambda: _rnn_backward_entry(dy[..., H:].contiguous(), dh_n_reverse.contiguous(), x,
+                                    h0_reverse, w_ih_reverse, w_hh_reverse,
+                                    y[..., H:].contiguous(), h_probe_reverse, lengths, True,
+                                    relu, need_dh, need_dx),
     )
 
 
@@ -124,23 +128,24 @@ class _Both:
                                        a_reverse)
 
     def backward(self, ahead: Any, behind: Any) -> BidirectionalRNNGrads:
-        """``ahead``, ``behind``: each direction's backward bundles, made when called — its
-        halves of y and dy copied then, one direction at a time."""
-        later = self.kernels.backward(*behind())
+        """``ahead``, ``behind``: functions making each direction's backward bundles
+        (:func:`_backward_entry`). The reverse direction runs first; the forward one adds
+        its dx into the reverse one's."""
+        reverse = self.kernels.backward(*behind())
         bundles = ahead()
         need_dx = bundles[-1]
         if need_dx and isinstance(self.kernels, AddsInputGrad):
-            first = self.kernels.backward(*bundles, dx_into=later.dx)
+            forward = self.kernels.backward(*bundles, dx_into=reverse.dx)
         else:
-            first = self.kernels.backward(*bundles)
+            forward = self.kernels.backward(*bundles)
             if need_dx:
-                first = first._replace(dx=first.dx.add_(later.dx))
-        return BidirectionalRNNGrads(*first, *later[1:])
+                forward = forward._replace(dx=forward.dx.add_(reverse.dx))
+        return BidirectionalRNNGrads(*forward, *reverse[1:])
 
 
 def _shapes(named: dict[str, Any]) -> tuple[tuple, ...]:
-    one = dict(named, reverse=False)
-    y, h_n, a = _rnn_shapes(one)
+    """The outputs' shapes (the fake implementation): one direction's, y twice as wide."""
+    y, h_n, a = _rnn_shapes(named)
     return (*y[:-1], 2 * y[-1]), h_n, a, h_n, a
 
 
