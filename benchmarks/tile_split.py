@@ -6,7 +6,7 @@ against one full tile after another and an overlapping last one.
 them, each timed on the tiles of the kernel variant that runs here, interleaved, best of
 the rounds (a peak: the machine is shared):
 
-- ``even``: ⌈M / ROWS⌉ tiles of nearly equal size (what the backend does);
+- ``even``: ⌈M / ROWS⌉ tiles of nearly equal size: the backend's own ``_panel``;
 - ``overlap``: tiles of ``ROWS`` rows, the last one moved back to end at row M, so it
   recomputes rows of the one before (what the backend did before 2026-12-02).
 
@@ -29,7 +29,7 @@ from cpu_speed import cpu_model, vector_features
 from numba import njit
 
 from rnnlab.backends.cpu import _isa
-from rnnlab.backends.cpu._tile import _ROWS, LANES, _tile, pack_panels
+from rnnlab.backends.cpu._tile import _ROWS, LANES, _panel, _tile, pack_panels
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = ((128, 512), (192, 768), (256, 1024))  # (K, N): LSTM, H = K
@@ -39,19 +39,8 @@ SPLITS = ("overlap", "even")
 
 
 @njit
-def _even(isa, A, panels, C, p):
-    rows = _ROWS[isa]
-    M = A.shape[0]
-    tiles = -(-M // rows)
-    m0 = 0
-    for q in range(tiles):
-        size = -(-(M - m0) // (tiles - q))
-        _tile(isa, size, 1, A, panels, C, m0, p)
-        m0 += size
-
-
-@njit
 def _overlap(isa, A, panels, C, p):
+    """The split before 2026-12-02 (the even one is the backend's own ``_panel``)."""
     rows = _ROWS[isa]
     M = A.shape[0]
     if M < rows:
@@ -71,7 +60,7 @@ def _product(split, isa, A, panels, C, repeats):
             if split == 0:
                 _overlap(isa, A, panels, C, p)
             else:
-                _even(isa, A, panels, C, p)
+                _panel(isa, A, panels, C, p)
 
 
 def run() -> dict:
